@@ -1,0 +1,177 @@
+"""The kubelet-like node agent: a real process in its node's namespace that makes the node's pods match the store.
+
+Loop: poll the store (directory mtimes, every 20 ms; a full resync every second), and for every pod bound to this
+node start what is missing and stop what is no longer wanted; reap exited children. Status is written by this
+agent only (``pods/<name>.status.json``). Pods whose network cannot be set up yet (no CNI config, no free IP)
+stay Pending with the reason and are retried on the next change or resync, so installing a config or freeing an
+address lets them start without being recreated.
+
+Started by ``podlab up`` (forked, so it costs no interpreter start) or by ``python -m emulator.agent``.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+import traceback
+
+from emulator.agent import containers, pods
+from emulator.cni.runtime import CniNotReady, Runtime
+from emulator.errors import CniError, IpamExhaustedError, PodlabError
+from emulator.lab.paths import LabPaths
+from emulator.netlink import netns
+from emulator.store import Store, read_json, write_json
+from emulator.topology import names
+
+REFERENCE_CNI_PATH = "/usr/lib/cni"
+POLL = 0.02
+RESYNC = 1.0
+
+
+class Agent:
+    def __init__(self, lab: str, node: str) -> None:
+        self.paths = LabPaths(lab)
+        self.node = node
+        self.store = Store(self.paths.store)
+        nodeobj = self.store.get("nodes", node)
+        if nodeobj is None:
+            raise PodlabError(f"node {node} is not in lab {lab}", obj=node)
+        self.host_ip = nodeobj["status"]["addresses"][0]["address"]
+        cni = nodeobj["metadata"].get("annotations", {}).get("podlab.io/cni", "builtin")
+        bins = [str(self.paths.cni_bin_dir(node))] + ([REFERENCE_CNI_PATH] if cni == "reference" else [])
+        self.runtime = Runtime(self.paths.cni_conf_dir(node), bins, builtin=(cni != "reference"))
+        self.stopping = False
+        self._pending_msg: dict[str, str] = {}
+
+    # -- status helpers
+    def _write(self, name: str):
+        return lambda st: self.store.put_status("pods", name, st)
+
+    def mine(self) -> dict[str, dict]:
+        return {p["metadata"]["name"]: p for p in self.store.list("pods") if p["spec"].get("nodeName") == self.node}
+
+    def statuses(self) -> dict[str, dict]:
+        return {st["name"]: st for st in self.store.list("pods", status=True)
+                if st.get("nodeName") == self.node and "name" in st}
+
+    # -- reconcile
+    def reconcile(self) -> None:
+        want, have = self.mine(), self.statuses()
+        for name, st in have.items():
+            pod = want.get(name)
+            if pod is None or pod["metadata"].get("uid") != st.get("uid"):
+                pods.stop(self.runtime, st, name)
+                self.store.delete("pods", name, status=True)
+                have.pop(name)
+        for name, pod in want.items():
+            st = have.get(name)
+            if st and st.get("phase") == "Running":
+                continue
+            if st and st.get("sandbox"):
+                pods.stop(self.runtime, st, name)  # a half-made sandbox (crash or earlier failure): start over
+            self._start(name, pod)
+
+    def _start(self, name: str, pod: dict) -> None:
+        try:
+            pods.start(self.paths, self.runtime, pod, self.node, self.host_ip, self._write(name))
+            self._pending_msg.pop(name, None)
+        except CniNotReady as e:
+            self._pending(name, pod, str(e))
+        except IpamExhaustedError as e:
+            self._pending(name, pod, f'failed to set up sandbox network: plugin type="bridge" failed (add): {e}')
+        except (CniError, PodlabError, OSError) as e:
+            self._pending(name, pod, f"failed to set up pod sandbox: {e}")
+
+    def _pending(self, name: str, pod: dict, message: str) -> None:
+        self.store.put_status("pods", name, pods.waiting_status(pod, self.node, self.host_ip, "ContainerCreating",
+                                                                message))
+        if self._pending_msg.get(name) != message:
+            print(f"{time.strftime('%H:%M:%S')} pod {name}: {message}", flush=True)
+            self._pending_msg[name] = message
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGINT, self._on_term)
+        last: tuple | None = None
+        last_full = 0.0
+        while not self.stopping:
+            containers.reap()
+            version = (self.store.version("pods"), _mtime(self.runtime.conf_dir))
+            t = time.monotonic()
+            if version != last or t - last_full > RESYNC:
+                last, last_full = version, t
+                try:
+                    self.reconcile()
+                except Exception:  # keep the node alive; the error goes to the agent log
+                    traceback.print_exc()
+            time.sleep(POLL)
+
+    def _on_term(self, *_: object) -> None:
+        self.stopping = True
+
+
+def _mtime(p: os.PathLike) -> int:
+    try:
+        return os.stat(p).st_mtime_ns
+    except FileNotFoundError:
+        return 0
+
+
+def write_pidfile(paths: LabPaths, node: str) -> None:
+    pid = os.getpid()
+    write_json(paths.agent_pid(node), {"pid": pid, "start": containers.start_time(pid)})
+
+
+def read_pidfile(paths: LabPaths, node: str) -> tuple[int, int | None] | None:
+    rec = read_json(paths.agent_pid(node))
+    return (rec["pid"], rec.get("start")) if rec else None
+
+
+def serve(lab: str, node: str) -> None:
+    """Become the agent of ``node``: enter its namespace, record the PID, run until SIGTERM."""
+    paths = LabPaths(lab)
+    netns.setns(netns.open_fd(names.node_ns(lab, node)))
+    paths.agent_pid(node).parent.mkdir(parents=True, exist_ok=True)
+    write_pidfile(paths, node)
+    Agent(lab, node).run()
+
+
+def spawn_forked(lab: str, node: str) -> None:
+    """Start the agent as a daemon by forking this process (double fork: it is re-parented, not our child)."""
+    paths = LabPaths(lab)
+    log = paths.agent_log(node)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    paths.agent_pid(node).parent.mkdir(parents=True, exist_ok=True)
+    pid = os.fork()
+    if pid:
+        os.waitpid(pid, 0)
+        return
+    try:
+        os.setsid()
+        if os.fork():
+            os._exit(0)
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        nul = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(nul, 0)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.closerange(3, 65536)
+        sys.stdout = os.fdopen(1, "w", buffering=1)
+        sys.stderr = os.fdopen(2, "w", buffering=1)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        serve(lab, node)
+        os._exit(0)
+    except BaseException:
+        traceback.print_exc()
+        os._exit(1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    ap = argparse.ArgumentParser(prog="podlab-agent", description="the kubelet-like agent of one podlab node")
+    ap.add_argument("--lab", required=True)
+    ap.add_argument("--node", required=True)
+    a = ap.parse_args(argv)
+    serve(a.lab, a.node)
+    return 0

@@ -1,0 +1,120 @@
+"""Containers as processes in the pod's network namespace (no images, no cgroups: the network is the point).
+
+Every container of a pod is started with ``posix_spawn`` from a thread that has entered the pod's namespace, so
+the child inherits it: the containers of one pod share the pod IP, ``localhost`` and the port space, exactly the
+property Kubernetes pods have. No process is interposed (no resident Python per pod unless the image *is*
+Python, like ``netexec``). Images are resolved to commands here:
+
+- ``pause`` (and any image we do not know): ``sleep infinity`` shown as ``pause`` — holds the pod, does nothing;
+- ``busybox`` / ``shell``: sleeps, so ``podlab exec`` can run a shell in the pod;
+- ``netexec`` and ``registry.k8s.io/e2e-test-images/agnhost:*`` with ``netexec`` args: our agnhost-like echo
+  server (``python -m emulator.images.netexec``);
+- any ``command:``/``args:`` given: run as given (``command`` replaces the image's entrypoint, as in Kubernetes).
+
+PIDs are recorded with their start time (field 22 of /proc/PID/stat) so that a recorded PID is only ever
+signalled while it still belongs to the process we started.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+from emulator.netlink import netns
+
+NETEXEC_DEFAULT_ARGS = ["--http-port=8080", "--udp-port=8081"]
+_SLEEP = shutil.which("sleep") or "/bin/sleep"
+
+
+def resolve(image: str, command: list[str], args: list[str]) -> list[str]:
+    """The argv a container runs."""
+    base = image.split("@")[0]
+    name = base.rsplit("/", 1)[-1].split(":")[0]
+    if command:
+        return [*command, *args]
+    if name in ("netexec",) or (name == "agnhost" and (not args or args[0] == "netexec")):
+        rest = args[1:] if args and args[0] == "netexec" else args
+        return [sys.executable, "-m", "emulator.images.netexec", *(rest or NETEXEC_DEFAULT_ARGS)]
+    if name in ("busybox", "shell", "alpine", "ubuntu", "debian"):
+        return ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done"] if not args else \
+            ["sh", "-c", " ".join(args)]
+    return ["pause", "infinity"]  # argv[0] shown in ps; the program is sleep
+
+
+def _exe(argv0: str) -> str:
+    if argv0 == "pause":
+        return _SLEEP
+    if os.sep in argv0:
+        return argv0
+    found = shutil.which(argv0)
+    if not found:
+        raise FileNotFoundError(f'executable file not found in $PATH: "{argv0}"')
+    return found
+
+
+def start_time(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return int(data[data.rindex(b")") + 2:].split()[19])
+
+
+def alive(pid: int, started: int | None) -> bool:
+    st = start_time(pid)
+    if st is None or (started is not None and st != started):
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+        return state != b"Z"
+    except OSError:
+        return False
+
+
+def spawn(ns_fd: int, argv: list[str], log: Path, env: dict[str, str]) -> tuple[int, int | None]:
+    """Start ``argv`` inside the namespace ``ns_fd``; return (pid, start time)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    exe = _exe(argv[0])
+    actions = [(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+               (os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
+               (os.POSIX_SPAWN_DUP2, 1, 2)]
+    with netns.entered(ns_fd):
+        pid = os.posix_spawn(exe, argv, env, file_actions=actions, setsid=True)
+    return pid, start_time(pid)
+
+
+def stop(pid: int, started: int | None, grace: float = 0.0) -> None:
+    """Signal a recorded process (only if it is still the one we started): TERM, then KILL after ``grace``."""
+    if not alive(pid, started):
+        return
+    try:
+        os.kill(pid, signal.SIGTERM if grace else signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    if grace:
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and alive(pid, started):
+            time.sleep(0.02)
+        if alive(pid, started):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def reap() -> list[tuple[int, int]]:
+    """Collect exited children (the agent is their parent): [(pid, exit status)]."""
+    out = []
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return out
+        if pid == 0:
+            return out
+        out.append((pid, os.waitstatus_to_exitcode(status)))

@@ -1,0 +1,180 @@
+"""Built-in ``bridge`` CNI plugin (with ``host-local`` IPAM), behaving like the reference plugins.
+
+ADD: make sure the bridge exists (with the gateway address when ``isGateway``), allocate an address in the
+host-local store, create a veth pair whose peer lands directly in the pod's namespace as ``CNI_IFNAME`` (one
+request), attach the host end to the bridge with hairpin mode, then configure the pod side in one batch (up,
+address, routes). MACs follow the Kubernetes convention ``0a:58:<IPv4 in hex>`` so a student can read the IP
+from the MAC. A failed ADD undoes what it did (veth and address). DEL releases the address and removes the veth
+and is idempotent. CHECK verifies the pod interface, its address and the IPAM record.
+
+The plugin runs in the node's namespace (where the agent process lives). ``Context`` caches the node-side
+netlink socket and the bridge's index between calls made in-process by the agent; called as an executable it
+builds a fresh one.
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyroute2.netlink.rtnl import RTM_GETLINK
+
+from emulator.cni.spec import CNI_VERSION, INVALID_CONFIG, UNKNOWN_CONTAINER, CniRequest, Result
+from emulator.errors import CniError, NetlinkError
+from emulator.ipam.hostlocal import HostLocalStore
+from emulator.netlink import msgs
+from emulator.netlink.rtnl import Rtnl
+from emulator.topology.names import host_veth
+
+
+@dataclass
+class Context:
+    """Per-process cache for in-process calls (the node socket and bridge indexes)."""
+
+    node: Rtnl | None = None
+    bridges: dict[str, int] = field(default_factory=dict)
+
+    def rtnl(self) -> Rtnl:
+        if self.node is None:
+            self.node = Rtnl(label="node")
+        return self.node
+
+
+def mac_for(ip: ipaddress.IPv4Address) -> str:
+    return "0a:58:" + ":".join(f"{b:02x}" for b in ip.packed)
+
+
+@dataclass(frozen=True)
+class _Ipam:
+    subnet: ipaddress.IPv4Network
+    gateway: ipaddress.IPv4Address
+    routes: tuple[dict, ...]
+    data_dir: str
+    network: str
+
+
+def _ipam_conf(conf: dict) -> _Ipam:
+    ipam = conf.get("ipam") or {}
+    if ipam.get("type") != "host-local":
+        raise CniError(f"unsupported ipam type {ipam.get('type')!r}; the built-in bridge supports host-local",
+                       code=INVALID_CONFIG)
+    try:
+        rng = ipam["ranges"][0][0] if "ranges" in ipam else {"subnet": ipam["subnet"]}
+        subnet = ipaddress.IPv4Network(rng["subnet"])
+        gw = ipaddress.IPv4Address(rng.get("gateway") or subnet.network_address + 1)
+    except (KeyError, IndexError, ValueError) as e:
+        raise CniError(f"invalid ipam configuration: {e}", code=INVALID_CONFIG) from None
+    return _Ipam(subnet, gw, tuple(ipam.get("routes", [])), ipam.get("dataDir", "/var/lib/cni/networks"),
+                 conf.get("name", "cbr0"))
+
+
+def _store(ip: _Ipam) -> HostLocalStore:
+    return HostLocalStore(Path(ip.data_dir), ip.network)
+
+
+def _bridge_index(ctx: Context, name: str, gw: ipaddress.IPv4Address, prefix: int, mtu: int,
+                  is_gw: bool) -> int:
+    if name in ctx.bridges:
+        return ctx.bridges[name]
+    rt = ctx.rtnl()
+    found = rt.query(msgs.link_get(name), RTM_GETLINK, obj=name) if _exists(rt, name) else []
+    if not found:
+        rt.batch([msgs.link_add_bridge(name, mtu)])
+        found = rt.query(msgs.link_get(name), RTM_GETLINK, obj=name)
+    index = found[0]["index"]
+    if is_gw:
+        rt.batch([msgs.addr_add(index, str(gw), prefix, name, replace=True), msgs.link_set(index, name, up=True)])
+    ctx.bridges[name] = index
+    return index
+
+
+def _exists(rt: Rtnl, name: str) -> bool:
+    try:
+        rt.query(msgs.link_get(name), RTM_GETLINK, obj=name)
+        return True
+    except NetlinkError:
+        return False
+
+
+def _pod_rtnl(netns_path: str) -> tuple[Rtnl, int]:
+    try:
+        fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise CniError(f"failed to open netns {netns_path!r}: {e.strerror}", code=UNKNOWN_CONTAINER) from None
+    return Rtnl.in_ns(fd), fd
+
+
+def add(req: CniRequest, conf: dict, ctx: Context | None = None) -> dict:
+    ctx = ctx or Context()
+    ip = _ipam_conf(conf)
+    bridge = conf.get("bridge", "cni0")
+    mtu = int(conf.get("mtu", 1500))
+    br = _bridge_index(ctx, bridge, ip.gateway, ip.subnet.prefixlen, mtu, bool(conf.get("isGateway")))
+    store = _store(ip)
+    addr = store.allocate(req.container_id, req.ifname, ip.subnet, ip.gateway)
+    host = host_veth(req.container_id, req.ifname)
+    pod_rt, fd = _pod_rtnl(req.netns)
+    node = ctx.rtnl()
+    created = False
+    try:
+        node.batch([msgs.link_add_veth(host, req.ifname, fd, mtu, master=br, up=True),
+                    msgs.link_set_bridge_port_by_name(host, bool(conf.get("hairpinMode")))])
+        created = True
+        pod_if = pod_rt.query(msgs.link_get(req.ifname), RTM_GETLINK, obj=req.ifname)[0]
+        idx = pod_if["index"]
+        mac = mac_for(addr)
+        reqs = [msgs.link_set(idx, req.ifname, up=True, mac=mac),
+                msgs.addr_add(idx, str(addr), ip.subnet.prefixlen, req.ifname)]
+        for r in ip.routes:
+            dst = ipaddress.IPv4Network(r["dst"])
+            gw = r.get("gw") or str(ip.gateway)
+            reqs.append(msgs.route_add(str(dst.network_address), dst.prefixlen, f"route {dst}", gateway=gw,
+                                       oif=idx, replace=False))
+        pod_rt.batch(reqs)
+    except BaseException:
+        if created:
+            node.batch([msgs.link_del_by_name(host)])
+        store.release(req.container_id, req.ifname)
+        raise
+    finally:
+        pod_rt.close()
+        os.close(fd)
+    res = Result(
+        interfaces=[{"name": bridge}, {"name": host}, {"name": req.ifname, "mac": mac, "sandbox": req.netns}],
+        ips=[{"address": f"{addr}/{ip.subnet.prefixlen}", "gateway": str(ip.gateway), "interface": 2}],
+        routes=[dict(r) for r in ip.routes], cni_version=conf.get("cniVersion", CNI_VERSION))
+    return res.to_dict()
+
+
+def delete(req: CniRequest, conf: dict, ctx: Context | None = None) -> None:
+    ctx = ctx or Context()
+    ip = _ipam_conf(conf)
+    _store(ip).release(req.container_id, req.ifname)
+    # Removing either end removes the pair; the host end is named after the sandbox.
+    ctx.rtnl().batch([msgs.link_del_by_name(host_veth(req.container_id, req.ifname))])
+
+
+def check(req: CniRequest, conf: dict, ctx: Context | None = None, prev: dict | None = None) -> None:
+    ctx = ctx or Context()
+    ip = _ipam_conf(conf)
+    held = _store(ip).get(req.container_id, req.ifname)
+    if held is None:
+        raise CniError(f"no IP address allocated for container {req.container_id[:12]}", code=UNKNOWN_CONTAINER)
+    pod_rt, fd = _pod_rtnl(req.netns)
+    try:
+        try:
+            link = pod_rt.query(msgs.link_get(req.ifname), RTM_GETLINK, obj=req.ifname)[0]
+        except NetlinkError:
+            raise CniError(f"interface {req.ifname} not found in {req.netns}", code=UNKNOWN_CONTAINER) from None
+        if not link["flags"] & msgs.IFF_UP:
+            raise CniError(f"interface {req.ifname} in {req.netns} is down")
+        from emulator.netlink.applier import observe
+        addrs = {(a.ip, a.prefixlen) for a in observe(pod_rt).addrs if a.dev == req.ifname}
+        if (str(held), ip.subnet.prefixlen) not in addrs:
+            raise CniError(f"{req.ifname} in {req.netns} does not hold {held}/{ip.subnet.prefixlen}")
+    finally:
+        pod_rt.close()
+        os.close(fd)
+    if not _exists(ctx.rtnl(), host_veth(req.container_id, req.ifname)):
+        raise CniError(f"host veth {host_veth(req.container_id, req.ifname)} is missing")

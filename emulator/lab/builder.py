@@ -1,0 +1,163 @@
+"""``up``: from a validated topology to a running lab, or to nothing at all.
+
+Steps: refuse if the lab exists or a namespace name is taken (before touching anything); write the state record;
+build the underlay namespace and its bridge; create every node namespace with its uplink in one batch; apply each
+node's desired state (base + routing mode) with the idempotent applier; write each node's files (CNI config,
+flannel's subnet.env); put nodes and pods into the store; start one agent per node (forked: no interpreter
+start-up); wait until every pod reports. Any exception on the way removes everything recorded so far
+(``teardown.destroy``) and is raised as a BuildError naming the step.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Callable
+
+from pyroute2.netlink.rtnl import RTM_GETLINK
+
+from emulator import routing
+from emulator.agent import agent
+from emulator.cni.spec import bridge_conflist
+from emulator.errors import BuildError, LabExistsError, NamespaceConflictError, PodlabError, TimeoutError_
+from emulator.lab import manifests, record, teardown
+from emulator.lab.paths import LabPaths
+from emulator.netlink import applier, msgs, netns
+from emulator.netlink.rtnl import Rtnl
+from emulator.store import Store
+from emulator.topology import names
+from emulator.topology.model import Node, Topology
+
+Progress = Callable[[str], None]
+
+
+class AlreadyUp(LabExistsError):
+    """The same topology is already up: nothing to do (the CLI reports it and exits 0)."""
+
+    exit_code = 0
+
+
+def check_new(topo: Topology) -> None:
+    existing = record.load(topo.name)
+    if existing is not None:
+        if record.crashed(existing):
+            raise LabExistsError(f"lab {topo.name} was left half-made by a crashed run; "
+                                 f"remove it with `podlab down {topo.name}` or `podlab cleanup`", obj=topo.name)
+        if existing.get("fingerprint") == record.fingerprint(topo):
+            raise AlreadyUp(f"lab {topo.name} is already up; nothing changed", obj=topo.name)
+        raise LabExistsError(f"lab {topo.name} exists with a different topology ({existing.get('source')}); "
+                             f"run `podlab down {topo.name}` first or choose another name with --name",
+                             obj=topo.name)
+    planned = record.infra_namespaces(topo) + [names.pod_ns(topo.name, p.name) for p in topo.pods]
+    taken = [n for n in planned if netns.exists(n)]
+    if taken:
+        raise NamespaceConflictError(
+            f"network namespace(s) {', '.join(taken[:5])} already exist and lab {topo.name} does not own them; "
+            f"choose another lab name with --name", obj=taken[0])
+
+
+def write_node_files(paths: LabPaths, topo: Topology, node: Node) -> None:
+    root = paths.node_root(node.name)
+    for d in (paths.cni_conf_dir(node.name), paths.cni_bin_dir(node.name), paths.ipam_dir(node.name),
+              paths.flannel_env(node.name).parent, paths.agent_log(node.name).parent):
+        d.mkdir(parents=True, exist_ok=True)
+    paths.flannel_env(node.name).write_text(routing.base.subnet_env(topo, node))
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__ + "/..")))
+    for ptype in ("bridge", "loopback"):
+        exe = paths.cni_bin_dir(node.name) / ptype
+        exe.write_text(f"#!/bin/sh\n# podlab's built-in {ptype} CNI plugin\nPYTHONPATH={pkg_parent}"
+                       f"${{PYTHONPATH:+:$PYTHONPATH}} exec {sys.executable} -m emulator.cni.plugin {ptype}\n")
+        exe.chmod(0o755)
+    if node.cni != "none":
+        install_cni_config(paths, topo.pod_mtu, node)
+    (root / "README").write_text(f"Files of node {node.name} of lab {topo.name}, at the paths a real node uses.\n")
+
+
+def install_cni_config(paths: LabPaths, mtu: int, node: Node) -> None:
+    conf = bridge_conflist(names.CNI_NETWORK, names.CNI_BRIDGE, str(node.pod_cidr), mtu,
+                           str(paths.ipam_dir(node.name)))
+    d = paths.cni_conf_dir(node.name)
+    d.mkdir(parents=True, exist_ok=True)
+    tmp = d / ".10-flannel.conflist.tmp"
+    tmp.write_text(json.dumps(conf, indent=2) + "\n")
+    os.replace(tmp, d / "10-flannel.conflist")
+
+
+def build_network(topo: Topology, progress: Progress) -> None:
+    """Underlay, nodes and routing (everything but pods)."""
+    ul = names.underlay_ns(topo.name)
+    with netns.create(ul, then=lambda: Rtnl(label=ul)) as urt:
+        urt.batch([msgs.link_add_bridge(names.UNDERLAY_BRIDGE, topo.underlay.mtu)])
+        lan = urt.query(msgs.link_get(names.UNDERLAY_BRIDGE), RTM_GETLINK)[0]["index"]
+        fds = []
+        try:
+            for n in topo.nodes:
+                netns.create(names.node_ns(topo.name, n.name))
+                fds.append(netns.open_fd(names.node_ns(topo.name, n.name)))
+            urt.batch([msgs.link_add_veth(n.name, names.NODE_UPLINK, fd, topo.underlay.mtu, master=lan)
+                       for n, fd in zip(topo.nodes, fds)])
+        finally:
+            for fd in fds:
+                os.close(fd)
+    progress(f"underlay {topo.underlay.cidr} and {len(topo.nodes)} nodes created")
+    for n in topo.nodes:
+        ns = names.node_ns(topo.name, n.name)
+        with Rtnl.in_ns(ns) as rt:
+            applier.apply(rt, routing.full_node_state(topo, n), ns_name=ns)
+    progress(f"routing mode {topo.routing} applied on {len(topo.nodes)} nodes")
+
+
+def wait_pods(store: Store, topo: Topology, progress: Progress, timeout: float) -> list[dict]:
+    """Wait until every pod is Running (or Pending for a reason the node states); return the stragglers."""
+    want = {p.name for p in topo.pods}
+    deadline = time.monotonic() + timeout
+    shown = -1
+    while True:
+        sts = {s.get("name"): s for s in store.list("pods", status=True)}
+        running = sum(1 for n in want if sts.get(n, {}).get("phase") == "Running")
+        stuck = [sts[n] for n in want if n in sts and sts[n].get("phase") != "Running" and sts[n].get("message")]
+        if running != shown:
+            progress(f"pods Running: {running}/{len(want)}")
+            shown = running
+        if running + len(stuck) >= len(want):
+            return stuck
+        if time.monotonic() > deadline:
+            raise TimeoutError_(f"only {running} of {len(want)} pods became Running within {timeout:.0f}s",
+                                obj=topo.name)
+        time.sleep(0.01)
+
+
+def up(topo: Topology, progress: Progress = lambda s: None, timeout: float | None = None) -> list[dict]:
+    """Bring the lab up; return the pods left Pending (with their reasons). Raises on failure, after rollback."""
+    check_new(topo)
+    routing.get(topo.routing).check_available()
+    paths = LabPaths(topo.name)
+    rec = record.new(topo)
+    record.save(rec)
+    step = "start"
+    try:
+        step = "network"
+        build_network(topo, progress)
+        step = "node files"
+        store = Store(paths.store)
+        store.init()
+        for n in topo.nodes:
+            write_node_files(paths, topo, n)
+            store.put("nodes", n.name, manifests.node_manifest(topo, n))
+        for p in topo.pods:
+            store.put("pods", p.name, manifests.pod_manifest(p))
+        step = "agents"
+        for n in topo.nodes:
+            agent.spawn_forked(topo.name, n.name)
+        step = "pods"
+        stuck = wait_pods(store, topo, progress, timeout or 30.0 + 0.05 * len(topo.pods))
+        record.set_status(rec, "ready")
+        return stuck
+    except BaseException as e:
+        progress(f"failed at step {step}: {e}; rolling back")
+        teardown.destroy(topo.name)
+        if isinstance(e, PodlabError):
+            raise BuildError(f"bringing up lab {topo.name} failed ({step}): {e}; everything it created was "
+                             f"removed", obj=getattr(e, "obj", None) or topo.name) from e
+        raise

@@ -1,0 +1,52 @@
+"""Kubernetes-shaped objects for the store, made from the topology model (and read back by the agents).
+
+The store holds what ``kubectl get -o json`` would show (apiVersion/kind/metadata/spec), so a student's
+knowledge of the real objects transfers, and real manifests can later be applied unchanged.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+
+from emulator.topology.model import Container, Node, Pod, Topology
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def container_manifest(c: Container) -> dict:
+    out: dict = {"name": c.name, "image": c.image}
+    if c.command:
+        out["command"] = list(c.command)
+    if c.args:
+        out["args"] = list(c.args)
+    if c.ports:
+        out["ports"] = [{"containerPort": p.container_port, "protocol": p.protocol, **({"name": p.name} if p.name
+                                                                                        else {})} for p in c.ports]
+    if c.env:
+        out["env"] = [{"name": k, "value": v} for k, v in c.env]
+    return out
+
+
+def pod_manifest(p: Pod) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": p.name, "namespace": p.namespace, "labels": dict(p.labels),
+                         "uid": str(uuid.uuid4()), "creationTimestamp": now()},
+            "spec": {"nodeName": p.node, "containers": [container_manifest(c) for c in p.containers]}}
+
+
+def node_manifest(topo: Topology, n: Node) -> dict:
+    return {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": n.name, "creationTimestamp": now(),
+                         "annotations": {"podlab.io/routing": topo.routing, "podlab.io/cni": n.cni}},
+            "spec": {"podCIDR": str(n.pod_cidr), "podCIDRs": [str(n.pod_cidr)]},
+            "status": {"addresses": [{"type": "InternalIP", "address": str(n.ip)},
+                                     {"type": "Hostname", "address": n.name}]}}
+
+
+def cluster_config(topo: Topology) -> dict:
+    """What agents need to know about the cluster (kept in the lab record)."""
+    return {"podCIDR": str(topo.pod_cidr), "serviceCIDR": str(topo.service_cidr), "nodeMask": topo.node_mask,
+            "routing": topo.routing, "podMTU": topo.pod_mtu, "underlay": str(topo.underlay.cidr),
+            "underlayMTU": topo.underlay.mtu}

@@ -1,0 +1,72 @@
+"""The lab's state record (``lab.json``): what the lab owns, who is working on it, and in what state it is.
+
+Written before the first kernel object is created, listing every namespace the lab will make, so that ``down``
+and ``cleanup`` remove exactly what the lab owns, even after a crash half-way through ``up`` (pod namespaces are
+named ``<lab>-<pod>`` and listed by the store's pod records). ``status`` is ``creating`` → ``ready`` →
+``deleting``; ``owner`` is the PID (with start time) of the process in charge while creating or deleting: a
+record whose owner is gone while it says creating/deleting is what a crash leaves, and what ``cleanup`` removes.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+
+from emulator.agent.containers import alive, start_time
+from emulator.lab.manifests import cluster_config
+from emulator.lab.paths import LabPaths, labs_dir
+from emulator.store import read_json, write_json
+from emulator.topology import names
+from emulator.topology.model import Topology
+
+
+def fingerprint(topo: Topology) -> str:
+    key = repr((topo.name, topo.routing, topo.pod_cidr, topo.service_cidr, topo.node_mask, topo.underlay,
+                topo.nodes, topo.pods))
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def infra_namespaces(topo: Topology) -> list[str]:
+    return [names.underlay_ns(topo.name)] + [names.node_ns(topo.name, n.name) for n in topo.nodes]
+
+
+def new(topo: Topology) -> dict:
+    me = os.getpid()
+    return {"name": topo.name, "status": "creating", "owner": {"pid": me, "start": start_time(me)},
+            "source": os.path.abspath(topo.source) if os.path.exists(topo.source) else topo.source,
+            "fingerprint": fingerprint(topo), "routing": topo.routing, "cluster": cluster_config(topo),
+            "nodes": [n.name for n in topo.nodes], "namespaces": infra_namespaces(topo),
+            "createdAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "pids": []}
+
+
+def load(lab: str) -> dict | None:
+    return read_json(LabPaths(lab).record)
+
+
+def save(rec: dict) -> None:
+    p = LabPaths(rec["name"])
+    p.root.mkdir(parents=True, exist_ok=True)
+    write_json(p.record, rec)
+
+
+def set_status(rec: dict, status: str) -> dict:
+    me = os.getpid()
+    rec = {**rec, "status": status, "owner": {"pid": me, "start": start_time(me)}}
+    save(rec)
+    return rec
+
+
+def owner_alive(rec: dict) -> bool:
+    o = rec.get("owner") or {}
+    return bool(o.get("pid")) and alive(o["pid"], o.get("start"))
+
+
+def crashed(rec: dict) -> bool:
+    return rec.get("status") in ("creating", "deleting", "failed") and not owner_alive(rec)
+
+
+def all_labs() -> list[str]:
+    try:
+        return sorted(d for d in os.listdir(labs_dir()) if (labs_dir() / d / "lab.json").exists())
+    except FileNotFoundError:
+        return []

@@ -1,0 +1,109 @@
+"""The lab's API store: the single source of desired state and status, as a directory of JSON files.
+
+Why files: the store must survive any process crashing (CLI, agent), take concurrent writers and be readable by a
+student with ``cat``. Each object is one JSON file written atomically (write a temporary file, then ``rename``),
+so a reader sees the old or the new version, never half of one. Desired state and status never share a file:
+``pods/<name>.json`` (the manifest, written by the API/CLI) and ``status/pods/<name>.json`` (written only by the
+agent of the pod's node), so no two writers ever race on one file, much like spec and status are separate
+subresources in Kubernetes. Watchers poll a directory's mtime, which every create, rename and unlink changes;
+status writes land in another directory, so they never wake the watchers of desired state. ``list`` re-reads
+only files whose mtime changed since the last call, so an agent polling 1000 manifests parses only what changed.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+KINDS = ("pods", "nodes", "services", "endpoints", "deployments", "events")
+
+
+def write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    data = json.dumps(obj, indent=1, sort_keys=True)
+    with open(tmp, "w") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any | None:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        return None  # only possible for a file not written by write_json
+
+
+class Store:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._cache: dict[Path, tuple[int, dict]] = {}
+
+    def init(self) -> None:
+        for k in KINDS:
+            (self.root / k).mkdir(parents=True, exist_ok=True)
+            (self.root / "status" / k).mkdir(parents=True, exist_ok=True)
+
+    def _dir(self, kind: str, status: bool = False) -> Path:
+        return self.root / "status" / kind if status else self.root / kind
+
+    def _path(self, kind: str, name: str, status: bool = False) -> Path:
+        return self._dir(kind, status) / f"{name}.json"
+
+    def put(self, kind: str, name: str, obj: dict) -> None:
+        write_json(self._path(kind, name), obj)
+
+    def put_status(self, kind: str, name: str, status: dict) -> None:
+        write_json(self._path(kind, name, True), status)
+
+    def get(self, kind: str, name: str) -> dict | None:
+        return read_json(self._path(kind, name))
+
+    def get_status(self, kind: str, name: str) -> dict | None:
+        return read_json(self._path(kind, name, True))
+
+    def delete(self, kind: str, name: str, status: bool = False) -> None:
+        try:
+            os.unlink(self._path(kind, name, status))
+        except FileNotFoundError:
+            pass
+
+    def names(self, kind: str, status: bool = False) -> list[str]:
+        try:
+            entries = os.listdir(self._dir(kind, status))
+        except FileNotFoundError:
+            return []
+        return sorted(e[:-5] for e in entries if e.endswith(".json") and not e.startswith("."))
+
+    def list(self, kind: str, status: bool = False) -> Iterator[dict]:
+        """Every object of ``kind`` (or every status), parsing only files changed since the last call."""
+        for n in self.names(kind, status):
+            p = self._path(kind, n, status)
+            try:
+                mtime = os.stat(p).st_mtime_ns
+            except FileNotFoundError:
+                continue
+            hit = self._cache.get(p)
+            if hit and hit[0] == mtime:
+                yield hit[1]
+                continue
+            obj = read_json(p)
+            if obj is not None:
+                self._cache[p] = (mtime, obj)
+                yield obj
+
+    def with_status(self, kind: str, name: str) -> dict | None:
+        obj = self.get(kind, name)
+        if obj is None:
+            return None
+        return {**obj, "status": self.get_status(kind, name) or {}}
+
+    def version(self, kind: str, status: bool = False) -> int:
+        """Changes whenever an object of ``kind`` is created, replaced or deleted (for cheap polling)."""
+        try:
+            return os.stat(self._dir(kind, status)).st_mtime_ns
+        except FileNotFoundError:
+            return 0

@@ -1,0 +1,349 @@
+"""Load a topology file (YAML, version 1): validate everything, fill defaults, return the frozen ``Topology``.
+
+Design:
+
+* Every rule is checked here, before the builder creates a single kernel object, and the first broken rule
+  raises ``TopologyError(file, field, message, fix)``. ``field`` is a path into the file in the style of
+  ``kubectl`` (``nodes[1].podCIDR``, ``pods[0].containers[0].ports[1].protocol``, indices counted from 0);
+  the message quotes the offending value and the fix says what to write instead. Stopping at the first error
+  keeps messages precise (later checks may rely on earlier ones) and tells a student exactly one thing to fix.
+* Keys are checked at every level: an unknown key is an error naming the allowed keys, with a "did you mean"
+  (case-insensitive ``difflib``) so ``podCidr`` points at ``podCIDR``. A key written twice in one mapping is an
+  error too (PyYAML would silently keep the last one).
+* ``services`` and ``deployments`` are accepted unparsed and handed on in ``Topology.extra`` for the layer
+  that owns them.
+* Order of resolution: header (version, name, routing) → cluster and underlay ranges → nodes (names, explicit
+  slices and addresses, then automatic ones: see ``cidr`` for the slice order, node *n* gets underlay host
+  ``NODE_IP_OFFSET + n``) → pods (names, containers, then pinned-node capacity, then the spread ``scheduler``
+  for pods without a node).
+* ``name``/``routing`` overrides (CLI ``--name``/``--routing``) replace the file's values and are validated the
+  same way; their errors still name the file, with field ``name``/``routing``.
+"""
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from emulator.errors import TopologyError
+from emulator.topology import cidr, names
+from emulator.topology.model import (CNI_MODES, DEFAULT_NODE_MASK, DEFAULT_POD_CIDR, DEFAULT_SERVICE_CIDR,
+                                     DEFAULT_UNDERLAY_CIDR, DEFAULT_UNDERLAY_MTU, NODE_IP_OFFSET, ROUTING_MODES,
+                                     TOPOLOGY_VERSION, Node, Pod, Topology, Underlay)
+from emulator.topology.scheduler import Unschedulable, spread
+from emulator.topology.validate import Validator, did_you_mean, is_int, show
+
+TOP_KEYS = ("version", "name", "routing", "cluster", "underlay", "nodes", "pods", "services", "deployments")
+RAW_KEYS = ("services", "deployments")
+CLUSTER_KEYS = ("podCIDR", "serviceCIDR", "nodeCIDRMaskSize")
+UNDERLAY_KEYS = ("cidr", "mtu")
+NODE_KEYS = ("name", "podCIDR", "ip", "cni")
+POD_KEYS = ("name", "node", "namespace", "labels", "containers")
+MIN_MTU, MAX_MTU = 1280, 9000
+DEFAULTS_FIX = f"podCIDR {DEFAULT_POD_CIDR}, serviceCIDR {DEFAULT_SERVICE_CIDR}, underlay {DEFAULT_UNDERLAY_CIDR}"
+_NodeEntry = tuple[str, "IPv4Network | None", "IPv4Address | None", str]  # name, explicit podCIDR, ip, cni
+
+
+def load(path: str | Path, *, name: str | None = None, routing: str | None = None) -> Topology:
+    """Read and validate the topology file at ``path``; ``name``/``routing`` override the file's values."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise TopologyError(source, "<file>", f"cannot read '{source}': {reason}",
+                            "give the path of a readable UTF-8 YAML topology file (see topologies/demo.yaml)") from None
+    return loads(text, source, name=name, routing=routing)
+
+
+def loads(text: str, source: str = "<string>", *, name: str | None = None,
+          routing: str | None = None) -> Topology:
+    """Validate topology YAML given as text; ``source`` is the file name used in messages."""
+    return _Loader(source).run(text, name, routing)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str, first: int, second: int) -> None:
+        super().__init__(key)
+        self.key, self.first, self.second = key, first, second
+
+
+class _StrictYaml(yaml.SafeLoader):
+    """SafeLoader that refuses a key written twice in one mapping (merge keys ``<<`` may still be overridden)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[str, int] = {}
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                line = key_node.start_mark.line + 1
+                if key_node.value in seen:
+                    raise _DuplicateKey(key_node.value, seen[key_node.value], line)
+                seen[key_node.value] = line
+        return super().construct_mapping(node, deep)
+
+
+class _Loader(Validator):
+    # -- the file -------------------------------------------------------------------------------------------
+    def run(self, text: str, name: str | None, routing: str | None) -> Topology:
+        data = self.mapping(self.parse(text), "", TOP_KEYS, "the topology file")
+        if not data:
+            self.fail("<file>", "the file holds no topology (it is empty)",
+                      f"start it with 'version: {TOPOLOGY_VERSION}' and list the nodes (see topologies/demo.yaml)")
+        version = data.get("version")
+        if "version" not in data:
+            self.fail("version", "the topology version is missing (value: none)",
+                      f"add 'version: {TOPOLOGY_VERSION}' as the first line")
+        if not is_int(version) or version != TOPOLOGY_VERSION:
+            self.fail("version", f"unsupported topology version {show(version)}; this podlab reads version "
+                      f"{TOPOLOGY_VERSION}", f"write 'version: {TOPOLOGY_VERSION}' and the version-1 keys")
+        lab = self.lab_name(data, name)
+        if routing is not None:
+            mode = self.choice(routing, "routing", ROUTING_MODES, "routing mode (from --routing)")
+        else:
+            mode = self.choice(data.get("routing", "vxlan"), "routing", ROUTING_MODES, "routing mode")
+        pod_cidr, service_cidr, mask = self.cluster(data.get("cluster"))
+        underlay = self.underlay(data.get("underlay"))
+        ranges = (("cluster.podCIDR", pod_cidr), ("cluster.serviceCIDR", service_cidr),
+                  ("underlay.cidr", underlay.cidr))
+        for i, (field_a, net_a) in enumerate(ranges):
+            for field_b, net_b in ranges[i + 1:]:
+                if cidr.overlaps(net_a, net_b):
+                    self.fail(field_b, f"{net_b} overlaps {field_a} {net_a}: an address in both could not be "
+                              "routed unambiguously", f"choose ranges that share no address, e.g. {DEFAULTS_FIX}")
+        nodes = self.nodes(data.get("nodes"), pod_cidr, mask, underlay)
+        pods = self.pods(data.get("pods"), nodes, pod_cidr)
+        return Topology(name=lab, source=self.file, routing=mode, pod_cidr=pod_cidr,  # type: ignore[arg-type]
+                        service_cidr=service_cidr, node_mask=mask, underlay=underlay, nodes=nodes, pods=pods,
+                        extra=tuple((key, data[key]) for key in RAW_KEYS if key in data))
+
+    def parse(self, text: str) -> object:
+        """The YAML document; a syntax error names line, column and the text there."""
+        try:
+            return yaml.load(text, Loader=_StrictYaml)  # noqa: S506 - a SafeLoader subclass
+        except _DuplicateKey as exc:
+            self.fail("<file>", f"key '{exc.key}' appears twice in one mapping (lines {exc.first} and {exc.second})",
+                      f"keep one '{exc.key}' (YAML would silently drop the first)")
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            problem = getattr(exc, "problem", None) or str(exc)
+            if mark is None:
+                self.fail("<file>", f"YAML syntax error: {problem}", "correct the YAML syntax")
+            lines = text.splitlines()
+            bad = lines[mark.line].strip() if mark.line < len(lines) else ""
+            self.fail("<file>", f"YAML syntax error at line {mark.line + 1}, column {mark.column + 1}: {problem} "
+                      f"(near {show(bad)})", f"correct the YAML at line {mark.line + 1}: indent with spaces, "
+                      "put a space after each ':', close every quote and bracket")
+
+    def lab_name(self, data: dict[Any, Any], override: str | None) -> str:
+        if override is not None:
+            value, origin = override, " (from --name)"
+        elif "name" in data:
+            value, origin = data["name"], ""
+        else:
+            value, origin = Path(self.file).stem, " (taken from the file name, as the file has no 'name')"
+        problem = names.check_name(value, kind="lab", max_len=names.MAX_LAB_NAME)
+        if problem:
+            self.fail("name", f"lab name {show(value)}{origin} {problem} (it prefixes every namespace of the lab)",
+                      f"use a DNS label of at most {names.MAX_LAB_NAME} characters, e.g. 'name: demo' or --name demo")
+        return str(value)
+
+    def cluster(self, raw: object) -> tuple[IPv4Network, IPv4Network, int]:
+        data = self.mapping(raw, "cluster", CLUSTER_KEYS, "cluster")
+        pod_cidr = self.network(data.get("podCIDR", DEFAULT_POD_CIDR), "cluster.podCIDR")
+        service_cidr = self.network(data.get("serviceCIDR", DEFAULT_SERVICE_CIDR), "cluster.serviceCIDR")
+        for field, net in (("cluster.podCIDR", pod_cidr), ("cluster.serviceCIDR", service_cidr)):
+            special = cidr.special_range(net)
+            if special:
+                self.fail(field, f"{net} {special}", f"use a private range, e.g. {DEFAULTS_FIX}")
+        mask = data.get("nodeCIDRMaskSize", DEFAULT_NODE_MASK)
+        field, prefix = "cluster.nodeCIDRMaskSize", pod_cidr.prefixlen
+        if not is_int(mask):
+            self.fail(field, f"must be an integer prefix length, got {show(mask)}",
+                      f"write e.g. 'nodeCIDRMaskSize: {DEFAULT_NODE_MASK}'")
+        if mask > cidr.MAX_NODE_MASK:
+            self.fail(field, f"{mask} is longer than /{cidr.MAX_NODE_MASK}: a /31 or /32 slice leaves no pod address",
+                      f"use at most {cidr.MAX_NODE_MASK} (a /30 holds 1 pod, a /24 holds 253)")
+        if mask <= prefix:
+            fix = (f"use a value from {prefix + 1} to {cidr.MAX_NODE_MASK}, e.g. {max(prefix + 1, DEFAULT_NODE_MASK)}"
+                   if prefix < cidr.MAX_NODE_MASK else f"use a larger cluster.podCIDR, e.g. {DEFAULT_POD_CIDR}")
+            self.fail(field, f"{mask} is not longer than the cluster.podCIDR prefix /{prefix} ({pod_cidr}): "
+                      "each node gets a smaller slice of the cluster range", fix)
+        return pod_cidr, service_cidr, mask
+
+    def underlay(self, raw: object) -> Underlay:
+        data = self.mapping(raw, "underlay", UNDERLAY_KEYS, "underlay")
+        net = self.network(data.get("cidr", DEFAULT_UNDERLAY_CIDR), "underlay.cidr")
+        special = cidr.special_range(net)
+        if special or net.prefixlen > 30:
+            self.fail("underlay.cidr", f"{net} {special or 'has no room for the gateway and a node'}",
+                      f"use a private range of at least a /28, e.g. {DEFAULT_UNDERLAY_CIDR}")
+        mtu = data.get("mtu", DEFAULT_UNDERLAY_MTU)
+        if not is_int(mtu) or not MIN_MTU <= mtu <= MAX_MTU:
+            self.fail("underlay.mtu", f"MTU {show(mtu)} is not an integer from {MIN_MTU} to {MAX_MTU}",
+                      f"use e.g. 'mtu: {DEFAULT_UNDERLAY_MTU}'")
+        return Underlay(cidr=net, mtu=mtu)
+
+    # -- nodes ----------------------------------------------------------------------------------------------
+    def nodes(self, raw: object, cluster: IPv4Network, mask: int, underlay: Underlay) -> tuple[Node, ...]:
+        entries = self.list_of(raw, "nodes", "nodes", "[{name: node-1}, {name: node-2}]")
+        if not entries:
+            self.fail("nodes", f"at least one node is required (value: {show(raw)})",
+                      "add e.g.\nnodes:\n  - name: node-1\n  - name: node-2")
+        seen: dict[str, int] = {}
+        parsed: list[_NodeEntry] = []
+        for i, entry in enumerate(entries):
+            at = f"nodes[{i}]"
+            data = self.mapping(entry, at, NODE_KEYS, "a node")
+            node = self.dns_name(data.get("name"), f"{at}.name", "node", names.IFNAMSIZ, reserved=True,
+                                 why=" (it also names the node's port on the underlay bridge, an interface name)",
+                                 example=f"node-{i + 1}")
+            if node in seen:
+                self.fail(f"{at}.name", f"node name '{node}' is already used by nodes[{seen[node]}]",
+                          f"give each node a unique name, e.g. node-{len(entries) + 1}")
+            seen[node] = i
+            cni = self.choice(data.get("cni", "builtin"), f"{at}.cni", CNI_MODES, "cni mode")
+            pod_cidr = self.network(data["podCIDR"], f"{at}.podCIDR") if data.get("podCIDR") is not None else None
+            ip = self.address(data["ip"], f"{at}.ip") if data.get("ip") is not None else None
+            parsed.append((node, pod_cidr, ip, cni))
+        count = cidr.slice_count(cluster, mask)
+        if len(entries) > count:
+            bits = (len(entries) - 1).bit_length()
+            fixes = [f"a larger cluster.podCIDR such as {cluster.supernet(new_prefix=mask - bits)}"
+                     ] if mask - bits >= 1 else []
+            if cluster.prefixlen + bits <= cidr.MAX_NODE_MASK:
+                longer = cluster.prefixlen + bits
+                fixes.append(f"a longer nodeCIDRMaskSize: {longer} ({cidr.pod_capacity(longer)} pods per node)")
+            self.fail("nodes", f"{len(entries)} nodes do not fit: cluster.podCIDR {cluster} has {count} /{mask} "
+                      "slices (one per node)", "use " + (" or ".join(fixes) or "fewer nodes"))
+        owner: dict[IPv4Network, int] = {}
+        for i, (_, net, _, _) in enumerate(parsed):
+            if net is None:
+                continue
+            problem = cidr.slice_problem(cluster, mask, net)
+            if problem:
+                self.fail(f"nodes[{i}].podCIDR", f"{net} {problem[0]}", problem[1])
+            if net in owner:
+                j = owner[net]
+                self.fail(f"nodes[{i}].podCIDR", f"{net} is already the podCIDR of nodes[{j}] ({parsed[j][0]})",
+                          "give each node its own slice, or drop podCIDR to have one allocated")
+            owner[net] = i
+        slices = cidr.allocate_node_cidrs(cluster, mask, [p[1] for p in parsed])
+        ips = self.node_ips(parsed, underlay)
+        return tuple(Node(name=n, ip=ip, pod_cidr=s, cni=c)  # type: ignore[arg-type]
+                     for (n, _, _, c), s, ip in zip(parsed, slices, ips))
+
+    def node_ips(self, parsed: list[_NodeEntry], underlay: Underlay) -> list[IPv4Address]:
+        """Explicit addresses checked; the others are host NODE_IP_OFFSET + n of the underlay (node n from 1)."""
+        net = underlay.cidr
+        base, last = net.network_address, net.broadcast_address - 1
+        taken = {ip for _, _, ip, _ in parsed if ip is not None}
+        for i, (node, _, ip, _) in enumerate(parsed):
+            if ip is None:
+                continue
+            at = f"nodes[{i}].ip"
+            if ip not in net:
+                self.fail(at, f"{ip} is outside underlay.cidr {net}",
+                          f"use an address inside {net}, e.g. {base + NODE_IP_OFFSET + i + 1}")
+            if ip in (base, net.broadcast_address, underlay.gateway):
+                role = {base: "network", net.broadcast_address: "broadcast", underlay.gateway: "underlay gateway"}[ip]
+                self.fail(at, f"{ip} is the {role} address of {net}", f"use a host address from {base + 2} to {last}")
+        ips: list[IPv4Address] = []
+        for i, (node, _, ip, _) in enumerate(parsed):
+            if ip is None:
+                ip = base + NODE_IP_OFFSET + i + 1
+                if ip > last:
+                    bigger = net.supernet(new_prefix=cidr.prefix_for(NODE_IP_OFFSET + len(parsed), 2))
+                    self.fail("underlay.cidr", f"{net} is too small for {len(parsed)} nodes: node n gets host "
+                              f"{NODE_IP_OFFSET} + n, so nodes[{i}] ({node}) would get {ip}, past the last host {last}",
+                              f"use a larger underlay such as {bigger}, or give the nodes explicit 'ip' addresses")
+            ips.append(ip)
+        first: dict[IPv4Address, int] = {}
+        for i, ip in enumerate(ips):
+            if ip in first:
+                j = first[ip]
+                explicit = i if parsed[i][2] is not None else j
+                other = j if explicit == i else i
+                how = ("given" if parsed[other][2] is not None
+                       else f"assigned automatically: host {NODE_IP_OFFSET} + {other + 1}")
+                free = next((a for a in net.hosts() if a > underlay.gateway and a not in taken and a not in ips), None)
+                self.fail(f"nodes[{explicit}].ip", f"{ip} is already the address of nodes[{other}] "
+                          f"({parsed[other][0]}, {how})", f"give each node its own address, e.g. {free}")
+            first[ip] = i
+        return ips
+
+    # -- pods -----------------------------------------------------------------------------------------------
+    def pods(self, raw: object, nodes: tuple[Node, ...], cluster: IPv4Network) -> tuple[Pod, ...]:
+        entries = self.list_of(raw, "pods", "pods", "[{name: web-1, node: node-1}]")
+        node_at = {n.name: i for i, n in enumerate(nodes)}
+        seen: dict[str, int] = {}
+        parsed: list[dict[str, Any]] = []
+        for i, entry in enumerate(entries):
+            at = f"pods[{i}]"
+            data = self.mapping(entry, at, POD_KEYS, "a pod")
+            pod = self.dns_name(data.get("name"), f"{at}.name", "pod", names.MAX_OBJECT_NAME, reserved=True,
+                                why=" (it becomes part of the pod's network namespace name, <lab>-<pod>)",
+                                example=f"web-{i + 1}")
+            if pod in seen:
+                self.fail(f"{at}.name", f"pod name '{pod}' is already used by pods[{seen[pod]}] (pod names are unique "
+                          "in a lab, across Kubernetes namespaces: each names a network namespace)",
+                          "give each pod a unique name")
+            if pod in node_at:
+                self.fail(f"{at}.name", f"pod name '{pod}' is also the name of nodes[{node_at[pod]}]: both would be "
+                          f"network namespace <lab>-{pod}", f"rename the pod, e.g. {pod}-pod")
+            seen[pod] = i
+            node = data.get("node")
+            if node is not None and node not in node_at:
+                hint = did_you_mean(node, list(node_at))
+                self.fail(f"{at}.node", f"unknown node {show(node)}; known nodes: {', '.join(node_at)}",
+                          (hint + " " if hint else "") + "use one of the known node names, or drop 'node' to let "
+                          "the scheduler choose")
+            parsed.append(dict(
+                name=pod, node=node,
+                namespace=self.dns_name(data.get("namespace", "default"), f"{at}.namespace", "namespace",
+                                        names.MAX_OBJECT_NAME, example="default"),
+                labels=self.labels(data.get("labels"), f"{at}.labels"),
+                containers=self.containers(data.get("containers"), f"{at}.containers")))
+        placed = self.place(parsed, nodes, cluster)
+        return tuple(Pod(name=p["name"], node=placed[p["name"]], containers=p["containers"], labels=p["labels"],
+                         namespace=p["namespace"]) for p in parsed)
+
+    def place(self, parsed: list[dict[str, Any]], nodes: tuple[Node, ...], cluster: IPv4Network) -> dict[str, str]:
+        """Check the pinned pods fit their node's slice, then spread the others; returns {pod: node}."""
+        capacity = {n.name: n.pod_capacity for n in nodes}
+        counts: dict[str, int] = {n.name: 0 for n in nodes}
+        for p in parsed:
+            if p["node"] is not None:
+                counts[p["node"]] += 1
+        running = dict.fromkeys(counts, 0)
+        for i, p in enumerate(parsed):
+            node = p["node"]
+            if node is None:
+                continue
+            running[node] += 1
+            if running[node] > capacity[node]:
+                slice_ = next(n.pod_cidr for n in nodes if n.name == node)
+                self.fail(f"pods[{i}].node", f"node '{node}' would hold {counts[node]} pods but its slice {slice_} "
+                          f"holds {capacity[node]} (the /{slice_.prefixlen} less network, broadcast and gateway)",
+                          self.room_fix(counts[node], cluster, slice_.prefixlen))
+        placed = {p["name"]: p["node"] for p in parsed if p["node"] is not None}
+        try:
+            placed.update(spread([p["name"] for p in parsed if p["node"] is None], capacity, counts))
+        except Unschedulable as exc:
+            i = next(i for i, p in enumerate(parsed) if p["name"] == exc.pod)
+            mask = nodes[0].pod_cidr.prefixlen
+            self.fail(f"pods[{i}]", f"no node has room for pod '{exc.pod}': the {len(nodes)} nodes hold "
+                      f"{exc.capacity} pods in all ({cidr.pod_capacity(mask)} per /{mask} slice) and are full",
+                      self.room_fix(max(capacity.values()) + 1, cluster, mask))
+        return placed
+
+    @staticmethod
+    def room_fix(wanted: int, cluster: IPv4Network, mask: int) -> str:
+        """Fix for a full node: move or add, or a shorter mask that holds ``wanted`` pods (if the cluster allows)."""
+        fix = "move pods to other nodes or add nodes"
+        shorter = cidr.prefix_for(wanted, 3)
+        if cluster.prefixlen < shorter < mask:
+            fix += (f", or use a shorter cluster.nodeCIDRMaskSize, e.g. {shorter} "
+                    f"({cidr.pod_capacity(shorter)} pods per node)")
+        return fix

@@ -1,0 +1,115 @@
+"""Frozen dataclasses describing a validated lab topology.
+
+The loader (``emulator.topology.loader``) turns a YAML file into these objects after checking every rule; the
+builder only ever sees this model, never raw YAML. Everything here is immutable and already resolved: every pod
+has a node, every node has its pod CIDR and underlay IP, defaults are filled in. Derived addresses (a node's
+gateway, the number of pod addresses in a slice) are properties so that they cannot disagree with their source.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Literal
+
+RoutingMode = Literal["vxlan", "host-gw", "bgp"]
+ROUTING_MODES: tuple[str, ...] = ("vxlan", "host-gw", "bgp")
+CniMode = Literal["builtin", "reference", "none"]
+CNI_MODES: tuple[str, ...] = ("builtin", "reference", "none")
+
+TOPOLOGY_VERSION = 1
+DEFAULT_POD_CIDR = "10.244.0.0/16"
+DEFAULT_SERVICE_CIDR = "10.96.0.0/12"
+DEFAULT_NODE_MASK = 24
+DEFAULT_UNDERLAY_CIDR = "192.168.56.0/24"
+DEFAULT_UNDERLAY_MTU = 1500
+#: Node n (counting from 1) gets underlay host address n + NODE_IP_OFFSET (192.168.56.11, .12, ... as in Vagrant
+#: labs); host .1 is kept for the underlay gateway.
+NODE_IP_OFFSET = 10
+VXLAN_OVERHEAD = 50
+
+
+@dataclass(frozen=True)
+class Port:
+    container_port: int
+    protocol: str = "TCP"  # TCP | UDP | SCTP
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Container:
+    name: str
+    image: str = "pause"
+    command: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    ports: tuple[Port, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Pod:
+    name: str
+    node: str
+    containers: tuple[Container, ...]
+    labels: tuple[tuple[str, str], ...] = ()
+    namespace: str = "default"
+
+    @property
+    def label_dict(self) -> dict[str, str]:
+        return dict(self.labels)
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    ip: ipaddress.IPv4Address
+    pod_cidr: ipaddress.IPv4Network
+    cni: CniMode = "builtin"
+
+    @property
+    def gateway(self) -> ipaddress.IPv4Address:
+        """The first address of the node's slice: held by cni0, the pods' default gateway."""
+        return self.pod_cidr.network_address + 1
+
+    @property
+    def pod_capacity(self) -> int:
+        """Pod addresses in the slice: all hosts but the network, broadcast and gateway addresses."""
+        return max(self.pod_cidr.num_addresses - 3, 0)
+
+
+@dataclass(frozen=True)
+class Underlay:
+    cidr: ipaddress.IPv4Network
+    mtu: int = DEFAULT_UNDERLAY_MTU
+
+    @property
+    def gateway(self) -> ipaddress.IPv4Address:
+        return self.cidr.network_address + 1
+
+
+@dataclass(frozen=True)
+class Topology:
+    name: str
+    source: str  # the file it came from (for messages)
+    routing: RoutingMode
+    pod_cidr: ipaddress.IPv4Network
+    service_cidr: ipaddress.IPv4Network
+    node_mask: int
+    underlay: Underlay
+    nodes: tuple[Node, ...]
+    pods: tuple[Pod, ...]
+    version: int = TOPOLOGY_VERSION
+    extra: tuple[tuple[str, object], ...] = field(default=(), compare=False)
+
+    @property
+    def pod_mtu(self) -> int:
+        """MTU of pod interfaces and cni0: the underlay's, less the VXLAN overhead in vxlan mode (1450)."""
+        return self.underlay.mtu - VXLAN_OVERHEAD if self.routing == "vxlan" else self.underlay.mtu
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def pods_on(self, node: str) -> tuple[Pod, ...]:
+        return tuple(p for p in self.pods if p.node == node)
