@@ -21,7 +21,7 @@ KINDS = ("pods", "nodes", "services", "endpoints", "deployments", "events")
 
 def write_json(path: Path, obj: Any) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    data = json.dumps(obj, indent=1, sort_keys=True)
+    data = json.dumps(obj, separators=(",", ":"))
     with open(tmp, "w") as f:
         f.write(data)
     os.replace(tmp, path)

@@ -34,6 +34,9 @@ class Context:
 
     node: Rtnl | None = None
     bridges: dict[str, int] = field(default_factory=dict)
+    stores: dict[tuple[str, str], HostLocalStore] = field(default_factory=dict)
+    #: Set by the runtime when it folds the loopback plugin's single request (lo up) into this ADD's pod batch.
+    loopback_pending: bool = False
 
     def rtnl(self) -> Rtnl:
         if self.node is None:
@@ -69,8 +72,11 @@ def _ipam_conf(conf: dict) -> _Ipam:
                  conf.get("name", "cbr0"))
 
 
-def _store(ip: _Ipam) -> HostLocalStore:
-    return HostLocalStore(Path(ip.data_dir), ip.network)
+def _store(ip: _Ipam, ctx: Context) -> HostLocalStore:
+    key = (ip.data_dir, ip.network)
+    if key not in ctx.stores:
+        ctx.stores[key] = HostLocalStore(Path(ip.data_dir), ip.network)
+    return ctx.stores[key]
 
 
 def _bridge_index(ctx: Context, name: str, gw: ipaddress.IPv4Address, prefix: int, mtu: int,
@@ -111,7 +117,7 @@ def add(req: CniRequest, conf: dict, ctx: Context | None = None) -> dict:
     bridge = conf.get("bridge", "cni0")
     mtu = int(conf.get("mtu", 1500))
     br = _bridge_index(ctx, bridge, ip.gateway, ip.subnet.prefixlen, mtu, bool(conf.get("isGateway")))
-    store = _store(ip)
+    store = _store(ip, ctx)
     addr = store.allocate(req.container_id, req.ifname, ip.subnet, ip.gateway)
     host = host_veth(req.container_id, req.ifname)
     pod_rt, fd = _pod_rtnl(req.netns)
@@ -121,10 +127,11 @@ def add(req: CniRequest, conf: dict, ctx: Context | None = None) -> dict:
         node.batch([msgs.link_add_veth(host, req.ifname, fd, mtu, master=br, up=True),
                     msgs.link_set_bridge_port_by_name(host, bool(conf.get("hairpinMode")))])
         created = True
-        pod_if = pod_rt.query(msgs.link_get(req.ifname), RTM_GETLINK, obj=req.ifname)[0]
-        idx = pod_if["index"]
+        idx = pod_rt.link_index(req.ifname)
         mac = mac_for(addr)
-        reqs = [msgs.link_set(idx, req.ifname, up=True, mac=mac),
+        reqs = [msgs.link_set(1, "lo", up=True)] if ctx.loopback_pending else []
+        ctx.loopback_pending = False
+        reqs += [msgs.link_set(idx, req.ifname, up=True, mac=mac),
                 msgs.addr_add(idx, str(addr), ip.subnet.prefixlen, req.ifname)]
         for r in ip.routes:
             dst = ipaddress.IPv4Network(r["dst"])
@@ -150,7 +157,7 @@ def add(req: CniRequest, conf: dict, ctx: Context | None = None) -> dict:
 def delete(req: CniRequest, conf: dict, ctx: Context | None = None) -> None:
     ctx = ctx or Context()
     ip = _ipam_conf(conf)
-    _store(ip).release(req.container_id, req.ifname)
+    _store(ip, ctx).release(req.container_id, req.ifname)
     # Removing either end removes the pair; the host end is named after the sandbox.
     ctx.rtnl().batch([msgs.link_del_by_name(host_veth(req.container_id, req.ifname))])
 
@@ -158,7 +165,7 @@ def delete(req: CniRequest, conf: dict, ctx: Context | None = None) -> None:
 def check(req: CniRequest, conf: dict, ctx: Context | None = None, prev: dict | None = None) -> None:
     ctx = ctx or Context()
     ip = _ipam_conf(conf)
-    held = _store(ip).get(req.container_id, req.ifname)
+    held = _store(ip, ctx).get(req.container_id, req.ifname)
     if held is None:
         raise CniError(f"no IP address allocated for container {req.container_id[:12]}", code=UNKNOWN_CONTAINER)
     pod_rt, fd = _pod_rtnl(req.netns)

@@ -90,8 +90,12 @@ class Runtime:
 
     def add(self, container_id: str, netns_path: str, ifname: str = "eth0", args: str = "") -> Result:
         _, plugins = self._plugins()
-        lo = CniRequest("ADD", container_id, netns_path, "lo", args)
-        self._invoke(dict(LOOPBACK_CONF), lo)
+        if self.builtin and plugins and plugins[0].get("type") == "bridge":
+            # Both built-in and in-process: the loopback ADD is one request in the pod; let bridge send it in
+            # its own pod batch (same effect as calling loopback first, one socket and round trip fewer).
+            self.ctx.loopback_pending = True
+        else:
+            self._invoke(dict(LOOPBACK_CONF), CniRequest("ADD", container_id, netns_path, "lo", args))
         req = CniRequest("ADD", container_id, netns_path, ifname, args)
         prev: dict | None = None
         for p in plugins:

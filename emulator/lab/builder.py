@@ -22,7 +22,7 @@ from emulator.agent import agent
 from emulator.cni.spec import bridge_conflist
 from emulator.errors import BuildError, LabExistsError, NamespaceConflictError, PodlabError, TimeoutError_
 from emulator.lab import manifests, record, teardown
-from emulator.lab.paths import LabPaths
+from emulator.lab.paths import LabPaths, ensure_state_root
 from emulator.netlink import applier, msgs, netns
 from emulator.netlink.rtnl import Rtnl
 from emulator.store import Store
@@ -125,7 +125,7 @@ def wait_pods(store: Store, topo: Topology, progress: Progress, timeout: float) 
         if time.monotonic() > deadline:
             raise TimeoutError_(f"only {running} of {len(want)} pods became Running within {timeout:.0f}s",
                                 obj=topo.name)
-        time.sleep(0.01)
+        time.sleep(0.05)
 
 
 def up(topo: Topology, progress: Progress = lambda s: None, timeout: float | None = None) -> list[dict]:
@@ -133,6 +133,7 @@ def up(topo: Topology, progress: Progress = lambda s: None, timeout: float | Non
     check_new(topo)
     routing.get(topo.routing).check_available()
     paths = LabPaths(topo.name)
+    ensure_state_root()
     rec = record.new(topo)
     record.save(rec)
     step = "start"

@@ -4,16 +4,46 @@ themselves: both vanish at reboot, so a stale record can never outlive its kerne
 Each node gets a small root of its own whose paths are the real ones (``etc/cni/net.d``, ``opt/cni/bin``,
 ``var/lib/cni/networks/cbr0``, ``run/flannel/subnet.env``), so what a student finds there is what they will find
 on a real node. ``PODLAB_STATE_DIR`` moves the whole tree (tests use it).
+
+The tree must be on tmpfs: agents write a status file and an IPAM file per pod, and on a disk file system each
+create costs ~0.2 ms against ~0.02 ms on tmpfs. Where ``/run`` is not a tmpfs (some VM images), ``ensure``
+mounts a small tmpfs on ``/run/podlab`` itself (as iproute2 bind-mounts ``/run/netns``); it stays mounted.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+DEFAULT_ROOT = "/run/podlab"
+
 
 def state_root() -> Path:
-    return Path(os.environ.get("PODLAB_STATE_DIR", "/run/podlab"))
+    return Path(os.environ.get("PODLAB_STATE_DIR", DEFAULT_ROOT))
+
+
+def fs_type(path: str) -> str:
+    """File system type of the mount holding ``path`` (longest mount point prefix in /proc/self/mounts)."""
+    best, kind = "", ""
+    real = os.path.realpath(path)
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            parts = line.split()
+            mnt = parts[1].replace("\\040", " ")
+            if (real == mnt or real.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
+                best, kind = mnt, parts[2]
+    return kind
+
+
+def ensure_state_root() -> Path:
+    root = state_root()
+    root.mkdir(parents=True, exist_ok=True)
+    if "PODLAB_STATE_DIR" not in os.environ and fs_type(str(root)) != "tmpfs":
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.mount(b"tmpfs", str(root).encode(), b"tmpfs", 2 | 4, b"mode=755,size=25%") != 0:  # nosuid,nodev
+            raise OSError(ctypes.get_errno(), f"cannot mount a tmpfs on {root}")
+    return root
 
 
 def labs_dir() -> Path:

@@ -17,6 +17,7 @@ from typing import Iterable
 
 from pyroute2.netlink import (NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
                               NLMSG_DONE, NLMSG_ERROR, nlmsg)
+from pyroute2.netlink.rtnl import RTM_GETLINK
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
 from emulator.errors import NetlinkError
@@ -105,6 +106,25 @@ class Rtnl:
                     break
         if first is not None:
             raise first
+
+    def link_index(self, name: str) -> int:
+        """The index of link ``name``, read from the reply's fixed ifinfomsg header (no attribute decoding)."""
+        from emulator.netlink.msgs import link_get
+        seq, data = self._encode(Request(link_get(name), RTM_GETLINK), 0)
+        self.sock.sendall(data)
+        while True:
+            buf = self.sock.recv(1 << 16)
+            off = 0
+            while off + 16 <= len(buf):
+                length, mtype, _f, rseq, _pid = _HDR.unpack_from(buf, off)
+                if rseq == seq:
+                    if mtype == NLMSG_ERROR:
+                        err = -struct.unpack_from("=i", buf, off + 16)[0]
+                        raise NetlinkError(f"{self.label}: {name}: {os.strerror(err)}", obj=name, errno=err)
+                    return struct.unpack_from("=i", buf, off + 20)[0]
+                off += (length + 3) & ~3
+                if length == 0:
+                    break
 
     def query(self, msg: nlmsg, mtype: int, dump: bool = False, obj: str = "") -> list[nlmsg]:
         """A GET request (or a dump) and its decoded replies."""

@@ -131,9 +131,12 @@ class _Loader(Validator):
             if mark is None:
                 self.fail("<file>", f"YAML syntax error: {problem}", "correct the YAML syntax")
             lines = text.splitlines()
-            bad = lines[mark.line].strip() if mark.line < len(lines) else ""
+            near = f"near {show(lines[mark.line].strip())}" if mark.line < len(lines) else "at the end of the file"
+            context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+            if context and start is not None and start.line < len(lines):
+                near += f", {context} started at line {start.line + 1}: {show(lines[start.line].strip())}"
             self.fail("<file>", f"YAML syntax error at line {mark.line + 1}, column {mark.column + 1}: {problem} "
-                      f"(near {show(bad)})", f"correct the YAML at line {mark.line + 1}: indent with spaces, "
+                      f"({near})", f"correct the YAML at line {mark.line + 1}: indent with spaces, "
                       "put a space after each ':', close every quote and bracket")
 
     def lab_name(self, data: dict[Any, Any], override: str | None) -> str:
@@ -190,7 +193,7 @@ class _Loader(Validator):
         entries = self.list_of(raw, "nodes", "nodes", "[{name: node-1}, {name: node-2}]")
         if not entries:
             self.fail("nodes", f"at least one node is required (value: {show(raw)})",
-                      "add e.g.\nnodes:\n  - name: node-1\n  - name: node-2")
+                      "add a list of nodes, e.g. 'nodes: [{name: node-1}, {name: node-2}]'")
         seen: dict[str, int] = {}
         parsed: list[_NodeEntry] = []
         for i, entry in enumerate(entries):
@@ -294,7 +297,7 @@ class _Loader(Validator):
                           f"network namespace <lab>-{pod}", f"rename the pod, e.g. {pod}-pod")
             seen[pod] = i
             node = data.get("node")
-            if node is not None and node not in node_at:
+            if node is not None and (not isinstance(node, str) or node not in node_at):
                 hint = did_you_mean(node, list(node_at))
                 self.fail(f"{at}.node", f"unknown node {show(node)}; known nodes: {', '.join(node_at)}",
                           (hint + " " if hint else "") + "use one of the known node names, or drop 'node' to let "

@@ -47,6 +47,11 @@ def is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _yaml_text(value: object) -> str:
+    """How a scalar was most likely written in the YAML file (true, not True)."""
+    return str(value).lower() if isinstance(value, bool) or value is None else str(value)
+
+
 def sub(field: str, key: object) -> str:
     """Field path of ``key`` under ``field`` (top level: just the key)."""
     return f"{field}.{key}" if field else str(key)
@@ -171,7 +176,7 @@ class Validator:
         items = self.list_of(raw, field, field.rpartition(".")[2], '["--port", "8080"]')
         for k, item in enumerate(items):
             if not isinstance(item, str) and not is_int(item):
-                self.fail(f"{field}[{k}]", f"argument {show(item)} is not a string", 'quote it, e.g. "true"')
+                self.fail(f"{field}[{k}]", f"argument {show(item)} is not a string", f'quote it: "{_yaml_text(item)}"')
         return tuple(str(item) for item in items)
 
     def env(self, raw: object, field: str) -> tuple[tuple[str, str], ...]:
@@ -191,7 +196,8 @@ class Validator:
             if any(key == k for k, _ in result):
                 self.fail(at, f"environment variable {show(key)} is set twice", "set each variable once")
             if not isinstance(value, str) and not is_int(value):
-                self.fail(at, f"value {show(value)} of {key} is not a string", f'quote it, e.g. {key}: "{value}"')
+                self.fail(at, f"value {show(value)} of {key} is not a string",
+                          f'quote it: {key}: "{_yaml_text(value)}"')
             result.append((key, str(value)))
         return tuple(result)
 

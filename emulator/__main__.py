@@ -1,0 +1,5 @@
+import sys
+
+from emulator.cli.main import main
+
+sys.exit(main())
