@@ -8,6 +8,11 @@ import time
 from typing import Any, Sequence
 
 
+def progress(msg: str) -> None:
+    """Progress lines of long work go to stderr, so stdout stays parseable."""
+    print(f"podlab: {msg}", file=sys.stderr, flush=True)
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], out=sys.stdout) -> None:
     cells = [list(map(str, headers))] + [[("<none>" if c in (None, "") else str(c)) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]

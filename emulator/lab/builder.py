@@ -158,7 +158,7 @@ def up(topo: Topology, progress: Progress = lambda s: None, timeout: float | Non
     except BaseException as e:
         progress(f"failed at step {step}: {e}; rolling back")
         teardown.destroy(topo.name)
-        if isinstance(e, PodlabError):
+        if isinstance(e, Exception):
             raise BuildError(f"bringing up lab {topo.name} failed ({step}): {e}; everything it created was "
                              f"removed", obj=getattr(e, "obj", None) or topo.name) from e
         raise

@@ -1,0 +1,34 @@
+"""``exec``: run a command inside a pod's or a node's network namespace (exit code passed through)."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from emulator.errors import PodlabError
+from emulator.lab.api import Lab
+from emulator.netlink import netns
+
+
+def cmd_exec(a: argparse.Namespace) -> int:
+    lab = Lab.get(a.lab)
+    argv = list(a.command)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        raise PodlabError("exec needs a command after --, e.g. podlab exec web-1 -- ip addr")
+    ns = lab.target_ns(a.target)
+    netns.setns(netns.open_fd(ns))
+    try:
+        os.execvp(argv[0], argv)
+    except FileNotFoundError:
+        print(f'podlab: exec: "{argv[0]}": executable file not found in $PATH', file=sys.stderr)
+        return 127
+
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("exec", help="run a command in a pod (NAME) or node (node/NAME) namespace")
+    s.add_argument("target")
+    s.add_argument("command", nargs=argparse.REMAINDER)
+    s.set_defaults(fn=cmd_exec)

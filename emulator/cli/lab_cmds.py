@@ -1,0 +1,96 @@
+"""Lab lifecycle verbs: ``up``, ``down``, ``cleanup``, ``ls``."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from emulator.cli import output
+from emulator.lab import record, teardown
+from emulator.lab.api import Lab
+
+
+def cmd_up(a: argparse.Namespace) -> int:
+    from emulator.lab import builder
+    from emulator.topology.loader import load
+    topo = load(a.file, name=a.name, routing=a.routing)
+    try:
+        stuck = builder.up(topo, progress=output.progress)
+    except builder.AlreadyUp as e:
+        print(str(e))
+        return 0
+    print(f"lab {topo.name} is up: {len(topo.nodes)} nodes, {len(topo.pods)} pods, routing {topo.routing}")
+    for st in stuck:
+        print(f"  pod {st.get('name')} is {output.pod_status_word(st)}: {st.get('message')}")
+    return 0 if all(_cni_none(topo, st) for st in stuck) else 6
+
+
+def _cni_none(topo, st: dict) -> bool:
+    try:
+        return topo.node(st.get("nodeName", "")).cni == "none"
+    except KeyError:
+        return False
+
+
+def cmd_down(a: argparse.Namespace) -> int:
+    labs = a.labs or ([a.lab] if a.lab else [])
+    if not labs:
+        labs = [Lab.get().name]
+    for name in labs:
+        if teardown.destroy(name, progress=output.progress):
+            print(f"lab {name} removed")
+        else:
+            print(f"lab {name} is not present; nothing to do")
+    return 0
+
+
+def cmd_cleanup(a: argparse.Namespace) -> int:
+    removed = 0
+    for name in record.all_labs():
+        rec = record.load(name) or {}
+        if a.all or record.crashed(rec):
+            teardown.destroy(name, progress=output.progress)
+            print(f"lab {name} ({rec.get('status')}, owner gone) removed")
+            removed += 1
+    if not removed:
+        print("nothing to clean up" + ("" if a.all else " (no crashed lab; use --all to remove every lab)"))
+    return 0
+
+
+def cmd_ls(a: argparse.Namespace) -> int:
+    rows, items = [], []
+    for name in record.all_labs():
+        rec = record.load(name) or {}
+        lab = Lab(name)
+        npods = len(lab.store.names("pods"))
+        status = "crashed" if record.crashed(rec) else rec.get("status")
+        items.append({"name": name, "status": status, "nodes": len(rec.get("nodes", [])), "pods": npods,
+                      "routing": rec.get("routing"), "source": rec.get("source"), "createdAt": rec.get("createdAt")})
+        rows.append([name, status, len(rec.get("nodes", [])), npods, rec.get("routing"), output.age(rec.get("createdAt")),
+                     rec.get("source")])
+    if a.output == "json":
+        output.emit_json({"items": items})
+    else:
+        output.table(["NAME", "STATUS", "NODES", "PODS", "ROUTING", "AGE", "SOURCE"], rows)
+    return 0
+
+
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("up", help="build a lab from a topology file")
+    s.add_argument("file")
+    s.add_argument("--name", help="lab name (overrides the file's)")
+    s.add_argument("--routing", help="routing mode: vxlan | host-gw | bgp (overrides the file's)")
+    s.set_defaults(fn=cmd_up)
+
+    s = sub.add_parser("down", help="remove a lab and everything it owns")
+    s.add_argument("labs", nargs="*")
+    s.set_defaults(fn=cmd_down)
+
+    s = sub.add_parser("cleanup", help="remove what crashed labs left behind (by their records)")
+    s.add_argument("--all", action="store_true", help="remove every lab, not only crashed ones")
+    s.set_defaults(fn=cmd_cleanup)
+
+    s = sub.add_parser("ls", help="list the labs on this machine")
+    s.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    s.set_defaults(fn=cmd_ls)

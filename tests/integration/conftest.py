@@ -1,0 +1,89 @@
+"""Integration fixtures: real labs on real namespaces, always torn down, and a leftover check for the session.
+
+Every lab a test builds goes through ``make_lab`` (or ``lab_from``), which gives it a unique name and downs it
+when the test ends, pass or fail. The session fixture compares the namespaces and root-namespace interfaces of
+the machine before and after the whole run: anything new is a cleanup bug and fails the run (after removing it
+through the lab records, never by pattern).
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from emulator.lab import record, teardown
+from emulator.lab.api import Lab
+from emulator.netlink import netns
+from emulator.topology.loader import load, loads
+
+ROOT = Path(__file__).resolve().parents[2]
+TOPOLOGIES = ROOT / "topologies"
+_counter = itertools.count(1)
+
+pytestmark = pytest.mark.integration
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.geteuid() != 0:
+        skip = pytest.mark.skip(reason="integration tests build network namespaces: run as root")
+        for item in items:
+            if "integration" in str(item.fspath):
+                item.add_marker(skip)
+
+
+def root_links() -> set[str]:
+    out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ":" in line}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_leftovers() -> Iterator[None]:
+    if os.geteuid() != 0:
+        yield
+        return
+    labs0, ns0, links0 = set(record.all_labs()), set(netns.list_names()), root_links()
+    yield
+    new_labs = set(record.all_labs()) - labs0
+    for lab in new_labs:
+        teardown.destroy(lab)
+    new_ns = set(netns.list_names()) - ns0
+    new_links = root_links() - links0
+    assert not new_labs, f"labs left behind by the tests: {sorted(new_labs)}"
+    assert not new_ns, f"namespaces left behind by the tests: {sorted(new_ns)[:20]}"
+    assert not new_links, f"interfaces created in the root namespace: {sorted(new_links)}"
+
+
+def unique_name(prefix: str = "t") -> str:
+    return f"{prefix}{os.getpid() % 10000}x{next(_counter)}"
+
+
+@pytest.fixture
+def make_lab() -> Iterator[Callable[..., Lab]]:
+    """make_lab(text_or_path, routing=None, name=None) -> Lab, removed at the end of the test."""
+    made: list[str] = []
+
+    def make(source: str | Path, routing: str | None = None, name: str | None = None, **kw) -> Lab:
+        name = name or unique_name()
+        made.append(name)
+        if isinstance(source, Path) or (isinstance(source, str) and source.endswith(".yaml")):
+            topo = load(source, name=name, routing=routing)
+        else:
+            topo = loads(source, source="<test>", name=name, routing=routing)
+        return Lab.up(topo, **kw)
+
+    yield make
+    for name in made:
+        teardown.destroy(name)
+
+
+def three_node_text(pods_per_node: int = 2, image: str = "netexec") -> str:
+    lines = ["version: 1", "name: x", "nodes:", "  - name: node-1", "  - name: node-2", "  - name: node-3", "pods:"]
+    for n in (1, 2, 3):
+        for i in range(1, pods_per_node + 1):
+            lines += [f"  - name: p{n}-{i}", f"    node: node-{n}", "    labels: {app: net}", "    containers:",
+                      f"      - {{name: c, image: {image}, ports: [{{containerPort: 8080}}]}}"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,178 @@
+"""Issue 2 acceptance: up/down are idempotent, a failed up rolls back completely, labs do not interfere, and the
+machine's root namespace is never touched."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from emulator import probe
+from emulator.agent.containers import alive
+from emulator.errors import BuildError
+from emulator.lab import builder, record, teardown
+from emulator.lab.api import Lab
+from emulator.lab.paths import LabPaths
+from emulator.netlink import netns
+from emulator.topology.loader import loads
+from tests.integration.conftest import ROOT, three_node_text, unique_name
+
+SMALL = """
+version: 1
+name: x
+routing: vxlan
+nodes: [{name: node-1}, {name: node-2}]
+pods:
+  - {name: a, node: node-1}
+  - {name: b, node: node-2}
+"""
+
+
+def podlab(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "emulator", *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=120)
+
+
+def lab_namespaces(name: str) -> list[str]:
+    return [n for n in netns.list_names() if n.startswith(f"{name}-")]
+
+
+def processes_of(name: str) -> list[int]:
+    """PIDs the lab recorded (agents and containers) that are still alive."""
+    paths = LabPaths(name)
+    pids = []
+    for f in paths.root.glob("nodes/*/run/podlab-agent.pid"):
+        rec = json.loads(f.read_text())
+        pids.append((rec["pid"], rec["start"]))
+    for f in paths.store.glob("status/pods/*.json"):
+        for c in json.loads(f.read_text()).get("containerStatuses", []):
+            if c.get("pid"):
+                pids.append((c["pid"], c.get("pidStart")))
+    return [p for p, s in pids if alive(p, s)]
+
+
+def test_cli_up_twice_down_twice(tmp_path) -> None:
+    name = unique_name("c")
+    topo_file = tmp_path / "lab.yaml"
+    topo_file.write_text(SMALL)
+    try:
+        r = podlab("up", str(topo_file), "--name", name, "--routing", "host-gw")
+        assert r.returncode == 0, r.stderr
+        assert "pods Running: 2/2" in r.stderr
+        inodes = {n: netns.inode(n) for n in lab_namespaces(name)}
+        pids = processes_of(name)
+        assert len(inodes) == 5 and len(pids) == 4  # underlay + 2 nodes + 2 pods; 2 agents + 2 pause
+
+        again = podlab("up", str(topo_file), "--name", name, "--routing", "host-gw")
+        assert again.returncode == 0 and "already up; nothing changed" in again.stdout
+        assert {n: netns.inode(n) for n in lab_namespaces(name)} == inodes
+        assert processes_of(name) == pids
+
+        other = podlab("up", str(topo_file), "--name", name, "--routing", "vxlan")
+        assert other.returncode == 3 and "different topology" in other.stderr
+
+        nodes = json.loads(podlab("--lab", name, "get", "nodes", "-o", "json").stdout)["items"]
+        assert [n["spec"]["podCIDR"] for n in nodes] == ["10.244.1.0/24", "10.244.2.0/24"]
+        assert nodes[0]["status"]["addresses"][0] == {"type": "InternalIP", "address": "192.168.56.11"}
+        pods = json.loads(podlab("get", "pods", "-o", "json", "--lab", name).stdout)["items"]
+        assert {p["metadata"]["name"]: p["spec"]["nodeName"] for p in pods} == {"a": "node-1", "b": "node-2"}
+        assert all(p["status"]["phase"] == "Running" and p["status"]["podIP"] and p["status"]["hostIP"]
+                   for p in pods)
+        wide = podlab("--lab", name, "get", "pods", "-o", "wide").stdout.splitlines()
+        assert wide[0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE"]
+        assert wide[1].split()[:3] == ["a", "1/1", "Running"] and wide[1].split()[-1] == "node-1"
+        b_ip = pods[1]["status"]["podIP"]
+        ex = podlab("--lab", name, "exec", "a", "--", "ping", "-c1", "-W2", b_ip)
+        assert ex.returncode == 0 and "1 received" in ex.stdout
+        assert podlab("--lab", name, "exec", "a", "--", "sh", "-c", "exit 7").returncode == 7
+        route = podlab("--lab", name, "exec", "node/node-1", "--", "ip", "route").stdout
+        assert "10.244.2.0/24 via 192.168.56.12 dev eth0" in route
+        ls = json.loads(podlab("ls", "-o", "json").stdout)["items"]
+        assert any(i["name"] == name and i["status"] == "ready" for i in ls)
+    finally:
+        first = podlab("down", name)
+        second = podlab("down", name)
+    assert first.returncode == 0 and "removed" in first.stdout
+    assert second.returncode == 0 and "not present" in second.stdout
+    assert lab_namespaces(name) == []
+    assert not any(alive(p, None) for p in pids)
+    assert not LabPaths(name).root.exists()
+
+
+@pytest.mark.parametrize("fail_at", ["write_node_files", "wait_pods"])
+def test_failure_half_way_rolls_back(monkeypatch, fail_at: str) -> None:
+    name = unique_name("f")
+    topo = loads(three_node_text(1, "pause"), source="<test>", name=name)
+    spawned: list[str] = []
+    real_spawn = builder.agent.spawn_forked
+
+    def count_spawn(lab: str, node: str) -> None:
+        spawned.append(node)
+        real_spawn(lab, node)
+
+    calls = {"n": 0}
+    real = getattr(builder, fail_at)
+
+    def boom(*a, **kw):
+        calls["n"] += 1
+        if fail_at == "wait_pods" or calls["n"] == 2:
+            raise OSError(28, "No space left on device (injected)")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(builder.agent, "spawn_forked", count_spawn)
+    monkeypatch.setattr(builder, fail_at, boom)
+    with pytest.raises(BuildError) as exc:
+        builder.up(topo)
+    assert name in str(exc.value) and "everything it created was removed" in str(exc.value)
+    assert lab_namespaces(name) == []
+    assert record.load(name) is None and not LabPaths(name).root.exists()
+    if fail_at == "wait_pods":
+        assert spawned == ["node-1", "node-2", "node-3"]  # agents had started, and were stopped
+
+
+def test_two_labs_side_by_side(make_lab) -> None:
+    a = make_lab(SMALL)
+    b = make_lab(SMALL, routing="host-gw")
+    for lab in (a, b):
+        assert probe.ping(lab, "a", lab.pod("b").ip)
+    # same addresses in both labs, yet separate networks
+    assert a.pod("a").ip == b.pod("a").ip
+    teardown.destroy(a.name)
+    assert lab_namespaces(a.name) == []
+    assert probe.ping(b, "a", b.pod("b").ip)
+
+
+def test_root_namespace_untouched(make_lab) -> None:
+    def snapshot() -> tuple[str, str, str, str]:
+        run = lambda *c: subprocess.run(c, capture_output=True, text=True).stdout  # noqa: E731
+        return (run("ip", "-o", "link"), run("ip", "-o", "addr"), run("ip", "route", "show", "table", "all"),
+                run("nft", "list", "ruleset"))
+    before = snapshot()
+    lab = make_lab(SMALL)
+    assert probe.ping(lab, "a", lab.pod("b").ip)
+    during = snapshot()
+    lab.down()
+    after = snapshot()
+    strip = lambda s: [tuple(x.split("\n")) for x in s]  # noqa: E731
+    assert strip(during) == strip(before) == strip(after)
+
+
+def test_namespace_conflict_touches_nothing() -> None:
+    name = unique_name("k")
+    netns.create(f"{name}-node-2")
+    try:
+        with pytest.raises(Exception) as exc:
+            builder.up(loads(SMALL, source="<test>", name=name))
+        assert f"{name}-node-2" in str(exc.value) and "does not own" in str(exc.value)
+        assert lab_namespaces(name) == [f"{name}-node-2"] and record.load(name) is None
+    finally:
+        netns.delete(f"{name}-node-2")
+
+
+def test_agents_run_inside_their_node_namespace(make_lab) -> None:
+    lab = make_lab(SMALL)
+    for node in ("node-1", "node-2"):
+        pid = json.loads(lab.paths.agent_pid(node).read_text())["pid"]
+        assert os.stat(f"/proc/{pid}/ns/net").st_ino == netns.inode(f"{lab.name}-{node}")
