@@ -21,7 +21,7 @@ from emulator import routing
 from emulator.agent import agent
 from emulator.cni.spec import bridge_conflist
 from emulator.errors import BuildError, LabExistsError, NamespaceConflictError, PodlabError, TimeoutError_
-from emulator.lab import manifests, record, teardown
+from emulator.lab import components, manifests, record, teardown
 from emulator.lab.paths import LabPaths, ensure_state_root
 from emulator.netlink import applier, msgs, netns
 from emulator.netlink.rtnl import Rtnl
@@ -131,11 +131,17 @@ def wait_pods(store: Store, topo: Topology, progress: Progress, timeout: float) 
 def up(topo: Topology, progress: Progress = lambda s: None, timeout: float | None = None) -> list[dict]:
     """Bring the lab up; return the pods left Pending (with their reasons). Raises on failure, after rollback."""
     check_new(topo)
-    routing.get(topo.routing).check_available()
+    mode = routing.get(topo.routing)
+    mode.check_available()
+    parts = components.active(topo)
     paths = LabPaths(topo.name)
     ensure_state_root()
-    rec = record.new(topo)
+    rec = record.new(topo, extra_namespaces=[n for c in parts for n in c.namespaces(topo)])
     record.save(rec)
+
+    def record_pid(pid: int, what: str) -> None:
+        record.add_pid(rec, pid, what)
+
     step = "start"
     try:
         step = "network"
@@ -148,11 +154,22 @@ def up(topo: Topology, progress: Progress = lambda s: None, timeout: float | Non
             store.put("nodes", n.name, manifests.node_manifest(topo, n))
         for p in topo.pods:
             store.put("pods", p.name, manifests.pod_manifest(p))
+        step = f"routing daemons ({topo.routing})"
+        for n in topo.nodes:
+            for pid in mode.start(topo, n, str(paths.node_root(n.name))):
+                record_pid(pid, f"{topo.routing} daemon of {n.name}")
+        ctx = components.BuildContext(topo, paths, store, progress, record_pid)
+        for c in parts:
+            step = f"component {c.name}"
+            c.start(ctx)
         step = "agents"
         for n in topo.nodes:
             agent.spawn_forked(topo.name, n.name)
         step = "pods"
         stuck = wait_pods(store, topo, progress, timeout or 30.0 + 0.05 * len(topo.pods))
+        for c in parts:
+            step = f"component {c.name} (ready)"
+            c.ready(ctx)
         record.set_status(rec, "ready")
         return stuck
     except BaseException as e:

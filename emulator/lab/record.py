@@ -30,13 +30,20 @@ def infra_namespaces(topo: Topology) -> list[str]:
     return [names.underlay_ns(topo.name)] + [names.node_ns(topo.name, n.name) for n in topo.nodes]
 
 
-def new(topo: Topology) -> dict:
+def new(topo: Topology, extra_namespaces: list[str] | None = None) -> dict:
     me = os.getpid()
     return {"name": topo.name, "status": "creating", "owner": {"pid": me, "start": start_time(me)},
             "source": os.path.abspath(topo.source) if os.path.exists(topo.source) else topo.source,
             "fingerprint": fingerprint(topo), "routing": topo.routing, "cluster": cluster_config(topo),
-            "nodes": [n.name for n in topo.nodes], "namespaces": infra_namespaces(topo),
+            "nodes": [n.name for n in topo.nodes], "underlay": names.underlay_ns(topo.name),
+            "namespaces": infra_namespaces(topo) + list(extra_namespaces or []),
             "createdAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "pids": []}
+
+
+def add_pid(rec: dict, pid: int, what: str) -> None:
+    """Record a process the lab started (saved at once, so a crash cannot orphan it)."""
+    rec.setdefault("pids", []).append({"pid": pid, "start": start_time(pid), "what": what})
+    save(rec)
 
 
 def load(lab: str) -> dict | None:

@@ -98,11 +98,13 @@ def destroy(lab: str, progress: Progress = _quiet, timeout: float = 10.0) -> boo
         stop_processes(st.get("containerStatuses", []))
     for p in (rec or {}).get("pids", []):
         containers.stop(p["pid"], p.get("start"), grace=0.5)
-    infra = (rec or {}).get("namespaces") or [names.underlay_ns(lab)] + [names.node_ns(lab, n) for n in node_names]
+    underlay = (rec or {}).get("underlay") or names.underlay_ns(lab)
+    node_ns = [names.node_ns(lab, n) for n in node_names]
+    infra = list(dict.fromkeys((rec or {}).get("namespaces") or [underlay] + node_ns))
     pods = pod_namespaces(lab, store)
     progress(f"deleting {len(pods)} pod namespaces")
-    node_fds = [netns.open_fd(n) for n in infra[1:] if netns.exists(n)]
-    ul_fd = netns.open_fd(infra[0]) if infra and netns.exists(infra[0]) else None
+    node_fds = [netns.open_fd(n) for n in node_ns if netns.exists(n)]
+    ul_fd = netns.open_fd(underlay) if netns.exists(underlay) else None
     inodes = {i for i in (netns.inode(n) for n in pods + infra) if i is not None}
     try:
         for n in pods:
@@ -112,7 +114,7 @@ def destroy(lab: str, progress: Progress = _quiet, timeout: float = 10.0) -> boo
         for fd in node_fds:
             os.close(fd)
         node_fds = []
-        progress(f"deleting {len(infra)} node and underlay namespaces")
+        progress(f"deleting {len(infra)} node and infrastructure namespaces")
         for n in infra:
             netns.delete(n)
         if ul_fd is not None and not _wait_released([ul_fd], set(), timeout):
