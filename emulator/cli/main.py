@@ -18,6 +18,8 @@ COMMAND_MODULES = [
     "emulator.cli.lab_cmds",
     "emulator.cli.get_cmds",
     "emulator.cli.exec_cmd",
+    "emulator.cli.describe_cmds",
+    "emulator.cli.apply_cmds",
 ]
 
 

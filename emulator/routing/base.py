@@ -32,8 +32,13 @@ class RoutingMode(ABC):
         """Start the mode's daemons for ``node`` (inside its namespace); return their PIDs."""
         return []
 
-    def describe(self) -> str:
-        return self.name
+    def node_status(self, lab: object, node: str) -> str:
+        """A short live status of the mode on ``node`` for ``get nodes`` (e.g. "2/2 BGP sessions up")."""
+        return ""
+
+    def describe_node(self, lab: object, node: str) -> list[str]:
+        """Lines for ``describe node``: what the mode installed on ``node`` for the other nodes."""
+        return []
 
 
 def register(cls: type[RoutingMode]) -> type[RoutingMode]:
