@@ -1,10 +1,15 @@
 """The kubelet-like node agent: a real process in its node's namespace that makes the node's pods match the store.
 
 Loop: poll the store (directory mtimes, every 20 ms; a full resync every second), and for every pod bound to this
-node start what is missing and stop what is no longer wanted; reap exited children. Status is written by this
-agent only (``pods/<name>.status.json``). Pods whose network cannot be set up yet (no CNI config, no free IP)
-stay Pending with the reason and are retried on the next change or resync, so installing a config or freeing an
-address lets them start without being recreated.
+node start what is missing, stop what is no longer wanted, and restart dead containers; reap exited children.
+Status is written by this agent only (``status/pods/<name>.json``). Pods whose network cannot be set up yet (no
+CNI config, no free IP) stay Pending with the reason and are retried on the next change or resync, so installing
+a config or freeing an address lets them start without being recreated.
+
+On start the agent *recovers* instead of starting over (``recover``): a Running pod whose namespace exists and
+passes CNI CHECK is kept with its processes untouched; a broken one is torn down and recreated; a namespace left
+by a crash between its creation and its status is removed; IPAM entries whose sandbox no status knows are
+released. So killing an agent at any instant leaves no duplicate IP, leaked IP file, orphan veth or namespace.
 
 Started by ``podlab up`` (forked, so it costs no interpreter start) or by ``python -m emulator.agent``.
 """
@@ -17,8 +22,11 @@ import time
 import traceback
 
 from emulator.agent import containers, pods
+from emulator.agent.supervise import Supervisor
 from emulator.cni.runtime import CniNotReady, Runtime
 from emulator.errors import CniError, IpamExhaustedError, PodlabError
+from emulator.ipam.hostlocal import HostLocalStore
+from emulator.lab import events
 from emulator.lab.paths import LabPaths
 from emulator.netlink import netns
 from emulator.store import Store, read_json, write_json
@@ -41,10 +49,10 @@ class Agent:
         cni = nodeobj["metadata"].get("annotations", {}).get("podlab.io/cni", "builtin")
         bins = [str(self.paths.cni_bin_dir(node))] + ([REFERENCE_CNI_PATH] if cni == "reference" else [])
         self.runtime = Runtime(self.paths.cni_conf_dir(node), bins, builtin=(cni != "reference"))
+        self.supervisor = Supervisor(self.paths, node, self.host_ip)
         self.stopping = False
         self._pending_msg: dict[str, str] = {}
 
-    # -- status helpers
     def _write(self, name: str):
         return lambda st: self.store.put_status("pods", name, st)
 
@@ -55,6 +63,36 @@ class Agent:
         return {st["name"]: st for st in self.store.list("pods", status=True)
                 if st.get("nodeName") == self.node and "name" in st}
 
+    # -- recovery after a restart or crash
+    def recover(self) -> None:
+        want, have = self.mine(), self.statuses()
+        for name, st in have.items():
+            sb = st.get("sandbox") or {}
+            if st.get("phase") != "Running" or not sb.get("netns"):
+                continue
+            try:
+                if not netns.exists(sb["netns"]):
+                    raise CniError(f"network namespace {sb['netns']} is gone")
+                self.runtime.check(sb["id"], netns.path(sb["netns"]), names.POD_IFNAME, sb.get("cniResult") or {})
+            except (CniError, PodlabError) as e:
+                print(f"{time.strftime('%H:%M:%S')} pod {name}: sandbox fails CHECK ({e}); recreating", flush=True)
+                pods.stop(self.runtime, st, name)
+                self.store.delete("pods", name, status=True)
+        have = self.statuses()
+        for name in want:
+            ns = names.pod_ns(self.paths.lab, name)
+            if name not in have and netns.exists(ns):
+                netns.delete(ns)  # made by a crashed run before its status was written
+        known = {(st.get("sandbox") or {}).get("id") for st in self.statuses().values()}
+        try:
+            store = HostLocalStore(self.paths.ipam_dir(self.node), names.CNI_NETWORK)
+            for ip, (cid, ifname) in store.allocations().items():
+                if cid not in known:
+                    store.release(cid, ifname)
+                    print(f"{time.strftime('%H:%M:%S')} released leaked IP {ip} of sandbox {cid[:12]}", flush=True)
+        except (OSError, CniError):
+            pass
+
     # -- reconcile
     def reconcile(self) -> None:
         want, have = self.mine(), self.statuses()
@@ -63,13 +101,18 @@ class Agent:
             if pod is None or pod["metadata"].get("uid") != st.get("uid"):
                 pods.stop(self.runtime, st, name)
                 self.store.delete("pods", name, status=True)
-                have.pop(name)
+                events.emit(self.store.root, "pod", name, "Killing", "Stopping pod sandbox", f"kubelet, {self.node}")
+                self._pending_msg.pop(name, None)
+        have = {n: s for n, s in have.items() if n in want and want[n]["metadata"].get("uid") == s.get("uid")}
         for name, pod in want.items():
             st = have.get(name)
             if st and st.get("phase") == "Running":
+                new = self.supervisor.check(pod, st)
+                if new is not None:
+                    self.store.put_status("pods", name, new)
                 continue
             if st and st.get("sandbox"):
-                pods.stop(self.runtime, st, name)  # a half-made sandbox (crash or earlier failure): start over
+                pods.stop(self.runtime, st, name)
             self._start(name, pod)
 
     def _start(self, name: str, pod: dict) -> None:
@@ -84,28 +127,34 @@ class Agent:
             self._pending(name, pod, f"failed to set up pod sandbox: {e}")
 
     def _pending(self, name: str, pod: dict, message: str) -> None:
+        if self._pending_msg.get(name) == message:
+            return
         self.store.put_status("pods", name, pods.waiting_status(pod, self.node, self.host_ip, "ContainerCreating",
                                                                 message))
-        if self._pending_msg.get(name) != message:
-            print(f"{time.strftime('%H:%M:%S')} pod {name}: {message}", flush=True)
-            self._pending_msg[name] = message
+        events.emit(self.store.root, "pod", name, "FailedCreatePodSandBox", message, f"kubelet, {self.node}",
+                    "Warning")
+        print(f"{time.strftime('%H:%M:%S')} pod {name}: {message}", flush=True)
+        self._pending_msg[name] = message
 
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, self._on_term)
+        self.recover()
         last: tuple | None = None
         last_full = 0.0
         while not self.stopping:
-            containers.reap()
+            reaped = containers.reap()
+            self.supervisor.reaped(reaped)
             version = (self.store.version("pods"), _mtime(self.runtime.conf_dir))
             t = time.monotonic()
-            if version != last or t - last_full > RESYNC:
+            if reaped or version != last or t - last_full > RESYNC:
                 last, last_full = version, t
                 try:
                     self.reconcile()
                 except Exception:  # keep the node alive; the error goes to the agent log
                     traceback.print_exc()
             time.sleep(POLL)
+        print(f"{time.strftime('%H:%M:%S')} agent of {self.node} stopping (SIGTERM); pods keep running", flush=True)
 
     def _on_term(self, *_: object) -> None:
         self.stopping = True
@@ -134,6 +183,7 @@ def serve(lab: str, node: str) -> None:
     netns.setns(netns.open_fd(names.node_ns(lab, node)))
     paths.agent_pid(node).parent.mkdir(parents=True, exist_ok=True)
     write_pidfile(paths, node)
+    print(f"{time.strftime('%H:%M:%S')} agent of {node} (lab {lab}) started, pid {os.getpid()}", flush=True)
     Agent(lab, node).run()
 
 

@@ -5,7 +5,9 @@ the child inherits it: the containers of one pod share the pod IP, ``localhost``
 property Kubernetes pods have. No process is interposed (no resident Python per pod unless the image *is*
 Python, like ``netexec``). Images are resolved to commands here:
 
-- ``pause`` (and any image we do not know): ``sleep infinity`` shown as ``pause`` — holds the pod, does nothing;
+- ``pause``: ``sleep infinity`` shown as ``pause`` — holds the pod, does nothing;
+- an image we do not know: ``pause`` if it declares no ports, else ``emulator.images.listen`` answering on them,
+  so that real manifests (nginx, redis, ...) keep their network shape;
 - ``busybox`` / ``shell``: sleeps, so ``podlab exec`` can run a shell in the pod;
 - ``netexec`` and ``registry.k8s.io/e2e-test-images/agnhost:*`` with ``netexec`` args: our agnhost-like echo
   server (``python -m emulator.images.netexec``);
@@ -29,7 +31,7 @@ NETEXEC_DEFAULT_ARGS = ["--http-port=8080", "--udp-port=8081"]
 _SLEEP = shutil.which("sleep") or "/bin/sleep"
 
 
-def resolve(image: str, command: list[str], args: list[str]) -> list[str]:
+def resolve(image: str, command: list[str], args: list[str], ports: list[dict] | None = None) -> list[str]:
     """The argv a container runs."""
     base = image.split("@")[0]
     name = base.rsplit("/", 1)[-1].split(":")[0]
@@ -41,6 +43,9 @@ def resolve(image: str, command: list[str], args: list[str]) -> list[str]:
     if name in ("busybox", "shell", "alpine", "ubuntu", "debian"):
         return ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done"] if not args else \
             ["sh", "-c", " ".join(args)]
+    if name != "pause" and ports:
+        return [sys.executable, "-m", "emulator.images.listen",
+                *(f"{p['containerPort']}/{p.get('protocol', 'TCP')}" for p in ports)]
     return ["pause", "infinity"]  # argv[0] shown in ps; the program is sleep
 
 
@@ -76,10 +81,19 @@ def alive(pid: int, started: int | None) -> bool:
         return False
 
 
-def spawn(ns_fd: int, argv: list[str], log: Path, env: dict[str, str]) -> tuple[int, int | None]:
-    """Start ``argv`` inside the namespace ``ns_fd``; return (pid, start time)."""
-    log.parent.mkdir(parents=True, exist_ok=True)
+def spawn(ns_fd: int, argv: list[str], log: Path, env: dict[str, str], ns_name: str = "") -> tuple[int, int | None]:
+    """Start ``argv`` inside the namespace ``ns_fd``; return (pid, start time).
+
+    If ``/etc/netns/<ns_name>/`` exists (a pod's own resolv.conf, hosts, ...), the process is started through
+    ``ip netns exec``, which bind-mounts those files over /etc in a private mount namespace, exactly as for any
+    ``ip netns exec`` user; otherwise directly (no mount-table copy, whose cost grows with the namespaces).
+    """
+    if not log.parent.is_dir():
+        log.parent.mkdir(parents=True, exist_ok=True)
     exe = _exe(argv[0])
+    if ns_name and os.path.isdir(f"/etc/netns/{ns_name}"):
+        argv = ["ip", "netns", "exec", ns_name, exe, *argv[1:]]
+        exe = shutil.which("ip") or "/usr/sbin/ip"
     actions = [(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
                (os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644),
                (os.POSIX_SPAWN_DUP2, 1, 2)]
@@ -88,23 +102,26 @@ def spawn(ns_fd: int, argv: list[str], log: Path, env: dict[str, str]) -> tuple[
     return pid, start_time(pid)
 
 
-def stop(pid: int, started: int | None, grace: float = 0.0) -> None:
-    """Signal a recorded process (only if it is still the one we started): TERM, then KILL after ``grace``."""
+def stop(pid: int, started: int | None, grace: float = 0.0, wait: float = 2.0) -> None:
+    """Signal a recorded process (only if it is still the one we started): TERM, then KILL after ``grace``;
+    return once it is gone (or ``wait`` seconds after the KILL), so a caller can rely on it being dead."""
     if not alive(pid, started):
         return
     try:
         os.kill(pid, signal.SIGTERM if grace else signal.SIGKILL)
     except ProcessLookupError:
         return
-    if grace:
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and alive(pid, started):
-            time.sleep(0.02)
-        if alive(pid, started):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    deadline = time.monotonic() + grace
+    while grace and time.monotonic() < deadline and alive(pid, started):
+        time.sleep(0.01)
+    if alive(pid, started):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline and alive(pid, started):
+        time.sleep(0.002)
 
 
 def reap() -> list[tuple[int, int]]:

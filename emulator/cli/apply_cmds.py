@@ -60,7 +60,7 @@ def cmd_apply(a: argparse.Namespace) -> int:
     docs = load_documents(a.filename)
     prepared = []
     for i, d in enumerate(docs):
-        kind = d.get("kind")
+        kind = d.get("kind") or ("Pod" if "name" in d else None)  # podlab's short pod form has no kind
         h = APPLY.get(kind)
         if h is None:
             raise ManifestError(a.filename, f"document {i}.kind", f"{kind!r} is not supported",

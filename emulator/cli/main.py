@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "emulator.cli.exec_cmd",
     "emulator.cli.describe_cmds",
     "emulator.cli.apply_cmds",
+    "emulator.cli.pod_cmds",
 ]
 
 
@@ -36,7 +37,17 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    after: list[str] | None = None
+    if "--" in argv:  # `podlab run x --rm -- sh -c ...`: everything after -- is the command, untouched
+        i = argv.index("--")
+        argv, after = argv[:i], argv[i + 1:]
     args = parser().parse_args(argv)
+    if after is not None:
+        if not hasattr(args, "command"):
+            print(f"podlab {args.verb}: takes no command after --", file=sys.stderr)
+            return 2
+        args.command = list(args.command or []) + after
     if os.geteuid() != 0:
         print("podlab: needs root (network namespaces); run it with sudo", file=sys.stderr)
         return 1

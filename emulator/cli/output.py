@@ -45,9 +45,8 @@ def age(ts: str | None, now: float | None = None) -> str:
 
 
 def pod_status_word(status: dict) -> str:
-    """The STATUS column: the waiting reason of a container if any (ContainerCreating), else the phase."""
-    if status.get("phase") == "Running":
-        return "Running"
+    """The STATUS column: the waiting reason of a container if any (ContainerCreating, CrashLoopBackOff), else
+    the phase."""
     for c in status.get("containerStatuses", []):
         w = c.get("state", {}).get("waiting")
         if w and w.get("reason"):

@@ -11,7 +11,9 @@ namespace, so it costs the same with 10 or 10,000 namespaces, unlike ``ip netns 
 """
 from __future__ import annotations
 
+import ipaddress
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -181,3 +183,85 @@ class Lab:
 
     def exec(self, target: str, argv: Sequence[str], **kw) -> subprocess.CompletedProcess:
         return run_in(self.target_ns(target), argv, **kw)
+
+    # -- pods (desired state goes to the store; the node's agent does the rest)
+    def apply_pod(self, obj: dict, source: str = "<api>") -> str:
+        """Create a pod from a podlab or Kubernetes manifest; returns kubectl's line ("pod/x created")."""
+        from emulator.errors import ManifestError
+        from emulator.lab import events, podspec
+        nodes = {n.name: max(ipaddress.ip_network(n.pod_cidr).num_addresses - 3, 0) for n in self.nodes}
+        counts: dict[str, int] = {}
+        for p in self.store.list("pods"):
+            counts[p["spec"]["nodeName"]] = counts.get(p["spec"]["nodeName"], 0) + 1
+        req = podspec.parse(obj, source, nodes, counts)
+        name = req.pod.name
+        existing = self.store.get("pods", name)
+        if existing is not None:
+            if podspec.same_spec(existing, req.manifest):
+                return f"pod/{name} unchanged"
+            raise ManifestError(source, "metadata.name", f"pod '{name}' already exists with another spec (pod "
+                                "specs are immutable)", f"run `podlab delete pod {name}` first, or use another name")
+        self.store.put("pods", name, req.manifest)
+        events.emit(self.store.root, "pod", name, "Scheduled",
+                    f"Successfully assigned {req.pod.namespace}/{name} to {req.pod.node}", "default-scheduler")
+        return f"pod/{name} created"
+
+    def wait_pod(self, name: str, timeout: float = 30, running: bool = True) -> dict:
+        """Wait until the pod is Running (or, with running=False, until its agent reported anything)."""
+        from emulator.errors import TimeoutError_
+        deadline = time.monotonic() + timeout
+        while True:
+            st = self.store.get_status("pods", name) or {}
+            if (st.get("phase") == "Running") if running else bool(st):
+                return st
+            if time.monotonic() > deadline:
+                raise TimeoutError_(f"pod {name} is not Running after {timeout:.0f}s: "
+                                    f"{st.get('reason', 'no status')} {st.get('message', '')}".strip(), obj=name)
+            time.sleep(0.005)
+
+    def delete_pod(self, name: str, wait: bool = True, timeout: float = 30) -> None:
+        """Delete a pod: its agent stops the containers, runs CNI DEL (the IP is released), removes the netns."""
+        from emulator.errors import TimeoutError_
+        from emulator.lab import events
+        if self.store.get("pods", name) is None:
+            raise PodNotFoundError(f'pod "{name}" not found in lab {self.name}', obj=name)
+        self.store.delete("pods", name)
+        if not wait:
+            return
+        deadline = time.monotonic() + timeout
+        while self.store.get_status("pods", name) is not None:
+            if time.monotonic() > deadline:
+                raise TimeoutError_(f"pod {name} was not removed within {timeout:.0f}s (is node agent running?)",
+                                    obj=name)
+            time.sleep(0.005)
+        events.delete(self.store.root, "pod", name)
+
+    # -- agents
+    def agent_pid(self, node: str) -> int | None:
+        pf = read_pidfile(self.paths, node)
+        return pf[0] if pf and alive(pf[0], pf[1]) else None
+
+    def agent_stop(self, node: str, kill: bool = False) -> bool:
+        """Stop a node's agent (the kubelet goes away; its pods keep running). Returns False if it was not running."""
+        from emulator.agent import containers
+        self.node(node)
+        pf = read_pidfile(self.paths, node)
+        if not pf or not alive(pf[0], pf[1]):
+            return False
+        containers.stop(pf[0], pf[1], grace=0 if kill else 3.0)
+        return True
+
+    def agent_start(self, node: str) -> int:
+        """Start a node's agent (it reconciles with what exists: no pod is restarted without need)."""
+        from emulator.agent.agent import spawn_forked
+        self.node(node)
+        pid = self.agent_pid(node)
+        if pid:
+            return pid
+        spawn_forked(self.name, node)
+        deadline = time.monotonic() + 10
+        while (pid := self.agent_pid(node)) is None:
+            if time.monotonic() > deadline:
+                raise PodlabError(f"the agent of {node} did not start; see {self.paths.agent_log(node)}", obj=node)
+            time.sleep(0.01)
+        return pid

@@ -1,0 +1,93 @@
+"""Container supervision in a Running pod: notice a dead container, restart it with back-off (restartPolicy
+Always), and say why in the status, as the kubelet does (``CrashLoopBackOff`` with the last terminated state).
+
+A container is dead when its recorded PID no longer belongs to the process we started (PID + start time). If
+the agent is that process's parent it also knows the exit code (from ``waitpid``); after an agent restart the
+containers are no longer its children, so the code is unknown and reported as such. The message of a failed
+container is the last line of its log — e.g. "OSError: [Errno 98] Address already in use" when two containers
+of a pod bind one port, which is how that mistake shows in a real pod too.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+from emulator.agent import containers
+from emulator.agent.pods import container_env, run_container
+from emulator.lab import events
+from emulator.lab.manifests import now
+from emulator.lab.paths import LabPaths
+from emulator.netlink import netns
+
+BACKOFF_START = 1.0
+BACKOFF_MAX = 30.0
+
+
+@dataclass
+class Supervisor:
+    paths: LabPaths
+    node: str
+    host_ip: str
+    exit_codes: dict[int, int] = field(default_factory=dict)
+    backoff: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)  # → (next try, delay)
+
+    def reaped(self, items: list[tuple[int, int]]) -> None:
+        for pid, code in items:
+            self.exit_codes[pid] = code
+
+    def last_log_line(self, pod: str, container: str) -> str:
+        try:
+            with open(self.paths.container_log(pod, container), "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(f.tell() - 2048, 0))
+                lines = [ln for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
+            return lines[-1][:300] if lines else ""
+        except OSError:
+            return ""
+
+    def check(self, pod: dict, st: dict) -> dict | None:
+        """Restart dead containers of a Running pod; return the new status if anything changed."""
+        name = pod["metadata"]["name"]
+        specs = {c["name"]: c for c in pod["spec"].get("containers", [])}
+        changed, evs = False, []
+        t = time.monotonic()
+        for cs in st.get("containerStatuses", []):
+            pid = cs.get("pid")
+            if pid and containers.alive(pid, cs.get("pidStart")):
+                continue
+            key = (name, cs["name"])
+            if pid:  # just died: record how
+                code = self.exit_codes.pop(pid, None)
+                cs["lastState"] = {"terminated": {
+                    "exitCode": code, "reason": "Completed" if code == 0 else "Error", "finishedAt": now(),
+                    "message": self.last_log_line(name, cs["name"])}}
+                cs.update(pid=None, pidStart=None, ready=False)
+                nxt, delay = self.backoff.get(key, (0.0, BACKOFF_START / 2))
+                delay = min(delay * 2, BACKOFF_MAX)
+                self.backoff[key] = (t + delay, delay)
+                msg = f"back-off {delay:.0f}s restarting failed container={cs['name']} pod={name}"
+                cs["state"] = {"waiting": {"reason": "CrashLoopBackOff", "message": msg}}
+                evs.append(("BackOff", f"{msg}: {cs['lastState']['terminated']['message']}", "Warning"))
+                changed = True
+                continue
+            if t < self.backoff.get(key, (0.0, 0.0))[0] or cs["name"] not in specs:
+                continue
+            fd = netns.open_fd(st["sandbox"]["netns"])
+            try:
+                new = run_container(self.paths, pod, specs[cs["name"]], fd, st["sandbox"]["netns"],
+                                    container_env(pod, self.node, self.host_ip, st.get("podIP", ""),
+                                                  specs[cs["name"]]))
+            finally:
+                os.close(fd)
+            cs.update(pid=new["pid"], pidStart=new["pidStart"], ready=True, state=new["state"],
+                      restartCount=int(cs.get("restartCount", 0)) + 1)
+            evs.append(("Started", f"Started container {cs['name']} (restart {cs['restartCount']})", "Normal"))
+            changed = True
+        if evs:
+            events.emit_many(self.paths.store, "pod", name, evs, f"kubelet, {self.node}")
+        if changed:
+            ready = all(c.get("ready") for c in st["containerStatuses"])
+            st["conditions"] = [{"type": "Ready", "status": "True" if ready else "False"}]
+            return st
+        return None

@@ -1,0 +1,215 @@
+"""Pod and node-agent verbs: ``apply`` (kind Pod), ``delete pod``, ``run``, ``logs``, ``describe pod``,
+``agent start|stop|restart``, ``cni install``."""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+from emulator.cli import apply_cmds, describe_cmds, output
+from emulator.errors import PodlabError, PodNotFoundError
+from emulator.lab import events
+from emulator.lab.api import Lab
+from emulator.netlink import netns
+
+
+# -- apply / delete
+def _validate_pod(lab: Lab, obj: dict, source: str) -> tuple[dict, str]:
+    from emulator.lab import podspec
+    nodes = {n.name: 1 << 30 for n in lab.nodes}
+    podspec.parse(obj, source, nodes, {})  # validate fully before anything is applied
+    return obj, source
+
+
+apply_cmds.register_kind("Pod", apply_cmds.KindHandler(_validate_pod, lambda lab, p: lab.apply_pod(p[0], p[1])))
+
+
+def _delete_pod(lab: Lab, name: str, a: argparse.Namespace) -> str:
+    lab.delete_pod(name, wait=getattr(a, "wait", True))
+    return f'pod "{name}" deleted'
+
+
+apply_cmds.register_delete(("pod", "pods", "po"), _delete_pod)
+
+
+# -- run
+def cmd_run(a: argparse.Namespace) -> int:
+    lab = Lab.get(a.lab)
+    argv = [x for x in a.command if x != "--"] if a.command else []
+    container = {"name": a.name, "image": a.image}
+    if a.port:
+        container["ports"] = [{"containerPort": a.port}]
+    obj = {"name": a.name, "containers": [container], "labels": {"run": a.name}}
+    if a.node:
+        obj["node"] = a.node
+    print(lab.apply_pod(obj), file=sys.stderr)
+    st = lab.wait_pod(a.name, timeout=a.timeout)
+    if not argv:
+        print(f"pod {a.name} is Running with IP {st.get('podIP')} on {st.get('nodeName')}")
+        return 0
+    try:
+        ns = lab.pod(a.name).netns
+        stdin = None if a.interactive else subprocess.DEVNULL
+        return subprocess.call(["nsenter", f"--net={netns.path(ns)}", "--", *argv], stdin=stdin)
+    finally:
+        if a.rm:
+            lab.delete_pod(a.name)
+            print(f'pod "{a.name}" deleted', file=sys.stderr)
+
+
+# -- logs
+def cmd_logs(a: argparse.Namespace) -> int:
+    lab = Lab.get(a.lab)
+    pod = lab.pod(a.pod).obj
+    names = [c["name"] for c in pod["spec"]["containers"]]
+    c = a.container or names[0]
+    if c not in names:
+        raise PodlabError(f'container "{c}" is not valid for pod "{a.pod}"; choose one of: {", ".join(names)}',
+                          obj=c)
+    if a.container is None and len(names) > 1:
+        print(f"Defaulted container \"{c}\" out of: {', '.join(names)}", file=sys.stderr)
+    path = lab.paths.container_log(a.pod, c)
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return 0
+    with f:
+        data = f.read()
+        if a.tail is not None:
+            data = b"\n".join(data.splitlines()[-a.tail:]) + (b"\n" if data else b"")
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        while a.follow:
+            chunk = f.read()
+            if chunk:
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.flush()
+            else:
+                time.sleep(0.2)
+    return 0
+
+
+# -- describe pod
+def describe_pod(lab: Lab, name: str, a: argparse.Namespace) -> int:
+    obj = lab.pod(name).obj
+    evs = events.read(lab.store.root, "pod", name)
+    if getattr(a, "output", "text") == "json":
+        output.emit_json({**obj, "events": evs})
+        return 0
+    st, spec, meta = obj["status"], obj["spec"], obj["metadata"]
+    sb = st.get("sandbox") or {}
+    ifs = (sb.get("cniResult") or {}).get("interfaces", [])
+    lines = [f"Name:         {meta['name']}", f"Namespace:    {meta.get('namespace', 'default')}",
+             f"Node:         {spec.get('nodeName')}/{st.get('hostIP', '')}",
+             f"Start Time:   {st.get('startTime', '<none>')}",
+             "Labels:       " + (", ".join(f"{k}={v}" for k, v in meta.get("labels", {}).items()) or "<none>"),
+             f"Status:       {output.pod_status_word(st)}", f"IP:           {st.get('podIP') or '<none>'}",
+             f"Netns:        {sb.get('netns', '<none>')}  (sandbox {str(sb.get('id', ''))[:12] or '<none>'})",
+             "Interfaces:   " + (", ".join(f"{i['name']}{' in pod' if i.get('sandbox') else ''}" for i in ifs)
+                                 or "<none>")]
+    if st.get("message"):
+        lines.append(f"Message:      {st['message']}")
+    lines.append("Containers:")
+    cst = {c["name"]: c for c in st.get("containerStatuses", [])}
+    for c in spec.get("containers", []):
+        s = cst.get(c["name"], {})
+        state = next(iter(s.get("state", {"waiting": {}})), "waiting")
+        detail = s.get("state", {}).get(state, {})
+        lines += [f"  {c['name']}:", f"    Image:          {c.get('image')}",
+                  f"    Command:        {' '.join(s.get('command', [])) or '<default>'}",
+                  "    Ports:          " + (", ".join(f"{p['containerPort']}/{p.get('protocol', 'TCP')}"
+                                                    for p in c.get("ports", [])) or "<none>"),
+                  f"    State:          {state.capitalize()}" + (f" ({detail.get('reason')})"
+                                                                 if detail.get("reason") else ""),
+                  f"    PID:            {s.get('pid') or '<none>'}", f"    Ready:          {s.get('ready', False)}",
+                  f"    Restart Count:  {s.get('restartCount', 0)}"]
+        term = (s.get("lastState") or {}).get("terminated")
+        if term:
+            lines.append(f"    Last State:     Terminated ({term.get('reason')}, exit code {term.get('exitCode')}): "
+                         f"{term.get('message', '')}")
+    lines.append("Events:")
+    if evs:
+        rows = [[e["type"], e["reason"], output.age(e["time"]), e["from"], e["message"]] for e in evs]
+        import io
+        buf = io.StringIO()
+        output.table(["Type", "Reason", "Age", "From", "Message"], rows, out=buf)
+        lines += ["  " + ln for ln in buf.getvalue().splitlines()]
+    else:
+        lines.append("  <none>")
+    print("\n".join(lines))
+    return 0
+
+
+describe_cmds.register_kind(("pod", "pods", "po"), describe_pod)
+
+
+# -- agent, cni
+def cmd_agent(a: argparse.Namespace) -> int:
+    lab = Lab.get(a.lab)
+    if a.action in ("stop", "restart"):
+        was = lab.agent_stop(a.node, kill=a.kill)
+        print(f"agent of {a.node} {'stopped' if was else 'was not running'}")
+    if a.action in ("start", "restart"):
+        pid = lab.agent_start(a.node)
+        print(f"agent of {a.node} running (pid {pid})")
+    if a.action == "status":
+        pid = lab.agent_pid(a.node)
+        if a.output == "json":
+            output.emit_json({"node": a.node, "running": bool(pid), "pid": pid})
+        else:
+            print(f"agent of {a.node}: " + (f"running (pid {pid})" if pid else "not running"))
+    return 0
+
+
+def cmd_cni(a: argparse.Namespace) -> int:
+    from emulator.lab.builder import install_cni_config
+    from emulator.topology.model import Node
+    import ipaddress
+    lab = Lab.get(a.lab)
+    nv = lab.node(a.node)
+    node = Node(name=a.node, ip=ipaddress.IPv4Address(nv.ip), pod_cidr=ipaddress.IPv4Network(nv.pod_cidr))
+    conf_dir = lab.paths.cni_conf_dir(a.node)
+    if a.action == "install":
+        install_cni_config(lab.paths, int(lab.record["cluster"]["podMTU"]), node)
+        print(f"CNI configuration installed on {a.node}: {conf_dir}/10-flannel.conflist")
+    else:
+        for f in conf_dir.glob("*.conf*"):
+            f.unlink()
+        print(f"CNI configuration removed from {a.node}: new pods there will stay ContainerCreating")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("run", help="start a pod (like kubectl run), optionally run a command in it")
+    s.add_argument("name")
+    s.add_argument("--image", default="busybox")
+    s.add_argument("--node", help="bind to this node (default: the scheduler picks)")
+    s.add_argument("--port", type=int, help="declare a container port")
+    s.add_argument("--rm", action="store_true", help="delete the pod when the command exits")
+    s.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
+    s.add_argument("-t", "--tty", action="store_true", help="(accepted for kubectl compatibility)")
+    s.add_argument("-it", dest="interactive", action="store_true", help=argparse.SUPPRESS)
+    s.add_argument("--timeout", type=float, default=30)
+    s.add_argument("command", nargs="*", help="after --: a command to run in the pod")
+    s.set_defaults(fn=cmd_run)
+
+    s = sub.add_parser("logs", help="print a container's output")
+    s.add_argument("pod")
+    s.add_argument("-c", "--container")
+    s.add_argument("-f", "--follow", action="store_true")
+    s.add_argument("--tail", type=int)
+    s.set_defaults(fn=cmd_logs)
+
+    s = sub.add_parser("agent", help="stop/start/restart a node's kubelet-like agent")
+    s.add_argument("action", choices=["start", "stop", "restart", "status"])
+    s.add_argument("node")
+    s.add_argument("--kill", action="store_true", help="SIGKILL instead of a graceful stop")
+    s.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    s.set_defaults(fn=cmd_agent)
+
+    s = sub.add_parser("cni", help="install or remove a node's CNI configuration")
+    s.add_argument("action", choices=["install", "uninstall"])
+    s.add_argument("node")
+    s.set_defaults(fn=cmd_cni)

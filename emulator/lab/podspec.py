@@ -1,0 +1,96 @@
+"""Pods given to ``apply``: the podlab form (as in a topology file) or a real Kubernetes ``v1 Pod`` manifest.
+
+Both are checked by the topology ``Validator`` (raising ``ManifestError`` with file, field, value and fix) and
+turned into the store's manifest shape. Fields of a real manifest that do not change the network are accepted
+and ignored (probes, resources, pull policy, security context, ...) so that e2e manifests apply unchanged; any
+other field is refused by name, because silently dropping e.g. ``hostNetwork`` or ``volumes`` would teach the
+wrong thing. Placement: ``spec.nodeName``/``node`` if given (the node must exist), else the node with the fewest
+pods (the topology's spread rule). A full node is *not* refused here: as in Kubernetes, the pod is bound and then
+waits in ContainerCreating with the IPAM error, which is the lesson.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from emulator.errors import ManifestError
+from emulator.lab.manifests import pod_manifest
+from emulator.topology import names
+from emulator.topology.model import Pod
+from emulator.topology.validate import CONTAINER_KEYS, Validator, did_you_mean, show
+
+PODLAB_KEYS = ("name", "node", "namespace", "labels", "containers")
+TOP_KEYS = ("apiVersion", "kind", "metadata", "spec", "status")
+META_KEYS = ("name", "namespace", "labels", "annotations", "uid", "creationTimestamp", "resourceVersion",
+             "generation", "managedFields", "ownerReferences")
+SPEC_KEYS = ("containers", "nodeName", "restartPolicy", "terminationGracePeriodSeconds", "dnsPolicy",
+             "securityContext", "schedulerName", "enableServiceLinks", "tolerations", "priority",
+             "serviceAccountName", "serviceAccount", "automountServiceAccountToken", "preemptionPolicy",
+             "nodeSelector", "hostname", "subdomain")
+IGNORED_CONTAINER_KEYS = ("imagePullPolicy", "resources", "livenessProbe", "readinessProbe", "startupProbe",
+                          "securityContext", "terminationMessagePath", "terminationMessagePolicy", "workingDir",
+                          "stdin", "stdinOnce", "tty")
+
+
+@dataclass(frozen=True)
+class PodRequest:
+    pod: Pod
+    manifest: dict
+
+
+def _strip_containers(v: Validator, raw: object, field: str) -> object:
+    if not isinstance(raw, list):
+        return raw
+    out = []
+    for j, c in enumerate(raw):
+        if isinstance(c, dict):
+            for k in c:
+                if k not in CONTAINER_KEYS and k not in IGNORED_CONTAINER_KEYS:
+                    v.fail(f"{field}[{j}].{k}", f"container field {show(k)} is not supported by podlab",
+                           did_you_mean(k, CONTAINER_KEYS) or "remove it (podlab emulates the pod network only)")
+            c = {k: val for k, val in c.items() if k in CONTAINER_KEYS}
+        out.append(c)
+    return out
+
+
+def parse(obj: dict, source: str, nodes: dict[str, int], counts: dict[str, int]) -> PodRequest:
+    """Validate one pod document; ``nodes`` maps node name → capacity, ``counts`` node → pods bound now."""
+    v = Validator(source, ManifestError)
+    if "kind" in obj:
+        data = v.mapping(obj, "", TOP_KEYS, "a Pod manifest")
+        if data.get("apiVersion") != "v1":
+            v.fail("apiVersion", f"{show(data.get('apiVersion'))} is not supported for kind Pod", "use apiVersion: v1")
+        meta = v.mapping(data.get("metadata"), "metadata", META_KEYS, "metadata")
+        spec = v.mapping(data.get("spec"), "spec", SPEC_KEYS, "a pod spec")
+        name, node = meta.get("name"), spec.get("nodeName")
+        namespace, labels = meta.get("namespace", "default"), meta.get("labels")
+        containers_raw, cfield = spec.get("containers"), "spec.containers"
+        if containers_raw is None:
+            v.fail("spec.containers", "a Pod manifest needs spec.containers", "list at least one container")
+        nfield, nodefield = "metadata.name", "spec.nodeName"
+    else:
+        data = v.mapping(obj, "", PODLAB_KEYS, "a pod")
+        name, node, namespace, labels = data.get("name"), data.get("node"), data.get("namespace", "default"), \
+            data.get("labels")
+        containers_raw, cfield, nfield, nodefield = data.get("containers"), "containers", "name", "node"
+    name = v.dns_name(name, nfield, "pod", names.MAX_OBJECT_NAME, reserved=True, example="web-1",
+                      why=" (it becomes part of the pod's network namespace name, <lab>-<pod>)")
+    if name in nodes:
+        v.fail(nfield, f"pod name '{name}' is also a node name: both would be network namespace <lab>-{name}",
+               f"rename the pod, e.g. {name}-pod")
+    namespace = v.dns_name(namespace, "metadata.namespace", "namespace", names.MAX_OBJECT_NAME, example="default")
+    containers = v.containers(_strip_containers(v, containers_raw, cfield), cfield)
+    if node is None:
+        node = min(nodes, key=lambda n: (counts.get(n, 0) >= nodes[n], counts.get(n, 0), list(nodes).index(n)))
+    elif node not in nodes:
+        v.fail(nodefield, f"unknown node {show(node)}; known nodes: {', '.join(nodes)}",
+               (did_you_mean(node, list(nodes)) or "") + " use one of the known nodes or leave it out")
+    pod = Pod(name=name, node=node, containers=containers, labels=v.labels(labels, "metadata.labels"),
+              namespace=namespace)
+    return PodRequest(pod, pod_manifest(pod))
+
+
+def same_spec(a: dict, b: dict) -> bool:
+    """Two pod manifests differ only in generated metadata (uid, creationTimestamp)?"""
+    strip = lambda m: {**m, "metadata": {k: v for k, v in m["metadata"].items()  # noqa: E731
+                                         if k not in ("uid", "creationTimestamp")}}
+    return strip(a) == strip(b)

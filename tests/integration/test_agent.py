@@ -1,0 +1,319 @@
+"""Issue 3 acceptance: the node agent's pod lifecycle, CNI (built-in and reference plugins), failure modes."""
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import random
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from emulator import probe
+from emulator.agent.containers import alive
+from emulator.errors import ManifestError, PodlabError
+from emulator.lab.api import Lab
+from emulator.netlink import netns
+from emulator.topology import names
+
+TWO_NODES = """
+version: 1
+name: x
+nodes: [{name: node-1}, {name: node-2}]
+pods:
+  - {name: web, node: node-2, containers: [{name: c, image: netexec}]}
+"""
+
+
+def wait_for(cond, timeout: float = 10.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def lab(request) -> Lab:
+    from emulator.lab import teardown
+    from emulator.topology.loader import loads
+    from tests.integration.conftest import unique_name
+    name = unique_name("a")
+    lab = Lab.up(loads(TWO_NODES, source="<test>", name=name))
+    try:
+        yield lab
+    finally:
+        teardown.destroy(name)
+
+
+def test_sidecar_reaches_app_on_localhost(lab: Lab) -> None:
+    lab.apply_pod({"name": "side", "node": "node-1", "containers": [
+        {"name": "app", "image": "netexec", "args": ["--http-port=8080"]},
+        {"name": "sidecar", "image": "busybox", "command": [
+            "sh", "-c", "until curl -s localhost:8080/hostname; do sleep 0.1; done; echo; exec sleep 3600"]}]})
+    try:
+        lab.wait_pod("side")
+        log = lab.paths.container_log("side", "sidecar")
+        assert wait_for(lambda: log.exists() and "side" in log.read_text(), what="sidecar output") 
+        st = lab.pod("side").status
+        assert [c["ready"] for c in st["containerStatuses"]] == [True, True]
+    finally:
+        lab.delete_pod("side")
+
+
+def test_two_containers_on_one_port_the_second_fails_with_a_reason(lab: Lab) -> None:
+    lab.apply_pod({"name": "clash", "node": "node-1", "containers": [
+        {"name": "first", "image": "netexec", "args": ["--http-port=9090", "--udp-port=-1"],
+         "ports": [{"containerPort": 9090}]},
+        {"name": "second", "image": "netexec", "args": ["--http-port=9090", "--udp-port=-1"]}]})
+    try:
+        lab.wait_pod("clash")
+
+        def crashed():  # whichever binds second fails (they start microseconds apart, as in a real pod)
+            cs = lab.pod("clash").status["containerStatuses"]
+            failed = [c for c in cs if (c.get("lastState") or {}).get("terminated")]
+            return failed[0] if failed and any(c["ready"] for c in cs) else None
+        loser = wait_for(crashed, what="one container to fail")
+        assert "Address already in use" in loser["lastState"]["terminated"]["message"]
+        assert loser["state"].get("waiting", {}).get("reason") == "CrashLoopBackOff" or loser["restartCount"] >= 1
+        out = subprocess.run(["podlab", "--lab", lab.name, "describe", "pod", "clash"], capture_output=True,
+                             text=True).stdout
+        assert "Address already in use" in out and "BackOff" in out
+    finally:
+        lab.delete_pod("clash")
+
+
+def test_real_e2e_manifest_and_unknown_image(lab: Lab, tmp_path) -> None:
+    manifest = tmp_path / "pods.yaml"
+    manifest.write_text("""
+apiVersion: v1
+kind: Pod
+metadata: {name: netserver-0, labels: {selector: netserver}}
+spec:
+  nodeName: node-1
+  containers:
+  - name: webserver
+    image: registry.k8s.io/e2e-test-images/agnhost:2.47
+    imagePullPolicy: IfNotPresent
+    args: [netexec, --http-port=8083, --udp-port=8081]
+    ports: [{containerPort: 8083, name: http}, {containerPort: 8081, name: udp, protocol: UDP}]
+    livenessProbe: {httpGet: {path: /healthz, port: 8083}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: nginx}
+spec:
+  containers: [{name: nginx, image: "nginx:1.27", ports: [{containerPort: 80}]}]
+""")
+    r = subprocess.run(["podlab", "--lab", lab.name, "apply", "-f", str(manifest)], capture_output=True, text=True)
+    assert r.returncode == 0 and "pod/netserver-0 created" in r.stdout and "pod/nginx created" in r.stdout, r.stderr
+    try:
+        ip = lab.wait_pod("netserver-0")["podIP"]
+        nginx = lab.wait_pod("nginx")["podIP"]
+        assert probe.wait_http(lab, "web", ip, 8083)
+        assert probe.http(lab, "web", f"http://{ip}:8083/hostname").body == "netserver-0"
+        out = lab.exec("web", ["sh", "-c", f"echo hostname | nc -u -w1 {ip} 8081"]).stdout
+        assert out.strip() == "netserver-0"
+        got = wait_for(lambda: lab.exec("web", ["curl", "-s", "--max-time", "2", f"http://{nginx}:80/"]).stdout,
+                       what="nginx stand-in")
+        assert "nginx port 80/TCP" in got
+    finally:
+        lab.delete_pod("netserver-0")
+        lab.delete_pod("nginx")
+
+
+def test_bad_input_changes_nothing(lab: Lab, tmp_path) -> None:
+    before = sorted(lab.store.names("pods"))
+    cases = {
+        "malformed.yaml": ("kind: Pod\napiVersion: v1\nmetadata: {name: [x\n", "not valid YAML"),
+        "node.yaml": ("{name: p1, node: node-9}", "unknown node 'node-9'"),
+        "dup.yaml": ("{name: web, node: node-1}", "already exists"),
+        "field.yaml": ("apiVersion: v1\nkind: Pod\nmetadata: {name: p2}\nspec:\n  hostNetwork: true\n"
+                       "  containers: [{name: c}]\n", "spec.hostNetwork"),
+        "mixed.yaml": ("{name: ok-1, node: node-1}\n---\n{name: bad_name}", "pod name 'bad_name'"),
+    }
+    for fname, (text, expect) in cases.items():
+        f = tmp_path / fname
+        f.write_text(text)
+        r = subprocess.run(["podlab", "--lab", lab.name, "apply", "-f", str(f)], capture_output=True, text=True)
+        assert r.returncode == 2 and expect in r.stderr and fname in r.stderr and "fix:" in r.stderr, (fname, r.stderr)
+    assert sorted(lab.store.names("pods")) == before
+
+
+def test_recreated_pod_gets_a_new_ip(lab: Lab) -> None:
+    lab.apply_pod({"name": "again", "node": "node-1"})
+    first = lab.wait_pod("again")["podIP"]
+    lab.delete_pod("again")
+    assert not netns.exists(names.pod_ns(lab.name, "again"))
+    files = {f.name for f in (lab.paths.ipam_dir("node-1") / "cbr0").iterdir()}
+    assert first not in files  # released
+    lab.apply_pod({"name": "again", "node": "node-1"})
+    try:
+        second = lab.wait_pod("again")["podIP"]
+        assert second != first and ipaddress.ip_address(second) > ipaddress.ip_address(first)
+    finally:
+        lab.delete_pod("again")
+
+
+def test_pod_honours_etc_netns_files(lab: Lab) -> None:
+    d = f"/etc/netns/{names.pod_ns(lab.name, 'dnsy')}"
+    os.makedirs(d, exist_ok=True)
+    try:
+        with open(f"{d}/resolv.conf", "w") as f:
+            f.write("nameserver 10.96.0.10\nsearch default.svc.cluster.local\noptions ndots:5\n")
+        lab.apply_pod({"name": "dnsy", "node": "node-1", "containers": [
+            {"name": "c", "image": "busybox", "command": ["sh", "-c", "cat /etc/resolv.conf; exec sleep 3600"]}]})
+        lab.wait_pod("dnsy")
+        log = lab.paths.container_log("dnsy", "c")
+        assert wait_for(lambda: log.exists() and "ndots:5" in log.read_text(), what="resolv.conf in the pod")
+    finally:
+        lab.delete_pod("dnsy")
+        shutil.rmtree(d, ignore_errors=True)
+
+
+CNI_NONE = """
+version: 1
+name: x
+nodes: [{name: node-1}, {name: node-2, cni: none}]
+pods:
+  - {name: p1, node: node-1}
+  - {name: p2, node: node-2}
+"""
+
+
+def test_node_without_cni_config_then_install(make_lab) -> None:
+    lab = make_lab(CNI_NONE)
+    st = lab.pod("p2").status
+    assert st["phase"] == "Pending" and "network plugin not ready: cni config uninitialized" in st["message"]
+    out = subprocess.run(["podlab", "--lab", lab.name, "get", "pods"], capture_output=True, text=True).stdout
+    assert any(line.split()[:3] == ["p2", "0/1", "ContainerCreating"] for line in out.splitlines()), out
+    uid = lab.pod("p2").obj["metadata"]["uid"]
+    r = subprocess.run(["podlab", "--lab", lab.name, "cni", "install", "node-2"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    st = lab.wait_pod("p2", timeout=10)
+    assert lab.pod("p2").obj["metadata"]["uid"] == uid and probe.ping(lab, "p1", st["podIP"])
+
+
+EXHAUST = """
+version: 1
+name: x
+cluster: {nodeCIDRMaskSize: 29}
+nodes: [{name: node-1}]
+pods: [{name: p1}, {name: p2}, {name: p3}, {name: p4}, {name: p5}]
+"""
+
+
+def test_exhausted_slice_then_freed(make_lab) -> None:
+    lab = make_lab(EXHAUST)
+    assert len({p.ip for p in lab.pods}) == 5
+    lab.apply_pod({"name": "p6", "node": "node-1"})
+    st = wait_for(lambda: (lab.store.get_status("pods", "p6") or {}).get("message"), what="p6 pending")
+    assert "no IP addresses available in range set: 10.244.0.1-10.244.0.6" in st or \
+        "no IP addresses available in range set" in st, st
+    assert lab.pod("p6").status["phase"] == "Pending"
+    lab.delete_pod("p3")
+    assert lab.wait_pod("p6", timeout=10)["podIP"]
+
+
+MIXED = """
+version: 1
+name: x
+nodes: [{name: node-1}, {name: node-2, cni: reference}, {name: node-3}]
+pods:
+  - {name: a, node: node-1, containers: [{name: c, image: netexec}]}
+  - {name: b, node: node-2, containers: [{name: c, image: netexec}]}
+  - {name: b2, node: node-2, containers: [{name: c, image: netexec}]}
+  - {name: c, node: node-3, containers: [{name: c, image: netexec}]}
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/lib/cni/bridge"), reason="containernetworking-plugins not installed")
+def test_mixed_builtin_and_reference_plugins(make_lab) -> None:
+    lab = make_lab(MIXED)
+    pods = {p.name: p.ip for p in lab.pods}
+    for p in lab.pods:
+        assert probe.wait_http(lab, f"node/{p.node}", p.ip)
+    pairs = [(a, b) for a in pods for b in pods if a != b]
+    seen = probe.matrix(pairs, lambda pr: probe.observed_source(lab, pr[0], pods[pr[1]]))
+    assert all(s == pods[a] for (a, _), s in seen), seen
+    for node, pod in (("node-1", "a"), ("node-2", "b")):
+        f = lab.paths.ipam_dir(node) / "cbr0" / pods[pod]
+        cid, ifname = f.read_bytes().decode().split("\r\n")
+        assert cid == lab.pod(pod).status["sandbox"]["id"] and ifname == "eth0"
+    conf = json.loads((lab.paths.cni_conf_dir("node-2") / "10-flannel.conflist").read_text())
+    assert conf["plugins"][0]["type"] == "bridge" and conf["name"] == "cbr0"
+    lab.delete_pod("b2")  # real CNI DEL
+    assert not (lab.paths.ipam_dir("node-2") / "cbr0" / pods["b2"]).exists()
+
+
+def invariants(lab: Lab) -> list[str]:
+    """Everything that must hold whatever happened to the agents."""
+    problems = []
+    spec = set(lab.store.names("pods"))
+    sts = {s["name"]: s for s in lab.store.list("pods", status=True)}
+    running = {n: s for n, s in sts.items() if s.get("phase") == "Running"}
+    ips = [s["podIP"] for s in running.values()]
+    if len(ips) != len(set(ips)):
+        problems.append(f"duplicate IPs {sorted(ips)}")
+    for node in ("node-1", "node-2"):
+        files = {f.name for f in (lab.paths.ipam_dir(node) / "cbr0").iterdir()} - {"lock", "last_reserved_ip.0"}
+        mine = {s["podIP"] for s in running.values() if s["nodeName"] == node}
+        if files != mine:
+            problems.append(f"{node}: IPAM files {sorted(files)} != running pod IPs {sorted(mine)}")
+        links = json.loads(lab.exec(f"node/{node}", ["ip", "-j", "link", "show", "type", "veth"]).stdout)
+        veths = {l["ifname"] for l in links} - {"eth0"}
+        want = {names.host_veth(s["sandbox"]["id"]) for s in running.values() if s["nodeName"] == node}
+        if veths != want:
+            problems.append(f"{node}: veths {sorted(veths)} != pods' {sorted(want)}")
+    pod_ns = {n for n in netns.list_names() if n.startswith(f"{lab.name}-")} - set(lab.record["namespaces"])
+    want_ns = {names.pod_ns(lab.name, n) for n in running}
+    if pod_ns != want_ns:
+        problems.append(f"namespaces {sorted(pod_ns)} != running pods' {sorted(want_ns)}")
+    if set(running) != spec:
+        problems.append(f"running {sorted(running)} != wanted {sorted(spec)}")
+    return problems
+
+
+def test_agent_kill_loop_keeps_invariants(make_lab) -> None:
+    lab = make_lab(TWO_NODES.replace("image: netexec", "image: pause"))
+    rng = random.Random(7)
+    counter = 0
+    for step in range(24):
+        action = rng.choice(["add", "add", "delete", "kill"])
+        if action == "add":
+            counter += 1
+            lab.apply_pod({"name": f"r{counter}", "node": rng.choice(["node-1", "node-2"])})
+        elif action == "delete" and len(lab.store.names("pods")) > 1:
+            lab.delete_pod(rng.choice([n for n in lab.store.names("pods")]), wait=False)
+        elif action == "kill":
+            node = rng.choice(["node-1", "node-2"])
+            time.sleep(rng.uniform(0, 0.05))  # land the kill in the middle of the agent's work
+            lab.agent_stop(node, kill=True)
+            lab.agent_start(node)
+    wait_for(lambda: not invariants(lab), timeout=20, what=f"invariants: {invariants(lab)}")
+    # a plain restart touches no healthy container
+    pids = {s["name"]: [c["pid"] for c in s["containerStatuses"]] for s in lab.store.list("pods", status=True)}
+    for node in ("node-1", "node-2"):
+        lab.agent_stop(node)
+        lab.agent_start(node)
+    time.sleep(0.5)
+    after = {s["name"]: [c["pid"] for c in s["containerStatuses"]] for s in lab.store.list("pods", status=True)}
+    assert after == pids and not invariants(lab)
+    assert all(alive(p, None) for ps in after.values() for p in ps)
+
+
+def test_agent_stop_leaves_pods_running_and_start_reconciles(make_lab) -> None:
+    lab = make_lab(TWO_NODES)
+    lab.agent_stop("node-1")
+    lab.apply_pod({"name": "late", "node": "node-1"})
+    time.sleep(0.3)
+    assert lab.store.get_status("pods", "late") is None  # no kubelet, no pod
+    out = subprocess.run(["podlab", "--lab", lab.name, "get", "nodes"], capture_output=True, text=True).stdout
+    assert "NotReady" in out
+    subprocess.run(["podlab", "--lab", lab.name, "agent", "start", "node-1"], check=True, capture_output=True)
+    assert lab.wait_pod("late", timeout=10)["nodeName"] == "node-1"
