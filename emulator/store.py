@@ -8,6 +8,11 @@ agent of the pod's node), so no two writers ever race on one file, much like spe
 subresources in Kubernetes. Watchers poll a directory's mtime, which every create, rename and unlink changes;
 status writes land in another directory, so they never wake the watchers of desired state. ``list`` re-reads
 only files whose mtime changed since the last call, so an agent polling 1000 manifests parses only what changed.
+
+Pods are also indexed by node, as a kubelet's watch is filtered by ``spec.nodeName``: ``pods-by-node/<node>/
+<name>.json`` is a hard link to the manifest (same inode, so it is the same bytes), made after the manifest is
+written and removed before it is deleted. A node's agent watches only its own index directory, so creating a
+pod wakes one agent, not all of them.
 """
 from __future__ import annotations
 
@@ -17,6 +22,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 KINDS = ("pods", "nodes", "services", "endpoints", "deployments", "events")
+#: kind → (index directory, path to the index value in the object)
+INDEXES = {"pods": ("pods-by-node", ("spec", "nodeName"))}
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -37,6 +44,13 @@ def read_json(path: Path) -> Any | None:
         return None  # only possible for a file not written by write_json
 
 
+def _unlink(p: Path) -> None:
+    try:
+        os.unlink(p)
+    except FileNotFoundError:
+        pass
+
+
 class Store:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -53,8 +67,54 @@ class Store:
     def _path(self, kind: str, name: str, status: bool = False) -> Path:
         return self._dir(kind, status) / f"{name}.json"
 
+    def _index_of(self, kind: str, obj: dict | None) -> Path | None:
+        if kind not in INDEXES or obj is None:
+            return None
+        d, keys = INDEXES[kind]
+        v: object = obj
+        for k in keys:
+            v = v.get(k) if isinstance(v, dict) else None
+        return self.root / d / str(v) if v else None
+
     def put(self, kind: str, name: str, obj: dict) -> None:
-        write_json(self._path(kind, name), obj)
+        old_index = self._index_of(kind, self.get(kind, name)) if kind in INDEXES else None
+        path = self._path(kind, name)
+        write_json(path, obj)
+        index = self._index_of(kind, obj)
+        if old_index and old_index != index:
+            _unlink(old_index / f"{name}.json")
+        if index:
+            index.mkdir(parents=True, exist_ok=True)
+            tmp = index / f".{name}.{os.getpid()}.lnk"
+            _unlink(tmp)
+            os.link(path, tmp)
+            os.replace(tmp, index / f"{name}.json")
+
+    def list_index(self, kind: str, value: str) -> Iterator[dict]:
+        """Objects of ``kind`` whose index value is ``value`` (pods of one node)."""
+        d = self.root / INDEXES[kind][0] / value
+        try:
+            entries = os.listdir(d)
+        except FileNotFoundError:
+            return
+        for e in sorted(entries):
+            if e.endswith(".json") and not e.startswith("."):
+                p = d / e
+                try:
+                    mtime = os.stat(p).st_mtime_ns
+                except FileNotFoundError:
+                    continue
+                hit = self._cache.get(p)
+                if hit and hit[0] == mtime:
+                    yield hit[1]
+                    continue
+                obj = read_json(p)
+                if obj is not None:
+                    self._cache[p] = (mtime, obj)
+                    yield obj
+
+    def index_dir(self, kind: str, value: str) -> Path:
+        return self.root / INDEXES[kind][0] / value
 
     def put_status(self, kind: str, name: str, status: dict) -> None:
         write_json(self._path(kind, name, True), status)
@@ -66,10 +126,11 @@ class Store:
         return read_json(self._path(kind, name, True))
 
     def delete(self, kind: str, name: str, status: bool = False) -> None:
-        try:
-            os.unlink(self._path(kind, name, status))
-        except FileNotFoundError:
-            pass
+        if not status and kind in INDEXES:
+            index = self._index_of(kind, self.get(kind, name))
+            if index:
+                _unlink(index / f"{name}.json")
+        _unlink(self._path(kind, name, status))
 
     def names(self, kind: str, status: bool = False) -> list[str]:
         try:

@@ -1,8 +1,10 @@
 """The kubelet-like node agent: a real process in its node's namespace that makes the node's pods match the store.
 
-Loop: poll the store (directory mtimes, every 20 ms; a full resync every second), and for every pod bound to this
-node start what is missing, stop what is no longer wanted, and restart dead containers; reap exited children.
-Status is written by this agent only (``status/pods/<name>.json``). Pods whose network cannot be set up yet (no
+Loop: sleep until the node's pod index or CNI configuration changes (inotify, see ``watch``), a child exits, or
+the periodic resync is due (every second), then for every pod bound to this node start what is missing, stop
+what is no longer wanted, and restart dead containers. Status is written by this agent only
+(``status/pods/<name>.json``) and kept in memory too, as the kubelet's status manager does, so a reconcile reads
+only the node's own pod index (``Store.list_index``), never the whole cluster. Pods whose network cannot be set up yet (no
 CNI config, no free IP) stay Pending with the reason and are retried on the next change or resync, so installing
 a config or freeing an address lets them start without being recreated.
 
@@ -23,6 +25,7 @@ import traceback
 
 from emulator.agent import containers, pods
 from emulator.agent.supervise import Supervisor
+from emulator.agent.watch import Watcher
 from emulator.cni.runtime import CniNotReady, Runtime
 from emulator.errors import CniError, IpamExhaustedError, PodlabError
 from emulator.ipam.hostlocal import HostLocalStore
@@ -33,7 +36,6 @@ from emulator.store import Store, read_json, write_json
 from emulator.topology import names
 
 REFERENCE_CNI_PATH = "/usr/lib/cni"
-POLL = 0.02
 RESYNC = 1.0
 
 
@@ -52,16 +54,28 @@ class Agent:
         self.supervisor = Supervisor(self.paths, node, self.host_ip)
         self.stopping = False
         self._pending_msg: dict[str, str] = {}
+        self._status: dict[str, dict] | None = None  # the statuses this agent wrote (it is their only writer)
 
     def _write(self, name: str):
-        return lambda st: self.store.put_status("pods", name, st)
+        return lambda st: self.set_status(name, st)
+
+    def set_status(self, name: str, st: dict | None) -> None:
+        if st is None:
+            self.store.delete("pods", name, status=True)
+            self.statuses().pop(name, None)
+        else:
+            self.store.put_status("pods", name, st)
+            self.statuses()[name] = st
 
     def mine(self) -> dict[str, dict]:
-        return {p["metadata"]["name"]: p for p in self.store.list("pods") if p["spec"].get("nodeName") == self.node}
+        return {p["metadata"]["name"]: p for p in self.store.list_index("pods", self.node)
+                if p["spec"].get("nodeName") == self.node}
 
     def statuses(self) -> dict[str, dict]:
-        return {st["name"]: st for st in self.store.list("pods", status=True)
-                if st.get("nodeName") == self.node and "name" in st}
+        if self._status is None:
+            self._status = {st["name"]: st for st in self.store.list("pods", status=True)
+                            if st.get("nodeName") == self.node and "name" in st}
+        return self._status
 
     # -- recovery after a restart or crash
     def recover(self) -> None:
@@ -77,7 +91,7 @@ class Agent:
             except (CniError, PodlabError) as e:
                 print(f"{time.strftime('%H:%M:%S')} pod {name}: sandbox fails CHECK ({e}); recreating", flush=True)
                 pods.stop(self.runtime, st, name)
-                self.store.delete("pods", name, status=True)
+                self.set_status(name, None)
         have = self.statuses()
         for name in want:
             ns = names.pod_ns(self.paths.lab, name)
@@ -94,22 +108,23 @@ class Agent:
             pass
 
     # -- reconcile
-    def reconcile(self) -> None:
-        want, have = self.mine(), self.statuses()
+    def reconcile(self, supervise: bool = True) -> None:
+        want, have = self.mine(), dict(self.statuses())
         for name, st in have.items():
             pod = want.get(name)
             if pod is None or pod["metadata"].get("uid") != st.get("uid"):
                 pods.stop(self.runtime, st, name)
-                self.store.delete("pods", name, status=True)
+                self.set_status(name, None)
                 events.emit(self.store.root, "pod", name, "Killing", "Stopping pod sandbox", f"kubelet, {self.node}")
                 self._pending_msg.pop(name, None)
         have = {n: s for n, s in have.items() if n in want and want[n]["metadata"].get("uid") == s.get("uid")}
         for name, pod in want.items():
             st = have.get(name)
             if st and st.get("phase") == "Running":
-                new = self.supervisor.check(pod, st)
-                if new is not None:
-                    self.store.put_status("pods", name, new)
+                if supervise:
+                    new = self.supervisor.check(pod, st)
+                    if new is not None:
+                        self.set_status(name, new)
                 continue
             if st and st.get("sandbox"):
                 pods.stop(self.runtime, st, name)
@@ -129,8 +144,7 @@ class Agent:
     def _pending(self, name: str, pod: dict, message: str) -> None:
         if self._pending_msg.get(name) == message:
             return
-        self.store.put_status("pods", name, pods.waiting_status(pod, self.node, self.host_ip, "ContainerCreating",
-                                                                message))
+        self.set_status(name, pods.waiting_status(pod, self.node, self.host_ip, "ContainerCreating", message))
         events.emit(self.store.root, "pod", name, "FailedCreatePodSandBox", message, f"kubelet, {self.node}",
                     "Warning")
         print(f"{time.strftime('%H:%M:%S')} pod {name}: {message}", flush=True)
@@ -139,32 +153,34 @@ class Agent:
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, self._on_term)
+        signal.signal(signal.SIGCHLD, lambda *_: None)  # a container exited: wake up (through the pipe below)
+        rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
         self.recover()
-        last: tuple | None = None
+        watcher = Watcher([self.store.index_dir("pods", self.node), self.runtime.conf_dir], wake_fd=rfd)
         last_full = 0.0
+        changed, reaped = True, []
         while not self.stopping:
-            reaped = containers.reap()
-            self.supervisor.reaped(reaped)
-            version = (self.store.version("pods"), _mtime(self.runtime.conf_dir))
             t = time.monotonic()
-            if reaped or version != last or t - last_full > RESYNC:
-                last, last_full = version, t
+            full = t - last_full > RESYNC
+            if changed or reaped or full:
+                if full:
+                    last_full = t
                 try:
-                    self.reconcile()
+                    self.reconcile(supervise=bool(reaped) or full)
                 except Exception:  # keep the node alive; the error goes to the agent log
                     traceback.print_exc()
-            time.sleep(POLL)
+            try:
+                changed = watcher.wait(max(RESYNC - (time.monotonic() - last_full), 0.0))
+            except InterruptedError:
+                changed = False
+            reaped = containers.reap()
+            self.supervisor.reaped(reaped)
+        watcher.close()
         print(f"{time.strftime('%H:%M:%S')} agent of {self.node} stopping (SIGTERM); pods keep running", flush=True)
 
     def _on_term(self, *_: object) -> None:
         self.stopping = True
-
-
-def _mtime(p: os.PathLike) -> int:
-    try:
-        return os.stat(p).st_mtime_ns
-    except FileNotFoundError:
-        return 0
 
 
 def write_pidfile(paths: LabPaths, node: str) -> None:

@@ -12,6 +12,7 @@ namespace, so it costs the same with 10 or 10,000 namespaces, unlike ``ip netns 
 from __future__ import annotations
 
 import ipaddress
+import os
 import subprocess
 import time
 from dataclasses import dataclass
@@ -36,6 +37,13 @@ def run_in(ns_name: str, argv: Sequence[str], timeout: float | None = 30, check:
         raise PodlabError(f"network namespace {ns_name} does not exist", obj=ns_name)
     return subprocess.run(["nsenter", f"--net={netns.path(ns_name)}", "--", *argv], capture_output=True,
                           text=True, timeout=timeout, check=check, input=input)
+
+
+def _listdir(d: Path) -> list[str]:
+    try:
+        return os.listdir(d)
+    except FileNotFoundError:
+        return []
 
 
 @dataclass(frozen=True)
@@ -190,9 +198,7 @@ class Lab:
         from emulator.errors import ManifestError
         from emulator.lab import events, podspec
         nodes = {n.name: max(ipaddress.ip_network(n.pod_cidr).num_addresses - 3, 0) for n in self.nodes}
-        counts: dict[str, int] = {}
-        for p in self.store.list("pods"):
-            counts[p["spec"]["nodeName"]] = counts.get(p["spec"]["nodeName"], 0) + 1
+        counts = {n: sum(1 for e in _listdir(self.store.index_dir("pods", n)) if e.endswith(".json")) for n in nodes}
         req = podspec.parse(obj, source, nodes, counts)
         name = req.pod.name
         existing = self.store.get("pods", name)

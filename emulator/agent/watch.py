@@ -1,0 +1,80 @@
+"""Waking the agent when its inputs change: inotify on the directories it watches, with a timeout.
+
+An agent sleeps until its node's pod index directory or its CNI configuration directory changes (or the
+timeout for its periodic resync expires) instead of polling, so a new pod is picked up within a millisecond
+and an idle lab costs no CPU. inotify is reached through libc with ctypes (the standard library has no binding);
+if it is unavailable the watcher degrades to sleeping for a short poll interval.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import select
+import struct
+from pathlib import Path
+
+IN_MODIFY, IN_ATTRIB, IN_MOVED_FROM, IN_MOVED_TO = 0x2, 0x4, 0x40, 0x80
+IN_CREATE, IN_DELETE, IN_DELETE_SELF, IN_MOVE_SELF = 0x100, 0x200, 0x400, 0x800
+IN_NONBLOCK, IN_CLOEXEC = 0o4000, 0o2000000
+MASK = IN_MODIFY | IN_ATTRIB | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF
+
+
+class Watcher:
+    def __init__(self, dirs: list[Path], poll: float = 0.02, wake_fd: int = -1) -> None:
+        self.poll = poll
+        self.fd = -1
+        self.dirs = dirs
+        self.wake_fd = wake_fd  # e.g. the read end of signal.set_wakeup_fd's pipe: a signal wakes the wait
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            self._add = libc.inotify_add_watch
+            self._add.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
+            fd = libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
+            self.fd = fd if fd >= 0 else -1
+        except (OSError, AttributeError):
+            self.fd = -1
+        self.rearm()
+
+    def rearm(self) -> None:
+        """(Re)add watches (a directory created after the watcher, e.g. the CNI dir, is picked up here)."""
+        if self.fd < 0:
+            return
+        for d in self.dirs:
+            d.mkdir(parents=True, exist_ok=True)
+            self._add(self.fd, str(d).encode(), MASK)
+
+    def wait(self, timeout: float) -> bool:
+        """Block until a change or ``timeout`` seconds; True if something changed (or if we cannot tell)."""
+        if self.fd < 0:
+            import time
+            time.sleep(min(self.poll, timeout))
+            return True
+        r, _, _ = select.select([self.fd] + ([self.wake_fd] if self.wake_fd >= 0 else []), [], [], max(timeout, 0))
+        if not r:
+            return False
+        if self.wake_fd in r:
+            try:
+                os.read(self.wake_fd, 4096)
+            except BlockingIOError:
+                pass
+        if self.fd not in r:
+            return False
+        changed = False
+        while True:
+            try:
+                buf = os.read(self.fd, 65536)
+            except BlockingIOError:
+                break
+            off = 0
+            while off + 16 <= len(buf):
+                _wd, mask, _cookie, ln = struct.unpack_from("iIII", buf, off)
+                if mask & (IN_DELETE_SELF | IN_MOVE_SELF):
+                    self.rearm()
+                changed = True
+                off += 16 + ln
+        return changed
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1

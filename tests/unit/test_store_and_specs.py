@@ -1,0 +1,128 @@
+"""The file store, pod manifests given to apply, CNI shapes and image resolution (no root needed)."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from emulator.agent.containers import resolve
+from emulator.cli.output import age, pod_status_word
+from emulator.cni.spec import CniRequest, Result, bridge_conflist
+from emulator.errors import CniError, ManifestError
+from emulator.lab import events, podspec
+from emulator.store import Store
+
+NODES = {"node-1": 253, "node-2": 253}
+
+
+def test_store_put_get_list_index_delete(tmp_path) -> None:
+    s = Store(tmp_path)
+    s.init()
+    pod = {"metadata": {"name": "a"}, "spec": {"nodeName": "node-1"}}
+    s.put("pods", "a", pod)
+    s.put("pods", "b", {"metadata": {"name": "b"}, "spec": {"nodeName": "node-2"}})
+    assert s.get("pods", "a") == pod and s.names("pods") == ["a", "b"]
+    assert [p["metadata"]["name"] for p in s.list_index("pods", "node-1")] == ["a"]
+    assert os.stat(tmp_path / "pods/a.json").st_ino == os.stat(tmp_path / "pods-by-node/node-1/a.json").st_ino
+    s.put_status("pods", "a", {"phase": "Running"})
+    assert s.with_status("pods", "a")["status"] == {"phase": "Running"}
+    assert s.names("pods") == ["a", "b"]  # statuses live elsewhere
+    v = s.version("pods")
+    s.put("pods", "a", {"metadata": {"name": "a"}, "spec": {"nodeName": "node-2"}})  # moved: index follows
+    assert list(s.list_index("pods", "node-1")) == []
+    assert sorted(p["metadata"]["name"] for p in s.list_index("pods", "node-2")) == ["a", "b"]
+    s.delete("pods", "a")
+    assert s.get("pods", "a") is None and not (tmp_path / "pods-by-node/node-2/a.json").exists()
+    assert s.version("pods") != v
+    s.delete("pods", "a")  # idempotent
+    assert not [f for f in os.listdir(tmp_path / "pods") if f.startswith(".")]  # no temporary files left
+
+
+def test_events_round_trip(tmp_path) -> None:
+    events.emit(tmp_path, "pod", "a", "Scheduled", "assigned to node-1", "default-scheduler")
+    events.emit_many(tmp_path, "pod", "a", [("Started", "Started container c", "Normal")], "kubelet, node-1")
+    assert [e["reason"] for e in events.read(tmp_path, "pod", "a")] == ["Scheduled", "Started"]
+    events.delete(tmp_path, "pod", "a")
+    assert events.read(tmp_path, "pod", "a") == []
+
+
+def test_kubernetes_pod_manifest_is_accepted() -> None:
+    obj = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "np", "labels": {"app": "x"}},
+           "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/e2e-test-images/agnhost:2.47",
+                                    "args": ["netexec", "--http-port=8083"], "imagePullPolicy": "Always",
+                                    "livenessProbe": {"httpGet": {"port": 8083}},
+                                    "ports": [{"containerPort": 8083}]}]}}
+    req = podspec.parse(obj, "f.yaml", NODES, {"node-1": 5, "node-2": 1})
+    assert req.pod.node == "node-2" and req.manifest["spec"]["nodeName"] == "node-2"
+    assert req.manifest["spec"]["containers"][0]["args"] == ["netexec", "--http-port=8083"]
+    assert "imagePullPolicy" not in req.manifest["spec"]["containers"][0]
+
+
+@pytest.mark.parametrize("obj, field, words", [
+    ({"apiVersion": "v2", "kind": "Pod", "metadata": {"name": "a"}, "spec": {"containers": []}}, "apiVersion",
+     "not supported"),
+    ({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"},
+      "spec": {"hostNetwork": True, "containers": [{"name": "c"}]}}, "spec.hostNetwork", "unknown key"),
+    ({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"},
+      "spec": {"containers": [{"name": "c", "volumeMounts": []}]}}, "spec.containers[0].volumeMounts",
+     "not supported"),
+    ({"name": "a", "node": "node-7"}, "node", "unknown node 'node-7'"),
+    ({"name": "Bad_Name"}, "name", "pod name 'Bad_Name'"),
+    ({"name": "node-1"}, "name", "also a node name"),
+    ({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"}, "spec": {}}, "spec.containers", "needs"),
+])
+def test_bad_pod_manifests(obj, field, words) -> None:
+    with pytest.raises(ManifestError) as e:
+        podspec.parse(obj, "pod.yaml", NODES, {})
+    msg = str(e.value)
+    assert msg.startswith(f"pod.yaml: {field}:") and words in msg and "fix:" in msg, msg
+
+
+def test_same_spec_ignores_generated_metadata() -> None:
+    a = podspec.parse({"name": "a", "node": "node-1"}, "x", NODES, {}).manifest
+    b = podspec.parse({"name": "a", "node": "node-1"}, "x", NODES, {}).manifest
+    c = podspec.parse({"name": "a", "node": "node-2"}, "x", NODES, {}).manifest
+    assert a["metadata"]["uid"] != b["metadata"]["uid"] and podspec.same_spec(a, b) and not podspec.same_spec(a, c)
+
+
+def test_cni_request_from_env() -> None:
+    req = CniRequest.from_env({"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "abc", "CNI_NETNS": "/run/netns/x",
+                               "CNI_IFNAME": "eth0", "CNI_PATH": "/opt/cni/bin"})
+    assert req.env()["CNI_NETNS"] == "/run/netns/x"
+    with pytest.raises(CniError) as e:
+        CniRequest.from_env({"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "abc", "CNI_IFNAME": "eth0"})
+    assert e.value.code == 4 and "CNI_NETNS" in str(e.value)
+    r = Result(ips=[{"address": "10.244.1.2/24", "gateway": "10.244.1.1"}])
+    assert Result.from_dict(json.loads(json.dumps(r.to_dict()))).pod_ip() == "10.244.1.2"
+
+
+def test_bridge_conflist_is_flannels_delegate() -> None:
+    c = bridge_conflist("cbr0", "cni0", "10.244.1.0/24", 1450, "/d")
+    p = c["plugins"][0]
+    assert c["name"] == "cbr0" and c["cniVersion"] == "1.0.0"
+    assert (p["type"], p["bridge"], p["isGateway"], p["hairpinMode"], p["mtu"]) == ("bridge", "cni0", True, True,
+                                                                                    1450)
+    assert p["ipam"] == {"type": "host-local", "ranges": [[{"subnet": "10.244.1.0/24"}]],
+                         "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "/d"}
+
+
+def test_image_resolution() -> None:
+    assert resolve("pause", [], []) == ["pause", "infinity"]
+    assert resolve("netexec", [], [])[-3:] == ["emulator.images.netexec", "--http-port=8080", "--udp-port=8081"]
+    agn = resolve("registry.k8s.io/e2e-test-images/agnhost:2.47", [], ["netexec", "--http-port=8083"])
+    assert agn[-2:] == ["emulator.images.netexec", "--http-port=8083"]
+    assert resolve("busybox", ["sleep", "5"], []) == ["sleep", "5"]
+    assert resolve("nginx:1.27", [], [], [{"containerPort": 80, "protocol": "TCP"}])[-2:] == ["emulator.images.listen",
+                                                                                         "80/TCP"]
+    assert resolve("nginx", [], []) == ["pause", "infinity"]
+
+
+def test_status_words_and_age() -> None:
+    assert pod_status_word({"phase": "Running", "containerStatuses": [{"state": {"running": {}}}]}) == "Running"
+    assert pod_status_word({"phase": "Pending", "containerStatuses": [
+        {"state": {"waiting": {"reason": "ContainerCreating"}}}]}) == "ContainerCreating"
+    assert pod_status_word({"phase": "Running", "containerStatuses": [
+        {"state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}) == "CrashLoopBackOff"
+    assert age("2026-01-01T00:00:00Z", now=1767225600 + 65) == "65s"
+    assert age("2026-01-01T00:00:00Z", now=1767225600 + 3 * 3600 + 5) == "3h"
