@@ -1,14 +1,16 @@
 """Integration fixtures: real labs on real namespaces, always torn down, and a leftover check for the session.
 
-Every lab a test builds goes through ``make_lab`` (or ``lab_from``), which gives it a unique name and downs it
-when the test ends, pass or fail. The session fixture compares the namespaces and root-namespace interfaces of
-the machine before and after the whole run: anything new is a cleanup bug and fails the run (after removing it
-through the lab records, never by pattern).
+Every lab a test builds gets a name from ``unique_name`` (``<prefix><pid>x<n>``: this session's tag) and is
+downed when the test ends, pass or fail. The session fixture then looks for anything of *this session* left on
+the machine — labs and namespaces carrying its tag, and any new interface in the root namespace — and fails the
+run if it finds some (after removing leftover labs through their records). Labs of other sessions running on
+the same machine at the same time are never touched.
 """
 from __future__ import annotations
 
 import itertools
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Callable, Iterator
@@ -23,6 +25,8 @@ from emulator.topology.loader import load, loads
 ROOT = Path(__file__).resolve().parents[2]
 TOPOLOGIES = ROOT / "topologies"
 _counter = itertools.count(1)
+SESSION_TAG = f"{os.getpid() % 100000}x"
+_OURS = re.compile(rf"^[a-z]+{SESSION_TAG}\d+(-|$)")
 
 pytestmark = pytest.mark.integration
 
@@ -45,12 +49,12 @@ def no_leftovers() -> Iterator[None]:
     if os.geteuid() != 0:
         yield
         return
-    labs0, ns0, links0 = set(record.all_labs()), set(netns.list_names()), root_links()
+    links0 = root_links()
     yield
-    new_labs = set(record.all_labs()) - labs0
+    new_labs = {lab for lab in record.all_labs() if _OURS.match(lab)}
     for lab in new_labs:
         teardown.destroy(lab)
-    new_ns = set(netns.list_names()) - ns0
+    new_ns = {n for n in netns.list_names() if _OURS.match(n)}
     new_links = root_links() - links0
     assert not new_labs, f"labs left behind by the tests: {sorted(new_labs)}"
     assert not new_ns, f"namespaces left behind by the tests: {sorted(new_ns)[:20]}"
@@ -58,7 +62,8 @@ def no_leftovers() -> Iterator[None]:
 
 
 def unique_name(prefix: str = "t") -> str:
-    return f"{prefix}{os.getpid() % 10000}x{next(_counter)}"
+    """A lab name tagged with this test session (never a name another session would use)."""
+    return f"{prefix}{SESSION_TAG}{next(_counter)}"
 
 
 @pytest.fixture

@@ -1,0 +1,174 @@
+"""The network model's rules as checks, each proven by what the kernel holds or what a receiver observed.
+
+- ``unique-pod-ips``: every Running pod's eth0 (read from its namespace, not from the store) holds one address,
+  unique in the cluster and inside its node's slice;
+- ``pod-to-pod``: every pod opens a TCP connection to every other pod, on any node;
+- ``no-nat``: the receiving pod saw the sender's own pod IP (the source its kernel reported for the connection);
+- ``path-mtu``: each of those connections carries 48 KiB back in full-size segments (a pod whose MTU is larger
+  than the path's — 1500 over a 1450 VXLAN path — stalls here, while pings and handshakes still pass);
+- ``node-to-pod``: each node's own namespace (where its agents live) reaches every pod on it.
+Failures name the culprit when the evidence allows: the node missing a route, the node that NATs, the pod with
+the wrong MTU, the pods sharing an address.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections import Counter, defaultdict
+
+from emulator.check.context import Context
+from emulator.check.model import CheckResult, Finding
+from emulator.check.registry import register
+from emulator.check.wire import BULK
+from emulator.lab.api import run_in
+from emulator.netlink import applier
+from emulator.netlink.rtnl import Rtnl
+
+
+def _route_problem(ctx: Context, node: str, dst_ip: str) -> str:
+    """Why ``node`` cannot forward to ``dst_ip``, read from its routing table ('' if it has a route)."""
+    dst_node = next((p.node for p in ctx.pods if p.ip == dst_ip), "")
+    out = ctx.lab.node(node).exec(["ip", "-j", "route", "get", dst_ip]).stdout
+    try:
+        r = json.loads(out)[0]
+    except (ValueError, IndexError):
+        return f"{node} has no route to {dst_ip}"
+    if dst_node and dst_node != node:
+        cidr = ctx.lab.node(dst_node).pod_cidr
+        if r.get("dev") == "cni0" or not r.get("gateway") and r.get("dev") not in ("flannel.1",):
+            return f"{node} has no route to {cidr} (pods of {dst_node}); `ip route get {dst_ip}` → {out.strip()}"
+    return ""
+
+
+def _trace(ctx: Context, src: str, dst: str) -> str:
+    try:
+        from emulator.tools import trace  # optional (lab tooling)
+        return trace.render_text(trace.trace(ctx.lab, src, dst)) if hasattr(trace, "render_text") else ""
+    except Exception:
+        return ""
+
+
+@register("unique-pod-ips", "every pod has a unique IP inside its node's slice", order=10)
+def unique_pod_ips(ctx: Context) -> CheckResult:
+    held: dict[str, list[str]] = {}
+    findings = []
+    for p in ctx.pods:
+        with Rtnl.in_ns(p.netns) as rt:
+            addrs = [a.ip for a in applier.observe(rt).addrs if a.dev == "eth0"]
+        held[p.name] = addrs
+        slice_ = ipaddress.ip_network(ctx.lab.node(p.node).pod_cidr)
+        for a in addrs:
+            if ipaddress.ip_address(a) not in slice_:
+                findings.append(Finding(f"pod {p.name}", f"an address in {slice_} ({p.node}'s slice)", a,
+                                        culprit=f"pod {p.name}"))
+        if not addrs:
+            findings.append(Finding(f"pod {p.name}", "one IPv4 address on eth0", "none", culprit=f"pod {p.name}"))
+    owners: dict[str, list[str]] = defaultdict(list)
+    for pod, addrs in held.items():
+        for a in addrs:
+            owners[a].append(pod)
+    for ip, pods in sorted(owners.items()):
+        if len(pods) > 1:
+            findings.append(Finding(f"address {ip}", "held by one pod", f"held by {', '.join(sorted(pods))}",
+                                    culprit=", ".join(f"pod {p}" for p in sorted(pods))))
+    n = sum(len(a) for a in held.values())
+    return CheckResult("unique-pod-ips", "", "FAIL" if findings else "PASS",
+                       f"{len(ctx.pods)} pods, {n} addresses, {len(owners)} distinct", findings)
+
+
+def _pairs(ctx: Context, sources_are_nodes: bool) -> list[tuple[str, str, dict]]:
+    return [(s, t, r) for (s, t), r in sorted(ctx.matrix.items()) if s.startswith("node/") == sources_are_nodes]
+
+
+@register("pod-to-pod", "every pod reaches every other pod directly, on any node", order=20)
+def pod_to_pod(ctx: Context) -> CheckResult:
+    pods = {p.name: p for p in ctx.pods}
+    pairs = _pairs(ctx, False)
+    bad = [(s, t, r) for s, t, r in pairs if not r.get("connected")]
+    findings = []
+    by_route: dict[str, list[str]] = defaultdict(list)
+    for s, t, r in bad:
+        problem = ""
+        if pods[s].node != pods[t].node:  # forward path from the sender's node, then the way back
+            problem = (_route_problem(ctx, pods[s].node, pods[t].ip)
+                       or _route_problem(ctx, pods[t].node, pods[s].ip))
+        key = problem or ""
+        by_route[key].append(f"{s} → {t}")
+        if len(findings) < 12:
+            findings.append(Finding(f"{s} → {t} ({pods[t].ip})", "a TCP connection", r.get("error") or "no answer",
+                                    culprit=problem.split(" has ")[0] if problem else "", trace=problem or
+                                    _trace(ctx, s, t)))
+    summary = f"{len(pairs) - len(bad)}/{len(pairs)} pairs connected"
+    for problem, subjects in by_route.items():
+        if problem:
+            summary += f"; {len(subjects)} fail because {problem.split(';')[0]}"
+    return CheckResult("pod-to-pod", "", "FAIL" if bad else "PASS", summary, findings)
+
+
+@register("no-nat", "the receiver sees the sender's pod IP (no NAT between pods)", order=30)
+def no_nat(ctx: Context) -> CheckResult:
+    pods = {p.name: p for p in ctx.pods}
+    node_addrs: dict[str, str] = {}  # every address a node could masquerade to: eth0, cni0, flannel.1
+    for n in ctx.lab.nodes:
+        net = ipaddress.ip_network(n.pod_cidr)
+        node_addrs.update({n.ip: n.name, str(net.network_address): n.name, str(net.network_address + 1): n.name})
+    pairs = [(s, t, r) for s, t, r in _pairs(ctx, False) if r.get("connected") and r.get("seen")]
+    wrong = [(s, t, r) for s, t, r in pairs if r["seen"] != pods[s].ip]
+    findings = []
+    culprits = Counter()
+    for s, t, r in wrong:
+        seen = r["seen"]
+        culprit = f"{node_addrs[seen]} (source NAT to one of its own addresses)" if seen in node_addrs else ""
+        culprits[culprit.split(" ")[0]] += 1
+        if len(findings) < 12:
+            findings.append(Finding(f"{s} → {t}", f"{t} sees {pods[s].ip}", f"{t} saw {seen}", culprit=culprit))
+    summary = f"{len(pairs) - len(wrong)}/{len(pairs)} connections kept the sender's IP"
+    if wrong and culprits:
+        summary += "; NAT by " + ", ".join(f"{c} ({n})" for c, n in culprits.most_common() if c)
+    return CheckResult("no-nat", "", "FAIL" if wrong else "PASS", summary, findings)
+
+
+@register("path-mtu", "packets as large as a pod's MTU cross the network (pod MTU fits the path)", order=40)
+def path_mtu(ctx: Context) -> CheckResult:
+    """Per pod: a ping of exactly its eth0 MTU with DF set to a pod on another node; plus the TCP bulk
+    transfers of the matrix (a whole overlay whose pods are too large for it stalls there)."""
+    want = int(ctx.lab.record.get("cluster", {}).get("podMTU", 0))
+    jobs = []
+    reachable = {(s, t) for (s, t), r in ctx.matrix.items() if r.get("connected")}
+    for p in ctx.pods:  # a pair that does not connect at all is pod-to-pod's failure, not an MTU one
+        others = [q for q in ctx.pods if q.node != p.node] or [q for q in ctx.pods if q.name != p.name]
+        others = [q for q in others if (p.name, q.name) in reachable]
+        if others:
+            jobs.append((p, others[0]))
+
+    def one(job):
+        p, q = job
+        out = run_in(p.netns, ["ip", "-j", "link", "show", "eth0"]).stdout
+        mtu = json.loads(out)[0]["mtu"] if out.strip() else 0
+        ok = run_in(p.netns, ["ping", "-n", "-q", "-c", "1", "-W", "1", "-M", "do", "-s", str(mtu - 28), q.ip],
+                    timeout=10).returncode == 0
+        return mtu, ok
+    from emulator.probe import matrix
+    findings = []
+    for (p, q), (mtu, ok) in matrix(jobs, one):
+        if not ok:
+            findings.append(Finding(f"{p.name} → {q.name}", f"a {mtu}-byte packet (DF) to arrive", "lost",
+                                    culprit=f"pod {p.name} (eth0 MTU {mtu}, the cluster's pod MTU is {want})"
+                                    if want and mtu != want else ""))
+    pairs = [(s, t, r) for s, t, r in _pairs(ctx, False) if r.get("connected")]
+    short = [(s, t, r) for s, t, r in pairs if int(r.get("bulk", 0)) < BULK]
+    for s, t, r in short[:12]:
+        findings.append(Finding(f"{s} → {t}", f"{BULK} bytes over TCP", f"{r.get('bulk', 0)} bytes, then stalled"))
+    summary = (f"{len(jobs) - sum(1 for f in findings if 'DF' in f.expected)}/{len(jobs)} full-MTU packets, "
+               f"{len(pairs) - len(short)}/{len(pairs)} {BULK // 1024} KiB transfers")
+    return CheckResult("path-mtu", "", "FAIL" if findings else "PASS", summary, findings)
+
+
+@register("node-to-pod", "each node reaches the pods on it (kubelet, probes)", order=50)
+def node_to_pod(ctx: Context) -> CheckResult:
+    pairs = _pairs(ctx, True)
+    bad = [(s, t, r) for s, t, r in pairs if not r.get("connected")]
+    findings = [Finding(f"{s} → {t}", "a TCP connection", r.get("error") or "no answer", culprit=s.split("/")[1])
+                for s, t, r in bad[:12]]
+    return CheckResult("node-to-pod", "", "FAIL" if bad else "PASS",
+                       f"{len(pairs) - len(bad)}/{len(pairs)} node→pod connections", findings)

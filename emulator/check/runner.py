@@ -1,0 +1,62 @@
+"""Running the checks: against a running lab, or bringing a topology up in each routing mode in turn."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+from emulator.check.context import Context
+from emulator.check.model import CheckResult, ModeReport
+from emulator.check.registry import load
+from emulator.lab.api import Lab
+
+ALL_MODES = ("vxlan", "host-gw", "bgp")
+
+
+def run_lab(lab: Lab, only: list[str] | None = None) -> ModeReport:
+    t0 = time.monotonic()
+    results = []
+    with Context(lab) as ctx:
+        for c in load():
+            if only and c.name not in only:
+                continue
+            t = time.monotonic()
+            if not c.applies(ctx):
+                results.append(CheckResult(c.name, c.title, "SKIP", "not applicable to this lab"))
+                continue
+            try:
+                r = c.fn(ctx)
+            except Exception as e:  # a broken check is a failed check, with the reason
+                r = CheckResult(c.name, c.title, "FAIL", f"the check itself failed: {type(e).__name__}: {e}")
+            r.title, r.seconds = c.title, time.monotonic() - t
+            results.append(r)
+    return ModeReport(lab.name, lab.record.get("routing", ""), results, time.monotonic() - t0)
+
+
+def modes_for(routing: str) -> list[str]:
+    if routing == "all":
+        from emulator import routing as routing_mod
+        return [m for m in ALL_MODES if m in routing_mod.available()]
+    return [m.strip() for m in routing.split(",") if m.strip()]
+
+
+def run_file(path: str | Path, routing: str, progress: Callable[[str], None] = lambda s: None,
+             only: list[str] | None = None) -> list[ModeReport]:
+    """Bring the topology up once per mode (under a name of its own), check it, tear it down."""
+    from emulator.topology.loader import load as load_topo
+    reports = []
+    for i, mode in enumerate(modes_for(routing)):
+        name = f"chk{os.getpid() % 100000}{i}"
+        topo = load_topo(path, name=name, routing=mode)
+        progress(f"{mode}: bringing up {len(topo.nodes)} nodes, {len(topo.pods)} pods as lab {name}")
+        t0 = time.monotonic()
+        lab = Lab.up(topo)
+        try:
+            rep = run_lab(lab, only)
+        finally:
+            lab.down()
+        rep.seconds = time.monotonic() - t0
+        progress(f"{mode}: {'PASS' if rep.ok else 'FAIL'} in {rep.seconds:.1f}s")
+        reports.append(rep)
+    return reports

@@ -1,0 +1,41 @@
+"""``podlab check``: the network-model conformance suite, on a running lab or on a topology in every mode."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from emulator.check import report, runner
+from emulator.check.model import to_dict
+from emulator.cli import output
+from emulator.lab.api import Lab
+
+
+def cmd_check(a: argparse.Namespace) -> int:
+    only = a.only.split(",") if a.only else None
+    if a.file:
+        reports = runner.run_file(a.file, a.routing or "all", progress=output.progress, only=only)
+    else:
+        lab = Lab.get(a.lab)
+        if a.routing and a.routing != lab.record.get("routing"):
+            print(f"podlab: --routing {a.routing} needs a topology FILE (lab {lab.name} runs "
+                  f"{lab.record.get('routing')})", file=sys.stderr)
+            return 2
+        reports = [runner.run_lab(lab, only)]
+    text = {"json": lambda r: json.dumps(to_dict(r), indent=2) + "\n", "junit": report.junit,
+            "text": report.text}[a.output](reports)
+    if a.junit_file:
+        with open(a.junit_file, "w") as f:
+            f.write(report.junit(reports))
+    sys.stdout.write(text)
+    return 0 if all(r.ok for r in reports) else 1
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("check", help="check the network model (unique IPs, pod↔pod without NAT, node→pod, ...)")
+    s.add_argument("file", nargs="?", help="a topology: bring it up per routing mode, check, tear down")
+    s.add_argument("--routing", help="all | vxlan | host-gw | bgp | a comma list (with FILE; default all)")
+    s.add_argument("--only", help="comma list of check names")
+    s.add_argument("-o", "--output", choices=["text", "json", "junit"], default="text")
+    s.add_argument("--junit-file", help="also write JUnit XML here")
+    s.set_defaults(fn=cmd_check)
