@@ -192,6 +192,11 @@ class Lab:
     def exec(self, target: str, argv: Sequence[str], **kw) -> subprocess.CompletedProcess:
         return run_in(self.target_ns(target), argv, **kw)
 
+    def check(self, only: list[str] | None = None):
+        """Run the network-model conformance checks on this lab (see ``emulator.check``)."""
+        from emulator.check import runner
+        return runner.run_lab(self, only)
+
     # -- pods (desired state goes to the store; the node's agent does the rest)
     def apply_pod(self, obj: dict, source: str = "<api>") -> str:
         """Create a pod from a podlab or Kubernetes manifest; returns kubectl's line ("pod/x created")."""
