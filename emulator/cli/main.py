@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "emulator.cli.fault_cmds",
     "emulator.cli.describe_node",
     "emulator.cli.pod_cmds",
+    "emulator.cli.svc_cmds",
     "emulator.cli.check_cmds",
     "emulator.cli.tool_cmds",
     "emulator.cli.link_cmds",

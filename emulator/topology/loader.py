@@ -31,16 +31,18 @@ from emulator.errors import TopologyError
 from emulator.topology import cidr, names
 from emulator.topology.model import (CNI_MODES, DEFAULT_NODE_MASK, DEFAULT_POD_CIDR, DEFAULT_SERVICE_CIDR,
                                      DEFAULT_UNDERLAY_CIDR, DEFAULT_UNDERLAY_MTU, NODE_IP_OFFSET, ROUTING_MODES,
-                                     TOPOLOGY_VERSION, Node, Pod, Topology, Underlay)
+                                     TOPOLOGY_VERSION, LinkShape, Node, Pod, Topology, Underlay)
 from emulator.topology.scheduler import Unschedulable, spread
 from emulator.topology.validate import Validator, did_you_mean, is_int, show
+from emulator.topology import bgp_section
 
-TOP_KEYS = ("version", "name", "routing", "cluster", "underlay", "nodes", "pods", "services", "deployments")
-RAW_KEYS = ("services", "deployments")
+TOP_KEYS = ("version", "name", "routing", "cluster", "underlay", "nodes", "pods", "services", "deployments", "bgp",
+            "kubeProxy", "external")
+RAW_KEYS = ("services", "deployments", "kubeProxy", "external")
 CLUSTER_KEYS = ("podCIDR", "serviceCIDR", "nodeCIDRMaskSize")
 UNDERLAY_KEYS = ("cidr", "mtu")
-NODE_KEYS = ("name", "podCIDR", "ip", "cni")
-POD_KEYS = ("name", "node", "namespace", "labels", "containers")
+NODE_KEYS = ("name", "podCIDR", "ip", "cni", "link")
+POD_KEYS = ("name", "node", "namespace", "labels", "containers", "link")
 MIN_MTU, MAX_MTU = 1280, 9000
 DEFAULTS_FIX = f"podCIDR {DEFAULT_POD_CIDR}, serviceCIDR {DEFAULT_SERVICE_CIDR}, underlay {DEFAULT_UNDERLAY_CIDR}"
 _NodeEntry = tuple[str, "IPv4Network | None", "IPv4Address | None", str]  # name, explicit podCIDR, ip, cni
@@ -116,7 +118,8 @@ class _Loader(Validator):
         pods = self.pods(data.get("pods"), nodes, pod_cidr)
         return Topology(name=lab, source=self.file, routing=mode, pod_cidr=pod_cidr,  # type: ignore[arg-type]
                         service_cidr=service_cidr, node_mask=mask, underlay=underlay, nodes=nodes, pods=pods,
-                        extra=tuple((key, data[key]) for key in RAW_KEYS if key in data))
+                        extra=tuple((key, data[key]) for key in RAW_KEYS if key in data)
+                        + ((("bgp", bgp_section.parse(self, data["bgp"], nodes)),) if "bgp" in data else ()))
 
     def parse(self, text: str) -> object:
         """The YAML document; a syntax error names line, column and the text there."""
@@ -196,6 +199,7 @@ class _Loader(Validator):
                       "add a list of nodes, e.g. 'nodes: [{name: node-1}, {name: node-2}]'")
         seen: dict[str, int] = {}
         parsed: list[_NodeEntry] = []
+        links: dict[str, LinkShape | None] = {}
         for i, entry in enumerate(entries):
             at = f"nodes[{i}]"
             data = self.mapping(entry, at, NODE_KEYS, "a node")
@@ -210,6 +214,7 @@ class _Loader(Validator):
             pod_cidr = self.network(data["podCIDR"], f"{at}.podCIDR") if data.get("podCIDR") is not None else None
             ip = self.address(data["ip"], f"{at}.ip") if data.get("ip") is not None else None
             parsed.append((node, pod_cidr, ip, cni))
+            links[node] = self.link_shape(data.get("link"), f"{at}.link")
         count = cidr.slice_count(cluster, mask)
         if len(entries) > count:
             bits = (len(entries) - 1).bit_length()
@@ -234,7 +239,7 @@ class _Loader(Validator):
             owner[net] = i
         slices = cidr.allocate_node_cidrs(cluster, mask, [p[1] for p in parsed])
         ips = self.node_ips(parsed, underlay)
-        return tuple(Node(name=n, ip=ip, pod_cidr=s, cni=c)  # type: ignore[arg-type]
+        return tuple(Node(name=n, ip=ip, pod_cidr=s, cni=c, link=links.get(n))  # type: ignore[arg-type]
                      for (n, _, _, c), s, ip in zip(parsed, slices, ips))
 
     def node_ips(self, parsed: list[_NodeEntry], underlay: Underlay) -> list[IPv4Address]:
@@ -307,10 +312,11 @@ class _Loader(Validator):
                 namespace=self.dns_name(data.get("namespace", "default"), f"{at}.namespace", "namespace",
                                         names.MAX_OBJECT_NAME, example="default"),
                 labels=self.labels(data.get("labels"), f"{at}.labels"),
-                containers=self.containers(data.get("containers"), f"{at}.containers")))
+                containers=self.containers(data.get("containers"), f"{at}.containers"),
+                link=self.link_shape(data.get("link"), f"{at}.link")))
         placed = self.place(parsed, nodes, cluster)
         return tuple(Pod(name=p["name"], node=placed[p["name"]], containers=p["containers"], labels=p["labels"],
-                         namespace=p["namespace"]) for p in parsed)
+                         namespace=p["namespace"], link=p["link"]) for p in parsed)
 
     def place(self, parsed: list[dict[str, Any]], nodes: tuple[Node, ...], cluster: IPv4Network) -> dict[str, str]:
         """Check the pinned pods fit their node's slice, then spread the others; returns {pod: node}."""

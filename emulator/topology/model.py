@@ -46,12 +46,31 @@ class Container:
 
 
 @dataclass(frozen=True)
+class LinkShape:
+    """Shaping of a pod's or node's link (``link: {rate: 10mbit, delay: 5ms, jitter: 1ms, loss: 1%}``).
+
+    Canonical units: bits per second, microseconds, percent. ``emulator.tools.shaping`` applies it with tc
+    (tbf for the rate; netem for delay, jitter and loss, where the kernel has netem).
+    """
+
+    rate_bps: int | None = None
+    delay_us: int | None = None
+    jitter_us: int | None = None
+    loss_pct: float | None = None
+
+    @property
+    def needs_netem(self) -> bool:
+        return self.delay_us is not None or self.jitter_us is not None or self.loss_pct is not None
+
+
+@dataclass(frozen=True)
 class Pod:
     name: str
     node: str
     containers: tuple[Container, ...]
     labels: tuple[tuple[str, str], ...] = ()
     namespace: str = "default"
+    link: LinkShape | None = None
 
     @property
     def label_dict(self) -> dict[str, str]:
@@ -64,6 +83,7 @@ class Node:
     ip: ipaddress.IPv4Address
     pod_cidr: ipaddress.IPv4Network
     cni: CniMode = "builtin"
+    link: LinkShape | None = None
 
     @property
     def gateway(self) -> ipaddress.IPv4Address:

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 from emulator.errors import TopologyError
 from emulator.topology import cidr, names
-from emulator.topology.model import Container, Port
+from emulator.topology.model import Container, LinkShape, Port
 
 CONTAINER_KEYS = ("name", "image", "command", "args", "env", "ports")
 PORT_KEYS = ("containerPort", "protocol", "name")
@@ -123,6 +123,18 @@ class Validator:
             return cidr.parse_address(value)
         except cidr.CidrError as exc:
             self.fail(field, str(exc), exc.fix)
+
+    def link_shape(self, raw: object, field: str) -> LinkShape | None:
+        """``link: {rate, delay, jitter, loss}`` of a node or pod (units as tc writes them), or None."""
+        if raw is None:
+            return None
+        from emulator.tools import units
+        data = self.mapping(raw, field, units.SHAPE_KEYS, "a link shape")
+        try:
+            return units.parse_shape(data)
+        except units.UnitError as e:
+            key = getattr(e, "key", "")
+            self.fail(sub(field, key) if key else field, str(e), e.fix)
 
     # -- pod spec -------------------------------------------------------------------------------------------
     def labels(self, raw: object, field: str) -> tuple[tuple[str, str], ...]:

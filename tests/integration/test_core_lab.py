@@ -14,7 +14,7 @@ from emulator.lab.api import Lab, run_in
 from emulator.topology import names
 from tests.integration.conftest import three_node_text
 
-MODES = ["vxlan", "host-gw"]
+MODES = ["vxlan", "host-gw", "bgp"]
 
 
 @pytest.fixture(scope="module", params=MODES)

@@ -1,0 +1,113 @@
+"""``describe node NAME``: what a node is and how it reaches the other nodes' pods, read from its kernel.
+
+Shows the node's addresses (per interface, with the link state), its pod CIDR, the routing mode with its live
+status, the route it holds for every other node's slice and that route's origin (``bird`` learned over BGP,
+``onlink`` flannel's vxlan route, ``static`` a host-gw route; ``<none>`` when the node has no route for it, e.g.
+after BGP withdrew it), the faults injected on it, and what the mode adds (for bgp: the sessions). ``-o json``
+gives the same as one object.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import socket
+
+from pyroute2.netlink.rtnl import RTM_GETADDR, RTM_GETLINK
+from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+
+from emulator import faults, routing
+from emulator.cli import describe_cmds, output
+from emulator.lab.api import Lab
+from emulator.netlink import msgs
+from emulator.netlink.rtnl import Rtnl
+from emulator.routing import held_routes
+
+
+def addresses(ns: str) -> list[dict]:
+    """Interfaces of namespace ``ns`` with their IPv4 addresses and state (loopback left out)."""
+    with Rtnl.in_ns(ns) as rt:
+        links = {m["index"]: m for m in rt.query(msgs.link_dump(), RTM_GETLINK, dump=True)}
+        am = ifaddrmsg()
+        am["family"] = socket.AF_INET
+        addrs: dict[int, list[str]] = {}
+        for m in rt.query(am, RTM_GETADDR, dump=True):
+            addrs.setdefault(m["index"], []).append(f"{m.get_attr('IFA_LOCAL')}/{m['prefixlen']}")
+    out = []
+    for idx, m in sorted(links.items()):
+        name = m.get_attr("IFLA_IFNAME")
+        if name == "lo":
+            continue
+        out.append({"name": name, "addresses": addrs.get(idx, []), "up": bool(m["flags"] & msgs.IFF_UP),
+                    "operState": m.get_attr("IFLA_OPERSTATE") or "", "mtu": m.get_attr("IFLA_MTU")})
+    return out
+
+
+def describe(lab: Lab, node: str) -> dict:
+    nv = lab.node(node)
+    mode_name = lab.record.get("routing", "")
+    mode = routing.get(mode_name)
+    slices = {o.name: o.pod_cidr for o in lab.nodes if o.name != node}
+    held = held_routes.for_slices(held_routes.read(nv.netns), slices)
+    try:
+        status = mode.node_status(lab, node)
+    except Exception as e:  # a status probe must not break describe
+        status = f"unknown ({e})"
+    mine = [f.as_dict() for f in faults.list_faults(lab) if node in f.nodes]
+    out = {"name": node, "lab": lab.name, "netns": nv.netns, "internalIP": nv.ip, "podCIDR": nv.pod_cidr,
+           "ready": nv.ready, "routing": {"mode": mode_name, "status": status},
+           "interfaces": [i for i in addresses(nv.netns) if not i["name"].startswith("veth")],
+           "podVeths": sum(1 for i in addresses(nv.netns) if i["name"].startswith("veth")),
+           "routesToOtherNodes": [{"node": n, "podCIDR": slices[n], **(r.as_dict() if r else {"origin": None})}
+                                  for n, r in held.items()],
+           "faults": mine}
+    if mode_name == "bgp":
+        from emulator.routing import bgp
+        out["bgp"] = bgp.node_report(lab, node)
+    return out
+
+
+def render(d: dict, mode_lines: list[str]) -> str:
+    buf = io.StringIO()
+    w = buf.write
+    status = d["routing"]["status"]
+    w(f"Name:          {d['name']}\nLab:           {d['lab']}\nNetns:         {d['netns']}\n"
+      f"InternalIP:    {d['internalIP']}\nPodCIDR:       {d['podCIDR']}\n"
+      f"Routing:       {d['routing']['mode']}{f' ({status})' if status else ''}\n"
+      f"Ready:         {d['ready']} (agent)\nInterfaces:\n")
+    rows = [[i["name"], ", ".join(i["addresses"]) or "-", "UP" if i["up"] else "DOWN", i["operState"], i["mtu"]]
+            for i in d["interfaces"]]
+    sub = io.StringIO()
+    output.table(["NAME", "ADDRESSES", "ADMIN", "OPER", "MTU"], rows, out=sub)
+    w("".join("  " + ln + "\n" for ln in sub.getvalue().splitlines()))
+    w(f"  (+ {d['podVeths']} pod veth{'s' if d['podVeths'] != 1 else ''} on cni0)\n")
+    w("Routes to other nodes' pods:\n")
+    rows = [[r["node"], r["podCIDR"], r.get("gateway") or "-", r.get("dev") or "-",
+             r["origin"] or "<none>"] for r in d["routesToOtherNodes"]]
+    sub = io.StringIO()
+    output.table(["NODE", "POD-CIDR", "VIA", "DEV", "ORIGIN"], rows, out=sub)
+    w("".join("  " + ln + "\n" for ln in sub.getvalue().splitlines()))
+    w("Faults:" + ("        <none>\n" if not d["faults"] else "\n"))
+    for f in d["faults"]:
+        what = "uplink down (port unplugged from the LAN)" if f["kind"] == "node" else \
+            f"link {' <-> '.join(f['nodes'])} cut ({f.get('droppedPackets', 0)} packets dropped)"
+        w(f"  {what} since {f['since'] or '?'}\n")
+    for line in mode_lines:
+        w(line + "\n")
+    return buf.getvalue()
+
+
+def describe_node(lab: Lab, name: str, a: argparse.Namespace) -> int:
+    d = describe(lab, name)
+    if getattr(a, "output", "text") == "json":
+        output.emit_json(d)
+        return 0
+    mode = routing.get(d["routing"]["mode"])
+    print(render(d, mode.describe_node(lab, name)), end="")
+    return 0
+
+
+describe_cmds.register_kind(("node", "nodes", "no"), describe_node)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Nothing to add: the ``describe`` verb exists; importing this module registered the node kind."""

@@ -1,0 +1,192 @@
+"""Lab tooling verbs: ``capture``, ``trace``, ``graph`` (the work is in ``emulator.tools``; this is the CLI).
+
+    podlab capture web-1 node-1:eth0 web-3 -f "icmp or udp port 8472" -c 2 -w ping.pcapng --decode
+    podlab capture node-1:flannel.1 | wireshark -k -i -          (live: pcapng on stdout)
+    podlab trace web-1 web-3 [--proto tcp --port 8080] [--verify] [-o json]
+    podlab graph -o lab.svg | lab.png | lab.dot | lab.mmd | json      [-f topology.yaml: no lab needed]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from typing import Callable
+
+from emulator.cli import output
+from emulator.lab.api import Lab
+from emulator.tools.errors import ToolError
+
+
+# -- capture -------------------------------------------------------------------------------------------------
+def capture_parser(prog: str = "capture") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, add_help=False)
+    add_capture_args(p)
+    return p
+
+
+def add_capture_args(s: argparse.ArgumentParser) -> None:
+    s.add_argument("points", nargs="+", metavar="TARGET[:IFACE]",
+                   help="web-1, web-1:veth, node/node-1:cni0, node-1:flannel.1, underlay, underlay:node-2")
+    s.add_argument("-w", "--write", metavar="FILE", help="pcapng file to write (default: stream to stdout)")
+    s.add_argument("-f", "--filter", metavar="BPF", help='tcpdump filter, e.g. "icmp or udp port 8472"')
+    s.add_argument("-c", "--count", type=int, help="stop each point after N packets")
+    s.add_argument("-d", "--duration", type=float, help="stop after S seconds")
+    s.add_argument("--decode", action="store_true", help="print one line per packet (tshark, VXLAN decoded)")
+    s.add_argument("-o", "--output", choices=["text", "json"], default="text")
+
+
+def run_capture(lab: Lab, a: argparse.Namespace, during: Callable[[], object] | None = None,
+                progress: Callable[[str], None] = lambda s: None) -> list[str]:
+    """Capture to a file (``a.write`` or a temporary one); run ``during`` once capturing; return the report."""
+    from emulator.tools import capture, decode, targets
+    points = [targets.resolve(lab, t) for t in a.points]
+    if a.write:
+        path = a.write
+    else:
+        fd, path = tempfile.mkstemp(prefix="podlab-", suffix=".pcapng")
+        os.close(fd)
+    cap = capture.Capture(points, bpf=a.filter, count=a.count)
+    with cap:
+        progress(f"capturing on {', '.join(p.label for p in points)}"
+                 + (f" ({a.count} packets per point)" if a.count else "")
+                 + (f" for {a.duration:g}s" if a.duration else "") + (" — Ctrl-C to stop" if not
+                                                                    (a.count or a.duration or during) else ""))
+        try:
+            if during is not None:
+                during()
+                cap.wait(duration=a.duration or 2.0)
+            else:
+                cap.wait(duration=a.duration)
+        except KeyboardInterrupt:
+            pass
+    n = cap.write(path)
+    lines: list[str] = []
+    counts = cap.per_point()
+    if a.output == "json":
+        import json
+        report = {"file": path if a.write else None, "packets": n,
+                  "points": [{"name": p.label, "netns": p.ns, "interface": p.iface, "packets": counts[p.label]}
+                             for p in points]}
+        if a.decode:
+            report["decoded"] = [ln.as_dict() for ln in decode.decode(path)[0]]
+        lines.append(json.dumps(report, indent=2))
+    else:
+        per = ", ".join(f"{k} {v}" for k, v in counts.items())
+        lines.append(f"{n} packets ({per})" + (f" written to {path}" if a.write else ""))
+        if a.decode:
+            decoded, how = decode.decode(path)
+            lines.append(f"decoded by {how} (VXLAN on UDP {decode.VXLAN_PORT}):")
+            lines += [ln.text() for ln in decoded]
+    if not a.write:
+        os.unlink(path)
+    return lines
+
+
+def cmd_capture(a: argparse.Namespace) -> int:
+    lab = Lab.get(a.lab)
+    if a.write or a.decode or a.output == "json":
+        for line in run_capture(lab, a, progress=output.progress):
+            print(line)
+        return 0
+    if sys.stdout.isatty():
+        raise ToolError("capture: standard output is a terminal; write to a file with -w FILE, print a summary "
+                        "with --decode, or pipe into `wireshark -k -i -`")
+    from emulator.tools import capture, targets
+    points = [targets.resolve(lab, t) for t in a.points]
+    cap = capture.Capture(points, bpf=a.filter, count=a.count, live=sys.stdout.buffer)
+    with cap:
+        output.progress(f"streaming pcapng from {', '.join(p.label for p in points)} to stdout")
+        try:
+            cap.wait(duration=a.duration)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+# -- trace ---------------------------------------------------------------------------------------------------
+def add_trace_args(s: argparse.ArgumentParser) -> None:
+    s.add_argument("src", help="a pod (web-1) or node (node/node-1)")
+    s.add_argument("dst", help="a pod, a node or an IPv4 address")
+    s.add_argument("--proto", choices=["icmp", "tcp", "udp"], default=None)
+    s.add_argument("--port", type=int, help="destination port (tcp/udp; implies tcp)")
+    s.add_argument("--verify", action="store_true", help="send a probe and confirm each hop by its counters")
+    s.add_argument("-o", "--output", choices=["text", "json"], default="text")
+
+
+def trace_parser(prog: str = "trace") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, add_help=False)
+    add_trace_args(p)
+    return p
+
+
+def trace_result(lab: Lab, a: argparse.Namespace):
+    from emulator.tools.trace import trace
+    from emulator.tools.trace_verify import verify
+    proto = a.proto or ("tcp" if a.port else "icmp")
+    res = trace(lab, a.src, a.dst, proto, a.port)
+    if a.verify and res.delivered:
+        verify(lab, res)
+    return res
+
+
+def run_trace(lab: Lab, a: argparse.Namespace) -> list[str]:
+    res = trace_result(lab, a)
+    if a.output == "json":
+        import json
+        return [json.dumps(res.as_dict(), indent=2)]
+    return res.lines()
+
+
+def cmd_trace(a: argparse.Namespace) -> int:
+    lab = Lab.get(a.lab)
+    res = trace_result(lab, a)
+    if a.output == "json":
+        output.emit_json(res.as_dict())
+    else:
+        print("\n".join(res.lines()))
+    return 0 if res.ok else 1
+
+
+# -- graph ---------------------------------------------------------------------------------------------------
+def cmd_graph(a: argparse.Namespace) -> int:
+    from emulator.tools import graph, graph_model
+    from emulator.tools.capture import give_to_user
+    if a.file:
+        from emulator.topology.loader import load
+        model = graph_model.from_topology(load(a.file))
+    else:
+        model = graph.from_lab(Lab.get(a.lab))
+    target = a.output or "dot"
+    fmt = graph.output_format(target)
+    if fmt == "json":
+        output.emit_json(model.as_dict())
+        return 0
+    if fmt in ("svg", "png"):
+        data = graph.render(model, fmt)
+    else:
+        data = (graph.to_dot(model) if fmt == "dot" else graph.to_mermaid(model)).encode()
+    if target == fmt:  # a bare format name: standard output
+        sys.stdout.buffer.write(data)
+        return 0
+    with open(target, "wb") as f:
+        f.write(data)
+    give_to_user(target)
+    print(f"{model.title}: {len(model.boxes)} boxes, {len(model.lines)} lines written to {target}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("capture", help="capture packets at several points into one pcapng (points named)")
+    add_capture_args(s)
+    s.set_defaults(fn=cmd_capture)
+
+    s = sub.add_parser("trace", help="the path a packet takes, hop by hop, from the lab's kernel state")
+    add_trace_args(s)
+    s.set_defaults(fn=cmd_trace)
+
+    s = sub.add_parser("graph", help="draw the lab: nodes, pods, bridges, tunnels/routes, underlay")
+    s.add_argument("-o", "--output", metavar="FILE|FORMAT",
+                   help="lab.svg, lab.png, lab.dot, lab.mmd, or json/dot/mmd for stdout (default: dot)")
+    s.add_argument("-f", "--file", metavar="TOPOLOGY", help="draw a topology file instead of a running lab")
+    s.set_defaults(fn=cmd_graph)

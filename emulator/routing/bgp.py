@@ -1,0 +1,263 @@
+"""Calico-style ``bgp`` routing: a real BIRD 2 per node learns the other nodes' slices over iBGP.
+
+podlab installs no route for a remote slice in this mode: ``node_state`` is empty apart from the managed scope
+(so a static route left by another mode is removed), and the applier only ever touches routes of protocol
+``boot`` — BIRD's routes are protocol ``bird`` (12), so the applier and BIRD never fight. Every cross-node route a
+node holds was learned from a peer, which is what lets a lab show routes being withdrawn and relearned.
+
+Per node, under its state directory at the paths Debian uses: ``etc/bird/bird.conf`` (rendered by ``bird.render``),
+``run/bird/bird.ctl`` (the control socket ``birdc -s`` and ``podlab bgp status`` talk to), ``run/bird/bird.pid`` and
+``var/log/bird.log``. BIRD runs in the foreground (``-f``) so the PID that ``posix_spawn`` returns — from a thread
+that entered the node's namespace — is BIRD itself; it is recorded in the lab record as ``bgp daemon of <node>``,
+teardown ends it by PID and start time, and ``bgp stop/start`` replace the entry.
+
+``up`` waits for convergence: a component (registered here, active only in bgp mode) holds ``up`` after the pods
+are Running until every node's kernel holds a ``proto bird`` route for every other node's slice.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+from emulator.agent import containers
+from emulator.errors import PodlabError, TimeoutError_
+from emulator.lab import components
+from emulator.netlink import netns
+from emulator.netlink.desired import NsState
+from emulator.routing import bird, held_routes
+from emulator.routing.base import RoutingMode, register
+from emulator.topology import names
+from emulator.topology.model import Node, Topology
+
+MAX_SOCKET_PATH = 107
+
+
+class BirdFiles:
+    """Where one node's BIRD keeps its files (under the node's state directory)."""
+
+    def __init__(self, node_root: str | Path) -> None:
+        self.root = Path(node_root)
+        self.conf = self.root / "etc/bird/bird.conf"
+        self.meta = self.root / "etc/bird/podlab-bgp.json"
+        self.ctl = self.root / "run/bird/bird.ctl"
+        self.pid = self.root / "run/bird/bird.pid"
+        self.log = self.root / "var/log/bird.log"
+
+
+def daemon_label(node: str) -> str:
+    return f"bgp daemon of {node}"  # the builder records mode daemons as "<mode> daemon of <node>"
+
+
+def files_of(lab: str, node: str) -> BirdFiles:
+    from emulator.lab.paths import LabPaths
+    return BirdFiles(LabPaths(lab).node_root(node))
+
+
+def write_config(topo: Topology, node: Node, f: BirdFiles) -> None:
+    s = bird.settings(topo)
+    for d in (f.conf.parent, f.ctl.parent, f.log.parent):
+        d.mkdir(parents=True, exist_ok=True)
+    if len(str(f.ctl)) > MAX_SOCKET_PATH:
+        raise PodlabError(f"BIRD control socket path {f.ctl} is longer than {MAX_SOCKET_PATH} characters; use a "
+                          f"shorter lab name or PODLAB_STATE_DIR", obj=str(f.ctl))
+    f.conf.write_text(bird.render(topo, node, s))
+    meta = {"asn": s.asn, "mode": s.mode, "reflectors": list(s.reflectors), "routerId": str(node.ip),
+            "timers": asdict(s.timers), "peers": [asdict(p) for p in bird.peers(topo, node, s)],
+            "nodeIPs": {str(o.ip): o.name for o in topo.nodes}}
+    f.meta.write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def spawn(lab: str, node: str, f: BirdFiles) -> tuple[int, int | None]:
+    """Start BIRD inside ``node``'s namespace on its rendered config; return (pid, start time)."""
+    exe = bird.find_bird()
+    if f.ctl.exists():
+        f.ctl.unlink()
+    argv = [exe, "-f", "-c", str(f.conf), "-s", str(f.ctl), "-P", str(f.pid)]
+    fd = netns.open_fd(names.node_ns(lab, node))
+    try:
+        return containers.spawn(fd, argv, f.log, {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    finally:
+        os.close(fd)
+
+
+@register
+class Bgp(RoutingMode):
+    name = "bgp"
+
+    def node_state(self, topo: Topology, node: Node) -> NsState:
+        return NsState(managed_prefixes=(str(topo.pod_cidr),))
+
+    def check_available(self) -> None:
+        bird.find_bird()
+
+    def start(self, topo: Topology, node: Node, state_dir: str) -> list[int]:
+        f = BirdFiles(state_dir)
+        write_config(topo, node, f)
+        return [spawn(topo.name, node.name, f)[0]]
+
+    def node_status(self, lab: object, node: str) -> str:
+        try:
+            with bird.BirdClient(str(files_of(lab.name, node).ctl), timeout=1.0) as c:  # type: ignore[attr-defined]
+                sessions = [p for p in c.protocols() if p.proto == "BGP"]
+        except bird.BirdError:
+            return "BIRD not running"
+        up = sum(1 for p in sessions if bird.bgp_state(p) == "Established")
+        return f"{up}/{len(sessions)} BGP sessions up"
+
+    def describe_node(self, lab: object, node: str) -> list[str]:
+        rep = node_report(lab, node)
+        head = (f"BIRD pid {rep['bird']['pid']}, AS {rep.get('asn')}, router id {rep.get('routerId')}, "
+                f"{rep.get('mode')} layout" if rep["bird"]["running"] else "BIRD is not running")
+        lines = [f"BGP: {head}"]
+        for s in rep["sessions"]:
+            lines.append(f"  {s['name']:<22} {s['peerNode'] or '':<10} {s['peer']:<15} {s['bgpState']:<12} "
+                         f"{_short(s['uptimeSeconds'])} {s['info']}".rstrip())
+        return lines
+
+
+def _short(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    return f"{s}s" if s < 120 else f"{s // 60}m" if s < 7200 else f"{s // 3600}h"
+
+
+# -- live state --------------------------------------------------------------------------------------------------
+
+def recorded_daemon(lab: str, node: str) -> dict | None:
+    """The lab record's entry for ``node``'s BIRD if that process is still alive."""
+    from emulator.lab import record
+    rec = record.load(lab) or {}
+    for p in reversed(rec.get("pids", [])):
+        if p.get("what") == daemon_label(node) and containers.alive(p["pid"], p.get("start")):
+            return p
+    return None
+
+
+def node_report(lab: object, node: str) -> dict:
+    """Sessions (state, uptime) and learned routes of ``node``'s BIRD, from its control socket."""
+    name = lab.name  # type: ignore[attr-defined]
+    f = files_of(name, node)
+    meta = json.loads(f.meta.read_text()) if f.meta.exists() else {}
+    by_ip = meta.get("nodeIPs", {})
+    daemon = recorded_daemon(name, node)
+    rep: dict = {"node": node, "asn": meta.get("asn"), "mode": meta.get("mode"), "routerId": meta.get("routerId"),
+                 "bird": {"running": False, "pid": daemon["pid"] if daemon else None, "socket": str(f.ctl)},
+                 "sessions": [], "routes": []}
+    try:
+        with bird.BirdClient(str(f.ctl)) as c:
+            protos, routes = c.protocols(), c.bgp_routes()
+    except bird.BirdError as e:
+        rep["bird"]["error"] = str(e)
+        return rep
+    rep["bird"]["running"] = True
+    by_name = {p["name"]: p for p in meta.get("peers", [])}
+    now = time.time()
+    for p in protos:
+        if p.proto != "BGP":
+            continue
+        peer = by_name.get(p.name, {})
+        since = bird.since_epoch(p.since)
+        state = bird.bgp_state(p)
+        rep["sessions"].append({"name": p.name, "peer": peer.get("ip", ""), "peerNode": peer.get("node"),
+                                "state": p.state, "bgpState": state, "since": p.since,
+                                "uptimeSeconds": round(now - since, 3) if since and state == "Established" else None,
+                                "info": p.info[len(state):].strip() if p.info.startswith(state) else p.info})
+    for r in routes:
+        rep["routes"].append({"prefix": r.prefix, "from": by_name.get(r.protocol, {}).get("node") or r.protocol,
+                              "protocol": r.protocol, "via": r.via, "viaNode": by_ip.get(r.via), "dev": r.dev,
+                              "best": r.primary})
+    return rep
+
+
+def missing_routes(topo: Topology) -> dict[str, list[str]]:
+    """Per node, the other nodes' slices its kernel does not yet hold as a ``proto bird`` route."""
+    out: dict[str, list[str]] = {}
+    for n in topo.nodes:
+        have = {r.dst for r in held_routes.read(names.node_ns(topo.name, n.name))
+                if r.proto == held_routes.RTPROT_BIRD}
+        want = [str(o.pod_cidr) for o in topo.nodes if o.name != n.name]
+        lacking = [s for s in want if s not in have]
+        if lacking:
+            out[n.name] = lacking
+    return out
+
+
+def wait_converged(topo: Topology, timeout: float, progress: Callable[[str], None] = lambda s: None,
+                   poll: float = 0.02) -> float:
+    """Wait until every node holds every other node's slice from BIRD; return the seconds waited."""
+    t0 = time.monotonic()
+    while True:
+        missing = missing_routes(topo)
+        if not missing:
+            return time.monotonic() - t0
+        if time.monotonic() - t0 > timeout:
+            worst = sorted(missing.items())[:3]
+            raise TimeoutError_(f"BGP did not converge within {timeout:.0f}s: " + "; ".join(
+                f"{n} lacks {', '.join(s)}" for n, s in worst) + " (see `podlab bgp status` and each node's "
+                "var/log/bird.log)", obj=worst[0][0])
+        time.sleep(poll)
+
+
+@components.register
+class BgpConvergence(components.Component):
+    """Hold ``up`` until BGP has converged (bgp mode only)."""
+
+    name = "bgp-convergence"
+    order = 10
+
+    def wanted(self, topo: Topology) -> bool:
+        return topo.routing == "bgp"
+
+    def ready(self, ctx: components.BuildContext) -> None:
+        waited = wait_converged(ctx.topo, timeout=10.0 + 0.5 * len(ctx.topo.nodes))
+        n = len(ctx.topo.nodes)
+        ctx.progress(f"BGP converged: {n} nodes hold {n * (n - 1)} learned routes (waited {waited:.2f}s)")
+
+
+# -- daemon control (``podlab bgp stop/start``) --------------------------------------------------------------------
+
+def stop_daemon(lab: str, node: str, kill: bool = False) -> int | None:
+    """Stop ``node``'s BIRD (TERM: BIRD tells its peers and removes its kernel routes; kill: SIGKILL, as a crash).
+    Returns the PID stopped, or None if it was not running. The record entry is removed."""
+    from emulator.lab import record
+    entry = recorded_daemon(lab, node)
+    if entry is None:
+        return None
+    containers.stop(entry["pid"], entry.get("start"), grace=0.0 if kill else 3.0)
+    try:
+        os.waitpid(entry["pid"], os.WNOHANG)  # reap it if we are its parent (tests, the API)
+    except ChildProcessError:
+        pass
+    rec = record.load(lab)
+    if rec is not None:
+        rec["pids"] = [p for p in rec.get("pids", []) if not (p.get("what") == daemon_label(node)
+                                                               and p["pid"] == entry["pid"])]
+        record.save(rec)
+    return entry["pid"]
+
+
+def start_daemon(lab: str, node: str) -> tuple[int, bool]:
+    """Start ``node``'s BIRD again on its config; returns (pid, started) — started False if it was running."""
+    from emulator.lab import record
+    entry = recorded_daemon(lab, node)
+    if entry is not None:
+        return entry["pid"], False
+    rec = record.load(lab)
+    if rec is None:
+        raise PodlabError(f"lab {lab} has no record", obj=lab)
+    if rec.get("routing") != "bgp":
+        raise PodlabError(f"lab {lab} uses routing {rec.get('routing')}, not bgp: there is no BIRD to start",
+                          obj=lab)
+    if node not in rec.get("nodes", []):
+        raise PodlabError(f'node "{node}" not found in lab {lab}', obj=node)
+    f = files_of(lab, node)
+    if not f.conf.exists():
+        raise PodlabError(f"node {node} has no BIRD configuration at {f.conf}", obj=node)
+    pid, _ = spawn(lab, node, f)
+    record.add_pid(rec, pid, daemon_label(node))
+    return pid, True

@@ -1,0 +1,133 @@
+"""What a trace is made of — packets, hops, counter checks, the result — and how it is shown; plus the NAT hook.
+
+Pure data, so the walker (``trace``) and the verifier (``trace_verify``) share one vocabulary and tests can
+build results by hand. A hop is one thing a device or table did to the packet, at one interface of one
+namespace, in the words of the tool a student would use to see it (``ip route``, ``ip neigh``, ``bridge fdb``).
+Each hop lists the interface counters that must move if the hop really happens (``Check``): ``--verify`` sends
+a probe and reads them.
+
+NAT hook (for Services, built elsewhere): a function registered with ``register_nat_hook`` is called at the
+netfilter points a packet passes — ``output`` in the sending namespace, ``prerouting`` when it enters a node,
+``postrouting`` before it leaves a node — with the trace context, the place and the packet. It returns None
+(no rule matched) or a ``NatStep``: the rewritten packet and a line for the trace (e.g. "DNAT by
+KUBE-SEP-XYZ: 10.96.0.10:80 → 10.244.2.3:8080"). The walker continues with the rewritten packet.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable, Literal
+
+Proto = Literal["icmp", "tcp", "udp"]
+NatPoint = Literal["output", "prerouting", "postrouting"]
+
+
+@dataclass(frozen=True)
+class Packet:
+    src: str
+    dst: str
+    proto: Proto = "icmp"
+    port: int | None = None  # destination port (tcp/udp)
+
+    def text(self) -> str:
+        port = f":{self.port}" if self.port else ""
+        return f"{self.proto} {self.src} → {self.dst}{port}"
+
+    def with_(self, **kw: object) -> "Packet":
+        return replace(self, **kw)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Check:
+    """An interface counter that must grow when the hop happens: ``dir`` is "rx" or "tx"."""
+
+    ns: str
+    iface: str
+    dir: Literal["rx", "tx"]
+
+
+@dataclass
+class Hop:
+    at: str  # pod or node name, or "underlay"
+    kind: str  # pod | node | underlay
+    ns: str
+    iface: str
+    action: str  # out | in | route | bridge | vxlan | decap | nat | deliver
+    text: str
+    checks: list[Check] = field(default_factory=list)
+    verified: bool | None = None
+
+
+@dataclass
+class TraceResult:
+    lab: str
+    routing: str
+    src_name: str
+    dst_name: str
+    packet: Packet
+    hops: list[Hop] = field(default_factory=list)
+    delivered: bool = False
+    problem: str | None = None  # the first thing that breaks the path, with where and what is missing
+    probe: str | None = None  # --verify: what the probe reported
+
+    @property
+    def ok(self) -> bool:
+        return self.delivered and self.problem is None and all(h.verified is not False for h in self.hops)
+
+    def path(self) -> str:
+        """The path in one line: ``web-1 eth0 → node-1 veth… → cni0 → flannel.1 ⇒ …``."""
+        parts: list[str] = []
+        last_at, tunnel = None, False
+        for h in self.hops:
+            if h.action in ("route", "nat", "deliver"):
+                continue
+            name = h.iface if h.at == last_at else f"{h.at} {h.iface}"
+            if not parts or parts[-1].removeprefix("⇒ ") != name:
+                parts.append(("⇒ " if tunnel and parts else "") + name)
+                tunnel = False
+            tunnel = tunnel or h.action == "vxlan"
+            last_at = h.at
+        return " → ".join(parts).replace("→ ⇒", "⇒")
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["ok"] = self.ok
+        d["path"] = self.path()
+        return d
+
+    def lines(self) -> list[str]:
+        head = (f"trace {self.src_name} → {self.dst_name}: {self.packet.text()} "
+                f"(lab {self.lab}, routing {self.routing})")
+        out = [head]
+        w_at = max([len(h.at) for h in self.hops] + [4])
+        w_if = max([len(h.iface) for h in self.hops] + [5])
+        for i, h in enumerate(self.hops, 1):
+            mark = {True: "✓", False: "✗", None: " "}[h.verified]
+            out.append(f"{i:>3} {mark} {h.at:<{w_at}}  {h.iface:<{w_if}}  {h.text}")
+        if self.problem:
+            out.append(f"PROBLEM: {self.problem}")
+        elif self.delivered:
+            out.append(f"path: {self.path()}")
+        if self.probe:
+            out.append(f"verify: {self.probe}")
+        return out
+
+
+@dataclass(frozen=True)
+class NatStep:
+    packet: Packet
+    text: str
+
+
+NatHook = Callable[[object, str, Packet, NatPoint], "NatStep | None"]
+_NAT_HOOKS: list[NatHook] = []
+
+
+def register_nat_hook(hook: NatHook) -> NatHook:
+    """Register a NAT hook: ``hook(ctx, ns, packet, point) -> NatStep | None`` (see the module docstring)."""
+    if hook not in _NAT_HOOKS:
+        _NAT_HOOKS.append(hook)
+    return hook
+
+
+def nat_hooks() -> list[NatHook]:
+    return list(_NAT_HOOKS)
