@@ -31,6 +31,31 @@ def topology_text(name: str, nodes: int, pods: int, routing: str, image: str) ->
     return "\n".join(lines) + "\n"
 
 
+def netns_objects() -> int | None:
+    """Network namespaces the kernel still holds (live and being freed), from /proc/slabinfo."""
+    try:
+        with open("/proc/slabinfo") as f:
+            for line in f:
+                if line.startswith("net_namespace "):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def wait_quiet(max_s: float = 60.0, stable_s: float = 3.0) -> None:
+    """Wait until the kernel has finished freeing earlier namespaces (a teardown still running in the kernel's
+    cleanup worker holds the RTNL lock for long stretches and would slow this run down)."""
+    deadline, last, since = time.monotonic() + max_s, netns_objects(), time.monotonic()
+    while last is not None and time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = netns_objects()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= stable_s:
+            return
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nodes", type=int, default=10)
@@ -40,6 +65,7 @@ def main() -> int:
     ap.add_argument("--name", default="bench")
     a = ap.parse_args()
     topo = loads(topology_text(a.name, a.nodes, a.pods, a.routing, a.image), source="<bench>")
+    wait_quiet()
     t0 = time.perf_counter()
     try:
         builder.up(topo, progress=lambda s: print(f"  {time.perf_counter() - t0:6.3f}s {s}", file=sys.stderr))
