@@ -99,19 +99,23 @@ class Store:
             return
         for e in sorted(entries):
             if e.endswith(".json") and not e.startswith("."):
-                p = d / e
-                try:
-                    mtime = os.stat(p).st_mtime_ns
-                except FileNotFoundError:
-                    continue
-                hit = self._cache.get(p)
-                if hit and hit[0] == mtime:
-                    yield hit[1]
-                    continue
-                obj = read_json(p)
+                obj = self._cached(d / e)
                 if obj is not None:
-                    self._cache[p] = (mtime, obj)
                     yield obj
+
+    def _cached(self, p: Path) -> dict | None:
+        """The object in ``p``, parsed again only if its mtime changed since we last read it."""
+        try:
+            mtime = os.stat(p).st_mtime_ns
+        except FileNotFoundError:
+            return None
+        hit = self._cache.get(p)
+        if hit and hit[0] == mtime:
+            return hit[1]
+        obj = read_json(p)
+        if obj is not None:
+            self._cache[p] = (mtime, obj)
+        return obj
 
     def index_dir(self, kind: str, value: str) -> Path:
         return self.root / INDEXES[kind][0] / value
@@ -142,18 +146,8 @@ class Store:
     def list(self, kind: str, status: bool = False) -> Iterator[dict]:
         """Every object of ``kind`` (or every status), parsing only files changed since the last call."""
         for n in self.names(kind, status):
-            p = self._path(kind, n, status)
-            try:
-                mtime = os.stat(p).st_mtime_ns
-            except FileNotFoundError:
-                continue
-            hit = self._cache.get(p)
-            if hit and hit[0] == mtime:
-                yield hit[1]
-                continue
-            obj = read_json(p)
+            obj = self._cached(self._path(kind, n, status))
             if obj is not None:
-                self._cache[p] = (mtime, obj)
                 yield obj
 
     def with_status(self, kind: str, name: str) -> dict | None:

@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from typing import Callable, ClassVar
 
 from emulator.errors import PodlabError
-from emulator.netlink.desired import AddrSpec, LinkSpec, NsState
+from emulator.netlink.desired import AddrSpec, LinkSpec, NsState, RouteSpec
 from emulator.topology import names
 from emulator.topology.model import Node, Topology
 
@@ -76,9 +76,18 @@ def base_node_state(topo: Topology, node: Node) -> NsState:
                LinkSpec(names.CNI_BRIDGE, kind="bridge", mtu=topo.pod_mtu, mac=cni0_mac(node))),
         addrs=(AddrSpec(names.NODE_UPLINK, str(node.ip), ul.cidr.prefixlen),
                AddrSpec(names.CNI_BRIDGE, str(node.gateway), node.pod_cidr.prefixlen)),
+        routes=uplink_routes(topo),
         sysctls=(("net.ipv4.ip_forward", "1"),),
         managed_prefixes=(str(topo.pod_cidr),),
     )
+
+
+def uplink_routes(topo: Topology) -> tuple[RouteSpec, ...]:
+    """The node's default route via the underlay gateway, when the lab has one (see ``emulator.external``)."""
+    from emulator.external.config import has_gateway  # the external network's own rule decides
+    if not has_gateway(topo):
+        return ()
+    return (RouteSpec("0.0.0.0/0", names.NODE_UPLINK, gateway=str(topo.underlay.gateway)),)
 
 
 def _mac(seed: str) -> str:

@@ -1,0 +1,51 @@
+"""The external network as a lab component: made after the nodes, before the agents; removed by the record.
+
+``namespaces`` declares ``<lab>-gw`` and ``<lab>-external`` so they are in the lab record before they exist
+(``down`` and ``cleanup`` then remove them even after a crash); ``start`` builds both and installs flannel's
+masquerade rules on every node, and runs an echo server on the external host (podlab's netexec on TCP 80 and
+UDP 8081, answering ``/clientip`` with the source address it sees: the proof of pod-to-external SNAT). The
+nodes' default route via the router comes from the routing layer's desired
+state (``routing.base.uplink_routes``), which asks ``config.has_gateway``, the same rule as ``wanted`` here.
+"""
+from __future__ import annotations
+
+import os
+
+from emulator.external import config, masq, network
+from emulator.lab.components import BuildContext, Component, register
+from emulator.services.daemon import spawn
+from emulator.topology import names
+from emulator.topology.model import Topology
+
+
+@register
+class ExternalComponent(Component):
+    name = "external"
+    order = 40
+
+    def wanted(self, topo: Topology) -> bool:
+        return config.settings(topo) is not None  # validates the section (TopologyError before anything is made)
+
+    def namespaces(self, topo: Topology) -> list[str]:
+        return [network.gw_ns(topo.name), network.external_ns(topo.name)]
+
+    def start(self, ctx: BuildContext) -> None:
+        ext = config.settings(ctx.topo)
+        assert ext is not None
+        network.build(ctx.topo, ext)
+        for node in ctx.topo.nodes:
+            masq.apply(ctx.topo, node, names.node_ns(ctx.topo.name, node.name))
+        pid = spawn(_echo_server, ctx.paths.root / "external" / "netexec.log", ns=network.external_ns(ctx.topo.name),
+                    title="netexec")
+        ctx.record_pid(pid, "external echo server")
+        ctx.progress(f"external network {ext.cidr}: host {ext.host} (echo server on :{ECHO_HTTP_PORT}) behind "
+                     f"router {ext.underlay_gateway}; pods masqueraded to their node's address")
+
+
+ECHO_HTTP_PORT, ECHO_UDP_PORT = 80, 8081
+
+
+def _echo_server() -> None:
+    from emulator.images import netexec
+    os.environ["POD_NAME"] = "external"
+    netexec.main([f"--http-port={ECHO_HTTP_PORT}", f"--udp-port={ECHO_UDP_PORT}"])

@@ -1,0 +1,118 @@
+"""The controller-manager of a lab: a real process running the endpoints and deployment controllers.
+
+Loop (every 10 ms, and a full pass every second): when pods, pod statuses, services, deployments or nodes changed
+in the store, (1) plan every Deployment (``deployments.plan``, pure) and create/delete its pods in the store
+(the node agents then start/stop them; a new pod's resolv.conf is written before its manifest, so its
+containers start with it), (2) keep every pod's resolv.conf (``resolv``), (3) recompute every selector
+Service's Endpoints (``endpoints.compute``, pure) and write only those that changed, deleting the Endpoints of
+Services that are gone, (4) write each Deployment's status. A status file (``controller.json`` in the lab
+directory) records the store versions each pass covered, so ``up`` can wait until endpoints reflect the running
+pods. On SIGTERM (``down``) it removes the resolv.conf files it owns and exits.
+"""
+from __future__ import annotations
+
+import random
+import signal
+import time
+import traceback
+
+from emulator.lab.paths import LabPaths
+from emulator.services import deployments, endpoints
+from emulator.services.daemon import log
+from emulator.services.resolv import ResolvFiles
+from emulator.store import Store, write_json
+
+POLL = 0.01
+RESYNC = 1.0
+WATCHED = (("pods", False), ("pods", True), ("services", False), ("deployments", False), ("nodes", False),
+           ("endpoints", False))
+
+
+def status_path(paths: LabPaths):
+    return paths.root / "controller.json"
+
+
+class ControllerManager:
+    def __init__(self, lab: str, nameserver: str, domain: str, seed: int | None = None) -> None:
+        self.paths = LabPaths(lab)
+        self.store = Store(self.paths.store)
+        self.resolv = ResolvFiles(lab, nameserver, domain)
+        self.rng = random.Random(seed)
+        self.stopping = False
+        self.passes = 0
+
+    def versions(self) -> tuple[int, ...]:
+        return tuple(self.store.version(k, s) for k, s in WATCHED)
+
+    def reconcile(self) -> None:
+        pods = list(self.store.list("pods"))
+        statuses = {st["name"]: st for st in self.store.list("pods", status=True) if "name" in st}
+        nodes = self.store.names("nodes")
+        counts: dict[str, int] = {}
+        for p in pods:
+            n = p["spec"].get("nodeName", "")
+            counts[n] = counts.get(n, 0) + 1
+        for dep in sorted(self.store.list("deployments"), key=lambda d: d["metadata"]["name"]):
+            plan = deployments.plan(dep, pods, statuses, nodes, counts, self.rng)
+            if plan.create:
+                self.resolv.ensure(plan.create, prune=False)
+            for pod in plan.create:
+                self.store.put("pods", pod["metadata"]["name"], pod)
+                log(f"deployment {dep['metadata']['name']}: created pod {pod['metadata']['name']} on "
+                    f"{pod['spec']['nodeName']}")
+            for name in plan.delete:
+                self.store.delete("pods", name)
+                log(f"deployment {dep['metadata']['name']}: deleted pod {name}")
+            if plan.create or plan.delete:
+                pods = [p for p in pods if p["metadata"]["name"] not in plan.delete] + plan.create
+            old = self.store.get_status("deployments", dep["metadata"]["name"])
+            if old != plan.status:
+                self.store.put_status("deployments", dep["metadata"]["name"], plan.status)
+        self.resolv.ensure(pods)
+        services = list(self.store.list("services"))
+        live = set()
+        for svc in services:
+            want = endpoints.compute(svc, pods, statuses)
+            if want is None:
+                continue
+            name = svc["metadata"]["name"]
+            live.add(name)
+            have = self.store.get("endpoints", name)
+            if not endpoints.same(have, want):
+                if have is not None:
+                    want["metadata"]["creationTimestamp"] = have["metadata"].get("creationTimestamp")
+                self.store.put("endpoints", name, want)
+        svc_names = {s["metadata"]["name"] for s in services}
+        for name in self.store.names("endpoints"):
+            if name not in svc_names:
+                self.store.delete("endpoints", name)
+        for name in self.store.names("deployments", status=True):
+            if self.store.get("deployments", name) is None:
+                self.store.delete("deployments", name, status=True)
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        log("controller-manager (endpoints, deployments) starting")
+        last: tuple[int, ...] | None = None
+        last_full = 0.0
+        try:
+            while not self.stopping:
+                v = self.versions()
+                now = time.monotonic()
+                if v != last or now - last_full > RESYNC:
+                    last, last_full = v, now
+                    try:
+                        self.reconcile()
+                        self.passes += 1
+                        write_json(status_path(self.paths), {"versions": list(v), "time": time.time(),
+                                                             "passes": self.passes})
+                    except Exception:  # keep the control plane alive; the error goes to its log
+                        traceback.print_exc()
+                time.sleep(POLL)
+        finally:
+            self.resolv.remove()
+            log("controller-manager stopped; pods' resolv.conf files removed")
+
+    def _stop(self, *_: object) -> None:
+        self.stopping = True

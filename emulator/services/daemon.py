@@ -1,0 +1,83 @@
+"""Starting the lab's service daemons (kube-proxy per node, the controller-manager, the DNS server).
+
+``spawn`` forks the calling process twice (no interpreter start: a daemon is up in milliseconds), the grandchild
+detaches (``setsid``), optionally enters a network namespace for the whole process (it is single-threaded, so
+``setns`` is safe), sends its PID back through a pipe and runs ``target``. The caller records that PID, with its
+start time, in the lab record, so ``down`` ends exactly this process. Output goes to the daemon's log file.
+``wait_file`` is the readiness helper: daemons publish a small JSON status file, and the component waits for it.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Callable
+
+from emulator.errors import TimeoutError_
+from emulator.netlink import netns
+from emulator.store import read_json
+
+
+def spawn(target: Callable[[], None], log: Path, ns: str | None = None, title: str = "") -> int:
+    """Run ``target()`` as a detached daemon (inside namespace ``ns``, named ``title`` in ps); return its PID."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(w)
+        os.waitpid(pid, 0)
+        data = os.read(r, 32)
+        os.close(r)
+        if not data:
+            raise OSError(f"the daemon logging to {log} failed to start; see that log")
+        return int(data)
+    code = 1
+    try:
+        os.close(r)
+        os.setsid()
+        if os.fork():
+            os._exit(0)
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        nul = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(nul, 0)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.closerange(3, w)
+        os.closerange(w + 1, 65536)
+        sys.stdout = os.fdopen(1, "w", buffering=1)
+        sys.stderr = os.fdopen(2, "w", buffering=1)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if ns:
+            netns.setns(netns.open_fd(ns))
+        if title:
+            with open("/proc/self/comm", "w") as f:
+                f.write(title[:15])
+        os.write(w, str(os.getpid()).encode())
+        os.close(w)
+        target()
+        code = 0
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+def wait_file(path: Path, ok: Callable[[dict], bool], timeout: float, what: str, obj: str) -> dict:
+    """Wait until the JSON file at ``path`` exists and satisfies ``ok``; TimeoutError_ naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        data = read_json(path)
+        if data is not None and ok(data):
+            return data
+        if time.monotonic() > deadline:
+            detail = f" (last status: {data.get('error') or data})" if isinstance(data, dict) else ""
+            raise TimeoutError_(f"{what} was not ready within {timeout:.0f}s{detail}", obj=obj)
+        time.sleep(0.01)
+
+
+def log(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)

@@ -1,0 +1,125 @@
+"""The Deployment controller, pure: which pods to create and which to delete for one Deployment.
+
+A Deployment owns the pods whose controller ownerReference names its ReplicaSet ``<deployment>-<template
+hash>`` (there is no separate ReplicaSet object; the names and the ``pod-template-hash`` label are the real
+ones, so ``get pods`` shows ``web-6d8f9c7b54-x2x9k``). Pods of the current template are kept at ``replicas``:
+missing ones are created on the node with the fewest pods (ties to the first node), surplus ones deleted
+(not-Running first, then those on the most crowded node, then the newest), as a ReplicaSet does. A pod deleted by
+hand is thus replaced under a new name, and the agent gives it a new IP. A changed template rolls over: new pods
+first, the old ones deleted once the new ones are Running. Names are random (5 characters from Kubernetes'
+alphabet without vowels) but the random source is injected, so tests are reproducible.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import uuid
+from dataclasses import dataclass, field
+
+from emulator.lab.manifests import now
+from emulator.services.model import TEMPLATE_HASH_LABEL
+
+ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' SafeEncodeString alphabet: no vowels, no look-alikes
+
+
+@dataclass
+class Plan:
+    create: list[dict] = field(default_factory=list)  # pod manifests to store
+    delete: list[str] = field(default_factory=list)  # pod names to remove
+    status: dict = field(default_factory=dict)
+
+
+def _encode(n: int, length: int) -> str:
+    out = []
+    for _ in range(length):
+        n, r = divmod(n, len(ALPHABET))
+        out.append(ALPHABET[r])
+    return "".join(out)
+
+
+def template_hash(dep: dict) -> str:
+    tmpl = json.dumps(dep["spec"].get("template", {}), sort_keys=True, separators=(",", ":"))
+    return _encode(int.from_bytes(hashlib.sha256(tmpl.encode()).digest()[:8], "big"), 10)
+
+
+def replicaset_name(dep: dict) -> str:
+    return f"{dep['metadata']['name']}-{template_hash(dep)}"
+
+
+def owner(pod: dict) -> str | None:
+    """The ReplicaSet name a pod's controller reference names (None for a bare pod)."""
+    for ref in pod["metadata"].get("ownerReferences") or []:
+        if ref.get("kind") == "ReplicaSet" and ref.get("controller"):
+            return ref.get("name")
+    return None
+
+
+def owned_by(dep: dict, pod: dict) -> bool:
+    rs = owner(pod)
+    return (rs is not None and rs.rsplit("-", 1)[0] == dep["metadata"]["name"]
+            and pod["metadata"].get("namespace", "default") == dep["metadata"].get("namespace", "default"))
+
+
+def new_pod(dep: dict, node: str, taken: set[str], rng: random.Random) -> dict:
+    rs, h = replicaset_name(dep), template_hash(dep)
+    while True:
+        name = f"{rs}-{_encode(rng.getrandbits(40), 5)}"
+        if name not in taken:
+            break
+    tmpl = dep["spec"].get("template", {})
+    labels = {**((tmpl.get("metadata") or {}).get("labels") or {}), TEMPLATE_HASH_LABEL: h}
+    rs_uid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{dep['metadata'].get('uid')}/{h}"))
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": dep["metadata"].get("namespace", "default"), "labels": labels,
+                         "uid": str(uuid.UUID(int=rng.getrandbits(128), version=4)), "creationTimestamp": now(),
+                         "generateName": f"{rs}-",
+                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs,
+                                              "uid": rs_uid, "controller": True, "blockOwnerDeletion": True}]},
+            "spec": {"nodeName": node, "containers": (tmpl.get("spec") or {}).get("containers", [])}}
+
+
+def plan(dep: dict, pods: list[dict], statuses: dict[str, dict], nodes: list[str], counts: dict[str, int],
+         rng: random.Random) -> Plan:
+    """What to do for ``dep`` given every pod in the store; ``counts`` (pods per node) is updated in place."""
+    want = max(int(dep["spec"].get("replicas", 1)), 0)
+    rs = replicaset_name(dep)
+    mine = [p for p in pods if owned_by(dep, p)]
+    current = [p for p in mine if owner(p) == rs]
+    old = [p for p in mine if owner(p) != rs]
+    running = {p["metadata"]["name"] for p in mine
+               if (statuses.get(p["metadata"]["name"]) or {}).get("phase") == "Running"
+               and (statuses.get(p["metadata"]["name"]) or {}).get("uid") == p["metadata"].get("uid")}
+    out = Plan()
+    taken = {p["metadata"]["name"] for p in pods}
+    if len(current) < want and nodes:
+        for _ in range(want - len(current)):
+            node = min(nodes, key=lambda n: (counts.get(n, 0), nodes.index(n)))
+            pod = new_pod(dep, node, taken, rng)
+            taken.add(pod["metadata"]["name"])
+            counts[node] = counts.get(node, 0) + 1
+            out.create.append(pod)
+    elif len(current) > want:
+        per_node: dict[str, int] = {}
+        for p in current:
+            per_node[p["spec"].get("nodeName", "")] = per_node.get(p["spec"].get("nodeName", ""), 0) + 1
+        ranked = sorted(current, key=lambda p: (p["metadata"]["name"] in running,
+                                                -per_node[p["spec"].get("nodeName", "")],
+                                                _negated(p["metadata"].get("creationTimestamp", ""))))
+        for p in ranked[:len(current) - want]:
+            out.delete.append(p["metadata"]["name"])
+            counts[p["spec"].get("nodeName", "")] = counts.get(p["spec"].get("nodeName", ""), 1) - 1
+    current_running = sum(1 for p in current if p["metadata"]["name"] in running)
+    if old and (current_running >= want or want == 0):
+        out.delete += [p["metadata"]["name"] for p in old]
+    kept = [p for p in mine if p["metadata"]["name"] not in out.delete]
+    ready = sum(1 for p in kept if p["metadata"]["name"] in running)
+    out.status = {"replicas": len(kept) + len(out.create), "updatedReplicas": len(current) + len(out.create)
+                  - sum(1 for p in current if p["metadata"]["name"] in out.delete),
+                  "readyReplicas": ready, "availableReplicas": ready}
+    return out
+
+
+def _negated(ts: str) -> tuple[int, ...]:
+    """Sort key putting the newest timestamp first."""
+    return tuple(-ord(c) for c in ts)

@@ -1,0 +1,5 @@
+import sys
+
+from emulator.services.proxy.kubeproxy import main
+
+sys.exit(main())

@@ -1,0 +1,170 @@
+"""The pure controllers: endpoints from pods (readiness, named ports, deletion), deployments (spread, replace,
+scale, roll over), and the controller-manager's pass over a store (no kernel, no processes)."""
+from __future__ import annotations
+
+import random
+
+from emulator.services import deployments, endpoints
+from emulator.services.controller import ControllerManager
+from emulator.services.model import Deployment, Service, ServicePort
+from emulator.services.resolv import content
+from emulator.store import Store
+from emulator.topology.model import Container, Port
+
+
+def pod(name: str, labels: dict, node: str = "node-1", ns: str = "default", ports: list | None = None) -> dict:
+    return {"metadata": {"name": name, "namespace": ns, "labels": labels, "uid": f"u-{name}"},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "ports": ports or []}]}}
+
+
+def status(name: str, ip: str | None, phase: str = "Running", uid: str | None = None) -> dict:
+    return {"name": name, "phase": phase, "podIP": ip, "uid": uid or f"u-{name}"}
+
+
+SVC = Service("web", selector=(("app", "web"),), cluster_ip="10.96.1.1",
+              ports=(ServicePort(80, "http", "TCP", "http"), ServicePort(81, 9000, "UDP", "raw"))).manifest()
+
+
+def test_endpoints_select_running_pods_and_resolve_named_ports() -> None:
+    pods = [pod("a", {"app": "web"}, ports=[{"containerPort": 8080, "name": "http"}]),
+            pod("b", {"app": "web"}, "node-2", ports=[{"containerPort": 8081, "name": "http"}]),
+            pod("c", {"app": "web"}, ports=[{"containerPort": 8080, "name": "http"}]),
+            pod("d", {"app": "other"}), pod("e", {"app": "web"}, ns="prod"),
+            pod("f", {"app": "web"}, ports=[{"containerPort": 8080, "name": "http"}])]
+    sts = {"a": status("a", "10.244.1.2"), "b": status("b", "10.244.2.2"), "c": status("c", "10.244.1.3", "Pending"),
+           "d": status("d", "10.244.1.4"), "e": status("e", "10.244.1.5"), "f": status("f", "10.244.1.6", uid="old")}
+    ep = endpoints.compute(SVC, pods, sts)
+    assert ep["kind"] == "Endpoints" and ep["metadata"]["name"] == "web"
+    by_port = {tuple(p["port"] for p in s["ports"]): s for s in ep["subsets"]}
+    assert set(by_port) == {(8080, 9000), (8081, 9000)}  # named port resolved per pod: two subsets
+    s8080 = by_port[(8080, 9000)]
+    assert [a["ip"] for a in s8080["addresses"]] == ["10.244.1.2"]
+    assert [a["ip"] for a in s8080["notReadyAddresses"]] == ["10.244.1.3"]  # Pending: not ready
+    assert s8080["addresses"][0]["targetRef"] == {"kind": "Pod", "namespace": "default", "name": "a", "uid": "u-a"}
+    assert by_port[(8081, 9000)]["addresses"][0]["nodeName"] == "node-2"
+    assert ("10.244.1.6", 8080, "TCP", "http") not in endpoints.addresses(ep)  # status of another pod instance
+    assert endpoints.compute(Service("x", ports=(ServicePort(1, 1),)).manifest(), pods, sts) is None  # no selector
+
+
+def test_deleted_pod_leaves_endpoints_before_its_status_goes() -> None:
+    pods = [pod("a", {"app": "web"}, ports=[{"containerPort": 8080, "name": "http"}])]
+    sts = {"a": status("a", "10.244.1.2"), "gone": status("gone", "10.244.1.9")}
+    ips = {a[0] for a in endpoints.addresses(endpoints.compute(SVC, pods, sts))}
+    assert ips == {"10.244.1.2"}
+    assert endpoints.same(endpoints.compute(SVC, pods, sts), endpoints.compute(SVC, pods, sts))
+
+
+DEP = Deployment("web", "default", 3, (("app", "web"),), (("app", "web"),),
+                 (Container("c", "netexec", ports=(Port(8080),)),)).manifest(uid="dep-uid")
+
+
+def test_deployment_creates_spread_pods_with_kubernetes_names() -> None:
+    counts = {"node-1": 2, "node-2": 0, "node-3": 0}
+    plan = deployments.plan(DEP, [], {}, ["node-1", "node-2", "node-3"], counts, random.Random(1))
+    assert [p["spec"]["nodeName"] for p in plan.create] == ["node-2", "node-3", "node-2"]
+    rs = deployments.replicaset_name(DEP)
+    for p in plan.create:
+        name = p["metadata"]["name"]
+        assert name.startswith(rs + "-") and len(name) == len(rs) + 6 and len(rs) == len("web-") + 10
+        assert p["metadata"]["labels"] == {"app": "web", "pod-template-hash": rs[4:]}
+        assert p["metadata"]["ownerReferences"][0]["kind"] == "ReplicaSet" and deployments.owned_by(DEP, p)
+        assert p["spec"]["containers"][0]["image"] == "netexec"
+    assert plan.status["replicas"] == 3 and plan.status["readyReplicas"] == 0
+
+
+def _run(pods: list[dict]) -> dict:
+    return {p["metadata"]["name"]: status(p["metadata"]["name"], "10.0.0.1", uid=p["metadata"]["uid"]) for p in pods}
+
+
+def test_deployment_replaces_deleted_pods_and_scales_down() -> None:
+    rng = random.Random(2)
+    nodes = ["node-1", "node-2"]
+    pods = deployments.plan(DEP, [], {}, nodes, {}, rng).create
+    survivors = pods[1:]  # one pod deleted by hand
+    plan = deployments.plan(DEP, survivors, _run(survivors), nodes, {}, rng)
+    assert len(plan.create) == 1 and plan.create[0]["metadata"]["name"] not in {p["metadata"]["name"] for p in pods}
+    down = {**DEP, "spec": {**DEP["spec"], "replicas": 1}}
+    plan = deployments.plan(down, pods, _run(pods[:1]), nodes, {}, rng)
+    assert len(plan.delete) == 2 and pods[0]["metadata"]["name"] not in plan.delete  # not-Running go first
+    assert deployments.plan(DEP, pods + [pod("bare", {"app": "web"})], _run(pods), nodes, {}, rng).delete == []
+
+
+def test_template_change_rolls_over_after_new_pods_run() -> None:
+    rng = random.Random(3)
+    nodes = ["node-1"]
+    old = deployments.plan(DEP, [], {}, nodes, {}, rng).create
+    tmpl = DEP["spec"]["template"]
+    new_dep = {**DEP, "spec": {**DEP["spec"], "template": {**tmpl, "metadata": {"labels": {"app": "web", "v": "2"}}}}}
+    plan = deployments.plan(new_dep, old, _run(old), nodes, {}, rng)
+    assert len(plan.create) == 3 and plan.delete == []  # old pods stay until the new ones run
+    plan2 = deployments.plan(new_dep, old + plan.create, _run(old + plan.create), nodes, {}, rng)
+    assert sorted(plan2.delete) == sorted(p["metadata"]["name"] for p in old) and not plan2.create
+
+
+def test_controller_pass_over_a_store(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PODLAB_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setattr("emulator.services.resolv.ETC_NETNS", tmp_path / "netns")
+    cm = ControllerManager("lab", "10.96.0.10", "cluster.local", seed=7)
+    store: Store = cm.store
+    store.init()
+    store.put("nodes", "node-1", {"metadata": {"name": "node-1"}})
+    store.put("deployments", "web", DEP)
+    store.put("services", "web", Service("web", selector=(("app", "web"),), cluster_ip="10.96.1.1",
+                                         ports=(ServicePort(80, 8080),)).manifest())
+    cm.reconcile()
+    pods = list(store.list("pods"))
+    assert len(pods) == 3
+    resolv = tmp_path / "netns" / f"lab-{pods[0]['metadata']['name']}" / "resolv.conf"
+    assert resolv.read_text() == content("default", "10.96.0.10")
+    assert "ndots:5" in resolv.read_text() and "search default.svc.cluster.local svc.cluster.local" in resolv.read_text()
+    assert endpoints.addresses(store.get("endpoints", "web")) == []
+    for p in pods:  # the agents report the pods Running
+        n = p["metadata"]["name"]
+        store.put_status("pods", n, {**status(n, f"10.244.1.{pods.index(p) + 2}"), "uid": p["metadata"]["uid"]})
+    cm.reconcile()
+    assert len(endpoints.addresses(store.get("endpoints", "web"))) == 3
+    assert store.get_status("deployments", "web")["readyReplicas"] == 3
+    store.delete("services", "web")
+    store.delete("deployments", "web")
+    cm.reconcile()
+    assert store.get("endpoints", "web") is None and store.get_status("deployments", "web") is None
+    cm.resolv.remove()
+    assert not any((tmp_path / "netns").iterdir())
+
+
+def test_daemon_spawn_reports_the_daemons_pid(tmp_path) -> None:
+    import os
+    import time
+
+    from emulator.agent.containers import alive, start_time, stop
+    from emulator.services.daemon import spawn, wait_file
+    out = tmp_path / "out.json"
+
+    def target() -> None:
+        from emulator.store import write_json
+        write_json(out, {"pid": os.getpid(), "ppid": os.getppid()})
+        time.sleep(30)
+    pid = spawn(target, tmp_path / "d.log", title="podlab-test")
+    try:
+        info = wait_file(out, lambda d: True, 10, "the test daemon", "t")
+        assert info["pid"] == pid and info["ppid"] != os.getpid()  # detached: not our child
+        assert open(f"/proc/{pid}/comm").read().strip() == "podlab-test"
+    finally:
+        stop(pid, start_time(pid), grace=1.0)
+    assert not alive(pid, None)
+
+
+def test_prepare_pod_writes_only_in_labs_with_cluster_dns(tmp_path, monkeypatch) -> None:
+    from emulator.lab.paths import LabPaths
+    from emulator.services.resolv import prepare_pod
+    monkeypatch.setenv("PODLAB_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setattr("emulator.services.resolv.ETC_NETNS", tmp_path / "netns")
+    store = Store(LabPaths("lab").store)
+    store.init()
+    p = pod("new", {"app": "x"}, ns="prod")
+    prepare_pod("lab", p)
+    assert not (tmp_path / "netns").exists()  # no kube-dns: nothing to point at
+    store.put("services", "kube-dns", Service("kube-dns", "kube-system", cluster_ip="10.96.0.10",
+                                              ports=(ServicePort(53, 53, "UDP", "dns"),)).manifest())
+    prepare_pod("lab", p)
+    assert (tmp_path / "netns" / "lab-new" / "resolv.conf").read_text().startswith("search prod.svc.cluster.local ")
