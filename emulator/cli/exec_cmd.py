@@ -18,7 +18,10 @@ def cmd_exec(a: argparse.Namespace) -> int:
     if not argv:
         raise PodlabError("exec needs a command after --, e.g. podlab exec web-1 -- ip addr")
     ns = lab.target_ns(a.target)
-    netns.setns(netns.open_fd(ns))
+    if os.path.isdir(f"/etc/netns/{ns}"):  # the pod's own resolv.conf etc.: as its containers see them
+        argv = ["ip", "netns", "exec", ns, *argv]
+    else:
+        netns.setns(netns.open_fd(ns))
     try:
         os.execvp(argv[0], argv)
     except FileNotFoundError:

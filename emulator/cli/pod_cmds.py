@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import time
 
 from emulator.cli import apply_cmds, describe_cmds, output
-from emulator.errors import PodlabError, PodNotFoundError
+from emulator.errors import PodlabError
 from emulator.lab import events
 from emulator.lab.api import Lab
-from emulator.netlink import netns
 
 
 # -- apply / delete
@@ -50,9 +48,9 @@ def cmd_run(a: argparse.Namespace) -> int:
         print(f"pod {a.name} is Running with IP {st.get('podIP')} on {st.get('nodeName')}")
         return 0
     try:
-        ns = lab.pod(a.name).netns
+        from emulator.lab.api import ns_argv
         stdin = None if a.interactive else subprocess.DEVNULL
-        return subprocess.call(["nsenter", f"--net={netns.path(ns)}", "--", *argv], stdin=stdin)
+        return subprocess.call(ns_argv(lab.pod(a.name).netns, argv), stdin=stdin)
     finally:
         if a.rm:
             lab.delete_pod(a.name)

@@ -31,12 +31,20 @@ from emulator.topology.loader import load
 from emulator.topology.model import Topology
 
 
+def ns_argv(ns_name: str, argv: Sequence[str]) -> list[str]:
+    """``argv`` run in a lab namespace: through ``ip netns exec`` if the namespace has files in /etc/netns/<ns>/
+    (a pod's resolv.conf), which it bind-mounts over /etc; else ``nsenter --net`` (no mount-table copy)."""
+    if os.path.isdir(f"/etc/netns/{ns_name}"):
+        return ["ip", "netns", "exec", ns_name, *argv]
+    return ["nsenter", f"--net={netns.path(ns_name)}", "--", *argv]
+
+
 def run_in(ns_name: str, argv: Sequence[str], timeout: float | None = 30, check: bool = False,
            input: str | None = None) -> subprocess.CompletedProcess:
     if not netns.exists(ns_name):
         raise PodlabError(f"network namespace {ns_name} does not exist", obj=ns_name)
-    return subprocess.run(["nsenter", f"--net={netns.path(ns_name)}", "--", *argv], capture_output=True,
-                          text=True, timeout=timeout, check=check, input=input)
+    return subprocess.run(ns_argv(ns_name, argv), capture_output=True, text=True, timeout=timeout, check=check,
+                          input=input)
 
 
 def _listdir(d: Path) -> list[str]:
@@ -212,6 +220,11 @@ class Lab:
                 return f"pod/{name} unchanged"
             raise ManifestError(source, "metadata.name", f"pod '{name}' already exists with another spec (pod "
                                 "specs are immutable)", f"run `podlab delete pod {name}` first, or use another name")
+        try:  # a lab with cluster DNS: the pod's resolv.conf exists before its agent can start it
+            from emulator.services.resolv import prepare_pod
+            prepare_pod(self.name, req.manifest)
+        except ImportError:
+            pass
         self.store.put("pods", name, req.manifest)
         events.emit(self.store.root, "pod", name, "Scheduled",
                     f"Successfully assigned {req.pod.namespace}/{name} to {req.pod.node}", "default-scheduler")

@@ -20,7 +20,7 @@ from pyroute2.netlink.rtnl import RTM_GETLINK
 from emulator import routing
 from emulator.agent import agent
 from emulator.cni.spec import bridge_conflist
-from emulator.errors import BuildError, LabExistsError, NamespaceConflictError, PodlabError, TimeoutError_
+from emulator.errors import BuildError, LabExistsError, NamespaceConflictError, TimeoutError_
 from emulator.lab import components, manifests, record, teardown
 from emulator.lab.paths import LabPaths, ensure_state_root
 from emulator.netlink import applier, msgs, netns

@@ -5,7 +5,8 @@ will create — recorded in the lab record *before* anything is made, so ``down`
 after a crash — and starts its processes, whose PIDs (with start times) go into the record as they start. The
 builder calls every registered component that ``wanted`` the topology, in ``order``: ``start`` after the
 network, node files and store exist and before the agents start; ``ready`` after the pods are Running. Teardown
-needs nothing from a component: it ends the recorded PIDs and deletes the recorded namespaces. Routing daemons
+needs little from a component: it ends the recorded PIDs and deletes the recorded namespaces, then calls each
+component's ``teardown`` for files it keeps outside the lab directory (a ledger it wrote first). Routing daemons
 (BIRD in bgp mode) use the routing mode's own ``start`` hook instead.
 """
 from __future__ import annotations
@@ -47,6 +48,17 @@ class Component(ABC):
 
     def ready(self, ctx: BuildContext) -> None:
         """Called once every pod is Running (e.g. to sync rules that need pod IPs)."""
+
+    @classmethod
+    def teardown(cls, lab: str, paths: LabPaths) -> None:
+        """Remove what the component owns outside namespaces and the lab's directory (from its own ledger there);
+        called by ``down`` after the processes are gone, whether or not the component was active."""
+
+
+def teardown_all(lab: str, paths: LabPaths) -> None:
+    load_builtin()
+    for cls in _REGISTRY:
+        cls.teardown(lab, paths)
 
 
 def register(cls: type[Component]) -> type[Component]:

@@ -122,6 +122,8 @@ def destroy(lab: str, progress: Progress = _quiet, timeout: float = 10.0) -> boo
     finally:
         for fd in node_fds + ([ul_fd] if ul_fd is not None else []):
             os.close(fd)
+    from emulator.lab import components
+    components.teardown_all(lab, paths)
     shutil.rmtree(paths.root, ignore_errors=True)
     return True
 

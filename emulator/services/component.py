@@ -92,6 +92,13 @@ class ServicesComponent(Component):
                      f"{cfg.dns_ip} (kube-dns) at {cfg.dns_host}, {len(cfg.services)} services, "
                      f"{len(cfg.deployments)} deployments")
 
+    @classmethod
+    def teardown(cls, lab: str, paths) -> None:
+        """The pods' /etc/netns/<ns>/resolv.conf directories listed in the lab's ledger (the controller removes
+        them on SIGTERM; this covers a controller that was killed outright)."""
+        from emulator.services.resolv import ResolvFiles
+        ResolvFiles(lab, "").remove()
+
     def ready(self, ctx: BuildContext) -> None:
         topo, store = ctx.topo, ctx.store
         cfg = config.settings(topo)

@@ -17,7 +17,7 @@ MAX_LAB_NAME = 24
 MAX_OBJECT_NAME = 63
 #: DNS-1123 label, as Kubernetes requires for node and pod names.
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-RESERVED = ("underlay", "external", "dns")
+RESERVED = ("underlay", "external", "dns", "gw")
 
 UNDERLAY_BRIDGE = "lan0"
 NODE_UPLINK = "eth0"

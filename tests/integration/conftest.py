@@ -12,6 +12,7 @@ import itertools
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -23,6 +24,8 @@ from emulator.netlink import netns
 from emulator.topology.loader import load, loads
 
 ROOT = Path(__file__).resolve().parents[2]
+#: The CLI of the code under test (not whatever `podlab` comes first in PATH).
+PODLAB = [sys.executable, "-m", "emulator"]
 TOPOLOGIES = ROOT / "topologies"
 _counter = itertools.count(1)
 SESSION_TAG = f"{os.getpid() % 100000}x"

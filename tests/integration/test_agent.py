@@ -11,9 +11,10 @@ import time
 
 import pytest
 
+from tests.integration.conftest import PODLAB
+
 from emulator import probe
 from emulator.agent.containers import alive
-from emulator.errors import ManifestError, PodlabError
 from emulator.lab.api import Lab
 from emulator.netlink import netns
 from emulator.topology import names
@@ -81,7 +82,7 @@ def test_two_containers_on_one_port_the_second_fails_with_a_reason(lab: Lab) -> 
         loser = wait_for(crashed, what="one container to fail")
         assert "Address already in use" in loser["lastState"]["terminated"]["message"]
         assert loser["state"].get("waiting", {}).get("reason") == "CrashLoopBackOff" or loser["restartCount"] >= 1
-        out = subprocess.run(["podlab", "--lab", lab.name, "describe", "pod", "clash"], capture_output=True,
+        out = subprocess.run([*PODLAB, "--lab", lab.name, "describe", "pod", "clash"], capture_output=True,
                              text=True).stdout
         assert "Address already in use" in out and "BackOff" in out
     finally:
@@ -110,7 +111,7 @@ metadata: {name: nginx}
 spec:
   containers: [{name: nginx, image: "nginx:1.27", ports: [{containerPort: 80}]}]
 """)
-    r = subprocess.run(["podlab", "--lab", lab.name, "apply", "-f", str(manifest)], capture_output=True, text=True)
+    r = subprocess.run([*PODLAB, "--lab", lab.name, "apply", "-f", str(manifest)], capture_output=True, text=True)
     assert r.returncode == 0 and "pod/netserver-0 created" in r.stdout and "pod/nginx created" in r.stdout, r.stderr
     try:
         ip = lab.wait_pod("netserver-0")["podIP"]
@@ -140,7 +141,7 @@ def test_bad_input_changes_nothing(lab: Lab, tmp_path) -> None:
     for fname, (text, expect) in cases.items():
         f = tmp_path / fname
         f.write_text(text)
-        r = subprocess.run(["podlab", "--lab", lab.name, "apply", "-f", str(f)], capture_output=True, text=True)
+        r = subprocess.run([*PODLAB, "--lab", lab.name, "apply", "-f", str(f)], capture_output=True, text=True)
         assert r.returncode == 2 and expect in r.stderr and fname in r.stderr and "fix:" in r.stderr, (fname, r.stderr)
     assert sorted(lab.store.names("pods")) == before
 
@@ -190,10 +191,10 @@ def test_node_without_cni_config_then_install(make_lab) -> None:
     lab = make_lab(CNI_NONE)
     st = lab.pod("p2").status
     assert st["phase"] == "Pending" and "network plugin not ready: cni config uninitialized" in st["message"]
-    out = subprocess.run(["podlab", "--lab", lab.name, "get", "pods"], capture_output=True, text=True).stdout
+    out = subprocess.run([*PODLAB, "--lab", lab.name, "get", "pods"], capture_output=True, text=True).stdout
     assert any(line.split()[:3] == ["p2", "0/1", "ContainerCreating"] for line in out.splitlines()), out
     uid = lab.pod("p2").obj["metadata"]["uid"]
-    r = subprocess.run(["podlab", "--lab", lab.name, "cni", "install", "node-2"], capture_output=True, text=True)
+    r = subprocess.run([*PODLAB, "--lab", lab.name, "cni", "install", "node-2"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     st = lab.wait_pod("p2", timeout=10)
     assert lab.pod("p2").obj["metadata"]["uid"] == uid and probe.ping(lab, "p1", st["podIP"])
@@ -313,7 +314,7 @@ def test_agent_stop_leaves_pods_running_and_start_reconciles(make_lab) -> None:
     lab.apply_pod({"name": "late", "node": "node-1"})
     time.sleep(0.3)
     assert lab.store.get_status("pods", "late") is None  # no kubelet, no pod
-    out = subprocess.run(["podlab", "--lab", lab.name, "get", "nodes"], capture_output=True, text=True).stdout
+    out = subprocess.run([*PODLAB, "--lab", lab.name, "get", "nodes"], capture_output=True, text=True).stdout
     assert "NotReady" in out
-    subprocess.run(["podlab", "--lab", lab.name, "agent", "start", "node-1"], check=True, capture_output=True)
+    subprocess.run([*PODLAB, "--lab", lab.name, "agent", "start", "node-1"], check=True, capture_output=True)
     assert lab.wait_pod("late", timeout=10)["nodeName"] == "node-1"

@@ -14,7 +14,7 @@ from emulator.netlink import applier
 from emulator.netlink.rtnl import Rtnl
 from emulator.topology import names
 from emulator.topology.loader import loads
-from tests.integration.conftest import three_node_text, unique_name
+from tests.integration.conftest import PODLAB, three_node_text, unique_name
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,7 @@ def test_wrong_mtu_over_vxlan_is_caught(lab: Lab) -> None:
 
 
 def test_cli_exit_codes_and_junit_shape(lab: Lab, tmp_path) -> None:
-    ok = subprocess.run(["podlab", "--lab", lab.name, "check", "-o", "junit"], capture_output=True, text=True)
+    ok = subprocess.run([*PODLAB, "--lab", lab.name, "check", "-o", "junit"], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     root = ET.fromstring(ok.stdout)
     assert root.tag == "testsuites"
@@ -112,7 +112,7 @@ def test_cli_exit_codes_and_junit_shape(lab: Lab, tmp_path) -> None:
     lab.node("node-3").exec(["ip", "route", "del", "10.244.1.0/24"], check=True)
     try:
         junit = tmp_path / "out.xml"
-        bad = subprocess.run(["podlab", "--lab", lab.name, "check", "--junit-file", str(junit)], capture_output=True,
+        bad = subprocess.run([*PODLAB, "--lab", lab.name, "check", "--junit-file", str(junit)], capture_output=True,
                              text=True)
         assert bad.returncode == 1 and "FAIL" in bad.stdout and "node-3 has no route" in bad.stdout
         suite = ET.parse(junit).getroot().find("testsuite")

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from emulator import probe
-from emulator.lab.api import Lab, run_in
+from emulator.lab.api import Lab
 from emulator.topology import names
 from tests.integration.conftest import three_node_text
 

@@ -13,7 +13,6 @@ from emulator import probe
 from emulator.agent.containers import alive
 from emulator.errors import BuildError
 from emulator.lab import builder, record, teardown
-from emulator.lab.api import Lab
 from emulator.lab.paths import LabPaths
 from emulator.netlink import netns
 from emulator.topology.loader import loads

@@ -19,7 +19,7 @@ from emulator.lab import record, teardown
 from emulator.lab.api import Lab, run_in
 from emulator.netlink import netns
 from emulator.topology.loader import loads
-from tests.integration.conftest import unique_name
+from tests.integration.conftest import PODLAB, unique_name
 
 SMALL = """
 version: 1
@@ -61,7 +61,7 @@ def lab() -> Lab:
 
 
 def podlab(lab: Lab, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(["podlab", "--lab", lab.name, *args], capture_output=True, text=True, input=input,
+    return subprocess.run([*PODLAB, "--lab", lab.name, *args], capture_output=True, text=True, input=input,
                           timeout=60)
 
 
