@@ -100,6 +100,16 @@ class Context:
                 out[(src, t.name)] = r
         return out
 
+    def connect(self, ns: str, targets: list[tuple[str, int]]) -> list[dict]:
+        """Open a TCP connection from namespace ``ns`` to each (ip, port), all at once; one result per target."""
+        proc = subprocess.run(_nsenter(ns, "connect", json.dumps([[ip, p] for ip, p in targets])),
+                              capture_output=True, text=True, env=_env(), timeout=60)
+        try:
+            return json.loads(proc.stdout)
+        except ValueError:
+            return [{"target": ip, "port": p, "connected": False, "error": proc.stderr.strip() or "prober failed"}
+                    for ip, p in targets]
+
     def close(self) -> None:
         for proc in self._servers:
             if proc.poll() is None:

@@ -8,6 +8,7 @@ JSON result per target. Standard library only, so each start costs ~30 ms and ne
 
     python -m emulator.check.wire serve 41234
     python -m emulator.check.wire probe '[["10.244.2.3", 41234]]'
+    python -m emulator.check.wire connect '[["10.96.0.10", 53]]'     (connect only)
 """
 from __future__ import annotations
 
@@ -64,11 +65,24 @@ def probe_one(ip: str, port: int) -> dict:
     return out
 
 
-def probe(targets: list[tuple[str, int]]) -> list[dict]:
+def connect_one(ip: str, port: int) -> dict:
+    """Only open (and close) a TCP connection: for servers of unknown protocol, e.g. behind a Service."""
+    t0 = time.monotonic()
+    out: dict = {"target": ip, "port": port, "connected": False, "error": ""}
+    try:
+        socket.create_connection((ip, port), timeout=TIMEOUT).close()
+        out["connected"] = True
+    except OSError as e:
+        out["error"] = e.strerror or str(e)
+    out["ms"] = round((time.monotonic() - t0) * 1000, 1)
+    return out
+
+
+def probe(targets: list[tuple[str, int]], one=probe_one) -> list[dict]:
     results: list[dict | None] = [None] * len(targets)
 
     def run(i: int) -> None:
-        results[i] = probe_one(*targets[i])
+        results[i] = one(*targets[i])
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(targets))]
     for t in threads:
         t.start()
@@ -81,8 +95,9 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["serve"]:
         serve(int(argv[1]))
         return 0
-    if argv[:1] == ["probe"]:
-        print(json.dumps(probe([(ip, int(p)) for ip, p in json.loads(argv[1])])))
+    if argv[:1] in (["probe"], ["connect"]):
+        one = connect_one if argv[0] == "connect" else probe_one
+        print(json.dumps(probe([(ip, int(p)) for ip, p in json.loads(argv[1])], one)))
         return 0
     print(__doc__, file=sys.stderr)
     return 2
