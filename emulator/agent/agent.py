@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 import traceback
 
@@ -206,34 +205,12 @@ def serve(lab: str, node: str) -> None:
     Agent(lab, node).run()
 
 
-def spawn_forked(lab: str, node: str) -> None:
-    """Start the agent as a daemon by forking this process (double fork: it is re-parented, not our child)."""
+def spawn_forked(lab: str, node: str) -> int:
+    """Start the agent as a daemon forked from this process (no interpreter start); return its PID."""
+    from emulator.lab.daemon import spawn
     paths = LabPaths(lab)
-    log = paths.agent_log(node)
-    log.parent.mkdir(parents=True, exist_ok=True)
     paths.agent_pid(node).parent.mkdir(parents=True, exist_ok=True)
-    pid = os.fork()
-    if pid:
-        os.waitpid(pid, 0)
-        return
-    try:
-        os.setsid()
-        if os.fork():
-            os._exit(0)
-        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        nul = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(nul, 0)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        os.closerange(3, 65536)
-        sys.stdout = os.fdopen(1, "w", buffering=1)
-        sys.stderr = os.fdopen(2, "w", buffering=1)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        serve(lab, node)
-        os._exit(0)
-    except BaseException:
-        traceback.print_exc()
-        os._exit(1)
+    return spawn(lambda: serve(lab, node), paths.agent_log(node), title="podlab-agent")
 
 
 def main(argv: list[str] | None = None) -> int:

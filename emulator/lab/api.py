@@ -284,7 +284,7 @@ class Lab:
             return pid
         spawn_forked(self.name, node)
         deadline = time.monotonic() + 10
-        while (pid := self.agent_pid(node)) is None:
+        while (pid := self.agent_pid(node)) is None:  # its pid file is written once it has entered the node
             if time.monotonic() > deadline:
                 raise PodlabError(f"the agent of {node} did not start; see {self.paths.agent_log(node)}", obj=node)
             time.sleep(0.01)

@@ -23,7 +23,7 @@ from emulator.netlink import netns
 from emulator.services import config, dnsnet, registry
 from emulator.services.controller import ControllerManager
 from emulator.services.controller import status_path as controller_status
-from emulator.services.daemon import spawn, wait_file
+from emulator.lab.daemon import spawn, wait_file
 from emulator.services.endpoints import manifest as endpoints_manifest
 from emulator.services.model import Service, ServicePort
 from emulator.services.proxy.kubeproxy import KubeProxy, log_path

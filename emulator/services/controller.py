@@ -18,7 +18,7 @@ import traceback
 
 from emulator.lab.paths import LabPaths
 from emulator.services import deployments, endpoints
-from emulator.services.daemon import log
+from emulator.lab.daemon import log
 from emulator.services.resolv import ResolvFiles
 from emulator.store import Store, write_json
 

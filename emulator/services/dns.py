@@ -32,7 +32,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from emulator.services.daemon import log
+from emulator.lab.daemon import log
 from emulator.services.endpoints import addresses
 from emulator.store import Store
 

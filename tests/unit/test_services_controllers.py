@@ -137,7 +137,7 @@ def test_daemon_spawn_reports_the_daemons_pid(tmp_path) -> None:
     import time
 
     from emulator.agent.containers import alive, start_time, stop
-    from emulator.services.daemon import spawn, wait_file
+    from emulator.lab.daemon import spawn, wait_file
     out = tmp_path / "out.json"
 
     def target() -> None:

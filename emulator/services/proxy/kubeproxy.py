@@ -22,7 +22,7 @@ from pathlib import Path
 from emulator.errors import PodlabError
 from emulator.lab.paths import LabPaths
 from emulator.netlink import netns
-from emulator.services.daemon import log
+from emulator.lab.daemon import log
 from emulator.services.proxy import backends, state
 from emulator.store import Store, read_json, write_json
 from emulator.topology import names

@@ -1,4 +1,4 @@
-"""Starting the lab's service daemons (kube-proxy per node, the controller-manager, the DNS server).
+"""Starting the lab's daemons (node agents, kube-proxy per node, the controller-manager, the DNS server).
 
 ``spawn`` forks the calling process twice (no interpreter start: a daemon is up in milliseconds), the grandchild
 detaches (``setsid``), optionally enters a network namespace for the whole process (it is single-threaded, so
