@@ -43,6 +43,13 @@ def netns_objects() -> int | None:
     return None
 
 
+def cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    return sum(v) - v[3] - v[4], sum(v)
+
+
 def wait_quiet(max_s: float = 60.0, stable_s: float = 3.0) -> None:
     """Wait until the kernel has finished freeing earlier namespaces (a teardown still running in the kernel's
     cleanup worker holds the RTNL lock for long stretches and would slow this run down)."""
@@ -67,15 +74,18 @@ def main() -> int:
     topo = loads(topology_text(a.name, a.nodes, a.pods, a.routing, a.image), source="<bench>")
     wait_quiet()
     t0 = time.perf_counter()
+    c0 = cpu_times()
     try:
         builder.up(topo, progress=lambda s: print(f"  {time.perf_counter() - t0:6.3f}s {s}", file=sys.stderr))
         up_s = time.perf_counter() - t0
+        c1 = cpu_times()
     finally:
         t1 = time.perf_counter()
         teardown.destroy(a.name)
         down_s = time.perf_counter() - t1
+    busy = (c1[0] - c0[0]) / max(c1[1] - c0[1], 1)
     print(json.dumps({"nodes": a.nodes, "pods": a.nodes * a.pods, "routing": a.routing, "up_s": round(up_s, 3),
-                      "down_s": round(down_s, 3)}))
+                      "down_s": round(down_s, 3), "cpu_busy_during_up": round(busy, 2)}))
     return 0
 
 
