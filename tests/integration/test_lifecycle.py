@@ -175,3 +175,40 @@ def test_agents_run_inside_their_node_namespace(make_lab) -> None:
     for node in ("node-1", "node-2"):
         pid = json.loads(lab.paths.agent_pid(node).read_text())["pid"]
         assert os.stat(f"/proc/{pid}/ns/net").st_ino == netns.inode(f"{lab.name}-{node}")
+
+
+def test_cleanup_removes_a_crashed_up(tmp_path) -> None:
+    """`up` killed half-way leaves a record owned by a dead process; `cleanup` removes exactly that lab."""
+    import signal
+    import time
+    from emulator.lab.api import Lab
+    name = unique_name("z")
+    lines = ["version: 1", f"name: {name}", "nodes: [{name: node-1}, {name: node-2}]", "pods:"]
+    lines += [f"  - {{name: p{i}, node: node-{1 + i % 2}}}" for i in range(120)]
+    f = tmp_path / "big.yaml"
+    f.write_text("\n".join(lines) + "\n")
+    bystander = unique_name("y")
+    Lab.up(loads(SMALL, source="<test>", name=bystander))
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "emulator", "up", str(f)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while not any(n.startswith(f"{name}-p") for n in netns.list_names()):  # pods are being created
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        rec = record.load(name)
+        assert rec["status"] == "creating" and record.crashed(rec)
+        # the agents (forked by the dead `up`) are still running; cleanup ends them by their recorded PIDs
+        left = processes_of(name)
+        assert left, "the crashed lab should still have live agents/containers"
+        r = podlab("cleanup")
+        assert r.returncode == 0 and f"lab {name}" in r.stdout, r.stdout + r.stderr
+        assert lab_namespaces(name) == [] and record.load(name) is None and not LabPaths(name).root.exists()
+        assert not any(alive(p, None) for p in left)
+        assert probe.ping(Lab(bystander), "a", Lab(bystander).pod("b").ip)  # a healthy lab is left alone
+        assert podlab("cleanup").stdout.startswith("nothing to clean up")
+    finally:
+        teardown.destroy(name)
+        teardown.destroy(bystander)
