@@ -25,6 +25,7 @@ from emulator.errors import CniError, NetlinkError
 from emulator.ipam.hostlocal import HostLocalStore
 from emulator.netlink import msgs
 from emulator.netlink.rtnl import Rtnl
+from emulator.netlink.templates import fast
 from emulator.topology.names import host_veth
 
 
@@ -124,20 +125,28 @@ def add(req: CniRequest, conf: dict, ctx: Context | None = None) -> dict:
     node = ctx.rtnl()
     created = False
     try:
-        node.batch([msgs.link_add_veth(host, req.ifname, fd, mtu, master=br, up=True),
-                    msgs.link_set_bridge_port_by_name(host, bool(conf.get("hairpinMode")))])
+        hairpin = bool(conf.get("hairpinMode"))
+        node.batch([fast(f"veth mtu={mtu}", lambda host, peer, fd, master: msgs.link_add_veth(
+                             host, peer, fd, mtu, master=master, up=True), host=host, peer=req.ifname, fd=fd,
+                         master=br),
+                    fast(f"hairpin={hairpin}", lambda host: msgs.link_set_bridge_port_by_name(host, hairpin),
+                         host=host)])
         created = True
         idx = pod_rt.link_index(req.ifname)
         mac = mac_for(addr)
-        reqs = [msgs.link_set(1, "lo", up=True)] if ctx.loopback_pending else []
+        reqs = [fast("lo up", lambda: msgs.link_set(1, "lo", up=True))] if ctx.loopback_pending else []
         ctx.loopback_pending = False
-        reqs += [msgs.link_set(idx, req.ifname, up=True, mac=mac),
-                msgs.addr_add(idx, str(addr), ip.subnet.prefixlen, req.ifname)]
+        plen = ip.subnet.prefixlen
+        reqs += [fast("if up+mac", lambda idx, mac: msgs.link_set(idx, req.ifname, up=True, mac=mac), idx=idx,
+                      mac=mac),
+                 fast(f"addr /{plen}", lambda idx, ip: msgs.addr_add(idx, ip, plen, req.ifname), idx=idx,
+                      ip=str(addr))]
         for r in ip.routes:
             dst = ipaddress.IPv4Network(r["dst"])
             gw = r.get("gw") or str(ip.gateway)
-            reqs.append(msgs.route_add(str(dst.network_address), dst.prefixlen, f"route {dst}", gateway=gw,
-                                       oif=idx, replace=False))
+            reqs.append(fast(f"route {dst}", lambda gw, idx: msgs.route_add(
+                str(dst.network_address), dst.prefixlen, f"route {dst}", gateway=gw, oif=idx, replace=False),
+                gw=gw, idx=idx))
         pod_rt.batch(reqs)
     except BaseException:
         if created:

@@ -33,11 +33,12 @@ _HDR = struct.Struct("=IHHII")
 class Request:
     """One request of a batch: a pyroute2 message, its type, extra flags, the object named in errors."""
 
-    msg: nlmsg
+    msg: nlmsg | None
     type: int
     flags: int = 0
     obj: str = ""
     ok_errnos: tuple[int, ...] = ()  # errnos that count as success (e.g. EEXIST for idempotent adds)
+    raw: bytes | None = None  # already encoded (see ``templates``): only the header's flags and sequence change
 
 
 class Rtnl:
@@ -68,6 +69,10 @@ class Rtnl:
 
     def _encode(self, req: Request, extra_flags: int) -> tuple[int, bytes]:
         self._seq += 1
+        if req.raw is not None:
+            data = bytearray(req.raw)
+            struct.pack_into("=HHI", data, 4, req.type, NLM_F_REQUEST | extra_flags | req.flags, self._seq)
+            return self._seq, bytes(data)
         m = req.msg
         m["header"]["type"] = req.type
         m["header"]["flags"] = NLM_F_REQUEST | extra_flags | req.flags
@@ -109,8 +114,9 @@ class Rtnl:
 
     def link_index(self, name: str) -> int:
         """The index of link ``name``, read from the reply's fixed ifinfomsg header (no attribute decoding)."""
+        from emulator.netlink.templates import fast
         from emulator.netlink.msgs import link_get
-        seq, data = self._encode(Request(link_get(name), RTM_GETLINK), 0)
+        seq, data = self._encode(fast("link_get", lambda name: Request(link_get(name), RTM_GETLINK), name=name), 0)
         self.sock.sendall(data)
         while True:
             buf = self.sock.recv(1 << 16)
