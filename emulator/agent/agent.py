@@ -30,7 +30,7 @@ from emulator.errors import CniError, IpamExhaustedError, PodlabError
 from emulator.ipam.hostlocal import HostLocalStore
 from emulator.lab import events
 from emulator.lab.paths import LabPaths
-from emulator.netlink import netns
+from emulator.netlink import msgs, netns
 from emulator.store import Store, read_json, write_json
 from emulator.topology import names
 
@@ -91,18 +91,28 @@ class Agent:
                 print(f"{time.strftime('%H:%M:%S')} pod {name}: sandbox fails CHECK ({e}); recreating", flush=True)
                 pods.stop(self.runtime, st, name)
                 self.set_status(name, None)
+        known = {(st.get("sandbox") or {}).get("id") for st in self.statuses().values()}
+        # container processes started by a crashed run before its status was written (recorded in the journal)
+        kept = []
+        for sandbox, pid, started in pods.read_journal(self.paths, self.node):
+            if sandbox in known:
+                kept.append(f"{sandbox} {pid} {started}\n")
+            else:
+                containers.stop(pid, started)
+        write_text(self.paths.container_journal(self.node), "".join(kept))
         have = self.statuses()
         for name in want:
             ns = names.pod_ns(self.paths.lab, name)
             if name not in have and netns.exists(ns):
                 netns.delete(ns)  # made by a crashed run before its status was written
-        known = {(st.get("sandbox") or {}).get("id") for st in self.statuses().values()}
         try:
             store = HostLocalStore(self.paths.ipam_dir(self.node), names.CNI_NETWORK)
-            for ip, (cid, ifname) in store.allocations().items():
-                if cid not in known:
-                    store.release(cid, ifname)
-                    print(f"{time.strftime('%H:%M:%S')} released leaked IP {ip} of sandbox {cid[:12]}", flush=True)
+            leaked = [(ip, cid, ifname) for ip, (cid, ifname) in store.allocations().items() if cid not in known]
+            for ip, cid, ifname in leaked:
+                store.release(cid, ifname)
+                # its host veth too (named after the sandbox), as CNI DEL would: the pair may outlive the netns
+                self.runtime.ctx.rtnl().batch([msgs.link_del_by_name(names.host_veth(cid, ifname or "eth0"))])
+                print(f"{time.strftime('%H:%M:%S')} released leaked IP {ip} of sandbox {cid[:12]}", flush=True)
         except (OSError, CniError):
             pass
 
@@ -183,6 +193,13 @@ class Agent:
 
     def _on_term(self, *_: object) -> None:
         self.stopping = True
+
+
+def write_text(path: os.PathLike, text: str) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 def write_pidfile(paths: LabPaths, node: str) -> None:

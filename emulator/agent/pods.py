@@ -39,11 +39,33 @@ def container_env(pod: dict, node: str, host_ip: str, ip: str, c: dict) -> dict[
     return {**env, **{e["name"]: str(e.get("value", "")) for e in c.get("env", [])}}
 
 
-def run_container(paths: LabPaths, pod: dict, c: dict, fd: int, ns_name: str, env: dict[str, str]) -> dict:
+def journal(paths: LabPaths, node: str, sandbox: str, pid: int, started: int | None) -> None:
+    """Record a container process the moment it exists (one O_APPEND write), before any status names it, so a
+    crash between its start and the pod's status leaves it findable by its recorded PID."""
+    fd = os.open(paths.container_journal(node), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, f"{sandbox} {pid} {started}\n".encode())
+    finally:
+        os.close(fd)
+
+
+def read_journal(paths: LabPaths, node: str) -> list[tuple[str, int, int | None]]:
+    try:
+        with open(paths.container_journal(node)) as f:
+            rows = [line.split() for line in f if line.strip()]
+    except FileNotFoundError:
+        return []
+    return [(r[0], int(r[1]), None if r[2] == "None" else int(r[2])) for r in rows if len(r) == 3]
+
+
+def run_container(paths: LabPaths, pod: dict, c: dict, fd: int, ns_name: str, env: dict[str, str],
+                  node: str = "", sandbox: str = "") -> dict:
     """Start one container; return its containerStatus entry."""
     argv = containers.resolve(c.get("image", "pause"), c.get("command", []), c.get("args", []), c.get("ports"))
     pid, started = containers.spawn(fd, argv, paths.container_log(pod["metadata"]["name"], c["name"]), env,
                                     ns_name)
+    if node:
+        journal(paths, node, sandbox, pid, started)
     return {"name": c["name"], "image": c.get("image", ""), "ready": True, "restartCount": 0,
             "state": {"running": {"startedAt": now()}}, "pid": pid, "pidStart": started, "command": argv}
 
@@ -65,7 +87,8 @@ def start(paths: LabPaths, runtime: Runtime, pod: dict, node: str, host_ip: str,
         ip = result.pod_ip() or ""
         fd = netns.open_fd(ns_name)
         for c in pod["spec"].get("containers", []):
-            cstats.append(run_container(paths, pod, c, fd, ns_name, container_env(pod, node, host_ip, ip, c)))
+            cstats.append(run_container(paths, pod, c, fd, ns_name, container_env(pod, node, host_ip, ip, c),
+                                        node, sandbox["id"]))
     except BaseException:
         stop_processes(cstats)
         teardown(runtime, sandbox, name)

@@ -77,7 +77,7 @@ class Supervisor:
             try:
                 new = run_container(self.paths, pod, specs[cs["name"]], fd, st["sandbox"]["netns"],
                                     container_env(pod, self.node, self.host_ip, st.get("podIP", ""),
-                                                  specs[cs["name"]]))
+                                                  specs[cs["name"]]), self.node, st["sandbox"]["id"])
             finally:
                 os.close(fd)
             cs.update(pid=new["pid"], pidStart=new["pidStart"], ready=True, state=new["state"],

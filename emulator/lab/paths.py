@@ -87,6 +87,10 @@ class LabPaths:
     def agent_pid(self, node: str) -> Path:
         return self.node_root(node) / "run/podlab-agent.pid"
 
+    def container_journal(self, node: str) -> Path:
+        """Append-only record of every container process an agent started: ``<sandbox id> <pid> <start>``."""
+        return self.node_root(node) / "run/podlab-containers.journal"
+
     def pod_dir(self, pod: str) -> Path:
         return self.root / "pods" / pod
 

@@ -18,7 +18,7 @@ from pyroute2.netlink.rtnl import RTM_GETLINK
 
 from emulator.agent import containers
 from emulator.agent.agent import read_pidfile
-from emulator.agent.pods import stop_processes
+from emulator.agent.pods import read_journal, stop_processes
 from emulator.lab import record
 from emulator.lab.paths import LabPaths
 from emulator.netlink import msgs, netns
@@ -96,6 +96,9 @@ def destroy(lab: str, progress: Progress = _quiet, timeout: float = 10.0) -> boo
     statuses = list(store.list("pods", status=True))
     for st in statuses:
         stop_processes(st.get("containerStatuses", []))
+    for node in node_names:  # containers a crashed agent started but never reported
+        for _sandbox, pid, started in read_journal(paths, node):
+            containers.stop(pid, started)
     for p in (rec or {}).get("pids", []):
         containers.stop(p["pid"], p.get("start"), grace=0.5)
     underlay = (rec or {}).get("underlay") or names.underlay_ns(lab)

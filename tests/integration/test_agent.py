@@ -296,7 +296,12 @@ def test_agent_kill_loop_keeps_invariants(make_lab) -> None:
             time.sleep(rng.uniform(0, 0.05))  # land the kill in the middle of the agent's work
             lab.agent_stop(node, kill=True)
             lab.agent_start(node)
-    wait_for(lambda: not invariants(lab), timeout=20, what=f"invariants: {invariants(lab)}")
+    try:
+        wait_for(lambda: not invariants(lab), timeout=20, what="invariants")
+    except AssertionError:
+        logs = {n: lab.paths.agent_log(n).read_text()[-1500:] for n in ("node-1", "node-2")}
+        agents = {n: lab.agent_pid(n) for n in ("node-1", "node-2")}
+        raise AssertionError(f"invariants broken: {invariants(lab)}; agents {agents}; logs {logs}") from None
     # a plain restart touches no healthy container
     pids = {s["name"]: [c["pid"] for c in s["containerStatuses"]] for s in lab.store.list("pods", status=True)}
     for node in ("node-1", "node-2"):
