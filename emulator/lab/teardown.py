@@ -1,9 +1,9 @@
 """Removing a lab: exactly what its record and store say it owns, in an order that lets the kernel free it fast.
 
-Order: stop the agents and every recorded process (by PID and start time, never by name), delete the pod
-namespaces, wait until their veth ends have left the node namespaces (the kernel frees namespaces in a
-background worker; the vanishing peer is how we see it done), then the node and underlay namespaces likewise,
-then the state directory. Every step tolerates what is already gone, so ``down`` twice, or ``down`` after a crash
+Order: stop the agents and every recorded process (by PID and start time, never by name; all signalled at once,
+then awaited together), delete every namespace in one go — pods first — and wait until the node uplinks have
+left the underlay bridge (the kernel frees namespaces in a background worker; the vanishing ports show it has
+reached the nodes, queued after the pods), then the state directory. Every step tolerates what is already gone, so ``down`` twice, or ``down`` after a crash
 half-way through ``up``, is fine. Processes we did not start that still sit in a lab namespace are reported, not
 killed.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import time
 from typing import Callable
 
@@ -18,7 +19,7 @@ from pyroute2.netlink.rtnl import RTM_GETLINK
 
 from emulator.agent import containers
 from emulator.agent.agent import read_pidfile
-from emulator.agent.pods import read_journal, stop_processes
+from emulator.agent.pods import read_journal
 from emulator.lab import record
 from emulator.lab.paths import LabPaths
 from emulator.netlink import msgs, netns
@@ -79,6 +80,35 @@ def pod_namespaces(lab: str, store: Store) -> list[str]:
     return sorted(n for n in found if n and n != f"{lab}-")
 
 
+def _terminate(procs: list[tuple[int, int | None]], grace: float) -> None:
+    """SIGTERM every recorded process at once, give them ``grace`` seconds together, then SIGKILL the rest."""
+    live = [(p, s) for p, s in procs if containers.alive(p, s)]
+    for pid, _s in live:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace
+    while live and time.monotonic() < deadline:
+        live = [(p, s) for p, s in live if containers.alive(p, s)]
+        if live:
+            time.sleep(0.005)
+    containers.stop_many(live)
+
+
+def _end_processes(paths: LabPaths, rec: dict, node_names: list[str], store: Store) -> None:
+    """Agents first (killed: a dying lab needs no graceful kubelet, and a live one would restart containers),
+    then the lab's daemons (TERM, so they can remove what they own), then every container, each group signalled
+    at once and awaited together."""
+    containers.stop_many([pf for pf in (read_pidfile(paths, node) for node in node_names) if pf])
+    _terminate([(p["pid"], p.get("start")) for p in rec.get("pids", [])], grace=1.0)
+    procs = [(c["pid"], c.get("pidStart")) for st in store.list("pods", status=True)
+             for c in st.get("containerStatuses", []) if c.get("pid")]
+    for node in node_names:  # with the containers a crashed agent started but never reported
+        procs += [(pid, started) for _sandbox, pid, started in read_journal(paths, node)]
+    containers.stop_many(procs)
+
+
 def destroy(lab: str, progress: Progress = _quiet, timeout: float = 10.0) -> bool:
     """Remove everything lab ``lab`` owns. Returns False if there was nothing to remove."""
     paths = LabPaths(lab)
@@ -89,42 +119,25 @@ def destroy(lab: str, progress: Progress = _quiet, timeout: float = 10.0) -> boo
         rec = record.set_status(rec, "deleting")
     store = Store(paths.store)
     node_names = (rec or {}).get("nodes") or (store.names("nodes"))
-    for node in node_names:
-        pf = read_pidfile(paths, node)
-        if pf:
-            containers.stop(pf[0], pf[1], grace=1.0)
-    statuses = list(store.list("pods", status=True))
-    for st in statuses:
-        stop_processes(st.get("containerStatuses", []))
-    for node in node_names:  # containers a crashed agent started but never reported
-        for _sandbox, pid, started in read_journal(paths, node):
-            containers.stop(pid, started)
-    for p in (rec or {}).get("pids", []):
-        containers.stop(p["pid"], p.get("start"), grace=0.5)
+    _end_processes(paths, rec or {}, node_names, store)
     underlay = (rec or {}).get("underlay") or names.underlay_ns(lab)
     node_ns = [names.node_ns(lab, n) for n in node_names]
     infra = list(dict.fromkeys((rec or {}).get("namespaces") or [underlay] + node_ns))
     pods = pod_namespaces(lab, store)
-    progress(f"deleting {len(pods)} pod namespaces")
-    node_fds = [netns.open_fd(n) for n in node_ns if netns.exists(n)]
+    progress(f"deleting {len(pods)} pod and {len(infra)} node/infrastructure namespaces")
     ul_fd = netns.open_fd(underlay) if netns.exists(underlay) else None
     inodes = {i for i in (netns.inode(n) for n in pods + infra) if i is not None}
     try:
-        for n in pods:
-            netns.delete(n)
-        if not _wait_released(node_fds, {names.NODE_UPLINK}, timeout):
-            _report(progress, inodes)
-        for fd in node_fds:
-            os.close(fd)
-        node_fds = []
-        progress(f"deleting {len(infra)} node and infrastructure namespaces")
-        for n in infra:
+        # All at once, pods first: the kernel's cleanup worker then frees them in as few batches as possible.
+        # The node uplinks leave the underlay bridge when their node namespaces are freed, after the pods'
+        # namespaces queued before them, so an empty bridge means the kernel has released the lab.
+        for n in pods + [n for n in infra if n != underlay] + [underlay]:
             netns.delete(n)
         if ul_fd is not None and not _wait_released([ul_fd], set(), timeout):
             _report(progress, inodes)
     finally:
-        for fd in node_fds + ([ul_fd] if ul_fd is not None else []):
-            os.close(fd)
+        if ul_fd is not None:
+            os.close(ul_fd)
     from emulator.lab import components
     components.teardown_all(lab, paths)
     shutil.rmtree(paths.root, ignore_errors=True)
