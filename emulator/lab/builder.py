@@ -109,22 +109,29 @@ def build_network(topo: Topology, progress: Progress) -> None:
 
 
 def wait_pods(store: Store, topo: Topology, progress: Progress, timeout: float) -> list[dict]:
-    """Wait until every pod is Running (or Pending for a reason the node states); return the stragglers."""
+    """Wait until every pod is Running (or Pending for a reason the node states); return the stragglers.
+
+    An agent writes a pod's status once the pod is Running or has failed with a reason, so counting status files
+    (a directory listing) tells how far the agents are without reading a thousand JSON files on every poll; the
+    files are parsed once they are all there.
+    """
     want = {p.name for p in topo.pods}
     deadline = time.monotonic() + timeout
     shown = -1
     while True:
-        sts = {s.get("name"): s for s in store.list("pods", status=True)}
-        running = sum(1 for n in want if sts.get(n, {}).get("phase") == "Running")
-        stuck = [sts[n] for n in want if n in sts and sts[n].get("phase") != "Running" and sts[n].get("message")]
-        if running != shown:
-            progress(f"pods Running: {running}/{len(want)}")
-            shown = running
-        if running + len(stuck) >= len(want):
-            return stuck
+        done = len(want.intersection(store.names("pods", status=True)))
+        if done != shown:
+            progress(f"pods reported: {done}/{len(want)}")
+            shown = done
+        if done >= len(want):
+            sts = {s.get("name"): s for s in store.list("pods", status=True)}
+            running = sum(1 for n in want if sts.get(n, {}).get("phase") == "Running")
+            stuck = [sts[n] for n in want if n in sts and sts[n].get("phase") != "Running" and sts[n].get("message")]
+            if running + len(stuck) >= len(want):
+                progress(f"pods Running: {running}/{len(want)}")
+                return stuck
         if time.monotonic() > deadline:
-            raise TimeoutError_(f"only {running} of {len(want)} pods became Running within {timeout:.0f}s",
-                                obj=topo.name)
+            raise TimeoutError_(f"only {done} of {len(want)} pods reported within {timeout:.0f}s", obj=topo.name)
         time.sleep(0.05)
 
 
