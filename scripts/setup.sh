@@ -28,8 +28,9 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "setup.sh: creating $VENV"
   /usr/bin/python3 -m venv --system-site-packages "$VENV"
 fi
-if ! "$VENV/bin/python" -c "import emulator, pyroute2, yaml, pytest" 2>/dev/null \
-   || [ "$REPO/pyproject.toml" -nt "$VENV/.podlab-installed" ]; then
+installed=$(cd / && "$VENV/bin/python" -c "import emulator, pyroute2, yaml, pytest; print(emulator.__file__)" \
+            2>/dev/null || true)
+if [ "$installed" != "$REPO/emulator/__init__.py" ] || [ "$REPO/pyproject.toml" -nt "$VENV/.podlab-installed" ]; then
   echo "setup.sh: installing podlab into $VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check -e "$REPO[test]"
   touch "$VENV/.podlab-installed"
