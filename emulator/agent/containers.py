@@ -105,39 +105,32 @@ def spawn(ns_fd: int, argv: list[str], log: Path, env: dict[str, str], ns_name: 
 def stop(pid: int, started: int | None, grace: float = 0.0, wait: float = 2.0) -> None:
     """Signal a recorded process (only if it is still the one we started): TERM, then KILL after ``grace``;
     return once it is gone (or ``wait`` seconds after the KILL), so a caller can rely on it being dead."""
-    if not alive(pid, started):
-        return
-    try:
-        os.kill(pid, signal.SIGTERM if grace else signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace
-    while grace and time.monotonic() < deadline and alive(pid, started):
-        time.sleep(0.01)
-    if alive(pid, started):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            return
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline and alive(pid, started):
-        time.sleep(0.002)
+    stop_many([(pid, started)], grace=grace, wait=wait)
 
 
-def stop_many(procs: list[tuple[int, int | None]], wait: float = 5.0) -> None:
-    """SIGKILL every recorded process that is still the one we started, then wait for all of them at once
-    (a thousand pods' containers die in parallel instead of one after the other)."""
-    live = list(dict.fromkeys((pid, st) for pid, st in procs if pid and alive(pid, st)))
+def _signal_and_wait(live: list[tuple[int, int | None]], sig: int, seconds: float) -> list[tuple[int, int | None]]:
+    """Send ``sig`` to every process at once, then wait up to ``seconds`` for all; return those still alive."""
     for pid, _st in live:
         try:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, sig)
         except ProcessLookupError:
             pass
-    deadline = time.monotonic() + wait
+    deadline = time.monotonic() + seconds
     while live and time.monotonic() < deadline:
         live = [(pid, st) for pid, st in live if alive(pid, st)]
         if live:
-            time.sleep(0.005)
+            time.sleep(0.002)
+    return live
+
+
+def stop_many(procs: list[tuple[int, int | None]], grace: float = 0.0, wait: float = 5.0) -> None:
+    """End every recorded process that is still the one we started — SIGTERM and ``grace`` seconds first if
+    asked, then SIGKILL — signalling them all at once and waiting for them together (a thousand pods'
+    containers die in parallel instead of one after the other)."""
+    live = list(dict.fromkeys((pid, st) for pid, st in procs if pid and alive(pid, st)))
+    if grace:
+        live = _signal_and_wait(live, signal.SIGTERM, grace)
+    _signal_and_wait(live, signal.SIGKILL, wait)
 
 
 def reap() -> list[tuple[int, int]]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import time
 from typing import Callable
 
@@ -80,28 +79,12 @@ def pod_namespaces(lab: str, store: Store) -> list[str]:
     return sorted(n for n in found if n and n != f"{lab}-")
 
 
-def _terminate(procs: list[tuple[int, int | None]], grace: float) -> None:
-    """SIGTERM every recorded process at once, give them ``grace`` seconds together, then SIGKILL the rest."""
-    live = [(p, s) for p, s in procs if containers.alive(p, s)]
-    for pid, _s in live:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + grace
-    while live and time.monotonic() < deadline:
-        live = [(p, s) for p, s in live if containers.alive(p, s)]
-        if live:
-            time.sleep(0.005)
-    containers.stop_many(live)
-
-
 def _end_processes(paths: LabPaths, rec: dict, node_names: list[str], store: Store) -> None:
     """Agents first (killed: a dying lab needs no graceful kubelet, and a live one would restart containers),
     then the lab's daemons (TERM, so they can remove what they own), then every container, each group signalled
     at once and awaited together."""
     containers.stop_many([pf for pf in (read_pidfile(paths, node) for node in node_names) if pf])
-    _terminate([(p["pid"], p.get("start")) for p in rec.get("pids", [])], grace=1.0)
+    containers.stop_many([(p["pid"], p.get("start")) for p in rec.get("pids", [])], grace=1.0)
     procs = [(c["pid"], c.get("pidStart")) for st in store.list("pods", status=True)
              for c in st.get("containerStatuses", []) if c.get("pid")]
     for node in node_names:  # with the containers a crashed agent started but never reported
