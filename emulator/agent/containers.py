@@ -5,7 +5,7 @@ the child inherits it: the containers of one pod share the pod IP, ``localhost``
 property Kubernetes pods have. No process is interposed (no resident Python per pod unless the image *is*
 Python, like ``netexec``). Images are resolved to commands here:
 
-- ``pause``: ``sleep infinity`` shown as ``pause`` — holds the pod, does nothing;
+- ``pause``: a 129-byte static program that sleeps until a signal ends it (``images.pause``) — holds the pod;
 - an image we do not know: ``pause`` if it declares no ports, else ``emulator.images.listen`` answering on them,
   so that real manifests (nginx, redis, ...) keep their network shape;
 - ``busybox`` / ``shell``: sleeps, so ``podlab exec`` can run a shell in the pod;
@@ -25,10 +25,10 @@ import sys
 import time
 from pathlib import Path
 
+from emulator.images import pause
 from emulator.netlink import netns
 
 NETEXEC_DEFAULT_ARGS = ["--http-port=8080", "--udp-port=8081"]
-_SLEEP = shutil.which("sleep") or "/bin/sleep"
 
 
 def resolve(image: str, command: list[str], args: list[str], ports: list[dict] | None = None) -> list[str]:
@@ -46,12 +46,18 @@ def resolve(image: str, command: list[str], args: list[str], ports: list[dict] |
     if name != "pause" and ports:
         return [sys.executable, "-m", "emulator.images.listen",
                 *(f"{p['containerPort']}/{p.get('protocol', 'TCP')}" for p in ports)]
-    return ["pause", "infinity"]  # argv[0] shown in ps; the program is sleep
+    return ["pause"]  # argv[0] shown in ps; the program is images.pause (or sleep infinity)
 
 
-def _exe(argv0: str) -> str:
-    if argv0 == "pause":
-        return _SLEEP
+def _exe(argv: list[str]) -> tuple[str, list[str]]:
+    """The executable for ``argv`` and the argv it is given."""
+    if argv[0] == "pause":
+        exe = pause.binary()
+        return exe, (argv if exe != pause.SLEEP else ["pause", "infinity", *argv[1:]])
+    return _which(argv[0]), argv
+
+
+def _which(argv0: str) -> str:
     if os.sep in argv0:
         return argv0
     found = shutil.which(argv0)
@@ -90,7 +96,7 @@ def spawn(ns_fd: int, argv: list[str], log: Path, env: dict[str, str], ns_name: 
     """
     if not log.parent.is_dir():
         log.parent.mkdir(parents=True, exist_ok=True)
-    exe = _exe(argv[0])
+    exe, argv = _exe(argv)
     if ns_name and os.path.isdir(f"/etc/netns/{ns_name}"):
         argv = ["ip", "netns", "exec", ns_name, exe, *argv[1:]]
         exe = shutil.which("ip") or "/usr/sbin/ip"

@@ -54,10 +54,13 @@ def link_add_bridge(name: str, mtu: int, mac: str | None = None, up: bool = True
 
 
 def link_add_veth(name: str, peer: str, peer_ns_fd: int | None, mtu: int, master: int | None = None,
-                  up: bool = True, peer_index: int = 0, mac: str | None = None) -> Request:
+                  up: bool = True, peer_index: int = 0, mac: str | None = None,
+                  peer_mac: str | None = None) -> Request:
     """``ip link add NAME mtu M [master B] type veth peer name PEER [netns FD]`` (the peer comes up later:
     the kernel refuses IFF_UP on a peer created in another namespace)."""
     peer_attrs: list = [("IFLA_IFNAME", peer), ("IFLA_MTU", mtu)]
+    if peer_mac:
+        peer_attrs.append(("IFLA_ADDRESS", peer_mac))
     if peer_ns_fd is not None:
         peer_attrs.append(("IFLA_NET_NS_FD", peer_ns_fd))
     peer_msg = {"index": peer_index, "flags": 0, "change": 0, "family": 0, "ifi_type": 0, "attrs": peer_attrs}

@@ -108,14 +108,14 @@ def test_bridge_conflist_is_flannels_delegate() -> None:
 
 
 def test_image_resolution() -> None:
-    assert resolve("pause", [], []) == ["pause", "infinity"]
+    assert resolve("pause", [], []) == ["pause"]
     assert resolve("netexec", [], [])[-3:] == ["emulator.images.netexec", "--http-port=8080", "--udp-port=8081"]
     agn = resolve("registry.k8s.io/e2e-test-images/agnhost:2.47", [], ["netexec", "--http-port=8083"])
     assert agn[-2:] == ["emulator.images.netexec", "--http-port=8083"]
     assert resolve("busybox", ["sleep", "5"], []) == ["sleep", "5"]
     assert resolve("nginx:1.27", [], [], [{"containerPort": 80, "protocol": "TCP"}])[-2:] == ["emulator.images.listen",
                                                                                          "80/TCP"]
-    assert resolve("nginx", [], []) == ["pause", "infinity"]
+    assert resolve("nginx", [], []) == ["pause"]
 
 
 def test_status_words_and_age() -> None:
