@@ -3,7 +3,8 @@
 ADD: make sure the bridge exists (with the gateway address when ``isGateway``), allocate an address in the
 host-local store, create a veth pair whose peer lands directly in the pod's namespace as ``CNI_IFNAME`` (one
 request), attach the host end to the bridge with hairpin mode, then configure the pod side in one batch (up,
-address, routes). MACs follow the Kubernetes convention ``0a:58:<IPv4 in hex>`` so a student can read the IP
+address, routes). The pod end is created with its MAC, and its index comes back in the kernel's echo of the
+new pair, so no request has to look it up or change it afterwards. MACs follow the Kubernetes convention ``0a:58:<IPv4 in hex>`` so a student can read the IP
 from the MAC. A failed ADD undoes what it did (veth and address). DEL releases the address and removes the veth
 and is idempotent. CHECK verifies the pod interface, its address and the IPAM record.
 
@@ -112,6 +113,23 @@ def _pod_rtnl(netns_path: str) -> tuple[Rtnl, int]:
     return Rtnl.in_ns(fd), fd
 
 
+IFLA_LINK = 5
+
+
+def _add_veth(node: Rtnl, pod_rt: Rtnl, host: str, ifname: str, fd: int, mtu: int, br: int, mac: str,
+              hairpin: bool) -> int:
+    """Create the pair (peer straight into the pod with its name, MAC and MTU; host end enslaved and up) and set
+    the port's hairpin mode; return the pod end's index. The kernel echoes the host end it made (NLM_F_ECHO),
+    whose IFLA_LINK is the peer's index, so no lookup is needed; a kernel that does not echo gets one."""
+    veth = fast(f"veth mtu={mtu}", lambda host, peer, fd, master, mac: msgs.link_add_veth(
+        host, peer, fd, mtu, master=master, up=True, peer_mac=mac), host=host, peer=ifname, fd=fd, master=br, mac=mac)
+    veth.echo = True
+    node.batch([veth, fast(f"hairpin={hairpin}", lambda host: msgs.link_set_bridge_port_by_name(host, hairpin),
+                           host=host)])
+    index = msgs.link_attr_u32(veth.reply, IFLA_LINK) if veth.reply else None
+    return index if index else pod_rt.link_index(ifname)
+
+
 def add(req: CniRequest, conf: dict, ctx: Context | None = None) -> dict:
     ctx = ctx or Context()
     ip = _ipam_conf(conf)
@@ -126,19 +144,13 @@ def add(req: CniRequest, conf: dict, ctx: Context | None = None) -> dict:
     created = False
     try:
         hairpin = bool(conf.get("hairpinMode"))
-        node.batch([fast(f"veth mtu={mtu}", lambda host, peer, fd, master: msgs.link_add_veth(
-                             host, peer, fd, mtu, master=master, up=True), host=host, peer=req.ifname, fd=fd,
-                         master=br),
-                    fast(f"hairpin={hairpin}", lambda host: msgs.link_set_bridge_port_by_name(host, hairpin),
-                         host=host)])
-        created = True
-        idx = pod_rt.link_index(req.ifname)
         mac = mac_for(addr)
+        idx = _add_veth(node, pod_rt, host, req.ifname, fd, mtu, br, mac, hairpin)
+        created = True
         reqs = [fast("lo up", lambda: msgs.link_set(1, "lo", up=True))] if ctx.loopback_pending else []
         ctx.loopback_pending = False
         plen = ip.subnet.prefixlen
-        reqs += [fast("if up+mac", lambda idx, mac: msgs.link_set(idx, req.ifname, up=True, mac=mac), idx=idx,
-                      mac=mac),
+        reqs += [fast("if up", lambda idx: msgs.link_set(idx, req.ifname, up=True), idx=idx),
                  fast(f"addr /{plen}", lambda idx, ip: msgs.addr_add(idx, ip, plen, req.ifname), idx=idx,
                       ip=str(addr))]
         for r in ip.routes:

@@ -6,6 +6,7 @@ veth peer ...``). They only build messages; ``Rtnl.batch`` sends them.
 from __future__ import annotations
 
 import socket
+import struct
 
 from pyroute2.netlink.rtnl import (RTM_DELLINK, RTM_DELNEIGH, RTM_DELROUTE, RTM_GETLINK, RTM_NEWADDR,
                                    RTM_NEWLINK, RTM_NEWNEIGH, RTM_NEWROUTE)
@@ -54,8 +55,7 @@ def link_add_bridge(name: str, mtu: int, mac: str | None = None, up: bool = True
 
 
 def link_add_veth(name: str, peer: str, peer_ns_fd: int | None, mtu: int, master: int | None = None,
-                  up: bool = True, peer_index: int = 0, mac: str | None = None,
-                  peer_mac: str | None = None) -> Request:
+                  up: bool = True, mac: str | None = None, peer_mac: str | None = None) -> Request:
     """``ip link add NAME mtu M [master B] type veth peer name PEER [netns FD]`` (the peer comes up later:
     the kernel refuses IFF_UP on a peer created in another namespace)."""
     peer_attrs: list = [("IFLA_IFNAME", peer), ("IFLA_MTU", mtu)]
@@ -63,7 +63,7 @@ def link_add_veth(name: str, peer: str, peer_ns_fd: int | None, mtu: int, master
         peer_attrs.append(("IFLA_ADDRESS", peer_mac))
     if peer_ns_fd is not None:
         peer_attrs.append(("IFLA_NET_NS_FD", peer_ns_fd))
-    peer_msg = {"index": peer_index, "flags": 0, "change": 0, "family": 0, "ifi_type": 0, "attrs": peer_attrs}
+    peer_msg = {"index": 0, "flags": 0, "change": 0, "family": 0, "ifi_type": 0, "attrs": peer_attrs}
     attrs: list = [("IFLA_IFNAME", name), ("IFLA_MTU", mtu)]
     if master:
         attrs.append(("IFLA_MASTER", master))
@@ -112,6 +112,19 @@ def link_set_bridge_port_by_name(name: str, hairpin: bool) -> Request:
     req = link_set_bridge_port(0, name, hairpin)
     req.msg["attrs"].insert(0, ("IFLA_IFNAME", name))
     return req
+
+
+def link_attr_u32(message: bytes, attr: int) -> int | None:
+    """A 32-bit attribute of a raw RTM_NEWLINK message (e.g. IFLA_LINK of an echoed veth: its peer's index)."""
+    off = 32  # nlmsghdr (16) + ifinfomsg (16)
+    while off + 4 <= len(message):
+        length, kind = struct.unpack_from("=HH", message, off)
+        if length < 4:
+            return None
+        if kind & 0x3FFF == attr and length >= 8:
+            return struct.unpack_from("=I", message, off + 4)[0]
+        off += (length + 3) & ~3
+    return None
 
 
 def link_del_by_name(name: str) -> Request:

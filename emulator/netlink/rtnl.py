@@ -15,8 +15,8 @@ import struct
 from dataclasses import dataclass
 from typing import Iterable
 
-from pyroute2.netlink import (NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
-                              NLMSG_DONE, NLMSG_ERROR, nlmsg)
+from pyroute2.netlink import (NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_ECHO, NLM_F_EXCL, NLM_F_REPLACE,
+                              NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, nlmsg)
 from pyroute2.netlink.rtnl import RTM_GETLINK
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
@@ -39,6 +39,8 @@ class Request:
     obj: str = ""
     ok_errnos: tuple[int, ...] = ()  # errnos that count as success (e.g. EEXIST for idempotent adds)
     raw: bytes | None = None  # already encoded (see ``templates``): only the header's flags and sequence change
+    echo: bool = False  # ask the kernel to echo the object made (NLM_F_ECHO); the message lands in ``reply``
+    reply: bytes | None = None
 
 
 class Rtnl:
@@ -69,6 +71,8 @@ class Rtnl:
 
     def _encode(self, req: Request, extra_flags: int) -> tuple[int, bytes]:
         self._seq += 1
+        if req.echo:
+            extra_flags |= NLM_F_ECHO
         if req.raw is not None:
             data = bytearray(req.raw)
             struct.pack_into("=HHI", data, 4, req.type, NLM_F_REQUEST | extra_flags | req.flags, self._seq)
@@ -106,6 +110,8 @@ class Rtnl:
                     if err and err not in r.ok_errnos and first is None:
                         first = NetlinkError(f"{self.label}: {r.obj or 'request'}: {os.strerror(err)}",
                                              obj=r.obj or self.label, errno=err)
+                elif seq in pending and by_seq[seq].echo:
+                    by_seq[seq].reply = data[off:off + length]
                 off += (length + 3) & ~3
                 if length == 0:
                     break
