@@ -107,7 +107,10 @@ def create(name: str, then: Callable[[], T] | None = None) -> T | None:
 AT_FDCWD = -100
 AT_EMPTY_PATH = 0x1000
 O_PATH = 0o10000000
-_anchor = -1  # an O_PATH fd of a mount-point file this process made, taken before anything was mounted on it
+#: (fd, owning pid, (dev, inode)): an O_PATH fd of a mount-point file this process made, taken before anything was
+#: mounted on it. Used only by the process that opened it and while the fd still is that file (a daemon closes
+#: every inherited fd, and a closed number may be reused).
+_anchor: tuple[int, int, tuple[int, int]] = (-1, 0, (0, 0))
 
 
 def _make_mount_point(p: str, name: str) -> None:
@@ -119,21 +122,31 @@ def _make_mount_point(p: str, name: str) -> None:
     removing a link frees nothing. ``ip netns`` sees ordinary entries either way.
     """
     global _anchor
-    if _anchor >= 0:
-        if _libc.linkat(_anchor, b"", AT_FDCWD, p.encode(), AT_EMPTY_PATH) == 0:
+    fd, owner, ident = _anchor
+    if fd >= 0 and owner == os.getpid() and _identity(fd) == ident:
+        if _libc.linkat(fd, b"", AT_FDCWD, p.encode(), AT_EMPTY_PATH) == 0:
             return
         if ctypes.get_errno() == errno.EEXIST:
             raise NamespaceConflictError(f"network namespace {name} already exists", obj=name)
-        os.close(_anchor)  # another file system, or the anchor became unusable: start a new one
-        _anchor = -1
+        os.close(fd)  # another file system: start a new anchor
+    _anchor = (-1, 0, (0, 0))
     try:
         os.close(os.open(p, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
     except FileExistsError:
         raise NamespaceConflictError(f"network namespace {name} already exists", obj=name) from None
     try:
-        _anchor = os.open(p, O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(p, O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        _anchor = (fd, os.getpid(), _identity(fd))
     except OSError:
-        _anchor = -1
+        pass
+
+
+def _identity(fd: int) -> tuple[int, int]:
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return (-1, -1)
+    return (st.st_dev, st.st_ino)
 
 
 def _remove_path(p: str) -> None:
