@@ -224,10 +224,18 @@ def serve(lab: str, node: str) -> None:
 
 def spawn_forked(lab: str, node: str) -> int:
     """Start the agent as a daemon forked from this process (no interpreter start); return its PID."""
-    from emulator.lab.daemon import spawn
+    return spawn_many(lab, [node])[0]
+
+
+def spawn_many(lab: str, nodes: list[str]) -> list[int]:
+    """Start the agents of several nodes side by side (all forked before any is waited for)."""
+    from emulator.lab import daemon
     paths = LabPaths(lab)
-    paths.agent_pid(node).parent.mkdir(parents=True, exist_ok=True)
-    return spawn(lambda: serve(lab, node), paths.agent_log(node), title="podlab-agent")
+    specs = []
+    for node in nodes:
+        paths.agent_pid(node).parent.mkdir(parents=True, exist_ok=True)
+        specs.append(((lambda n=node: serve(lab, n)), paths.agent_log(node), None, "podlab-agent"))
+    return daemon.spawn_many(specs)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -111,28 +111,31 @@ def build_network(topo: Topology, progress: Progress) -> None:
 def wait_pods(store: Store, topo: Topology, progress: Progress, timeout: float) -> list[dict]:
     """Wait until every pod is Running (or Pending for a reason the node states); return the stragglers.
 
-    An agent writes a pod's status once the pod is Running or has failed with a reason, so counting status files
-    (a directory listing) tells how far the agents are without reading a thousand JSON files on every poll; the
-    files are parsed once they are all there.
+    An agent writes a pod's status once the pod is Running or has failed with a reason, so a directory listing
+    tells how far the agents are; each status file is parsed once, when it appears (and again only while it
+    says Pending), so the last poll has almost nothing left to read.
     """
     want = {p.name for p in topo.pods}
     deadline = time.monotonic() + timeout
+    final: dict[str, dict] = {}  # Running, or Pending with the reason the agent gives
     shown = -1
     while True:
-        done = len(want.intersection(store.names("pods", status=True)))
-        if done != shown:
-            progress(f"pods reported: {done}/{len(want)}")
-            shown = done
-        if done >= len(want):
-            sts = {s.get("name"): s for s in store.list("pods", status=True)}
-            running = sum(1 for n in want if sts.get(n, {}).get("phase") == "Running")
-            stuck = [sts[n] for n in want if n in sts and sts[n].get("phase") != "Running" and sts[n].get("message")]
-            if running + len(stuck) >= len(want):
-                progress(f"pods Running: {running}/{len(want)}")
-                return stuck
+        present = want.intersection(store.names("pods", status=True))
+        for name in present.difference(final):
+            st = store.get_status("pods", name)
+            if st is not None and (st.get("phase") == "Running" or st.get("message")):
+                final[name] = st
+        if len(present) != shown:
+            shown = len(present)
+            progress(f"pods reported: {shown}/{len(want)}")
+        if len(final) >= len(want):
+            running = sum(1 for st in final.values() if st.get("phase") == "Running")
+            progress(f"pods Running: {running}/{len(want)}")
+            return [st for st in final.values() if st.get("phase") != "Running"]
         if time.monotonic() > deadline:
-            raise TimeoutError_(f"only {done} of {len(want)} pods reported within {timeout:.0f}s", obj=topo.name)
-        time.sleep(0.05)
+            raise TimeoutError_(f"only {len(present)} of {len(want)} pods reported within {timeout:.0f}s",
+                                obj=topo.name)
+        time.sleep(0.02)
 
 
 def up(topo: Topology, progress: Progress = lambda s: None, timeout: float | None = None) -> list[dict]:
@@ -170,8 +173,7 @@ def up(topo: Topology, progress: Progress = lambda s: None, timeout: float | Non
             step = f"component {c.name}"
             c.start(ctx)
         step = "agents"
-        for n in topo.nodes:
-            agent.spawn_forked(topo.name, n.name)
+        agent.spawn_many(topo.name, [n.name for n in topo.nodes])
         step = "pods"
         stuck = wait_pods(store, topo, progress, timeout or 30.0 + 0.05 * len(topo.pods))
         for c in parts:

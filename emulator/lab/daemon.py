@@ -1,6 +1,6 @@
 """Starting the lab's daemons (node agents, kube-proxy per node, the controller-manager, the DNS server).
 
-``spawn`` forks the calling process twice (no interpreter start: a daemon is up in milliseconds), the grandchild
+``spawn`` (or ``spawn_many``, which forks them all before waiting for any) forks the calling process twice (no interpreter start: a daemon is up in milliseconds), the grandchild
 detaches (``setsid``), optionally enters a network namespace for the whole process (it is single-threaded, so
 ``setns`` is safe), sends its PID back through a pipe and runs ``target``. The caller records that PID, with its
 start time, in the lab record, so ``down`` ends exactly this process. Output goes to the daemon's log file.
@@ -23,17 +23,31 @@ from emulator.store import read_json
 
 def spawn(target: Callable[[], None], log: Path, ns: str | None = None, title: str = "") -> int:
     """Run ``target()`` as a detached daemon (inside namespace ``ns``, named ``title`` in ps); return its PID."""
+    return collect(start(target, log, ns, title))
+
+
+def spawn_many(specs: list[tuple[Callable[[], None], Path, str | None, str]]) -> list[int]:
+    """Start several daemons at once ((target, log, ns, title) each): every fork is made before any is waited
+    for, so the daemons start up side by side; return their PIDs in order."""
+    started = []
+    try:
+        for spec in specs:
+            started.append(start(*spec))
+    finally:
+        pids = []
+        for s in started:  # reaped even if a later fork failed (the started daemons are found by their pidfiles)
+            pids.append(collect(s))
+    return pids
+
+
+def start(target: Callable[[], None], log: Path, ns: str | None = None, title: str = "") -> tuple[int, int, Path]:
+    """Fork the daemon; return (intermediate child, read end of its PID pipe, log) for ``collect``."""
     log.parent.mkdir(parents=True, exist_ok=True)
     r, w = os.pipe()
     pid = os.fork()
     if pid:
         os.close(w)
-        os.waitpid(pid, 0)
-        data = os.read(r, 32)
-        os.close(r)
-        if not data:
-            raise OSError(f"the daemon logging to {log} failed to start; see that log")
-        return int(data)
+        return pid, r, log
     code = 1
     try:
         os.close(r)
@@ -64,6 +78,19 @@ def spawn(target: Callable[[], None], log: Path, ns: str | None = None, title: s
         traceback.print_exc()
     finally:
         os._exit(code)
+
+
+def collect(started: tuple[int, int, Path]) -> int:
+    """Reap the intermediate child and read the daemon's PID (OSError if it died before reporting)."""
+    pid, r, log = started
+    os.waitpid(pid, 0)
+    try:
+        data = os.read(r, 32)
+    finally:
+        os.close(r)
+    if not data:
+        raise OSError(f"the daemon logging to {log} failed to start; see that log")
+    return int(data)
 
 
 def wait_file(path: Path, ok: Callable[[dict], bool], timeout: float, what: str, obj: str) -> dict:

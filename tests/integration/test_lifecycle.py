@@ -105,11 +105,11 @@ def test_failure_half_way_rolls_back(monkeypatch, fail_at: str) -> None:
     name = unique_name("f")
     topo = loads(three_node_text(1, "pause"), source="<test>", name=name)
     spawned: list[str] = []
-    real_spawn = builder.agent.spawn_forked
+    real_spawn = builder.agent.spawn_many
 
-    def count_spawn(lab: str, node: str) -> None:
-        spawned.append(node)
-        real_spawn(lab, node)
+    def count_spawn(lab: str, nodes: list[str]) -> list[int]:
+        spawned.extend(nodes)
+        return real_spawn(lab, nodes)
 
     calls = {"n": 0}
     real = getattr(builder, fail_at)
@@ -120,7 +120,7 @@ def test_failure_half_way_rolls_back(monkeypatch, fail_at: str) -> None:
             raise OSError(28, "No space left on device (injected)")
         return real(*a, **kw)
 
-    monkeypatch.setattr(builder.agent, "spawn_forked", count_spawn)
+    monkeypatch.setattr(builder.agent, "spawn_many", count_spawn)
     monkeypatch.setattr(builder, fail_at, boom)
     with pytest.raises(BuildError) as exc:
         builder.up(topo)
