@@ -135,7 +135,7 @@ def wait_pods(store: Store, topo: Topology, progress: Progress, timeout: float) 
         if time.monotonic() > deadline:
             raise TimeoutError_(f"only {len(present)} of {len(want)} pods reported within {timeout:.0f}s",
                                 obj=topo.name)
-        time.sleep(0.02)
+        time.sleep(0.05)
 
 
 def up(topo: Topology, progress: Progress = lambda s: None, timeout: float | None = None) -> list[dict]:
@@ -173,7 +173,8 @@ def up(topo: Topology, progress: Progress = lambda s: None, timeout: float | Non
             step = f"component {c.name}"
             c.start(ctx)
         step = "agents"
-        agent.spawn_many(topo.name, [n.name for n in topo.nodes])
+        record.add_agents(rec, agent.spawn_many(topo.name, [n.name for n in topo.nodes]),
+                          [n.name for n in topo.nodes])
         step = "pods"
         stuck = wait_pods(store, topo, progress, timeout or 30.0 + 0.05 * len(topo.pods))
         for c in parts:

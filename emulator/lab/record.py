@@ -46,6 +46,14 @@ def add_pid(rec: dict, pid: int, what: str) -> None:
     save(rec)
 
 
+def add_agents(rec: dict, pids: list[int], nodes: list[str]) -> None:
+    """Record the node agents as they are forked (their pidfiles come a moment later, from the agents
+    themselves; a rollback in between still finds them here)."""
+    rec.setdefault("agents", []).extend({"pid": pid, "start": start_time(pid), "node": node}
+                                        for pid, node in zip(pids, nodes))
+    save(rec)
+
+
 def load(lab: str) -> dict | None:
     return read_json(LabPaths(lab).record)
 

@@ -83,7 +83,8 @@ def _end_processes(paths: LabPaths, rec: dict, node_names: list[str], store: Sto
     """Agents first (killed: a dying lab needs no graceful kubelet, and a live one would restart containers),
     then the lab's daemons (TERM, so they can remove what they own), then every container, each group signalled
     at once and awaited together."""
-    containers.stop_many([pf for pf in (read_pidfile(paths, node) for node in node_names) if pf])
+    containers.stop_many([pf for pf in (read_pidfile(paths, node) for node in node_names) if pf]
+                         + [(a["pid"], a.get("start")) for a in rec.get("agents", [])])
     containers.stop_many([(p["pid"], p.get("start")) for p in rec.get("pids", [])], grace=1.0)
     procs = [(c["pid"], c.get("pidStart")) for st in store.list("pods", status=True)
              for c in st.get("containerStatuses", []) if c.get("pid")]

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from emulator import probe
-from emulator.agent.containers import alive
+from emulator.agent.containers import alive, start_time
 from emulator.errors import BuildError
 from emulator.lab import builder, record, teardown
 from emulator.lab.paths import LabPaths
@@ -105,11 +105,14 @@ def test_failure_half_way_rolls_back(monkeypatch, fail_at: str) -> None:
     name = unique_name("f")
     topo = loads(three_node_text(1, "pause"), source="<test>", name=name)
     spawned: list[str] = []
+    agent_pids: list[tuple[int, int | None]] = []
     real_spawn = builder.agent.spawn_many
 
     def count_spawn(lab: str, nodes: list[str]) -> list[int]:
         spawned.extend(nodes)
-        return real_spawn(lab, nodes)
+        pids = real_spawn(lab, nodes)
+        agent_pids.extend((p, start_time(p)) for p in pids)
+        return pids
 
     calls = {"n": 0}
     real = getattr(builder, fail_at)
@@ -128,7 +131,8 @@ def test_failure_half_way_rolls_back(monkeypatch, fail_at: str) -> None:
     assert lab_namespaces(name) == []
     assert record.load(name) is None and not LabPaths(name).root.exists()
     if fail_at == "wait_pods":
-        assert spawned == ["node-1", "node-2", "node-3"]  # agents had started, and were stopped
+        assert spawned == ["node-1", "node-2", "node-3"]  # agents had started (the failure came at once)...
+        assert not any(alive(p, st) for p, st in agent_pids)  # ...and were stopped, pidfile written or not
 
 
 def test_two_labs_side_by_side(make_lab) -> None:
