@@ -56,15 +56,20 @@ def link_add_bridge(name: str, mtu: int, mac: str | None = None, up: bool = True
 
 def link_add_veth(name: str, peer: str, peer_ns_fd: int | None, mtu: int, master: int | None = None,
                   up: bool = True, mac: str | None = None, peer_mac: str | None = None) -> Request:
-    """``ip link add NAME mtu M [master B] type veth peer name PEER [netns FD]`` (the peer comes up later:
-    the kernel refuses IFF_UP on a peer created in another namespace)."""
-    peer_attrs: list = [("IFLA_IFNAME", peer), ("IFLA_MTU", mtu)]
+    """``ip link add NAME mtu M numtxqueues 1 numrxqueues 1 [master B] type veth peer name PEER [netns FD]``
+    (the peer comes up later: the kernel refuses IFF_UP on a peer created in another namespace).
+
+    One queue each way, asked for at creation: a veth gets one per CPU otherwise and the kernel then trims the
+    queues in use to one, waiting for an RCU grace period while it holds the RTNL lock, which every other
+    netlink request and every new namespace of the machine then waits for. The queues in use are the same."""
+    queues = [("IFLA_NUM_TX_QUEUES", 1), ("IFLA_NUM_RX_QUEUES", 1)]
+    peer_attrs: list = [("IFLA_IFNAME", peer), ("IFLA_MTU", mtu), *queues]
     if peer_mac:
         peer_attrs.append(("IFLA_ADDRESS", peer_mac))
     if peer_ns_fd is not None:
         peer_attrs.append(("IFLA_NET_NS_FD", peer_ns_fd))
     peer_msg = {"index": 0, "flags": 0, "change": 0, "family": 0, "ifi_type": 0, "attrs": peer_attrs}
-    attrs: list = [("IFLA_IFNAME", name), ("IFLA_MTU", mtu)]
+    attrs: list = [("IFLA_IFNAME", name), ("IFLA_MTU", mtu), *queues]
     if master:
         attrs.append(("IFLA_MASTER", master))
     if mac:
