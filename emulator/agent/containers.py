@@ -76,15 +76,14 @@ def start_time(pid: int) -> int | None:
 
 
 def alive(pid: int, started: int | None) -> bool:
-    st = start_time(pid)
-    if st is None or (started is not None and st != started):
-        return False
+    """Is ``pid`` running (not a zombie) and, if ``started`` is given, still the process that started then?"""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rsplit(b")", 1)[1].split()[0]
-        return state != b"Z"
+            data = f.read()
     except OSError:
         return False
+    fields = data[data.rindex(b")") + 2:].split()
+    return fields[0] != b"Z" and (started is None or int(fields[19]) == started)
 
 
 def spawn(ns_fd: int, argv: list[str], log: Path, env: dict[str, str], ns_name: str = "") -> tuple[int, int | None]:
@@ -116,7 +115,7 @@ def stop(pid: int, started: int | None, grace: float = 0.0, wait: float = 2.0) -
 
 def _signal_and_wait(live: list[tuple[int, int | None]], sig: int, seconds: float) -> list[tuple[int, int | None]]:
     """Send ``sig`` to every process at once, then wait up to ``seconds`` for all; return those still alive."""
-    for pid, _st in live:
+    for pid, _st in live if sig else ():
         try:
             os.kill(pid, sig)
         except ProcessLookupError:
@@ -137,6 +136,18 @@ def stop_many(procs: list[tuple[int, int | None]], grace: float = 0.0, wait: flo
     if grace:
         live = _signal_and_wait(live, signal.SIGTERM, grace)
     _signal_and_wait(live, signal.SIGKILL, wait)
+
+
+def kill_many(procs: list[tuple[int, int | None]]) -> list[tuple[int, int | None]]:
+    """SIGKILL every recorded process that is still the one we started, without waiting; return them (for
+    ``wait_gone``), so the caller can do other work while the kernel ends them."""
+    live = list(dict.fromkeys((pid, st) for pid, st in procs if pid and alive(pid, st)))
+    return _signal_and_wait(live, signal.SIGKILL, 0.0)
+
+
+def wait_gone(procs: list[tuple[int, int | None]], seconds: float = 5.0) -> list[tuple[int, int | None]]:
+    """Wait up to ``seconds`` until none of ``procs`` runs any more; return those still running."""
+    return _signal_and_wait(procs, 0, seconds)
 
 
 def reap() -> list[tuple[int, int]]:

@@ -71,26 +71,28 @@ def holders(inodes: set[int]) -> list[tuple[int, str]]:
     return out
 
 
-def pod_namespaces(lab: str, store: Store) -> list[str]:
+def pod_namespaces(lab: str, store: Store, statuses: list[dict] | None = None) -> list[str]:
     found = {names.pod_ns(lab, n) for n in store.names("pods")}
-    for st in store.list("pods", status=True):
+    for st in store.list("pods", status=True) if statuses is None else statuses:
         sb = st.get("sandbox") or {}
         found.add(sb.get("netns") or names.pod_ns(lab, st.get("name", "")))
     return sorted(n for n in found if n and n != f"{lab}-")
 
 
-def _end_processes(paths: LabPaths, rec: dict, node_names: list[str], store: Store) -> None:
-    """Agents first (killed: a dying lab needs no graceful kubelet, and a live one would restart containers),
-    then the lab's daemons (TERM, so they can remove what they own), then every container, each group signalled
-    at once and awaited together."""
+def _end_processes(paths: LabPaths, rec: dict, node_names: list[str],
+                   store: Store) -> tuple[list[tuple[int, int | None]], list[dict]]:
+    """Agents first (killed and awaited: a dying lab needs no graceful kubelet, and a live one would restart
+    containers or make namespaces), then the lab's daemons (TERM, so they can remove what they own), then every
+    container, killed all at once. Returns the containers, unawaited (``wait_gone``: they make nothing, so their
+    namespaces can be removed while the kernel ends them), and the pod statuses as the dead agents left them."""
     containers.stop_many([pf for pf in (read_pidfile(paths, node) for node in node_names) if pf]
                          + [(a["pid"], a.get("start")) for a in rec.get("agents", [])])
     containers.stop_many([(p["pid"], p.get("start")) for p in rec.get("pids", [])], grace=1.0)
-    procs = [(c["pid"], c.get("pidStart")) for st in store.list("pods", status=True)
-             for c in st.get("containerStatuses", []) if c.get("pid")]
+    statuses = list(store.list("pods", status=True))
+    procs = [(c["pid"], c.get("pidStart")) for st in statuses for c in st.get("containerStatuses", []) if c.get("pid")]
     for node in node_names:  # with the containers a crashed agent started but never reported
         procs += [(pid, started) for _sandbox, pid, started in read_journal(paths, node)]
-    containers.stop_many(procs)
+    return containers.kill_many(procs), statuses
 
 
 def destroy(lab: str, progress: Progress = _quiet, timeout: float = 10.0) -> bool:
@@ -103,28 +105,30 @@ def destroy(lab: str, progress: Progress = _quiet, timeout: float = 10.0) -> boo
         rec = record.set_status(rec, "deleting")
     store = Store(paths.store)
     node_names = (rec or {}).get("nodes") or (store.names("nodes"))
-    _end_processes(paths, rec or {}, node_names, store)
+    dying, statuses = _end_processes(paths, rec or {}, node_names, store)
     underlay = (rec or {}).get("underlay") or names.underlay_ns(lab)
     node_ns = [names.node_ns(lab, n) for n in node_names]
     infra = list(dict.fromkeys((rec or {}).get("namespaces") or [underlay] + node_ns))
-    pods = pod_namespaces(lab, store)
+    pods = pod_namespaces(lab, store, statuses)
     progress(f"deleting {len(pods)} pod and {len(infra)} node/infrastructure namespaces")
     ul_fd = netns.open_fd(underlay) if netns.exists(underlay) else None
     inodes = {i for i in (netns.inode(n) for n in pods + infra) if i is not None}
     try:
         # All at once, pods first: the kernel's cleanup worker then frees them in as few batches as possible.
         # The node uplinks leave the underlay bridge when their node namespaces are freed, after the pods'
-        # namespaces queued before them, so an empty bridge means the kernel has released the lab.
+        # namespaces queued before them, so an empty bridge means the kernel has released the lab. Our own
+        # remaining work (files) is done while that worker runs, on the other CPU.
         for n in pods + [n for n in infra if n != underlay] + [underlay]:
             netns.delete(n)
+        from emulator.lab import components
+        components.teardown_all(lab, paths)
+        containers.wait_gone(dying)
+        shutil.rmtree(paths.root, ignore_errors=True)
         if ul_fd is not None and not _wait_released([ul_fd], set(), timeout):
             _report(progress, inodes)
     finally:
         if ul_fd is not None:
             os.close(ul_fd)
-    from emulator.lab import components
-    components.teardown_all(lab, paths)
-    shutil.rmtree(paths.root, ignore_errors=True)
     return True
 
 

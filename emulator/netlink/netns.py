@@ -158,12 +158,12 @@ def _remove_path(p: str) -> None:
 def delete(name: str) -> bool:
     """Remove the named namespace (idempotent). The kernel frees it once no process or fd holds it."""
     p = path(name)
-    if not os.path.exists(p):
-        return False
     if _libc.umount2(p.encode(), MNT_DETACH) != 0 and ctypes.get_errno() not in (errno.EINVAL, errno.ENOENT):
         raise _oserror("cannot unmount namespace", name)
-    with contextlib.suppress(FileNotFoundError):
+    try:
         os.unlink(p)
+    except FileNotFoundError:
+        return False
     return True
 
 
