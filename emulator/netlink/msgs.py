@@ -104,17 +104,20 @@ def link_set(index: int, obj: str, up: bool | None = None, mtu: int | None = Non
     return Request(_link(index=index, up=up, attrs=attrs), RTM_NEWLINK, 0, obj=obj)
 
 
-def link_set_bridge_port(index: int, obj: str, hairpin: bool) -> Request:
-    """``ip link set DEV type bridge_slave hairpin on`` (the CNI bridge plugin's hairpinMode)."""
+def link_set_bridge_port(index: int, obj: str, hairpin: bool, mcast_flood: bool = True) -> Request:
+    """``ip link set DEV type bridge_slave hairpin on [mcast_flood off]`` (the CNI bridge plugin's hairpinMode;
+    see ``cni.bridge`` for why its ports do not flood multicast)."""
+    port = [("IFLA_BRPORT_MODE", 1 if hairpin else 0)]
+    if not mcast_flood:
+        port.append(("IFLA_BRPORT_MCAST_FLOOD", 0))
     attrs = [("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_SLAVE_KIND", "bridge"),
-                                          ("IFLA_INFO_SLAVE_DATA",
-                                           {"attrs": [("IFLA_BRPORT_MODE", 1 if hairpin else 0)]})]})]
+                                          ("IFLA_INFO_SLAVE_DATA", {"attrs": port})]})]
     return Request(_link(index=index, attrs=attrs), RTM_NEWLINK, 0, obj=obj)
 
 
-def link_set_bridge_port_by_name(name: str, hairpin: bool) -> Request:
+def link_set_bridge_port_by_name(name: str, hairpin: bool, mcast_flood: bool = True) -> Request:
     """As ``link_set_bridge_port``, naming the device (so it can share a batch with the request creating it)."""
-    req = link_set_bridge_port(0, name, hairpin)
+    req = link_set_bridge_port(0, name, hairpin, mcast_flood)
     req.msg["attrs"].insert(0, ("IFLA_IFNAME", name))
     return req
 

@@ -52,6 +52,10 @@ def test_add_into_a_namespace_whose_index_2_is_taken(make_lab) -> None:
         assert ip in [a["local"] for a in eth0["addr_info"] if a["family"] == "inet"]
         routes = subprocess.run(["ip", "-n", ns, "route"], capture_output=True, text=True).stdout
         assert f"via {result['ips'][0]['gateway']} dev eth0" in routes
+        port = json.loads(subprocess.run(
+            ["ip", "-n", names.node_ns(lab.name, "node-1"), "-d", "-j", "link", "show", names.host_veth(cid, "eth0")],
+            check=True, capture_output=True, text=True).stdout)[0]["linkinfo"]["info_slave_data"]
+        assert port["hairpin"] is True and port["mcast_flood"] is False  # see cni.bridge for the second
         out = _plugin(lab, "DEL", cid, ns, conf)
         assert out.returncode == 0, out.stdout + out.stderr
         assert not (lab.paths.ipam_dir("node-1") / "cbr0" / ip).exists()
