@@ -50,6 +50,10 @@ def cmd_cleanup(a: argparse.Namespace) -> int:
             teardown.destroy(name, progress=output.progress)
             print(f"lab {name} ({rec.get('status')}, owner gone) removed")
             removed += 1
+    for name in record.orphan_dirs():  # our own state directory, no record: whatever it names is removed too
+        teardown.destroy(name, progress=output.progress)
+        print(f"state directory of lab {name} (no record) removed")
+        removed += 1
     if not removed:
         print("nothing to clean up" + ("" if a.all else " (no crashed lab; use --all to remove every lab)"))
     return 0

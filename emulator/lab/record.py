@@ -80,6 +80,25 @@ def crashed(rec: dict) -> bool:
     return rec.get("status") in ("creating", "deleting", "failed") and not owner_alive(rec)
 
 
+def orphan_dirs(min_age: float = 60.0) -> list[str]:
+    """Lab state directories without a record and untouched for ``min_age`` seconds (left when something wrote
+    into a lab after its removal; a lab being created has its record written first, within milliseconds)."""
+    import time
+    out = []
+    try:
+        entries = os.listdir(labs_dir())
+    except FileNotFoundError:
+        return []
+    for d in sorted(entries):
+        p = labs_dir() / d
+        try:
+            if p.is_dir() and not (p / "lab.json").exists() and time.time() - p.stat().st_mtime >= min_age:
+                out.append(d)
+        except OSError:
+            continue
+    return out
+
+
 def all_labs() -> list[str]:
     try:
         return sorted(d for d in os.listdir(labs_dir()) if (labs_dir() / d / "lab.json").exists())

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -216,3 +217,17 @@ def test_cleanup_removes_a_crashed_up(tmp_path) -> None:
     finally:
         teardown.destroy(name)
         teardown.destroy(bystander)
+
+
+def test_cleanup_removes_an_old_state_directory_without_record() -> None:
+    name = unique_name("o")
+    d = LabPaths(name).root / "nodes" / "node-3" / "etc"
+    d.mkdir(parents=True)
+    young = podlab("cleanup")
+    assert LabPaths(name).root.exists(), young.stdout  # may be a lab whose record is being written
+    old = time.time() - 120
+    for p in (d, d.parent, d.parent.parent, LabPaths(name).root):
+        os.utime(p, (old, old))
+    r = podlab("cleanup")
+    assert r.returncode == 0 and f"state directory of lab {name}" in r.stdout, r.stdout + r.stderr
+    assert not LabPaths(name).root.exists()
