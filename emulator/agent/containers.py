@@ -66,24 +66,25 @@ def _which(argv0: str) -> str:
     return found
 
 
-def start_time(pid: int) -> int | None:
+def _stat(pid: int) -> list[bytes] | None:
+    """The fields of /proc/PID/stat after the command name (state first; start time is index 19)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
     except OSError:
         return None
-    return int(data[data.rindex(b")") + 2:].split()[19])
+    return data[data.rindex(b")") + 2:].split()
+
+
+def start_time(pid: int) -> int | None:
+    fields = _stat(pid)
+    return None if fields is None else int(fields[19])
 
 
 def alive(pid: int, started: int | None) -> bool:
     """Is ``pid`` running (not a zombie) and, if ``started`` is given, still the process that started then?"""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return False
-    fields = data[data.rindex(b")") + 2:].split()
-    return fields[0] != b"Z" and (started is None or int(fields[19]) == started)
+    fields = _stat(pid)
+    return fields is not None and fields[0] != b"Z" and (started is None or int(fields[19]) == started)
 
 
 def spawn(ns_fd: int, argv: list[str], log: Path, env: dict[str, str], ns_name: str = "") -> tuple[int, int | None]:
@@ -113,41 +114,46 @@ def stop(pid: int, started: int | None, grace: float = 0.0, wait: float = 2.0) -
     stop_many([(pid, started)], grace=grace, wait=wait)
 
 
-def _signal_and_wait(live: list[tuple[int, int | None]], sig: int, seconds: float) -> list[tuple[int, int | None]]:
-    """Send ``sig`` to every process at once, then wait up to ``seconds`` for all; return those still alive."""
-    for pid, _st in live if sig else ():
+def _ours(procs: list[tuple[int, int | None]]) -> list[tuple[int, int | None]]:
+    """The recorded processes that still run and are still the ones we started (each once)."""
+    return list(dict.fromkeys((pid, st) for pid, st in procs if pid and alive(pid, st)))
+
+
+def _signal(procs: list[tuple[int, int | None]], sig: int) -> None:
+    for pid, _st in procs:
         try:
             os.kill(pid, sig)
         except ProcessLookupError:
             pass
+
+
+def wait_gone(procs: list[tuple[int, int | None]], seconds: float = 5.0) -> list[tuple[int, int | None]]:
+    """Wait up to ``seconds`` until none of ``procs`` runs any more; return those still running."""
     deadline = time.monotonic() + seconds
-    while live and time.monotonic() < deadline:
-        live = [(pid, st) for pid, st in live if alive(pid, st)]
-        if live:
+    while procs and time.monotonic() < deadline:
+        procs = [(pid, st) for pid, st in procs if alive(pid, st)]
+        if procs:
             time.sleep(0.002)
-    return live
+    return procs
 
 
 def stop_many(procs: list[tuple[int, int | None]], grace: float = 0.0, wait: float = 5.0) -> None:
     """End every recorded process that is still the one we started — SIGTERM and ``grace`` seconds first if
     asked, then SIGKILL — signalling them all at once and waiting for them together (a thousand pods'
     containers die in parallel instead of one after the other)."""
-    live = list(dict.fromkeys((pid, st) for pid, st in procs if pid and alive(pid, st)))
+    live = _ours(procs)
     if grace:
-        live = _signal_and_wait(live, signal.SIGTERM, grace)
-    _signal_and_wait(live, signal.SIGKILL, wait)
+        _signal(live, signal.SIGTERM)
+        live = wait_gone(live, grace)
+    wait_gone(kill_many(live), wait)
 
 
 def kill_many(procs: list[tuple[int, int | None]]) -> list[tuple[int, int | None]]:
     """SIGKILL every recorded process that is still the one we started, without waiting; return them (for
     ``wait_gone``), so the caller can do other work while the kernel ends them."""
-    live = list(dict.fromkeys((pid, st) for pid, st in procs if pid and alive(pid, st)))
-    return _signal_and_wait(live, signal.SIGKILL, 0.0)
-
-
-def wait_gone(procs: list[tuple[int, int | None]], seconds: float = 5.0) -> list[tuple[int, int | None]]:
-    """Wait up to ``seconds`` until none of ``procs`` runs any more; return those still running."""
-    return _signal_and_wait(procs, 0, seconds)
+    live = _ours(procs)
+    _signal(live, signal.SIGKILL)
+    return live
 
 
 def reap() -> list[tuple[int, int]]:

@@ -77,8 +77,6 @@ def cmd_ls(a: argparse.Namespace) -> int:
     return 0
 
 
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("up", help="build a lab from a topology file")
     s.add_argument("file")

@@ -88,10 +88,7 @@ def put_service(store: Store, svc: Service, cidr: ipaddress.IPv4Network) -> tupl
         prev = store.get("services", svc.name)
         meta = (prev or {}).get("metadata", {})
         manifest = admitted.manifest(uid=meta.get("uid"), created=meta.get("creationTimestamp"))
-        if prev is not None and prev.get("spec") == manifest["spec"] and prev["metadata"] == manifest["metadata"]:
-            return prev, "unchanged"
-        store.put("services", svc.name, manifest)
-        return manifest, "configured" if prev is not None else "created"
+        return _put_if_changed(store, "services", svc.name, prev, manifest)
 
 
 def put_deployment(store: Store, dep: Deployment) -> tuple[dict, str]:
@@ -102,10 +99,7 @@ def put_deployment(store: Store, dep: Deployment) -> tuple[dict, str]:
                                         f"{prev['metadata'].get('namespace')} (names are unique in a lab)", obj=dep.name)
         meta = (prev or {}).get("metadata", {})
         manifest = dep.manifest(uid=meta.get("uid"), created=meta.get("creationTimestamp"))
-        if prev is not None and prev.get("spec") == manifest["spec"] and prev["metadata"] == manifest["metadata"]:
-            return prev, "unchanged"
-        store.put("deployments", dep.name, manifest)
-        return manifest, "configured" if prev is not None else "created"
+        return _put_if_changed(store, "deployments", dep.name, prev, manifest)
 
 
 def scale(store: Store, name: str, replicas: int) -> dict | None:
@@ -117,3 +111,11 @@ def scale(store: Store, name: str, replicas: int) -> dict | None:
         m["spec"]["replicas"] = replicas
         store.put("deployments", name, m)
         return m
+
+
+def _put_if_changed(store: Store, kind: str, name: str, prev: dict | None, manifest: dict) -> tuple[dict, str]:
+    """Store ``manifest`` unless it equals ``prev``; return what is stored and kubectl's word for what happened."""
+    if prev is not None and prev.get("spec") == manifest["spec"] and prev["metadata"] == manifest["metadata"]:
+        return prev, "unchanged"
+    store.put(kind, name, manifest)
+    return manifest, "configured" if prev is not None else "created"
