@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from emulator import probe
+from emulator.check import probes as probe
 from emulator.check.context import _env, _nsenter
 from emulator.lab import teardown
 from emulator.lab.api import Lab

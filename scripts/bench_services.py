@@ -32,7 +32,7 @@ from emulator.services.component import wait_synced  # noqa: E402
 from emulator.services.endpoints import manifest as endpoints_manifest  # noqa: E402
 from emulator.services.model import Service, ServicePort  # noqa: E402
 from emulator.services.proxy.kubeproxy import status_path  # noqa: E402
-from emulator.store import read_json  # noqa: E402
+from emulator.state.store import read_json  # noqa: E402
 from emulator.topology.loader import loads  # noqa: E402
 
 

@@ -19,7 +19,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from emulator.lab import teardown  # noqa: E402
 from emulator.lab.api import Lab  # noqa: E402
 from emulator.netlink import netns  # noqa: E402
-from emulator.tools import capture, graph, shaping, targets, units  # noqa: E402
+from emulator.tools import capture, graph, shaping, targets  # noqa: E402
+from emulator.topology import units
 from emulator.tools.trace import trace  # noqa: E402
 from emulator.tools.trace_verify import verify  # noqa: E402
 from emulator.topology.loader import load  # noqa: E402

@@ -22,16 +22,17 @@ import signal
 import time
 import traceback
 
-from emulator.agent import containers, pods
+from emulator.agent import pods
+from emulator.proc import lifecycle
 from emulator.agent.supervise import Supervisor
-from emulator.agent.watch import Watcher
+from emulator.state.watch import Watcher
 from emulator.cni.runtime import CniNotReady, Runtime
 from emulator.errors import CniError, IpamExhaustedError, PodlabError
 from emulator.ipam.hostlocal import HostLocalStore
-from emulator.lab import events
-from emulator.lab.paths import LabPaths
+from emulator.state import events
+from emulator.state.paths import LabPaths
 from emulator.netlink import msgs, netns
-from emulator.store import Store, read_json, write_json
+from emulator.state.store import Store, read_json, write_json
 from emulator.topology import names
 
 REFERENCE_CNI_PATH = "/usr/lib/cni"
@@ -98,7 +99,7 @@ class Agent:
             if sandbox in known:
                 kept.append(f"{sandbox} {pid} {started}\n")
             else:
-                containers.stop(pid, started)
+                lifecycle.stop(pid, started)
         write_text(self.paths.container_journal(self.node), "".join(kept))
         have = self.statuses()
         for name in want:
@@ -186,7 +187,7 @@ class Agent:
                 changed = watcher.wait(max(RESYNC - (time.monotonic() - last_full), 0.0))
             except InterruptedError:
                 changed = False
-            reaped = containers.reap()
+            reaped = lifecycle.reap()
             self.supervisor.reaped(reaped)
         watcher.close()
         print(f"{time.strftime('%H:%M:%S')} agent of {self.node} stopping (SIGTERM); pods keep running", flush=True)
@@ -204,7 +205,7 @@ def write_text(path: os.PathLike, text: str) -> None:
 
 def write_pidfile(paths: LabPaths, node: str) -> None:
     pid = os.getpid()
-    write_json(paths.agent_pid(node), {"pid": pid, "start": containers.start_time(pid)})
+    write_json(paths.agent_pid(node), {"pid": pid, "start": lifecycle.start_time(pid)})
 
 
 def read_pidfile(paths: LabPaths, node: str) -> tuple[int, int | None] | None:
@@ -229,7 +230,7 @@ def spawn_forked(lab: str, node: str) -> int:
 
 def spawn_many(lab: str, nodes: list[str]) -> list[int]:
     """Start the agents of several nodes side by side (all forked before any is waited for)."""
-    from emulator.lab import daemon
+    from emulator.proc import daemon
     paths = LabPaths(lab)
     specs = []
     for node in nodes:

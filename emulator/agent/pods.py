@@ -12,12 +12,14 @@ import os
 import secrets
 from typing import Callable
 
-from emulator.agent import containers
+from emulator.agent import images
+from emulator.proc import lifecycle
+from emulator.proc.spawn import spawn
 from emulator.cni.runtime import Runtime
 from emulator.errors import CniError
-from emulator.lab import events
-from emulator.lab.manifests import now
-from emulator.lab.paths import LabPaths
+from emulator.state import events
+from emulator.state.manifests import now
+from emulator.state.paths import LabPaths
 from emulator.netlink import netns
 from emulator.topology import names
 
@@ -61,9 +63,9 @@ def read_journal(paths: LabPaths, node: str) -> list[tuple[str, int, int | None]
 def run_container(paths: LabPaths, pod: dict, c: dict, fd: int, ns_name: str, env: dict[str, str],
                   node: str = "", sandbox: str = "") -> dict:
     """Start one container; return its containerStatus entry."""
-    argv = containers.resolve(c.get("image", "pause"), c.get("command", []), c.get("args", []), c.get("ports"))
-    pid, started = containers.spawn(fd, argv, paths.container_log(pod["metadata"]["name"], c["name"]), env,
-                                    ns_name)
+    argv = images.resolve(c.get("image", "pause"), c.get("command", []), c.get("args", []), c.get("ports"))
+    exe, argv = images.executable(argv)
+    pid, started = spawn(fd, exe, argv, paths.container_log(pod["metadata"]["name"], c["name"]), env, ns_name)
     if node:
         journal(paths, node, sandbox, pid, started)
     return {"name": c["name"], "image": c.get("image", ""), "ready": True, "restartCount": 0,
@@ -111,7 +113,7 @@ def start(paths: LabPaths, runtime: Runtime, pod: dict, node: str, host_ip: str,
 def stop_processes(cstats: list[dict]) -> None:
     for c in cstats:
         if c.get("pid"):
-            containers.stop(c["pid"], c.get("pidStart"))
+            lifecycle.stop(c["pid"], c.get("pidStart"))
 
 
 def teardown(runtime: Runtime, sandbox: dict, pod: str) -> None:

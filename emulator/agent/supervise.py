@@ -13,11 +13,11 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from emulator.agent import containers
+from emulator.proc import lifecycle
 from emulator.agent.pods import container_env, run_container
-from emulator.lab import events
-from emulator.lab.manifests import now
-from emulator.lab.paths import LabPaths
+from emulator.state import events
+from emulator.state.manifests import now
+from emulator.state.paths import LabPaths
 from emulator.netlink import netns
 
 BACKOFF_START = 1.0
@@ -54,7 +54,7 @@ class Supervisor:
         t = time.monotonic()
         for cs in st.get("containerStatuses", []):
             pid = cs.get("pid")
-            if pid and containers.alive(pid, cs.get("pidStart")):
+            if pid and lifecycle.alive(pid, cs.get("pidStart")):
                 continue
             key = (name, cs["name"])
             if pid:  # just died: record how

@@ -148,7 +148,7 @@ def path_mtu(ctx: Context) -> CheckResult:
         ok = run_in(p.netns, ["ping", "-n", "-q", "-c", "1", "-W", "1", "-M", "do", "-s", str(mtu - 28), q.ip],
                     timeout=10).returncode == 0
         return mtu, ok
-    from emulator.probe import matrix
+    from emulator.check.probes import matrix
     findings = []
     for (p, q), (mtu, ok) in matrix(jobs, one):
         if not ok:

@@ -30,7 +30,7 @@ def register(name: str, title: str, order: int = 100, applies: Callable[..., boo
 
 def load() -> list[CheckDef]:
     import importlib
-    for mod in ("emulator.check.core", "emulator.services.checks"):
+    for mod in ("emulator.check.core", "emulator.check.services"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as e:

@@ -18,8 +18,9 @@ def cmd_exec(a: argparse.Namespace) -> int:
     if not argv:
         raise PodlabError("exec needs a command after --, e.g. podlab exec web-1 -- ip addr")
     ns = lab.target_ns(a.target)
-    if os.path.isdir(f"/etc/netns/{ns}"):  # the pod's own resolv.conf etc.: as its containers see them
-        argv = ["ip", "netns", "exec", ns, *argv]
+    wrapped = netns.exec_argv(ns, argv)  # the pod's own resolv.conf etc.: as its containers see them
+    if wrapped:
+        argv = wrapped
     else:
         netns.setns(netns.open_fd(ns))
     try:

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 
 from emulator.cli import output
-from emulator.lab import record, teardown
+from emulator.state import record
+from emulator.lab import teardown
 from emulator.lab.api import Lab
 
 

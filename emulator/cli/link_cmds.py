@@ -25,7 +25,8 @@ def _points(lab: Lab, target: str, both: bool) -> list:
 
 
 def cmd_set(a: argparse.Namespace) -> int:
-    from emulator.tools import shaping, units
+    from emulator.tools import shaping
+    from emulator.topology import units
     lab = Lab.get(a.lab)
     raw = {k: getattr(a, k) for k in units.SHAPE_KEYS if getattr(a, k) is not None}
     try:

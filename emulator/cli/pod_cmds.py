@@ -9,7 +9,7 @@ import time
 
 from emulator.cli import apply_cmds, describe_cmds, output
 from emulator.errors import PodlabError
-from emulator.lab import events
+from emulator.state import events
 from emulator.lab.api import Lab
 
 

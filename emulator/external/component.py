@@ -13,7 +13,7 @@ import os
 
 from emulator.external import config, masq, network
 from emulator.lab.components import BuildContext, Component, register
-from emulator.lab.daemon import spawn
+from emulator.proc.daemon import spawn
 from emulator.topology import names
 from emulator.topology.model import Topology
 

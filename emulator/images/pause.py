@@ -16,7 +16,7 @@ import platform
 import shutil
 import struct
 
-from emulator.lab.paths import state_root
+from emulator.state.paths import state_root
 
 _BASE = 0x400000
 _CODE_X86_64 = bytes.fromhex("b822000000" "0f05" "ebf7")  # mov eax,34 (pause); syscall; jmp back 9 bytes

@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from emulator.agent.agent import read_pidfile
-from emulator.agent.containers import alive
+from emulator.proc.lifecycle import alive
 from emulator.errors import LabNotFoundError, PodlabError, PodNotFoundError
-from emulator.lab import builder, record, teardown
-from emulator.lab.paths import LabPaths
+from emulator.lab import builder, teardown
+from emulator.state import record
+from emulator.state.paths import LabPaths
 from emulator.netlink import netns
-from emulator.store import Store
+from emulator.state.store import Store
 from emulator.topology import names
 from emulator.topology.loader import load
 from emulator.topology.model import Topology
@@ -34,9 +35,7 @@ from emulator.topology.model import Topology
 def ns_argv(ns_name: str, argv: Sequence[str]) -> list[str]:
     """``argv`` run in a lab namespace: through ``ip netns exec`` if the namespace has files in /etc/netns/<ns>/
     (a pod's resolv.conf), which it bind-mounts over /etc; else ``nsenter --net`` (no mount-table copy)."""
-    if os.path.isdir(f"/etc/netns/{ns_name}"):
-        return ["ip", "netns", "exec", ns_name, *argv]
-    return ["nsenter", f"--net={netns.path(ns_name)}", "--", *argv]
+    return netns.exec_argv(ns_name, list(argv)) or ["nsenter", f"--net={netns.path(ns_name)}", "--", *argv]
 
 
 def run_in(ns_name: str, argv: Sequence[str], timeout: float | None = 30, check: bool = False,
@@ -209,7 +208,8 @@ class Lab:
     def apply_pod(self, obj: dict, source: str = "<api>") -> str:
         """Create a pod from a podlab or Kubernetes manifest; returns kubectl's line ("pod/x created")."""
         from emulator.errors import ManifestError
-        from emulator.lab import events, podspec
+        from emulator.state import events
+        from emulator.lab import podspec
         nodes = {n.name: max(ipaddress.ip_network(n.pod_cidr).num_addresses - 3, 0) for n in self.nodes}
         counts = {n: sum(1 for e in _listdir(self.store.index_dir("pods", n)) if e.endswith(".json")) for n in nodes}
         req = podspec.parse(obj, source, nodes, counts)
@@ -246,7 +246,7 @@ class Lab:
     def delete_pod(self, name: str, wait: bool = True, timeout: float = 30) -> None:
         """Delete a pod: its agent stops the containers, runs CNI DEL (the IP is released), removes the netns."""
         from emulator.errors import TimeoutError_
-        from emulator.lab import events
+        from emulator.state import events
         if self.store.get("pods", name) is None:
             raise PodNotFoundError(f'pod "{name}" not found in lab {self.name}', obj=name)
         self.store.delete("pods", name)
@@ -267,12 +267,12 @@ class Lab:
 
     def agent_stop(self, node: str, kill: bool = False) -> bool:
         """Stop a node's agent (the kubelet goes away; its pods keep running). Returns False if it was not running."""
-        from emulator.agent import containers
+        from emulator.proc import lifecycle
         self.node(node)
         pf = read_pidfile(self.paths, node)
         if not pf or not alive(pf[0], pf[1]):
             return False
-        containers.stop(pf[0], pf[1], grace=0 if kill else 3.0)
+        lifecycle.stop(pf[0], pf[1], grace=0 if kill else 3.0)
         return True
 
     def agent_start(self, node: str) -> int:

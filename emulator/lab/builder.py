@@ -21,11 +21,12 @@ from emulator import routing
 from emulator.agent import agent
 from emulator.cni.spec import bridge_conflist
 from emulator.errors import BuildError, LabExistsError, NamespaceConflictError, TimeoutError_
-from emulator.lab import components, manifests, record, teardown
-from emulator.lab.paths import LabPaths, ensure_state_root
+from emulator.lab import components, teardown
+from emulator.state import manifests, record
+from emulator.state.paths import LabPaths, ensure_state_root
 from emulator.netlink import applier, msgs, netns
 from emulator.netlink.rtnl import Rtnl
-from emulator.store import Store
+from emulator.state.store import Store
 from emulator.topology import names
 from emulator.topology.model import Node, Topology
 

@@ -15,8 +15,8 @@ from abc import ABC
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar
 
-from emulator.lab.paths import LabPaths
-from emulator.store import Store
+from emulator.state.paths import LabPaths
+from emulator.state.store import Store
 from emulator.topology.model import Topology
 
 _REGISTRY: list[type["Component"]] = []

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from emulator.errors import ManifestError
-from emulator.lab.manifests import pod_manifest
+from emulator.state.manifests import pod_manifest
 from emulator.topology import names
 from emulator.topology.model import Pod
 from emulator.topology.validate import CONTAINER_KEYS, Validator, did_you_mean, show

@@ -16,14 +16,14 @@ from typing import Callable
 
 from pyroute2.netlink.rtnl import RTM_GETLINK
 
-from emulator.agent import containers
+from emulator.proc import lifecycle
 from emulator.agent.agent import read_pidfile
 from emulator.agent.pods import read_journal
-from emulator.lab import record
-from emulator.lab.paths import LabPaths
+from emulator.state import record
+from emulator.state.paths import LabPaths
 from emulator.netlink import msgs, netns
 from emulator.netlink.rtnl import Rtnl
-from emulator.store import Store
+from emulator.state.store import Store
 from emulator.topology import names
 
 Progress = Callable[[str], None]
@@ -85,14 +85,14 @@ def _end_processes(paths: LabPaths, rec: dict, node_names: list[str],
     containers or make namespaces), then the lab's daemons (TERM, so they can remove what they own), then every
     container, killed all at once. Returns the containers, unawaited (``wait_gone``: they make nothing, so their
     namespaces can be removed while the kernel ends them), and the pod statuses as the dead agents left them."""
-    containers.stop_many([pf for pf in (read_pidfile(paths, node) for node in node_names) if pf]
+    lifecycle.stop_many([pf for pf in (read_pidfile(paths, node) for node in node_names) if pf]
                          + [(a["pid"], a.get("start")) for a in rec.get("agents", [])])
-    containers.stop_many([(p["pid"], p.get("start")) for p in rec.get("pids", [])], grace=1.0)
+    lifecycle.stop_many([(p["pid"], p.get("start")) for p in rec.get("pids", [])], grace=1.0)
     statuses = list(store.list("pods", status=True))
     procs = [(c["pid"], c.get("pidStart")) for st in statuses for c in st.get("containerStatuses", []) if c.get("pid")]
     for node in node_names:  # with the containers a crashed agent started but never reported
         procs += [(pid, started) for _sandbox, pid, started in read_journal(paths, node)]
-    return containers.kill_many(procs), statuses
+    return lifecycle.kill_many(procs), statuses
 
 
 def destroy(lab: str, progress: Progress = _quiet, timeout: float = 10.0) -> bool:
@@ -122,7 +122,7 @@ def destroy(lab: str, progress: Progress = _quiet, timeout: float = 10.0) -> boo
             netns.delete(n)
         from emulator.lab import components
         components.teardown_all(lab, paths)
-        containers.wait_gone(dying)
+        lifecycle.wait_gone(dying)
         shutil.rmtree(paths.root, ignore_errors=True)
         if ul_fd is not None and not _wait_released([ul_fd], set(), timeout):
             _report(progress, inodes)

@@ -20,6 +20,9 @@ from typing import Callable, Iterator, TypeVar
 from emulator.errors import NamespaceConflictError, PodlabError
 
 NETNS_RUN_DIR = "/run/netns"
+#: Per-namespace files (resolv.conf, hosts) that ``ip netns exec`` bind-mounts over /etc; iproute2 hard-codes
+#: this path, so podlab does too, in this one place.
+NETNS_ETC_DIR = "/etc/netns"
 CLONE_NEWNET = 0x40000000
 MS_REC = 16384
 MS_BIND = 4096
@@ -38,6 +41,20 @@ def _oserror(what: str, obj: str) -> PodlabError:
 
 def path(name: str) -> str:
     return os.path.join(NETNS_RUN_DIR, name)
+
+
+def etc_dir(name: str) -> str:
+    """``/etc/netns/<name>``: where a namespace's own /etc files live (see ``NETNS_ETC_DIR``)."""
+    return f"{NETNS_ETC_DIR}/{name}"
+
+
+def exec_argv(name: str, argv: list[str] | tuple[str, ...]) -> list[str] | None:
+    """``argv`` run through ``ip netns exec`` when the namespace has its own /etc files (which it bind-mounts
+    over /etc in a private mount namespace, as for any ``ip netns exec`` user); None when it has none and a
+    plain ``setns`` is enough (no mount-table copy, whose cost grows with the namespaces)."""
+    if name and os.path.isdir(etc_dir(name)):
+        return ["ip", "netns", "exec", name, *argv]
+    return None
 
 
 def ensure_rundir() -> None:

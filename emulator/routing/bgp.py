@@ -23,7 +23,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
-from emulator.agent import containers
+from emulator.proc import lifecycle
+from emulator.proc import spawn as procspawn
 from emulator.errors import PodlabError, TimeoutError_
 from emulator.lab import components
 from emulator.netlink import netns
@@ -53,7 +54,7 @@ def daemon_label(node: str) -> str:
 
 
 def files_of(lab: str, node: str) -> BirdFiles:
-    from emulator.lab.paths import LabPaths
+    from emulator.state.paths import LabPaths
     return BirdFiles(LabPaths(lab).node_root(node))
 
 
@@ -79,7 +80,7 @@ def spawn(lab: str, node: str, f: BirdFiles) -> tuple[int, int | None]:
     argv = [exe, "-f", "-c", str(f.conf), "-s", str(f.ctl), "-P", str(f.pid)]
     fd = netns.open_fd(names.node_ns(lab, node))
     try:
-        return containers.spawn(fd, argv, f.log, {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+        return procspawn.spawn(fd, exe, argv, f.log, {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
     finally:
         os.close(fd)
 
@@ -130,10 +131,10 @@ def _short(seconds: float | None) -> str:
 
 def recorded_daemon(lab: str, node: str) -> dict | None:
     """The lab record's entry for ``node``'s BIRD if that process is still alive."""
-    from emulator.lab import record
+    from emulator.state import record
     rec = record.load(lab) or {}
     for p in reversed(rec.get("pids", [])):
-        if p.get("what") == daemon_label(node) and containers.alive(p["pid"], p.get("start")):
+        if p.get("what") == daemon_label(node) and lifecycle.alive(p["pid"], p.get("start")):
             return p
     return None
 
@@ -224,11 +225,11 @@ class BgpConvergence(components.Component):
 def stop_daemon(lab: str, node: str, kill: bool = False) -> int | None:
     """Stop ``node``'s BIRD (TERM: BIRD tells its peers and removes its kernel routes; kill: SIGKILL, as a crash).
     Returns the PID stopped, or None if it was not running. The record entry is removed."""
-    from emulator.lab import record
+    from emulator.state import record
     entry = recorded_daemon(lab, node)
     if entry is None:
         return None
-    containers.stop(entry["pid"], entry.get("start"), grace=0.0 if kill else 3.0)
+    lifecycle.stop(entry["pid"], entry.get("start"), grace=0.0 if kill else 3.0)
     try:
         os.waitpid(entry["pid"], os.WNOHANG)  # reap it if we are its parent (tests, the API)
     except ChildProcessError:
@@ -243,7 +244,7 @@ def stop_daemon(lab: str, node: str, kill: bool = False) -> int | None:
 
 def start_daemon(lab: str, node: str) -> tuple[int, bool]:
     """Start ``node``'s BIRD again on its config; returns (pid, started) — started False if it was running."""
-    from emulator.lab import record
+    from emulator.state import record
     entry = recorded_daemon(lab, node)
     if entry is not None:
         return entry["pid"], False

@@ -23,12 +23,13 @@ from emulator.netlink import netns
 from emulator.services import config, dnsnet, registry
 from emulator.services.controller import ControllerManager
 from emulator.services.controller import status_path as controller_status
-from emulator.lab.daemon import spawn, wait_file
+from emulator.proc.daemon import spawn
+from emulator.state.store import wait_file
 from emulator.services.endpoints import manifest as endpoints_manifest
 from emulator.services.model import Service, ServicePort
 from emulator.services.proxy.kubeproxy import KubeProxy, log_path
 from emulator.services.proxy.kubeproxy import status_path as proxy_status
-from emulator.store import Store
+from emulator.state.store import Store
 from emulator.topology import names
 from emulator.topology.model import Topology
 

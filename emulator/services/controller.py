@@ -16,11 +16,11 @@ import signal
 import time
 import traceback
 
-from emulator.lab.paths import LabPaths
+from emulator.state.paths import LabPaths
 from emulator.services import deployments, endpoints
-from emulator.lab.daemon import log
+from emulator.proc.daemon import log
 from emulator.services.resolv import ResolvFiles
-from emulator.store import Store, write_json
+from emulator.state.store import Store, write_json
 
 POLL = 0.01
 RESYNC = 1.0

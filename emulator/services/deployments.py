@@ -17,7 +17,7 @@ import random
 import uuid
 from dataclasses import dataclass, field
 
-from emulator.lab.manifests import now
+from emulator.state.manifests import now
 from emulator.services.model import TEMPLATE_HASH_LABEL
 
 ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' SafeEncodeString alphabet: no vowels, no look-alikes

@@ -32,9 +32,9 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from emulator.lab.daemon import log
+from emulator.proc.daemon import log
 from emulator.services.endpoints import addresses
-from emulator.store import Store
+from emulator.state.store import Store
 
 TTL = 5
 

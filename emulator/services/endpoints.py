@@ -10,7 +10,7 @@ is not managed here: its Endpoints are written by hand (``kube-dns`` is one).
 """
 from __future__ import annotations
 
-from emulator.lab.manifests import now
+from emulator.state.manifests import now
 from emulator.services.model import matches
 
 Ports = tuple[tuple[str, int, str], ...]  # (port name, number, protocol) per resolved service port

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, replace
 
-from emulator.lab.manifests import container_manifest, now
+from emulator.state.manifests import container_manifest, now
 from emulator.topology.model import Container, Port
 
 SERVICE_TYPES = ("ClusterIP", "NodePort")

@@ -16,7 +16,7 @@ from typing import Iterator
 
 from emulator.services import alloc
 from emulator.services.model import Deployment, Service, service_from_manifest
-from emulator.store import Store
+from emulator.state.store import Store
 
 
 @contextlib.contextmanager

@@ -18,11 +18,12 @@ import os
 import shutil
 from pathlib import Path
 
-from emulator.lab.paths import LabPaths
-from emulator.store import read_json, write_json
+from emulator.netlink import netns
+from emulator.state.paths import LabPaths
+from emulator.state.store import read_json, write_json
 from emulator.topology import names
 
-ETC_NETNS = Path(os.environ.get("PODLAB_ETC_NETNS", "/etc/netns"))
+ETC_NETNS = Path(netns.NETNS_ETC_DIR)
 
 
 def content(namespace: str, nameserver: str, domain: str = "cluster.local") -> str:
@@ -78,7 +79,7 @@ class ResolvFiles:
 def prepare_pod(lab: str, pod: dict) -> None:
     """Write a new pod's resolv.conf before its manifest is stored, so its agent starts it with it (a no-op in a
     lab without cluster DNS). The controller-manager would write it too, but only after noticing the pod."""
-    from emulator.store import Store
+    from emulator.state.store import Store
     kube_dns = Store(LabPaths(lab).store).get("services", "kube-dns")
     if kube_dns and kube_dns.get("spec", {}).get("clusterIP"):
         ResolvFiles(lab, kube_dns["spec"]["clusterIP"]).ensure([pod], prune=False)

@@ -14,7 +14,8 @@ import json
 
 from emulator.lab.api import Lab
 from emulator.lab.components import BuildContext, Component, register
-from emulator.tools import shaping, targets, units
+from emulator.tools import shaping, targets
+from emulator.topology import units
 from emulator.tools.errors import NetemUnavailableError
 from emulator.topology.model import LinkShape, Topology
 

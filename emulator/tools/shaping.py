@@ -21,7 +21,7 @@ import shutil
 import subprocess
 
 from emulator.lab.api import run_in
-from emulator.tools import units
+from emulator.topology import units
 from emulator.tools.errors import MissingDependencyError, NetemUnavailableError, ToolError
 from emulator.tools.targets import Point
 from emulator.topology.model import LinkShape

@@ -128,7 +128,7 @@ class Validator:
         """``link: {rate, delay, jitter, loss}`` of a node or pod (units as tc writes them), or None."""
         if raw is None:
             return None
-        from emulator.tools import units
+        from emulator.topology import units
         data = self.mapping(raw, field, units.SHAPE_KEYS, "a link shape")
         try:
             return units.parse_shape(data)

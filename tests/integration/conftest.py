@@ -18,7 +18,8 @@ from typing import Callable, Iterator
 
 import pytest
 
-from emulator.lab import record, teardown
+from emulator.state import record
+from emulator.lab import teardown
 from emulator.lab.api import Lab
 from emulator.netlink import netns
 from emulator.topology.loader import load, loads

@@ -9,7 +9,7 @@ import itertools
 import time
 from typing import Callable
 
-from emulator import probe
+from emulator.check import probes as probe
 from emulator.lab.api import Lab
 from emulator.routing import held_routes
 

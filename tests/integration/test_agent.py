@@ -13,8 +13,8 @@ import pytest
 
 from tests.integration.conftest import PODLAB
 
-from emulator import probe
-from emulator.agent.containers import alive
+from emulator.check import probes as probe
+from emulator.proc.lifecycle import alive
 from emulator.lab.api import Lab
 from emulator.netlink import netns
 from emulator.topology import names

@@ -15,10 +15,12 @@ import time
 
 import pytest
 
-from emulator import faults, probe
-from emulator.agent.containers import alive
+from emulator import faults
+from emulator.check import probes as probe
+from emulator.proc.lifecycle import alive
 from emulator.errors import MissingDependencyError
-from emulator.lab import record, teardown
+from emulator.state import record
+from emulator.lab import teardown
 from emulator.lab.api import Lab
 from emulator.netlink import netns
 from emulator.routing import bgp

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from emulator import probe
+from emulator.check import probes as probe
 from emulator.lab.api import Lab
 from emulator.topology import names
 from tests.integration.conftest import three_node_text

@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from emulator import faults, probe
+from emulator import faults
+from emulator.check import probes as probe
 from emulator.errors import PodlabError
 from emulator.lab import teardown
 from emulator.lab.api import Lab, run_in

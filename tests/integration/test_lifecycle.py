@@ -10,11 +10,12 @@ import time
 
 import pytest
 
-from emulator import probe
-from emulator.agent.containers import alive, start_time
+from emulator.check import probes as probe
+from emulator.proc.lifecycle import alive, start_time
 from emulator.errors import BuildError
-from emulator.lab import builder, record, teardown
-from emulator.lab.paths import LabPaths
+from emulator.lab import builder, teardown
+from emulator.state import record
+from emulator.state.paths import LabPaths
 from emulator.netlink import netns
 from emulator.topology.loader import loads
 from tests.integration.conftest import ROOT, three_node_text, unique_name

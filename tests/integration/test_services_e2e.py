@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import pytest
 
-from emulator import probe
+from emulator.check import probes as probe
 from emulator.lab import teardown
 from emulator.lab.api import Lab, run_in
 from emulator.netlink import netns

@@ -13,9 +13,10 @@ import dns.message
 import dns.query
 import pytest
 
-from emulator.agent.containers import alive
+from emulator.proc.lifecycle import alive
 from emulator.errors import BuildError, TopologyError
-from emulator.lab import record, teardown
+from emulator.state import record
+from emulator.lab import teardown
 from emulator.lab.api import Lab, run_in
 from emulator.netlink import netns
 from emulator.topology.loader import loads

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from emulator import probe
+from emulator.check import probes as probe
 from emulator.lab import teardown
 from emulator.lab.api import Lab, run_in
 from emulator.tools import capture, decode, packets, pcapng, targets

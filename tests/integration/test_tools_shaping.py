@@ -12,7 +12,8 @@ import pytest
 
 import emulator.tools.component  # noqa: F401  (registers the link-shaping component, as load_builtin does)
 from emulator.errors import BuildError
-from emulator.lab import record, teardown
+from emulator.state import record
+from emulator.lab import teardown
 from emulator.lab.api import Lab
 from emulator.netlink import netns
 from emulator.tools import shaping, targets

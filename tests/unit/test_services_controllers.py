@@ -8,7 +8,7 @@ from emulator.services import deployments, endpoints
 from emulator.services.controller import ControllerManager
 from emulator.services.model import Deployment, Service, ServicePort
 from emulator.services.resolv import content
-from emulator.store import Store
+from emulator.state.store import Store
 from emulator.topology.model import Container, Port
 
 
@@ -136,12 +136,13 @@ def test_daemon_spawn_reports_the_daemons_pid(tmp_path) -> None:
     import os
     import time
 
-    from emulator.agent.containers import alive, start_time, stop
-    from emulator.lab.daemon import spawn, wait_file
+    from emulator.proc.lifecycle import alive, start_time, stop
+    from emulator.proc.daemon import spawn
+    from emulator.state.store import wait_file
     out = tmp_path / "out.json"
 
     def target() -> None:
-        from emulator.store import write_json
+        from emulator.state.store import write_json
         write_json(out, {"pid": os.getpid(), "ppid": os.getppid()})
         time.sleep(30)
     pid = spawn(target, tmp_path / "d.log", title="podlab-test")
@@ -155,7 +156,7 @@ def test_daemon_spawn_reports_the_daemons_pid(tmp_path) -> None:
 
 
 def test_prepare_pod_writes_only_in_labs_with_cluster_dns(tmp_path, monkeypatch) -> None:
-    from emulator.lab.paths import LabPaths
+    from emulator.state.paths import LabPaths
     from emulator.services.resolv import prepare_pod
     monkeypatch.setenv("PODLAB_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setattr("emulator.services.resolv.ETC_NETNS", tmp_path / "netns")

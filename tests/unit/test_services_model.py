@@ -11,7 +11,7 @@ from emulator.services import alloc, config, registry
 from emulator.services.alloc import AllocationError
 from emulator.services.model import Service, ServicePort, deployment_from_manifest, service_from_manifest
 from emulator.services.parse import ServiceParser, from_topology
-from emulator.store import Store
+from emulator.state.store import Store
 from emulator.topology.loader import loads
 
 CIDR = ipaddress.IPv4Network("10.96.0.0/12")

@@ -6,12 +6,13 @@ import os
 
 import pytest
 
-from emulator.agent.containers import resolve
+from emulator.agent.images import resolve
 from emulator.cli.output import age, pod_status_word
 from emulator.cni.spec import CniRequest, Result, bridge_conflist
 from emulator.errors import CniError, ManifestError
-from emulator.lab import events, podspec
-from emulator.store import Store
+from emulator.state import events
+from emulator.lab import podspec
+from emulator.state.store import Store
 
 NODES = {"node-1": 253, "node-2": 253}
 

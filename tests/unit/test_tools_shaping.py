@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from emulator.errors import TopologyError
-from emulator.tools import shaping, units
+from emulator.tools import shaping
+from emulator.topology import units
 from emulator.topology.loader import loads
 from emulator.topology.model import LinkShape
 

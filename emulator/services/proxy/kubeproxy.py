@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 
 from emulator.errors import PodlabError
-from emulator.lab.paths import LabPaths
+from emulator.state.paths import LabPaths
 from emulator.netlink import netns
-from emulator.lab.daemon import log
+from emulator.proc.daemon import log
 from emulator.services.proxy import backends, state
-from emulator.store import Store, read_json, write_json
+from emulator.state.store import Store, read_json, write_json
 from emulator.topology import names
 
 POLL = 0.01

@@ -12,10 +12,10 @@ import hashlib
 import os
 import time
 
-from emulator.agent.containers import alive, start_time
-from emulator.lab.manifests import cluster_config
-from emulator.lab.paths import LabPaths, labs_dir
-from emulator.store import read_json, write_json
+from emulator.proc.lifecycle import alive, start_time
+from emulator.state.manifests import cluster_config
+from emulator.state.paths import LabPaths, labs_dir
+from emulator.state.store import read_json, write_json
 from emulator.topology import names
 from emulator.topology.model import Topology
 

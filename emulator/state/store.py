@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
+
+from emulator.errors import TimeoutError_
 
 KINDS = ("pods", "nodes", "services", "endpoints", "deployments", "events")
 #: kind → (index directory, path to the index value in the object)
@@ -162,3 +165,16 @@ class Store:
             return os.stat(self._dir(kind, status)).st_mtime_ns
         except FileNotFoundError:
             return 0
+
+
+def wait_file(path: Path, ok: Callable[[dict], bool], timeout: float, what: str, obj: str) -> dict:
+    """Wait until the JSON file at ``path`` exists and satisfies ``ok``; TimeoutError_ naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        data = read_json(path)
+        if data is not None and ok(data):
+            return data
+        if time.monotonic() > deadline:
+            detail = f" (last status: {data.get('error') or data})" if isinstance(data, dict) else ""
+            raise TimeoutError_(f"{what} was not ready within {timeout:.0f}s{detail}", obj=obj)
+        time.sleep(0.01)

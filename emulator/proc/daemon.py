@@ -4,7 +4,7 @@
 detaches (``setsid``), optionally enters a network namespace for the whole process (it is single-threaded, so
 ``setns`` is safe), sends its PID back through a pipe and runs ``target``. The caller records that PID, with its
 start time, in the lab record, so ``down`` ends exactly this process. Output goes to the daemon's log file.
-``wait_file`` is the readiness helper: daemons publish a small JSON status file, and the component waits for it.
+Readiness: daemons publish a small JSON status file, and the component waits for it (``state.store.wait_file``).
 """
 from __future__ import annotations
 
@@ -16,9 +16,7 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-from emulator.errors import TimeoutError_
 from emulator.netlink import netns
-from emulator.store import read_json
 
 
 def spawn(target: Callable[[], None], log: Path, ns: str | None = None, title: str = "") -> int:
@@ -91,19 +89,6 @@ def collect(started: tuple[int, int, Path]) -> int:
     if not data:
         raise OSError(f"the daemon logging to {log} failed to start; see that log")
     return int(data)
-
-
-def wait_file(path: Path, ok: Callable[[dict], bool], timeout: float, what: str, obj: str) -> dict:
-    """Wait until the JSON file at ``path`` exists and satisfies ``ok``; TimeoutError_ naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        data = read_json(path)
-        if data is not None and ok(data):
-            return data
-        if time.monotonic() > deadline:
-            detail = f" (last status: {data.get('error') or data})" if isinstance(data, dict) else ""
-            raise TimeoutError_(f"{what} was not ready within {timeout:.0f}s{detail}", obj=obj)
-        time.sleep(0.01)
 
 
 def log(message: str) -> None:

@@ -1,0 +1,93 @@
+"""Processes podlab owns, ended only by their recorded PID *and* start time.
+
+A PID is recorded with its start time (field 22 of /proc/PID/stat), so a recorded PID is only ever signalled
+while it still belongs to the process podlab started: a PID the kernel has since reused for someone else's
+process is never touched. Everything that ends a process of a lab (teardown, cleanup, the agent, ``bgp stop``)
+goes through ``stop_many``/``kill_many`` here; nothing ends a process by name.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+def _stat(pid: int) -> list[bytes] | None:
+    """The fields of /proc/PID/stat after the command name (state first; start time is index 19)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return data[data.rindex(b")") + 2:].split()
+
+
+def start_time(pid: int) -> int | None:
+    fields = _stat(pid)
+    return None if fields is None else int(fields[19])
+
+
+def alive(pid: int, started: int | None) -> bool:
+    """Is ``pid`` running (not a zombie) and, if ``started`` is given, still the process that started then?"""
+    fields = _stat(pid)
+    return fields is not None and fields[0] != b"Z" and (started is None or int(fields[19]) == started)
+
+
+def stop(pid: int, started: int | None, grace: float = 0.0, wait: float = 2.0) -> None:
+    """Signal a recorded process (only if it is still the one we started): TERM, then KILL after ``grace``;
+    return once it is gone (or ``wait`` seconds after the KILL), so a caller can rely on it being dead."""
+    stop_many([(pid, started)], grace=grace, wait=wait)
+
+
+def _ours(procs: list[tuple[int, int | None]]) -> list[tuple[int, int | None]]:
+    """The recorded processes that still run and are still the ones we started (each once)."""
+    return list(dict.fromkeys((pid, st) for pid, st in procs if pid and alive(pid, st)))
+
+
+def _signal(procs: list[tuple[int, int | None]], sig: int) -> None:
+    for pid, _st in procs:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def wait_gone(procs: list[tuple[int, int | None]], seconds: float = 5.0) -> list[tuple[int, int | None]]:
+    """Wait up to ``seconds`` until none of ``procs`` runs any more; return those still running."""
+    deadline = time.monotonic() + seconds
+    while procs and time.monotonic() < deadline:
+        procs = [(pid, st) for pid, st in procs if alive(pid, st)]
+        if procs:
+            time.sleep(0.002)
+    return procs
+
+
+def stop_many(procs: list[tuple[int, int | None]], grace: float = 0.0, wait: float = 5.0) -> None:
+    """End every recorded process that is still the one we started — SIGTERM and ``grace`` seconds first if
+    asked, then SIGKILL — signalling them all at once and waiting for them together (a thousand pods'
+    containers die in parallel instead of one after the other)."""
+    live = _ours(procs)
+    if grace:
+        _signal(live, signal.SIGTERM)
+        live = wait_gone(live, grace)
+    wait_gone(kill_many(live), wait)
+
+
+def kill_many(procs: list[tuple[int, int | None]]) -> list[tuple[int, int | None]]:
+    """SIGKILL every recorded process that is still the one we started, without waiting; return them (for
+    ``wait_gone``), so the caller can do other work while the kernel ends them."""
+    live = _ours(procs)
+    _signal(live, signal.SIGKILL)
+    return live
+
+
+def reap() -> list[tuple[int, int]]:
+    """Collect exited children (the agent is their parent): [(pid, exit status)]."""
+    out = []
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return out
+        if pid == 0:
+            return out
+        out.append((pid, os.waitstatus_to_exitcode(status)))
