@@ -144,9 +144,6 @@ class Agent:
         try:
             pods.start(self.paths, self.runtime, pod, self.node, self.host_ip, self._write(name))
             self._pending_msg.pop(name, None)
-            if "podlab.io/link" in (pod["metadata"].get("annotations") or {}):
-                from emulator.tools.component import apply_pod_link  # the pod's link: shape, on its new veth
-                apply_pod_link(self.paths.lab, name)
         except CniNotReady as e:
             self._pending(name, pod, str(e))
         except IpamExhaustedError as e:

@@ -8,6 +8,7 @@ leaves the pod Pending with the reason, as a kubelet reports ``ContainerCreating
 """
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from typing import Callable
@@ -39,6 +40,23 @@ def container_env(pod: dict, node: str, host_ip: str, ip: str, c: dict) -> dict[
            "HOSTNAME": name, "POD_NAME": name, "POD_NAMESPACE": pod["metadata"].get("namespace", "default"),
            "POD_IP": ip, "NODE_NAME": node, "HOST_IP": host_ip}
     return {**env, **{e["name"]: str(e.get("value", "")) for e in c.get("env", [])}}
+
+
+#: the pod annotation that carries a pod's link shape (written from the topology's ``pods[].link``)
+LINK_ANNOTATION = "podlab.io/link"
+
+
+def capability_args(pod: dict) -> dict:
+    """What the kubelet hands to plugins with matching ``capabilities`` (libcni's CapabilityArgs): the pod's link
+    shape for ``podlab-link`` (the annotation's JSON), as a kubelet hands its bandwidth annotations to
+    ``bandwidth``."""
+    raw = (pod["metadata"].get("annotations") or {}).get(LINK_ANNOTATION)
+    if not raw:
+        return {}
+    try:
+        return {"podlabLink": json.loads(raw)}
+    except ValueError:
+        return {"podlabLink": {"invalid": raw}}  # refused by the plugin with its own message
 
 
 def journal(paths: LabPaths, node: str, sandbox: str, pid: int, started: int | None) -> None:
@@ -84,7 +102,8 @@ def start(paths: LabPaths, runtime: Runtime, pod: dict, node: str, host_ip: str,
     fd = -1
     cstats: list[dict] = []
     try:
-        result = runtime.add(sandbox["id"], netns.path(ns_name), names.POD_IFNAME)
+        result = runtime.add(sandbox["id"], netns.path(ns_name), names.POD_IFNAME,
+                             capability_args=capability_args(pod))
         sandbox["cniResult"] = result.to_dict()
         ip = result.pod_ip() or ""
         fd = netns.open_fd(ns_name)

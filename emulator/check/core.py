@@ -18,7 +18,7 @@ from collections import Counter, defaultdict
 
 from emulator.check.context import Context
 from emulator.check.model import CheckResult, Finding
-from emulator.check.registry import register
+from emulator.check.registry import check as register
 from emulator.check.wire import BULK
 from emulator.lab.api import run_in
 from emulator.netlink import applier

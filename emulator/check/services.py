@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from emulator.check.context import Context
 from emulator.check.model import CheckResult, Finding
-from emulator.check.registry import register
+from emulator.check.registry import check as register
 from emulator.lab.api import run_in
 from emulator.netlink import applier, netns
 from emulator.netlink.rtnl import Rtnl

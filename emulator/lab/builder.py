@@ -18,6 +18,7 @@ from typing import Callable
 from pyroute2.netlink.rtnl import RTM_GETLINK
 
 from emulator import routing
+from emulator.routing.base import subnet_env
 from emulator.agent import agent
 from emulator.cni.spec import bridge_conflist
 from emulator.errors import BuildError, LabExistsError, NamespaceConflictError, TimeoutError_
@@ -63,9 +64,9 @@ def write_node_files(paths: LabPaths, topo: Topology, node: Node) -> None:
     for d in (paths.cni_conf_dir(node.name), paths.cni_bin_dir(node.name), paths.ipam_dir(node.name),
               paths.flannel_env(node.name).parent, paths.agent_log(node.name).parent):
         d.mkdir(parents=True, exist_ok=True)
-    paths.flannel_env(node.name).write_text(routing.base.subnet_env(topo, node))
+    paths.flannel_env(node.name).write_text(subnet_env(topo, node))
     pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__ + "/..")))
-    for ptype in ("bridge", "loopback"):
+    for ptype in ("bridge", "loopback", "podlab-link"):
         exe = paths.cni_bin_dir(node.name) / ptype
         exe.write_text(f"#!/bin/sh\n# podlab's built-in {ptype} CNI plugin\nPYTHONPATH={pkg_parent}"
                        f"${{PYTHONPATH:+:$PYTHONPATH}} exec {sys.executable} -m emulator.cni.plugin {ptype}\n")
@@ -178,6 +179,8 @@ def up(topo: Topology, progress: Progress = lambda s: None, timeout: float | Non
                           [n.name for n in topo.nodes])
         step = "pods"
         stuck = wait_pods(store, topo, progress, timeout or 30.0 + 0.05 * len(topo.pods))
+        step = f"routing ({topo.routing}) ready"
+        mode.wait_ready(topo, progress)
         for c in parts:
             step = f"component {c.name} (ready)"
             c.ready(ctx)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from emulator.netlink import netns
 from emulator.state.paths import LabPaths
-from emulator.state.store import read_json, write_json
+from emulator.state.store import Store, read_json, write_json
 from emulator.topology import names
 
 ETC_NETNS = Path(netns.NETNS_ETC_DIR)
@@ -79,7 +79,6 @@ class ResolvFiles:
 def prepare_pod(lab: str, pod: dict) -> None:
     """Write a new pod's resolv.conf before its manifest is stored, so its agent starts it with it (a no-op in a
     lab without cluster DNS). The controller-manager would write it too, but only after noticing the pod."""
-    from emulator.state.store import Store
     kube_dns = Store(LabPaths(lab).store).get("services", "kube-dns")
     if kube_dns and kube_dns.get("spec", {}).get("clusterIP"):
         ResolvFiles(lab, kube_dns["spec"]["clusterIP"]).ensure([pod], prune=False)
