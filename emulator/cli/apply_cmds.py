@@ -8,14 +8,12 @@ file changes nothing. Handlers: ``validate(lab, obj, source) -> prepared`` (rais
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import yaml
-
 from emulator.errors import ManifestError, PodlabError
 from emulator.lab.api import Lab
+from emulator.topology import yamlsafe
 
 
 @dataclass(frozen=True)
@@ -38,14 +36,10 @@ def register_delete(aliases: tuple[str, ...], fn: Callable[[Lab, str, argparse.N
 
 
 def load_documents(path: str) -> list[dict]:
-    try:
-        text = sys.stdin.read() if path == "-" else open(path).read()
-    except OSError as e:
-        raise ManifestError(path, "<file>", f"cannot read it: {e.strerror}", "give a readable YAML file") from None
-    try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as e:
-        raise ManifestError(path, "<file>", f"is not valid YAML ({e})", "fix the YAML syntax") from None
+    """The objects of a manifest file (``-``: standard input), every ``List`` unrolled; unreadable, binary or
+    broken YAML is one ``ManifestError`` line (``topology.yamlsafe``)."""
+    text = yamlsafe.read_text(path, ManifestError, "YAML file (UTF-8 text), or - for stdin")
+    docs = [d for d in yamlsafe.load_all(text, path, ManifestError) if d is not None]
     out: list[dict] = []
     for i, d in enumerate(docs):
         if not isinstance(d, dict):

@@ -11,7 +11,7 @@ import argparse
 
 from emulator.cli import output
 from emulator.lab.api import Lab
-from emulator.tools.errors import ToolError
+from emulator.errors import ToolError
 
 
 def _points(lab: Lab, target: str, both: bool) -> list:

@@ -23,7 +23,7 @@ from typing import TextIO
 from emulator.lab.api import Lab
 from emulator.netlink import netns
 from emulator.tools import mnimport, targets
-from emulator.tools.errors import MininetMissingError
+from emulator.errors import MininetMissingError
 from emulator.tools.kstate import NsView
 from emulator.topology import names
 

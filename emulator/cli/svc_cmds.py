@@ -8,7 +8,7 @@ import ipaddress
 import time
 
 from emulator.cli import apply_cmds, describe_cmds, get_cmds, output
-from emulator.errors import ManifestError, PodlabError, TimeoutError_
+from emulator.errors import ManifestError, PodlabError, LabTimeoutError
 from emulator.lab.api import Lab
 from emulator.services import deployments as depctl
 from emulator.services import endpoints as epctl
@@ -193,7 +193,7 @@ def _wait_pods_gone(lab: Lab, dep: dict, timeout: float = 30) -> None:
     while any(depctl.owned_by(dep, p) for p in lab.store.list("pods")) or any(
             st.get("name") and lab.store.get("pods", st["name"]) is None for st in lab.store.list("pods", status=True)):
         if time.monotonic() > deadline:
-            raise TimeoutError_(f"the pods of deployment {dep['metadata']['name']} were not removed in {timeout:.0f}s",
+            raise LabTimeoutError(f"the pods of deployment {dep['metadata']['name']} were not removed in {timeout:.0f}s",
                                 obj=dep["metadata"]["name"])
         time.sleep(0.02)
 

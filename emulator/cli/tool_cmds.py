@@ -15,7 +15,7 @@ from typing import Callable
 
 from emulator.cli import output
 from emulator.lab.api import Lab
-from emulator.tools.errors import ToolError
+from emulator.errors import ToolError
 
 
 # -- capture -------------------------------------------------------------------------------------------------

@@ -224,20 +224,20 @@ class Lab:
 
     def wait_pod(self, name: str, timeout: float = 30, running: bool = True) -> dict:
         """Wait until the pod is Running (or, with running=False, until its agent reported anything)."""
-        from emulator.errors import TimeoutError_
+        from emulator.errors import LabTimeoutError
         deadline = time.monotonic() + timeout
         while True:
             st = self.store.get_status("pods", name) or {}
             if (st.get("phase") == "Running") if running else bool(st):
                 return st
             if time.monotonic() > deadline:
-                raise TimeoutError_(f"pod {name} is not Running after {timeout:.0f}s: "
+                raise LabTimeoutError(f"pod {name} is not Running after {timeout:.0f}s: "
                                     f"{st.get('reason', 'no status')} {st.get('message', '')}".strip(), obj=name)
             time.sleep(0.005)
 
     def delete_pod(self, name: str, wait: bool = True, timeout: float = 30) -> None:
         """Delete a pod: its agent stops the containers, runs CNI DEL (the IP is released), removes the netns."""
-        from emulator.errors import TimeoutError_
+        from emulator.errors import LabTimeoutError
         from emulator.state import events
         if self.store.get("pods", name) is None:
             raise PodNotFoundError(f'pod "{name}" not found in lab {self.name}', obj=name)
@@ -247,7 +247,7 @@ class Lab:
         deadline = time.monotonic() + timeout
         while self.store.get_status("pods", name) is not None:
             if time.monotonic() > deadline:
-                raise TimeoutError_(f"pod {name} was not removed within {timeout:.0f}s (is node agent running?)",
+                raise LabTimeoutError(f"pod {name} was not removed within {timeout:.0f}s (is node agent running?)",
                                     obj=name)
             time.sleep(0.005)
         events.delete(self.store.root, "pod", name)

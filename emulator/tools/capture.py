@@ -26,7 +26,7 @@ from typing import BinaryIO, Callable, Sequence
 
 from emulator.netlink import netns
 from emulator.tools import pcapng
-from emulator.tools.errors import MissingDependencyError, ToolError
+from emulator.errors import MissingDependencyError, ToolError
 from emulator.tools.targets import Point
 
 SNAPLEN = 262144

@@ -13,7 +13,7 @@ import ipaddress
 import re
 
 from emulator.lab.api import Lab
-from emulator.tools.errors import MissingDependencyError, ToolError
+from emulator.errors import MissingDependencyError, ToolError
 from emulator.tools.graph_model import GraphModel, Line, NodeInfo, PodInfo, build, dev_id
 from emulator.tools.kstate import NsView
 from emulator.topology import names

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from emulator.lab.api import Lab
-from emulator.tools.errors import TargetError
+from emulator.errors import TargetError
 from emulator.tools.kstate import NsView
 from emulator.topology import names
 

@@ -22,7 +22,7 @@ import ipaddress
 from emulator.cni.bridge import mac_for
 from emulator.lab.api import Lab
 from emulator.tools import targets
-from emulator.tools.errors import TargetError
+from emulator.errors import TargetError
 from emulator.tools.kstate import NoRouteError, NsView, Route
 from emulator.tools.trace_model import Check, Hop, NatPoint, Packet, TraceResult, nat_hooks
 from emulator.topology import names

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from emulator.tools import capture, targets, trace_model, trace_verify
-from emulator.tools.errors import TargetError
+from emulator.errors import TargetError
 from emulator.tools.trace_model import Check, Hop, Packet, TraceResult
 
 
