@@ -8,6 +8,7 @@ class they care about. Errors are raised, never logged and swallowed.
 The classes, by what went wrong:
 
 - the input: ``TopologyError`` (file, field, value, fix; exit 2) and ``ManifestError`` (the same for ``apply``);
+  ``UsageError`` (2: a command line that names no known kind, or misses a name);
 - something exists: ``LabExistsError``, ``NamespaceConflictError`` (3); ``AlreadyUp`` (the same topology is up:
   exit 0, nothing to do);
 - something does not: ``NotFoundError(kind, name)`` (4) for every kind — pod, node, service, deployment,
@@ -56,6 +57,13 @@ class TopologyError(PodlabError):
 
 class ManifestError(TopologyError):
     """A manifest given to ``apply`` is invalid (same shape as a topology error)."""
+
+
+class UsageError(PodlabError):
+    """The command line asks for something podlab has no word for (an unknown kind, a missing name, an option
+    that does not apply): as argparse's own usage errors, exit 2."""
+
+    exit_code = 2
 
 
 # -- exists --------------------------------------------------------------------------------------------------

@@ -65,11 +65,15 @@ class LabUnderTest(Lab):
         return cls(name)
 
     def ip_of(self, target: str) -> str:
-        if target.startswith("node/"):
-            return self.node(target[5:]).ip
-        ip = self.pod(target).ip
+        """The IP of a pod or node named in the target grammar (``web-1``, ``node-1``, ``node/node-1``)."""
+        place = self.target(target, iface=False)
+        if place.kind == "node":
+            return self.node(place.name).ip
+        if place.kind != "pod":
+            raise NetworkAssertionError(f"{target} is the {place.kind}: give a pod or a node")
+        ip = self.pod(place.name).ip
         if not ip:
-            raise NetworkAssertionError(f"pod {target} has no IP (status {self.pod(target).status.get('phase')})")
+            raise NetworkAssertionError(f"pod {target} has no IP (status {self.pod(place.name).status.get('phase')})")
         return ip
 
     def ping(self, src: str, dst: str, count: int = 1) -> bool:
@@ -112,12 +116,12 @@ class LabUnderTest(Lab):
     def capture(self, point: str, bpf: str = "", path: str | Path | None = None,
                 settle: float = 0.3) -> Iterator[Capture]:
         """tcpdump at ``point`` (``pod:iface``, ``node/NAME:iface``; iface defaults to eth0) during the block."""
-        target, _, iface = point.partition(":")
-        ns = self.target_ns(target)
-        path = Path(path or f"/tmp/podlab-{self.name}-{target.replace('/', '_')}-{iface or 'eth0'}.pcap")
+        place = self.target(point)
+        ns, iface = place.ns, place.iface or "eth0"
+        path = Path(path or f"/tmp/podlab-{self.name}-{place.name}-{iface}.pcap")
         cap = Capture(point, path)
         proc = subprocess.Popen(["nsenter", f"--net={netns.path(ns)}", "--", "tcpdump", "-Z", "root", "-U", "--immediate-mode", "-n",
-                                 "-i", iface or "eth0", "-w", str(path), *([bpf] if bpf else [])],
+                                 "-i", iface, "-w", str(path), *([bpf] if bpf else [])],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(settle)
         try:

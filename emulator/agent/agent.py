@@ -109,13 +109,19 @@ class Agent:
         try:
             store = HostLocalStore(self.paths.ipam_dir(self.node), names.CNI_NETWORK)
             leaked = [(ip, cid, ifname) for ip, (cid, ifname) in store.allocations().items() if cid not in known]
-            for ip, cid, ifname in leaked:
+        except (OSError, CniError) as e:  # recovery goes on without it (logged); the next restart tries again
+            print(f"{time.strftime('%H:%M:%S')} could not read the IPAM store to find leaked IPs: {e}", flush=True)
+            return
+        for ip, cid, ifname in leaked:
+            try:
                 store.release(cid, ifname)
                 # its host veth too (named after the sandbox), as CNI DEL would: the pair may outlive the netns
                 self.runtime.ctx.rtnl().batch([msgs.link_del_by_name(names.host_veth(cid, ifname or "eth0"))])
-                print(f"{time.strftime('%H:%M:%S')} released leaked IP {ip} of sandbox {cid[:12]}", flush=True)
-        except (OSError, CniError):
-            pass
+            except (OSError, CniError) as e:  # the others are still released; this one is logged, kept for later
+                print(f"{time.strftime('%H:%M:%S')} could not release leaked IP {ip} of sandbox {cid[:12]}: {e}",
+                      flush=True)
+                continue
+            print(f"{time.strftime('%H:%M:%S')} released leaked IP {ip} of sandbox {cid[:12]}", flush=True)
 
     # -- reconcile
     def reconcile(self, supervise: bool = True) -> None:

@@ -34,7 +34,7 @@ def serve(port: int) -> None:
         try:
             c.sendall(f"{addr[0]}\n".encode() + payload)
         except OSError:
-            pass
+            pass  # the prober hung up early (it needed the first line only): nothing to answer any more
         finally:
             c.close()
 

@@ -7,7 +7,7 @@ import sys
 
 from emulator.check import report, runner
 from emulator.check.model import to_dict
-from emulator.cli import output
+from emulator.cli import common, output
 from emulator.lab.api import Lab
 
 
@@ -32,7 +32,7 @@ def cmd_check(a: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("check", help="check the network model (unique IPs, pod↔pod without NAT, node→pod, ...)")
+    s = common.verb(sub, "check", help="check the network model (unique IPs, pod↔pod without NAT, node→pod, ...)")
     s.add_argument("file", nargs="?", help="a topology: bring it up per routing mode, check, tear down")
     s.add_argument("--routing", help="all | vxlan | host-gw | bgp | a comma list (with FILE; default all)")
     s.add_argument("--only", help="comma list of check names")

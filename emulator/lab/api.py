@@ -17,12 +17,13 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, ClassVar, Sequence
 
 from emulator.agent.agent import read_pidfile
 from emulator.proc.lifecycle import alive
-from emulator.errors import LabNotFoundError, PodlabError, PodNotFoundError
-from emulator.lab import builder, teardown
+from emulator.errors import LabNotFoundError, LabTimeoutError, NotFoundError, PodNotFoundError, ProcessError
+from emulator.lab import builder, targets, teardown
+from emulator.lab.targets import Place
 from emulator.state import record
 from emulator.state.paths import LabPaths
 from emulator.netlink import netns
@@ -42,7 +43,7 @@ def ns_argv(ns_name: str, argv: Sequence[str]) -> list[str]:
 def run_in(ns_name: str, argv: Sequence[str], timeout: float | None = 30, check: bool = False,
            input: str | None = None) -> subprocess.CompletedProcess:
     if not netns.exists(ns_name):
-        raise PodlabError(f"network namespace {ns_name} does not exist", obj=ns_name)
+        raise NotFoundError("network namespace", ns_name, message=f"network namespace {ns_name} does not exist")
     return subprocess.run(ns_argv(ns_name, argv), capture_output=True, text=True, timeout=timeout, check=check,
                           input=input)
 
@@ -54,17 +55,37 @@ def _listdir(d: Path) -> list[str]:
         return []
 
 
+#: the store's resource names and the kind each holds (for messages: ``service "web" not found``)
+KINDS = {"pods": "pod", "nodes": "node", "services": "service", "endpoints": "endpoints",
+         "deployments": "deployment"}
+
+
 @dataclass(frozen=True)
-class PodView:
+class _View:
+    """A named object of a lab with a network namespace: its stored object, its namespace, exec in it."""
+
     lab: "Lab"
     name: str
+    resource: ClassVar[str]
+    with_status: ClassVar[bool] = False
 
     @property
     def obj(self) -> dict:
-        o = self.lab.store.with_status("pods", self.name)
-        if o is None:
-            raise PodNotFoundError(f"pod {self.name} not found in lab {self.lab.name}", obj=self.name)
-        return o
+        return self.lab.get_object(self.resource, self.name, status=self.with_status)
+
+    @property
+    def netns(self) -> str:
+        return names.pod_ns(self.lab.name, self.name) if self.resource == "pods" else \
+            names.node_ns(self.lab.name, self.name)
+
+    def exec(self, argv: Sequence[str], **kw) -> subprocess.CompletedProcess:
+        return run_in(self.netns, argv, **kw)
+
+
+@dataclass(frozen=True)
+class PodView(_View):
+    resource: ClassVar[str] = "pods"
+    with_status: ClassVar[bool] = True
 
     @property
     def status(self) -> dict:
@@ -78,25 +99,10 @@ class PodView:
     def node(self) -> str:
         return self.obj["spec"]["nodeName"]
 
-    @property
-    def netns(self) -> str:
-        return names.pod_ns(self.lab.name, self.name)
-
-    def exec(self, argv: Sequence[str], **kw) -> subprocess.CompletedProcess:
-        return run_in(self.netns, argv, **kw)
-
 
 @dataclass(frozen=True)
-class NodeView:
-    lab: "Lab"
-    name: str
-
-    @property
-    def obj(self) -> dict:
-        o = self.lab.store.get("nodes", self.name)
-        if o is None:
-            raise PodlabError(f"node {self.name} not found in lab {self.lab.name}", obj=self.name)
-        return o
+class NodeView(_View):
+    resource: ClassVar[str] = "nodes"
 
     @property
     def ip(self) -> str:
@@ -107,16 +113,9 @@ class NodeView:
         return self.obj["spec"]["podCIDR"]
 
     @property
-    def netns(self) -> str:
-        return names.node_ns(self.lab.name, self.name)
-
-    @property
     def ready(self) -> bool:
         pf = read_pidfile(self.lab.paths, self.name)
         return bool(pf) and alive(pf[0], pf[1])
-
-    def exec(self, argv: Sequence[str], **kw) -> subprocess.CompletedProcess:
-        return run_in(self.netns, argv, **kw)
 
 
 class Lab:
@@ -140,11 +139,10 @@ class Lab:
             if len(labs) == 1:
                 return cls(labs[0])
             if not labs:
-                raise LabNotFoundError("no lab is up; start one with `podlab up FILE`")
-            raise LabNotFoundError(f"several labs are up ({', '.join(labs)}); choose one with --lab NAME")
+                raise LabNotFoundError(message="no lab is up; start one with `podlab up FILE`")
+            raise LabNotFoundError(message=f"several labs are up ({', '.join(labs)}); choose one with --lab NAME")
         if name not in labs:
-            raise LabNotFoundError(f"no lab named {name}" + (f" (labs: {', '.join(labs)})" if labs else ""),
-                                   obj=name)
+            raise LabNotFoundError(name, known=labs)
         return cls(name)
 
     def down(self, progress: Callable[[str], None] = lambda s: None) -> bool:
@@ -161,8 +159,16 @@ class Lab:
     def record(self) -> dict:
         rec = record.load(self.name)
         if rec is None:
-            raise LabNotFoundError(f"no lab named {self.name}", obj=self.name)
+            raise LabNotFoundError(self.name)
         return rec
+
+    def get_object(self, resource: str, name: str, *, status: bool = False) -> dict:
+        """The stored object ``resource/name`` (``status``: with the status its controller wrote), or
+        ``NotFoundError`` naming its kind, the name and this lab (exit 4 in the CLI)."""
+        obj = self.store.with_status(resource, name) if status else self.store.get(resource, name)
+        if obj is None:
+            raise NotFoundError(KINDS.get(resource, resource), name, f"lab {self.name}")
+        return obj
 
     @property
     def pods(self) -> list[PodView]:
@@ -170,7 +176,7 @@ class Lab:
 
     def pod(self, name: str) -> PodView:
         if self.store.get("pods", name) is None:
-            raise PodNotFoundError(f'pod "{name}" not found in lab {self.name}', obj=name)
+            raise PodNotFoundError(name, f"lab {self.name}")
         return PodView(self, name)
 
     @property
@@ -178,24 +184,19 @@ class Lab:
         return [NodeView(self, n) for n in self.record.get("nodes", [])]
 
     def node(self, name: str) -> NodeView:
-        if name not in self.record.get("nodes", []):
-            raise PodlabError(f'node "{name}" not found in lab {self.name}', obj=name)
+        known = self.record.get("nodes", [])
+        if name not in known:
+            raise NotFoundError("node", name, f"lab {self.name}", known=known)
         return NodeView(self, name)
 
+    def target(self, target: str, *, iface: bool = True) -> Place:
+        """Where ``target`` is, in podlab's target grammar (``emulator.lab.targets``): ``web-1``, ``pod/web-1``,
+        ``node-1``, ``node/node-1``, ``underlay``, ``external``, with ``:IFACE`` if ``iface``."""
+        return targets.resolve(self, target, iface=iface)
+
     def target_ns(self, target: str) -> str:
-        """Namespace of ``pod``, ``node/NAME``, ``pod/NAME`` or ``underlay``."""
-        kind, _, rest = target.partition("/")
-        if rest:
-            if kind in ("node", "nodes", "no"):
-                return self.node(rest).netns
-            if kind in ("pod", "pods", "po"):
-                return self.pod(rest).netns
-            raise PodlabError(f"unknown target kind {kind!r} in {target!r}; use pod/NAME or node/NAME", obj=target)
-        if target in ("underlay", "external"):
-            ns = f"{self.name}-{target}"
-            if netns.exists(ns):
-                return ns
-        return self.pod(target).netns
+        """The network namespace of ``target`` (the grammar without ``:IFACE``)."""
+        return targets.resolve(self, target, iface=False).ns
 
     def exec(self, target: str, argv: Sequence[str], **kw) -> subprocess.CompletedProcess:
         return run_in(self.target_ns(target), argv, **kw)
@@ -224,7 +225,6 @@ class Lab:
 
     def wait_pod(self, name: str, timeout: float = 30, running: bool = True) -> dict:
         """Wait until the pod is Running (or, with running=False, until its agent reported anything)."""
-        from emulator.errors import LabTimeoutError
         deadline = time.monotonic() + timeout
         while True:
             st = self.store.get_status("pods", name) or {}
@@ -237,10 +237,8 @@ class Lab:
 
     def delete_pod(self, name: str, wait: bool = True, timeout: float = 30) -> None:
         """Delete a pod: its agent stops the containers, runs CNI DEL (the IP is released), removes the netns."""
-        from emulator.errors import LabTimeoutError
         from emulator.state import events
-        if self.store.get("pods", name) is None:
-            raise PodNotFoundError(f'pod "{name}" not found in lab {self.name}', obj=name)
+        self.pod(name)
         self.store.delete("pods", name)
         if not wait:
             return
@@ -274,10 +272,14 @@ class Lab:
         pid = self.agent_pid(node)
         if pid:
             return pid
-        spawn_forked(self.name, node)
+        try:
+            spawn_forked(self.name, node)
+        except OSError as e:  # the fork, its pipe or the log file
+            raise ProcessError(f"cannot start the agent of {node}: {e.strerror or e}; see "
+                               f"{self.paths.agent_log(node)}", obj=node) from None
         deadline = time.monotonic() + 10
         while (pid := self.agent_pid(node)) is None:  # its pid file is written once it has entered the node
             if time.monotonic() > deadline:
-                raise PodlabError(f"the agent of {node} did not start; see {self.paths.agent_log(node)}", obj=node)
+                raise ProcessError(f"the agent of {node} did not start; see {self.paths.agent_log(node)}", obj=node)
             time.sleep(0.01)
         return pid

@@ -16,6 +16,7 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
+from emulator.errors import ProcessError
 from emulator.netlink import netns
 
 
@@ -79,7 +80,8 @@ def start(target: Callable[[], None], log: Path, ns: str | None = None, title: s
 
 
 def collect(started: tuple[int, int, Path]) -> int:
-    """Reap the intermediate child and read the daemon's PID (OSError if it died before reporting)."""
+    """Reap the intermediate child and read the daemon's PID (``ProcessError`` naming its log if it died before
+    reporting)."""
     pid, r, log = started
     os.waitpid(pid, 0)
     try:
@@ -87,7 +89,7 @@ def collect(started: tuple[int, int, Path]) -> int:
     finally:
         os.close(r)
     if not data:
-        raise OSError(f"the daemon logging to {log} failed to start; see that log")
+        raise ProcessError(f"the daemon logging to {log} failed to start; see that log", obj=str(log))
     return int(data)
 
 

@@ -196,7 +196,7 @@ def stop_daemon(lab: str, node: str, kill: bool = False) -> int | None:
     try:
         os.waitpid(entry["pid"], os.WNOHANG)  # reap it if we are its parent (tests, the API)
     except ChildProcessError:
-        pass
+        pass  # not our child (the usual case: daemons are double-forked); nothing to reap
     rec = record.load(lab)
     if rec is not None:
         rec["pids"] = [p for p in rec.get("pids", []) if not (p.get("what") == daemon_label(node)

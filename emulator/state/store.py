@@ -51,7 +51,7 @@ def _unlink(p: Path) -> None:
     try:
         os.unlink(p)
     except FileNotFoundError:
-        pass
+        pass  # already gone: deleting is idempotent
 
 
 class Store:

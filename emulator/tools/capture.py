@@ -158,7 +158,7 @@ class Capture:
                 try:
                     r.proc.send_signal(signal.SIGINT)
                 except ProcessLookupError:
-                    pass
+                    pass  # tcpdump ended on its own (-c reached): it is reaped below
         for r in self._runners:
             try:
                 r.proc.wait(timeout=5)

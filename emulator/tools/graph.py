@@ -169,7 +169,7 @@ def to_mermaid(model: GraphModel) -> str:
 
 
 def output_format(target: str) -> str:
-    """The format for ``-o``: a bare format name (json, dot, mmd) or a file name's extension."""
+    """The format of a bare format name (json, dot, mmd, ...) or of a file name's extension (``-w lab.svg``)."""
     if target in FORMATS:
         return target
     ext = target.rsplit(".", 1)[-1].lower() if "." in target else ""
@@ -178,6 +178,6 @@ def output_format(target: str) -> str:
     if ext == "gv":
         ext = "dot"
     if ext not in FORMATS:
-        raise ToolError(f"cannot tell the format of {target!r}; use a name ending in .svg, .png, .dot or .mmd "
-                        "(or -o json / dot / mmd for standard output)", obj=target)
+        raise ToolError(f"cannot tell the format of {target!r}; use a name ending in .svg, .png, .dot or .mmd, "
+                        "or name the format with -o", obj=target)
     return ext

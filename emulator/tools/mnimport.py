@@ -31,7 +31,7 @@ def load(search: str = DEBIAN_DIST_PACKAGES) -> types.ModuleType:
     try:
         return importlib.import_module("mininet")
     except ImportError:
-        pass
+        pass  # not on this interpreter's path: Debian's package is tried next, and missing raises below
     pkg = os.path.join(search, "mininet")
     init = os.path.join(pkg, "__init__.py")
     if not os.path.exists(init):
