@@ -200,10 +200,10 @@ class Lab:
     def exec(self, target: str, argv: Sequence[str], **kw) -> subprocess.CompletedProcess:
         return run_in(self.target_ns(target), argv, **kw)
 
-    def check(self, only: list[str] | None = None):
+    def check(self, only: list[str] | None = None, full: bool | None = None, seed: int | None = None):
         """Run the network-model conformance checks on this lab (see ``emulator.check``)."""
         from emulator.check import runner
-        return runner.run_lab(self, only)
+        return runner.run_lab(self, only, full, seed)
 
     # -- pods (desired state goes to the store; the node's agent does the rest)
     def apply_pod(self, obj: dict, source: str = "<api>") -> str:
