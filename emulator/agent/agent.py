@@ -229,7 +229,8 @@ def spawn_many(lab: str, nodes: list[str]) -> list[int]:
     specs = []
     for node in nodes:
         paths.agent_pid(node).parent.mkdir(parents=True, exist_ok=True)
-        specs.append(((lambda n=node: serve(lab, n)), paths.agent_log(node), None, "podlab-agent"))
+        specs.append(daemon.Daemon((lambda n=node: serve(lab, n)), paths.agent_log(node), paths.proc_journal,
+                                   f"agent of {node}", title="podlab-agent", kind="agent"))
     return daemon.spawn_many(specs)
 
 

@@ -1,6 +1,7 @@
 """``up``: from a validated topology to a running lab, or to nothing at all.
 
-Steps: refuse if the lab exists or a namespace name is taken (before touching anything); write the state record;
+Steps: refuse if the lab exists or a namespace name is taken (before touching anything); write the state record
+and open the lab's process journal (every process started from here on records itself there before it runs);
 build the underlay namespace and its bridge; create every node namespace with its uplink in one batch; apply each
 node's desired state (base + routing mode) with the idempotent applier; write each node's files (CNI config,
 flannel's subnet.env); put nodes and pods into the store; start one agent per node (forked: no interpreter
@@ -138,11 +139,7 @@ def up(topo: Topology, progress: Progress = lambda s: None, timeout: float | Non
     paths = LabPaths(topo.name)
     ensure_state_root()
     rec = record.new(topo, extra_namespaces=[n for c in parts for n in c.namespaces(topo)])
-    record.save(rec)
-
-    def record_pid(pid: int, what: str) -> None:
-        record.add_pid(rec, pid, what)
-
+    record.create(rec)
     step = "start"
     try:
         step = "network"
@@ -156,16 +153,14 @@ def up(topo: Topology, progress: Progress = lambda s: None, timeout: float | Non
         for p in topo.pods:
             store.put("pods", p.name, manifests.pod_manifest(p))
         step = f"routing daemons ({topo.routing})"
-        for n in topo.nodes:
-            for pid in mode.start(topo, n, str(paths.node_root(n.name))):
-                record_pid(pid, f"{topo.routing} daemon of {n.name}")
-        ctx = components.BuildContext(topo, paths, store, progress, record_pid)
+        for n in topo.nodes:  # each daemon records itself in the lab's process journal before it runs
+            mode.start(topo, n, str(paths.node_root(n.name)))
+        ctx = components.BuildContext(topo, paths, store, progress)
         for c in parts:
             step = f"component {c.name}"
             c.start(ctx)
         step = "agents"
-        record.add_agents(rec, agent.spawn_many(topo.name, [n.name for n in topo.nodes]),
-                          [n.name for n in topo.nodes])
+        agent.spawn_many(topo.name, [n.name for n in topo.nodes])
         step = "pods"
         stuck = wait_pods(store, topo, progress, timeout or 30.0 + 0.05 * len(topo.pods))
         step = f"routing ({topo.routing}) ready"

@@ -29,7 +29,8 @@ class RoutingMode(ABC):
         """Raise MissingDependencyError (with the install command) if the machine cannot run this mode."""
 
     def start(self, topo: Topology, node: Node, state_dir: str) -> list[int]:
-        """Start the mode's daemons for ``node`` (inside its namespace); return their PIDs."""
+        """Start the mode's daemons for ``node`` (inside its namespace), each recorded in the lab's process
+        journal by itself before it runs (``LabPaths.proc_journal``); return their PIDs."""
         return []
 
     def wait_ready(self, topo: Topology, progress: Callable[[str], None]) -> None:
