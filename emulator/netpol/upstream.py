@@ -346,3 +346,17 @@ def apply_step(cluster, step: Step, ips: dict[str, str]) -> None:
     for ns, labels in step.ns_labels:
         cluster.namespaces = {**cluster.namespaces, ns: tuple({**dict(cluster.namespaces.get(ns, ())),
                                                                **dict(labels)}.items())}
+
+
+def model_cluster(protocols: tuple[str, ...] = ("TCP", "UDP", "SCTP"), nodes: int = 3):
+    """The 9-pod model as an engine ``Cluster`` with addresses a lab would give (pod ``a`` of every namespace on
+    node-1, ``b`` on node-2, ...), and the pod → IP map."""
+    from emulator.netpol.engine import Cluster, PodInfo
+    pods, ips = [], {}
+    for i, ns in enumerate(NAMESPACES):
+        for j, name in enumerate(PODS):
+            node = j % nodes + 1
+            ip = f"10.244.{node}.{i + 2 + 3 * (j // nodes)}"
+            ips[f"{ns}/{name}"] = ip
+            pods.append(PodInfo(ns, name, (("pod", name),), ip, f"node-{node}", container_ports(protocols)))
+    return Cluster(pods, {ns: () for ns in NAMESPACES}, []), ips

@@ -5,17 +5,11 @@ from __future__ import annotations
 import pytest
 
 from emulator.netpol import engine, upstream
-from emulator.netpol.engine import Cluster, PodInfo
+from emulator.netpol.engine import Cluster
 
 
-def model(protocols=("TCP", "UDP", "SCTP")) -> tuple[Cluster, dict[str, str]]:
-    pods, ips = [], {}
-    for i, ns in enumerate(upstream.NAMESPACES):
-        for j, name in enumerate(upstream.PODS):
-            ip = f"10.244.{j + 1}.{i + 2}"  # pods of a namespace spread over the three nodes, as the scheduler does
-            ips[f"{ns}/{name}"] = ip
-            pods.append(PodInfo(ns, name, (("pod", name),), ip, f"node-{j + 1}", upstream.container_ports(protocols)))
-    return Cluster(pods, {ns: () for ns in upstream.NAMESPACES}, []), ips
+def model() -> tuple[Cluster, dict[str, str]]:
+    return upstream.model_cluster()
 
 
 def run(case: upstream.Case) -> list[str]:
