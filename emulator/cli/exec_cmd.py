@@ -5,6 +5,11 @@ host's network namespace (the target grammar of ``emulator.lab.targets``: ``web-
 With ``-c CONTAINER`` (a pod only) the command runs as ``kubectl exec -c`` runs it: with that container's
 environment and working directory (``emulator.lab.containers``). Without it, in the namespace with the caller's
 environment — for a pod, what its containers see of the network (its /etc/resolv.conf too).
+
+``podlab exec`` becomes the command (it execs in place: same PID, so a SIGKILL of it ends the command and nothing
+is left behind). Before it enters the namespace it records itself in the lab's process journal, so ``down`` and
+``cleanup`` end a command still running there (a ``sleep`` left in a pod would otherwise keep the pod's
+namespace alive after ``down``); once the lab is being removed, nothing is started.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from emulator.errors import UsageError
 from emulator.lab import containers
 from emulator.lab.api import Lab
 from emulator.netlink import netns
+from emulator.proc import journal
 
 
 def cmd_exec(a: argparse.Namespace) -> int:
@@ -34,6 +40,7 @@ def cmd_exec(a: argparse.Namespace) -> int:
         name, _ = containers.choose(pod, a.container)
         ctx = containers.exec_context(pod, name)
         env, cwd = ctx.env, ctx.cwd
+    journal.enter(lab.paths.proc_journal, f"exec {' '.join(argv)[:80]} in {place.ns}", kind="tool")
     wrapped = netns.exec_argv(place.ns, argv)  # the pod's own resolv.conf etc.: as its containers see them
     if wrapped:
         argv = wrapped
