@@ -16,8 +16,9 @@ The classes, by what went wrong:
   acts on: a pod, node, underlay, external or interface) as its kinds that callers catch by class;
 - the kernel or a program: ``NetlinkError`` (with the kernel's errno) and ``NoRouteError``; ``CniError`` (CNI
   error code), ``IpamExhaustedError``, ``CniNotReady``; ``BirdError``; ``NftError`` and ``SyncError`` (the
-  kube-proxy backends); ``ToolError`` (tcpdump, tshark, tc, dot); ``ProcessError`` (a daemon did not start);
-  ``StateError`` (the state tree under /run/podlab);
+  kube-proxy backends); ``ToolError`` (tcpdump, tshark, tc, dot); ``ProcessError`` (a daemon did not start) and
+  ``JournalClosed`` (nothing may start: the lab is being removed); ``StateError`` (the state tree under
+  /run/podlab);
 - the lab's own rules: ``BuildError`` (``up`` failed and was rolled back), ``AllocationError`` (a Service CIDR or
   NodePort range is full or a value is taken);
 - the machine: ``MissingDependencyError`` (5) with ``NetemUnavailableError`` and ``MininetMissingError``;
@@ -173,6 +174,10 @@ class ToolError(PodlabError):
 
 class ProcessError(PodlabError):
     """A process podlab starts (an agent, a daemon) did not start; the message names it and its log."""
+
+
+class JournalClosed(ProcessError):
+    """The lab's process journal is closed (the lab is being removed) or does not exist: nothing may start."""
 
 
 class StateError(PodlabError):

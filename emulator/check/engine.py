@@ -280,7 +280,7 @@ class Prober:
                                          "ms": round((now - h.t0) * 1000, 1)}, inflight, results, jobs)
                         return
             except BlockingIOError:
-                pass
+                pass  # no more replies queued now: the selector wakes us for the next one
             except OSError as e:
                 self._finish(h, {"target": h.job.ip, "mtu": h.mtu, "ok": False, "error": e.strerror or str(e),
                                  "ms": round((now - h.t0) * 1000, 1)}, inflight, results, jobs)
@@ -310,7 +310,7 @@ class Prober:
             self._rearm(h, now)
             return
         except OSError:
-            pass
+            pass  # the prober hung up (it needed only the first line): the answer is done either way
         self._drop(h)
 
     def _client(self, h: _Conn, now: float, inflight: dict, results: list, jobs: Sequence[Job]) -> None:
@@ -371,7 +371,7 @@ class Prober:
         try:
             self.sel.unregister(h.sock)
         except (KeyError, ValueError):
-            pass
+            pass  # never registered, or already dropped: dropping is idempotent
         h.sock.close()
 
     def _finish(self, h, result: dict, inflight: dict, results: list, jobs: Sequence[Job]) -> None:
