@@ -8,7 +8,9 @@
 A ``Lab`` is a handle on a lab by name; it reads the store and the lab record each time (the agents change pod
 status behind its back), and runs commands inside namespaces with ``nsenter`` (it enters only the network
 namespace, so it costs the same with 10 or 10,000 namespaces, unlike ``ip netns exec``), each recorded in the
-lab's process journal before it runs (``emulator.lab.nsrun``).
+lab's process journal before it runs (``emulator.lab.nsrun``). Places are named in podlab's one target grammar
+(``lab.exec("node-1", ...)``, ``lab.target("web-1:eth0")``: ``emulator.lab.targets``); an object that does not
+exist is ``NotFoundError`` naming its kind, its name and the lab (``get_object``, ``pod``, ``node``).
 """
 from __future__ import annotations
 
@@ -28,7 +30,6 @@ from emulator.lab.nsrun import ns_argv, popen_in, run_in  # noqa: F401 (re-expor
 from emulator.lab.targets import Place
 from emulator.state import record
 from emulator.state.paths import LabPaths
-from emulator.netlink import netns
 from emulator.state.resolv import prepare_pod
 from emulator.state.store import Store
 from emulator.topology import names

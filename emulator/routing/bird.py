@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from emulator.errors import BirdError, MissingDependencyError, PodlabError
+from emulator.errors import BirdError, MissingDependencyError
 from emulator.topology.model import Node, Topology
 
 DEFAULT_ASN = 64512

@@ -13,7 +13,7 @@ import hashlib
 import ipaddress
 from typing import Iterable
 
-from emulator.errors import AllocationError, PodlabError
+from emulator.errors import AllocationError
 from emulator.services.model import NODE_PORT_MAX, NODE_PORT_MIN
 
 DNS_OFFSET = 10  # kube-dns sits at the tenth address of the Service CIDR (10.96.0.10)

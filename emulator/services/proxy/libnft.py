@@ -13,7 +13,7 @@ import ctypes
 import ctypes.util
 import subprocess
 
-from emulator.errors import NftError, PodlabError
+from emulator.errors import NftError
 
 
 class Nft:
