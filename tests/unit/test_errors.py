@@ -71,3 +71,12 @@ def test_the_audit_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text:
     monkeypatch.setattr("tests.unit.test_errors.SOURCES", [tmp_path / "m.py"])
     monkeypatch.setattr("tests.unit.test_errors.PACKAGE", tmp_path)
     assert len(_silent_handlers()) == expect
+
+
+def test_an_unusable_state_directory_is_a_state_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: ``ensure_state_root`` let OSError out, which reached the CLI as a traceback."""
+    from emulator.state.paths import ensure_state_root
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("PODLAB_STATE_DIR", str(tmp_path / "file" / "podlab"))
+    with pytest.raises(errors.StateError, match=f"cannot create podlab's state directory {tmp_path}/file/podlab"):
+        ensure_state_root()
