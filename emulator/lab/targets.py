@@ -87,28 +87,25 @@ def parse(text: str, *, iface: bool = True) -> Target:
 def resolve(lab: LabState, target: str | Target, *, iface: bool = True) -> Place:
     """The namespace of ``target`` in ``lab``: ``NotFoundError`` (exit 4) naming what exists when it does not."""
     t = parse(target, iface=iface) if isinstance(target, str) else target
-    kind = t.kind
-    nodes = list(lab.record.get("nodes", []))
+    kind, where = t.kind, f"lab {lab.name}"
+    if kind in (None, "pod") and lab.store.get("pods", t.name) is not None:  # the common case: one file read
+        return Place("pod", t.name, names.pod_ns(lab.name, t.name), t.iface, lab.name)
+    if kind == "pod":
+        raise PodNotFoundError(t.name, where)
+    rec = lab.record
+    nodes = list(rec.get("nodes", []))
     if kind is None:
-        if lab.store.get("pods", t.name) is not None:
-            kind = "pod"
-        elif t.name in nodes:
-            kind = "node"
-        else:
+        if t.name not in nodes:
             raise TargetError(f"{t.name!r} is neither a pod nor a node of lab {lab.name} (pods: "
                               f"{', '.join(lab.store.names('pods')) or 'none'}; nodes: {', '.join(nodes) or 'none'})",
                               obj=t.name)
-    where = f"lab {lab.name}"
-    if kind == "pod":
-        if lab.store.get("pods", t.name) is None:
-            raise PodNotFoundError(t.name, where)
-        ns = names.pod_ns(lab.name, t.name)
-    elif kind == "node":
+        kind = "node"
+    if kind == "node":
         if t.name not in nodes:
             raise NotFoundError("node", t.name, where, known=nodes)
         ns = names.node_ns(lab.name, t.name)
     elif kind == "underlay":
-        ns = lab.record.get("underlay") or names.underlay_ns(lab.name)
+        ns = rec.get("underlay") or names.underlay_ns(lab.name)
     else:
         ns = names.external_ns(lab.name)
         if not netns.exists(ns):
