@@ -220,4 +220,9 @@ def start_daemon(lab: str, node: str) -> tuple[int, bool]:
     if not f.conf.exists():
         raise PodlabError(f"node {node} has no BIRD configuration at {f.conf}", obj=node)
     pid, _ = spawn(lab, node, f)
+    # BIRD's shim writes its journal line itself, just before it execs BIRD: return once it has, so that what
+    # `bgp start` reports is already in the lab's record (a bounded wait; the shim needs milliseconds)
+    deadline = time.monotonic() + 5.0
+    while not any(e.pid == pid for e in record.processes(lab)) and time.monotonic() < deadline:
+        time.sleep(0.005)
     return pid, True
