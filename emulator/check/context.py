@@ -4,9 +4,10 @@ The probes are run in this process by ``engine.Prober``: its thread opens each s
 belongs to (listeners in the target pods, connections in the sources) and one epoll loop drives them all, at most
 ``max_inflight`` at a time. No process is started in a pod or node, so there is nothing to record and nothing can
 be left behind: the sockets close with the check. ``plan`` chooses the pairs (the full matrix up to 100 pods, a
-spanning set above), and ``neighbours.Pacer`` holds probes back so that the kernel's neighbour table, shared by
-every namespace, does not overflow; the table's ``table_fulls`` counter is read before and after, and pairs that
-failed while it rose are retried once, slower, then reported with the overflow as their cause.
+spanning set above), and ``neighbours.Pacer`` keeps the neighbour entries the probes make within the kernel's
+table (shared by every namespace), deleting the idle ones it made to make room and, at the end, all it made. The
+table's ``table_fulls`` counter is read before and after; pairs that failed while it rose are retried once,
+slower, then reported with the overflow as their cause.
 """
 from __future__ import annotations
 
@@ -37,6 +38,8 @@ class NeighReport:
     limits: neightable.Limits | None = None
     in_use: int = 0
     budget: int = 0
+    peak: int = 0  # most entries the probes held at once
+    evictions: int = 0
     table_fulls: int = 0  # new overflows during the probes (all retries included)
     retried: int = 0
     still_failed_in_overflow: int = 0
@@ -104,6 +107,17 @@ class Context:
         self.neigh.budget = neighbours.budget(lim.gc_thresh3, self.neigh.in_use)
         return neighbours.Pacer(self.neigh.budget)
 
+    @cached_property
+    def forget(self) -> neightable.Forgetter:
+        """Deletes the entries the pacer evicts: on a pod's eth0, on a node's cni0 (its pods) or eth0 (nodes)."""
+        cidrs = {n.netns: ipaddress.ip_network(n.pod_cidr) for n in self.lab.nodes}
+
+        def dev_of(ns: str, ip: str) -> str:
+            if ns not in cidrs:
+                return "eth0"
+            return "cni0" if ipaddress.ip_address(ip) in cidrs[ns] else "eth0"
+        return neightable.Forgetter(dev_of, keep=set(cidrs))
+
     def _permanent_neighbours(self) -> int:
         """Permanent entries of this lab (flannel's VTEP neighbours: one per other node in vxlan); they are in
         the table's count but not in its limit."""
@@ -113,11 +127,13 @@ class Context:
         """Run probe jobs with the lab's pacer, counting overflows of the neighbour table meanwhile."""
         pacer = self.pacer
         before = neightable.read_stats()
-        prober = engine.Prober(max_inflight or self.max_inflight, pacer)
+        prober = engine.Prober(max_inflight or self.max_inflight, pacer, self.forget)
         results = prober.run(jobs)
         after = neightable.read_stats()
         self.probes_started += prober.started
         self.neigh.waited += prober.paced
+        if pacer is not None:
+            self.neigh.peak, self.neigh.evictions = max(self.neigh.peak, pacer.peak), pacer.evictions
         if before and after and after.table_fulls > before.table_fulls:
             self.neigh.table_fulls += after.table_fulls - before.table_fulls
         return results
@@ -169,16 +185,23 @@ class Context:
         if "plan" in self.__dict__ and "matrix" in self.__dict__:
             out.append(self.plan.describe())
         n = self.neigh
-        if n.limits and n.waited >= 0.5:
-            out.append(f"probes paced to the kernel's neighbour table (gc_thresh3={n.limits.gc_thresh3}, "
-                       f"{n.in_use} entries in use at the start): held back {n.waited:.1f} s")
+        if n.limits and (n.waited >= 0.5 or n.evictions):
+            out.append(f"probes kept within the kernel's neighbour table (gc_thresh3={n.limits.gc_thresh3}, "
+                       f"{n.in_use} entries in use at the start): at most {n.peak} entries at once, "
+                       f"{n.evictions} deleted to make room, held back {n.waited:.1f} s")
         if n.retried:
             out.append(f"the neighbour table overflowed (table_fulls +{n.table_fulls}); {n.retried} probes retried "
                        f"more slowly, {n.still_failed_in_overflow} still failed during an overflow")
         return out
 
     def close(self) -> None:
-        pass  # every socket is closed by the prober that opened it
+        """Delete the neighbour entries the probes made and still hold (sockets close with their prober)."""
+        if "pacer" in self.__dict__ and self.pacer is not None:
+            held = self.pacer.held()
+            if held:
+                self.pacer.evicted(held, self.forget(held))
+        if "forget" in self.__dict__:
+            self.forget.close()
 
     def __enter__(self) -> "Context":
         return self

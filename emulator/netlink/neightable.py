@@ -113,3 +113,58 @@ def raise_limits(want: Limits, root: Path = PROC_SYS) -> list[tuple[str, int, in
             (root / f"gc_thresh{i}").write_text(str(new))
             changes.append((f"net.ipv4.neigh.default.gc_thresh{i}", old, new))
     return changes
+
+
+class Forgetter:
+    """Deletes dynamic neighbour entries by (namespace, address), as ``ip neigh del ADDR dev DEV`` does.
+
+    ``dev_of(ns, ip)`` names the device the entry is on. Sockets of namespaces asked about often (``keep``: the
+    nodes) stay open until ``close``; others are opened per call. Returns the keys now absent (deleted, or not
+    there); a namespace that cannot be entered keeps its keys (the caller lets them age out)."""
+
+    def __init__(self, dev_of, keep: set[str] | None = None) -> None:
+        self.dev_of, self.keep = dev_of, keep or set()
+        self._rt: dict[str, object] = {}
+        self._idx: dict[tuple[str, str], int] = {}
+
+    def __call__(self, keys) -> set[tuple[str, str]]:
+        import errno
+        import socket
+        from pyroute2.netlink.rtnl import RTM_DELNEIGH
+        from pyroute2.netlink.rtnl.ndmsg import ndmsg
+        from emulator.errors import PodlabError
+        from emulator.netlink.rtnl import Request, Rtnl
+        by_ns: dict[str, list[str]] = {}
+        for ns, ip in keys:
+            by_ns.setdefault(ns, []).append(ip)
+        gone: set[tuple[str, str]] = set()
+        for ns, ips in by_ns.items():
+            rt = self._rt.get(ns)
+            try:
+                if rt is None:
+                    rt = Rtnl.in_ns(ns)
+                    if ns in self.keep:
+                        self._rt[ns] = rt
+                reqs = []
+                for ip in ips:
+                    dev = self.dev_of(ns, ip)
+                    if (ns, dev) not in self._idx:
+                        self._idx[(ns, dev)] = rt.link_index(dev)
+                    m = ndmsg()
+                    m["family"] = socket.AF_INET
+                    m["ifindex"] = self._idx[(ns, dev)]
+                    m["attrs"] = [("NDA_DST", ip)]
+                    reqs.append(Request(m, RTM_DELNEIGH, 0, obj=f"neigh {ip} dev {dev}", ok_errnos=(errno.ENOENT,)))
+                rt.batch(reqs)
+                gone.update((ns, ip) for ip in ips)
+            except (PodlabError, OSError):
+                pass
+            finally:
+                if rt is not None and ns not in self.keep:
+                    rt.close()
+        return gone
+
+    def close(self) -> None:
+        for rt in self._rt.values():
+            rt.close()
+        self._rt.clear()
