@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -143,21 +144,22 @@ class Context:
         return Tcp(s.ns, d.ip, self.port, listener=d.ns, keys=neighbours.keys(s, d))
 
     @cached_property
-    def matrix(self) -> dict[tuple[str, str], dict]:
+    def matrix(self) -> dict[tuple[str, str], "Result"]:
         """(source, target pod) → probe result, for every probe of the plan; sources are pod names and
-        ``node/<name>``."""
-        probes = [(s, t) for s, t in self.plan.probes if s in self.endpoints and t in self.endpoints]
+        ``node/<name>``. Jobs are built as they start (a 5,000-pod plan holds 250,000 of them)."""
+        group = plan_mod.group_for(self.pacer.budget, len(self.lab.nodes)) if self.pacer is not None else 1
+        probes = [(s, t) for s, t in self.plan.ordered(group) if s in self.endpoints and t in self.endpoints]
         fulls0 = self.neigh.table_fulls
-        results = dict(zip(probes, self.run([self._tcp(s, t) for s, t in probes])))
+        results = {k: Result.of(r) for k, r in zip(probes, self.run(_Lazy(probes, self._tcp)))}
         if self.neigh.table_fulls > fulls0:  # the table overflowed: retry what failed, slower, once
             failed = [k for k, r in results.items() if not _complete(r)]
             if failed:
                 self.neigh.retried = len(failed)
-                time.sleep(neighbours.WINDOW)
+                time.sleep(neighbours.GRACE + 5)
                 if self.pacer is not None:
                     self.pacer.budget = max(1, self.pacer.budget // 2)
                 fulls1 = self.neigh.table_fulls
-                again = dict(zip(failed, self.run([self._tcp(s, t) for s, t in failed], max_inflight=16)))
+                again = {k: Result.of(r) for k, r in zip(failed, self.run(_Lazy(failed, self._tcp), max_inflight=16))}
                 results.update(again)
                 if self.neigh.table_fulls > fulls1:
                     self.neigh.still_failed_in_overflow = sum(1 for r in again.values() if not _complete(r))
@@ -210,5 +212,44 @@ class Context:
         self.close()
 
 
-def _complete(r: dict) -> bool:
-    return bool(r.get("connected")) and int(r.get("bulk", engine.BULK)) >= engine.BULK
+def _complete(r) -> bool:
+    return bool(r.get("connected")) and int(r.get("bulk") or 0) >= engine.BULK
+
+
+class _Lazy:
+    """A sequence of probe jobs made when read (``make(src, dst)``), so a large plan holds no job objects."""
+
+    def __init__(self, probes: list[tuple[str, str]], make) -> None:
+        self.probes, self.make = probes, make
+
+    def __len__(self) -> int:
+        return len(self.probes)
+
+    def __getitem__(self, i: int):
+        return self.make(*self.probes[i])
+
+    def __iter__(self):
+        return (self.make(s, t) for s, t in self.probes)
+
+
+class Result:
+    """One matrix entry, compact (a 5,000-pod check keeps 250,000): read like the prober's dict."""
+
+    __slots__ = ("target", "port", "connected", "seen", "bulk", "error", "ms")
+
+    @classmethod
+    def of(cls, d: dict) -> "Result":
+        r = cls()
+        r.target, r.port, r.connected = d.get("target"), d.get("port"), bool(d.get("connected"))
+        r.seen = sys.intern(d["seen"]) if d.get("seen") else None
+        r.bulk, r.error, r.ms = int(d.get("bulk") or 0), sys.intern(d.get("error") or ""), d.get("ms")
+        return r
+
+    def get(self, key: str, default=None):
+        return getattr(self, key, default)
+
+    def __getitem__(self, key: str):
+        return getattr(self, key)
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__slots__}

@@ -136,13 +136,13 @@ class Prober:
 
     # -- running ---------------------------------------------------------------------------------------------
     def run(self, jobs: Sequence[Job]) -> list[dict]:
-        """Run every job; one result per job, in order."""
-        _fds_for(len({(j.listener, j.port) for j in jobs if isinstance(j, Tcp) and j.listener}) + 2 *
-                 self.max_inflight + 64)
+        """Run every job; one result per job, in order. ``jobs`` may be a lazy sequence (built on indexing):
+        each job is read when it starts and when it ends."""
         for j in jobs:
             if isinstance(j, Tcp) and j.listener:
                 k = (j.listener, j.port)
                 self._refs[k] = self._refs.get(k, 0) + 1
+        _fds_for(len(self._refs) + 2 * self.max_inflight + 64)
         results: list[dict | None] = [None] * len(jobs)
         inflight: dict[object, int] = {}
         nxt = 0

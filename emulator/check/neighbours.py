@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
 
-GRACE = 1.0  # an entry is evictable this long after the last probe using it ended
+GRACE = 0.2  # an entry is evictable this long after the last probe using it ended (its FIN/ACKs are through)
 LINGER = 50.0  # an entry left in the kernel is collectable this long after its last use (reachable time + 5 s)
 Key = tuple[str, str]
 

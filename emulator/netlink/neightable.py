@@ -18,6 +18,9 @@ podlab reads these values and never writes them, unless asked (``podlab up --rai
 """
 from __future__ import annotations
 
+import errno
+import socket
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,6 +118,16 @@ def raise_limits(want: Limits, root: Path = PROC_SYS) -> list[tuple[str, int, in
     return changes
 
 
+RTM_DELNEIGH = 29
+_NDMSG = struct.Struct("=BBHiHBB")
+
+
+def del_neigh(ifindex: int, ip: str) -> bytes:
+    """An ``RTM_DELNEIGH`` request (header flags and sequence are filled in by ``Rtnl.batch``): ndmsg + NDA_DST."""
+    body = _NDMSG.pack(socket.AF_INET, 0, 0, ifindex, 0, 0, 0) + struct.pack("=HH", 8, 1) + socket.inet_aton(ip)
+    return struct.pack("=IHHII", 16 + len(body), RTM_DELNEIGH, 0, 0, 0) + body
+
+
 class Forgetter:
     """Deletes dynamic neighbour entries by (namespace, address), as ``ip neigh del ADDR dev DEV`` does.
 
@@ -128,10 +141,6 @@ class Forgetter:
         self._idx: dict[tuple[str, str], int] = {}
 
     def __call__(self, keys) -> set[tuple[str, str]]:
-        import errno
-        import socket
-        from pyroute2.netlink.rtnl import RTM_DELNEIGH
-        from pyroute2.netlink.rtnl.ndmsg import ndmsg
         from emulator.errors import PodlabError
         from emulator.netlink.rtnl import Request, Rtnl
         by_ns: dict[str, list[str]] = {}
@@ -150,11 +159,8 @@ class Forgetter:
                     dev = self.dev_of(ns, ip)
                     if (ns, dev) not in self._idx:
                         self._idx[(ns, dev)] = rt.link_index(dev)
-                    m = ndmsg()
-                    m["family"] = socket.AF_INET
-                    m["ifindex"] = self._idx[(ns, dev)]
-                    m["attrs"] = [("NDA_DST", ip)]
-                    reqs.append(Request(m, RTM_DELNEIGH, 0, obj=f"neigh {ip} dev {dev}", ok_errnos=(errno.ENOENT,)))
+                    reqs.append(Request(None, RTM_DELNEIGH, raw=del_neigh(self._idx[(ns, dev)], ip),
+                                        obj=f"neigh {ip} dev {dev}", ok_errnos=(errno.ENOENT,)))
                 rt.batch(reqs)
                 gone.update((ns, ip) for ip in ips)
             except (PodlabError, OSError):
