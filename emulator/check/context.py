@@ -4,14 +4,16 @@ The probes are run in this process by ``engine.Prober``: its thread opens each s
 belongs to (listeners in the target pods, connections in the sources) and one epoll loop drives them all, at most
 ``max_inflight`` at a time. No process is started in a pod or node, so there is nothing to record and nothing can
 be left behind: the sockets close with the check. ``plan`` chooses the pairs (the full matrix up to 100 pods, a
-spanning set above), and ``neighbours.Pacer`` holds probes back so that the kernel's neighbour table, shared by
-every namespace, does not overflow; the table's ``table_fulls`` counter is read before and after, and pairs that
-failed while it rose are retried once, slower, then reported with the overflow as their cause.
+spanning set above), and ``neighbours.Pacer`` keeps the neighbour entries the probes make within the kernel's
+table (shared by every namespace), deleting the idle ones it made to make room and, at the end, all it made. The
+table's ``table_fulls`` counter is read before and after; pairs that failed while it rose are retried once,
+slower, then reported with the overflow as their cause.
 """
 from __future__ import annotations
 
 import ipaddress
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -37,6 +39,8 @@ class NeighReport:
     limits: neightable.Limits | None = None
     in_use: int = 0
     budget: int = 0
+    peak: int = 0  # most entries the probes held at once
+    evictions: int = 0
     table_fulls: int = 0  # new overflows during the probes (all retries included)
     retried: int = 0
     still_failed_in_overflow: int = 0
@@ -104,6 +108,17 @@ class Context:
         self.neigh.budget = neighbours.budget(lim.gc_thresh3, self.neigh.in_use)
         return neighbours.Pacer(self.neigh.budget)
 
+    @cached_property
+    def forget(self) -> neightable.Forgetter:
+        """Deletes the entries the pacer evicts: on a pod's eth0, on a node's cni0 (its pods) or eth0 (nodes)."""
+        cidrs = {n.netns: ipaddress.ip_network(n.pod_cidr) for n in self.lab.nodes}
+
+        def dev_of(ns: str, ip: str) -> str:
+            if ns not in cidrs:
+                return "eth0"
+            return "cni0" if ipaddress.ip_address(ip) in cidrs[ns] else "eth0"
+        return neightable.Forgetter(dev_of, keep=set(cidrs))
+
     def _permanent_neighbours(self) -> int:
         """Permanent entries of this lab (flannel's VTEP neighbours: one per other node in vxlan); they are in
         the table's count but not in its limit."""
@@ -113,11 +128,13 @@ class Context:
         """Run probe jobs with the lab's pacer, counting overflows of the neighbour table meanwhile."""
         pacer = self.pacer
         before = neightable.read_stats()
-        prober = engine.Prober(max_inflight or self.max_inflight, pacer)
+        prober = engine.Prober(max_inflight or self.max_inflight, pacer, self.forget)
         results = prober.run(jobs)
         after = neightable.read_stats()
         self.probes_started += prober.started
         self.neigh.waited += prober.paced
+        if pacer is not None:
+            self.neigh.peak, self.neigh.evictions = max(self.neigh.peak, pacer.peak), pacer.evictions
         if before and after and after.table_fulls > before.table_fulls:
             self.neigh.table_fulls += after.table_fulls - before.table_fulls
         return results
@@ -127,21 +144,22 @@ class Context:
         return Tcp(s.ns, d.ip, self.port, listener=d.ns, keys=neighbours.keys(s, d))
 
     @cached_property
-    def matrix(self) -> dict[tuple[str, str], dict]:
+    def matrix(self) -> dict[tuple[str, str], "Result"]:
         """(source, target pod) → probe result, for every probe of the plan; sources are pod names and
-        ``node/<name>``."""
-        probes = [(s, t) for s, t in self.plan.probes if s in self.endpoints and t in self.endpoints]
+        ``node/<name>``. Jobs are built as they start (a 5,000-pod plan holds 250,000 of them)."""
+        group = plan_mod.group_for(self.pacer.budget, len(self.lab.nodes)) if self.pacer is not None else 1
+        probes = [(s, t) for s, t in self.plan.ordered(group) if s in self.endpoints and t in self.endpoints]
         fulls0 = self.neigh.table_fulls
-        results = dict(zip(probes, self.run([self._tcp(s, t) for s, t in probes])))
+        results = {k: Result.of(r) for k, r in zip(probes, self.run(_Lazy(probes, self._tcp)))}
         if self.neigh.table_fulls > fulls0:  # the table overflowed: retry what failed, slower, once
             failed = [k for k, r in results.items() if not _complete(r)]
             if failed:
                 self.neigh.retried = len(failed)
-                time.sleep(neighbours.WINDOW)
+                time.sleep(neighbours.GRACE + 5)
                 if self.pacer is not None:
                     self.pacer.budget = max(1, self.pacer.budget // 2)
                 fulls1 = self.neigh.table_fulls
-                again = dict(zip(failed, self.run([self._tcp(s, t) for s, t in failed], max_inflight=16)))
+                again = {k: Result.of(r) for k, r in zip(failed, self.run(_Lazy(failed, self._tcp), max_inflight=16))}
                 results.update(again)
                 if self.neigh.table_fulls > fulls1:
                     self.neigh.still_failed_in_overflow = sum(1 for r in again.values() if not _complete(r))
@@ -169,16 +187,23 @@ class Context:
         if "plan" in self.__dict__ and "matrix" in self.__dict__:
             out.append(self.plan.describe())
         n = self.neigh
-        if n.limits and n.waited >= 0.5:
-            out.append(f"probes paced to the kernel's neighbour table (gc_thresh3={n.limits.gc_thresh3}, "
-                       f"{n.in_use} entries in use at the start): held back {n.waited:.1f} s")
+        if n.limits and (n.waited >= 0.5 or n.evictions):
+            out.append(f"probes kept within the kernel's neighbour table (gc_thresh3={n.limits.gc_thresh3}, "
+                       f"{n.in_use} entries in use at the start): at most {n.peak} entries at once, "
+                       f"{n.evictions} deleted to make room, held back {n.waited:.1f} s")
         if n.retried:
             out.append(f"the neighbour table overflowed (table_fulls +{n.table_fulls}); {n.retried} probes retried "
                        f"more slowly, {n.still_failed_in_overflow} still failed during an overflow")
         return out
 
     def close(self) -> None:
-        pass  # every socket is closed by the prober that opened it
+        """Delete the neighbour entries the probes made and still hold (sockets close with their prober)."""
+        if "pacer" in self.__dict__ and self.pacer is not None:
+            held = self.pacer.held()
+            if held:
+                self.pacer.evicted(held, self.forget(held))
+        if "forget" in self.__dict__:
+            self.forget.close()
 
     def __enter__(self) -> "Context":
         return self
@@ -187,5 +212,44 @@ class Context:
         self.close()
 
 
-def _complete(r: dict) -> bool:
-    return bool(r.get("connected")) and int(r.get("bulk", engine.BULK)) >= engine.BULK
+def _complete(r) -> bool:
+    return bool(r.get("connected")) and int(r.get("bulk") or 0) >= engine.BULK
+
+
+class _Lazy:
+    """A sequence of probe jobs made when read (``make(src, dst)``), so a large plan holds no job objects."""
+
+    def __init__(self, probes: list[tuple[str, str]], make) -> None:
+        self.probes, self.make = probes, make
+
+    def __len__(self) -> int:
+        return len(self.probes)
+
+    def __getitem__(self, i: int):
+        return self.make(*self.probes[i])
+
+    def __iter__(self):
+        return (self.make(s, t) for s, t in self.probes)
+
+
+class Result:
+    """One matrix entry, compact (a 5,000-pod check keeps 250,000): read like the prober's dict."""
+
+    __slots__ = ("target", "port", "connected", "seen", "bulk", "error", "ms")
+
+    @classmethod
+    def of(cls, d: dict) -> "Result":
+        r = cls()
+        r.target, r.port, r.connected = d.get("target"), d.get("port"), bool(d.get("connected"))
+        r.seen = sys.intern(d["seen"]) if d.get("seen") else None
+        r.bulk, r.error, r.ms = int(d.get("bulk") or 0), sys.intern(d.get("error") or ""), d.get("ms")
+        return r
+
+    def get(self, key: str, default=None):
+        return getattr(self, key, default)
+
+    def __getitem__(self, key: str):
+        return getattr(self, key)
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__slots__}

@@ -121,8 +121,10 @@ class _Echo:
 
 
 class Prober:
-    def __init__(self, max_inflight: int = 128, pacer=None, clock: Callable[[], float] = time.monotonic) -> None:
-        self.max_inflight, self.pacer, self.clock = max_inflight, pacer, clock
+    def __init__(self, max_inflight: int = 128, pacer=None, evict: Callable | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """``pacer``: a ``neighbours.Pacer``; ``evict(keys) -> set`` deletes the neighbour entries it names."""
+        self.max_inflight, self.pacer, self.evict, self.clock = max_inflight, pacer, evict, clock
         self.sel = selectors.DefaultSelector()
         self._deadlines: list[tuple[float, int, object]] = []
         self._seq = itertools.count()
@@ -134,13 +136,13 @@ class Prober:
 
     # -- running ---------------------------------------------------------------------------------------------
     def run(self, jobs: Sequence[Job]) -> list[dict]:
-        """Run every job; one result per job, in order."""
-        _fds_for(len({(j.listener, j.port) for j in jobs if isinstance(j, Tcp) and j.listener}) + 2 *
-                 self.max_inflight + 64)
+        """Run every job; one result per job, in order. ``jobs`` may be a lazy sequence (built on indexing):
+        each job is read when it starts and when it ends."""
         for j in jobs:
             if isinstance(j, Tcp) and j.listener:
                 k = (j.listener, j.port)
                 self._refs[k] = self._refs.get(k, 0) + 1
+        _fds_for(len(self._refs) + 2 * self.max_inflight + 64)
         results: list[dict | None] = [None] * len(jobs)
         inflight: dict[object, int] = {}
         nxt = 0
@@ -152,7 +154,11 @@ class Prober:
                 while nxt < len(jobs) and len(inflight) < self.max_inflight:
                     job = jobs[nxt]
                     if self.pacer is not None and job.keys:
-                        wait = self.pacer.admit(job.keys, now)
+                        wait, victims = self.pacer.admit(job.keys, now)
+                        if victims:
+                            self.pacer.evicted(victims, self.evict(victims) if self.evict else set())
+                            now = self.clock()
+                            continue
                         if wait:
                             held = now if held is None else held
                             break
@@ -162,7 +168,7 @@ class Prober:
                     nxt += 1
                     if isinstance(h, dict):
                         results[nxt - 1] = h
-                        self._release(job)
+                        self._release(job, now)
                     else:
                         inflight[h] = nxt - 1
                 self.peak_inflight = max(self.peak_inflight, len(inflight))
@@ -232,7 +238,9 @@ class Prober:
         self.sel.register(s, selectors.EVENT_READ, ("listen", k))
         return s
 
-    def _release(self, job: Job) -> None:
+    def _release(self, job: Job, now: float) -> None:
+        if self.pacer is not None and job.keys:
+            self.pacer.finished(job.keys, now)
         if isinstance(job, Tcp) and job.listener:
             k = (job.listener, job.port)
             self._refs[k] -= 1
@@ -378,7 +386,7 @@ class Prober:
         self._drop(h)
         i = inflight.pop(h)
         results[i] = result
-        self._release(jobs[i])
+        self._release(jobs[i], self.clock())
 
     def _close_all(self, inflight: dict) -> None:
         for _, _, h in self._deadlines:

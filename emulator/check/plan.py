@@ -13,7 +13,10 @@ Above that the N² matrix is not worth its cost (5,000 pods would be 25 million 
 
 ``node/<n> → pod`` probes (each node to every pod on it) are part of every plan. Probes are ordered by the pod
 index ``j`` ("waves"): a wave touches few pods, so the neighbour entries it needs are made close together in time
-and are no longer needed afterwards (see ``neighbours``, which paces the probes against the kernel's table).
+and are no longer needed afterwards (see ``neighbours``, which keeps the probes within the kernel's table).
+``ordered(group)`` runs ``group`` waves at a time, source node by source node: the underlay entries a source node
+needs (one per other node) are then made once per group of waves instead of once per wave, while the entries of
+the group's pods (2 per pod) stay made for the group's length; ``group_for`` chooses the largest group that fits.
 Pure code: no kernel, unit-tested for the coverage properties above.
 """
 from __future__ import annotations
@@ -35,6 +38,15 @@ class Plan:
     pods: int
     seed: int | None = None
     sampled: int = 0
+    waves: tuple[int, ...] = ()  # per probe: its wave (the sample: after the last), for ``ordered``
+    src_nodes: tuple[int, ...] = ()  # per probe: the index of its source's node
+
+    def ordered(self, group: int) -> list[tuple[str, str]]:
+        """The probes, ``group`` waves at a time and source node by source node within a group."""
+        if not self.waves or group <= 1:
+            return list(self.probes)
+        idx = sorted(range(len(self.probes)), key=lambda i: (self.waves[i] // group, self.src_nodes[i], self.waves[i]))
+        return [self.probes[i] for i in idx]
 
     @property
     def pod_pairs(self) -> int:
@@ -59,6 +71,17 @@ def default_sample(pods: int) -> int:
     return max(100, pods // 10)
 
 
+def group_for(budget: int, nodes: int) -> int:
+    """How many waves to run at once. Where every node's underlay entries (N × (N-1)) fit the neighbour budget
+    beside two waves, one: the underlay entries stay made and each pod's are made once. Otherwise as many waves
+    as fit half the budget, at 2 entries per pod of a wave (one pod per node) beside the source node's own
+    underlay entries."""
+    n = max(nodes, 1)
+    if n * (n - 1) + 8 * n + 100 <= budget:
+        return 1
+    return max(1, (budget // 2 - 2 * n) // (2 * n))
+
+
 def make(pods: Iterable[tuple[str, str]], full: bool | None = None, seed: int | None = None,
          sample: int | None = None) -> Plan:
     """The plan for ``pods`` ((name, node) each). ``full=None`` chooses by size; ``seed=None`` draws one."""
@@ -75,6 +98,8 @@ def make(pods: Iterable[tuple[str, str]], full: bool | None = None, seed: int | 
     if seed is None:
         seed = random.SystemRandom().randrange(1, 10**6)
     waves: list[tuple[int, str, str]] = list(node_probes)
+    index = {n: i for i, n in enumerate(nodes)}
+    node_of = {name: node for node, names in by_node.items() for name in names}
     for a in nodes:
         pa = by_node[a]
         for j, t in _same_node(pa):
@@ -87,9 +112,12 @@ def make(pods: Iterable[tuple[str, str]], full: bool | None = None, seed: int | 
     waves.sort(key=lambda w: (w[0], w[1].startswith("node/")))
     chosen = [(s, t) for _, s, t in waves]
     taken = {p for p in chosen if not p[0].startswith("node/")}
-    extra = _sample(sorted(n for v in by_node.values() for n in v), taken,
-                    default_sample(total) if sample is None else sample, random.Random(seed))
-    return Plan(tuple(chosen + extra), "spanning", total, seed, len(extra))
+    extra = _sample(sorted(node_of), taken, default_sample(total) if sample is None else sample,
+                    random.Random(seed))
+    last = max((w for w, _, _ in waves), default=0) + 1
+    wave_of = tuple([w for w, _, _ in waves] + [last] * len(extra))
+    src = tuple(index[s[5:]] if s.startswith("node/") else index[node_of[s]] for s, _ in chosen + extra)
+    return Plan(tuple(chosen + extra), "spanning", total, seed, len(extra), wave_of, src)
 
 
 def _full(by_node: dict[str, list[str]], nodes: list[str]) -> list[tuple[str, str]]:

@@ -18,6 +18,9 @@ podlab reads these values and never writes them, unless asked (``podlab up --rai
 """
 from __future__ import annotations
 
+import errno
+import socket
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,3 +116,61 @@ def raise_limits(want: Limits, root: Path = PROC_SYS) -> list[tuple[str, int, in
             (root / f"gc_thresh{i}").write_text(str(new))
             changes.append((f"net.ipv4.neigh.default.gc_thresh{i}", old, new))
     return changes
+
+
+RTM_DELNEIGH = 29
+_NDMSG = struct.Struct("=BBHiHBB")
+
+
+def del_neigh(ifindex: int, ip: str) -> bytes:
+    """An ``RTM_DELNEIGH`` request (header flags and sequence are filled in by ``Rtnl.batch``): ndmsg + NDA_DST."""
+    body = _NDMSG.pack(socket.AF_INET, 0, 0, ifindex, 0, 0, 0) + struct.pack("=HH", 8, 1) + socket.inet_aton(ip)
+    return struct.pack("=IHHII", 16 + len(body), RTM_DELNEIGH, 0, 0, 0) + body
+
+
+class Forgetter:
+    """Deletes dynamic neighbour entries by (namespace, address), as ``ip neigh del ADDR dev DEV`` does.
+
+    ``dev_of(ns, ip)`` names the device the entry is on. Sockets of namespaces asked about often (``keep``: the
+    nodes) stay open until ``close``; others are opened per call. Returns the keys now absent (deleted, or not
+    there); a namespace that cannot be entered keeps its keys (the caller lets them age out)."""
+
+    def __init__(self, dev_of, keep: set[str] | None = None) -> None:
+        self.dev_of, self.keep = dev_of, keep or set()
+        self._rt: dict[str, object] = {}
+        self._idx: dict[tuple[str, str], int] = {}
+
+    def __call__(self, keys) -> set[tuple[str, str]]:
+        from emulator.errors import PodlabError
+        from emulator.netlink.rtnl import Request, Rtnl
+        by_ns: dict[str, list[str]] = {}
+        for ns, ip in keys:
+            by_ns.setdefault(ns, []).append(ip)
+        gone: set[tuple[str, str]] = set()
+        for ns, ips in by_ns.items():
+            rt = self._rt.get(ns)
+            try:
+                if rt is None:
+                    rt = Rtnl.in_ns(ns)
+                    if ns in self.keep:
+                        self._rt[ns] = rt
+                reqs = []
+                for ip in ips:
+                    dev = self.dev_of(ns, ip)
+                    if (ns, dev) not in self._idx:
+                        self._idx[(ns, dev)] = rt.link_index(dev)
+                    reqs.append(Request(None, RTM_DELNEIGH, raw=del_neigh(self._idx[(ns, dev)], ip),
+                                        obj=f"neigh {ip} dev {dev}", ok_errnos=(errno.ENOENT,)))
+                rt.batch(reqs)
+                gone.update((ns, ip) for ip in ips)
+            except (PodlabError, OSError):
+                pass
+            finally:
+                if rt is not None and ns not in self.keep:
+                    rt.close()
+        return gone
+
+    def close(self) -> None:
+        for rt in self._rt.values():
+            rt.close()
+        self._rt.clear()
