@@ -170,9 +170,23 @@ class Context:
         """Whether failures may be the neighbour table's (it overflowed during the final probes)."""
         return self.neigh.still_failed_in_overflow > 0 or (self.neigh.table_fulls > 0 and not self.neigh.retried)
 
-    def connect(self, ns: str, targets: list[tuple[str, int]]) -> list[dict]:
-        """Open a TCP connection from namespace ``ns`` to each (ip, port), all at once; one result per target."""
-        return self.run([Tcp(ns, ip, port) for ip, port in targets])
+    def connect(self, ns: str, targets: list[tuple[str, int]], settle: float = 3.0) -> list[dict]:
+        """Open a TCP connection from namespace ``ns`` to each (ip, port), all at once; one result per target.
+
+        The targets are the lab's own containers (Service endpoints), which report Running once their process
+        exists, a moment before a server such as netexec has bound its port (podlab has no readiness probes):
+        a refused connection is tried again for up to ``settle`` seconds, as the e2e Service tests poll."""
+        results = self.run([Tcp(ns, ip, port) for ip, port in targets])
+        deadline = time.monotonic() + settle
+        while time.monotonic() < deadline:
+            again = [i for i, r in enumerate(results) if not r.get("connected")
+                     and "refused" in str(r.get("error", "")).lower()]
+            if not again:
+                break
+            time.sleep(0.2)
+            for i, r in zip(again, self.run([Tcp(ns, *targets[i]) for i in again])):
+                results[i] = r
+        return results
 
     def ping(self, pairs: list[tuple[str, str]]) -> list[dict]:
         """One DF echo of the source's eth0 MTU from pod to pod, per (source, target) pair."""

@@ -287,7 +287,7 @@ class Prober:
                         self._finish(h, {"target": h.job.ip, "mtu": h.mtu, "ok": True, "error": "",
                                          "ms": round((now - h.t0) * 1000, 1)}, inflight, results, jobs)
                         return
-            except BlockingIOError:
+            except BlockingIOError:  # no more replies queued: the socket stays registered for the next one
                 pass
             except OSError as e:
                 self._finish(h, {"target": h.job.ip, "mtu": h.mtu, "ok": False, "error": e.strerror or str(e),
@@ -317,7 +317,7 @@ class Prober:
         except BlockingIOError:
             self._rearm(h, now)
             return
-        except OSError:
+        except OSError:  # the prober hung up mid-transfer: its side records the result; ours just closes
             pass
         self._drop(h)
 
@@ -378,7 +378,7 @@ class Prober:
         h.deadline = None
         try:
             self.sel.unregister(h.sock)
-        except (KeyError, ValueError):
+        except (KeyError, ValueError):  # already unregistered (a finished handle dropped twice): nothing to undo
             pass
         h.sock.close()
 
