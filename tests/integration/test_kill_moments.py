@@ -23,9 +23,9 @@ from emulator.state.paths import LabPaths
 from tests.integration import killing
 from tests.integration.conftest import unique_name
 
-KILLS_UP = int(os.environ.get("PODLAB_KILLS_UP", "12"))
-KILLS_CAPTURE = int(os.environ.get("PODLAB_KILLS_CAPTURE", "12"))
-KILLS_EXEC = int(os.environ.get("PODLAB_KILLS_EXEC", "16"))
+KILLS_UP = int(os.environ.get("PODLAB_KILLS_UP", "25"))
+KILLS_CAPTURE = int(os.environ.get("PODLAB_KILLS_CAPTURE", "15"))
+KILLS_EXEC = int(os.environ.get("PODLAB_KILLS_EXEC", "18"))
 SEED = int(os.environ.get("PODLAB_KILL_SEED", str(int(time.time()))))
 
 LAB = """version: 1
