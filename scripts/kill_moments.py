@@ -43,9 +43,8 @@ def _summary(what: str, results: list[killing.Leftovers], extra: dict) -> dict:
 def run_up(n: int, seed: int, tmp: Path) -> dict:
     topo = tmp / "lab.yaml"
     topo.write_text(tkm.LAB)
-    t0 = time.monotonic()
     full = killing.kill_up_once(topo, f"prockill{os.getpid() % 1000}u0", at=60.0)
-    span = time.monotonic() - t0 - 1.0
+    span = full.exited_at or 1.0
     start = max((full.record_at or 0.0) - 0.05, 0.0)
     results, finished, details = [full.left], 0, []
     for i, at in enumerate(killing.moments(n, start, span, seed)):

@@ -174,19 +174,20 @@ def leftovers(lab: str, inodes: set[int], procs: set[tuple[int, int | None]], be
     return out
 
 
-def sample_while(proc: subprocess.Popen, lab: str, until: float, inodes: set[int]) -> tuple[bool, float | None]:
+def sample_while(proc: subprocess.Popen, lab: str, until: float, inodes: set[int]) -> tuple[float | None,
+                                                                                            float | None]:
     """Let ``proc`` run until ``until`` (monotonic) or its exit, sampling the lab's namespace inodes; return
-    (exited by itself, seconds until the lab's record first appeared)."""
+    (seconds until it exited by itself or None, seconds until the lab's record first appeared)."""
     t0, seen = time.monotonic(), None
     record_file = LabPaths(lab).record
     while time.monotonic() < until:
         if proc.poll() is not None:
-            return True, seen
+            return time.monotonic() - t0, seen
         if seen is None and record_file.exists():
             seen = time.monotonic() - t0
         inodes |= lab_inodes(lab)
         time.sleep(0.005)
-    return proc.poll() is not None, seen
+    return (time.monotonic() - t0 if proc.poll() is not None else None), seen
 
 
 @dataclass
@@ -195,6 +196,7 @@ class KillResult:
     finished: bool
     left: Leftovers
     record_at: float | None = None  # when the lab's record appeared (before it: only the interpreter starting)
+    exited_at: float | None = None  # when ``up`` exited by itself
 
 
 def kill_up_once(topo_file: Path, lab: str, at: float) -> KillResult:
@@ -205,7 +207,8 @@ def kill_up_once(topo_file: Path, lab: str, at: float) -> KillResult:
     inodes: set[int] = set()
     procs: set[tuple[int, int | None]] = set()
     proc = popen_podlab("up", str(topo_file), "--name", lab)
-    finished, record_at = sample_while(proc, lab, time.monotonic() + at, inodes)
+    exited_at, record_at = sample_while(proc, lab, time.monotonic() + at, inodes)
+    finished = exited_at is not None
     if not finished:
         proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -215,7 +218,7 @@ def kill_up_once(topo_file: Path, lab: str, at: float) -> KillResult:
     r = podlab("down", lab) if complete else podlab("cleanup")
     if r.returncode != 0:
         raise AssertionError(f"{'down' if complete else 'cleanup'} failed: {r.stdout}{r.stderr}")
-    return KillResult(at, finished, leftovers(lab, inodes, procs, before), record_at)
+    return KillResult(at, finished, leftovers(lab, inodes, procs, before), record_at, exited_at)
 
 
 def moments(n: int, start: float, end: float, seed: int) -> list[float]:

@@ -67,10 +67,9 @@ def test_up_killed_at_random_moments_leaves_nothing(tmp_path, reaper) -> None:
     topo = tmp_path / "lab.yaml"
     topo.write_text(LAB)
     first = unique_name("ku")
-    t0 = time.monotonic()
     full = killing.kill_up_once(topo, first, at=60.0)  # an undisturbed run: how long `up` takes
-    span = time.monotonic() - t0 - 1.0  # minus the `down` after it (about a second)
     assert full.finished and full.left.clean, _describe(full.left)
+    span = full.exited_at or 1.0
     start = max((full.record_at or 0.0) - 0.05, 0.0)  # before the record: the interpreter is still importing
     failures = []
     for i, at in enumerate(killing.moments(KILLS_UP, start, span, SEED)):
