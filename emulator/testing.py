@@ -24,11 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from emulator import plugins
 from emulator.check import probes as probe
 from emulator.check.context import _env, _nsenter
 from emulator.lab import teardown
 from emulator.lab.api import Lab, popen_in
 from emulator.topology.loader import load
+
+plugins.install()  # the testing layer is an entry into podlab, like the CLI
 
 _counter = itertools.count(1)
 

@@ -16,6 +16,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from emulator import plugins  # noqa: E402
 from emulator.lab import teardown  # noqa: E402
 from emulator.lab.api import Lab, popen_in  # noqa: E402
 from emulator.tools import capture, graph, shaping, targets  # noqa: E402
@@ -23,6 +24,8 @@ from emulator.topology import units
 from emulator.tools.trace import trace  # noqa: E402
 from emulator.tools.trace_verify import verify  # noqa: E402
 from emulator.topology.loader import load  # noqa: E402
+
+plugins.install()
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -34,6 +34,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from emulator import plugins  # noqa: E402
 from emulator.lab import builder, teardown  # noqa: E402
 from emulator.lab.teardown import _ports  # noqa: E402
 from emulator.netlink import msgs, netns  # noqa: E402
@@ -43,6 +44,8 @@ from emulator.state import record  # noqa: E402
 from emulator.state.store import Store  # noqa: E402
 from emulator.state.paths import LabPaths  # noqa: E402
 from emulator.topology.loader import loads  # noqa: E402
+
+plugins.install()
 
 MEMINFO_KEYS = ("Slab", "SUnreclaim", "Percpu", "KernelStack", "PageTables", "Shmem", "MemAvailable")
 

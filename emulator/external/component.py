@@ -12,13 +12,12 @@ from __future__ import annotations
 import os
 
 from emulator.external import config, masq, network
-from emulator.lab.components import BuildContext, Component, register
+from emulator.lab.components import BuildContext, Component
 from emulator.proc.daemon import spawn
 from emulator.topology import names
 from emulator.topology.model import Topology
 
 
-@register
 class ExternalComponent(Component):
     name = "external"
     order = 40

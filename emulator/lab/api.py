@@ -28,6 +28,7 @@ from emulator.lab.nsrun import ns_argv, popen_in, run_in  # noqa: F401 (re-expor
 from emulator.state import record
 from emulator.state.paths import LabPaths
 from emulator.netlink import netns
+from emulator.state.resolv import prepare_pod
 from emulator.state.store import Store
 from emulator.topology import names
 from emulator.topology.loader import load
@@ -187,11 +188,6 @@ class Lab:
     def exec(self, target: str, argv: Sequence[str], **kw) -> subprocess.CompletedProcess:
         return run_in(self.target_ns(target), argv, **kw)
 
-    def check(self, only: list[str] | None = None):
-        """Run the network-model conformance checks on this lab (see ``emulator.check``)."""
-        from emulator.check import runner
-        return runner.run_lab(self, only)
-
     # -- pods (desired state goes to the store; the node's agent does the rest)
     def apply_pod(self, obj: dict, source: str = "<api>") -> str:
         """Create a pod from a podlab or Kubernetes manifest; returns kubectl's line ("pod/x created")."""
@@ -208,11 +204,7 @@ class Lab:
                 return f"pod/{name} unchanged"
             raise ManifestError(source, "metadata.name", f"pod '{name}' already exists with another spec (pod "
                                 "specs are immutable)", f"run `podlab delete pod {name}` first, or use another name")
-        try:  # a lab with cluster DNS: the pod's resolv.conf exists before its agent can start it
-            from emulator.services.resolv import prepare_pod
-            prepare_pod(self.name, req.manifest)
-        except ImportError:
-            pass
+        prepare_pod(self.name, req.manifest)  # with cluster DNS: its resolv.conf exists before its agent starts it
         self.store.put("pods", name, req.manifest)
         events.emit(self.store.root, "pod", name, "Scheduled",
                     f"Successfully assigned {req.pod.namespace}/{name} to {req.pod.node}", "default-scheduler")

@@ -17,6 +17,7 @@ from typing import Callable
 
 from pyroute2.netlink.rtnl import RTM_GETLINK
 
+from emulator.lab import components
 from emulator.proc import journal, lifecycle
 from emulator.agent.agent import read_pidfile
 from emulator.agent.pods import read_journal
@@ -131,7 +132,6 @@ def destroy(lab: str, progress: Progress = _quiet, timeout: float = 10.0) -> boo
         # remaining work (files) is done while that worker runs, on the other CPU.
         for n in pods + [n for n in infra if n != underlay] + [underlay]:
             netns.delete(n)
-        from emulator.lab import components
         components.teardown_all(lab, paths)
         lifecycle.wait_gone(dying)
         shutil.rmtree(paths.root, ignore_errors=True)

@@ -18,7 +18,7 @@ import shutil
 import time
 
 from emulator.errors import MissingDependencyError, TimeoutError_
-from emulator.lab.components import BuildContext, Component, register
+from emulator.lab.components import BuildContext, Component
 from emulator.netlink import netns
 from emulator.services import config, dnsnet, registry
 from emulator.services.controller import ControllerManager
@@ -51,7 +51,6 @@ def _serve_dns(store_root: str, domain: str) -> None:
     dns.serve(Store(store_root), domain)
 
 
-@register
 class ServicesComponent(Component):
     name = "services"
     order = 50
@@ -97,7 +96,7 @@ class ServicesComponent(Component):
     def teardown(cls, lab: str, paths) -> None:
         """The pods' /etc/netns/<ns>/resolv.conf directories listed in the lab's ledger (the controller removes
         them on SIGTERM; this covers a controller that was killed outright)."""
-        from emulator.services.resolv import ResolvFiles
+        from emulator.state.resolv import ResolvFiles
         ResolvFiles(lab, "").remove()
 
     def ready(self, ctx: BuildContext) -> None:

@@ -10,7 +10,6 @@ import time
 
 import pytest
 
-import emulator.tools.component  # noqa: F401  (registers the link-shaping component, as load_builtin does)
 from emulator.errors import BuildError
 from emulator.state import record
 from emulator.lab import teardown

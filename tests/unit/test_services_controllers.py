@@ -7,7 +7,7 @@ import random
 from emulator.services import deployments, endpoints
 from emulator.services.controller import ControllerManager
 from emulator.services.model import Deployment, Service, ServicePort
-from emulator.services.resolv import content
+from emulator.state.resolv import content
 from emulator.state.store import Store
 from emulator.topology.model import Container, Port
 
@@ -103,7 +103,7 @@ def test_template_change_rolls_over_after_new_pods_run() -> None:
 
 def test_controller_pass_over_a_store(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("PODLAB_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setattr("emulator.services.resolv.ETC_NETNS", tmp_path / "netns")
+    monkeypatch.setattr("emulator.state.resolv.ETC_NETNS", tmp_path / "netns")
     cm = ControllerManager("lab", "10.96.0.10", "cluster.local", seed=7)
     store: Store = cm.store
     store.init()
@@ -162,9 +162,9 @@ def test_daemon_spawn_reports_the_daemons_pid(tmp_path) -> None:
 
 def test_prepare_pod_writes_only_in_labs_with_cluster_dns(tmp_path, monkeypatch) -> None:
     from emulator.state.paths import LabPaths
-    from emulator.services.resolv import prepare_pod
+    from emulator.state.resolv import prepare_pod
     monkeypatch.setenv("PODLAB_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setattr("emulator.services.resolv.ETC_NETNS", tmp_path / "netns")
+    monkeypatch.setattr("emulator.state.resolv.ETC_NETNS", tmp_path / "netns")
     store = Store(LabPaths("lab").store)
     store.init()
     p = pod("new", {"app": "x"}, ns="prod")
