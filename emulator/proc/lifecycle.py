@@ -91,7 +91,7 @@ def children(pid: int) -> list[int]:
         try:
             with open(f"/proc/{pid}/task/{tid}/children") as f:
                 out += [int(c) for c in f.read().split()]
-        except OSError:
+        except OSError:  # the thread ended while we listed them: it has no children to report
             continue
     return out
 
@@ -140,7 +140,7 @@ def kill_trees(procs: list[tuple[int, int | None]],
                 os.killpg(pid, signal.SIGKILL)
             else:
                 os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
+        except ProcessLookupError:  # already gone: what we wanted
             pass
     _signal(top, signal.SIGKILL)
     return top, kids
