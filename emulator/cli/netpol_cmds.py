@@ -1,0 +1,191 @@
+"""NetworkPolicy verbs: ``get netpol``, ``describe netpol``, ``apply`` (kind NetworkPolicy), ``delete netpol``, and
+``netpol matrix`` / ``netpol status``.
+
+A policy is named ``NAME`` or ``NAMESPACE/NAME`` (needed when two namespaces use the name). ``apply`` and
+``delete`` return once the change is live on every node (each enforcer reported it applied), so the next probe
+sees it; a lab without enforcers gets them on the first ``apply`` (said on stderr). ``netpol matrix`` prints the
+truth table as the upstream e2e suite does (rows from, columns to, ``.`` connected, ``X`` blocked), computed from
+the policies; with ``--probe`` it is also measured from inside the pods (``--via service`` probes each pod's
+ClusterIP, as upstream), and the cells that differ are marked ``*`` and explained.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from emulator.cli import apply_cmds, describe_cmds, get_cmds, output
+from emulator.errors import PodlabError
+from emulator.lab.api import Lab
+from emulator.netpol import cluster, component, describe, engine, enforcer, matrix, parse, probe
+from emulator.netpol.model import NetworkPolicy
+from emulator.state.store import read_json
+
+ALIASES = ("networkpolicies", "networkpolicy", "netpol")
+GROUP = "networkpolicy.networking.k8s.io"
+
+
+def _nodes(lab: Lab) -> list[str]:
+    return [n.name for n in lab.nodes]
+
+
+def _policies(lab: Lab) -> list[NetworkPolicy]:
+    return sorted(cluster.ClusterReader(lab.store).policies().values(), key=lambda p: p.key)
+
+
+def _one(lab: Lab, ref: str) -> NetworkPolicy:
+    ns, _, name = ref.rpartition("/")
+    found = cluster.find_policies(lab.store, name, ns or None)
+    if not found:
+        raise PodlabError(f'networkpolicy "{ref}" not found', obj=ref)
+    if len(found) > 1:
+        raise PodlabError(f'networkpolicy "{name}" exists in namespaces {", ".join(p.namespace for p in found)}; '
+                          f"name one as NAMESPACE/{name}", obj=ref)
+    return found[0]
+
+
+# -- get / describe -------------------------------------------------------------------------------------------
+def get_netpol(lab: Lab, a: argparse.Namespace) -> int:
+    pols = [p for p in _policies(lab) if not a.names or p.name in a.names or p.ref in a.names]
+    if a.names and not pols:
+        raise PodlabError(f'networkpolicy "{a.names[0]}" not found', obj=a.names[0])
+    stored = {(m["metadata"].get("namespace"), m["metadata"]["name"]): m for m in lab.store.list(cluster.POLICIES)}
+    if a.output == "json":
+        output.emit_json({"apiVersion": "v1", "kind": "List", "items": [stored[p.key] for p in pols]})
+        return 0
+    c = matrix.cluster_of(lab) if a.output == "wide" else None
+    rows = []
+    for p in pols:
+        row = [p.namespace, p.name, p.pod_selector.text(), output.age(p.created)]
+        if c is not None:
+            row += [",".join(p.policy_types), sum(1 for q in c.pods if engine.selects(p, q))]
+        rows.append(row)
+    output.table(["NAMESPACE", "NAME", "POD-SELECTOR", "AGE"] + (["POLICY-TYPES", "PODS"] if c else []), rows)
+    return 0
+
+
+def describe_netpol(lab: Lab, name: str, a: argparse.Namespace) -> int:
+    p = _one(lab, name)
+    c = matrix.cluster_of(lab)
+    if a.output == "json":
+        output.emit_json({"policy": p.manifest(), "selected": [q.ref for q in c.pods if engine.selects(p, q)]})
+        return 0
+    print("\n".join(describe.kubectl_lines(p) + describe.now_lines(p, c)))
+    return 0
+
+
+# -- apply / delete -------------------------------------------------------------------------------------------
+def _validate(lab: Lab, obj: dict, source: str) -> NetworkPolicy:
+    return parse.parse_manifest(obj, source)
+
+
+def _apply(lab: Lab, p: NetworkPolicy) -> str:
+    component.ensure_running(lab.name, _nodes(lab), output.progress)
+    word = cluster.put_policy(lab.store, p)
+    component.wait_synced(lab.paths, lab.store, _nodes(lab))
+    return f"{GROUP}/{p.name} {word}"
+
+
+def _delete(lab: Lab, name: str, a: argparse.Namespace) -> str:
+    p = _one(lab, name)
+    cluster.delete_policy(lab.store, p.namespace, p.name)
+    if getattr(a, "wait", True) and any(component.running(lab.paths, n) for n in _nodes(lab)):
+        component.wait_synced(lab.paths, lab.store, _nodes(lab))
+    return f'{GROUP} "{p.name}" deleted'
+
+
+get_cmds.register_kind(ALIASES, get_netpol)
+describe_cmds.register_kind(ALIASES, describe_netpol)
+apply_cmds.register_kind("NetworkPolicy", apply_cmds.KindHandler(_validate, _apply))
+apply_cmds.register_delete(ALIASES, _delete)
+
+
+# -- netpol matrix / status -----------------------------------------------------------------------------------
+def cmd_matrix(a: argparse.Namespace) -> int:
+    lab = Lab.get(a.lab)
+    try:
+        specs = [matrix.PortSpec.parse(s) for s in (a.port or ["80/TCP"])]
+    except ValueError as e:
+        print(f"podlab netpol matrix: {e}", file=sys.stderr)
+        return 2
+    c = matrix.cluster_of(lab)
+    pods = matrix.pods_of(c, a.namespace)
+    if not pods:
+        raise PodlabError("no Running pod with an IP" + (f" in namespace {a.namespace}" if a.namespace else ""))
+    out, bad = [], False
+    for spec in specs:
+        want = matrix.expected(c, pods, spec)
+        item: dict = {"port": str(spec), "expected": want.to_dict()}
+        if a.probe:
+            if spec.protocol == "SCTP" and not probe.sctp_available():
+                item["note"] = ("this kernel has no SCTP sockets (CONFIG_IP_SCTP is not set): SCTP cannot be "
+                                "probed; shown is the expected table only")
+            else:
+                got, details = matrix.converge(lab, pods, spec, want, a.via)
+                diff = want.differences(got)
+                bad |= bool(diff)
+                item.update(observed=got.to_dict(), differ=[list(d) for d in diff],
+                            why={f"{f} -> {t}": engine.evaluate(c, c.pod(f), c.pod(t), spec.port, spec.protocol).text()
+                                 for f, t in diff},
+                            seen={f"{f} -> {t}": details[(f, t)].detail for f, t in diff if (f, t) in details})
+                item["_tables"] = (want, got, diff)
+        out.append(item)
+    if a.output == "json":
+        output.emit_json([{k: v for k, v in i.items() if k != "_tables"} for i in out])
+        return 1 if bad else 0
+    for item in out:
+        print(f"{item['port']}" + (f" via {a.via}" if a.probe else "") + ":")
+        if "_tables" not in item:
+            print(engine_table_text(item["expected"]))
+            if "note" in item:
+                print(f"  ({item['note']})")
+            continue
+        want, got, diff = item["_tables"]
+        print("expected:\n" + want.pretty("  ") + "\nobserved:\n" + got.pretty("  ", set(diff)))
+        if diff:
+            print("comparison (. same, X different):\n" + want.compare(got).pretty("  "))
+            for cell in diff:
+                key = f"{cell[0]} -> {cell[1]}"
+                print(f"  * {key}: expected {'connected' if want.get(*cell) else 'blocked'}, observed "
+                      f"{item['seen'].get(key, '?')}; {item['why'][key]}")
+        else:
+            print(f"  all {sum(v is not None for v in got.values.values())} probed cells as expected")
+    return 1 if bad else 0
+
+
+def engine_table_text(d: dict) -> str:
+    from emulator.netpol.truthtable import TruthTable
+    t = TruthTable(d["froms"], d["tos"], {(f, to): v for f, row in d["cells"].items() for to, v in row.items()})
+    return t.pretty("  ")
+
+
+def cmd_status(a: argparse.Namespace) -> int:
+    lab = Lab.get(a.lab)
+    rows, items = [], []
+    for n in _nodes(lab):
+        st = read_json(enforcer.status_path(lab.paths, n)) or {}
+        up = component.running(lab.paths, n)
+        items.append({"node": n, "running": up, **st})
+        rows.append([n, "Running" if up else "-", st.get("policies", 0), st.get("rules", 0), st.get("syncs", 0),
+                     st.get("fullSyncs", 0), st.get("repairs", 0), st.get("lastSyncMs", "-"), st.get("error") or ""])
+    if a.output == "json":
+        output.emit_json(items)
+        return 0
+    output.table(["NODE", "ENFORCER", "POLICIES", "RULES", "SYNCS", "FULL", "REPAIRS", "LAST-SYNC-MS", "ERROR"], rows)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("netpol", help="NetworkPolicy: the reachability matrix (computed, probed), enforcer status")
+    verbs = s.add_subparsers(dest="netpol_verb", required=True, metavar="VERB")
+    m = verbs.add_parser("matrix", help="the truth table: rows from, columns to, '.' connected, 'X' blocked")
+    m.add_argument("-n", "--namespace", help="only the pods of this namespace")
+    m.add_argument("--port", action="append", help="PORT/PROTO to test, e.g. 80/TCP (repeatable; default 80/TCP)")
+    m.add_argument("--probe", action="store_true", help="also measure it from inside the pods and compare")
+    m.add_argument("--via", choices=["pod", "service"], default="pod",
+                   help="probe pod IPs (default) or each pod's ClusterIP (as the upstream suite)")
+    m.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    m.set_defaults(fn=cmd_matrix)
+    st = verbs.add_parser("status", help="each node's enforcer: policies, rules, syncs, repairs")
+    st.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    st.set_defaults(fn=cmd_status)
+

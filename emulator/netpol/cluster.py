@@ -1,0 +1,189 @@
+"""The lab's store as the engine's inputs, and the writes NetworkPolicy needs (policies, labels).
+
+Read: pods (``metadata.namespace``, labels, named container ports) joined with their status by ``uid`` (the
+agent's ``podIP`` and node: a pod without an IP is in no set), Namespace objects' labels (``namespaces`` kind;
+a namespace without an object still has its ``kubernetes.io/metadata.name`` label, the engine adds it), and the
+``networkpolicies`` kind, each manifest parsed once (``ClusterReader`` keeps the parsed value while the store
+hands back the same object, i.e. while its file is unchanged). ``versions`` changes whenever any input changes;
+the enforcers report the versions they applied, which is how a change is known to be live on every node.
+
+Written: a policy is stored as the API server stores it (validated, defaulted, ``uid`` and
+``creationTimestamp`` set; an update keeps them and says ``configured``, an identical one ``unchanged``). Pod
+and namespace labels change in place (labels are the one mutable part of a pod's metadata; the agent keys pods
+by ``uid``, so nothing restarts). The store keys policies by ``<namespace>.<name>`` so two namespaces may use
+the same policy name while pod and object names are unique per lab.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+from emulator.netpol import parse
+from emulator.netpol.engine import Cluster, PodInfo
+from emulator.netpol.model import Labels, NetworkPolicy
+from emulator.state.manifests import now
+from emulator.state.store import Store
+
+POLICIES, NAMESPACES = "networkpolicies", "namespaces"
+WATCHED = (("pods", False), ("pods", True), (POLICIES, False), (NAMESPACES, False))
+
+
+def policy_key(namespace: str, name: str) -> str:
+    return f"{namespace}.{name}"
+
+
+def container_ports(pod: dict) -> tuple[tuple[str, int, str], ...]:
+    return tuple((p["name"], int(p["containerPort"]), p.get("protocol", "TCP"))
+                 for c in pod.get("spec", {}).get("containers", []) for p in c.get("ports", []) if p.get("name"))
+
+
+class ClusterReader:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._pods: dict[str, tuple[dict, dict | None, PodInfo]] = {}
+        self._policies: dict[str, tuple[dict, NetworkPolicy]] = {}
+
+    def versions(self) -> tuple[int, ...]:
+        return tuple(self.store.version(k, s) for k, s in WATCHED)
+
+    def watch_dirs(self) -> list[Path]:
+        return [self.store.root / ("status/" if s else "") / k for k, s in WATCHED]
+
+    def pods(self) -> dict[str, PodInfo]:
+        statuses = {st.get("uid"): st for st in self.store.list("pods", status=True) if st.get("uid")}
+        out: dict[str, PodInfo] = {}
+        seen: dict[str, tuple[dict, dict | None, PodInfo]] = {}
+        for m in self.store.list("pods"):
+            meta = m.get("metadata", {})
+            st = statuses.get(meta.get("uid"))
+            key = meta.get("name", "")
+            hit = self._pods.get(key)
+            if hit is not None and hit[0] is m and hit[1] is st:
+                info = hit[2]
+            else:
+                info = PodInfo(namespace=meta.get("namespace") or "default", name=key,
+                               labels=tuple(sorted((meta.get("labels") or {}).items())),
+                               ip=(st or {}).get("podIP") or None, node=m.get("spec", {}).get("nodeName", ""),
+                               ports=container_ports(m))
+            seen[key] = (m, st, info)
+            out[info.ref] = info
+        self._pods = seen
+        return out
+
+    def namespaces(self) -> dict[str, Labels]:
+        return {o["metadata"]["name"]: tuple(sorted((o["metadata"].get("labels") or {}).items()))
+                for o in self.store.list(NAMESPACES) if o.get("metadata", {}).get("name")}
+
+    def policies(self) -> dict[tuple[str, str], NetworkPolicy]:
+        out: dict[tuple[str, str], NetworkPolicy] = {}
+        seen: dict[str, tuple[dict, NetworkPolicy]] = {}
+        for m in self.store.list(POLICIES):
+            key = policy_key(m["metadata"].get("namespace", "default"), m["metadata"]["name"])
+            hit = self._policies.get(key)
+            p = hit[1] if hit is not None and hit[0] is m else parse.from_store(m)
+            seen[key] = (m, p)
+            out[p.key] = p
+        self._policies = seen
+        return out
+
+    def cluster(self) -> Cluster:
+        return Cluster(list(self.pods().values()), self.namespaces(), list(self.policies().values()))
+
+
+# -- writes ---------------------------------------------------------------------------------------------------
+def _ensure(store: Store, kind: str) -> None:
+    (store.root / kind).mkdir(parents=True, exist_ok=True)
+
+
+def put_policy(store: Store, p: NetworkPolicy) -> str:
+    """Store ``p`` (created, configured or unchanged, as kubectl says)."""
+    _ensure(store, POLICIES)
+    key = policy_key(p.namespace, p.name)
+    old = store.get(POLICIES, key)
+    if old is not None:
+        prev = parse.from_store(old)
+        uid, created = old["metadata"].get("uid", ""), old["metadata"].get("creationTimestamp", "")
+        if prev == p:
+            return "unchanged"
+        word = "configured"
+    else:
+        uid, created, word = str(uuid.uuid4()), now(), "created"
+    m = p.manifest()
+    m["metadata"].update({"uid": uid, "creationTimestamp": created, "generation": 1 + int(
+        (old or {}).get("metadata", {}).get("generation", 0))})
+    store.put(POLICIES, key, m)
+    return word
+
+
+def delete_policy(store: Store, namespace: str, name: str) -> bool:
+    key = policy_key(namespace, name)
+    if store.get(POLICIES, key) is None:
+        return False
+    store.delete(POLICIES, key)
+    return True
+
+
+def delete_all_policies(store: Store, namespace: str | None = None) -> int:
+    n = 0
+    for m in list(store.list(POLICIES)):
+        ns = m["metadata"].get("namespace", "default")
+        if namespace is None or ns == namespace:
+            n += delete_policy(store, ns, m["metadata"]["name"])
+    return n
+
+
+def find_policies(store: Store, name: str, namespace: str | None = None) -> list[NetworkPolicy]:
+    return [p for p in (parse.from_store(m) for m in store.list(POLICIES))
+            if p.name == name and (namespace is None or p.namespace == namespace)]
+
+
+def _merge(old: dict | None, labels: dict[str, str | None]) -> dict:
+    out = dict(old or {})
+    for k, v in labels.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = v
+    return out
+
+
+def set_pod_labels(store: Store, pod: str, labels: dict[str, str | None]) -> None:
+    """Add (or, with None, remove) labels of a pod in place, as ``kubectl label pod`` does."""
+    m = store.get("pods", pod)
+    if m is None:
+        from emulator.errors import PodNotFoundError
+        raise PodNotFoundError(f'pod "{pod}" not found', obj=pod)
+    m["metadata"]["labels"] = _merge(m["metadata"].get("labels"), labels)
+    store.put("pods", pod, m)
+
+
+def set_namespace_labels(store: Store, namespace: str, labels: dict[str, str | None]) -> None:
+    """Add or remove labels of a Namespace object (made if it does not exist yet, as its pods imply it)."""
+    _ensure(store, NAMESPACES)
+    m = store.get(NAMESPACES, namespace) or {"apiVersion": "v1", "kind": "Namespace", "metadata": {
+        "name": namespace, "uid": str(uuid.uuid4()), "creationTimestamp": now()}}
+    m["metadata"]["labels"] = _merge(m["metadata"].get("labels"), {"kubernetes.io/metadata.name": namespace,
+                                                                   **labels})
+    store.put(NAMESPACES, namespace, m)
+
+
+def wait_versions(read_status, nodes: list[str], target: tuple[int, ...], timeout: float, obj: str) -> None:
+    """Wait until every node's enforcer status (``read_status(node)``) covers ``target``."""
+    from emulator.errors import TimeoutError_
+    deadline = time.monotonic() + timeout
+    pending = list(nodes)
+    while pending:
+        pending = [n for n in pending if not _covers((read_status(n) or {}).get("versions"), target)]
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            st = read_status(pending[0]) or {}
+            raise TimeoutError_(f"the NetworkPolicy enforcer of {pending[0]} has not applied the latest change "
+                                f"within {timeout:.0f}s" + (f" (last error: {st['error']})" if st.get("error") else ""),
+                                obj=obj)
+        time.sleep(0.005)
+
+
+def _covers(have: list | None, want: tuple[int, ...]) -> bool:
+    return bool(have) and len(have) == len(want) and all(a >= b for a, b in zip(have, want))
