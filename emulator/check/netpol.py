@@ -49,28 +49,30 @@ def netpol(ctx: Context) -> CheckResult:
     notes: list[str] = []
     total = 0
     cache: dict = {}
+    jobs: list[matrix.Job] = []
     for spec in specs:
         if spec.protocol == "SCTP" and not probe.sctp_available():
             notes.append(f"{spec}: not probed, this kernel has no SCTP sockets (CONFIG_IP_SCTP is not set)")
             continue
-        tos = [p for p in pods if matrix.serves(p, spec, declared)]
-        want = matrix.expected(c, pods, spec, tos)
-        for via in ("pod", "service"):
-            if via == "service" and not any((p.ref, spec.port, spec.protocol) in services for p in tos):
-                continue
-            got, details = matrix.converge(lab, pods, spec, want, via, tos=tos, services=services)
-            measured = [cell for cell, v in got.values.items() if v is not None]
-            total += len(measured)
-            diff = want.differences(got)
-            tables = ("expected:\n" + want.pretty("  ") + "\nobserved:\n" + got.pretty("  ", set(diff))
-                      + "\ncomparison (. same, X different):\n" + want.compare(got).pretty("  "))
-            for k, (f, t) in enumerate(diff):
-                r = details.get((f, t))
-                findings.append(Finding(
-                    f"{f} → {t} {spec} via {'ClusterIP' if via == 'service' else 'pod IP'}",
-                    "connected" if want.get(f, t) else "blocked",
-                    f"{'connected' if got.get(f, t) else 'blocked'} ({r.detail if r else '?'})",
-                    culprit=culprit(ctx, c, c.pod(f), c.pod(t), spec, cache), trace=tables if k == 0 else ""))
+        tos = tuple(p for p in pods if matrix.serves(p, spec, declared))
+        want = matrix.expected(c, pods, spec, list(tos))
+        jobs.append(matrix.Job(spec, "pod", want, tos))
+        if any((p.ref, spec.port, spec.protocol) in services for p in tos):
+            jobs.append(matrix.Job(spec, "service", want, tos))
+    for job, (got, details) in zip(jobs, matrix.converge_many(lab, pods, jobs, services=services)):
+        want, spec = job.want, job.spec
+        assert want is not None
+        total += sum(v is not None for v in got.values.values())
+        diff = want.differences(got)
+        tables = ("expected:\n" + want.pretty("  ") + "\nobserved:\n" + got.pretty("  ", set(diff))
+                  + "\ncomparison (. same, X different):\n" + want.compare(got).pretty("  "))
+        for k, (f, t) in enumerate(diff):
+            r = details.get((f, t))
+            findings.append(Finding(
+                f"{f} → {t} {spec} via {'ClusterIP' if job.via == 'service' else 'pod IP'}",
+                "connected" if want.get(f, t) else "blocked",
+                f"{'connected' if got.get(f, t) else 'blocked'} ({r.detail if r else '?'})",
+                culprit=culprit(ctx, c, c.pod(f), c.pod(t), spec, cache), trace=tables if k == 0 else ""))
     npol = len(c.policies)
     summary = (f"{total - len(findings)}/{total} cells as expected over {len(specs)} ports, pod IPs and ClusterIPs, "
                f"{npol} {'policy' if npol == 1 else 'policies'}" + ("; " + "; ".join(notes) if notes else ""))
