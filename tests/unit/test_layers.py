@@ -68,3 +68,13 @@ def test_one_home_for_etc_netns() -> None:
             if re.search(r"['\"]/etc/netns", f.read_text()) and f.name != "netns.py"]
     assert not code, code
     assert not [f for f in (ROOT / "emulator").rglob("*.py") if "PODLAB_ETC_NETNS" in f.read_text()]
+
+
+def test_contract_covers_every_package() -> None:
+    """Every package and root module of emulator/ sits in a layer of the contract (a new one must be placed)."""
+    import tomllib
+    layers = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"][0]["layers"]
+    placed = {m.strip().split(".", 1)[1] for layer in layers for m in re.split(r"[|:]", layer)}
+    present = {p.name for p in (ROOT / "emulator").iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    present |= {p.stem for p in (ROOT / "emulator").glob("*.py") if p.stem not in ("__init__", "__main__")}
+    assert present <= placed, f"not in any layer of pyproject.toml: {sorted(present - placed)}"
