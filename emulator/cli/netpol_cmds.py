@@ -111,35 +111,37 @@ def cmd_matrix(a: argparse.Namespace) -> int:
     pods = matrix.pods_of(c, a.namespace)
     if not pods:
         raise PodlabError("no Running pod with an IP" + (f" in namespace {a.namespace}" if a.namespace else ""))
-    out, bad = [], False
+    out, bad, jobs = [], False, []
     for spec in specs:
-        want = matrix.expected(c, pods, spec)
-        item: dict = {"port": str(spec), "expected": want.to_dict()}
-        if a.probe:
-            if spec.protocol == "SCTP" and not probe.sctp_available():
-                item["note"] = ("this kernel has no SCTP sockets (CONFIG_IP_SCTP is not set): SCTP cannot be "
-                                "probed; shown is the expected table only")
-            else:
-                got, details = matrix.converge(lab, pods, spec, want, a.via)
-                diff = want.differences(got)
-                bad |= bool(diff)
-                item.update(observed=got.to_dict(), differ=[list(d) for d in diff],
-                            why={f"{f} -> {t}": engine.evaluate(c, c.pod(f), c.pod(t), spec.port, spec.protocol).text()
-                                 for f, t in diff},
-                            seen={f"{f} -> {t}": details[(f, t)].detail for f, t in diff if (f, t) in details})
-                item["_tables"] = (want, got, diff)
+        item: dict = {"port": str(spec), "expected": matrix.expected(c, pods, spec)}
+        if a.probe and spec.protocol == "SCTP" and not probe.sctp_available():
+            item["note"] = ("this kernel has no SCTP sockets (CONFIG_IP_SCTP is not set): SCTP cannot be probed; "
+                            "shown is the expected table only")
+        elif a.probe:
+            jobs.append((item, matrix.Job(spec, a.via, item["expected"])))
         out.append(item)
+    results = matrix.converge_many(lab, pods, [j for _, j in jobs]) if jobs else []
+    for (item, job), (got, details) in zip(jobs, results):
+        want, spec = item["expected"], job.spec
+        diff = want.differences(got)
+        bad |= bool(diff)
+        item.update(observed=got, differ=diff,
+                    why={f"{f} -> {t}": engine.evaluate(c, c.pod(f), c.pod(t), spec.port, spec.protocol).text()
+                         for f, t in diff},
+                    seen={f"{f} -> {t}": details[(f, t)].detail for f, t in diff if (f, t) in details})
     if a.output == "json":
-        output.emit_json([{k: v for k, v in i.items() if k != "_tables"} for i in out])
+        output.emit_json([{**i, "expected": i["expected"].to_dict(),
+                           **({"observed": i["observed"].to_dict(), "differ": [list(d) for d in i["differ"]]}
+                              if "observed" in i else {})} for i in out])
         return 1 if bad else 0
     for item in out:
         print(f"{item['port']}" + (f" via {a.via}" if a.probe else "") + ":")
-        if "_tables" not in item:
-            print(engine_table_text(item["expected"]))
+        if "observed" not in item:
+            print(item["expected"].pretty("  "))
             if "note" in item:
                 print(f"  ({item['note']})")
             continue
-        want, got, diff = item["_tables"]
+        want, got, diff = item["expected"], item["observed"], item["differ"]
         print("expected:\n" + want.pretty("  ") + "\nobserved:\n" + got.pretty("  ", set(diff)))
         if diff:
             print("comparison (. same, X different):\n" + want.compare(got).pretty("  "))
@@ -150,12 +152,6 @@ def cmd_matrix(a: argparse.Namespace) -> int:
         else:
             print(f"  all {sum(v is not None for v in got.values.values())} probed cells as expected")
     return 1 if bad else 0
-
-
-def engine_table_text(d: dict) -> str:
-    from emulator.netpol.truthtable import TruthTable
-    t = TruthTable(d["froms"], d["tos"], {(f, to): v for f, row in d["cells"].items() for to, v in row.items()})
-    return t.pretty("  ")
 
 
 def cmd_status(a: argparse.Namespace) -> int:

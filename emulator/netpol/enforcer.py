@@ -35,7 +35,7 @@ from emulator.state.store import Store, read_json, write_json
 from emulator.state.watch import Watcher
 from emulator.topology import names as topo_names
 
-HEALTH_PERIOD = 5.0
+HEALTH_PERIOD = 10.0
 FULL_SYNC_PERIOD = 60.0
 RETRY_PERIOD = 1.0
 _COMMENT = re.compile(r'comment "(.*)"$')

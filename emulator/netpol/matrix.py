@@ -5,7 +5,7 @@ namespace. A cell is probed from the source pod's namespace either to the destin
 or, as the upstream suite does, to the ClusterIP of a Service whose only endpoint is that pod, on the service
 port whose target is the probed port (``via="service"``; a cell without such a Service is ``?``). The upstream
 suite does not probe a pod to itself (``?`` on the diagonal). ``converge`` re-probes the cells that disagree
-with the expectation (``attempts`` times, ``pause`` apart), as the suite polls each wrong cell before failing:
+with the expectation (``attempts`` probes in all, ``pause`` apart; upstream probes the whole matrix again once):
 by then every enforcer has applied the change (callers wait for that first), so a cell still wrong is wrong.
 """
 from __future__ import annotations
@@ -97,47 +97,79 @@ def expected(c: Cluster, pods: list[PodInfo], spec: PortSpec, tos: list[PodInfo]
     return t
 
 
-def measure(lab: Lab, pods: list[PodInfo], spec: PortSpec, via: str = "pod", cells: list[tuple[str, str]] | None = None,
-            timeout: float = probe.TIMEOUT, services: dict | None = None,
-            tos: list[PodInfo] | None = None) -> tuple[TruthTable, dict]:
-    """Probe ``cells`` (default: every pair but the diagonal); returns the table and {cell: probe.Result}."""
-    tos = pods if tos is None else tos
-    refs, to_refs = [p.ref for p in pods], [p.ref for p in tos]
+@dataclass(frozen=True)
+class Job:
+    """One table to measure: a port/protocol, how to reach the destination, what is expected (if known), and its
+    columns (default: the sources)."""
+    spec: PortSpec
+    via: str = "pod"
+    want: TruthTable | None = None
+    tos: tuple[PodInfo, ...] | None = None
+
+
+def _targets(lab: Lab, pods: list[PodInfo], tos: list[PodInfo], job: Job, cells, services, tag) -> list[probe.Target]:
     by_ref = {p.ref: p for p in list(pods) + list(tos)}
-    table = TruthTable(refs, to_refs)
-    if via == "service" and services is None:
-        services = service_targets(lab, cluster_of(lab))
-    targets = []
-    for f, t in cells if cells is not None else [(f, t) for f in refs for t in to_refs if f != t]:
+    out = []
+    for f, t in cells if cells is not None else [(f.ref, t.ref) for f in pods for t in tos if f.ref != t.ref]:
         src, dst = by_ref[f], by_ref[t]
-        if via == "service":
-            hit = (services or {}).get((dst.ref, spec.port, spec.protocol))
+        if job.via == "service":
+            hit = (services or {}).get((dst.ref, job.spec.port, job.spec.protocol))
             if hit is None:
                 continue
             ip, port = hit
         else:
-            ip, port = dst.ip or "", spec.port
-        targets.append(probe.Target(names.pod_ns(lab.name, src.name), ip, port, spec.protocol, (f, t)))
-    details = {}
-    for r in probe.run(targets, timeout):
-        table.set(*r.target.key, r.connected)
-        details[r.target.key] = r
-    return table, details
+            ip, port = dst.ip or "", job.spec.port
+        out.append(probe.Target(names.pod_ns(lab.name, src.name), ip, port, job.spec.protocol, (tag, f, t)))
+    return out
 
 
-def converge(lab: Lab, pods: list[PodInfo], spec: PortSpec, want: TruthTable, via: str = "pod", attempts: int = 3,
-             pause: float = 0.5, timeout: float = probe.TIMEOUT, tos: list[PodInfo] | None = None,
-             services: dict | None = None) -> tuple[TruthTable, dict]:
-    if via == "service" and services is None:
+def measure_many(lab: Lab, pods: list[PodInfo], jobs: list[Job], cells: list | None = None,
+                 timeout: float = probe.TIMEOUT, services: dict | None = None) -> list[tuple[TruthTable, dict]]:
+    """Probe several tables in one batch (all their sockets at once); per job, its table and {cell: Result}.
+    ``cells[k]`` limits job k to those cells (None: every pair but the diagonal)."""
+    if services is None and any(j.via == "service" for j in jobs):
         services = service_targets(lab, cluster_of(lab))
-    got, details = measure(lab, pods, spec, via, timeout=timeout, services=services, tos=tos)
+    cols = [list(j.tos) if j.tos is not None else pods for j in jobs]
+    targets = []
+    for k, job in enumerate(jobs):
+        targets += _targets(lab, pods, cols[k], job, cells[k] if cells is not None else None, services, k)
+    out = [(TruthTable([p.ref for p in pods], [p.ref for p in cols[k]]), {}) for k in range(len(jobs))]
+    for r in probe.run(targets, timeout):
+        k, f, t = r.target.key
+        out[k][0].set(f, t, r.connected)
+        out[k][1][(f, t)] = r
+    return out
+
+
+def measure(lab: Lab, pods: list[PodInfo], spec: PortSpec, via: str = "pod", cells: list[tuple[str, str]] | None = None,
+            timeout: float = probe.TIMEOUT, services: dict | None = None,
+            tos: list[PodInfo] | None = None) -> tuple[TruthTable, dict]:
+    """Probe ``cells`` (default: every pair but the diagonal); returns the table and {cell: probe.Result}."""
+    job = Job(spec, via, None, tuple(tos) if tos is not None else None)
+    return measure_many(lab, pods, [job], [cells], timeout, services)[0]
+
+
+def converge_many(lab: Lab, pods: list[PodInfo], jobs: list[Job], attempts: int = 2, pause: float = 0.5,
+                  timeout: float = probe.TIMEOUT, services: dict | None = None) -> list[tuple[TruthTable, dict]]:
+    """Measure every job's table, then re-probe the cells that differ from its ``want``."""
+    if services is None and any(j.via == "service" for j in jobs):
+        services = service_targets(lab, cluster_of(lab))
+    results = measure_many(lab, pods, jobs, None, timeout, services)
     for _ in range(attempts - 1):
-        wrong = want.differences(got)
-        if not wrong:
+        wrong = [j.want.differences(got) if j.want is not None else [] for j, (got, _) in zip(jobs, results)]
+        if not any(wrong):
             break
         time.sleep(pause)
-        again, more = measure(lab, pods, spec, via, wrong, timeout, services, tos)
-        for cell in wrong:
-            got.set(*cell, again.get(*cell))
-        details.update(more)
-    return got, details
+        again = measure_many(lab, pods, jobs, wrong, timeout, services)
+        for (got, details), (new, more), cells in zip(results, again, wrong):
+            for cell in cells:
+                got.set(*cell, new.get(*cell))
+            details.update(more)
+    return results
+
+
+def converge(lab: Lab, pods: list[PodInfo], spec: PortSpec, want: TruthTable, via: str = "pod", attempts: int = 2,
+             pause: float = 0.5, timeout: float = probe.TIMEOUT, tos: list[PodInfo] | None = None,
+             services: dict | None = None) -> tuple[TruthTable, dict]:
+    job = Job(spec, via, want, tuple(tos) if tos is not None else None)
+    return converge_many(lab, pods, [job], attempts, pause, timeout, services)[0]
