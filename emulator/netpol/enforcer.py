@@ -49,9 +49,11 @@ def log_path(paths: LabPaths, node: str) -> Path:
     return paths.node_root(node) / "var/log/kube-network-policies.log"
 
 
-def list_rules(nft: Nft, chains: list[str]) -> dict[str, list[str]]:
-    """{chain: [comment of each rule, '' for none]} as the kernel holds them (NftError if a chain is missing)."""
-    text = nft.run("".join(f"list chain {names.T} {c}\n" for c in chains))
+def list_rules(nft: Nft) -> dict[str, list[str]]:
+    """{chain: [comment of each rule, '' for none]} as the kernel holds them (NftError if the table is missing).
+    One ``list table`` through a terse context (no set elements); nft 1.0 refuses several ``list chain`` in one
+    buffer."""
+    text = nft.run(f"list table {names.T}\n")
     out: dict[str, list[str]] = {}
     chain = None
     for line in text.splitlines():
@@ -62,7 +64,7 @@ def list_rules(nft: Nft, chains: list[str]) -> dict[str, list[str]]:
         elif s == "}" or s.startswith("table ") or not s or chain is None:
             if s == "}":
                 chain = None
-        elif not s.startswith("type "):
+        elif not s.startswith(("type ", "comment ")):
             m = _COMMENT.search(s)
             out[chain].append(m.group(1) if m else "")
     return out
@@ -82,14 +84,13 @@ def differences(have: dict[str, list[str]], want: dict[str, list[str]]) -> list[
         if got is None:
             out.append(f"chain {chain} is missing")
             continue
-        for c in rules:
-            if c not in got:
-                out.append(f"chain {chain}: rule {c or '(without comment)'!r} is missing")
-        for c in got:
-            if c not in rules:
-                out.append(f"chain {chain}: rule {c or '(without comment)'!r} is not ours")
-        if not out and got != rules:
-            out.append(f"chain {chain}: {len(got)} rules where {len(rules)} were applied")
+        before = len(out)
+        out += [f"chain {chain}: rule {c!r} is missing" for c in rules if c and c not in got]
+        out += [f"chain {chain}: rule {c!r} was not put there by the enforcer" for c in got if c and c not in rules]
+        if len(out) == before and got != rules:
+            out.append(f"chain {chain}: holds {len(got)} rules in another order or number than the {len(rules)} "
+                       "applied")
+    out += [f"chain {c} was not put there by the enforcer" for c in have if c not in want]
     return out
 
 
@@ -101,6 +102,7 @@ class Enforcer:
         self.builder = NodeBuilder(node)
         self.applied: NodeState | None = None
         self._nft: Nft | None = None
+        self._lister: Nft | None = None
         self.stopping = False
         self.counts = {"syncs": 0, "fullSyncs": 0, "failures": 0, "repairs": 0}
         self.last_error = ""
@@ -111,6 +113,12 @@ class Enforcer:
         if self._nft is None:  # made inside the node's namespace (its netlink socket belongs there)
             self._nft = Nft()
         return self._nft
+
+    @property
+    def lister(self) -> Nft:
+        if self._lister is None:
+            self._lister = Nft(terse=True)
+        return self._lister
 
     def desired(self) -> NodeState:
         return self.builder.update(self.reader.pods(), self.reader.namespaces(), self.reader.policies())
@@ -152,7 +160,7 @@ class Enforcer:
             return ["nothing applied yet"]
         want = expected_rules(self.applied)
         try:
-            have = list_rules(self.nft, list(want))
+            have = list_rules(self.lister)
         except NftError as e:
             return [f"listing the table failed: {str(e).splitlines()[0][:200]}"]
         return differences(have, want)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from emulator.lab.api import Lab
 from emulator.netpol import names
+from emulator.netpol.enforcer import differences as chain_differences
 from emulator.netpol.enforcer import expected_rules
 from emulator.netpol.nodestate import NodeState
 
@@ -65,32 +66,12 @@ def read(lab: Lab, node: str) -> KernelTable:
 def differences(kt: KernelTable, want: NodeState, limit: int = 8) -> list[str]:
     if not kt.present:
         return [f"{kt.node}: table {names.T} is missing"]
-    out: list[str] = []
-    for chain, comments in expected_rules(want).items():
-        have = kt.rules.get(chain)
-        if have is None:
-            out.append(f"{kt.node}: chain {chain} is missing")
-            continue
-        for c in comments:
-            if c not in have:
-                out.append(f"{kt.node}: chain {chain}: rule {c!r} is missing" if c else
-                           f"{kt.node}: chain {chain}: a rule without comment is missing ({len(have)} of "
-                           f"{len(comments)} rules)")
-        for c in have:
-            if c not in comments:
-                out.append(f"{kt.node}: chain {chain}: rule {c!r} was not put there by the enforcer")
-        if not out and len(have) != len(comments):
-            out.append(f"{kt.node}: chain {chain} holds {len(have)} rules where {len(comments)} are wanted")
+    out = [f"{kt.node}: {d}" for d in chain_differences(kt.rules, expected_rules(want))]
     for s, els in want.elements.items():
         have = kt.sets.get(s)
         if have is None:
             out.append(f"{kt.node}: set {s} is missing")
             continue
-        for e in sorted(els - have):
-            out.append(f"{kt.node}: set {s} lacks {e}")
-        for e in sorted(have - els):
-            out.append(f"{kt.node}: set {s} holds {e}, which no policy puts there")
-    for c in kt.rules:
-        if c not in want.chains and c != names.BASE_CHAIN:
-            out.append(f"{kt.node}: chain {c} is not one the policies need")
+        out += [f"{kt.node}: set {s} lacks {e}" for e in sorted(els - have)]
+        out += [f"{kt.node}: set {s} holds {e}, which no policy puts there" for e in sorted(have - els)]
     return out[:limit] + ([f"{kt.node}: ... and {len(out) - limit} more"] if len(out) > limit else [])
