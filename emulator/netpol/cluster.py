@@ -1,11 +1,8 @@
-"""The lab's store as the engine's inputs, and the writes NetworkPolicy needs (policies, labels).
+"""The writes NetworkPolicy needs in the lab's store (policies, labels), and waiting until they are live.
 
-Read: pods (``metadata.namespace``, labels, named container ports) joined with their status by ``uid`` (the
-agent's ``podIP`` and node: a pod without an IP is in no set), Namespace objects' labels (``namespaces`` kind;
-a namespace without an object still has its ``kubernetes.io/metadata.name`` label, the engine adds it), and the
-``networkpolicies`` kind, each manifest parsed once (``ClusterReader`` keeps the parsed value while the store
-hands back the same object, i.e. while its file is unchanged). ``versions`` changes whenever any input changes;
-the enforcers report the versions they applied, which is how a change is known to be live on every node.
+(Reading the store as the engine's inputs is ``reader``; ``ClusterReader`` is re-exported here.) The enforcers
+report the store versions they applied, which is how a change is known to be live on every node
+(``wait_versions``).
 
 Written: a policy is stored as the API server stores it (validated, defaulted, ``uid`` and
 ``creationTimestamp`` set; an update keeps them and says ``configured``, an identical one ``unchanged``). Pod
@@ -17,78 +14,16 @@ from __future__ import annotations
 
 import time
 import uuid
-from pathlib import Path
 
 from emulator.netpol import parse
-from emulator.netpol.engine import Cluster, PodInfo
-from emulator.netpol.model import Labels, NetworkPolicy
+from emulator.netpol.model import NetworkPolicy
+from emulator.netpol.reader import NAMESPACES, POLICIES, ClusterReader  # noqa: F401 (the readers' names too)
 from emulator.state.manifests import now
 from emulator.state.store import Store
-
-POLICIES, NAMESPACES = "networkpolicies", "namespaces"
-WATCHED = (("pods", False), ("pods", True), (POLICIES, False), (NAMESPACES, False))
 
 
 def policy_key(namespace: str, name: str) -> str:
     return f"{namespace}.{name}"
-
-
-def container_ports(pod: dict) -> tuple[tuple[str, int, str], ...]:
-    return tuple((p["name"], int(p["containerPort"]), p.get("protocol", "TCP"))
-                 for c in pod.get("spec", {}).get("containers", []) for p in c.get("ports", []) if p.get("name"))
-
-
-class ClusterReader:
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self._pods: dict[str, tuple[dict, dict | None, PodInfo]] = {}
-        self._policies: dict[str, tuple[dict, NetworkPolicy]] = {}
-
-    def versions(self) -> tuple[int, ...]:
-        return tuple(self.store.version(k, s) for k, s in WATCHED)
-
-    def watch_dirs(self) -> list[Path]:
-        return [self.store.root / ("status/" if s else "") / k for k, s in WATCHED]
-
-    def pods(self) -> dict[str, PodInfo]:
-        statuses = {st.get("uid"): st for st in self.store.list("pods", status=True) if st.get("uid")}
-        out: dict[str, PodInfo] = {}
-        seen: dict[str, tuple[dict, dict | None, PodInfo]] = {}
-        for m in self.store.list("pods"):
-            meta = m.get("metadata", {})
-            st = statuses.get(meta.get("uid"))
-            key = meta.get("name", "")
-            hit = self._pods.get(key)
-            if hit is not None and hit[0] is m and hit[1] is st:
-                info = hit[2]
-            else:
-                info = PodInfo(namespace=meta.get("namespace") or "default", name=key,
-                               labels=tuple(sorted((meta.get("labels") or {}).items())),
-                               ip=(st or {}).get("podIP") or None, node=m.get("spec", {}).get("nodeName", ""),
-                               ports=container_ports(m))
-            seen[key] = (m, st, info)
-            out[info.ref] = info
-        self._pods = seen
-        return out
-
-    def namespaces(self) -> dict[str, Labels]:
-        return {o["metadata"]["name"]: tuple(sorted((o["metadata"].get("labels") or {}).items()))
-                for o in self.store.list(NAMESPACES) if o.get("metadata", {}).get("name")}
-
-    def policies(self) -> dict[tuple[str, str], NetworkPolicy]:
-        out: dict[tuple[str, str], NetworkPolicy] = {}
-        seen: dict[str, tuple[dict, NetworkPolicy]] = {}
-        for m in self.store.list(POLICIES):
-            key = policy_key(m["metadata"].get("namespace", "default"), m["metadata"]["name"])
-            hit = self._policies.get(key)
-            p = hit[1] if hit is not None and hit[0] is m else parse.from_store(m)
-            seen[key] = (m, p)
-            out[p.key] = p
-        self._policies = seen
-        return out
-
-    def cluster(self) -> Cluster:
-        return Cluster(list(self.pods().values()), self.namespaces(), list(self.policies().values()))
 
 
 # -- writes ---------------------------------------------------------------------------------------------------

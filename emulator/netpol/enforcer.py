@@ -2,8 +2,8 @@
 the policies, pods and namespaces in the store (the role kube-network-policies' DaemonSet pod plays).
 
 Loop: sleep until a watched store directory changes (pods, pod statuses, policies, namespaces: inotify through
-``state.watch``) or the next health check is due; on a change, read the inputs (``cluster.ClusterReader``),
-update the node's desired state incrementally (``nodestate.NodeBuilder``) and apply the difference as one
+``state.watch``, which names the files) or the next health check is due; on a change, re-read the files named
+(``reader.ClusterReader``), update the node's desired state incrementally (``nodestate.NodeBuilder``) and apply the difference as one
 transaction (``render.diff``) through libnftables in-process (``services.proxy.libnft``, kube-proxy's); the
 first sync, and any sync after a failure, is a full one (``render.full``). Every ``HEALTH_PERIOD`` seconds the
 kernel's chains are listed and compared with what was applied (the rules' count and comments, chain by
@@ -25,7 +25,7 @@ from pathlib import Path
 from emulator.errors import PodlabError
 from emulator.netlink import netns
 from emulator.netpol import names, render
-from emulator.netpol.cluster import ClusterReader
+from emulator.netpol.reader import ClusterReader
 from emulator.netpol.nodestate import BASE_RULES, NodeBuilder, NodeState
 from emulator.proc.daemon import log
 from emulator.proc.lifecycle import start_time
@@ -120,14 +120,26 @@ class Enforcer:
             self._lister = Nft(terse=True)
         return self._lister
 
-    def desired(self) -> NodeState:
-        return self.builder.update(self.reader.pods(), self.reader.namespaces(), self.reader.policies())
+    def desired(self, changes: dict[Path, set[str]] | None) -> NodeState:
+        self.reader.refresh(changes)
+        return self.builder.update(self.reader.pods(), self.reader.namespaces(), self.reader.policies(),
+                                   self.reader.changed_pods)
 
-    def sync(self, full: bool = False) -> bool:
+    def sync(self, full: bool = False, changes: dict[Path, set[str]] | None = None, watcher: Watcher | None = None) -> bool:
+        """Apply the store's state: the difference from what was applied (``changes``: the files inotify named;
+        None reads everything), or everything (``full``). The versions reported are read first, then any event
+        queued meanwhile is drained from ``watcher`` too: a status never covers a write whose file was not read."""
         versions = self.reader.versions()
+        if watcher is not None and changes is not None:
+            more = watcher.wait_changes(0)
+            if more is None:
+                changes = None
+            else:
+                for d, n in more.items():
+                    changes.setdefault(d, set()).update(n)
         t0 = time.monotonic()
         try:
-            want = self.desired()
+            want = self.desired(None if full else changes)
             text = render.full(want) if full or self.applied is None else render.diff(want, self.applied)
             if text:
                 self.nft.run(text)
@@ -193,23 +205,24 @@ class Enforcer:
         log(f"kube-network-policies (podlab) on node {self.node} starting: table {names.T}")
         watcher = Watcher(self.reader.watch_dirs(), wake_fd=rfd)
         ok = self.sync(full=True)
-        last_v = self.reader.versions()
         next_health = time.monotonic() + HEALTH_PERIOD
         next_full = time.monotonic() + FULL_SYNC_PERIOD
         try:
             while not self.stopping:
                 now = time.monotonic()
-                watcher.wait(max(0.0, min(next_health, next_full) - now) if ok else RETRY_PERIOD)
+                changes = watcher.wait_changes(max(0.0, min(next_health, next_full) - now) if ok else RETRY_PERIOD)
                 if self.stopping:
                     break
                 now = time.monotonic()
-                v = self.reader.versions()
                 if now >= next_full:
                     next_full = now + FULL_SYNC_PERIOD
                     ok = self.sync(full=True)
-                elif v != last_v or not ok:
-                    ok = self.sync(full=self.applied is None)
-                last_v = v
+                elif changes != {} or not ok:
+                    ok = self.sync(full=self.applied is None, changes=changes if ok else None, watcher=watcher)
+                dirs = self.reader.watch_dirs()
+                if dirs != watcher.dirs:  # a namespace directory appeared
+                    watcher.dirs = dirs
+                    watcher.rearm()
                 if now >= next_health:
                     next_health = now + HEALTH_PERIOD
                     problems = self.check_health()
@@ -219,7 +232,7 @@ class Enforcer:
                             + "; full resync")
                         ok = self.sync(full=True)
                     else:
-                        self._status(v if ok else None, 0.0, False, 0)
+                        self._status(None, 0.0, False, 0)
         finally:
             watcher.close()
         log("stopping (the rules stay in place, as kube-network-policies leaves them when failing open)")

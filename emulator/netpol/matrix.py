@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from emulator.lab.api import Lab
 from emulator.netpol import engine, probe
-from emulator.netpol.cluster import ClusterReader
+from emulator.netpol.reader import ClusterReader
 from emulator.netpol.engine import Cluster, PodInfo
 from emulator.netpol.truthtable import TruthTable
 from emulator.topology import names
