@@ -11,7 +11,8 @@ another namespace, on 80/TCP; every fifth also restricts egress to an ipBlock an
   applied (``component.wait_synced``: the store versions in each status file) — the policy is live everywhere;
 - ``pod_ms``: a new pause pod, ``apply`` → Running (as ``bench_pod.py``), with 0 policies and with P policies,
   alternating phases; ``pod_added_ms`` is the difference of the medians (the cost of the policies to a pod's start);
-  ``pod_live_ms``: apply → the new pod is in every node's sets (all enforcers applied it);
+  ``pod_ms_no_enforcer``: the same in a lab of the same size without NetworkPolicy enforcement (first, in a lab
+  of its own); ``pod_live_ms``: apply → the new pod is in every node's sets (all enforcers applied it);
 - ``tcp_mbps``: iperf3 TCP goodput (3 s per run) between two pods on different nodes with no policy and between
   an identical pair whose server a policy selects and admits the client, measured side by side, alternating;
   ``tcp_ratio`` = with / without.
@@ -39,8 +40,9 @@ plugins.install()
 NS, APPS = 10, 20
 
 
-def topology(name: str, nodes: int, pods: int) -> str:
-    lines = ["version: 1", f"name: {name}", "routing: vxlan", "networkPolicies: []", "nodes:"]
+def topology(name: str, nodes: int, pods: int, enforced: bool = True) -> str:
+    lines = ["version: 1", f"name: {name}", "routing: vxlan"] + (["networkPolicies: []"] if enforced else []) + [
+        "nodes:"]
     lines += [f"  - name: n{i}" for i in range(1, nodes + 1)]
     lines.append("pods:")
     k = 0
@@ -112,6 +114,19 @@ def main() -> int:
     a = ap.parse_args()
     topo = loads(topology(a.name, a.nodes, a.pods), source="<bench>")
     out: dict = {"nodes": a.nodes, "pods": a.nodes * a.pods, "policies": a.policies, "rounds": a.rounds}
+    base = loads(topology(a.name + "0", a.nodes, a.pods, enforced=False), source="<bench>")
+    try:
+        builder.up(base)
+        blab, xs = Lab(base.name), []
+        for i in range(a.rounds):
+            t = time.perf_counter()
+            blab.apply_pod({"name": f"extra-{i}", "node": f"n{1 + i % a.nodes}", "namespace": f"ns-{i % NS}"})
+            blab.wait_pod(f"extra-{i}")
+            xs.append((time.perf_counter() - t) * 1000)
+            blab.delete_pod(f"extra-{i}")
+        out["pod_ms_no_enforcer"] = stats(xs)
+    finally:
+        teardown.destroy(base.name)
     try:
         t0 = time.perf_counter()
         builder.up(topo)

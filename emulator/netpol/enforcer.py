@@ -5,7 +5,8 @@ Loop: sleep until a watched store directory changes (pods, pod statuses, policie
 ``state.watch``, which names the files) or the next health check is due; on a change, re-read the files named
 (``reader.ClusterReader``), update the node's desired state incrementally (``nodestate.NodeBuilder``) and apply the difference as one
 transaction (``render.diff``) through libnftables in-process (``services.proxy.libnft``, kube-proxy's); the
-first sync, and any sync after a failure, is a full one (``render.full``). Every ``HEALTH_PERIOD`` seconds the
+first sync, and any sync after a failure, is a full one (``render.full``). A change is given ``DEBOUNCE`` (10 ms)
+for the writes that follow it (a new pod is a manifest and two status writes) to be applied in one transaction. Every ``HEALTH_PERIOD`` seconds the
 kernel's chains are listed and compared with what was applied (the rules' count and comments, chain by
 chain): a table, chain or rule removed or added by hand makes the next sync a full one, which puts everything
 back. Every ``FULL_SYNC_PERIOD`` seconds a full sync runs anyway. After each sync a status file
@@ -38,6 +39,7 @@ from emulator.topology import names as topo_names
 HEALTH_PERIOD = 10.0
 FULL_SYNC_PERIOD = 60.0
 RETRY_PERIOD = 1.0
+DEBOUNCE = 0.01  # after a change, gather what follows it for this long (a new pod: manifest, then two statuses)
 _COMMENT = re.compile(r'comment "(.*)"$')
 
 
@@ -213,6 +215,14 @@ class Enforcer:
                 changes = watcher.wait_changes(max(0.0, min(next_health, next_full) - now) if ok else RETRY_PERIOD)
                 if self.stopping:
                     break
+                if changes:
+                    time.sleep(DEBOUNCE)
+                    more = watcher.wait_changes(0)
+                    if more is None:
+                        changes = None
+                    else:
+                        for d, n in more.items():
+                            changes.setdefault(d, set()).update(n)
                 now = time.monotonic()
                 if now >= next_full:
                     next_full = now + FULL_SYNC_PERIOD

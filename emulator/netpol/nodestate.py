@@ -202,8 +202,11 @@ class NodeBuilder:
         self.set_defs: dict[tuple[str, str], dict[str, SetDef]] = {}
         self.nsl = NamespaceLabels({})
         self._frozen: dict[str, frozenset[str]] = {}  # sets unchanged since the last state() keep their object
+        self._last: NodeState | None = None  # returned again while nothing changed
 
     def _drop(self, key: tuple[str, str], ref: str) -> None:
+        if (key, ref) in self.contrib:
+            self._last = None
         for s, els in self.contrib.pop((key, ref), {}).items():
             self.elements.get(s, set()).difference_update(els)
             self._frozen.pop(s, None)
@@ -211,12 +214,14 @@ class NodeBuilder:
     def _add(self, p: NetworkPolicy, pod: PodInfo) -> None:
         got = pod_elements(p, pod, self.node, self.nsl)
         if got:
+            self._last = None
             self.contrib[(p.key, pod.ref)] = got
             for s, els in got.items():
                 self.elements.setdefault(s, set()).update(els)
                 self._frozen.pop(s, None)
 
     def _policy_out(self, key: tuple[str, str]) -> None:
+        self._last = None
         for ref in self.pods:
             self.contrib.pop((key, ref), None)
         for s in self.set_defs.pop(key, {}):
@@ -226,6 +231,7 @@ class NodeBuilder:
         self.policies.pop(key, None)
 
     def _policy_in(self, p: NetworkPolicy) -> None:
+        self._last = None
         self.policies[p.key] = p
         self.set_defs[p.key] = policy_sets(p)
         for s in self.set_defs[p.key]:
@@ -270,6 +276,8 @@ class NodeBuilder:
         return self.state()
 
     def state(self) -> NodeState:
+        if self._last is not None:
+            return self._last
         st = NodeState(self.node, dict(GLOBAL_SETS), chains={names.EGRESS_CHAIN: (), names.INGRESS_CHAIN: ()})
         podips: set[str] = set()
         isolated: dict[str, set[str]] = {INGRESS: set(), EGRESS: set()}
@@ -304,6 +312,7 @@ class NodeBuilder:
             NftRule((("addr", "daddr", True, "@" + names.ISOLATED[INGRESS]),), "accept"),
             *dispatch[INGRESS],
             NftRule((), "drop", True, "no NetworkPolicy allows this ingress"))
+        self._last = st
         return st
 
 
