@@ -1,5 +1,5 @@
 """NetworkPolicy verbs: ``get netpol``, ``describe netpol``, ``apply`` (kind NetworkPolicy), ``delete netpol``, and
-``netpol matrix`` / ``netpol status``.
+``netpol matrix`` / ``netpol explain`` / ``netpol status``.
 
 A policy is named ``NAME`` or ``NAMESPACE/NAME`` (needed when two namespaces use the name). ``apply`` and
 ``delete`` return once the change is live on every node (each enforcer reported it applied), so the next probe
@@ -16,7 +16,7 @@ import sys
 from emulator.cli import apply_cmds, describe_cmds, get_cmds, output
 from emulator.errors import PodlabError
 from emulator.lab.api import Lab
-from emulator.netpol import cluster, component, describe, engine, enforcer, matrix, parse, probe
+from emulator.netpol import cluster, component, describe, engine, enforcer, explain, kernel, matrix, parse, probe
 from emulator.netpol.model import NetworkPolicy
 from emulator.state.store import read_json
 
@@ -154,6 +154,34 @@ def cmd_matrix(a: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def _endpoint(c, text: str):
+    for p in c.pods:
+        if text in (p.ref, p.name):
+            return p
+    try:
+        import ipaddress
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        raise PodlabError(f'"{text}" is neither a pod (NAME or NAMESPACE/NAME) nor an IPv4 address', obj=text) from None
+    return engine.Host(text)
+
+
+def cmd_explain(a: argparse.Namespace) -> int:
+    lab = Lab.get(a.lab)
+    try:
+        spec = matrix.PortSpec.parse(a.port)
+    except ValueError as e:
+        print(f"podlab netpol explain: {e}", file=sys.stderr)
+        return 2
+    c = matrix.cluster_of(lab)
+    src, dst = _endpoint(c, a.src), _endpoint(c, a.dst)
+    v = engine.evaluate(c, src, dst, spec.port, spec.protocol)
+    tables = {n: kernel.read(lab, n) for n in {getattr(src, "node", ""), getattr(dst, "node", "")} if n
+              and component.running(lab.paths, n)}
+    print("\n".join(explain.lines(v, src, dst, spec.port, spec.protocol, tables)))
+    return 0
+
+
 def cmd_status(a: argparse.Namespace) -> int:
     lab = Lab.get(a.lab)
     rows, items = [], []
@@ -181,6 +209,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="probe pod IPs (default) or each pod's ClusterIP (as the upstream suite)")
     m.add_argument("-o", "--output", choices=["text", "json"], default="text")
     m.set_defaults(fn=cmd_matrix)
+    e = verbs.add_parser("explain", help="why SRC may or may not connect to DST: the policy, rule, node, chain, "
+                                         "and its packet counter")
+    e.add_argument("src", help="a pod (NAME or NAMESPACE/NAME)")
+    e.add_argument("dst", help="a pod, or an IPv4 address")
+    e.add_argument("--port", default="80/TCP", help="PORT/PROTO (default 80/TCP)")
+    e.set_defaults(fn=cmd_explain)
     st = verbs.add_parser("status", help="each node's enforcer: policies, rules, syncs, repairs")
     st.add_argument("-o", "--output", choices=["text", "json"], default="text")
     st.set_defaults(fn=cmd_status)

@@ -93,6 +93,11 @@ def test_get_describe_status(lab: Lab) -> None:
     assert f"chain {names.policy_chain('Ingress', 'default', 'allow-client')}" in r.stdout
     r = cli(lab, "netpol", "status")
     assert r.returncode == 0 and r.stdout.count("Running") == 2, r.stdout
+    assert not tcp(lab, "other", lab.pod("server").ip)  # counted by the drop rule
+    r = cli(lab, "netpol", "explain", "other", "server")
+    assert r.returncode == 0 and "default/other → default/server 80/TCP: dropped" in r.stdout, r.stderr
+    assert 'dropped by node-1 chain ingress, rule "no NetworkPolicy allows this ingress" [' in r.stdout
+    assert "[0 packets so far]" not in r.stdout.split("dropped by")[1].splitlines()[0]
 
 
 def test_nodeport_is_policed_after_dnat_and_before_snat(lab: Lab) -> None:

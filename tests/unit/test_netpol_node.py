@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from emulator.netpol import cluster, describe, enforcer, kernel, names, nodestate, upstream
+from emulator.netpol import cluster, describe, engine, enforcer, explain, kernel, names, nodestate, upstream
 from emulator.netpol.matrix import PortSpec
 from emulator.netpol.parse import parse_manifest
 from emulator.netpol.reader import ClusterReader
@@ -185,3 +185,21 @@ def test_port_specs() -> None:
     for bad in ("0/TCP", "http", "80/ICMP"):
         with pytest.raises(ValueError):
             PortSpec.parse(bad)
+
+
+def test_explain_names_policy_rule_chain_and_counter() -> None:
+    c, ips = upstream.model_cluster()
+    upstream.apply_step(c, upstream.case(28).steps[0], ips)
+    kt = kernel.KernelTable("node-1")
+    kt.packets[("egress", "no NetworkPolicy allows this egress")] = 4
+    chain = names.policy_chain("Egress", "x", "allow-to-ns-y-pod-a")
+    kt.packets[(chain, "x/allow-to-ns-y-pod-a egress[0]")] = 2
+    text = "\n".join(explain.lines(engine.evaluate(c, c.pod("x/a"), c.pod("y/b"), 80), c.pod("x/a"), c.pod("y/b"), 80,
+                                   "TCP", {"node-1": kt}))
+    assert text.startswith("x/a → y/b 80/TCP: dropped")
+    assert 'dropped by node-1 chain egress, rule "no NetworkPolicy allows this egress" [4 packets so far]' in text
+    assert "allowed by y/allow-from-xa-on-yb ingress[0]: node-2 chain " in text
+    text = "\n".join(explain.lines(engine.evaluate(c, c.pod("x/a"), c.pod("y/a"), 80), c.pod("x/a"), c.pod("y/a"), 80,
+                                   "TCP", {"node-1": kt}))
+    assert f'allowed by x/allow-to-ns-y-pod-a egress[0]: node-1 chain {chain}, rule "x/allow-to-ns-y-pod-a egress[0]"' \
+        f" [2 packets so far]" in text
