@@ -1,5 +1,6 @@
-"""NetworkPolicy verbs: ``get netpol``, ``describe netpol``, ``apply`` (kind NetworkPolicy), ``delete netpol``, and
-``netpol matrix`` / ``netpol explain`` / ``netpol status``.
+"""NetworkPolicy verbs: the rows ``get``/``describe``/``apply``/``delete`` hold for the kind (``netpol_items`` and
+``netpol_table``, ``describe_netpol``, ``validate_netpol``/``apply_netpol``, ``delete_netpol``), and ``netpol
+matrix`` / ``netpol explain`` / ``netpol status``.
 
 A policy is named ``NAME`` or ``NAMESPACE/NAME`` (needed when two namespaces use the name). ``apply`` and
 ``delete`` return once the change is live on every node (each enforcer reported it applied), so the next probe
@@ -13,8 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from emulator.cli import apply_cmds, describe_cmds, get_cmds, output
-from emulator.errors import PodlabError
+from emulator.cli import common, output
+from emulator.errors import NotFoundError, PodlabError, UsageError
 from emulator.lab.api import Lab
 from emulator.netpol import cluster, component, describe, engine, enforcer, explain, kernel, matrix, parse, probe
 from emulator.netpol.model import NetworkPolicy
@@ -36,31 +37,37 @@ def _one(lab: Lab, ref: str) -> NetworkPolicy:
     ns, _, name = ref.rpartition("/")
     found = cluster.find_policies(lab.store, name, ns or None)
     if not found:
-        raise PodlabError(f'networkpolicy "{ref}" not found', obj=ref)
+        raise NotFoundError("networkpolicy", ref, f"lab {lab.name}")
     if len(found) > 1:
-        raise PodlabError(f'networkpolicy "{name}" exists in namespaces {", ".join(p.namespace for p in found)}; '
-                          f"name one as NAMESPACE/{name}", obj=ref)
+        raise UsageError(f'networkpolicy "{name}" exists in namespaces {", ".join(p.namespace for p in found)}; '
+                         f"name one as NAMESPACE/{name}", obj=ref)
     return found[0]
 
 
 # -- get / describe -------------------------------------------------------------------------------------------
-def get_netpol(lab: Lab, a: argparse.Namespace) -> int:
-    pols = [p for p in _policies(lab) if not a.names or p.name in a.names or p.ref in a.names]
-    if a.names and not pols:
-        raise PodlabError(f'networkpolicy "{a.names[0]}" not found', obj=a.names[0])
-    stored = {(m["metadata"].get("namespace"), m["metadata"]["name"]): m for m in lab.store.list(cluster.POLICIES)}
-    if a.output == "json":
-        output.emit_json({"apiVersion": "v1", "kind": "List", "items": [stored[p.key] for p in pols]})
-        return 0
-    c = matrix.cluster_of(lab) if a.output == "wide" else None
+def netpol_items(lab: Lab, names: list[str]) -> list[dict]:
+    """The stored manifests (as ``kubectl get netpol -o json``), in the order asked; NAME or NAMESPACE/NAME."""
+    stored = sorted(lab.store.list(cluster.POLICIES),
+                    key=lambda m: (m["metadata"].get("namespace", "default"), m["metadata"]["name"]))
+    if not names:
+        return stored
+    out = []
+    for n in names:
+        p = _one(lab, n)
+        out += [m for m in stored if (m["metadata"].get("namespace", "default"), m["metadata"]["name"]) == p.key]
+    return out
+
+
+def netpol_table(lab: Lab, items: list[dict], wide: bool) -> tuple[list[str], list[list]]:
+    c = matrix.cluster_of(lab) if wide else None
     rows = []
-    for p in pols:
+    for m in items:
+        p = parse.from_store(m)
         row = [p.namespace, p.name, p.pod_selector.text(), output.age(p.created)]
         if c is not None:
             row += [",".join(p.policy_types), sum(1 for q in c.pods if engine.selects(p, q))]
         rows.append(row)
-    output.table(["NAMESPACE", "NAME", "POD-SELECTOR", "AGE"] + (["POLICY-TYPES", "PODS"] if c else []), rows)
-    return 0
+    return ["NAMESPACE", "NAME", "POD-SELECTOR", "AGE"] + (["POLICY-TYPES", "PODS"] if wide else []), rows
 
 
 def describe_netpol(lab: Lab, name: str, a: argparse.Namespace) -> int:
@@ -74,29 +81,23 @@ def describe_netpol(lab: Lab, name: str, a: argparse.Namespace) -> int:
 
 
 # -- apply / delete -------------------------------------------------------------------------------------------
-def _validate(lab: Lab, obj: dict, source: str) -> NetworkPolicy:
+def validate_netpol(lab: Lab, obj: dict, source: str) -> NetworkPolicy:
     return parse.parse_manifest(obj, source)
 
 
-def _apply(lab: Lab, p: NetworkPolicy) -> str:
+def apply_netpol(lab: Lab, p: NetworkPolicy) -> str:
     component.ensure_running(lab.name, _nodes(lab), output.progress)
     word = cluster.put_policy(lab.store, p)
     component.wait_synced(lab.paths, lab.store, _nodes(lab))
     return f"{GROUP}/{p.name} {word}"
 
 
-def _delete(lab: Lab, name: str, a: argparse.Namespace) -> str:
+def delete_netpol(lab: Lab, name: str, a: argparse.Namespace) -> str:
     p = _one(lab, name)
     cluster.delete_policy(lab.store, p.namespace, p.name)
     if getattr(a, "wait", True) and any(component.running(lab.paths, n) for n in _nodes(lab)):
         component.wait_synced(lab.paths, lab.store, _nodes(lab))
     return f'{GROUP} "{p.name}" deleted'
-
-
-get_cmds.register_kind(ALIASES, get_netpol)
-describe_cmds.register_kind(ALIASES, describe_netpol)
-apply_cmds.register_kind("NetworkPolicy", apply_cmds.KindHandler(_validate, _apply))
-apply_cmds.register_delete(ALIASES, _delete)
 
 
 # -- netpol matrix / status -----------------------------------------------------------------------------------
@@ -199,9 +200,10 @@ def cmd_status(a: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("netpol", help="NetworkPolicy: the reachability matrix (computed, probed), enforcer status")
-    verbs = s.add_subparsers(dest="netpol_verb", required=True, metavar="VERB")
-    m = verbs.add_parser("matrix", help="the truth table: rows from, columns to, '.' connected, 'X' blocked")
+    s = common.verb(sub, "netpol", help="NetworkPolicy: the reachability matrix (computed, probed), why a "
+                    "connection is allowed or dropped, enforcer status")
+    verbs = common.actions(s, "netpol_verb", "VERB")
+    m = common.verb(verbs, "matrix", help="the truth table: rows from, columns to, '.' connected, 'X' blocked")
     m.add_argument("-n", "--namespace", help="only the pods of this namespace")
     m.add_argument("--port", action="append", help="PORT/PROTO to test, e.g. 80/TCP (repeatable; default 80/TCP)")
     m.add_argument("--probe", action="store_true", help="also measure it from inside the pods and compare")
@@ -209,13 +211,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="probe pod IPs (default) or each pod's ClusterIP (as the upstream suite)")
     m.add_argument("-o", "--output", choices=["text", "json"], default="text")
     m.set_defaults(fn=cmd_matrix)
-    e = verbs.add_parser("explain", help="why SRC may or may not connect to DST: the policy, rule, node, chain, "
+    e = common.verb(verbs, "explain", help="why SRC may or may not connect to DST: the policy, rule, node, chain, "
                                          "and its packet counter")
     e.add_argument("src", help="a pod (NAME or NAMESPACE/NAME)")
     e.add_argument("dst", help="a pod, or an IPv4 address")
     e.add_argument("--port", default="80/TCP", help="PORT/PROTO (default 80/TCP)")
     e.set_defaults(fn=cmd_explain)
-    st = verbs.add_parser("status", help="each node's enforcer: policies, rules, syncs, repairs")
+    st = common.verb(verbs, "status", help="each node's enforcer: policies, rules, syncs, repairs")
     st.add_argument("-o", "--output", choices=["text", "json"], default="text")
     st.set_defaults(fn=cmd_status)
 

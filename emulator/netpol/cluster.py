@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 import uuid
 
+from emulator.errors import LabTimeoutError, PodNotFoundError
 from emulator.netpol import parse
 from emulator.netpol.model import NetworkPolicy
 from emulator.netpol.reader import NAMESPACES, POLICIES, ClusterReader  # noqa: F401 (the readers' names too)
@@ -87,8 +88,7 @@ def set_pod_labels(store: Store, pod: str, labels: dict[str, str | None]) -> Non
     """Add (or, with None, remove) labels of a pod in place, as ``kubectl label pod`` does."""
     m = store.get("pods", pod)
     if m is None:
-        from emulator.errors import PodNotFoundError
-        raise PodNotFoundError(f'pod "{pod}" not found', obj=pod)
+        raise PodNotFoundError(pod)
     m["metadata"]["labels"] = _merge(m["metadata"].get("labels"), labels)
     store.put("pods", pod, m)
 
@@ -105,7 +105,6 @@ def set_namespace_labels(store: Store, namespace: str, labels: dict[str, str | N
 
 def wait_versions(read_status, nodes: list[str], target: tuple[int, ...], timeout: float, obj: str) -> None:
     """Wait until every node's enforcer status (``read_status(node)``) covers ``target``."""
-    from emulator.errors import TimeoutError_
     deadline = time.monotonic() + timeout
     pending = list(nodes)
     while pending:
@@ -114,7 +113,7 @@ def wait_versions(read_status, nodes: list[str], target: tuple[int, ...], timeou
             return
         if time.monotonic() > deadline:
             st = read_status(pending[0]) or {}
-            raise TimeoutError_(f"the NetworkPolicy enforcer of {pending[0]} has not applied the latest change "
+            raise LabTimeoutError(f"the NetworkPolicy enforcer of {pending[0]} has not applied the latest change "
                                 f"within {timeout:.0f}s" + (f" (last error: {st['error']})" if st.get("error") else ""),
                                 obj=obj)
         time.sleep(0.005)

@@ -9,7 +9,8 @@ policy did not drop it, so it counts as connected for the truth table (the detai
 ``timeout`` seconds means blocked, which is what a dropped SYN or datagram looks like (upstream: 1 s).
 
 SCTP: this kernel may have no SCTP sockets (``CONFIG_IP_SCTP`` unset: ``socket()`` fails with
-EPROTONOSUPPORT); ``sctp_available`` says so and SCTP probes raise ``SctpUnavailable`` instead of timing out.
+EPROTONOSUPPORT); ``sctp_available`` says so and SCTP probes raise ``MissingDependencyError`` (exit 5) saying so
+instead of timing out.
 """
 from __future__ import annotations
 
@@ -27,10 +28,6 @@ from emulator.netlink import netns
 
 TIMEOUT = 1.0
 IPPROTO_SCTP = 132
-
-
-class SctpUnavailable(MissingDependencyError):
-    """The kernel has no SCTP sockets (CONFIG_IP_SCTP not set)."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +66,7 @@ def _make(t: Target) -> socket.socket:
         s = netns.socket_in(t.src_ns, socket.AF_INET, kind, proto)
     except OSError as e:
         if t.protocol == "SCTP" and e.errno in (errno.EPROTONOSUPPORT, errno.ESOCKTNOSUPPORT, errno.EAFNOSUPPORT):
-            raise SctpUnavailable("this kernel has no SCTP sockets (CONFIG_IP_SCTP is not set): SCTP cannot be "
+            raise MissingDependencyError("this kernel has no SCTP sockets (CONFIG_IP_SCTP is not set): SCTP cannot be "
                                   "probed; the expected table is still computed", obj="sctp") from None
         raise
     s.setblocking(False)

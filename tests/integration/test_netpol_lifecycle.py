@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from emulator.errors import MissingDependencyError
 from emulator.lab import teardown
 from emulator.lab.api import Lab
 from emulator.netlink import netns
@@ -213,7 +214,7 @@ def test_sctp_is_detected(lab: Lab) -> None:
     assert r.returncode == 0, r.stderr
     if not probe.sctp_available():
         assert "this kernel has no SCTP sockets" in r.stdout
-        with pytest.raises(probe.SctpUnavailable):
+        with pytest.raises(MissingDependencyError, match="no SCTP sockets"):
             probe.run([probe.Target(f"{lab.name}-client", lab.pod("server").ip, 80, "SCTP")])
 
 

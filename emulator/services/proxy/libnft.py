@@ -14,11 +14,7 @@ import ctypes
 import ctypes.util
 import subprocess
 
-from emulator.errors import PodlabError
-
-
-class NftError(PodlabError):
-    """nft refused a command (its message is kept)."""
+from emulator.errors import NftError
 
 
 #: libnftables' NFT_CTX_OUTPUT_TERSE: listings leave set elements out (``nft -t``)
