@@ -40,6 +40,11 @@ class PortSpec:
         return f"{self.port}/{self.protocol}"
 
 
+def pod_netns(lab: Lab, pod: PodInfo) -> str:
+    """The network namespace of ``pod`` (the one place that knows the naming: ``<lab>-<pod>``)."""
+    return names.pod_ns(lab.name, pod.name)
+
+
 def cluster_of(lab: Lab) -> Cluster:
     return ClusterReader(lab.store).cluster()
 
@@ -119,7 +124,7 @@ def _targets(lab: Lab, pods: list[PodInfo], tos: list[PodInfo], job: Job, cells,
             ip, port = hit
         else:
             ip, port = dst.ip or "", job.spec.port
-        out.append(probe.Target(names.pod_ns(lab.name, src.name), ip, port, job.spec.protocol, (tag, f, t)))
+        out.append(probe.Target(pod_netns(lab, src), ip, port, job.spec.protocol, (tag, f, t)))
     return out
 
 

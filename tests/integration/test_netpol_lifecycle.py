@@ -54,7 +54,7 @@ def cli(lab: Lab, *args: str, stdin: str | None = None) -> subprocess.CompletedP
 
 
 def tcp(lab: Lab, src: str, ip: str, port: int = 80, ns: str | None = None) -> bool:
-    return probe.run([probe.Target(ns or f"{lab.name}-{src}", ip, port, "TCP")])[0].connected
+    return probe.run([probe.Target(ns or lab.pod(src).netns, ip, port, "TCP")])[0].connected
 
 
 def sync(lab: Lab) -> None:
@@ -79,7 +79,7 @@ def test_topology_policy_is_live_when_up_returns(lab: Lab) -> None:
     ip = lab.pod("server").ip
     assert tcp(lab, "client", ip)  # admitted by ingress[0] (named port http = 80/TCP)
     assert not tcp(lab, "other", ip)  # same node as the server, not admitted
-    r = probe.run([probe.Target(f"{lab.name}-client", ip, 80, "UDP")])[0]
+    r = probe.run([probe.Target(lab.pod("client").netns, ip, 80, "UDP")])[0]
     assert not r.connected and r.detail == "timeout"  # the rule names a TCP port only
     assert tcp(lab, "server", lab.pod("other").ip)  # other pods are not selected: open
 
@@ -189,7 +189,7 @@ def test_stateful_an_open_flow_outlives_a_new_deny(lab: Lab) -> None:
     """Policy decides at connection setup (as Calico, kube-router, Antrea): a UDP flow allowed before keeps its
     conntrack entry after a deny-all, a new flow (a new source port) is dropped."""
     ip = lab.pod("other").ip
-    s = netns.socket_in(f"{lab.name}-client", socket.AF_INET, socket.SOCK_DGRAM)
+    s = netns.socket_in(lab.pod("client").netns, socket.AF_INET, socket.SOCK_DGRAM)
     s.settimeout(1.0)
     try:
         s.connect((ip, 80))
@@ -202,7 +202,7 @@ def test_stateful_an_open_flow_outlives_a_new_deny(lab: Lab) -> None:
         sync(lab)
         s.send(b"two")
         assert s.recv(100) == b"two"
-        assert not probe.run([probe.Target(f"{lab.name}-client", ip, 80, "UDP")])[0].connected
+        assert not probe.run([probe.Target(lab.pod("client").netns, ip, 80, "UDP")])[0].connected
     finally:
         s.close()
         cluster.delete_policy(lab.store, "default", "deny-other")
@@ -215,7 +215,7 @@ def test_sctp_is_detected(lab: Lab) -> None:
     if not probe.sctp_available():
         assert "this kernel has no SCTP sockets" in r.stdout
         with pytest.raises(MissingDependencyError, match="no SCTP sockets"):
-            probe.run([probe.Target(f"{lab.name}-client", lab.pod("server").ip, 80, "SCTP")])
+            probe.run([probe.Target(lab.pod("client").netns, lab.pod("server").ip, 80, "SCTP")])
 
 
 def _handle(lab: Lab, node: str, chain: str, comment: str) -> int:
