@@ -5,7 +5,8 @@ transaction, exactly as ``nft -f`` does, and returns what ``nft`` would have pri
 to one change each save the start of an ``nft`` process (about 15 ms of CPU against 3 ms), which is most of the
 difference between meeting a 200 ms propagation target on a busy two-core machine and missing it. Without the
 library (no ``libnftables.so.1``), the ``nft`` program is run instead. The calling thread's network namespace
-is the one changed: kube-proxy runs inside its node's namespace.
+is the one changed: kube-proxy runs inside its node's namespace. ``Nft(json=True)`` prints listings as nft's JSON
+(``nft -j``), which is how ``trace`` reads a node's rules; ``close`` frees the context and its netlink socket.
 """
 from __future__ import annotations
 
@@ -20,10 +21,14 @@ class NftError(PodlabError):
     """nft refused a command (its message is kept)."""
 
 
+NFT_CTX_OUTPUT_JSON = 1 << 4
+
+
 class Nft:
-    def __init__(self, use_library: bool = True) -> None:
+    def __init__(self, use_library: bool = True, json: bool = False) -> None:
         self._lib = None
         self._ctx = None
+        self.json = json
         if use_library:
             try:
                 lib = ctypes.CDLL(ctypes.util.find_library("nftables") or "libnftables.so.1")
@@ -38,10 +43,14 @@ class Nft:
                 for fn in ("nft_ctx_get_output_buffer", "nft_ctx_get_error_buffer"):
                     getattr(lib, fn).argtypes = [ctypes.c_void_p]
                     getattr(lib, fn).restype = ctypes.c_char_p
+                lib.nft_ctx_output_set_flags.argtypes = [ctypes.c_void_p, ctypes.c_uint]
+                lib.nft_ctx_free.argtypes = [ctypes.c_void_p]
                 ctx = lib.nft_ctx_new(0)
                 if ctx:
                     lib.nft_ctx_buffer_output(ctx)
                     lib.nft_ctx_buffer_error(ctx)
+                    if json:
+                        lib.nft_ctx_output_set_flags(ctx, NFT_CTX_OUTPUT_JSON)
                     self._lib, self._ctx = lib, ctx
 
     @property
@@ -51,7 +60,8 @@ class Nft:
     def run(self, text: str) -> str:
         """Run nft commands (one transaction); return their output; NftError with nft's message."""
         if self._lib is None:
-            r = subprocess.run(["nft", "-f", "-"], input=text, capture_output=True, text=True)
+            argv = ["nft", *(["-j"] if self.json else []), "-f", "-"]
+            r = subprocess.run(argv, input=text, capture_output=True, text=True)
             if r.returncode != 0:
                 raise NftError(f"nft failed: {(r.stderr or r.stdout).strip()[:2000]}", obj="nft")
             return r.stdout
@@ -61,3 +71,15 @@ class Nft:
         if rc != 0:
             raise NftError(f"nft failed: {err.strip()[:2000]}", obj="nft")
         return out
+
+    def close(self) -> None:
+        """Free the library's context and its netlink socket (a later ``run`` starts the ``nft`` program)."""
+        if self._lib is not None and self._ctx:
+            self._lib.nft_ctx_free(self._ctx)
+        self._lib = self._ctx = None
+
+    def __enter__(self) -> "Nft":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
