@@ -56,7 +56,8 @@ def describe(d: model.Decision, at: NatAt) -> str:
     c = d.chosen
     where = f"{d.source} {' → '.join(c.chains)}"
     if c.nat == "dnat":
-        text = f"DNAT {d.before.dst_text()} → {c.flow.dst_text()} by {where}" + (f" ({c.comment})" if c.comment else "")
+        text = f"DNAT {d.before.dst_text()} → {c.flow.dst_text()} by {where}"
+        text += f" ({c.comment})" if c.comment else ""
         others = [a for a in d.alternatives if a.nat == "dnat"]
         if others:
             also = ", ".join(f"{a.flow.dst_text()} {_pct(a.probability)}" for a in others)
@@ -150,8 +151,8 @@ def _service_words(ctx: NatContext, at: NatAt, pkt: Packet) -> str:
     if not port.endpoints:
         return f"{port.spn} has no endpoints (no ready pod matches its selector)"
     eps = ", ".join(e.addr for e in port.endpoints)
-    return f"kube-proxy's desired state for {at.owner} sends {port.spn} to {eps} (chains {chain_names.svc_chain(port)}" \
-           f" / {chain_names.nft_service(port)})"
+    return (f"kube-proxy's desired state for {at.owner} sends {port.spn} to {eps} (chains "
+            f"{chain_names.svc_chain(port)} / {chain_names.nft_service(port)})")
 
 
 def _proxy_status(ctx: NatContext, node: str) -> str:

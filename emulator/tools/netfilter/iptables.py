@@ -83,7 +83,7 @@ def parse_rule(line: str) -> tuple[str, Rule]:
 
     def flush() -> None:
         nonlocal opts
-        if module or opts:
+        if opts:
             groups.append(MatchGroup(module, tuple(opts)))
         opts = []
     while i < len(rest):
@@ -104,9 +104,8 @@ def parse_rule(line: str) -> tuple[str, Rule]:
                 target_opts.append(Opt(rest[j], rest[j + 1] if has_value else None))
                 j += 2 if has_value else 1
             break
-        if t in CORE:
+        if t in CORE:  # a core option between a module's options (-m tcp -p tcp --dport 80): the module goes on
             flush()
-            module = ""
             groups.append(MatchGroup("", (Opt(CORE[t], rest[i + 1], neg),)))
             neg, i = False, i + 2
             continue
@@ -120,7 +119,8 @@ def parse_rule(line: str) -> tuple[str, Rule]:
 
 
 def parse_save(text: str) -> dict[str, "Table"]:
-    """The tables of an ``iptables-save`` dump, by name."""
+    """The tables of an ``iptables-save`` dump, by name (``iptables-restore`` input too: ``-I`` inserts, ``-X``
+    deletes, so a full-sync text kube-proxy would apply to empty tables reads as the tables it makes)."""
     tables: dict[str, Table] = {}
     cur: Table | None = None
     for line in text.splitlines():
@@ -132,6 +132,13 @@ def parse_save(text: str) -> dict[str, "Table"]:
         elif cur is not None and line.startswith("-A "):
             chain, rule = parse_rule(line)
             cur.chains.setdefault(chain, Chain(None)).rules.append(rule)
+        elif cur is not None and line.startswith("-I "):  # restore input: -I CHAIN [N] ...
+            _, chain, rest = (line.split(maxsplit=2) + [""])[:3]
+            num, _, after = rest.partition(" ")
+            pos, rest = (int(num) - 1, after) if num.isdigit() else (0, rest)
+            cur.chains.setdefault(chain, Chain(None)).rules.insert(pos, parse_rule(f"-A {chain} {rest}")[1])
+        elif cur is not None and line.startswith("-X "):
+            cur.chains.pop(line.split()[1], None)
     return tables
 
 

@@ -107,7 +107,8 @@ class Decision:
     def as_dict(self) -> dict:
         c = self.chosen
         d = {"table": self.source, "chain": self.base.name, "verdict": self.verdict, "nat": c.nat,
-             "chains": list(c.chains), "jumps": list(c.jumps), "rule": c.rule, "comment": c.comment, "probability": round(c.probability, 4),
+             "chains": list(c.chains), "jumps": list(c.jumps), "rule": c.rule, "comment": c.comment,
+             "probability": round(c.probability, 4),
              "from": {"src": self.before.src, "dst": self.before.dst_text()},
              "to": {"src": c.flow.src, "dst": c.flow.dst_text()}, "mark": hex(c.flow.mark),
              "markedBy": list(c.marked_by), "notes": list(c.notes)}
