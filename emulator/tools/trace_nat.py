@@ -151,19 +151,24 @@ def _service_words(ctx: NatContext, at: NatAt, pkt: Packet) -> str:
     if not port.endpoints:
         return f"{port.spn} has no endpoints (no ready pod matches its selector)"
     eps = ", ".join(e.addr for e in port.endpoints)
-    return (f"kube-proxy's desired state for {at.owner} sends {port.spn} to {eps} (chains "
-            f"{chain_names.svc_chain(port)} / {chain_names.nft_service(port)})")
+    mode = (_status(ctx, at.owner) or {}).get("mode")
+    chain = {"iptables": f"chain {chain_names.svc_chain(port)}", "nftables": f"chain {chain_names.nft_service(port)}"}
+    return f"kube-proxy's desired state for {at.owner} sends {port.spn} to {eps} ({chain.get(mode, 'no kube-proxy')})"
+
+
+def _status(ctx: NatContext, node: str) -> dict | None:
+    return read_json(status_path(ctx.lab.paths, node))  # type: ignore[attr-defined]
 
 
 def _proxy_status(ctx: NatContext, node: str) -> str:
-    st = read_json(status_path(ctx.lab.paths, node))  # type: ignore[attr-defined]
+    st = _status(ctx, node)
     if not st:
         return f"kube-proxy of {node} has never reported a sync"
     if st.get("error"):
         return f"kube-proxy of {node} ({st.get('mode')} mode) last failed: {st['error']}"
     ago = duration(time.time() - st["time"]) if st.get("time") else "?"
-    return (f"kube-proxy of {node} ({st.get('mode')} mode) last synced {ago} ago without error; its rules may "
-            "have been changed since (it checks every 2 s)")
+    return (f"kube-proxy of {node} ({st.get('mode')} mode) reported its last sync {ago} ago, without error: the "
+            "rules were changed after it wrote them, or it has not caught up yet")
 
 
 def untranslated_service(ctx: NatContext, at: NatAt, pkt: Packet) -> NatStep | None:
