@@ -1,8 +1,8 @@
 """One vocabulary for where a route came from, shared by everything that shows routes (``describe node``, trace).
 
 Two names per route. ``proto_name`` is the kernel's protocol field in iproute2's words (``/etc/iproute2/
-rt_protos``: ``kernel``, ``boot``, ``static``, ``bird``, ...), as ``ip route`` prints it after ``proto`` — and,
-like ``ip route``, ``shown_proto`` leaves out ``boot``, the protocol of a route added without one. ``origin``
+rt_protos``: ``kernel``, ``boot``, ``static``, ``bird``, ...), as ``ip route`` prints it after ``proto`` (it leaves
+out ``boot``, the protocol of a route added without one: ``HIDDEN``). ``origin``
 is the answer to the student's question "who put this route here?":
 
 - ``connected``: the kernel, for an address on an interface (protocol ``kernel``);
@@ -22,21 +22,11 @@ RTPROT_BIRD = 12
 PROTO_NAMES = {0: "unspec", 1: "redirect", 2: "kernel", 3: "boot", 4: "static", 8: "gated", 9: "ra", 10: "mrt",
                11: "zebra", 12: "bird", 13: "dnrouted", 14: "xorp", 15: "ntk", 16: "dhcp", 42: "babel",
                186: "bgp", 187: "isis", 188: "ospf", 189: "rip", 192: "eigrp"}
-ORIGINS = {
-    "connected": "the kernel's route for an address on an interface",
-    "onlink": "a static route forced on-link (flannel's vxlan backend)",
-    "static": "a static route (host-gw's route via the peer node, or one added by hand)",
-    "bird": "learned over BGP by BIRD",
-}
+HIDDEN = PROTO_NAMES[RTPROT_BOOT]  # the protocol ``ip route`` does not print
 
 
 def proto_name(proto: int) -> str:
     return PROTO_NAMES.get(proto, str(proto))
-
-
-def shown_proto(proto: int) -> str | None:
-    """What ``ip route`` prints after ``proto`` (None: it prints nothing, as for ``boot``)."""
-    return None if proto == RTPROT_BOOT else proto_name(proto)
 
 
 def origin(proto: int, onlink: bool) -> str:

