@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import subprocess
 
 from emulator.errors import PodlabError
@@ -24,34 +25,40 @@ class NftError(PodlabError):
 NFT_CTX_OUTPUT_JSON = 1 << 4
 
 
+@functools.lru_cache(maxsize=1)
+def _library() -> ctypes.CDLL | None:
+    """libnftables with its prototypes declared, loaded once per process (``find_library`` runs ``ldconfig``)."""
+    try:
+        lib = ctypes.CDLL(ctypes.util.find_library("nftables") or "libnftables.so.1")
+    except OSError:
+        return None
+    lib.nft_ctx_new.restype = ctypes.c_void_p
+    lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
+    for fn in ("nft_ctx_buffer_output", "nft_ctx_buffer_error"):
+        getattr(lib, fn).argtypes = [ctypes.c_void_p]
+    lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    for fn in ("nft_ctx_get_output_buffer", "nft_ctx_get_error_buffer"):
+        getattr(lib, fn).argtypes = [ctypes.c_void_p]
+        getattr(lib, fn).restype = ctypes.c_char_p
+    lib.nft_ctx_output_set_flags.argtypes = [ctypes.c_void_p, ctypes.c_uint]
+    lib.nft_ctx_free.argtypes = [ctypes.c_void_p]
+    return lib
+
+
 class Nft:
     def __init__(self, use_library: bool = True, json: bool = False) -> None:
         self._lib = None
         self._ctx = None
         self.json = json
-        if use_library:
-            try:
-                lib = ctypes.CDLL(ctypes.util.find_library("nftables") or "libnftables.so.1")
-            except OSError:
-                lib = None
-            if lib is not None:
-                lib.nft_ctx_new.restype = ctypes.c_void_p
-                lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
-                for fn in ("nft_ctx_buffer_output", "nft_ctx_buffer_error"):
-                    getattr(lib, fn).argtypes = [ctypes.c_void_p]
-                lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-                for fn in ("nft_ctx_get_output_buffer", "nft_ctx_get_error_buffer"):
-                    getattr(lib, fn).argtypes = [ctypes.c_void_p]
-                    getattr(lib, fn).restype = ctypes.c_char_p
-                lib.nft_ctx_output_set_flags.argtypes = [ctypes.c_void_p, ctypes.c_uint]
-                lib.nft_ctx_free.argtypes = [ctypes.c_void_p]
-                ctx = lib.nft_ctx_new(0)
-                if ctx:
-                    lib.nft_ctx_buffer_output(ctx)
-                    lib.nft_ctx_buffer_error(ctx)
-                    if json:
-                        lib.nft_ctx_output_set_flags(ctx, NFT_CTX_OUTPUT_JSON)
-                    self._lib, self._ctx = lib, ctx
+        lib = _library() if use_library else None
+        if lib is not None:
+            ctx = lib.nft_ctx_new(0)
+            if ctx:
+                lib.nft_ctx_buffer_output(ctx)
+                lib.nft_ctx_buffer_error(ctx)
+                if json:
+                    lib.nft_ctx_output_set_flags(ctx, NFT_CTX_OUTPUT_JSON)
+                self._lib, self._ctx = lib, ctx
 
     @property
     def in_process(self) -> bool:
