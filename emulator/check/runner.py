@@ -10,7 +10,7 @@ from emulator.check.context import Context
 from emulator.check.model import CheckResult, ModeReport
 from emulator.check.registry import load
 from emulator.lab.api import Lab
-
+from emulator.topology.loader import load as load_topo
 from emulator.topology.model import ROUTING_MODES as ALL_MODES
 
 
