@@ -236,9 +236,10 @@ class Walker:
         namespace's prerouting, forward and postrouting hooks, with the bridge as their device."""
         if not self.ctx.br_netfilter(kind, owner):
             return pkt
-        for point in ("prerouting", "forward", "postrouting"):
-            nxt = self.nat(kind, owner, pkt, point, bridge if point != "postrouting" else None,  # type: ignore
-                           bridge if point != "prerouting" else None)
+        hooks: tuple[tuple[NatPoint, str | None, str | None], ...] = (
+            ("prerouting", bridge, None), ("forward", bridge, bridge), ("postrouting", None, bridge))
+        for point, in_dev, out_dev in hooks:
+            nxt = self.nat(kind, owner, pkt, point, in_dev, out_dev)
             if nxt is None:
                 return None
             pkt = nxt

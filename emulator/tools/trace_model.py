@@ -54,8 +54,8 @@ class Check:
 
 @dataclass
 class Hop:
-    at: str  # pod or node name, or "underlay"
-    kind: str  # pod | node | underlay
+    at: str  # pod, node or host name (gw, external, dns), or "underlay"
+    kind: str  # pod | node | host | underlay
     ns: str
     iface: str
     action: str  # out | in | route | bridge | vxlan | decap | nat | deliver

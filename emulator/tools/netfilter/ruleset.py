@@ -1,8 +1,9 @@
 """The netfilter rules one namespace holds, read from its kernel: nftables tables, iptables tables, xt_recent.
 
-One read per namespace, inside it (the calling thread enters the namespace, so nothing runs in the root one):
-``nft -j list ruleset`` through libnftables in-process (no process; the same JSON as ``nft -j``), then, when the
-namespace has iptables tables, ``iptables-save`` (a child process, which inherits the thread's namespace). With
+One read per namespace, inside it (nothing runs in the root one): ``nft -j list ruleset`` through libnftables
+in-process by a thread that enters the namespace (no process; the same JSON as ``nft -j``), then, when the
+namespace has iptables tables, ``iptables-save`` (run in the namespace like every lab command, ``lab.nsrun``:
+recorded in the lab's process journal). With
 iptables-nft (Debian's default) the nft listing says whether there are any: a namespace without rules costs no
 process at all. With the legacy backend, ``iptables-save`` always runs. The ``xt_recent`` lists (``-m recent``:
 kube-proxy's ClientIP affinity in iptables mode) come from ``/proc/thread-self/net/xt_recent``.
@@ -15,10 +16,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from dataclasses import dataclass, field
 
 from emulator.errors import PodlabError
+from emulator.lab.nsrun import run_in
 from emulator.netlink import netns
 from emulator.services.proxy.libnft import Nft, NftError
 from emulator.tools.netfilter import iptables, nft
@@ -86,15 +87,15 @@ def read(ns: str) -> Ruleset:
                 except NftError as e:
                     raise RulesetError(f"cannot list the nftables ruleset of {ns}: {e}", obj=ns) from None
                 doc = json.loads(text) if text.strip() else {"nftables": []}
-        saved = None
-        if shutil.which("iptables-save") and (doc is None or not iptables_is_nft() or has_iptables_tables(doc)):
-            r = subprocess.run(["iptables-save"], capture_output=True, text=True)
-            if r.returncode != 0:
-                raise RulesetError(f"iptables-save in {ns} failed: {r.stderr.strip()}", obj=ns)
-            saved = r.stdout
         recent: dict[str, frozenset[str]] = {}
         if os.path.isdir(RECENT_DIR):
             for name in os.listdir(RECENT_DIR):
                 with open(os.path.join(RECENT_DIR, name)) as f:
                     recent[name] = parse_recent(f.read())
+    saved = None
+    if shutil.which("iptables-save") and (doc is None or not iptables_is_nft() or has_iptables_tables(doc)):
+        r = run_in(ns, ["iptables-save"])
+        if r.returncode != 0:
+            raise RulesetError(f"iptables-save in {ns} failed: {r.stderr.strip()}", obj=ns)
+        saved = r.stdout
     return from_dumps(ns, doc, saved, recent)
