@@ -124,7 +124,7 @@ class TraceResult:
 class NatAt:
     """Where a NAT hook is called: a namespace (kind, owner, name), the netfilter hook, the packet's devices."""
 
-    kind: str  # pod | node | host
+    kind: str  # pod | node | host | underlay
     owner: str
     ns: str
     point: NatPoint
