@@ -17,7 +17,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field, replace
 
-from emulator.tools.netfilter.model import BaseChain, Branch, Env, Flow, MAX_BRANCHES, in_net
+from emulator.tools.netfilter.model import BaseChain, Branch, ChainWalk, Env, Flow, in_net
 
 #: (table, hook) -> priority, as the kernel registers iptables' tables (NF_IP_PRI_*).
 PRIORITY = {("nat", "prerouting"): -100, ("nat", "output"): -100, ("nat", "postrouting"): 100,
@@ -29,7 +29,6 @@ FLAGS = {"--rcheck", "--set", "--update", "--remove", "--reap", "--rsource", "--
          "--random-fully", "--persistent", "--syn", "--rttl", "--limit-iface-in", "--limit-iface-out"}
 NON_TERMINAL = {"LOG", "NFLOG", "CT", "CONNMARK", "TRACE", "AUDIT", "CHECKSUM", "TCPMSS", "NOTRACK"}
 PROTOS = {"1": "icmp", "6": "tcp", "17": "udp"}
-MAX_DEPTH = 64
 
 
 @dataclass(frozen=True)
@@ -175,7 +174,7 @@ def _new_mark(r: Rule, mark: int) -> int:
     return mark
 
 
-class Table:
+class Table(ChainWalk):
     def __init__(self, name: str) -> None:
         self.name = name
         self.source = f"iptables {name}"
@@ -189,41 +188,27 @@ class Table:
         return [BaseChain(hook.upper(), "nat" if self.name == "nat" else "filter", prio,
                           (chain.policy or "ACCEPT").lower())]
 
-    def walk(self, chain: str, flow: Flow, env: Env) -> list[Branch]:
-        return self._run(chain, 0, Branch(1.0, flow, (chain,)), env, 0)
+    def _rules(self, chain: str) -> list[Rule] | None:
+        c = self.chains.get(chain)
+        return None if c is None else c.rules
 
     # -- the walk -------------------------------------------------------------------------------------------------
-    def _run(self, chain: str, start: int, st: Branch, env: Env, depth: int) -> list[Branch]:
-        if depth > MAX_DEPTH:
-            return [st.note(f"jumps nested deeper than {MAX_DEPTH} at {chain}: walk stopped")]
-        c = self.chains.get(chain)
-        if c is None:
-            return [st.note(f"chain {chain} does not exist in table {self.name}")]
-        for i in range(start, len(c.rules)):
-            r = c.rules[i]
-            p, st = self._match(r, st, env)
-            if p <= 0:
-                continue
-            if p < 1:
-                hit = replace(st, probability=st.probability * p)
-                miss = replace(st, probability=st.probability * (1 - p))
-                if st.probability * (1 - p) < 1e-9:
-                    return self._target(r, chain, i, hit, env, depth)
-                return self._target(r, chain, i, hit, env, depth) + self._run(chain, i + 1, miss, env, depth)
-            return self._target(r, chain, i, st, env, depth)
-        return [st]
+    def _rule(self, r: Rule, chain: str, i: int, st: Branch, env: Env, depth: int
+              ) -> tuple[list[Branch] | None, Branch]:
+        p, st = self._match(r, st, env)
+        if p <= 0:
+            return None, st
+        if p < 1 and st.probability * (1 - p) >= 1e-9:  # taken with probability p, or not
+            hit = replace(st, probability=st.probability * p)
+            miss = replace(st, probability=st.probability * (1 - p))
+            return self._target(r, chain, i, hit, env, depth) + self._run(chain, i + 1, miss, env, depth), st
+        return self._target(r, chain, i, st, env, depth), st
 
     def _target(self, r: Rule, chain: str, i: int, st: Branch, env: Env, depth: int) -> list[Branch]:
         t, f = r.target, st.flow
         decided = replace(st, rule=r.text, comment=r.comment)
         if t in self.chains:
-            sub = self._run(t, 0, st.enter(t, r.text), env, depth + 1)[:MAX_BRANCHES]
-            if r.goto:
-                return sub
-            out: list[Branch] = []
-            for b in sub:
-                out += [b] if b.verdict else self._run(chain, i + 1, b.back(st), env, depth)
-            return out
+            return self._jump(t, r.goto, r.text, chain, i, st, env, depth)
         if t == "RETURN" or t == "":
             return [st] if t == "RETURN" else self._run(chain, i + 1, st, env, depth)
         if t in ("ACCEPT", "DROP", "REJECT"):

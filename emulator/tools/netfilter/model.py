@@ -85,6 +85,48 @@ class BaseChain:
     policy: str = "accept"
 
 
+class ChainWalk:
+    """What walking chains means in both iptables and nftables: ``_run`` takes a chain's rules in order from
+    ``start`` until one ends the walk (its ``_rule`` returns branches); ``_jump`` enters a chain and, for a jump,
+    goes on in the caller after each branch that came back. A subclass says how rules are stored (``_rules``)
+    and what one rule does (``_rule``: the branches if it ended the chain, else None, and the state after it)."""
+
+    source = ""
+    max_depth = 64
+
+    def _rules(self, chain: str) -> list | None:
+        raise NotImplementedError
+
+    def _rule(self, rule, chain: str, i: int, st: Branch, env: Env, depth: int
+              ) -> tuple[list[Branch] | None, Branch]:
+        raise NotImplementedError
+
+    def walk(self, chain: str, flow: Flow, env: Env) -> list[Branch]:
+        return self._run(chain, 0, Branch(1.0, flow, (chain,)), env, 0)
+
+    def _run(self, chain: str, start: int, st: Branch, env: Env, depth: int) -> list[Branch]:
+        if depth > self.max_depth:
+            return [st.note(f"jumps nested deeper than {self.max_depth} at {chain}: walk stopped")]
+        rules = self._rules(chain)
+        if rules is None:
+            return [st.note(f"chain {chain} does not exist in {self.source}")]
+        for i in range(start, len(rules)):
+            out, st = self._rule(rules[i], chain, i, st, env, depth)
+            if out is not None:
+                return out[:MAX_BRANCHES]
+        return [st]
+
+    def _jump(self, target: str, goto: bool, by: str, chain: str, i: int, st: Branch, env: Env, depth: int
+              ) -> list[Branch]:
+        sub = self._run(target, 0, st.enter(target, by), env, depth + 1)
+        if goto:  # the end of a goto'ed chain returns to the caller's caller
+            return sub
+        out: list[Branch] = []
+        for b in sub:
+            out += [b] if b.verdict else self._run(chain, i + 1, b.back(st), env, depth)
+        return out
+
+
 class Table(Protocol):
     source: str  # "iptables nat", "nft table ip kube-proxy": where the rules were read
 

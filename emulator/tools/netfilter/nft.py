@@ -19,13 +19,12 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field, replace
 
-from emulator.tools.netfilter.model import BaseChain, Branch, Env, Flow, MAX_BRANCHES
+from emulator.tools.netfilter.model import BaseChain, Branch, ChainWalk, Env, Flow
 
 #: Tables iptables-nft creates; their rules are xtables expressions, read through iptables-save instead.
 IPTABLES_NFT_TABLES = ("nat", "filter", "mangle", "raw", "security")
 NAT_PRIORITY = {"dstnat": -100, "srcnat": 100, "filter": 0, "mangle": -150, "raw": -300, "security": 50}
 PROTO_NUMBERS = {1: "icmp", 6: "tcp", 17: "udp"}
-MAX_DEPTH = 64
 
 
 class Unknown(Exception):
@@ -119,7 +118,7 @@ def _eq(value: object, ref: object) -> bool:
     return value == ref
 
 
-class Table:
+class Table(ChainWalk):
     def __init__(self, family: str, name: str) -> None:
         self.family, self.name = family, name
         self.source = f"nft table {family} {name}"
@@ -131,20 +130,9 @@ class Table:
         return [BaseChain(c.name, c.type or "filter", c.prio, c.policy) for c in self.chains.values()
                 if c.hook == hook and c.type in ("nat", "filter")]
 
-    def walk(self, chain: str, flow: Flow, env: Env) -> list[Branch]:
-        return self._run(chain, 0, Branch(1.0, flow, (chain,)), env, 0)
-
-    def _run(self, chain: str, start: int, st: Branch, env: Env, depth: int) -> list[Branch]:
-        if depth > MAX_DEPTH:
-            return [st.note(f"jumps nested deeper than {MAX_DEPTH} at {chain}: walk stopped")]
+    def _rules(self, chain: str) -> list[dict] | None:
         c = self.chains.get(chain)
-        if c is None:
-            return [st.note(f"chain {chain} does not exist in {self.source}")]
-        for i in range(start, len(c.rules)):
-            out, st = self._rule(c.rules[i], chain, i, st, env, depth)
-            if out is not None:
-                return out[:MAX_BRANCHES]
-        return [st]
+        return None if c is None else c.rules
 
     def _text(self, rule: dict) -> str:
         return f"chain {rule['chain']}: {render(rule)}"
@@ -155,14 +143,7 @@ class Table:
         kind, arg = next(iter(v.items()))
         decided = replace(st, rule=self._text(rule), comment=rule.get("comment", ""))
         if kind in ("jump", "goto"):
-            target = arg["target"]
-            sub = self._run(target, 0, st.enter(target, self._text(rule)), env, depth + 1)
-            if kind == "goto":
-                return sub
-            out: list[Branch] = []
-            for b in sub:
-                out += [b] if b.verdict else self._run(chain, i + 1, b.back(st), env, depth)
-            return out
+            return self._jump(arg["target"], kind == "goto", self._text(rule), chain, i, st, env, depth)
         if kind == "return":
             return [st]
         if kind in ("accept", "drop", "reject"):
@@ -296,28 +277,20 @@ def _show(e: object, bits: bool = False) -> str:
     if not isinstance(e, dict):
         return str(e)
     kind, arg = next(iter(e.items()))
-    if kind == "payload":
-        return f"{arg.get('protocol')} {arg.get('field')}"
-    if kind == "meta":
-        return f"meta {arg['key']}"
-    if kind == "ct":
-        return f"ct {arg['key']}"
-    if kind == "fib":
-        return f"fib {' . '.join(arg.get('flags', []))} {arg.get('result')}"
-    if kind == "prefix":
-        return f"{arg['addr']}/{arg['len']}"
-    if kind == "range":
-        return f"{_show(arg[0])}-{_show(arg[1])}"
-    if kind == "concat":
-        return " . ".join(_show(x) for x in arg)
+    if kind in _SHOW:
+        return _SHOW[kind](arg)
     if kind == "set":
         return "{ " + ", ".join(_show(x) if not isinstance(x, list) else f"{_show(x[0])} : {_stmt(x[1])}"
                                 for x in arg) + " }"
     if kind in ("&", "|", "^"):
         return f" {kind} ".join(_show(x, True) for x in arg)
-    if kind == "numgen":
-        return f"numgen {arg['mode']} mod {arg['mod']}"
     return f"{kind} {arg}"
+
+
+_SHOW = {"payload": lambda a: f"{a.get('protocol')} {a.get('field')}", "meta": lambda a: f"meta {a['key']}",
+         "ct": lambda a: f"ct {a['key']}", "fib": lambda a: f"fib {' . '.join(a.get('flags', []))} {a.get('result')}",
+         "prefix": lambda a: f"{a['addr']}/{a['len']}", "range": lambda a: f"{_show(a[0])}-{_show(a[1])}",
+         "concat": lambda a: " . ".join(_show(x) for x in a), "numgen": lambda a: f"numgen {a['mode']} mod {a['mod']}"}
 
 
 def _stmt(e: dict) -> str:
