@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from pathlib import Path
 from typing import Callable
 
 from pyroute2.netlink.rtnl import RTM_GETLINK
@@ -69,7 +70,7 @@ def holders(inodes: set[int]) -> list[tuple[int, str]]:
                     with open(f"/proc/{d}/comm") as f:
                         out.append((int(d), f.read().strip()))
             except OSError:
-                continue
+                continue  # the process ended while we looked, or is not ours to read: nothing to report
     return out
 
 
@@ -131,13 +132,22 @@ def destroy(lab: str, progress: Progress = _quiet, timeout: float = 10.0) -> boo
             netns.delete(n)
         components.teardown_all(lab, paths)
         lifecycle.wait_gone(dying)
-        shutil.rmtree(paths.root, ignore_errors=True)
+        _remove_tree(paths.root, progress)
         if ul_fd is not None and not _wait_released([ul_fd], set(), timeout):
             _report(progress, inodes)
     finally:
         if ul_fd is not None:
             os.close(ul_fd)
     return True
+
+
+def _remove_tree(root: Path, progress: Progress) -> None:
+    """Remove the lab's state directory; what cannot be removed is reported (``cleanup`` removes the directory
+    later: it has no record any more), never silently left."""
+    def failed(_func: object, path: str, exc: tuple) -> None:
+        if not isinstance(exc[1], FileNotFoundError):  # removed meanwhile: what we wanted
+            progress(f"warning: cannot remove {path}: {exc[1]}; `podlab cleanup` removes it later")
+    shutil.rmtree(root, onerror=failed)
 
 
 def _report(progress: Progress, inodes: set[int]) -> None:

@@ -48,7 +48,7 @@ def _signal(procs: list[tuple[int, int | None]], sig: int) -> None:
         try:
             os.kill(pid, sig)
         except ProcessLookupError:
-            pass
+            pass  # it ended since it was checked: the signal's purpose is served
 
 
 def wait_gone(procs: list[tuple[int, int | None]], seconds: float = 5.0) -> list[tuple[int, int | None]]:

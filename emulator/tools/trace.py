@@ -26,9 +26,9 @@ import ipaddress
 from typing import Sequence
 
 from emulator.cni.bridge import mac_for
+from emulator.errors import TargetError
 from emulator.lab.api import Lab
 from emulator.tools import targets
-from emulator.tools.errors import TargetError
 from emulator.tools.kstate import NoRouteError, NsView, Route
 from emulator.tools.trace_ctx import Ctx
 from emulator.tools.trace_model import Check, Hop, NatAt, NatHook, NatPoint, Packet, TraceResult
@@ -60,7 +60,7 @@ def trace(lab: Lab, src: str, dst: str, proto: str | None = None, port: int | No
             try:
                 sip = ctx.view(skind, sowner).route_get(dip).prefsrc or sip
             except NoRouteError:
-                pass
+                pass  # the node's own address stays the source; the walk then reports the missing route
         pkt = Packet(sip or "?", dip, proto, port)  # type: ignore[arg-type]
         res = TraceResult(lab.name, ctx.routing, src, dst, pkt)
         Walker(ctx, res, nat_hooks).run(skind, sowner, pkt)

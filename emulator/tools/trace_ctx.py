@@ -6,8 +6,9 @@ node-side veth; the rest are the lab's conventions: a node's ``eth0`` is underla
 ``eth0`` is ``gw.lan``, the DNS host's ``dns.lan``, the external host's ``eth0`` is the router's ``eth1``) and which
 pod, node or host owns an address when a bridge has not learned its MAC yet.
 
-Endpoints: the source is a pod, ``node/NAME`` (or a bare node name) or one of the lab's hosts (``external``,
-``gw``, ``dns``); the destination any of those or an IPv4 address, each optionally with ``:PORT``. A Service's
+Endpoints: the source is a target of the one grammar (``emulator.lab.targets``) that has an address — a pod, a
+node, ``external``; the destination any of those or an IPv4 address (the router's and the DNS host's too), each
+optionally with ``:PORT``. A Service's
 ClusterIP without a port takes the Service's port (and protocol) when it has one, or the one of ``--proto``.
 """
 from __future__ import annotations
@@ -17,10 +18,10 @@ import ipaddress
 from emulator.external import network as extnet
 from emulator.services import config as svcconfig
 from emulator.services import dnsnet
+from emulator.errors import TargetError
+from emulator.lab import targets as grammar
 from emulator.lab.api import Lab
 from emulator.netlink import netns
-from emulator.tools import targets
-from emulator.tools.errors import TargetError
 from emulator.tools.kstate import NsView
 from emulator.topology import names
 
@@ -151,23 +152,21 @@ class Ctx:
         return (owner[0], owner[1], text, port) if owner else ("ip", text, text, port)
 
     def _named(self, text: str) -> tuple[str, str, str]:
-        if text in self.hosts:
-            ip = next((str(i.ip) for dev, i in self.view("host", text).addrs if dev == "eth0"), None)
-            if ip is None:
-                raise TargetError(f"host {text} of lab {self.lab.name} has no address on eth0", obj=text)
-            return "host", text, ip
-        kind, owner, _ = targets.parse(text)
-        if kind is None:
-            kind = "pod" if self.lab.store.get("pods", owner) is not None else "node" if owner in self.nodes else None
-        if kind == "pod":
-            st = self.lab.store.get_status("pods", owner) or {}
+        """A target of the one grammar (``emulator.lab.targets``): a pod, a node or ``external``."""
+        place = grammar.resolve(self.lab, text, iface=False)
+        if place.kind == "pod":
+            st = self.lab.store.get_status("pods", place.name) or {}
             if not st.get("podIP"):
-                raise TargetError(f"pod {owner} has no IP (phase {st.get('phase', 'unknown')})", obj=owner)
-            return "pod", owner, st["podIP"]
-        if kind == "node" and owner in self.nodes:
-            return "node", owner, self.nodes[owner][0]
-        hosts = f", {', '.join(sorted(self.hosts))}" if self.hosts else ""
-        raise TargetError(f"{text!r} is not a pod, node{hosts} or IPv4 address of lab {self.lab.name}", obj=text)
+                raise TargetError(f"pod {place.name} has no IP (phase {st.get('phase', 'unknown')})", obj=place.name)
+            return "pod", place.name, st["podIP"]
+        if place.kind == "node":
+            return "node", place.name, self.nodes[place.name][0]
+        if place.kind == "external" and "external" in self.hosts:
+            ip = next((str(i.ip) for dev, i in self.view("host", "external").addrs if dev == "eth0"), None)
+            if ip is not None:
+                return "host", "external", ip
+        raise TargetError(f"trace walks between pods, nodes and the external host; for the {place.kind} give its "
+                          "IPv4 address as the destination", obj=text)
 
     def service_port(self, ip: str, proto: str | None) -> tuple[int, str]:
         """(port, protocol) of the Service whose ClusterIP is ``ip``, when one port fits; TargetError otherwise."""

@@ -85,10 +85,10 @@ def test_cli_apply_get_scale_delete(lab: Lab) -> None:
         "deployment.apps/hello", "unchanged", "service/hello", "unchanged"]
     deadline = time.monotonic() + 20
     while True:
-        deps = json.loads(podlab(lab, "get", "deploy", "hello", "-o", "json").stdout)["items"]
-        if deps[0]["status"].get("readyReplicas") == 2:
+        dep = json.loads(podlab(lab, "get", "deploy", "hello", "-o", "json").stdout)  # one name: the object
+        if dep["status"].get("readyReplicas") == 2:
             break
-        assert time.monotonic() < deadline, deps
+        assert time.monotonic() < deadline, dep
         time.sleep(0.1)
     table = podlab(lab, "get", "svc").stdout.splitlines()
     assert table[0].split() == ["NAMESPACE", "NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
@@ -110,7 +110,8 @@ def test_cli_apply_get_scale_delete(lab: Lab) -> None:
     assert podlab(lab, "delete", "deploy", "hello").stdout.strip() == 'deployment.apps "hello" deleted'
     assert not [p for p in lab.store.names("pods") if p.startswith("hello-")]
     assert podlab(lab, "delete", "svc/hello").stdout.strip() == 'service "hello" deleted'
-    assert podlab(lab, "get", "svc", "hello").returncode == 1
+    gone = podlab(lab, "get", "svc", "hello")
+    assert gone.returncode == 4 and f'service "hello" not found in lab {lab.name}' in gone.stderr
     ext = podlab(lab, "exec", "external", "--", "ip", "-4", "-o", "addr", "show", "eth0")
     assert ext.returncode == 0 and "203.0.113.2/24" in ext.stdout
 

@@ -119,7 +119,7 @@ def test_capture_cli_writes_file_and_decodes(vx: Lab, tmp_path: Path) -> None:
     pinger = threading.Thread(target=ping_until_done)
     pinger.start()
     try:
-        r = subprocess.run(CLI + ["--lab", vx.name, "capture", "web-1", "node-1:flannel.1", "node-1:eth0", "-f",
+        r = subprocess.run(CLI + ["--lab", vx.name, "capture", "web-1", "node-1:flannel.1", "node-1:eth0", "--filter",
                                   "icmp or udp port 8472", "-c", "2", "-d", "20", "-w", str(out), "--decode"],
                            capture_output=True, text=True, timeout=40)
     finally:
@@ -202,7 +202,7 @@ def test_trace_cli_json_verify(vx: Lab) -> None:
 def test_graph_of_running_lab_shows_pod_ips_and_tunnel(vx: Lab, tmp_path: Path) -> None:
     svg, png = tmp_path / "lab.svg", tmp_path / "lab.png"
     for f in (svg, png):
-        r = subprocess.run(CLI + ["--lab", vx.name, "graph", "-o", str(f)], capture_output=True, text=True)
+        r = subprocess.run(CLI + ["--lab", vx.name, "graph", "-w", str(f)], capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
     texts = {t.text for t in ET.parse(svg).getroot().iter("{http://www.w3.org/2000/svg}text")}
     for p in vx.pods:

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import pytest
 
 from emulator.check import core
-from emulator.check.context import PodInfo
-from emulator.tools.errors import TargetError
+from emulator.check.context import PodInfo, Result
+from emulator.errors import TargetError
 from emulator.tools.trace_model import Hop, Packet, TraceResult
 
 PODS = [PodInfo("a", "10.244.1.2", "node-1", "lab-a"), PodInfo("b", "10.244.1.3", "node-1", "lab-b"),
@@ -18,7 +18,11 @@ NODES = [SimpleNamespace(name="node-1", ip="192.168.56.11", pod_cidr="10.244.1.0
 
 
 def ctx(matrix: dict) -> SimpleNamespace:
-    return SimpleNamespace(pods=PODS, matrix=matrix, port=41234, lab=SimpleNamespace(name="lab", nodes=NODES))
+    """What the two checks read of ``check.context.Context``: pods, matrix (results as the prober's dicts), the
+    probe port, the plan's description, whether the neighbour table overflowed, the lab's nodes."""
+    return SimpleNamespace(pods=PODS, matrix={k: Result.of(v) for k, v in matrix.items()}, port=41234,
+                           overflowed=False, plan=SimpleNamespace(describe=lambda: "every pair"),
+                           lab=SimpleNamespace(name="lab", nodes=NODES))
 
 
 def result(src: str, dst: str, *, delivered: bool, problem: str | None = None, hops: list[Hop] | None = None):

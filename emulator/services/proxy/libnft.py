@@ -15,11 +15,7 @@ import ctypes.util
 import functools
 import subprocess
 
-from emulator.errors import PodlabError
-
-
-class NftError(PodlabError):
-    """nft refused a command (its message is kept)."""
+from emulator.errors import NftError
 
 
 NFT_CTX_OUTPUT_JSON = 1 << 4

@@ -27,7 +27,7 @@ NAT_PRIORITY = {"dstnat": -100, "srcnat": 100, "filter": 0, "mangle": -150, "raw
 PROTO_NUMBERS = {1: "icmp", 6: "tcp", 17: "udp"}
 
 
-class Unknown(Exception):
+class _Unknown(Exception):
     """An expression the walker does not model."""
 
 
@@ -170,8 +170,8 @@ class Table(ChainWalk):
                 elif kind in ("dnat", "snat", "masquerade"):
                     return [self._nat(kind, arg, rule, st, env)], st
                 elif kind not in ("counter", "set", "log", "limit", "notrack", "comment"):
-                    raise Unknown(kind)  # the others have no effect on the path (``set update``: affinity)
-            except Unknown as u:
+                    raise _Unknown(kind)  # the others have no effect on the path (``set update``: affinity)
+            except _Unknown as u:
                 return None, st.note(f"not evaluated, taken as not matching: {u} in {self._text(rule)}")
         return None, st
 
@@ -205,10 +205,10 @@ class Table(ChainWalk):
     def _mangle(self, arg: dict, st: Branch) -> Branch:
         k = arg["key"]
         if not (isinstance(k, dict) and k.get("meta", {}).get("key") == "mark"):
-            raise Unknown(f"mangle of {k}")
+            raise _Unknown(f"mangle of {k}")
         mark = self._value(arg["value"], st.flow, None)
         if not isinstance(mark, int):
-            raise Unknown(f"mark value {arg['value']}")
+            raise _Unknown(f"mark value {arg['value']}")
         return replace(st, flow=replace(st.flow, mark=mark), marked_by=st.marked_by + (" → ".join(st.chains[-2:]),))
 
     def _match(self, m: dict, f: Flow, env: Env) -> bool:
@@ -227,13 +227,13 @@ class Table(ChainWalk):
             return hit
         if op == "!=":
             return not hit
-        raise Unknown(f"operator {op}")
+        raise _Unknown(f"operator {op}")
 
     def _value(self, e: object, f: Flow, env: Env | None) -> object:
         if isinstance(e, (int, str)):
             return e
         if not isinstance(e, dict):
-            raise Unknown(str(e))
+            raise _Unknown(str(e))
         kind, arg = next(iter(e.items()))
         if kind == "payload":
             proto, fieldname = arg.get("protocol"), arg.get("field")
@@ -241,7 +241,7 @@ class Table(ChainWalk):
                 return f.src if fieldname == "saddr" else f.dst
             if proto in ("tcp", "udp", "th") and fieldname == "dport":
                 return f.dport if (proto == f.proto or (proto == "th" and f.proto in ("tcp", "udp"))) else None
-            raise Unknown(f"payload {proto} {fieldname}")
+            raise _Unknown(f"payload {proto} {fieldname}")
         if kind == "meta":
             key = arg["key"]
             if key == "l4proto":
@@ -252,7 +252,7 @@ class Table(ChainWalk):
                 return env.in_dev if key == "iifname" else env.out_dev
             if key == "nfproto":
                 return "ipv4"
-            raise Unknown(f"meta {key}")
+            raise _Unknown(f"meta {key}")
         if kind == "ct" and arg.get("key") == "state":
             return "new"
         if kind == "fib" and arg.get("result") == "type" and env is not None:
@@ -263,9 +263,9 @@ class Table(ChainWalk):
         if kind in ("&", "|", "^"):
             a, b = (self._value(x, f, env) for x in arg)
             if not isinstance(a, int) or not isinstance(b, int):
-                raise Unknown(f"{kind} of {arg}")
+                raise _Unknown(f"{kind} of {arg}")
             return {"&": a & b, "|": a | b, "^": a ^ b}[kind]
-        raise Unknown(kind)
+        raise _Unknown(kind)
 
 
 # -- rules as ``nft list`` prints them (enough of the syntax to show the rule that decided) ---------------------

@@ -18,18 +18,14 @@ import os
 import shutil
 from dataclasses import dataclass, field
 
-from emulator.errors import PodlabError
+from emulator.errors import NftError, ToolError
 from emulator.lab.nsrun import run_in
 from emulator.netlink import netns
-from emulator.services.proxy.libnft import Nft, NftError
+from emulator.services.proxy.libnft import Nft
 from emulator.tools.netfilter import iptables, nft
 from emulator.tools.netfilter.model import Table
 
 RECENT_DIR = "/proc/thread-self/net/xt_recent"
-
-
-class RulesetError(PodlabError):
-    """The rules of a namespace could not be read (the tool's own message is kept)."""
 
 
 @dataclass
@@ -85,7 +81,7 @@ def read(ns: str) -> Ruleset:
                 try:
                     text = n.run("list ruleset")
                 except NftError as e:
-                    raise RulesetError(f"cannot list the nftables ruleset of {ns}: {e}", obj=ns) from None
+                    raise ToolError(f"cannot list the nftables ruleset of {ns}: {e}", obj=ns) from None
                 doc = json.loads(text) if text.strip() else {"nftables": []}
         recent: dict[str, frozenset[str]] = {}
         if os.path.isdir(RECENT_DIR):
@@ -96,6 +92,6 @@ def read(ns: str) -> Ruleset:
     if shutil.which("iptables-save") and (doc is None or not iptables_is_nft() or has_iptables_tables(doc)):
         r = run_in(ns, ["iptables-save"])
         if r.returncode != 0:
-            raise RulesetError(f"iptables-save in {ns} failed: {r.stderr.strip()}", obj=ns)
+            raise ToolError(f"iptables-save in {ns} failed: {r.stderr.strip()}", obj=ns)
         saved = r.stdout
     return from_dumps(ns, doc, saved, recent)
