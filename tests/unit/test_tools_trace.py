@@ -1,10 +1,7 @@
 """Pure parts of the tools: points, trace output, probe and tcpdump commands (the target grammar: test_targets)."""
 from __future__ import annotations
 
-import pytest
-
 from emulator.tools import capture, targets, trace_verify
-from emulator.errors import TargetError
 from emulator.tools.trace_model import Check, Hop, Packet, TraceResult
 
 
