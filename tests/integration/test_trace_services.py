@@ -168,3 +168,18 @@ def test_a_rule_changed_by_hand_is_what_the_trace_follows(lab: Lab) -> None:
                 node.exec(["nft", "delete", "rule", "ip", "kube-proxy", "services", "handle",
                            line.rsplit("# handle ", 1)[1]])
     assert trace(lab, "client", WEB_IP).delivered
+
+
+def test_pod_to_the_internet_and_to_kube_dns(lab: Lab) -> None:
+    """Leaving the cluster: flannel's masquerade on the way to the external host (which sees the node's address);
+    kube-dns's ClusterIP DNATed to the DNS host on the LAN."""
+    n1 = lab.node("node-1").ip
+    res = trace(lab, "client", "external:80")
+    assert res.delivered and walk(res)[-3:] == [("gw", "eth0"), ("gw", "eth1"), ("external", "eth0")], res.lines()
+    (snat,) = nat_hops(res)
+    assert snat.text.startswith(f"SNAT 10.244.1.2 → {n1} (masquerade") and "FLANNEL-POSTRTG" in snat.text
+    assert verify(lab, res).ok, "\n".join(res.lines() + [res.probe or ""])
+    assert probe.http(lab, "client", "http://203.0.113.2/clientip").body.rsplit(":", 1)[0] == n1
+    res = trace(lab, "client", "10.96.0.10:53", "udp")
+    assert res.delivered and walk(res)[-1] == ("dns", "eth0"), res.lines()
+    assert nat_hops(res)[0].text.startswith("DNAT 10.96.0.10:53 → 192.168.56.2:53 by ")
