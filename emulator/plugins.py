@@ -3,7 +3,9 @@
 - routing modes: ``emulator.routing.modes.MODES`` (they sit below the lab, which picks one by name);
 - lab components, started by ``up`` in their ``order`` and told about ``down``: ``COMPONENTS``;
 - the checks of ``podlab check``: the modules in ``CHECK_MODULES``;
-- the CLI's verb groups: ``emulator.cli.main.COMMAND_MODULES`` (the CLI is the one layer above this one).
+- the CLI's verb groups: ``emulator.cli.main.COMMAND_MODULES`` (the CLI is the one layer above this one);
+- the NAT hooks of ``trace``: ``emulator.tools.trace_nat.NAT_HOOKS`` (listed in tools, below this module, because
+  the checks trace failing pairs too; ``trace(..., nat_hooks=...)`` takes another list).
 
 Nothing registers itself when imported. The program's entries call ``install()`` once — the CLI, ``from emulator
 import Lab``, ``emulator.testing`` and the pytest plugin — and a module that fails to import fails here, with its

@@ -9,7 +9,10 @@
   than the path's — 1500 over a 1450 VXLAN path — stalls here, while pings and handshakes still pass);
 - ``node-to-pod``: each node's own namespace (where its agents live) reaches every pod on it.
 Failures name the culprit when the evidence allows: the node missing a route, the node that NATs, the pod with
-the wrong MTU, the pods sharing an address, or the kernel's neighbour table when it overflowed meanwhile.
+the wrong MTU, the pods sharing an address, or the kernel's neighbour table when it overflowed meanwhile. A
+failing pair of ``pod-to-pod`` and ``no-nat`` carries the trace of that pair (``tools.trace``, the matrix's TCP
+port): the path hop by hop from the kernel's state, where it breaks, and any rule that translates the source on
+the way; when the way there looks whole, the way back too.
 """
 from __future__ import annotations
 
@@ -27,6 +30,8 @@ from emulator.check.registry import check
 from emulator.check.engine import BULK
 from emulator.errors import NetlinkError
 from emulator.netlink.rtnl import Rtnl
+from emulator.tools.trace import trace
+from emulator.tools.trace_model import TraceResult
 
 
 def _route_problem(ctx: Context, node: str, dst_ip: str, cache: dict | None = None) -> str:
@@ -50,12 +55,19 @@ def _route_problem(ctx: Context, node: str, dst_ip: str, cache: dict | None = No
     return ""
 
 
-def _trace(ctx: Context, src: str, dst: str) -> str:
-    try:
-        from emulator.tools import trace  # optional (lab tooling)
-        return trace.render_text(trace.trace(ctx.lab, src, dst)) if hasattr(trace, "render_text") else ""
-    except Exception:
-        return ""
+def trace_text(res: TraceResult) -> str:
+    """A trace as a finding shows it: the trace's own lines."""
+    return "\n".join(res.lines())
+
+
+def pair_trace(ctx: Context, src: str, dst: str, both_ways: bool = False) -> str:
+    """The trace of ``src`` → ``dst`` over the matrix's TCP port; with ``both_ways``, when that path looks whole
+    (the packet got there), also the way back, where the failure must then be."""
+    res = trace(ctx.lab, src, dst, "tcp", ctx.port)
+    text = trace_text(res)
+    if both_ways and res.delivered and res.problem is None:
+        text += "\n" + trace_text(trace(ctx.lab, dst, src, "tcp", ctx.port))
+    return text
 
 
 def _eth0_addrs(ns: str) -> list[str]:
@@ -120,7 +132,7 @@ def pod_to_pod(ctx: Context) -> CheckResult:
         if len(findings) < 12:
             culprit = problem.split(" has ")[0] if problem else (_NEIGH_CULPRIT if overflow else "")
             findings.append(Finding(f"{s} → {t} ({pods[t].ip})", "a TCP connection", r.get("error") or "no answer",
-                                    culprit=culprit, trace=problem or ("" if overflow else _trace(ctx, s, t))))
+                                    culprit=culprit, trace=pair_trace(ctx, s, t, both_ways=True)))
     summary = f"{len(pairs) - len(bad)}/{len(pairs)} pairs connected ({ctx.plan.describe()})"
     for problem, subjects in by_route.items():
         if problem:
@@ -149,7 +161,8 @@ def no_nat(ctx: Context) -> CheckResult:
         culprit = f"{node_addrs[seen]} (source NAT to one of its own addresses)" if seen in node_addrs else ""
         culprits[culprit.split(" ")[0]] += 1
         if len(findings) < 12:
-            findings.append(Finding(f"{s} → {t}", f"{t} sees {pods[s].ip}", f"{t} saw {seen}", culprit=culprit))
+            findings.append(Finding(f"{s} → {t}", f"{t} sees {pods[s].ip}", f"{t} saw {seen}", culprit=culprit,
+                                    trace=pair_trace(ctx, s, t)))
     summary = f"{len(pairs) - len(wrong)}/{len(pairs)} connections kept the sender's IP"
     if wrong and culprits:
         summary += "; NAT by " + ", ".join(f"{c} ({n})" for c, n in culprits.most_common() if c)

@@ -110,10 +110,14 @@ def cmd_capture(a: argparse.Namespace) -> int:
 
 # -- trace ---------------------------------------------------------------------------------------------------
 def add_trace_args(s: argparse.ArgumentParser) -> None:
-    s.add_argument("src", help="a pod (web-1, pod/web-1) or a node (node-1, node/node-1)")
-    s.add_argument("dst", help="a pod, a node or an IPv4 address")
-    s.add_argument("--proto", choices=["icmp", "tcp", "udp"], default=None)
+    s.add_argument("src", help="a pod (web-1, pod/web-1), a node (node-1, node/node-1) or external")
+    s.add_argument("dst", help="a pod, a node, external or an IPv4 address, each with an optional :PORT "
+                               "(a ClusterIP, nodeIP:nodePort)")
+    s.add_argument("--proto", choices=["icmp", "tcp", "udp"], default=None,
+                   help="default: tcp with a port, the Service's protocol for a ClusterIP, else icmp")
     s.add_argument("--port", type=int, help="destination port (tcp/udp; implies tcp)")
+    s.add_argument("--endpoint", metavar="IP[:PORT]",
+                   help="the Service endpoint to follow where the rules choose at random (default: the first)")
     s.add_argument("--verify", action="store_true", help="send a probe and confirm each hop by its counters")
     s.add_argument("-o", "--output", choices=["text", "json"], default="text")
 
@@ -127,8 +131,7 @@ def trace_parser(prog: str = "trace") -> argparse.ArgumentParser:
 def trace_result(lab: Lab, a: argparse.Namespace):
     from emulator.tools.trace import trace
     from emulator.tools.trace_verify import verify
-    proto = a.proto or ("tcp" if a.port else "icmp")
-    res = trace(lab, a.src, a.dst, proto, a.port)
+    res = trace(lab, a.src, a.dst, a.proto, a.port, endpoint=a.endpoint)
     if a.verify and res.delivered:
         verify(lab, res)
     return res

@@ -2,6 +2,7 @@
 product), fails the right check and names the culprit; JUnit output has the shape CI systems read."""
 from __future__ import annotations
 
+import re
 import subprocess
 import xml.etree.ElementTree as ET
 
@@ -56,6 +57,13 @@ def test_missing_route_is_pinpointed(lab: Lab) -> None:
         assert c.findings and all(f.culprit == "node-1" for f in c.findings)
         # both directions between node-1's and node-2's pods fail (the replies need the route too), nothing else
         assert all({f.subject[:2], f.subject.split("→ ")[1][:2]} == {"p1", "p2"} for f in c.findings)
+        # each finding carries the trace of its pair: the way there, and the way back when that one is whole
+        for f in c.findings:
+            src, dst = f.subject.split(" (")[0].split(" → ")
+            assert f.trace.startswith(f"trace {src} → {dst}: tcp "), f.trace
+            assert "PROBLEM: node-1 has no route to 10.244.2.0/24 (the pod CIDR of node-2)" in f.trace, f.trace
+            assert (f"trace {dst} → {src}: tcp " in f.trace) == src.startswith("p2"), f.trace
+        assert "PROBLEM: node-1 has no route" in report.text([rep])
     finally:
         restore(lab)
     assert runner.run_lab(lab, only=["pod-to-pod"]).ok
@@ -71,6 +79,9 @@ def test_masquerade_between_pods_is_caught(lab: Lab) -> None:
         assert c.status == "FAIL" and "NAT by node-2" in c.summary, report.text([rep])
         # node-2 masquerades what it routes out (to other nodes) and in (to its pods through cni0)
         assert c.findings and all("p2-" in f.subject and f.culprit.startswith("node-2") for f in c.findings)
+        for f in c.findings:  # the trace shows the rule that does it
+            assert re.search(r"node-2 +\S+ +SNAT 10\.244\.\d+\.\d+ → 10\.244\.\d+\.\d+ \(masquerade: the address "
+                             r"\S+ gives it\) by iptables nat POSTROUTING", f.trace), f.trace
     finally:
         node.exec(["iptables", "-t", "nat", "-F", "POSTROUTING"], check=True)
 

@@ -150,7 +150,7 @@ def test_trace_cross_node_vxlan(vx: Lab) -> None:
                          ("node-1", "eth0"), ("underlay", "node-1"), ("underlay", "lan0"), ("node-2", "eth0"),
                          ("node-2", "flannel.1"), ("node-2", "cni0"), ("node-2", v3), ("web-3", "eth0")]
     route = next(h for h in res.hops if h.at == "node-1" and h.action == "route")
-    assert route.text == "route 10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink"
+    assert route.text == "route 10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink (origin onlink)"
     vx_hop = next(h for h in res.hops if h.action == "vxlan")
     assert "VNI 1" in vx_hop.text and f"{node_ip(vx, 'node-2')}:8472" in vx_hop.text
     assert_hops_are_real(res)
@@ -166,7 +166,7 @@ def test_trace_cross_node_hostgw(hg: Lab) -> None:
                          ("underlay", "node-1"), ("underlay", "lan0"), ("node-2", "eth0"), ("node-2", "cni0"),
                          ("node-2", v3), ("web-3", "eth0")]
     route = next(h for h in res.hops if h.at == "node-1" and h.action == "route")
-    assert route.text == f"route 10.244.2.0/24 via {node_ip(hg, 'node-2')} dev eth0"
+    assert route.text == f"route 10.244.2.0/24 via {node_ip(hg, 'node-2')} dev eth0 (origin static)"
     assert not any(h.iface == "flannel.1" for h in res.hops)
     assert_hops_are_real(res)
     assert verify(hg, res).ok, res.lines()

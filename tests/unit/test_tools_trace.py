@@ -1,10 +1,7 @@
 """Pure parts of the tools: points, trace output, probe and tcpdump commands (the target grammar: test_targets)."""
 from __future__ import annotations
 
-import pytest
-
-from emulator.tools import capture, targets, trace_model, trace_verify
-from emulator.errors import TargetError
+from emulator.tools import capture, targets, trace_verify
 from emulator.tools.trace_model import Check, Hop, Packet, TraceResult
 
 
@@ -41,16 +38,6 @@ def test_lines_and_ok() -> None:
     r.problem = "node-1 has no route to 10.244.2.0/24"
     assert r.lines()[-1] == "PROBLEM: node-1 has no route to 10.244.2.0/24"
     assert r.as_dict()["ok"] is False
-
-
-def test_nat_hooks_register_once() -> None:
-    def hook(ctx, ns, pkt, point):
-        return None
-    before = len(trace_model.nat_hooks())
-    trace_model.register_nat_hook(hook)
-    trace_model.register_nat_hook(hook)
-    assert len(trace_model.nat_hooks()) == before + 1
-    trace_model._NAT_HOOKS.remove(hook)
 
 
 def test_probe_commands() -> None:
