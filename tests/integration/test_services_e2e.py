@@ -1,6 +1,6 @@
-"""Issue 4 acceptance: the Kubernetes e2e "Networking Granular Checks" on real namespaces, in both kube-proxy modes
-and both routing modes (one module-scoped lab per combination, one netserver pod per node as the e2e framework
-runs it, probes through agnhost-style netexec ``/dial`` from a test pod, answers observed at the receivers)."""
+"""The Kubernetes e2e "Networking Granular Checks" on real namespaces, in both kube-proxy modes and both routing
+modes (one module-scoped lab per combination, one netserver pod per node as the e2e framework runs it, probes
+through agnhost-style netexec ``/dial`` from a test pod, answers observed at the receivers)."""
 from __future__ import annotations
 
 import json
@@ -8,17 +8,14 @@ import socket
 import time
 from urllib.parse import quote
 
-import pytest
-
 from emulator.check import probes as probe
-from emulator.lab import teardown
 from emulator.lab.api import Lab, run_in
 from emulator.netlink import netns
 from emulator.services import registry
 from emulator.services.component import wait_synced
 from emulator.services.model import Service, ServicePort
-from emulator.topology.loader import loads
-from tests.integration.conftest import unique_name
+from emulator.testing import LabUnderTest
+from tests.integration.conftest import lab_fixture
 
 HTTP, UDP = 8083, 8081
 AGNHOST = "{name: c, image: 'registry.k8s.io/e2e-test-images/agnhost:2.47', args: [netexec, --http-port=8083, " \
@@ -59,18 +56,17 @@ MATRIX = [("vxlan", "iptables"), ("host-gw", "nftables"), ("vxlan", "nftables"),
 NETSERVERS = {"netserver-0", "netserver-1"}
 
 
-@pytest.fixture(scope="module", params=MATRIX, ids=lambda p: f"{p[0]}-{p[1]}")
-def lab(request) -> Lab:
-    routing, mode = request.param
-    name = unique_name("s")
-    try:
-        lab = Lab.up(loads(TOPOLOGY.replace("MODE", mode), source="<test>", name=name, routing=routing))
-        for p in lab.pods:  # a Running pod's server binds a few ms later
-            port = HTTP if p.name in NETSERVERS | {"test-container-pod", "source-ip-server"} else 8080
-            assert probe.wait_http(lab, f"node/{p.node}", p.ip, port), f"{p.name} never answered"
-        yield lab
-    finally:
-        teardown.destroy(name)
+AGNHOST_PODS = NETSERVERS | {"test-container-pod", "source-ip-server"}
+
+
+def ready(lab: LabUnderTest) -> None:
+    """A Running pod's server binds a few ms later: agnhost's on HTTP, the deployment's netexec on 8080."""
+    lab.wait_serving(HTTP, AGNHOST_PODS)
+    lab.wait_serving(8080, [p.name for p in lab.pods if p.name not in AGNHOST_PODS])
+
+
+lab = lab_fixture({f"{routing}-{proxy}": (TOPOLOGY.replace("MODE", proxy), routing) for routing, proxy in MATRIX},
+                  ready=ready)
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------------
