@@ -80,10 +80,19 @@ def read_journal(paths: LabPaths, node: str) -> list[tuple[str, int, int | None]
 
 def run_container(paths: LabPaths, pod: dict, c: dict, fd: int, ns_name: str, env: dict[str, str],
                   node: str = "", sandbox: str = "") -> dict:
-    """Start one container; return its containerStatus entry."""
+    """Start one container; return its containerStatus entry. A command that cannot be started (not on $PATH,
+    not executable) is the container's failure, not the sandbox's: the entry is waiting with reason
+    ``RunContainerError`` and the runtime's message, and the pod keeps its sandbox and IP, as with a kubelet."""
     argv = images.resolve(c.get("image", "pause"), c.get("command", []), c.get("args", []), c.get("ports"))
-    exe, argv = images.executable(argv)
-    pid, started = spawn(fd, exe, argv, paths.container_log(pod["metadata"]["name"], c["name"]), env, ns_name)
+    try:
+        exe, argv = images.executable(argv)
+        pid, started = spawn(fd, exe, argv, paths.container_log(pod["metadata"]["name"], c["name"]), env, ns_name)
+    except OSError as e:
+        reason = "executable file not found in $PATH" if isinstance(e, FileNotFoundError) else \
+            (e.strerror or str(e)).lower()
+        return {"name": c["name"], "image": c.get("image", ""), "ready": False, "restartCount": 0,
+                "state": {"waiting": {"reason": "RunContainerError", "message": f'exec: "{argv[0]}": {reason}'}},
+                "pid": None, "pidStart": None, "command": argv}
     if node:
         journal(paths, node, sandbox, pid, started)
     return {"name": c["name"], "image": c.get("image", ""), "ready": True, "restartCount": 0,
@@ -117,9 +126,10 @@ def start(paths: LabPaths, runtime: Runtime, pod: dict, node: str, host_ip: str,
     finally:
         if fd >= 0:
             os.close(fd)
-    st = {"name": name, "phase": "Running", "nodeName": node, "uid": pod["metadata"].get("uid"), "hostIP": host_ip,
+    st = {"name": name, "phase": pod_phase(cstats), "sandboxReady": True, "nodeName": node, "uid": pod["metadata"].get("uid"), "hostIP": host_ip,
           "podIP": ip, "podIPs": [{"ip": ip}], "startTime": now(), "containerStatuses": cstats,
-          "conditions": [{"type": "Ready", "status": "True"}], "sandbox": sandbox}
+          "conditions": [{"type": "Ready", "status": "True" if all(c["ready"] for c in cstats) else "False"}],
+          "sandbox": sandbox}
     write_status(st)
     prefix = (sandbox["cniResult"].get("ips") or [{}])[0].get("address", ip)
     events.emit_many(paths.store, "pod", name,
@@ -127,6 +137,15 @@ def start(paths: LabPaths, runtime: Runtime, pod: dict, node: str, host_ip: str,
                      + [("Started", f"Started container {c['name']} (pid {c['pid']})", "Normal") for c in cstats],
                      f"kubelet, {node}")
     return st
+
+
+def pod_phase(cstats: list[dict]) -> str:
+    """The pod's phase from its containers, as the kubelet computes it for restartPolicy Always: Pending while a
+    container waits that never ran (RunContainerError on the first try), else Running."""
+    for c in cstats:
+        if "waiting" in c.get("state", {}) and not c.get("lastState"):
+            return "Pending"
+    return "Running"
 
 
 def stop_processes(cstats: list[dict]) -> None:

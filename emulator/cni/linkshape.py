@@ -14,6 +14,8 @@ shows how a pod gets its shape; a pod without the annotation passes through unto
 """
 from __future__ import annotations
 
+import json
+
 from emulator.cni.spec import INVALID_CONFIG, CniRequest
 from emulator.errors import CniError, PodlabError
 from emulator.netlink import tc
@@ -23,8 +25,23 @@ TYPE = "podlab-link"
 CAPABILITY = "podlabLink"
 
 
-def _host_iface(prev: dict) -> str | None:
-    return next((i.get("name") for i in prev.get("interfaces", []) if i.get("name") and not i.get("sandbox")), None)
+def _host_iface(req: CniRequest, prev: dict) -> str | None:
+    """The host end of the pod's veth, found as the bandwidth plugin finds it: the peer index of the pod's
+    interface (``link_index``), matched against the host-side interfaces of ``prevResult``."""
+    inside = tc.run(req.netns, ["ip", "-j", "link", "show", "dev", req.ifname])
+    try:
+        peer = int(json.loads(inside.stdout)[0]["link_index"])
+    except (ValueError, IndexError, KeyError):
+        return None
+    for i in prev.get("interfaces", []):
+        if i.get("name") and not i.get("sandbox"):
+            r = tc.run(None, ["ip", "-j", "link", "show", "dev", i["name"]])
+            try:
+                if int(json.loads(r.stdout)[0]["ifindex"]) == peer:
+                    return i["name"]
+            except (ValueError, IndexError, KeyError):
+                continue
+    return None
 
 
 def add(req: CniRequest, conf: dict, ctx: object = None) -> dict:
@@ -39,7 +56,7 @@ def add(req: CniRequest, conf: dict, ctx: object = None) -> dict:
     mtu = int(conf.get("mtu") or 1500)
     try:
         tc.shape(req.netns, req.ifname, shape, mtu)
-        host = _host_iface(prev)
+        host = _host_iface(req, prev)
         if host:
             tc.shape(None, host, shape, mtu)  # the node's namespace, where the plugin runs
     except PodlabError as e:

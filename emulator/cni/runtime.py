@@ -120,6 +120,22 @@ class Runtime:
         for p in reversed(plugins):
             self._invoke({**p, "prevResult": prev} if prev else p, req)
 
+    def gc(self, attachments: list[tuple[str, str]], valid: set[str]) -> list[tuple[str, str, CniError | None]]:
+        """libcni's ``GCNetworkList`` for a runtime that knows its leaks: every attachment ``(containerID,
+        ifname)`` whose container is not in ``valid`` gets the plugins' DEL (no netns: it is gone), which releases
+        its IP and removes its host veth exactly as a normal DEL does. Returns (id, ifname, error or None) per
+        attachment, so the caller can log each; one failure does not stop the others."""
+        out: list[tuple[str, str, CniError | None]] = []
+        for cid, ifname in attachments:
+            if cid in valid:
+                continue
+            try:
+                self.delete(cid, "", ifname or "eth0")
+                out.append((cid, ifname, None))
+            except CniError as e:
+                out.append((cid, ifname, e))
+        return out
+
     def check(self, container_id: str, netns_path: str, ifname: str, prev: dict) -> None:
         _, plugins = self._plugins()
         req = CniRequest("CHECK", container_id, netns_path, ifname)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from emulator.errors import TopologyError
 from emulator.topology.model import Topology
-from emulator.topology.sections import SERVICE_KEYS, has_gateway  # noqa: F401  (the rule is topology's)
+from emulator.topology.sections import has_gateway  # noqa: F401  (the rule is topology's; used by external)
 from emulator.topology.validate import Validator, show
 
 KEYS = ("cidr", "gateway", "host")

@@ -2,7 +2,8 @@
 
 A component (the external "internet" host, kube-proxy on each node, cluster DNS, ...) declares the namespaces it
 will create — recorded in the lab record *before* anything is made, so ``down`` and ``cleanup`` remove them even
-after a crash — and starts its processes, whose PIDs (with start times) go into the record as they start. The
+after a crash — and starts its processes, each of which records itself (PID, start time) in the lab's process
+journal before it runs (``emulator.proc.journal``; ``paths.proc_journal``). The
 builder calls every registered component that ``wanted`` the topology, in ``order``: ``start`` after the
 network, node files and store exist and before the agents start; ``ready`` after the pods are Running. Teardown
 needs little from a component: it ends the recorded PIDs and deletes the recorded namespaces, then calls each
@@ -33,7 +34,6 @@ class BuildContext:
     paths: LabPaths
     store: Store
     progress: Callable[[str], None]
-    record_pid: Callable[[int, str], None]  # (pid, what) → saved in the lab record at once
     data: dict = field(default_factory=dict)  # components may leave notes for each other here
 
 

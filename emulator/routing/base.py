@@ -12,7 +12,7 @@ import hashlib
 from abc import ABC, abstractmethod
 from typing import Callable, ClassVar
 
-from emulator.netlink.desired import AddrSpec, LinkSpec, NsState, RouteSpec
+from emulator.netlink.desired import AddrSpec, CableSpec, LinkSpec, NsState, RouteSpec
 from emulator.topology import names
 from emulator.topology.model import Node, Topology
 from emulator.topology.sections import has_gateway
@@ -29,7 +29,8 @@ class RoutingMode(ABC):
         """Raise MissingDependencyError (with the install command) if the machine cannot run this mode."""
 
     def start(self, topo: Topology, node: Node, state_dir: str) -> list[int]:
-        """Start the mode's daemons for ``node`` (inside its namespace); return their PIDs."""
+        """Start the mode's daemons for ``node`` (inside its namespace), each recorded in the lab's process
+        journal by itself before it runs (``LabPaths.proc_journal``); return their PIDs."""
         return []
 
     def wait_ready(self, topo: Topology, progress: Callable[[str], None]) -> None:
@@ -59,6 +60,13 @@ def uplink_routes(topo: Topology) -> tuple[RouteSpec, ...]:
     if not has_gateway(topo):
         return ()
     return (RouteSpec("0.0.0.0/0", names.NODE_UPLINK, gateway=str(topo.underlay.gateway)),)
+
+
+def underlay_cable(topo: Topology, port: str, ns: str, iface: str = "eth0") -> CableSpec:
+    """The cable that joins namespace ``ns`` (its ``iface``) to the underlay LAN, as port ``port`` of lan0: a node
+    (port named after the node, ``eth0`` inside), the external router, the DNS host. Applied in the underlay
+    namespace by ``applier.plug``."""
+    return CableSpec(port, iface, ns, topo.underlay.mtu, master=names.UNDERLAY_BRIDGE)
 
 
 def _mac(seed: str) -> str:

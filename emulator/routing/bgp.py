@@ -8,8 +8,9 @@ node holds was learned from a peer, which is what lets a lab show routes being w
 Per node, under its state directory at the paths Debian uses: ``etc/bird/bird.conf`` (rendered by ``bird.render``),
 ``run/bird/bird.ctl`` (the control socket ``birdc -s`` and ``podlab bgp status`` talk to), ``run/bird/bird.pid`` and
 ``var/log/bird.log``. BIRD runs in the foreground (``-f``) so the PID that ``posix_spawn`` returns — from a thread
-that entered the node's namespace — is BIRD itself; it is recorded in the lab record as ``bgp daemon of <node>``,
-teardown ends it by PID and start time, and ``bgp stop/start`` replace the entry.
+that entered the node's namespace — is BIRD itself (behind the shell lines of ``emulator.proc.journal.wrap``,
+which record it in the lab's process journal as ``bgp daemon of <node>`` before it execs); teardown ends it by
+PID and start time, ``bgp stop`` ends the live entry's process and ``bgp start`` appends a new one.
 
 ``up`` waits for convergence (``wait_ready``): after the pods are Running it holds until every node's kernel holds
 a ``proto bird`` route for every other node's slice. ``node_report`` is the live BGP state (sessions, learned
@@ -79,9 +80,11 @@ def spawn(lab: str, node: str, f: BirdFiles) -> tuple[int, int | None]:
     if f.ctl.exists():
         f.ctl.unlink()
     argv = [exe, "-f", "-c", str(f.conf), "-s", str(f.ctl), "-P", str(f.pid)]
+    from emulator.state.paths import LabPaths
     fd = netns.open_fd(names.node_ns(lab, node))
     try:
-        return procspawn.spawn(fd, exe, argv, f.log, {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+        return procspawn.spawn(fd, exe, argv, f.log, {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+                               journal=LabPaths(lab).proc_journal, what=daemon_label(node))
     finally:
         os.close(fd)
 
@@ -112,11 +115,10 @@ class Bgp(RoutingMode):
 # -- live state --------------------------------------------------------------------------------------------------
 
 def recorded_daemon(lab: str, node: str) -> dict | None:
-    """The lab record's entry for ``node``'s BIRD if that process is still alive."""
-    rec = record.load(lab) or {}
-    for p in reversed(rec.get("pids", [])):
-        if p.get("what") == daemon_label(node) and lifecycle.alive(p["pid"], p.get("start")):
-            return p
+    """The process journal's entry for ``node``'s BIRD ({pid, start, what}) if that process is still alive."""
+    for e in reversed(record.processes(lab)):
+        if e.what == daemon_label(node) and lifecycle.alive(e.pid, e.start):
+            return {"pid": e.pid, "start": e.start, "what": e.what}
     return None
 
 
@@ -188,7 +190,8 @@ def wait_converged(topo: Topology, timeout: float, progress: Callable[[str], Non
 
 def stop_daemon(lab: str, node: str, kill: bool = False) -> int | None:
     """Stop ``node``'s BIRD (TERM: BIRD tells its peers and removes its kernel routes; kill: SIGKILL, as a crash).
-    Returns the PID stopped, or None if it was not running. The record entry is removed."""
+    Returns the PID stopped, or None if it was not running (the journal keeps the entry of the dead process,
+    which its start time makes inert)."""
     entry = recorded_daemon(lab, node)
     if entry is None:
         return None
@@ -197,11 +200,6 @@ def stop_daemon(lab: str, node: str, kill: bool = False) -> int | None:
         os.waitpid(entry["pid"], os.WNOHANG)  # reap it if we are its parent (tests, the API)
     except ChildProcessError:
         pass
-    rec = record.load(lab)
-    if rec is not None:
-        rec["pids"] = [p for p in rec.get("pids", []) if not (p.get("what") == daemon_label(node)
-                                                               and p["pid"] == entry["pid"])]
-        record.save(rec)
     return entry["pid"]
 
 
@@ -222,5 +220,4 @@ def start_daemon(lab: str, node: str) -> tuple[int, bool]:
     if not f.conf.exists():
         raise PodlabError(f"node {node} has no BIRD configuration at {f.conf}", obj=node)
     pid, _ = spawn(lab, node, f)
-    record.add_pid(rec, pid, daemon_label(node))
     return pid, True

@@ -14,13 +14,12 @@ directories are ever removed (a directory that existed before is left alone and 
 """
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 from emulator.netlink import netns
 from emulator.state.paths import LabPaths
-from emulator.state.store import Store, read_json, write_json
+from emulator.state.store import Store, read_json, write_atomic, write_json
 from emulator.topology import names
 
 ETC_NETNS = Path(netns.NETNS_ETC_DIR)
@@ -61,9 +60,7 @@ class ResolvFiles:
                 text = content(k8s_ns, self.nameserver, self.domain)
                 f = d / "resolv.conf"
                 if not f.exists() or f.read_text() != text:
-                    tmp = d / ".resolv.conf.tmp"
-                    tmp.write_text(text)
-                    os.replace(tmp, f)
+                    write_atomic(f, text)
         gone = {ns for ns in owned if ns not in want} if prune else set()
         if gone:
             self.remove(gone)

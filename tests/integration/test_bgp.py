@@ -50,7 +50,8 @@ def bird_routes(lab: Lab, node: str) -> dict[str, dict]:
 
 
 def daemons(lab: Lab) -> dict[str, dict]:
-    return {p["what"].rsplit(" ", 1)[1]: p for p in lab.record.get("pids", []) if p["what"].startswith("bgp daemon")}
+    return {e.what.rsplit(" ", 1)[1]: {"pid": e.pid, "start": e.start, "what": e.what}
+            for e in record.processes(lab.name) if e.what.startswith("bgp daemon") and alive(e.pid, e.start)}
 
 
 def test_every_cross_node_route_is_learned_from_bird(lab: Lab) -> None:

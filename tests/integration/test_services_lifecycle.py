@@ -138,7 +138,7 @@ def test_failed_up_rolls_back_services_too(monkeypatch) -> None:
 
 def test_down_removes_processes_namespaces_and_resolv_files(lab: Lab) -> None:
     """Runs last: it removes the module's lab."""
-    pids = lab.record["pids"]
+    pids = [{"pid": e.pid, "start": e.start, "what": e.what} for e in record.processes(lab.name)]
     whats = {p["what"] for p in pids}
     assert {"cluster DNS", "controller-manager", "kube-proxy of node-1", "kube-proxy of node-2",
             "external echo server"} <= whats

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from emulator.errors import BuildError
-from emulator.lab.api import Lab
+from emulator.lab.api import Lab, popen_in
 from emulator.netlink import netns
 from emulator.state import record
 from emulator.tools import shaping, targets
@@ -35,8 +35,8 @@ lab = lab_fixture(TOPO)
 
 def iperf(lab: Lab, client: str, server: str, reverse: bool = False) -> float:
     """Goodput in bit/s of a 4 s TCP transfer (first second omitted: slow start) between two pods."""
-    srv = subprocess.Popen(["nsenter", f"--net={netns.path(lab.pod(server).netns)}", "--", "iperf3", "-s", "-1",
-                            "-p", "5201"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    srv = popen_in(lab.pod(server).netns, ["iperf3", "-s", "-1", "-p", "5201"], what=f"iperf3 server in {server}",
+                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # recorded: `down` ends it if we die
     try:
         said = []
         while not said or "Server listening" not in said[-1]:  # iperf3 says so once its socket is bound

@@ -136,20 +136,25 @@ def test_daemon_spawn_reports_the_daemons_pid(tmp_path) -> None:
     import os
     import time
 
+    from emulator.proc import journal
     from emulator.proc.lifecycle import alive, start_time, stop
     from emulator.proc.daemon import spawn
     from emulator.state.store import wait_file
     out = tmp_path / "out.json"
+    jpath = tmp_path / "procs.journal"
+    journal.create(jpath)
 
     def target() -> None:
         from emulator.state.store import write_json
         write_json(out, {"pid": os.getpid(), "ppid": os.getppid()})
         time.sleep(30)
-    pid = spawn(target, tmp_path / "d.log", title="podlab-test")
+    pid = spawn(target, tmp_path / "d.log", title="podlab-test", journal=jpath, what="test daemon")
     try:
         info = wait_file(out, lambda d: True, 10, "the test daemon", "t")
         assert info["pid"] == pid and info["ppid"] != os.getpid()  # detached: not our child
         assert open(f"/proc/{pid}/comm").read().strip() == "podlab-test"
+        # recorded by itself before it reported its PID
+        assert journal.entries(jpath) == [journal.Entry(pid, start_time(pid), "daemon", "test daemon")]
     finally:
         stop(pid, start_time(pid), grace=1.0)
     assert not alive(pid, None)
