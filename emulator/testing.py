@@ -36,6 +36,7 @@ from emulator.check import engine
 from emulator.check import probes as probe
 from emulator.lab import teardown
 from emulator.lab.api import Lab
+from emulator.state import record
 from emulator.tools import capture as capture_tool
 from emulator.tools import packets, pcapng, targets
 from emulator.topology.loader import load, loads
@@ -96,12 +97,15 @@ class LabUnderTest(Lab):
     @classmethod
     def up(cls, source, *, name: str | None = None, routing: str | None = None,  # type: ignore[override]
            prefix: str = "pt", **kw) -> "LabUnderTest":
-        """Bring ``source`` (a file, YAML text or a ``Topology``) up; anything half-built is removed on failure."""
+        """Bring ``source`` (a file, YAML text or a ``Topology``) up under a unique name (or ``name``); whatever a
+        failed or interrupted ``up`` left is removed — never a lab that existed before."""
         topo = topology(source, name or unique_name(prefix), routing)
+        existed = record.load(topo.name) is not None
         try:
             Lab.up(topo, **kw)
         except BaseException:
-            teardown.destroy(topo.name)
+            if not existed:
+                teardown.destroy(topo.name)
             raise
         return cls(topo.name)
 

@@ -53,7 +53,7 @@ SHELL = "/bin/sh"
 # $1 journal, $2 kind, $3 what, then the program. Builtins only (no fork): `command exec` so that a failed
 # open returns instead of exiting with 2; `read` from /proc/self/stat runs in the shell itself.
 _SHIM = """j=$1 k=$2 w=$3; shift 3
-command exec 9<"$j" 2>/dev/null || { echo "podlab: not started: the lab's process journal $j is closed" >&2; exit 125; }
+{ command exec 9<"$j"; } 2>/dev/null || { echo "podlab: not started: the lab's process journal $j is closed" >&2; exit 125; }
 read -r st </proc/self/stat
 f() { p=$1 s=${22}; }
 f $st

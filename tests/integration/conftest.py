@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -25,14 +27,14 @@ import pytest
 from emulator.lab import teardown
 from emulator.netlink import netns
 from emulator.pytest_plugin import lab_fixture  # noqa: F401  (re-exported: the suite's one lab fixture)
-from emulator.state import record
+from emulator.state import paths, record
 from emulator.testing import SESSION_TAG, LabUnderTest, unique_name
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 TOPOLOGIES = ROOT / "topologies"
 _OURS = re.compile(rf"^[a-z]+{SESSION_TAG}\d+(-|$)")
-__all__ = ["ROOT", "TOPOLOGIES", "lab_fixture", "make_lab", "podlab", "podlab_argv", "serving", "three_node_text", "unique_name"]
+__all__ = ["ROOT", "TOPOLOGIES", "lab_fixture", "podlab", "podlab_argv", "serving", "three_node_text", "unique_name"]
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest's own hook deselects by -m
@@ -85,6 +87,22 @@ def podlab(*args: str, lab: object = None, input: str | None = None, env: dict[s
 def serving(port: int = 8080) -> Callable[[LabUnderTest], None]:
     """A ``ready`` for ``lab_fixture``: every pod's netexec answers on ``port``."""
     return lambda lab: lab.wait_serving(port)
+
+
+@pytest.fixture
+def private_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A state tree of this test's own (``PODLAB_STATE_DIR``, inherited by every ``podlab`` it runs): machine-wide
+    verbs such as ``podlab cleanup`` then see only the labs this test made, never another run's. It lives on the
+    same tmpfs as the default tree, and every lab left in it is removed at the end."""
+    base = paths.ensure_state_root()
+    tree = Path(tempfile.mkdtemp(prefix=f"test-{SESSION_TAG}", dir=base))
+    monkeypatch.setenv("PODLAB_STATE_DIR", str(tree))
+    try:
+        yield tree
+    finally:
+        for lab in record.all_labs():
+            teardown.destroy(lab)
+        shutil.rmtree(tree, ignore_errors=True)
 
 
 @pytest.fixture

@@ -183,8 +183,9 @@ def test_agents_run_inside_their_node_namespace(make_lab) -> None:
         assert os.stat(f"/proc/{pid}/ns/net").st_ino == netns.inode(f"{lab.name}-{node}")
 
 
-def test_cleanup_removes_a_crashed_up(tmp_path) -> None:
-    """`up` killed half-way leaves a record owned by a dead process; `cleanup` removes exactly that lab."""
+def test_cleanup_removes_a_crashed_up(tmp_path, private_state) -> None:
+    """`up` killed half-way leaves a record owned by a dead process; `cleanup` removes exactly that lab (in a
+    state tree of the test's own, so cleanup never sees another run's labs)."""
     import signal
     import time
     from emulator.lab.api import Lab
@@ -220,7 +221,8 @@ def test_cleanup_removes_a_crashed_up(tmp_path) -> None:
         teardown.destroy(bystander)
 
 
-def test_cleanup_removes_an_old_state_directory_without_record() -> None:
+def test_cleanup_removes_an_old_state_directory_without_record(private_state) -> None:
+    """In a state tree of the test's own: cleanup never sees another run's directories."""
     name = unique_name("o")
     d = LabPaths(name).root / "nodes" / "node-3" / "etc"
     d.mkdir(parents=True)

@@ -22,8 +22,9 @@ def collected(marker: str, as_nobody: bool = False) -> list[str]:
     return [line for line in r.stdout.splitlines() if "::" in line]
 
 
-def test_not_integration_collects_the_unit_tests_only() -> None:
-    ids = collected("not integration")
+def test_not_integration_collects_the_unit_tests_only_and_needs_no_root() -> None:
+    unprivileged = os.geteuid() == 0 and shutil.which("setpriv") is not None
+    ids = collected("not integration", as_nobody=unprivileged)
     assert ids and all(i.startswith("tests/unit/") for i in ids), [i for i in ids if not i.startswith("tests/unit/")]
     assert any(i.startswith("tests/unit/test_suite_markers.py::") for i in ids)
 
@@ -33,11 +34,3 @@ def test_integration_marker_selects_every_integration_test() -> None:
     assert ids and all(i.startswith("tests/integration/") for i in ids), ids[:5]
     files = {i.split("::")[0] for i in ids}
     assert files == {str(p.relative_to(ROOT)) for p in (ROOT / "tests/integration").glob("test_*.py")}
-
-
-def test_unit_selection_needs_no_root() -> None:
-    if os.geteuid() != 0 or shutil.which("setpriv") is None or not os.access(ROOT, os.R_OK):
-        ids = collected("not integration")  # already unprivileged (or no way to drop privileges)
-    else:
-        ids = collected("not integration", as_nobody=True)
-    assert ids and all(i.startswith("tests/unit/") for i in ids)
