@@ -2,14 +2,13 @@
 
 - ``unique-pod-ips``: every Running pod's eth0 (read from its namespace, not from the store) holds one address,
   unique in the cluster and inside its node's slice;
-- ``pod-to-pod``: every pod opens a TCP connection to every other pod, on any node (above 100 pods: to a
-  spanning set of them, see ``plan``; ``--full`` for every pair);
+- ``pod-to-pod``: every pod opens a TCP connection to every other pod, on any node;
 - ``no-nat``: the receiving pod saw the sender's own pod IP (the source its kernel reported for the connection);
 - ``path-mtu``: each of those connections carries 48 KiB back in full-size segments (a pod whose MTU is larger
   than the path's — 1500 over a 1450 VXLAN path — stalls here, while pings and handshakes still pass);
 - ``node-to-pod``: each node's own namespace (where its agents live) reaches every pod on it.
 Failures name the culprit when the evidence allows: the node missing a route, the node that NATs, the pod with
-the wrong MTU, the pods sharing an address, or the kernel's neighbour table when it overflowed meanwhile.
+the wrong MTU, the pods sharing an address.
 """
 from __future__ import annotations
 
@@ -20,20 +19,15 @@ from collections import Counter, defaultdict
 from emulator.check.context import Context
 from emulator.check.model import CheckResult, Finding
 from emulator.check.registry import check
-from emulator.check.engine import BULK
+from emulator.check.wire import BULK
+from emulator.lab.api import run_in
 from emulator.netlink import applier
 from emulator.netlink.rtnl import Rtnl
 
 
-def _route_problem(ctx: Context, node: str, dst_ip: str, cache: dict | None = None) -> str:
-    """Why ``node`` cannot forward to ``dst_ip``, read from its routing table ('' if it has a route). With a
-    ``cache``, asked once per (node, destination node): routes are per node slice, not per pod."""
+def _route_problem(ctx: Context, node: str, dst_ip: str) -> str:
+    """Why ``node`` cannot forward to ``dst_ip``, read from its routing table ('' if it has a route)."""
     dst_node = next((p.node for p in ctx.pods if p.ip == dst_ip), "")
-    if cache is not None:
-        key = (node, dst_node or dst_ip)
-        if key not in cache:
-            cache[key] = _route_problem(ctx, node, dst_ip)
-        return cache[key]
     out = ctx.lab.node(node).exec(["ip", "-j", "route", "get", dst_ip]).stdout
     try:
         r = json.loads(out)[0]
@@ -93,29 +87,22 @@ def pod_to_pod(ctx: Context) -> CheckResult:
     bad = [(s, t, r) for s, t, r in pairs if not r.get("connected")]
     findings = []
     by_route: dict[str, list[str]] = defaultdict(list)
-    cache: dict = {}
-    overflow = ctx.overflowed
     for s, t, r in bad:
         problem = ""
         if pods[s].node != pods[t].node:  # forward path from the sender's node, then the way back
-            problem = (_route_problem(ctx, pods[s].node, pods[t].ip, cache)
-                       or _route_problem(ctx, pods[t].node, pods[s].ip, cache))
+            problem = (_route_problem(ctx, pods[s].node, pods[t].ip)
+                       or _route_problem(ctx, pods[t].node, pods[s].ip))
         key = problem or ""
         by_route[key].append(f"{s} → {t}")
         if len(findings) < 12:
-            culprit = problem.split(" has ")[0] if problem else (_NEIGH_CULPRIT if overflow else "")
             findings.append(Finding(f"{s} → {t} ({pods[t].ip})", "a TCP connection", r.get("error") or "no answer",
-                                    culprit=culprit, trace=problem or ("" if overflow else _trace(ctx, s, t))))
-    summary = f"{len(pairs) - len(bad)}/{len(pairs)} pairs connected ({ctx.plan.describe()})"
+                                    culprit=problem.split(" has ")[0] if problem else "", trace=problem or
+                                    _trace(ctx, s, t)))
+    summary = f"{len(pairs) - len(bad)}/{len(pairs)} pairs connected"
     for problem, subjects in by_route.items():
         if problem:
             summary += f"; {len(subjects)} fail because {problem.split(';')[0]}"
-    if bad and overflow:
-        summary += "; " + ctx.neigh.overflow_text()
     return CheckResult("pod-to-pod", "", "FAIL" if bad else "PASS", summary, findings)
-
-
-_NEIGH_CULPRIT = "the kernel's neighbour table (overflowed during the probes)"
 
 
 @check("no-nat", "the receiver sees the sender's pod IP (no NAT between pods)", order=30)
@@ -146,17 +133,24 @@ def path_mtu(ctx: Context) -> CheckResult:
     """Per pod: a ping of exactly its eth0 MTU with DF set to a pod on another node; plus the TCP bulk
     transfers of the matrix (a whole overlay whose pods are too large for it stalls there)."""
     want = int(ctx.lab.record.get("cluster", {}).get("podMTU", 0))
-    pods = {p.name: p for p in ctx.pods}
-    first: dict[str, tuple[int, str]] = {}  # pod → the first pod it reached (another node's, if any)
-    for (s, t), r in ctx.matrix.items():  # a pair that does not connect at all is pod-to-pod's failure
-        if s in pods and r.get("connected"):
-            rank = 0 if pods[t].node != pods[s].node else 1
-            if s not in first or rank < first[s][0]:
-                first[s] = (rank, t)
-    jobs = [(pods[s], pods[t]) for s, (_, t) in sorted(first.items())]
+    jobs = []
+    reachable = {(s, t) for (s, t), r in ctx.matrix.items() if r.get("connected")}
+    for p in ctx.pods:  # a pair that does not connect at all is pod-to-pod's failure, not an MTU one
+        others = [q for q in ctx.pods if q.node != p.node] or [q for q in ctx.pods if q.name != p.name]
+        others = [q for q in others if (p.name, q.name) in reachable]
+        if others:
+            jobs.append((p, others[0]))
+
+    def one(job):
+        p, q = job
+        out = run_in(p.netns, ["ip", "-j", "link", "show", "eth0"]).stdout
+        mtu = json.loads(out)[0]["mtu"] if out.strip() else 0
+        ok = run_in(p.netns, ["ping", "-n", "-q", "-c", "1", "-W", "1", "-M", "do", "-s", str(mtu - 28), q.ip],
+                    timeout=10).returncode == 0
+        return mtu, ok
+    from emulator.check.probes import matrix
     findings = []
-    for (p, q), res in zip(jobs, ctx.ping([(p.name, q.name) for p, q in jobs])):
-        mtu, ok = res.get("mtu", 0), res.get("ok")
+    for (p, q), (mtu, ok) in matrix(jobs, one):
         if not ok:
             findings.append(Finding(f"{p.name} → {q.name}", f"a {mtu}-byte packet (DF) to arrive", "lost",
                                     culprit=f"pod {p.name} (eth0 MTU {mtu}, the cluster's pod MTU is {want})"
@@ -174,10 +168,7 @@ def path_mtu(ctx: Context) -> CheckResult:
 def node_to_pod(ctx: Context) -> CheckResult:
     pairs = _pairs(ctx, True)
     bad = [(s, t, r) for s, t, r in pairs if not r.get("connected")]
-    culprit = _NEIGH_CULPRIT if ctx.overflowed else ""
-    findings = [Finding(f"{s} → {t}", "a TCP connection", r.get("error") or "no answer",
-                        culprit=culprit or s.split("/")[1]) for s, t, r in bad[:12]]
-    summary = f"{len(pairs) - len(bad)}/{len(pairs)} node→pod connections"
-    if bad and culprit:
-        summary += "; " + ctx.neigh.overflow_text()
-    return CheckResult("node-to-pod", "", "FAIL" if bad else "PASS", summary, findings)
+    findings = [Finding(f"{s} → {t}", "a TCP connection", r.get("error") or "no answer", culprit=s.split("/")[1])
+                for s, t, r in bad[:12]]
+    return CheckResult("node-to-pod", "", "FAIL" if bad else "PASS",
+                       f"{len(pairs) - len(bad)}/{len(pairs)} node→pod connections", findings)
