@@ -307,12 +307,15 @@ def test_agent_kill_loop_keeps_invariants(make_lab) -> None:
     assert all(alive(p, None) for ps in after.values() for p in ps)
 
 
-def test_agent_stop_leaves_pods_running_and_start_reconciles(make_lab) -> None:
-    lab = make_lab(TWO_NODES)
+def test_agent_stop_leaves_pods_running_and_start_reconciles(lab: Lab) -> None:
     lab.agent_stop("node-1")
-    lab.apply_pod({"name": "late", "node": "node-1"})
-    out = podlab("get", "nodes", lab=lab).stdout
-    assert "NotReady" in out
-    assert lab.store.get_status("pods", "late") is None  # no kubelet, no pod (looked at after the CLI ran)
-    assert podlab("agent", "start", "node-1", lab=lab).returncode == 0
-    assert lab.wait_pod("late", timeout=10)["nodeName"] == "node-1"
+    try:
+        lab.apply_pod({"name": "late", "node": "node-1"})
+        out = podlab("get", "nodes", lab=lab).stdout
+        assert "NotReady" in out
+        assert lab.store.get_status("pods", "late") is None  # no kubelet, no pod (looked at after the CLI ran)
+        assert podlab("agent", "start", "node-1", lab=lab).returncode == 0
+        assert lab.wait_pod("late", timeout=10)["nodeName"] == "node-1"
+    finally:
+        lab.agent_start("node-1")  # the module's next tests need it (a no-op when it runs)
+        lab.delete_pod("late")

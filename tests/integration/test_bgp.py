@@ -28,7 +28,7 @@ from tests.integration.reachability import all_reachable_within, expected, reach
 
 NODES = ["node-1", "node-2", "node-3"]
 
-lab = lab_fixture(three_node_text(2, "pause"), "bgp")  # pings only: pause pods
+lab = lab_fixture(three_node_text(1, "pause"), "bgp")  # reachability by pings: one pause pod per node
 
 
 def lab_processes(lab: str) -> list[int]:

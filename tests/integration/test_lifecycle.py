@@ -1,4 +1,4 @@
-"""Issue 2 acceptance: up/down are idempotent, a failed up rolls back completely, labs do not interfere, and the
+"""The lab lifecycle: up/down are idempotent, a failed up rolls back completely, labs do not interfere, and the
 machine's root namespace is never touched."""
 from __future__ import annotations
 

@@ -86,7 +86,8 @@ def test_cli_apply_get_scale_delete(lab: Lab) -> None:
     assert eps[0].split() == ["NAMESPACE", "NAME", "ENDPOINTS", "AGE"] and eps[1].count(":8080") == 2
     assert podlab("get", "deploy", lab=lab).stdout.splitlines()[1].split()[1:5] == ["hello", "2/2", "2", "2"]
     assert "KUBE-SVC-" in podlab("describe", "svc", "hello", lab=lab).stdout
-    assert podlab("scale", "deploy", "hello", "--replicas", "3", lab=lab).stdout.strip() == "deployment.apps/hello scaled"
+    scaled = podlab("scale", "deploy", "hello", "--replicas", "3", lab=lab)
+    assert scaled.stdout.strip() == "deployment.apps/hello scaled"
     deadline = time.monotonic() + 20
     while len([p for p in lab.store.names("pods") if p.startswith("hello-")]) != 3:
         assert time.monotonic() < deadline
