@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import IO, Callable, Iterator
 
 import pytest
 
@@ -34,7 +36,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 TOPOLOGIES = ROOT / "topologies"
 _OURS = re.compile(rf"^[a-z]+{SESSION_TAG}\d+(-|$)")
-__all__ = ["ROOT", "TOPOLOGIES", "lab_fixture", "podlab", "podlab_argv", "serving", "three_node_text", "unique_name"]
+__all__ = ["ROOT", "TOPOLOGIES", "lab_fixture", "podlab", "podlab_argv", "serving", "three_node_text", "unique_name",
+           "wait_for_line"]
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest's own hook deselects by -m
@@ -82,6 +85,21 @@ def podlab(*args: str, lab: object = None, input: str | None = None, env: dict[s
     """Run ``podlab ARGS`` (see ``podlab_argv``) to its end, ``env`` added to this process's environment."""
     return subprocess.run(podlab_argv(*args, lab=lab), capture_output=True, text=True, cwd=ROOT, input=input,
                           timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def wait_for_line(stream: IO, needle: str, timeout: float = 10) -> str:
+    """Read a child's output pipe until ``needle`` appears (how a server says it is ready); what was read. Reads
+    the pipe itself (no buffered reader that could hold the line back), and fails when the child ends first or
+    stays silent for ``timeout`` seconds, so a quiet child never hangs the suite."""
+    fd, said = stream.fileno(), b""
+    deadline = time.monotonic() + timeout
+    while needle.encode() not in said:
+        ready, _, _ = select.select([fd], [], [], max(deadline - time.monotonic(), 0))
+        assert ready, f"no {needle!r} within {timeout:.0f}s; said: {said.decode(errors='replace')!r}"
+        chunk = os.read(fd, 65536)
+        assert chunk, f"ended before saying {needle!r}; said: {said.decode(errors='replace')!r}"
+        said += chunk
+    return said.decode(errors="replace")
 
 
 def serving(port: int = 8080) -> Callable[[LabUnderTest], None]:

@@ -20,7 +20,7 @@ from emulator.testing import LabUnderTest
 from emulator.tools import capture, decode, packets, pcapng, targets
 from emulator.tools.trace import trace
 from emulator.tools.trace_verify import verify
-from tests.integration.conftest import ROOT, TOPOLOGIES, lab_fixture, podlab, podlab_argv
+from tests.integration.conftest import ROOT, TOPOLOGIES, lab_fixture, podlab, podlab_argv, wait_for_line
 
 DEMO = TOPOLOGIES / "demo.yaml"
 
@@ -100,10 +100,7 @@ def test_capture_cli_writes_file_and_decodes(vx: Lab, tmp_path: Path) -> None:
                                         "icmp or udp port 8472", "-c", "2", "-d", "20", "-w", str(out), "--decode",
                                         lab=vx), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        said = []
-        while not said or "capturing on" not in said[-1]:  # printed once every tcpdump is listening
-            said.append(proc.stderr.readline())
-            assert said[-1], "".join(said)  # the CLI ended without capturing
+        wait_for_line(proc.stderr, "capturing on", timeout=20)  # printed once every tcpdump is listening
         assert probe.ping(vx, "web-1", web3)
         stdout, stderr = proc.communicate(timeout=30)
     finally:

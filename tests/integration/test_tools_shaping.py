@@ -14,7 +14,7 @@ from emulator.netlink import netns
 from emulator.state import record
 from emulator.tools import shaping, targets
 from emulator.topology.loader import loads
-from tests.integration.conftest import lab_fixture, podlab, unique_name
+from tests.integration.conftest import lab_fixture, podlab, unique_name, wait_for_line
 
 TOPO = """version: 1
 name: x
@@ -35,13 +35,11 @@ lab = lab_fixture(TOPO)
 
 def iperf(lab: Lab, client: str, server: str, reverse: bool = False) -> float:
     """Goodput in bit/s of a 4 s TCP transfer (first second omitted: slow start) between two pods."""
-    srv = popen_in(lab.pod(server).netns, ["iperf3", "-s", "-1", "-p", "5201"], what=f"iperf3 server in {server}",
-                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # recorded: `down` ends it if we die
+    srv = popen_in(lab.pod(server).netns, ["iperf3", "-s", "-1", "-p", "5201", "--forceflush"],
+                   what=f"iperf3 server in {server}", stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                   text=True)  # recorded: `down` ends it if we die
     try:
-        said = []
-        while not said or "Server listening" not in said[-1]:  # iperf3 says so once its socket is bound
-            said.append(srv.stdout.readline())
-            assert said[-1], f"iperf3 server ended: {''.join(said)}"
+        wait_for_line(srv.stdout, "Server listening")  # said once its socket is bound (flushed: --forceflush)
         argv = ["iperf3", "-c", lab.pod(server).ip, "-p", "5201", "-t", "4", "-O", "1", "-J"] + (
             ["-R"] if reverse else [])
         r = lab.pod(client).exec(argv, timeout=30)
