@@ -100,12 +100,15 @@ def node_port(lab: Lab, name: str, port_name: str) -> int:
 
 
 def udp_from(ns: str, ip: str, port: int, message: str, timeout: float = 2.0) -> str | None:
-    """One datagram from inside namespace ``ns`` (the socket lives there) and its answer, or None."""
+    """One datagram from inside namespace ``ns`` (the socket lives there) and its answer, or None. The socket is
+    connected, as a client's is: the answer must come from ip:port (un-NATed), and a rejection (ICMP port
+    unreachable) ends the wait at once instead of after ``timeout``."""
     with netns.entered(ns):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         s.settimeout(timeout)
-        s.sendto(message.encode(), (ip, port))
+        s.connect((ip, port))
+        s.send(message.encode())
         return s.recv(65535).decode()
     except OSError:
         return None
@@ -199,7 +202,9 @@ def test_service_without_endpoints_rejects_at_once(lab: Lab) -> None:
     t0 = time.monotonic()
     r = lab.exec("test-container-pod", ["curl", "-sS", "--max-time", "5", f"http://{cip}/"])
     assert r.returncode == 7, r.stderr  # "Failed to connect": refused, not timed out (28)
+    t1 = time.monotonic()
     assert udp_from(lab.pod("test-container-pod").netns, cip, 90, "hostname", timeout=3) is None
+    assert time.monotonic() - t1 < 1, "UDP must be refused (ICMP port unreachable), not dropped"
     np = node_port(lab, "no-endpoints", "http")
     r2 = run_in(lab.node("node-2").netns, ["curl", "-sS", "--max-time", "5", f"http://{lab.node('node-1').ip}:{np}/"])
     assert r2.returncode == 7, r2.stderr
@@ -291,8 +296,13 @@ def test_kube_proxy_rules_deleted_by_hand_are_rebuilt(lab: Lab) -> None:
     else:
         assert "service-ips" in run_in(ns, ["nft", "list", "table", "ip", "kube-proxy"]).stdout
         assert run_in(ns, ["nft", "delete", "table", "ip", "kube-proxy"]).returncode == 0
-    cip = cluster_ip(lab, "node-port-service")
+    def rebuilt() -> bool:  # kube-proxy's health check (every 2 s) finds its rules gone and syncs in full
+        if mode == "iptables":
+            return ":KUBE-SVC-ERIFXISQEP7F7OF4" in run_in(ns, ["iptables-save", "-t", "nat"]).stdout
+        return "service-ips" in run_in(ns, ["nft", "list", "table", "ip", "kube-proxy"]).stdout
     deadline = time.monotonic() + 10
-    while set(responses(lab, "test-container-pod", cip, 80, tries=6)) != NETSERVERS:
+    while not rebuilt():
         assert time.monotonic() < deadline, "kube-proxy did not rebuild its rules"
-        time.sleep(0.2)
+        time.sleep(0.1)
+    cip = cluster_ip(lab, "node-port-service")
+    assert set(responses(lab, "test-container-pod", cip, 80, tries=60)) == NETSERVERS

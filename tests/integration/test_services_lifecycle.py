@@ -12,11 +12,13 @@ import dns.message
 import dns.query
 import pytest
 
+from emulator.check import probes as probe
 from emulator.proc.lifecycle import alive
 from emulator.errors import BuildError, TopologyError
 from emulator.state import record
 from emulator.lab.api import Lab, run_in
 from emulator.netlink import netns
+from emulator.services.component import wait_synced
 from emulator.topology.loader import loads
 from tests.integration.conftest import lab_fixture, podlab, unique_name
 
@@ -71,36 +73,42 @@ def test_cli_apply_get_scale_delete(lab: Lab) -> None:
     assert podlab("apply", "-f", "-", input=MANIFESTS, lab=lab).stdout.split() == [
         "deployment.apps/hello", "unchanged", "service/hello", "unchanged"]
     deadline = time.monotonic() + 20
-    while True:
-        deps = json.loads(podlab("get", "deploy", "hello", "-o", "json", lab=lab).stdout)["items"]
-        if deps[0]["status"].get("readyReplicas") == 2:
-            break
-        assert time.monotonic() < deadline, deps
-        time.sleep(0.1)
-    table = podlab("get", "svc", lab=lab).stdout.splitlines()
+    while (lab.store.get_status("deployments", "hello") or {}).get("readyReplicas") != 2:
+        assert time.monotonic() < deadline, lab.store.get_status("deployments", "hello")
+        time.sleep(0.05)
+    wait_synced(lab.paths, lab.store, ["node-1", "node-2"])  # the endpoints are current
+    bad_service = "apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec: {ports: [{port: 99999}]}\n"
+    reads = {  # commands that change nothing, run side by side
+        "deploy-json": (["get", "deploy", "hello", "-o", "json"], None), "svc": (["get", "svc"], None),
+        "ep": (["get", "ep", "hello"], None), "deploy": (["get", "deploy"], None),
+        "describe": (["describe", "svc", "hello"], None), "bad": (["apply", "-f", "-"], bad_service),
+        "external": (["exec", "external", "--", "ip", "-4", "-o", "addr", "show", "eth0"], None)}
+    out = dict(probe.matrix(reads, lambda k: podlab(*reads[k][0], input=reads[k][1], lab=lab)))
+    deps = json.loads(out["deploy-json"].stdout)["items"]
+    assert deps[0]["status"].get("readyReplicas") == 2, deps
+    table = out["svc"].stdout.splitlines()
     assert table[0].split() == ["NAMESPACE", "NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
     hello = next(line.split() for line in table if " hello " in line)
     np = lab.store.get("services", "hello")["spec"]["ports"][0]["nodePort"]
     assert hello[2] == "NodePort" and hello[5] == f"80:{np}/TCP"
-    eps = podlab("get", "ep", "hello", lab=lab).stdout.splitlines()
+    eps = out["ep"].stdout.splitlines()
     assert eps[0].split() == ["NAMESPACE", "NAME", "ENDPOINTS", "AGE"] and eps[1].count(":8080") == 2
-    assert podlab("get", "deploy", lab=lab).stdout.splitlines()[1].split()[1:5] == ["hello", "2/2", "2", "2"]
-    assert "KUBE-SVC-" in podlab("describe", "svc", "hello", lab=lab).stdout
+    assert out["deploy"].stdout.splitlines()[1].split()[1:5] == ["hello", "2/2", "2", "2"]
+    assert "KUBE-SVC-" in out["describe"].stdout
+    bad = out["bad"]
+    assert bad.returncode == 2 and "spec.ports[0].port" in bad.stderr and "fix:" in bad.stderr
+    ext = out["external"]
+    assert ext.returncode == 0 and "203.0.113.2/24" in ext.stdout
     scaled = podlab("scale", "deploy", "hello", "--replicas", "3", lab=lab)
     assert scaled.stdout.strip() == "deployment.apps/hello scaled"
     deadline = time.monotonic() + 20
     while len([p for p in lab.store.names("pods") if p.startswith("hello-")]) != 3:
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    bad = podlab("apply", "-f", "-", lab=lab, input="apiVersion: v1\nkind: Service\nmetadata: {name: x}\n"
-                                                     "spec: {ports: [{port: 99999}]}\n")
-    assert bad.returncode == 2 and "spec.ports[0].port" in bad.stderr and "fix:" in bad.stderr
     assert podlab("delete", "deploy", "hello", lab=lab).stdout.strip() == 'deployment.apps "hello" deleted'
     assert not [p for p in lab.store.names("pods") if p.startswith("hello-")]
     assert podlab("delete", "svc/hello", lab=lab).stdout.strip() == 'service "hello" deleted'
     assert podlab("get", "svc", "hello", lab=lab).returncode == 1
-    ext = podlab("exec", "external", "--", "ip", "-4", "-o", "addr", "show", "eth0", lab=lab)
-    assert ext.returncode == 0 and "203.0.113.2/24" in ext.stdout
 
 
 def test_the_lab_has_no_path_out(lab: Lab) -> None:
