@@ -28,7 +28,7 @@ import pytest
 
 from emulator.lab import teardown
 from emulator.netlink import netns
-from emulator.pytest_plugin import lab_fixture  # noqa: F401  (re-exported: the suite's one lab fixture)
+from emulator.pytest_plugin import lab_fixture  # the suite's one lab fixture, re-exported
 from emulator.state import paths, record
 from emulator.testing import SESSION_TAG, LabUnderTest, unique_name
 
