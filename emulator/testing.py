@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
-import json
 import os
 import subprocess
 import sys
@@ -33,8 +32,8 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from emulator import plugins
+from emulator.check import engine
 from emulator.check import probes as probe
-from emulator.check.context import _env, _nsenter
 from emulator.lab import teardown
 from emulator.lab.api import Lab
 from emulator.state import record
@@ -111,11 +110,15 @@ class LabUnderTest(Lab):
         return cls(topo.name)
 
     def ip_of(self, target: str) -> str:
-        if target.startswith("node/"):
-            return self.node(target[5:]).ip
-        ip = self.pod(target).ip
+        """The IP of a pod or node named in the target grammar (``web-1``, ``node-1``, ``node/node-1``)."""
+        place = self.target(target, iface=False)
+        if place.kind == "node":
+            return self.node(place.name).ip
+        if place.kind != "pod":
+            raise NetworkAssertionError(f"{target} is the {place.kind}: give a pod or a node")
+        ip = self.pod(place.name).ip
         if not ip:
-            raise NetworkAssertionError(f"pod {target} has no IP (status {self.pod(target).status.get('phase')})")
+            raise NetworkAssertionError(f"pod {target} has no IP (status {self.pod(place.name).status.get('phase')})")
         return ip
 
     def ping(self, src: str, dst: str, count: int = 1) -> bool:
@@ -133,19 +136,11 @@ class LabUnderTest(Lab):
 
     def observed_source(self, src: str, dst: str, port: int = 47999) -> str | None:
         """The source IP that pod ``dst`` saw for a TCP connection from ``src`` (None: no connection)."""
-        dst_ns = self.target_ns(dst)
-        server = subprocess.Popen(_nsenter(dst_ns, "serve", str(port)), stdout=subprocess.PIPE,
-                                  stderr=subprocess.DEVNULL, env=_env(), text=True)
-        try:
-            if server.stdout.readline().strip() != "ready":
-                raise NetworkAssertionError(f"could not start a test server in {dst}")
-            out = subprocess.run(_nsenter(self.target_ns(src), "probe", json.dumps([[self.ip_of(dst), port]])),
-                                 capture_output=True, text=True, env=_env(), timeout=30).stdout
-            r = json.loads(out)[0]
-            return r["seen"] if r["connected"] else None
-        finally:
-            server.kill()
-            server.wait()
+        job = engine.Tcp(self.target_ns(src), self.ip_of(dst), port, listener=self.target_ns(dst))
+        r = engine.Prober(max_inflight=1).run([job])[0]  # sockets opened in both namespaces from this process
+        if "could not open" in r.get("error", ""):
+            raise NetworkAssertionError(f"could not listen in {dst}: {r['error']}")
+        return r["seen"] if r["connected"] else None
 
     def assert_reachable(self, src: str, dst: str) -> None:
         dst_ip = self.ip_of(dst)
@@ -187,9 +182,9 @@ class LabUnderTest(Lab):
             result.path.write_bytes(buf.getvalue())
             capture_tool.give_to_user(str(result.path))
 
-    def check(self, only: list[str] | None = None):
+    def check(self, only: list[str] | None = None, full: bool | None = None, seed: int | None = None):
         from emulator.check import runner
-        return runner.run_lab(self, only)
+        return runner.run_lab(self, only, full, seed)
 
 
 def main() -> int:  # pragma: no cover - manual use

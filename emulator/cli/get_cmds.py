@@ -1,98 +1,100 @@
-"""``get``: kubectl-shaped listings (``-o wide``, ``-o json``), one handler per resource kind.
+"""``get KIND [NAME ...]``: kubectl-shaped listings (``-o wide``, ``-o json``), one row of ``KINDS`` per kind.
 
-Other modules add kinds with ``register_kind(("services", "service", "svc"), handler)``; a handler takes the
-``Lab`` and the parsed arguments and returns an exit code.
+A kind's ``Listing`` gives the objects (``NotFoundError``, exit 4, for a name that does not exist) and the table
+of them; ``-o json`` is the same for every kind, as kubectl's: one object when one name was asked for
+(``get pod web-1 -o json``), else ``{"apiVersion": "v1", "kind": "List", "items": [...]}``.
 """
 from __future__ import annotations
 
 import argparse
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
-from emulator.cli import output, routing_view
-from emulator.errors import PodlabError
+from emulator.cli import common, output, routing_view, svc_cmds
+from emulator.cli.common import Kind
 from emulator.lab.api import Lab
 
-Handler = Callable[[Lab, argparse.Namespace], int]
-KINDS: dict[str, Handler] = {}
+Rows = tuple[list[str], list[list[Any]]]
 
 
-def register_kind(aliases: tuple[str, ...], handler: Handler) -> None:
-    for a in aliases:
-        KINDS[a] = handler
+@dataclass(frozen=True)
+class Listing:
+    items: Callable[[Lab, list[str]], list[dict]]  # the objects named (all if none), NotFoundError if missing
+    table: Callable[[Lab, list[dict], bool], Rows]  # (headers, rows); the bool: -o wide
 
 
-def select(objs: list[dict], names: list[str], kind: str) -> list[dict]:
-    if not names:
-        return objs
-    found = [o for o in objs if o["metadata"]["name"] in names]
-    missing = sorted(set(names) - {o["metadata"]["name"] for o in found})
-    if missing:
-        raise PodlabError(f'{kind} "{missing[0]}" not found', obj=missing[0])
-    return found
-
-
-def get_pods(lab: Lab, a: argparse.Namespace) -> int:
+# -- pods ----------------------------------------------------------------------------------------------------
+def pod_items(lab: Lab, names: list[str]) -> list[dict]:
     objs = [o for o in (lab.store.with_status("pods", n) for n in lab.store.names("pods")) if o]
-    objs = select(objs, a.names, "pods")
-    if a.output == "json":
-        output.emit_json({"apiVersion": "v1", "kind": "List", "items": objs})
-        return 0
-    headers = ["NAME", "READY", "STATUS", "RESTARTS", "AGE"] + (["IP", "NODE"] if a.output == "wide" else [])
+    return common.select(objs, names, "pod", lab.name)
+
+
+def pod_table(lab: Lab, objs: list[dict], wide: bool) -> Rows:
+    headers = ["NAME", "READY", "STATUS", "RESTARTS", "AGE"] + (["IP", "NODE"] if wide else [])
     rows = []
     for o in objs:
         st = o["status"]
         row = [o["metadata"]["name"], output.pod_ready(st, o["spec"]), output.pod_status_word(st),
                output.pod_restarts(st), output.age(o["metadata"].get("creationTimestamp"))]
-        if a.output == "wide":
+        if wide:
             row += [st.get("podIP"), o["spec"].get("nodeName")]
         rows.append(row)
-    output.table(headers, rows)
-    return 0
+    return headers, rows
 
 
+# -- nodes ---------------------------------------------------------------------------------------------------
 def node_routing_state(lab: Lab, node: str, mode: str) -> str:
     """The ROUTING column: the mode, plus what the mode reports for this node (e.g. BGP sessions)."""
     from emulator import routing
     try:
         state = routing_view.status_word(mode, routing.get(mode).node_report(lab.name, node))
-    except Exception as e:  # a status probe must not break a listing
+    except Exception as e:  # a status probe must not break a listing; the reason is shown in the column
         state = f"unknown ({e})"
     return f"{mode} ({state})" if state else mode
 
 
-def get_nodes(lab: Lab, a: argparse.Namespace) -> int:
+def node_items(lab: Lab, names: list[str]) -> list[dict]:
     items = []
     for nv in lab.nodes:
         o = dict(nv.obj)
         o["status"] = {**o["status"], "conditions": [{"type": "Ready", "status": "True" if nv.ready else "False"}]}
         items.append(o)
-    items = select(items, a.names, "nodes")
-    if a.output == "json":
-        output.emit_json({"apiVersion": "v1", "kind": "List", "items": items})
-        return 0
+    return common.select(items, names, "node", lab.name)
+
+
+def node_table(lab: Lab, items: list[dict], wide: bool) -> Rows:
     rows = [[o["metadata"]["name"], "Ready" if o["status"]["conditions"][0]["status"] == "True" else "NotReady",
              node_routing_state(lab, o["metadata"]["name"], o["metadata"]["annotations"].get("podlab.io/routing")),
              o["spec"]["podCIDR"], o["status"]["addresses"][0]["address"]] for o in items]
-    output.table(["NAME", "STATUS", "ROUTING", "POD-CIDR", "INTERNAL-IP"], rows)
-    return 0
+    return ["NAME", "STATUS", "ROUTING", "POD-CIDR", "INTERNAL-IP"], rows
 
 
-register_kind(("pods", "pod", "po"), get_pods)
-register_kind(("nodes", "node", "no"), get_nodes)
+#: the kinds ``get`` knows
+KINDS: tuple[Kind[Listing], ...] = (
+    Kind(("pods", "pod", "po"), Listing(pod_items, pod_table)),
+    Kind(("nodes", "node", "no"), Listing(node_items, node_table)),
+    Kind(("services", "service", "svc"), Listing(svc_cmds.service_items, svc_cmds.service_table)),
+    Kind(("endpoints", "endpoint", "ep"), Listing(svc_cmds.endpoints_items, svc_cmds.endpoints_table)),
+    Kind(("deployments", "deployment", "deploy"), Listing(svc_cmds.deployment_items, svc_cmds.deployment_table)),
+)
 
 
 def cmd_get(a: argparse.Namespace) -> int:
+    kind, names = common.kind_and_names(a.kind, a.names)
+    listing = common.lookup(KINDS, kind, "get").handler
     lab = Lab.get(a.lab)
-    handler = KINDS.get(a.kind.lower())
-    if handler is None:
-        known = sorted({k for k in KINDS if len(k) > 3})
-        raise PodlabError(f'unknown resource type "{a.kind}"; known: {", ".join(known)}', obj=a.kind)
-    return handler(lab, a)
+    items = listing.items(lab, names)
+    if a.output == "json":
+        output.emit_json(common.one_or_list(items, names))
+        return 0
+    headers, rows = listing.table(lab, items, a.output == "wide")
+    output.table(headers, rows)
+    return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("get", help="list pods, nodes, ... (kubectl's columns)")
-    s.add_argument("kind")
+    s = common.verb(sub, "get", help="list pods, nodes, services, endpoints, deployments (kubectl's columns)")
+    s.add_argument("kind", help=", ".join(k.names[0] for k in KINDS) + " (or KIND/NAME)")
     s.add_argument("names", nargs="*")
     s.add_argument("-o", "--output", choices=["text", "wide", "json"], default="text")
     s.set_defaults(fn=cmd_get)

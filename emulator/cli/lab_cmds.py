@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from emulator.cli import output
+from emulator.cli import common, output
+from emulator.errors import AlreadyUp
 from emulator.state import record
 from emulator.lab import teardown
 from emulator.lab.api import Lab
@@ -15,7 +16,7 @@ def cmd_up(a: argparse.Namespace) -> int:
     topo = load(a.file, name=a.name, routing=a.routing)
     try:
         stuck = builder.up(topo, progress=output.progress)
-    except builder.AlreadyUp as e:
+    except AlreadyUp as e:
         print(str(e))
         return 0
     print(f"lab {topo.name} is up: {len(topo.nodes)} nodes, {len(topo.pods)} pods, routing {topo.routing}")
@@ -72,27 +73,27 @@ def cmd_ls(a: argparse.Namespace) -> int:
         rows.append([name, status, len(rec.get("nodes", [])), npods, rec.get("routing"), output.age(rec.get("createdAt")),
                      rec.get("source")])
     if a.output == "json":
-        output.emit_json({"items": items})
+        output.emit_list(items)
     else:
         output.table(["NAME", "STATUS", "NODES", "PODS", "ROUTING", "AGE", "SOURCE"], rows)
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("up", help="build a lab from a topology file")
+    s = common.verb(sub, "up", help="build a lab from a topology file")
     s.add_argument("file")
     s.add_argument("--name", help="lab name (overrides the file's)")
     s.add_argument("--routing", help="routing mode: vxlan | host-gw | bgp (overrides the file's)")
     s.set_defaults(fn=cmd_up)
 
-    s = sub.add_parser("down", help="remove a lab and everything it owns")
+    s = common.verb(sub, "down", help="remove a lab and everything it owns")
     s.add_argument("labs", nargs="*")
     s.set_defaults(fn=cmd_down)
 
-    s = sub.add_parser("cleanup", help="remove what crashed labs left behind (by their records)")
+    s = common.verb(sub, "cleanup", help="remove what crashed labs left behind (by their records)")
     s.add_argument("--all", action="store_true", help="remove every lab, not only crashed ones")
     s.set_defaults(fn=cmd_cleanup)
 
-    s = sub.add_parser("ls", help="list the labs on this machine")
+    s = common.verb(sub, "ls", help="list the labs on this machine")
     s.add_argument("-o", "--output", choices=["text", "json"], default="text")
     s.set_defaults(fn=cmd_ls)

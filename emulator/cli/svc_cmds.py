@@ -1,14 +1,16 @@
-"""Service and Deployment verbs: ``get svc|ep|deploy``, ``describe svc|deploy``, ``apply`` (kinds Service and
-Deployment), ``delete svc|deploy``, ``scale deploy NAME --replicas N``. Listings have kubectl's columns, with a
-NAMESPACE column first because podlab lists every namespace (as ``kubectl get -A``); ``-o json`` everywhere."""
+"""Service and Deployment verbs: the handlers ``get svc|ep|deploy``, ``describe svc|deploy``, ``apply`` (kinds
+Service and Deployment) and ``delete svc|deploy`` list in their tables, and ``scale deploy NAME --replicas N``.
+Listings have kubectl's columns, with a NAMESPACE column first because podlab lists every namespace (as
+``kubectl get -A``); ``-o json`` everywhere. A name that does not exist is ``NotFoundError`` (exit 4) through
+``Lab.get_object``."""
 from __future__ import annotations
 
 import argparse
 import ipaddress
 import time
 
-from emulator.cli import apply_cmds, describe_cmds, get_cmds, output
-from emulator.errors import ManifestError, PodlabError, TimeoutError_
+from emulator.cli import common, output
+from emulator.errors import LabTimeoutError, ManifestError, NotFoundError, PodlabError, UsageError
 from emulator.lab.api import Lab
 from emulator.services import deployments as depctl
 from emulator.services import endpoints as epctl
@@ -44,70 +46,66 @@ def endpoints_text(ep: dict | None) -> str:
     return ",".join(addrs[:3]) + (f" + {len(addrs) - 3} more..." if len(addrs) > 3 else "")
 
 
-def _objs(lab: Lab, kind: str, names: list[str], label: str) -> list[dict]:
-    return get_cmds.select(list(lab.store.list(kind)), names, label)
+def _objs(lab: Lab, resource: str, names: list[str], kind: str) -> list[dict]:
+    return common.select(list(lab.store.list(resource)), names, kind, lab.name)
 
 
 # -- get
-def get_services(lab: Lab, a: argparse.Namespace) -> int:
-    objs = _objs(lab, "services", a.names, "services")
-    if a.output == "json":
-        output.emit_json({"apiVersion": "v1", "kind": "List", "items": objs})
-        return 0
+def service_items(lab: Lab, names: list[str]) -> list[dict]:
+    return _objs(lab, "services", names, "service")
+
+
+def service_table(lab: Lab, objs: list[dict], wide: bool) -> tuple[list[str], list[list]]:
     headers = ["NAMESPACE", "NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
-    headers += ["SELECTOR"] if a.output == "wide" else []
+    headers += ["SELECTOR"] if wide else []
     rows = []
     for s in objs:
         spec, meta = s["spec"], s["metadata"]
         row = [meta.get("namespace", "default"), meta["name"], spec.get("type", "ClusterIP"), spec.get("clusterIP"),
                "<none>", ports_text(s), output.age(meta.get("creationTimestamp"))]
-        if a.output == "wide":
+        if wide:
             row.append(",".join(f"{k}={v}" for k, v in (spec.get("selector") or {}).items()) or "<none>")
         rows.append(row)
-    output.table(headers, rows)
-    return 0
+    return headers, rows
 
 
-def get_endpoints(lab: Lab, a: argparse.Namespace) -> int:
-    objs = _objs(lab, "endpoints", a.names, "endpoints")
-    if a.output == "json":
-        output.emit_json({"apiVersion": "v1", "kind": "List", "items": objs})
-        return 0
-    output.table(["NAMESPACE", "NAME", "ENDPOINTS", "AGE"],
-                 [[e["metadata"].get("namespace", "default"), e["metadata"]["name"], endpoints_text(e),
-                   output.age(e["metadata"].get("creationTimestamp"))] for e in objs])
-    return 0
+def endpoints_items(lab: Lab, names: list[str]) -> list[dict]:
+    return _objs(lab, "endpoints", names, "endpoints")
 
 
-def get_deployments(lab: Lab, a: argparse.Namespace) -> int:
-    objs = _objs(lab, "deployments", a.names, "deployments")
+def endpoints_table(lab: Lab, objs: list[dict], wide: bool) -> tuple[list[str], list[list]]:
+    return ["NAMESPACE", "NAME", "ENDPOINTS", "AGE"], [
+        [e["metadata"].get("namespace", "default"), e["metadata"]["name"], endpoints_text(e),
+         output.age(e["metadata"].get("creationTimestamp"))] for e in objs]
+
+
+def deployment_items(lab: Lab, names: list[str]) -> list[dict]:
+    objs = _objs(lab, "deployments", names, "deployment")
     for o in objs:
         o["status"] = lab.store.get_status("deployments", o["metadata"]["name"]) or {}
-    if a.output == "json":
-        output.emit_json({"apiVersion": "apps/v1", "kind": "List", "items": objs})
-        return 0
+    return objs
+
+
+def deployment_table(lab: Lab, objs: list[dict], wide: bool) -> tuple[list[str], list[list]]:
     headers = ["NAMESPACE", "NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
-    headers += ["CONTAINERS", "IMAGES", "SELECTOR"] if a.output == "wide" else []
+    headers += ["CONTAINERS", "IMAGES", "SELECTOR"] if wide else []
     rows = []
     for d in objs:
         st, spec = d["status"], d["spec"]
         row = [d["metadata"].get("namespace", "default"), d["metadata"]["name"],
                f"{st.get('readyReplicas', 0)}/{spec.get('replicas', 1)}", st.get("updatedReplicas", 0),
                st.get("availableReplicas", 0), output.age(d["metadata"].get("creationTimestamp"))]
-        if a.output == "wide":
+        if wide:
             cs = spec["template"]["spec"].get("containers", [])
             row += [",".join(c["name"] for c in cs), ",".join(c.get("image", "") for c in cs),
                     ",".join(f"{k}={v}" for k, v in spec["selector"].get("matchLabels", {}).items())]
         rows.append(row)
-    output.table(headers, rows)
-    return 0
+    return headers, rows
 
 
 # -- describe
 def describe_service(lab: Lab, name: str, a: argparse.Namespace) -> int:
-    svc = lab.store.get("services", name)
-    if svc is None:
-        raise PodlabError(f'service "{name}" not found', obj=name)
+    svc = lab.get_object("services", name)
     ep = lab.store.get("endpoints", name)
     if a.output == "json":
         output.emit_json({"service": svc, "endpoints": ep})
@@ -139,9 +137,7 @@ def describe_service(lab: Lab, name: str, a: argparse.Namespace) -> int:
 
 
 def describe_deployment(lab: Lab, name: str, a: argparse.Namespace) -> int:
-    dep = lab.store.get("deployments", name)
-    if dep is None:
-        raise PodlabError(f'deployment "{name}" not found', obj=name)
+    dep = lab.get_object("deployments", name)
     st = lab.store.get_status("deployments", name) or {}
     pods = [p for p in lab.store.list("pods") if depctl.owned_by(dep, p)]
     if a.output == "json":
@@ -163,27 +159,31 @@ def describe_deployment(lab: Lab, name: str, a: argparse.Namespace) -> int:
 
 
 # -- apply / delete / scale
-def _validate(kind: str):
-    def validate(lab: Lab, obj: dict, source: str):
-        _need_services(lab)
-        p = ServiceParser(source, ManifestError, _service_cidr(lab))
-        return p.service(obj, "") if kind == "Service" else p.deployment(obj, "")
-    return validate
+def _parser(lab: Lab, source: str) -> ServiceParser:
+    _need_services(lab)
+    return ServiceParser(source, ManifestError, _service_cidr(lab))
 
 
-def _apply_service(lab: Lab, svc) -> str:
+def validate_service(lab: Lab, obj: dict, source: str):
+    return _parser(lab, source).service(obj, "")
+
+
+def validate_deployment(lab: Lab, obj: dict, source: str):
+    return _parser(lab, source).deployment(obj, "")
+
+
+def apply_service(lab: Lab, svc) -> str:
     _, word = registry.put_service(lab.store, svc, _service_cidr(lab))
     return f"service/{svc.name} {word}"
 
 
-def _apply_deployment(lab: Lab, dep) -> str:
+def apply_deployment(lab: Lab, dep) -> str:
     _, word = registry.put_deployment(lab.store, dep)
     return f"deployment.apps/{dep.name} {word}"
 
 
-def _delete_service(lab: Lab, name: str, a: argparse.Namespace) -> str:
-    if lab.store.get("services", name) is None:
-        raise PodlabError(f'service "{name}" not found', obj=name)
+def delete_service(lab: Lab, name: str, a: argparse.Namespace) -> str:
+    lab.get_object("services", name)
     lab.store.delete("services", name)
     return f'service "{name}" deleted'
 
@@ -193,15 +193,13 @@ def _wait_pods_gone(lab: Lab, dep: dict, timeout: float = 30) -> None:
     while any(depctl.owned_by(dep, p) for p in lab.store.list("pods")) or any(
             st.get("name") and lab.store.get("pods", st["name"]) is None for st in lab.store.list("pods", status=True)):
         if time.monotonic() > deadline:
-            raise TimeoutError_(f"the pods of deployment {dep['metadata']['name']} were not removed in {timeout:.0f}s",
+            raise LabTimeoutError(f"the pods of deployment {dep['metadata']['name']} were not removed in {timeout:.0f}s",
                                 obj=dep["metadata"]["name"])
         time.sleep(0.02)
 
 
-def _delete_deployment(lab: Lab, name: str, a: argparse.Namespace) -> str:
-    dep = lab.store.get("deployments", name)
-    if dep is None:
-        raise PodlabError(f'deployment "{name}" not found', obj=name)
+def delete_deployment(lab: Lab, name: str, a: argparse.Namespace) -> str:
+    dep = lab.get_object("deployments", name)
     lab.store.delete("deployments", name)
     for p in list(lab.store.list("pods")):  # the garbage collector's job: owned pods go with their owner
         if depctl.owned_by(dep, p):
@@ -212,33 +210,21 @@ def _delete_deployment(lab: Lab, name: str, a: argparse.Namespace) -> str:
 
 
 def cmd_scale(a: argparse.Namespace) -> int:
-    lab = Lab.get(a.lab)
-    kind, name = a.kind.lower(), a.name
-    if "/" in kind and not name:
-        kind, name = kind.split("/", 1)
-    if kind not in ("deploy", "deployment", "deployments") or not name:
-        raise PodlabError("scale needs a deployment: podlab scale deploy NAME --replicas N", obj=a.kind)
+    kind, names = common.kind_and_names(a.kind, [a.name] if a.name else [])
+    if kind.lower() not in ("deploy", "deployment", "deployments") or len(names) != 1:
+        raise UsageError("scale needs one deployment: podlab scale deploy NAME --replicas N", obj=a.kind)
+    name = names[0]
     if a.replicas < 0:
-        raise PodlabError("--replicas must be 0 or more", obj=name)
+        raise UsageError("--replicas must be 0 or more", obj=name)
+    lab = Lab.get(a.lab)
     if registry.scale(lab.store, name, a.replicas) is None:
-        raise PodlabError(f'deployment "{name}" not found', obj=name)
+        raise NotFoundError("deployment", name, f"lab {lab.name}")
     print(f"deployment.apps/{name} scaled")
     return 0
 
 
-get_cmds.register_kind(("services", "service", "svc"), get_services)
-get_cmds.register_kind(("endpoints", "endpoint", "ep"), get_endpoints)
-get_cmds.register_kind(("deployments", "deployment", "deploy"), get_deployments)
-describe_cmds.register_kind(("services", "service", "svc"), describe_service)
-describe_cmds.register_kind(("deployments", "deployment", "deploy"), describe_deployment)
-apply_cmds.register_kind("Service", apply_cmds.KindHandler(_validate("Service"), _apply_service))
-apply_cmds.register_kind("Deployment", apply_cmds.KindHandler(_validate("Deployment"), _apply_deployment))
-apply_cmds.register_delete(("services", "service", "svc"), _delete_service)
-apply_cmds.register_delete(("deployments", "deployment", "deploy"), _delete_deployment)
-
-
 def register(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("scale", help="set a deployment's replicas (scale deploy web --replicas 3)")
+    s = common.verb(sub, "scale", help="set a deployment's replicas (scale deploy web --replicas 3)")
     s.add_argument("kind", help="deploy (or deploy/NAME)")
     s.add_argument("name", nargs="?")
     s.add_argument("--replicas", type=int, required=True)

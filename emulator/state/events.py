@@ -47,4 +47,4 @@ def delete(store_root: Path, kind: str, name: str) -> None:
     try:
         os.unlink(_path(store_root, kind, name))
     except FileNotFoundError:
-        pass
+        pass  # no events were recorded: nothing to delete

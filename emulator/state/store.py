@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from emulator.errors import TimeoutError_
+from emulator.errors import LabTimeoutError
 
 KINDS = ("pods", "nodes", "services", "endpoints", "deployments", "events")
 #: kind → (index directory, path to the index value in the object)
@@ -60,7 +60,7 @@ def _unlink(p: Path) -> None:
     try:
         os.unlink(p)
     except FileNotFoundError:
-        pass
+        pass  # already gone: deleting is idempotent
 
 
 class Store:
@@ -177,7 +177,7 @@ class Store:
 
 
 def wait_file(path: Path, ok: Callable[[dict], bool], timeout: float, what: str, obj: str) -> dict:
-    """Wait until the JSON file at ``path`` exists and satisfies ``ok``; TimeoutError_ naming ``what``."""
+    """Wait until the JSON file at ``path`` exists and satisfies ``ok``; LabTimeoutError naming ``what``."""
     deadline = time.monotonic() + timeout
     while True:
         data = read_json(path)
@@ -185,5 +185,5 @@ def wait_file(path: Path, ok: Callable[[dict], bool], timeout: float, what: str,
             return data
         if time.monotonic() > deadline:
             detail = f" (last status: {data.get('error') or data})" if isinstance(data, dict) else ""
-            raise TimeoutError_(f"{what} was not ready within {timeout:.0f}s{detail}", obj=obj)
+            raise LabTimeoutError(f"{what} was not ready within {timeout:.0f}s{detail}", obj=obj)
         time.sleep(0.01)

@@ -56,7 +56,7 @@ class Watcher:
             try:
                 os.read(self.wake_fd, 4096)
             except BlockingIOError:
-                pass
+                pass  # another reader drained the wake-up first: the wake-up itself was seen
         if self.fd not in r:
             return False
         changed = False

@@ -20,7 +20,7 @@ from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ndmsg import ndmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
-from emulator.errors import NetlinkError
+from emulator.errors import NetlinkError, NoRouteError
 from emulator.netlink import msgs
 from emulator.netlink.rtnl import Rtnl
 
@@ -89,10 +89,6 @@ class RouteDecision:
     gateway: str | None
     prefsrc: str | None
     local: bool  # the kernel would deliver locally (RTN_LOCAL)
-
-
-class NoRouteError(NetlinkError):
-    """The kernel has no route to the destination (ENETUNREACH / EHOSTUNREACH)."""
 
 
 class NsView:

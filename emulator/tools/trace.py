@@ -21,8 +21,9 @@ import ipaddress
 
 from emulator.cni.bridge import mac_for
 from emulator.lab.api import Lab
+from emulator.errors import TargetError
+from emulator.lab import targets as grammar
 from emulator.tools import targets
-from emulator.tools.errors import TargetError
 from emulator.tools.kstate import NoRouteError, NsView, Route
 from emulator.tools.trace_model import Check, Hop, NatPoint, Packet, TraceResult, nat_hooks
 from emulator.topology import names
@@ -94,27 +95,32 @@ class Ctx:
         return pkt
 
 
-def endpoint(ctx: Ctx, text: str, is_src: bool) -> tuple[str, str, str | None]:
-    """(kind, owner, ip) of a trace endpoint: a pod, node/NAME, a node name, or (destination only) an IP."""
+def _is_ipv4(text: str) -> bool:
     try:
         ipaddress.IPv4Address(text)
+    except ValueError:  # not an address: a target name, resolved by the target grammar
+        return False
+    return True
+
+
+def endpoint(ctx: Ctx, text: str, is_src: bool) -> tuple[str, str, str | None]:
+    """(kind, owner, ip) of a trace endpoint: a target of the grammar (``emulator.lab.targets``) that is a pod
+    or a node, or (destination only) an IPv4 address."""
+    if _is_ipv4(text):
         if is_src:
-            raise TargetError(f"the source must be a pod or node/NAME, not an address ({text})", obj=text)
+            raise TargetError(f"the source must be a pod or a node, not an address ({text})", obj=text)
         owner = ctx.owner_of(text)
         return (owner[0], owner[1], text) if owner else ("ip", text, text)
-    except ValueError:
-        pass
-    kind, owner, _ = targets.parse(text)
-    if kind is None:
-        kind = "pod" if ctx.lab.store.get("pods", owner) is not None else "node" if owner in ctx.nodes else None
-    if kind == "pod":
-        st = ctx.lab.store.get_status("pods", owner) or {}
+    place = grammar.resolve(ctx.lab, text, iface=False)
+    if place.kind == "pod":
+        st = ctx.lab.store.get_status("pods", place.name) or {}
         if not st.get("podIP"):
-            raise TargetError(f"pod {owner} has no IP (phase {st.get('phase', 'unknown')})", obj=owner)
-        return "pod", owner, st["podIP"]
-    if kind == "node" and owner in ctx.nodes:
-        return "node", owner, ctx.nodes[owner][0]
-    raise TargetError(f"{text!r} is not a pod, node or IPv4 address of lab {ctx.lab.name}", obj=text)
+            raise TargetError(f"pod {place.name} has no IP (phase {st.get('phase', 'unknown')})", obj=place.name)
+        return "pod", place.name, st["podIP"]
+    if place.kind == "node":
+        return "node", place.name, ctx.nodes[place.name][0]
+    raise TargetError(f"trace walks between pods and nodes; for the {place.kind} give its IPv4 address as the "
+                      "destination", obj=text)
 
 
 def trace(lab: Lab, src: str, dst: str, proto: str = "icmp", port: int | None = None) -> TraceResult:
@@ -127,7 +133,7 @@ def trace(lab: Lab, src: str, dst: str, proto: str = "icmp", port: int | None = 
             try:
                 sip = ctx.view("node", sowner).route_get(dip).prefsrc or sip
             except NoRouteError:
-                pass
+                pass  # the node's own address stays the source; the walk then reports the missing route
         pkt = Packet(sip or "?", dip, proto, port)  # type: ignore[arg-type]
         res = TraceResult(lab.name, ctx.routing, src, dst, pkt)
         Walker(ctx, res).run(skind, sowner, pkt)

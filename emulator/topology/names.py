@@ -1,7 +1,7 @@
 """Names of the kernel objects a lab owns, and the rules that keep them legal.
 
 Namespaces live in ``/run/netns`` and carry the lab name so that two labs never collide: ``<lab>-<node>``,
-``<lab>-<pod>``, ``<lab>-underlay`` (and later ``<lab>-external``). Interface names only need to be unique
+``<lab>-<pod>``, ``<lab>-underlay``, ``<lab>-external``. Interface names only need to be unique
 inside one namespace, so inside a node they are the real ones (``eth0``, ``cni0``, ``flannel.1``,
 ``veth<8 hex>``) and in the underlay namespace each node's port is named after the node (hence node names must
 fit in an interface name: at most 15 characters). Ownership is never inferred from these names: the lab's state
@@ -37,6 +37,11 @@ def pod_ns(lab: str, pod: str) -> str:
 
 def underlay_ns(lab: str) -> str:
     return f"{lab}-underlay"
+
+
+def external_ns(lab: str) -> str:
+    """The "internet" host of a lab with an external network (``emulator.external``)."""
+    return f"{lab}-external"
 
 
 def host_veth(container_id: str, ifname: str = POD_IFNAME) -> str:

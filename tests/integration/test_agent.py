@@ -120,7 +120,7 @@ spec:
 def test_bad_input_changes_nothing(lab: Lab, tmp_path) -> None:
     before = sorted(lab.store.names("pods"))
     cases = {
-        "malformed.yaml": ("kind: Pod\napiVersion: v1\nmetadata: {name: [x\n", "not valid YAML"),
+        "malformed.yaml": ("kind: Pod\napiVersion: v1\nmetadata: {name: [x\n", "YAML syntax error at line"),
         "node.yaml": ("{name: p1, node: node-9}", "unknown node 'node-9'"),
         "dup.yaml": ("{name: web, node: node-1}", "already exists"),
         "field.yaml": ("apiVersion: v1\nkind: Pod\nmetadata: {name: p2}\nspec:\n  hostNetwork: true\n"

@@ -84,8 +84,8 @@ def test_cli_apply_get_scale_delete(lab: Lab) -> None:
         "describe": (["describe", "svc", "hello"], None), "bad": (["apply", "-f", "-"], bad_service),
         "external": (["exec", "external", "--", "ip", "-4", "-o", "addr", "show", "eth0"], None)}
     out = dict(probe.matrix(reads, lambda k: podlab(*reads[k][0], input=reads[k][1], lab=lab)))
-    deps = json.loads(out["deploy-json"].stdout)["items"]
-    assert deps[0]["status"].get("readyReplicas") == 2, deps
+    dep = json.loads(out["deploy-json"].stdout)  # one name: the object
+    assert dep["status"].get("readyReplicas") == 2, dep
     table = out["svc"].stdout.splitlines()
     assert table[0].split() == ["NAMESPACE", "NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
     hello = next(line.split() for line in table if " hello " in line)
@@ -108,7 +108,8 @@ def test_cli_apply_get_scale_delete(lab: Lab) -> None:
     assert podlab("delete", "deploy", "hello", lab=lab).stdout.strip() == 'deployment.apps "hello" deleted'
     assert not [p for p in lab.store.names("pods") if p.startswith("hello-")]
     assert podlab("delete", "svc/hello", lab=lab).stdout.strip() == 'service "hello" deleted'
-    assert podlab("get", "svc", "hello", lab=lab).returncode == 1
+    gone = podlab("get", "svc", "hello", lab=lab)
+    assert gone.returncode == 4 and f'service "hello" not found in lab {lab.name}' in gone.stderr
 
 
 def test_the_lab_has_no_path_out(lab: Lab) -> None:

@@ -96,7 +96,7 @@ def test_three_point_capture_of_one_cross_node_ping(vx: Lab, tmp_path: Path) -> 
 def test_capture_cli_writes_file_and_decodes(vx: Lab, tmp_path: Path) -> None:
     out = tmp_path / "cli.pcapng"
     web3 = vx.pod("web-3").ip
-    proc = subprocess.Popen(podlab_argv("capture", "web-1", "node-1:flannel.1", "node-1:eth0", "-f",
+    proc = subprocess.Popen(podlab_argv("capture", "web-1", "node-1:flannel.1", "node-1:eth0", "--filter",
                                         "icmp or udp port 8472", "-c", "2", "-d", "20", "-w", str(out), "--decode",
                                         lab=vx), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -183,7 +183,7 @@ def test_trace_cli_json_verify(vx: Lab) -> None:
 def test_graph_of_running_lab_shows_pod_ips_and_tunnel(vx: Lab, tmp_path: Path) -> None:
     svg, png = tmp_path / "lab.svg", tmp_path / "lab.png"
     for f in (svg, png):
-        r = podlab("graph", "-o", str(f), lab=vx)
+        r = podlab("graph", "-w", str(f), lab=vx)
         assert r.returncode == 0, r.stderr
     texts = {t.text for t in ET.parse(svg).getroot().iter("{http://www.w3.org/2000/svg}text")}
     for p in vx.pods:

@@ -6,6 +6,7 @@ import subprocess
 
 import pytest
 
+from emulator.errors import ProcessError
 from emulator.proc import journal
 from emulator.proc.daemon import spawn
 from emulator.proc.lifecycle import start_time
@@ -92,7 +93,7 @@ def test_wrapped_program_does_not_run_when_the_journal_is_closed(tmp_path) -> No
 def test_daemon_does_not_start_in_a_closed_lab(tmp_path) -> None:
     j = tmp_path / "procs.journal"
     marker = tmp_path / "ran"
-    with pytest.raises(OSError, match="failed to start"):
+    with pytest.raises(ProcessError, match="failed to start"):
         spawn(lambda: marker.write_text("ran"), tmp_path / "d.log", journal=j, what="too late")
     assert not marker.exists() and "too late" in (tmp_path / "d.log").read_text()
 

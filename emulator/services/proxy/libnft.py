@@ -13,11 +13,7 @@ import ctypes
 import ctypes.util
 import subprocess
 
-from emulator.errors import PodlabError
-
-
-class NftError(PodlabError):
-    """nft refused a command (its message is kept)."""
+from emulator.errors import NftError
 
 
 class Nft:
