@@ -36,7 +36,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 TOPOLOGIES = ROOT / "topologies"
 _OURS = re.compile(rf"^[a-z]+{SESSION_TAG}\d+(-|$)")
-__all__ = ["ROOT", "TOPOLOGIES", "lab_fixture", "podlab", "podlab_argv", "serving", "three_node_text", "unique_name",
+__all__ = ["ROOT", "TOPOLOGIES", "lab_fixture", "podlab", "podlab_argv", "podlab_env", "serving", "three_node_text", "unique_name",
            "wait_for_line"]
 
 
@@ -80,11 +80,18 @@ def podlab_argv(*args: str, lab: object = None) -> list[str]:
             *args]
 
 
+def podlab_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment, ``env`` added, with the tree under test first on PYTHONPATH (for whatever
+    Python the CLI starts in turn)."""
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT) + (f":{path}" if path else "")}
+
+
 def podlab(*args: str, lab: object = None, input: str | None = None, env: dict[str, str] | None = None,
            timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run ``podlab ARGS`` (see ``podlab_argv``) to its end, ``env`` added to this process's environment."""
+    """Run ``podlab ARGS`` (see ``podlab_argv``) to its end, in ``podlab_env(env)``."""
     return subprocess.run(podlab_argv(*args, lab=lab), capture_output=True, text=True, cwd=ROOT, input=input,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+                          timeout=timeout, env=podlab_env(env))
 
 
 def wait_for_line(stream: IO, needle: str, timeout: float = 10) -> str:

@@ -18,7 +18,7 @@ from emulator.state import record
 from emulator.state.paths import LabPaths
 from emulator.netlink import netns
 from emulator.topology.loader import loads
-from tests.integration.conftest import ROOT, three_node_text, unique_name
+from tests.integration.conftest import ROOT, podlab, three_node_text, unique_name
 
 SMALL = """
 version: 1
@@ -29,11 +29,6 @@ pods:
   - {name: a, node: node-1}
   - {name: b, node: node-2}
 """
-
-
-def podlab(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "emulator", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=120)
 
 
 def lab_namespaces(name: str) -> list[str]:
