@@ -7,7 +7,6 @@ is also what test_plugin_example's ``check()`` runs.
 from __future__ import annotations
 
 import re
-import subprocess
 import xml.etree.ElementTree as ET
 
 from emulator import routing
