@@ -40,6 +40,7 @@ PING_TIMEOUT = 1.0
 SIOCGIFMTU = 0x8921
 IP_MTU_DISCOVER, IP_PMTUDISC_DO = 10, 2
 _PAYLOAD = b"x" * BULK
+_VIEW = memoryview(_PAYLOAD)
 
 
 @dataclass(frozen=True)
@@ -109,9 +110,20 @@ class _Serve:
 
     def __init__(self, sock: socket.socket, peer: str, t0: float) -> None:
         self.sock = sock
-        self.data = memoryview(f"{peer}\n".encode() + _PAYLOAD)
-        self.off = 0
+        self.head = f"{peer}\n".encode()
+        self.off = 0  # bytes of head + payload sent
         self.deadline = t0 + TIMEOUT
+
+    @property
+    def total(self) -> int:
+        return len(self.head) + BULK
+
+    def send(self) -> int:
+        """Send what is left of the line and the (shared, never copied) payload."""
+        h = len(self.head)
+        if self.off < h:
+            return self.sock.sendmsg([self.head[self.off:], _VIEW])
+        return self.sock.send(_VIEW[self.off - h:])
 
 
 class _Echo:
@@ -312,8 +324,8 @@ class Prober:
 
     def _send(self, h: _Serve, now: float) -> None:
         try:
-            while h.off < len(h.data):
-                h.off += h.sock.send(h.data[h.off:])
+            while h.off < h.total:
+                h.off += h.send()
         except BlockingIOError:
             self._rearm(h, now)
             return

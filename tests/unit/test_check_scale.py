@@ -230,9 +230,9 @@ def test_echo_request_is_a_valid_icmp_packet_of_the_asked_size() -> None:
 
 def test_group_for_runs_waves_together_only_where_the_underlay_does_not_fit() -> None:
     assert plan.group_for(811, 10) == 1  # 90 underlay entries stay made
-    assert plan.group_for(811, 50) == 3  # 2,450 do not: 3 waves (150 pods) per pass over the source nodes
+    assert plan.group_for(811, 50) == 5  # 2,450 do not: 5 waves (250 pods) per pass over the source nodes
     assert plan.group_for(30000, 50) == 1
-    assert plan.group_for(100, 50) == 1
+    assert plan.group_for(100, 50) == 1 and plan.group_for(811, 30) == 9
     p = plan.make(lab([4] * 3), full=False, seed=1, sample=0)
     order = p.ordered(2)
     assert sorted(order) == sorted(p.probes) and order != list(p.probes)
