@@ -170,9 +170,20 @@ class Context:
         """Whether failures may be the neighbour table's (it overflowed during the final probes)."""
         return self.neigh.still_failed_in_overflow > 0 or (self.neigh.table_fulls > 0 and not self.neigh.retried)
 
-    def connect(self, ns: str, targets: list[tuple[str, int]]) -> list[dict]:
-        """Open a TCP connection from namespace ``ns`` to each (ip, port), all at once; one result per target."""
-        return self.run([Tcp(ns, ip, port) for ip, port in targets])
+    def connect(self, ns: str, targets: list[tuple[str, int]], settle: float = 5.0) -> list[dict]:
+        """Open a TCP connection from namespace ``ns`` to each (ip, port), all at once; one result per target.
+        A refused connection is tried again for up to ``settle`` seconds: a Service's backend counts as ready
+        when its container has started, which may be before its server listens (e2e tests poll the same way)."""
+        results = self.run([Tcp(ns, ip, port) for ip, port in targets])
+        deadline = time.monotonic() + settle
+        while time.monotonic() < deadline:
+            again = [i for i, r in enumerate(results) if r.get("error") == "Connection refused"]
+            if not again:
+                break
+            time.sleep(0.2)
+            for i, r in zip(again, self.run([Tcp(ns, *targets[i]) for i in again])):
+                results[i] = r
+        return results
 
     def ping(self, pairs: list[tuple[str, str]]) -> list[dict]:
         """One DF echo of the source's eth0 MTU from pod to pod, per (source, target) pair."""
