@@ -124,11 +124,11 @@ class Context:
         the table's count but not in its limit."""
         return len(self.lab.nodes) * (len(self.lab.nodes) - 1) if self.routing == "vxlan" else 0
 
-    def run(self, jobs: list, max_inflight: int | None = None) -> list[dict]:
+    def run(self, jobs, max_inflight: int | None = None, wrap=lambda d: d) -> list:
         """Run probe jobs with the lab's pacer, counting overflows of the neighbour table meanwhile."""
         pacer = self.pacer
         before = neightable.read_stats()
-        prober = engine.Prober(max_inflight or self.max_inflight, pacer, self.forget)
+        prober = engine.Prober(max_inflight or self.max_inflight, pacer, self.forget, wrap=wrap)
         results = prober.run(jobs)
         after = neightable.read_stats()
         self.probes_started += prober.started
@@ -150,7 +150,7 @@ class Context:
         group = plan_mod.group_for(self.pacer.budget, len(self.lab.nodes)) if self.pacer is not None else 1
         probes = [(s, t) for s, t in self.plan.ordered(group) if s in self.endpoints and t in self.endpoints]
         fulls0 = self.neigh.table_fulls
-        results = {k: Result.of(r) for k, r in zip(probes, self.run(_Lazy(probes, self._tcp)))}
+        results = dict(zip(probes, self.run(_Lazy(probes, self._tcp), wrap=Result.of)))
         if self.neigh.table_fulls > fulls0:  # the table overflowed: retry what failed, slower, once
             failed = [k for k, r in results.items() if not _complete(r)]
             if failed:
@@ -159,7 +159,7 @@ class Context:
                 if self.pacer is not None:
                     self.pacer.budget = max(1, self.pacer.budget // 2)
                 fulls1 = self.neigh.table_fulls
-                again = {k: Result.of(r) for k, r in zip(failed, self.run(_Lazy(failed, self._tcp), max_inflight=16))}
+                again = dict(zip(failed, self.run(_Lazy(failed, self._tcp), max_inflight=16, wrap=Result.of)))
                 results.update(again)
                 if self.neigh.table_fulls > fulls1:
                     self.neigh.still_failed_in_overflow = sum(1 for r in again.values() if not _complete(r))
