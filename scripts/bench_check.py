@@ -144,7 +144,8 @@ def main() -> int:
                    plan=mode.get("plan"), notes=mode.get("notes", []),
                    checks={c["name"]: [c["status"], round(c["seconds"], 2)] for c in mode["checks"]})
         if not rep["ok"]:
-            out["failed"] = [(c["name"], c["summary"][:300]) for c in mode["checks"] if c["status"] == "FAIL"]
+            out["failed"] = [(c["name"], c["summary"][:300], c["findings"][:3]) for c in mode["checks"]
+                             if c["status"] == "FAIL"]
     finally:
         teardown.destroy(a.name)
         for key, old, new in reversed(changes):
