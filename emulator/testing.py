@@ -71,7 +71,7 @@ class LabUnderTest(Lab):
     def ping(self, src: str, dst: str, count: int = 1) -> bool:
         return probe.ping(self, src, self.ip_of(dst) if not dst[0].isdigit() else dst, count=count)
 
-    def observed_source(self, src: str, dst: str, port: int = 47999) -> str | None:
+    def observed_source(self, src: str, dst: str, port: int = 31999) -> str | None:
         """The source IP that pod ``dst`` saw for a TCP connection from ``src`` (None: no connection)."""
         job = engine.Tcp(self.target_ns(src), self.ip_of(dst), port, listener=self.target_ns(dst))
         r = engine.Prober(max_inflight=1).run([job])[0]  # sockets opened in both namespaces from this process

@@ -63,7 +63,9 @@ class Context:
     lab: Lab
     full: bool | None = None
     seed: int | None = None
-    port: int = field(default_factory=lambda: random.randint(41000, 48990))  # and port + 1 (a second thread)
+    # the listeners' port (and port + 1, a second thread's), below the ephemeral range (32768-60999): a pod's own
+    # outgoing connections can never hold it when its listener opens
+    port: int = field(default_factory=lambda: random.randint(20000, 32000))
     max_inflight: int = 128
     neigh: NeighReport = field(default_factory=NeighReport)
     probes_started: int = 0
