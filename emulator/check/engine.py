@@ -20,25 +20,22 @@ listener) and ``{target, mtu, ok, error, ms}`` for pings; the same shapes the pe
 from __future__ import annotations
 
 import errno
-import fcntl
 import heapq
 import itertools
 import os
 import resource
 import selectors
 import socket
-import struct
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence, Union
 
+from emulator.check import icmp
 from emulator.netlink import netns
 
 BULK = 48 * 1024
 TIMEOUT = 3.0
 PING_TIMEOUT = 1.0
-SIOCGIFMTU = 0x8921
-IP_MTU_DISCOVER, IP_PMTUDISC_DO = 10, 2
 _PAYLOAD = b"x" * BULK
 _VIEW = memoryview(_PAYLOAD)
 
@@ -91,31 +88,6 @@ class _Namespaces:
             os.close(fd)
         self.fds.clear()
         os.close(self.home)
-
-
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
-def echo_request(ident: int, seq: int, size: int) -> bytes:
-    """An ICMP echo request with ``size`` bytes of payload (the IP packet is size + 28 bytes)."""
-    payload = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
-    head = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
-    return struct.pack("!BBHHH", 8, 0, _checksum(head + payload), ident, seq) + payload
-
-
-def is_echo_reply(packet: bytes, ident: int, seq: int) -> bool:
-    """Whether a raw IPv4 packet is the echo reply to (ident, seq)."""
-    if len(packet) < 28:
-        return False
-    ihl = (packet[0] & 0x0F) * 4
-    typ, _, _, rid, rseq = struct.unpack("!BBHHH", packet[ihl:ihl + 8])
-    return typ == 0 and rid == ident and rseq == seq
 
 
 class _Conn:
@@ -297,15 +269,14 @@ class Prober:
         try:
             s = self._ns.socket(job.src_ns,
                                 lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP))
-            mtu = struct.unpack("16si12x", fcntl.ioctl(s.fileno(), SIOCGIFMTU,
-                                                       struct.pack("16si12x", job.dev.encode(), 0)))[1]
-            s.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
+            mtu = icmp.mtu_of(s, job.dev)
+            icmp.dont_fragment(s)
             s.setblocking(False)
         except Exception as e:
             return {"target": job.ip, "mtu": 0, "ok": False, "error": f"cannot ping from {job.src_ns}: {e}", "ms": 0}
         ident = (self.started * 7919 + os.getpid()) & 0xFFFF
         try:
-            s.sendto(echo_request(ident, 1, mtu - 28), (job.ip, 0))
+            s.sendto(icmp.echo_request(ident, 1, mtu - 28), (job.ip, 0))
         except OSError as e:
             s.close()
             return {"target": job.ip, "mtu": mtu, "ok": False, "error": e.strerror or str(e), "ms": 0}
@@ -327,7 +298,7 @@ class Prober:
             try:
                 while True:
                     pkt = h.sock.recv(65535)
-                    if is_echo_reply(pkt, h.ident, 1):
+                    if icmp.is_echo_reply(pkt, h.ident, 1):
                         self._finish(h, {"target": h.job.ip, "mtu": h.mtu, "ok": True, "error": "",
                                          "ms": round((now - h.t0) * 1000, 1)}, inflight, results, jobs)
                         return
