@@ -134,7 +134,7 @@ class LabUnderTest(Lab):
         if silent:
             raise NetworkAssertionError(f"no answer on port {port} within {timeout:.0f}s from {', '.join(silent)}")
 
-    def observed_source(self, src: str, dst: str, port: int = 47999) -> str | None:
+    def observed_source(self, src: str, dst: str, port: int = 31999) -> str | None:
         """The source IP that pod ``dst`` saw for a TCP connection from ``src`` (None: no connection)."""
         job = engine.Tcp(self.target_ns(src), self.ip_of(dst), port, listener=self.target_ns(dst))
         r = engine.Prober(max_inflight=1).run([job])[0]  # sockets opened in both namespaces from this process

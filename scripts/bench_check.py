@@ -103,6 +103,8 @@ def main() -> int:
     ap.add_argument("--name", default="scalbench")
     ap.add_argument("--full", action="store_true", help="check every pod pair (podlab check --full)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--tree", default=os.path.join(HERE, ".."),
+                    help="run the check of another checkout (e.g. the per-pod design before issue 16), for comparison")
     ap.add_argument("--raise-neigh-limits", action="store_true",
                     help="raise net.ipv4.neigh.default.gc_thresh2/3 of the root namespace for the run (restored after)")
     a = ap.parse_args()
@@ -126,13 +128,13 @@ def main() -> int:
         builder.up(topo)
         out["up_s"] = round(time.perf_counter() - t0, 2)
         out["lab_rss_mb"] = round(lab_rss(a.name) / 2**20, 1)
-        env = dict(os.environ, PYTHONPATH=os.path.join(HERE, ".."))
-        argv = [sys.executable, "-m", "emulator", "--lab", a.name, "check", "-o", "json", "--seed", str(a.seed)]
-        if a.full:
-            argv.append("--full")
+        env = dict(os.environ, PYTHONPATH=os.path.abspath(a.tree))
+        argv = [sys.executable, "-m", "emulator", "--lab", a.name, "check", "-o", "json"]
+        if os.path.abspath(a.tree) == os.path.abspath(os.path.join(HERE, "..")):
+            argv += ["--seed", str(a.seed)] + (["--full"] if a.full else [])
         t0 = time.perf_counter()
         r = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, os.path.abspath(__file__),
-                            "--inner", "--", *argv], capture_output=True, text=True, env=env)
+                            "--inner", "--", *argv], capture_output=True, text=True, env=env, cwd=a.tree)
         out["check_s"] = round(time.perf_counter() - t0, 2)
         meas = json.loads(r.stderr.strip().splitlines()[-1])
         rep = json.loads(r.stdout)
@@ -142,7 +144,8 @@ def main() -> int:
                    plan=mode.get("plan"), notes=mode.get("notes", []),
                    checks={c["name"]: [c["status"], round(c["seconds"], 2)] for c in mode["checks"]})
         if not rep["ok"]:
-            out["failed"] = [(c["name"], c["summary"][:300]) for c in mode["checks"] if c["status"] == "FAIL"]
+            out["failed"] = [(c["name"], c["summary"][:300], c["findings"][:3]) for c in mode["checks"]
+                             if c["status"] == "FAIL"]
     finally:
         teardown.destroy(a.name)
         for key, old, new in reversed(changes):

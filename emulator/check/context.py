@@ -11,9 +11,11 @@ slower, then reported with the overflow as their cause.
 """
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import random
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -61,7 +63,9 @@ class Context:
     lab: Lab
     full: bool | None = None
     seed: int | None = None
-    port: int = field(default_factory=lambda: random.randint(41000, 48999))
+    # the listeners' port (and port + 1, a second thread's), below the ephemeral range (32768-60999): a pod's own
+    # outgoing connections can never hold it when its listener opens
+    port: int = field(default_factory=lambda: random.randint(20000, 32000))
     max_inflight: int = 128
     neigh: NeighReport = field(default_factory=NeighReport)
     probes_started: int = 0
@@ -124,15 +128,45 @@ class Context:
         the table's count but not in its limit."""
         return len(self.lab.nodes) * (len(self.lab.nodes) - 1) if self.routing == "vxlan" else 0
 
-    def run(self, jobs: list, max_inflight: int | None = None) -> list[dict]:
-        """Run probe jobs with the lab's pacer, counting overflows of the neighbour table meanwhile."""
+    def run(self, jobs, max_inflight: int | None = None, wrap=lambda d: d, threads: int | None = None) -> list:
+        """Run probe jobs with the lab's pacer, counting overflows of the neighbour table meanwhile.
+
+        Large runs are split between ``THREADS`` threads (every other job each, so both stay in the same waves),
+        each with its own epoll loop and listeners on its own port: the kernel's work for a connection happens
+        inside its syscalls, which release the interpreter lock, so a second thread overlaps it with the first's
+        Python work. The pacer and the neighbour deletions are shared under one lock."""
         pacer = self.pacer
+        n = threads or (THREADS if len(jobs) >= 2000 else 1)
         before = neightable.read_stats()
-        prober = engine.Prober(max_inflight or self.max_inflight, pacer, self.forget)
-        results = prober.run(jobs)
+        if n == 1:
+            probers = [engine.Prober(max_inflight or self.max_inflight, pacer, self.forget, wrap=wrap)]
+            results = probers[0].run(jobs)
+        else:
+            shared = _Locked(pacer, self.forget) if pacer is not None else None
+            probers = [engine.Prober(max(1, (max_inflight or self.max_inflight) // n), shared, None, wrap=wrap)
+                       for _ in range(n)]
+            parts: list = [None] * n
+            errors: list[BaseException] = []
+
+            def work(k: int) -> None:
+                try:
+                    parts[k] = probers[k].run(_Slice(jobs, k, n))
+                except BaseException as e:  # re-raised below, in the caller's thread
+                    errors.append(e)
+            ts = [threading.Thread(target=work, args=(k,), name=f"podlab-check-{k}") for k in range(n)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+            if errors:
+                raise errors[0]
+            results = [None] * len(jobs)
+            for k, part in enumerate(parts):
+                results[k::n] = part
         after = neightable.read_stats()
-        self.probes_started += prober.started
-        self.neigh.waited += prober.paced
+        for prober in probers:
+            self.probes_started += prober.started
+            self.neigh.waited += prober.paced / len(probers)
         if pacer is not None:
             self.neigh.peak, self.neigh.evictions = max(self.neigh.peak, pacer.peak), pacer.evictions
         if before and after and after.table_fulls > before.table_fulls:
@@ -150,7 +184,7 @@ class Context:
         group = plan_mod.group_for(self.pacer.budget, len(self.lab.nodes)) if self.pacer is not None else 1
         probes = [(s, t) for s, t in self.plan.ordered(group) if s in self.endpoints and t in self.endpoints]
         fulls0 = self.neigh.table_fulls
-        results = {k: Result.of(r) for k, r in zip(probes, self.run(_Lazy(probes, self._tcp)))}
+        results = dict(zip(probes, self.run(_Lazy(probes, self._tcp), wrap=Result.of)))
         if self.neigh.table_fulls > fulls0:  # the table overflowed: retry what failed, slower, once
             failed = [k for k, r in results.items() if not _complete(r)]
             if failed:
@@ -159,7 +193,7 @@ class Context:
                 if self.pacer is not None:
                     self.pacer.budget = max(1, self.pacer.budget // 2)
                 fulls1 = self.neigh.table_fulls
-                again = {k: Result.of(r) for k, r in zip(failed, self.run(_Lazy(failed, self._tcp), max_inflight=16))}
+                again = dict(zip(failed, self.run(_Lazy(failed, self._tcp), max_inflight=16, wrap=Result.of)))
                 results.update(again)
                 if self.neigh.table_fulls > fulls1:
                     self.neigh.still_failed_in_overflow = sum(1 for r in again.values() if not _complete(r))
@@ -170,7 +204,7 @@ class Context:
         """Whether failures may be the neighbour table's (it overflowed during the final probes)."""
         return self.neigh.still_failed_in_overflow > 0 or (self.neigh.table_fulls > 0 and not self.neigh.retried)
 
-    def connect(self, ns: str, targets: list[tuple[str, int]], settle: float = 3.0) -> list[dict]:
+    def connect(self, ns: str, targets: list[tuple[str, int]], settle: float = 5.0) -> list[dict]:
         """Open a TCP connection from namespace ``ns`` to each (ip, port), all at once; one result per target.
 
         The targets are the lab's own containers (Service endpoints), which report Running once their process
@@ -228,6 +262,50 @@ class Context:
 
 def _complete(r) -> bool:
     return bool(r.get("connected")) and int(r.get("bulk") or 0) >= engine.BULK
+
+
+THREADS = 2  # probing threads for large runs (this VM has 2 cores)
+
+
+class _Slice:
+    """Every ``n``-th job of ``jobs`` from ``k`` on; TCP jobs to a listener use port + k (each thread listens on
+    a port of its own, so no connection can land on another thread's listener)."""
+
+    def __init__(self, jobs, k: int, n: int) -> None:
+        self.jobs, self.k, self.n = jobs, k, n
+        self.len = len(range(k, len(jobs), n))
+
+    def __len__(self) -> int:
+        return self.len
+
+    def __getitem__(self, i: int):
+        job = self.jobs[self.k + i * self.n]
+        if self.k and isinstance(job, Tcp) and job.listener:
+            job = dataclasses.replace(job, port=job.port + self.k)
+        return job
+
+    def __iter__(self):
+        return (self[i] for i in range(self.len))
+
+
+class _Locked:
+    """A pacer shared by the probing threads: every call under one lock, and an admission that needs room
+    deletes its victims before the lock is let go (so no other thread can start using one in between)."""
+
+    def __init__(self, pacer: neighbours.Pacer, forget) -> None:
+        self.pacer, self.forget, self.lock = pacer, forget, threading.Lock()
+
+    def admit(self, ks, now):
+        with self.lock:
+            while True:
+                wait, victims = self.pacer.admit(ks, now)
+                if not victims:
+                    return wait, []
+                self.pacer.evicted(victims, self.forget(victims))
+
+    def finished(self, ks, now) -> None:
+        with self.lock:
+            self.pacer.finished(ks, now)
 
 
 class _Lazy:

@@ -20,26 +20,24 @@ listener) and ``{target, mtu, ok, error, ms}`` for pings; the same shapes the pe
 from __future__ import annotations
 
 import errno
-import fcntl
 import heapq
 import itertools
 import os
 import resource
 import selectors
 import socket
-import struct
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence, Union
 
+from emulator.check import icmp
 from emulator.netlink import netns
 
 BULK = 48 * 1024
 TIMEOUT = 3.0
 PING_TIMEOUT = 1.0
-SIOCGIFMTU = 0x8921
-IP_MTU_DISCOVER, IP_PMTUDISC_DO = 10, 2
 _PAYLOAD = b"x" * BULK
+_VIEW = memoryview(_PAYLOAD)
 
 
 @dataclass(frozen=True)
@@ -62,34 +60,34 @@ class Ping:
 Job = Union[Tcp, Ping]
 
 
-def _in_ns(ns: str, make: Callable[[], socket.socket]) -> socket.socket:
-    with netns.entered(ns):
-        return make()
+class _Namespaces:
+    """Creates sockets in named namespaces from this thread: ``setns`` there, make the socket, ``setns`` home.
+    The home fd and the fds of the last ``size`` namespaces stay open (an ``open`` of /run/netns/X costs more than
+    the ``setns`` itself)."""
 
+    def __init__(self, size: int = 256) -> None:
+        self.home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        self.size = size
+        self.fds: dict[str, int] = {}
 
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
+    def socket(self, ns: str, make: Callable[[], socket.socket]) -> socket.socket:
+        fd = self.fds.pop(ns, None)
+        if fd is None:
+            fd = netns.open_fd(ns)
+            if len(self.fds) >= self.size:
+                os.close(self.fds.pop(next(iter(self.fds))))
+        self.fds[ns] = fd  # most recently used last
+        netns.setns(fd)
+        try:
+            return make()
+        finally:
+            netns.setns(self.home)
 
-
-def echo_request(ident: int, seq: int, size: int) -> bytes:
-    """An ICMP echo request with ``size`` bytes of payload (the IP packet is size + 28 bytes)."""
-    payload = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
-    head = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
-    return struct.pack("!BBHHH", 8, 0, _checksum(head + payload), ident, seq) + payload
-
-
-def is_echo_reply(packet: bytes, ident: int, seq: int) -> bool:
-    """Whether a raw IPv4 packet is the echo reply to (ident, seq)."""
-    if len(packet) < 28:
-        return False
-    ihl = (packet[0] & 0x0F) * 4
-    typ, _, _, rid, rseq = struct.unpack("!BBHHH", packet[ihl:ihl + 8])
-    return typ == 0 and rid == ident and rseq == seq
+    def close(self) -> None:
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds.clear()
+        os.close(self.home)
 
 
 class _Conn:
@@ -109,9 +107,20 @@ class _Serve:
 
     def __init__(self, sock: socket.socket, peer: str, t0: float) -> None:
         self.sock = sock
-        self.data = memoryview(f"{peer}\n".encode() + _PAYLOAD)
-        self.off = 0
+        self.head = f"{peer}\n".encode()
+        self.off = 0  # bytes of head + payload sent
         self.deadline = t0 + TIMEOUT
+
+    @property
+    def total(self) -> int:
+        return len(self.head) + BULK
+
+    def send(self) -> int:
+        """Send what is left of the line and the (shared, never copied) payload."""
+        h = len(self.head)
+        if self.off < h:
+            return self.sock.sendmsg([self.head[self.off:], _VIEW])
+        return self.sock.send(_VIEW[self.off - h:])
 
 
 class _Echo:
@@ -122,14 +131,16 @@ class _Echo:
 
 class Prober:
     def __init__(self, max_inflight: int = 128, pacer=None, evict: Callable | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        """``pacer``: a ``neighbours.Pacer``; ``evict(keys) -> set`` deletes the neighbour entries it names."""
-        self.max_inflight, self.pacer, self.evict, self.clock = max_inflight, pacer, evict, clock
+                 clock: Callable[[], float] = time.monotonic, wrap: Callable[[dict], object] = lambda d: d) -> None:
+        """``pacer``: a ``neighbours.Pacer``; ``evict(keys) -> set`` deletes the neighbour entries it names;
+        ``wrap`` turns each result dict into what is kept (a compact record, for 250,000 results)."""
+        self.max_inflight, self.pacer, self.evict, self.clock, self.wrap = max_inflight, pacer, evict, clock, wrap
         self.sel = selectors.DefaultSelector()
         self._deadlines: list[tuple[float, int, object]] = []
         self._seq = itertools.count()
         self._listeners: dict[tuple[str, int], socket.socket | str] = {}
         self._refs: dict[tuple[str, int], int] = {}
+        self._ns: _Namespaces | None = None
         self.started = 0
         self.peak_inflight = 0
         self.paced = 0.0  # seconds during which the pacer held the next probe back
@@ -142,7 +153,8 @@ class Prober:
             if isinstance(j, Tcp) and j.listener:
                 k = (j.listener, j.port)
                 self._refs[k] = self._refs.get(k, 0) + 1
-        _fds_for(len(self._refs) + 2 * self.max_inflight + 64)
+        _fds_for(len(self._refs) + 2 * self.max_inflight + 256 + 64)
+        self._ns = _Namespaces(256)
         results: list[dict | None] = [None] * len(jobs)
         inflight: dict[object, int] = {}
         nxt = 0
@@ -167,7 +179,7 @@ class Prober:
                     h = self._start(job, now)
                     nxt += 1
                     if isinstance(h, dict):
-                        results[nxt - 1] = h
+                        results[nxt - 1] = self.wrap(h)
                         self._release(job, now)
                     else:
                         inflight[h] = nxt - 1
@@ -180,7 +192,10 @@ class Prober:
                 self._expire(self.clock(), inflight, results, jobs)
         finally:
             self._close_all(inflight)
-        return [r if r is not None else {"target": j.ip, "error": "not run"} for r, j in zip(results, jobs)]
+        for i, r in enumerate(results):
+            if r is None:
+                results[i] = self.wrap({"target": jobs[i].ip, "error": "not run"})
+        return results
 
     def _next_timeout(self, now: float) -> float | None:
         while self._deadlines and getattr(self._deadlines[0][2], "deadline", None) != self._deadlines[0][0]:
@@ -208,7 +223,7 @@ class Prober:
             if isinstance(lst, str):
                 return _tcp_result(job, now, self.clock(), error=lst)
         try:
-            s = _in_ns(job.src_ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            s = self._ns.socket(job.src_ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM))
         except Exception as e:  # the namespace is gone, or no fd left
             return _tcp_result(job, now, self.clock(), error=f"cannot open a socket in {job.src_ns}: {e}")
         s.setblocking(False)
@@ -226,7 +241,7 @@ class Prober:
         if k in self._listeners:
             return self._listeners[k]
         try:
-            s = _in_ns(ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            s = self._ns.socket(ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM))
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("0.0.0.0", port))
             s.listen(1024)
@@ -252,16 +267,16 @@ class Prober:
 
     def _start_ping(self, job: Ping, now: float):
         try:
-            s = _in_ns(job.src_ns, lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP))
-            mtu = struct.unpack("16si12x", fcntl.ioctl(s.fileno(), SIOCGIFMTU,
-                                                       struct.pack("16si12x", job.dev.encode(), 0)))[1]
-            s.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
+            s = self._ns.socket(job.src_ns,
+                                lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP))
+            mtu = icmp.mtu_of(s, job.dev)
+            icmp.dont_fragment(s)
             s.setblocking(False)
         except Exception as e:
             return {"target": job.ip, "mtu": 0, "ok": False, "error": f"cannot ping from {job.src_ns}: {e}", "ms": 0}
         ident = (self.started * 7919 + os.getpid()) & 0xFFFF
         try:
-            s.sendto(echo_request(ident, 1, mtu - 28), (job.ip, 0))
+            s.sendto(icmp.echo_request(ident, 1, mtu - 28), (job.ip, 0))
         except OSError as e:
             s.close()
             return {"target": job.ip, "mtu": mtu, "ok": False, "error": e.strerror or str(e), "ms": 0}
@@ -283,7 +298,7 @@ class Prober:
             try:
                 while True:
                     pkt = h.sock.recv(65535)
-                    if is_echo_reply(pkt, h.ident, 1):
+                    if icmp.is_echo_reply(pkt, h.ident, 1):
                         self._finish(h, {"target": h.job.ip, "mtu": h.mtu, "ok": True, "error": "",
                                          "ms": round((now - h.t0) * 1000, 1)}, inflight, results, jobs)
                         return
@@ -312,8 +327,8 @@ class Prober:
 
     def _send(self, h: _Serve, now: float) -> None:
         try:
-            while h.off < len(h.data):
-                h.off += h.sock.send(h.data[h.off:])
+            while h.off < h.total:
+                h.off += h.send()
         except BlockingIOError:
             self._rearm(h, now)
             return
@@ -385,7 +400,7 @@ class Prober:
     def _finish(self, h, result: dict, inflight: dict, results: list, jobs: Sequence[Job]) -> None:
         self._drop(h)
         i = inflight.pop(h)
-        results[i] = result
+        results[i] = self.wrap(result)
         self._release(jobs[i], self.clock())
 
     def _close_all(self, inflight: dict) -> None:
@@ -400,6 +415,9 @@ class Prober:
                 s.close()
         self._listeners.clear()
         self.sel.close()
+        if self._ns is not None:
+            self._ns.close()
+            self._ns = None
 
 
 def _tcp_result(job: Tcp, t0: float, now: float, connected: bool = False, seen: str | None = None, bulk: int = 0,

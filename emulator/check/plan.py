@@ -74,12 +74,13 @@ def default_sample(pods: int) -> int:
 def group_for(budget: int, nodes: int) -> int:
     """How many waves to run at once. Where every node's underlay entries (N × (N-1)) fit the neighbour budget
     beside two waves, one: the underlay entries stay made and each pod's are made once. Otherwise as many waves
-    as fit half the budget, at 2 entries per pod of a wave (one pod per node) beside the source node's own
-    underlay entries."""
+    as the budget holds at about 3 entries per pod of a wave (gateway, the node's entry for it, its same-node
+    peer; one pod per node): measured in a simulation of 50 × 100 pods with a budget of 810, 5 waves at a time
+    delete 4 × fewer entries than 1, and 8 (more than fit) 5 × more."""
     n = max(nodes, 1)
     if n * (n - 1) + 8 * n + 100 <= budget:
         return 1
-    return max(1, (budget // 2 - 2 * n) // (2 * n))
+    return max(1, budget // (3 * n))
 
 
 def make(pods: Iterable[tuple[str, str]], full: bool | None = None, seed: int | None = None,

@@ -14,6 +14,7 @@ def cmd_up(a: argparse.Namespace) -> int:
     from emulator.lab import builder
     from emulator.topology.loader import load
     topo = load(a.file, name=a.name, routing=a.routing)
+    _neighbour_limits(topo, a.raise_neigh_limits)
     try:
         stuck = builder.up(topo, progress=output.progress)
     except AlreadyUp as e:
@@ -23,6 +24,27 @@ def cmd_up(a: argparse.Namespace) -> int:
     for st in stuck:
         print(f"  pod {st.get('name')} is {output.pod_status_word(st)}: {st.get('message')}")
     return 0 if all(_cni_none(topo, st) for st in stuck) else 6
+
+
+def _neighbour_limits(topo, raise_them: bool) -> None:
+    """Warn (stderr) when the lab can overflow the kernel's neighbour table; raise the limits only if asked."""
+    from emulator.netlink import neightable
+    try:
+        lim = neightable.read_limits()
+    except (OSError, ValueError):
+        return
+    stats = neightable.read_stats()
+    in_use = stats.entries if stats else 0
+    need = neightable.lab_estimate(len(topo.nodes), len(topo.pods), external=dict(topo.extra).get("external")
+                                   is not None)
+    if raise_them:
+        for key, old, new in neightable.raise_limits(neightable.suggested(need + in_use, lim)):
+            output.progress(f"raised {key} from {old} to {new} in the root namespace (--raise-neigh-limits; "
+                            f"machine-wide, kept after `down`; put it back with: sudo sysctl -w {key}={old})")
+        return
+    msg = neightable.warning(need, in_use, lim)
+    if msg:
+        output.progress("warning: " + msg)
 
 
 def _cni_none(topo, st: dict) -> bool:
@@ -84,6 +106,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("file")
     s.add_argument("--name", help="lab name (overrides the file's)")
     s.add_argument("--routing", help="routing mode: vxlan | host-gw | bgp (overrides the file's)")
+    s.add_argument("--raise-neigh-limits", action="store_true",
+                   help="raise the kernel's neighbour table limits (net.ipv4.neigh.default.gc_thresh2/3, machine-wide) "
+                        "to fit this lab, if they are lower; off by default: podlab then only warns")
     s.set_defaults(fn=cmd_up)
 
     s = common.verb(sub, "down", help="remove a lab and everything it owns")

@@ -7,7 +7,7 @@ from collections import defaultdict
 
 import pytest
 
-from emulator.check import engine, neighbours, plan
+from emulator.check import icmp, neighbours, plan
 from emulator.netlink import neightable
 
 
@@ -218,21 +218,21 @@ def test_raise_limits_only_raises(tmp_path) -> None:
 
 
 def test_echo_request_is_a_valid_icmp_packet_of_the_asked_size() -> None:
-    pkt = engine.echo_request(0x1234, 1, 1422)
+    pkt = icmp.echo_request(0x1234, 1, 1422)
     assert len(pkt) == 8 + 1422 and pkt[0] == 8
-    assert engine._checksum(pkt) == 0  # a correct checksum sums to zero
+    assert icmp._checksum(pkt) == 0  # a correct checksum sums to zero
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(pkt), 0, 0, 64, 1, 0, bytes(4), bytes(4))
     reply = bytes([0]) + pkt[1:]
-    assert engine.is_echo_reply(ip + reply, 0x1234, 1)
-    assert not engine.is_echo_reply(ip + reply, 0x1235, 1)
-    assert not engine.is_echo_reply(ip + pkt, 0x1234, 1)  # our own request, seen by a raw socket
+    assert icmp.is_echo_reply(ip + reply, 0x1234, 1)
+    assert not icmp.is_echo_reply(ip + reply, 0x1235, 1)
+    assert not icmp.is_echo_reply(ip + pkt, 0x1234, 1)  # our own request, seen by a raw socket
 
 
 def test_group_for_runs_waves_together_only_where_the_underlay_does_not_fit() -> None:
     assert plan.group_for(811, 10) == 1  # 90 underlay entries stay made
-    assert plan.group_for(811, 50) == 3  # 2,450 do not: 3 waves (150 pods) per pass over the source nodes
+    assert plan.group_for(811, 50) == 5  # 2,450 do not: 5 waves (250 pods) per pass over the source nodes
     assert plan.group_for(30000, 50) == 1
-    assert plan.group_for(100, 50) == 1
+    assert plan.group_for(100, 50) == 1 and plan.group_for(811, 30) == 9
     p = plan.make(lab([4] * 3), full=False, seed=1, sample=0)
     order = p.ordered(2)
     assert sorted(order) == sorted(p.probes) and order != list(p.probes)
