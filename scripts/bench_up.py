@@ -5,14 +5,15 @@ a plain ``ip -batch`` build of the same namespaces and veths (the reference); pr
     sudo python3 scripts/bench_up.py --nodes 10 --pods 100 [--runs 5] [--memory] [--routing vxlan] [--name procb]
 
 up_s runs from the start of ``up`` (topology already validated) until every pod reports Running. The reference
-(``ref_up_s``) is ``ip -batch`` doing what the namespaces and veths need and nothing else: one ``ip -batch`` of
-``netns add`` for every namespace, then one ``ip -n <underlay> -batch`` (bridge lan0, one uplink veth per node)
-and one ``ip -n <node> -batch`` per node (bridge cni0, one veth per pod with its peer ``eth0`` in the pod's
-namespace, one queue each way, port mcast_flood off, up), the node batches run side by side. No addresses,
-routes, processes or files: what podlab adds on top of that is its own cost.
+(``ref_up_s``) is ``ip -batch`` making the same kernel objects as the lab (``ref_up``): one ``ip -batch`` of
+``netns add`` for every namespace, one for the underlay (bridge lan0, the node uplinks), one per node (lo, eth0,
+cni0 and flannel.1 with their addresses, the neighbour/FDB entry/route per remote node, one veth per pod with
+one queue each way, port hairpin on and mcast_flood off) and one per pod (lo, eth0 with its address, default
+route), each run inside its namespace with ``nsenter --net``, four at a time. No processes, no files: what
+podlab adds on top of that is its own cost.
 
 down_s and ref_down_s run until the kernel has released every namespace: ``down`` (or one ``ip -batch`` of
-``netns del``), then a sentinel namespace is deleted and we wait until its veth peer, kept in an observer
+``netns del``, nodes first), then a sentinel namespace is deleted and we wait until its veth peer, kept in an observer
 namespace, disappears. The kernel frees namespaces in one ordered worker, batch after batch in the order their
 last reference went, so once the sentinel (deleted after everything else was released) is gone, so is every
 namespace before it. Both figures include the sentinel's own batch.
@@ -139,8 +140,12 @@ def ref_names(prefix: str, nodes: int, pods: int) -> tuple[str, list[str], list[
             [[f"{prefix}-p{i}-{j}" for j in range(1, pods + 1)] for i in range(1, nodes + 1)])
 
 
-def _ip_batch(lines: list[str], ns: str | None = None) -> subprocess.Popen:
-    argv = ["ip", *(["-n", ns] if ns else []), "-batch", "-"]
+def _ip_batch(lines: list[str], ns: str | None = None, tool: str = "ip") -> subprocess.Popen:
+    """``ip -batch -`` (or ``bridge -batch -``) of ``lines``, inside namespace ``ns`` if given (entered with
+    ``nsenter --net``: unlike ``ip -n``, no mount-namespace copy, whose cost grows with the namespaces)."""
+    argv = [tool, "-batch", "-"]
+    if ns:
+        argv = ["nsenter", f"--net={netns.path(ns)}", "--", *argv]
     p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     assert p.stdin is not None
     p.stdin.write("\n".join(lines) + "\n")
@@ -155,7 +160,24 @@ def _done(procs: list[subprocess.Popen]) -> None:
             raise RuntimeError(f"ip -batch failed: {err.strip()}")
 
 
-def ref_up(prefix: str, nodes: int, pods: int) -> None:
+def _run_batches(batches: list[tuple[list[str], str, str]], parallel: int) -> None:
+    running: list[subprocess.Popen] = []
+    for lines, ns, tool in batches:
+        if len(running) >= parallel:
+            _done([running.pop(0)])
+        running.append(_ip_batch(lines, ns, tool))
+    _done(running)
+
+
+def _vtep_mac(i: int) -> str:
+    return f"02:00:00:00:{i // 256:02x}:{i % 256:02x}"
+
+
+def ref_up(prefix: str, nodes: int, pods: int, parallel: int = 4) -> None:
+    """The same kernel objects as a vxlan lab of podlab, made by ip -batch: the underlay bridge and the node
+    uplinks; per node lo, eth0 and cni0 with their addresses, flannel.1 with its address, and per remote node
+    the neighbour, FDB entry and route; per pod a one-queue veth on cni0 (hairpin, mcast_flood off) and, in
+    the pod, lo, eth0 with its address and the default route."""
     ul, node_ns, pod_ns = ref_names(prefix, nodes, pods)
     _done([_ip_batch([f"netns add {n}" for n in [ul, *node_ns, *(p for row in pod_ns for p in row)]])])
     q = "numtxqueues 1 numrxqueues 1"
@@ -163,19 +185,35 @@ def ref_up(prefix: str, nodes: int, pods: int) -> None:
     for i, n in enumerate(node_ns, 1):
         lines += [f"link add u{i} {q} master lan0 type veth peer name eth0 {q} netns {n}", f"link set u{i} up"]
     _done([_ip_batch(lines, ul)])
-    procs = []
-    for n, row in zip(node_ns, pod_ns):
-        lines = ["link add cni0 type bridge", "link set cni0 up", "link set eth0 up"]
-        for j, p in enumerate(row, 1):
-            lines += [f"link add v{j} {q} master cni0 type veth peer name eth0 {q} netns {p}",
+    node_batches, fdb_batches = [], []
+    for i, (n, row) in enumerate(zip(node_ns, pod_ns), 1):
+        lines = ["link set lo up", f"addr add 192.168.56.{10 + i}/24 dev eth0", "link set eth0 up",
+                 "link add cni0 mtu 1450 type bridge", f"addr add 10.244.{i}.1/24 dev cni0", "link set cni0 up",
+                 f"link add flannel.1 mtu 1450 address {_vtep_mac(i)} type vxlan id 1 local 192.168.56.{10 + i} "
+                 "dev eth0 dstport 8472 nolearning", f"addr add 10.244.{i}.0/32 dev flannel.1", "link set flannel.1 up"]
+        fdb = []
+        for k in range(1, nodes + 1):
+            if k != i:
+                lines += [f"neigh add 10.244.{k}.0 lladdr {_vtep_mac(k)} dev flannel.1 nud permanent",
+                          f"route add 10.244.{k}.0/24 via 10.244.{k}.0 dev flannel.1 onlink"]
+                fdb.append(f"fdb append {_vtep_mac(k)} dev flannel.1 dst 192.168.56.{10 + k}")
+        for j, _p in enumerate(row, 1):
+            lines += [f"link add v{j} mtu 1450 {q} master cni0 type veth peer name eth0 mtu 1450 {q} netns {_p}",
                       f"link set v{j} type bridge_slave hairpin on mcast_flood off", f"link set v{j} up"]
-        procs.append(_ip_batch(lines, n))
-    _done(procs)
+        node_batches.append((lines, n, "ip"))
+        if fdb:
+            fdb_batches.append((fdb, n, "bridge"))
+    _run_batches(node_batches, parallel)
+    _run_batches(fdb_batches, parallel)
+    _run_batches([(["link set lo up", f"addr add 10.244.{i}.{j + 1}/24 dev eth0", "link set eth0 up",
+                    f"route add default via 10.244.{i}.1"], p, "ip")
+                  for i, row in enumerate(pod_ns, 1) for j, p in enumerate(row, 1)], parallel)
 
 
 def ref_down(prefix: str, nodes: int, pods: int) -> None:
+    """One ip -batch of ``netns del``, nodes first (as ``down``: a node's devices go with it in one batch)."""
     ul, node_ns, pod_ns = ref_names(prefix, nodes, pods)
-    _done([_ip_batch([f"netns del {n}" for n in [*(p for row in pod_ns for p in row), *node_ns, ul]])])
+    _done([_ip_batch([f"netns del {n}" for n in [*node_ns, *(p for row in pod_ns for p in row), ul]])])
 
 
 # -- memory ---------------------------------------------------------------------------------------------------------
