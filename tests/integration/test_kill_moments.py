@@ -1,4 +1,4 @@
-"""Issue 16: a podlab command SIGKILLed at any moment leaves nothing once ``cleanup``/``down`` has run.
+"""A podlab command SIGKILLed at any moment leaves nothing once ``cleanup``/``down`` has run.
 
 ``up`` of a small lab with Services, a Deployment and the external host is killed at random moments of its own
 bring-up, each time followed by ``podlab cleanup`` (or ``down`` where it had finished); ``capture`` and ``exec``

@@ -1,4 +1,4 @@
-"""Issue 13 acceptance: the upstream e2e NetworkPolicy suite's TCP and UDP cases on real namespaces.
+"""NetworkPolicy: the upstream e2e NetworkPolicy suite's TCP and UDP cases on real namespaces.
 
 One lab per routing mode for the module (vxlan with kube-proxy in iptables mode, host-gw with nftables, bgp with
 iptables), holding the suite's model: namespaces x/y/z, pods a/b/c of each on node-1/2/3 (so every case has
@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import pytest
 
-from emulator.lab import teardown
 from emulator.lab.api import Lab
 from emulator.netpol import cluster, component, kernel, matrix, names, nodestate, upstream
 from emulator.netpol.parse import parse_manifest
 from emulator.netpol.truthtable import TruthTable
-from emulator.topology.loader import loads
-from tests.integration.conftest import unique_name
+from tests.integration.conftest import lab_fixture
 
 MODES = [("vxlan", "iptables"), ("host-gw", "nftables"), ("bgp", "iptables")]
 CASES = [c for c in upstream.CASES if c.probed_protocols <= {"TCP", "UDP"}]
@@ -56,24 +54,20 @@ def reset(lab: Lab) -> None:
     sync(lab)
 
 
-@pytest.fixture(scope="module", params=MODES, ids=lambda p: f"{p[0]}-{p[1]}")
-def lab(request) -> Lab:
-    routing, mode = request.param
-    name = unique_name("np")
-    try:
-        lab = Lab.up(loads(upstream.topology(name, routing, mode), source="<netpol model>", name=name))
-        pods = matrix.pods_of(matrix.cluster_of(lab))
-        want = TruthTable.filled([p.ref for p in pods], [p.ref for p in pods], True)
-        jobs = [matrix.Job(matrix.PortSpec(port, proto), "pod", want) for port in upstream.PORTS
-                for proto in upstream.PROTOCOLS]
-        for _ in range(10):  # a Running pod's servers bind a moment later
-            if not any(want.differences(got) for got, _ in matrix.measure_many(lab, pods, jobs)):
-                break
-        else:
-            pytest.fail("the model's servers never all answered with no policy in place")
-        yield lab
-    finally:
-        teardown.destroy(name)
+def serving(lab: Lab) -> None:
+    """Every pod answers every port with no policy in place (a Running pod's servers bind a moment later)."""
+    pods = matrix.pods_of(matrix.cluster_of(lab))
+    want = TruthTable.filled([p.ref for p in pods], [p.ref for p in pods], True)
+    jobs = [matrix.Job(matrix.PortSpec(port, proto), "pod", want) for port in upstream.PORTS
+            for proto in upstream.PROTOCOLS]
+    for _ in range(10):
+        if not any(want.differences(got) for got, _ in matrix.measure_many(lab, pods, jobs)):
+            return
+    pytest.fail("the model's servers never all answered with no policy in place")
+
+
+lab = lab_fixture({f"{routing}-{mode}": (upstream.topology(routing=routing, proxy_mode=mode), routing)
+                   for routing, mode in MODES}, ready=serving)
 
 
 def run_case(lab: Lab, case: upstream.Case) -> list[str]:

@@ -12,14 +12,12 @@ import time
 import pytest
 
 from emulator.errors import MissingDependencyError
-from emulator.lab import teardown
 from emulator.lab.api import Lab
 from emulator.netlink import netns
 from emulator.netpol import cluster, component, enforcer, kernel, names, nodestate, probe
 from emulator.netpol.parse import parse_manifest
 from emulator.state.store import read_json
-from emulator.topology.loader import loads
-from tests.integration.conftest import podlab, unique_name
+from tests.integration.conftest import lab_fixture, podlab
 
 SERVER = ("{name: c, image: 'registry.k8s.io/e2e-test-images/agnhost:2.53', args: [porter], "
           "ports: [{containerPort: 80, name: http}, {containerPort: 80, protocol: UDP, name: dns-ish}]}")
@@ -60,18 +58,16 @@ def sync(lab: Lab) -> None:
     component.wait_synced(lab.paths, lab.store, [n.name for n in lab.nodes])
 
 
-@pytest.fixture(scope="module")
-def lab() -> Lab:
-    name = unique_name("nl")
-    try:
-        lab = Lab.up(loads(TOPOLOGY, source="<test>", name=name))
-        ip = lab.pod("server").ip
-        deadline = time.monotonic() + 10
-        while not tcp(lab, "client", ip) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        yield lab
-    finally:
-        teardown.destroy(name)
+def server_answers(lab: Lab) -> None:
+    """The client reaches the server (admitted by the topology's policy) once its server has bound port 80."""
+    ip = lab.pod("server").ip
+    deadline = time.monotonic() + 10
+    while not tcp(lab, "client", ip):
+        assert time.monotonic() < deadline, "the server never answered the client"
+        time.sleep(0.1)
+
+
+lab = lab_fixture(TOPOLOGY, ready=server_answers)
 
 
 def test_topology_policy_is_live_when_up_returns(lab: Lab) -> None:
@@ -254,8 +250,7 @@ def test_break_it_a_rule_removed_by_hand(lab: Lab) -> None:
     assert r.returncode == 0, r.stdout
 
 
-def test_enforcers_start_on_the_first_apply() -> None:
-    name = unique_name("nd")
+def test_enforcers_start_on_the_first_apply(make_lab) -> None:
     topo = """
 version: 1
 nodes: [{name: node-1}]
@@ -263,15 +258,12 @@ pods:
   - {name: a, labels: {app: a}, containers: [{name: c, image: agnhost, args: [porter], ports: [{containerPort: 80}]}]}
   - {name: b, labels: {app: b}, containers: [{name: c, image: agnhost, args: [porter], ports: [{containerPort: 80}]}]}
 """
-    try:
-        lab = Lab.up(loads(topo, source="<test>", name=name))
-        assert not component.running(lab.paths, "node-1")
-        doc = ("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-a}\n"
-               "spec: {podSelector: {matchLabels: {app: a}}}\n")
-        r = cli(lab, "apply", "-f", "-", stdin=doc)
-        assert r.returncode == 0 and "no enforcer was running on node-1" in r.stderr, r.stderr
-        assert component.running(lab.paths, "node-1")
-        assert not tcp(lab, "b", lab.pod("a").ip)
-        assert lab.node("node-1").exec(["nft", "list", "table", names.FAMILY, names.TABLE]).returncode == 0
-    finally:
-        teardown.destroy(name)
+    lab = make_lab(topo)
+    assert not component.running(lab.paths, "node-1")
+    doc = ("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-a}\n"
+           "spec: {podSelector: {matchLabels: {app: a}}}\n")
+    r = cli(lab, "apply", "-f", "-", stdin=doc)
+    assert r.returncode == 0 and "no enforcer was running on node-1" in r.stderr, r.stderr
+    assert component.running(lab.paths, "node-1")
+    assert not tcp(lab, "b", lab.pod("a").ip)
+    assert lab.node("node-1").exec(["nft", "list", "table", names.FAMILY, names.TABLE]).returncode == 0

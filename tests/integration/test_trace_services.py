@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from emulator.check import probes as probe
-from emulator.lab import teardown
 from emulator.lab.api import Lab
 from emulator.services.proxy import names as chain_names
 from emulator.services.proxy import state as proxy_state
@@ -18,8 +15,7 @@ from emulator.services.proxy.kubeproxy import status_path
 from emulator.state.store import read_json
 from emulator.tools.trace import trace
 from emulator.tools.trace_verify import verify
-from emulator.topology.loader import loads
-from tests.integration.conftest import podlab, unique_name
+from tests.integration.conftest import lab_fixture, podlab, serving
 from tests.integration.test_tools_capture_trace import assert_hops_are_real, walk
 
 WEB_IP, EMPTY_IP = "10.96.100.100", "10.96.100.103"
@@ -41,17 +37,8 @@ services:
 MATRIX = [("vxlan", "iptables"), ("host-gw", "nftables")]
 
 
-@pytest.fixture(scope="module", params=MATRIX, ids=lambda p: f"{p[0]}-{p[1]}")
-def lab(request):
-    routing, mode = request.param
-    name = unique_name("ts")
-    try:
-        lab = Lab.up(loads(TOPOLOGY.replace("MODE", mode), source="<test>", name=name, routing=routing))
-        for p in lab.pods:
-            assert probe.wait_http(lab, f"node/{p.node}", p.ip), p.name
-        yield lab
-    finally:
-        teardown.destroy(name)
+lab = lab_fixture({f"{routing}-{mode}": (TOPOLOGY.replace("MODE", mode), routing) for routing, mode in MATRIX},
+                  ready=serving())
 
 
 def web_ports(lab: Lab) -> proxy_state.SvcPort:
