@@ -1,7 +1,7 @@
 """``apply -f FILE`` and ``delete KIND NAME``: change the lab's desired state in its store.
 
 A file may hold several YAML documents (``---``) and ``kind: List``; each object goes to the row of ``APPLY``
-for its ``kind`` (Pod, Service, Deployment). Every document is validated before any is applied, so a bad file
+for its ``kind`` (Pod, Service, Deployment, NetworkPolicy). Every document is validated before any is applied, so a bad file
 changes nothing. A row: ``validate(lab, obj, source) -> prepared`` (raise ManifestError) and
 ``apply(lab, prepared) -> str`` (the kubectl-style line, e.g. "pod/web-1 created"). ``DELETE`` lists the kinds
 ``delete`` knows.
@@ -12,7 +12,7 @@ import argparse
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from emulator.cli import common, pod_cmds, svc_cmds
+from emulator.cli import common, netpol_cmds, pod_cmds, svc_cmds
 from emulator.cli.common import Kind
 from emulator.errors import ManifestError, UsageError
 from emulator.lab.api import Lab
@@ -30,6 +30,7 @@ APPLY: dict[str, Applier] = {
     "Pod": Applier(pod_cmds.validate_pod, pod_cmds.apply_pod),
     "Service": Applier(svc_cmds.validate_service, svc_cmds.apply_service),
     "Deployment": Applier(svc_cmds.validate_deployment, svc_cmds.apply_deployment),
+    "NetworkPolicy": Applier(netpol_cmds.validate_netpol, netpol_cmds.apply_netpol),
 }
 
 Deleter = Callable[[Lab, str, argparse.Namespace], str]
@@ -39,6 +40,7 @@ DELETE: tuple[Kind[Deleter], ...] = (
     Kind(("pods", "pod", "po"), pod_cmds.delete_pod),
     Kind(("services", "service", "svc"), svc_cmds.delete_service),
     Kind(("deployments", "deployment", "deploy"), svc_cmds.delete_deployment),
+    Kind(netpol_cmds.ALIASES, netpol_cmds.delete_netpol),
 )
 
 

@@ -3,15 +3,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
-from emulator.check import report, runner
+from emulator.check import registry, report, runner
 from emulator.check.model import to_dict
 from emulator.cli import common, output
 from emulator.lab.api import Lab
 
 
 def cmd_check(a: argparse.Namespace) -> int:
+    if a.file and not os.path.exists(a.file) and a.file in {c.name for c in registry.load()}:
+        a.only, a.file = ",".join(filter(None, [a.only, a.file])), None  # `podlab check netpol`: a check's name
     only = a.only.split(",") if a.only else None
     full = True if a.full else None
     if a.file:
@@ -35,7 +38,8 @@ def cmd_check(a: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     s = common.verb(sub, "check", help="check the network model (unique IPs, pod↔pod without NAT, node→pod, ...)")
-    s.add_argument("file", nargs="?", help="a topology: bring it up per routing mode, check, tear down")
+    s.add_argument("file", nargs="?", help="a topology: bring it up per routing mode, check, tear down; or the name "
+                   "of one check to run on the running lab (podlab check netpol)")
     s.add_argument("--routing", help="all | vxlan | host-gw | bgp | a comma list (with FILE; default all)")
     s.add_argument("--only", help="comma list of check names")
     s.add_argument("--full", action="store_true",

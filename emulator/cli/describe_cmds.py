@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
-from emulator.cli import common, describe_node, pod_cmds, svc_cmds
+from emulator.cli import common, describe_node, netpol_cmds, pod_cmds, svc_cmds
 from emulator.cli.common import Kind
 from emulator.errors import UsageError
 from emulator.lab.api import Lab
@@ -18,6 +18,7 @@ KINDS: tuple[Kind[Describer], ...] = (
     Kind(("nodes", "node", "no"), describe_node.describe_node),
     Kind(("services", "service", "svc"), svc_cmds.describe_service),
     Kind(("deployments", "deployment", "deploy"), svc_cmds.describe_deployment),
+    Kind(netpol_cmds.ALIASES, netpol_cmds.describe_netpol),
 )
 
 

@@ -10,7 +10,7 @@ import argparse
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from emulator.cli import common, output, routing_view, svc_cmds
+from emulator.cli import common, netpol_cmds, output, routing_view, svc_cmds
 from emulator.cli.common import Kind
 from emulator.lab.api import Lab
 
@@ -76,6 +76,7 @@ KINDS: tuple[Kind[Listing], ...] = (
     Kind(("services", "service", "svc"), Listing(svc_cmds.service_items, svc_cmds.service_table)),
     Kind(("endpoints", "endpoint", "ep"), Listing(svc_cmds.endpoints_items, svc_cmds.endpoints_table)),
     Kind(("deployments", "deployment", "deploy"), Listing(svc_cmds.deployment_items, svc_cmds.deployment_table)),
+    Kind(netpol_cmds.ALIASES, Listing(netpol_cmds.netpol_items, netpol_cmds.netpol_table)),
 )
 
 

@@ -11,8 +11,8 @@ Design:
   (case-insensitive ``difflib``) so ``podCidr`` points at ``podCIDR``. A key written twice in one mapping is an
   error too (PyYAML would silently keep the last one). YAML is read by ``yamlsafe``, which also refuses binary
   bytes, deep nesting and alias-expansion bombs with one line naming the file.
-* ``services`` and ``deployments`` are accepted unparsed and handed on in ``Topology.extra`` for the layer
-  that owns them.
+* ``services``, ``deployments`` and ``networkPolicies`` are accepted unparsed and handed on in ``Topology.extra``
+  for the layer that owns them.
 * Order of resolution: header (version, name, routing) → cluster and underlay ranges → nodes (names, explicit
   slices and addresses, then automatic ones: see ``cidr`` for the slice order, node *n* gets underlay host
   ``NODE_IP_OFFSET + n``) → pods (names, containers, then pinned-node capacity, then the spread ``scheduler``
@@ -36,8 +36,8 @@ from emulator.topology.validate import Validator, did_you_mean, is_int, show
 from emulator.topology import bgp_section
 
 TOP_KEYS = ("version", "name", "routing", "cluster", "underlay", "nodes", "pods", "services", "deployments", "bgp",
-            "kubeProxy", "external")
-RAW_KEYS = ("services", "deployments", "kubeProxy", "external")
+            "kubeProxy", "external", "networkPolicies")
+RAW_KEYS = ("services", "deployments", "kubeProxy", "external", "networkPolicies")
 CLUSTER_KEYS = ("podCIDR", "serviceCIDR", "nodeCIDRMaskSize")
 UNDERLAY_KEYS = ("cidr", "mtu")
 NODE_KEYS = ("name", "podCIDR", "ip", "cni", "link")

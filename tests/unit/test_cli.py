@@ -114,10 +114,10 @@ def test_graph_of_a_topology_file(tmp_path: Path, capsys: pytest.CaptureFixture,
 # -- explicit tables -------------------------------------------------------------------------------------------
 def test_verbs_list_their_kinds() -> None:
     names = lambda table: [k.names[0] for k in table]  # noqa: E731
-    assert names(get_cmds.KINDS) == ["pods", "nodes", "services", "endpoints", "deployments"]
-    assert names(describe_cmds.KINDS) == ["pods", "nodes", "services", "deployments"]
-    assert names(apply_cmds.DELETE) == ["pods", "services", "deployments"]
-    assert sorted(apply_cmds.APPLY) == ["Deployment", "Pod", "Service"]
+    assert names(get_cmds.KINDS) == ["pods", "nodes", "services", "endpoints", "deployments", "networkpolicies"]
+    assert names(describe_cmds.KINDS) == ["pods", "nodes", "services", "deployments", "networkpolicies"]
+    assert names(apply_cmds.DELETE) == ["pods", "services", "deployments", "networkpolicies"]
+    assert sorted(apply_cmds.APPLY) == ["Deployment", "NetworkPolicy", "Pod", "Service"]
     for module in COMMAND_MODULES:  # nothing registers itself: no module keeps a register_* hook
         assert not [n for n in vars(module) if n.startswith("register_")], module.__name__
 
