@@ -19,8 +19,10 @@ import subprocess
 from emulator.errors import NftError
 
 
-<<<<<<< HEAD
-NFT_CTX_OUTPUT_JSON = 1 << 4
+#: libnftables' output flags: NFT_CTX_OUTPUT_JSON (``nft -j``) and NFT_CTX_OUTPUT_TERSE (``nft -t``: listings
+#: leave set elements out)
+OUTPUT_JSON = 1 << 4
+OUTPUT_TERSE = 1 << 11
 
 
 @functools.lru_cache(maxsize=1)
@@ -44,52 +46,20 @@ def _library() -> ctypes.CDLL | None:
 
 
 class Nft:
-    def __init__(self, use_library: bool = True, json: bool = False) -> None:
+    def __init__(self, use_library: bool = True, terse: bool = False, json: bool = False) -> None:
         self._lib = None
         self._ctx = None
-        self.json = json
+        self.terse, self.json = terse, json
         lib = _library() if use_library else None
         if lib is not None:
             ctx = lib.nft_ctx_new(0)
             if ctx:
                 lib.nft_ctx_buffer_output(ctx)
                 lib.nft_ctx_buffer_error(ctx)
-                if json:
-                    lib.nft_ctx_output_set_flags(ctx, NFT_CTX_OUTPUT_JSON)
+                flags = (OUTPUT_TERSE if terse else 0) | (OUTPUT_JSON if json else 0)
+                if flags:
+                    lib.nft_ctx_output_set_flags(ctx, flags)
                 self._lib, self._ctx = lib, ctx
-=======
-#: libnftables' NFT_CTX_OUTPUT_TERSE: listings leave set elements out (``nft -t``)
-OUTPUT_TERSE = 1 << 11
-
-
-class Nft:
-    def __init__(self, use_library: bool = True, terse: bool = False) -> None:
-        self._lib = None
-        self._ctx = None
-        self.terse = terse
-        if use_library:
-            try:
-                lib = ctypes.CDLL(ctypes.util.find_library("nftables") or "libnftables.so.1")
-            except OSError:
-                lib = None
-            if lib is not None:
-                lib.nft_ctx_new.restype = ctypes.c_void_p
-                lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
-                for fn in ("nft_ctx_buffer_output", "nft_ctx_buffer_error"):
-                    getattr(lib, fn).argtypes = [ctypes.c_void_p]
-                lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-                for fn in ("nft_ctx_get_output_buffer", "nft_ctx_get_error_buffer"):
-                    getattr(lib, fn).argtypes = [ctypes.c_void_p]
-                    getattr(lib, fn).restype = ctypes.c_char_p
-                ctx = lib.nft_ctx_new(0)
-                if ctx:
-                    lib.nft_ctx_buffer_output(ctx)
-                    lib.nft_ctx_buffer_error(ctx)
-                    if terse:
-                        lib.nft_ctx_output_set_flags.argtypes = [ctypes.c_void_p, ctypes.c_uint]
-                        lib.nft_ctx_output_set_flags(ctx, OUTPUT_TERSE)
-                    self._lib, self._ctx = lib, ctx
->>>>>>> main
 
     @property
     def in_process(self) -> bool:
@@ -98,13 +68,8 @@ class Nft:
     def run(self, text: str) -> str:
         """Run nft commands (one transaction); return their output; NftError with nft's message."""
         if self._lib is None:
-<<<<<<< HEAD
-            argv = ["nft", *(["-j"] if self.json else []), "-f", "-"]
+            argv = ["nft", *(["-t"] if self.terse else []), *(["-j"] if self.json else []), "-f", "-"]
             r = subprocess.run(argv, input=text, capture_output=True, text=True)
-=======
-            r = subprocess.run(["nft", *(["-t"] if self.terse else []), "-f", "-"], input=text, capture_output=True,
-                               text=True)
->>>>>>> main
             if r.returncode != 0:
                 raise NftError(f"nft failed: {(r.stderr or r.stdout).strip()[:2000]}", obj="nft")
             return r.stdout
