@@ -19,7 +19,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,23 +30,15 @@ from emulator.proc import journal
 from emulator.proc.lifecycle import alive
 from emulator.state import record
 from emulator.state.paths import LabPaths
+from tests.integration.conftest import ROOT, podlab, podlab_argv, podlab_env  # noqa: F401  (podlab: for the tests)
 
-ROOT = Path(__file__).resolve().parents[2]
-PODLAB = [sys.executable, "-m", "emulator"]
 PR_SET_CHILD_SUBREAPER = 36
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def podlab(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + (":" + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH")
-                                                    else "")}
-    return subprocess.run([*PODLAB, *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout, env=env)
-
-
 def popen_podlab(*args: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + (":" + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH")
-                                                    else "")}
-    return subprocess.Popen([*PODLAB, *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+    """``podlab ARGS`` started, not awaited (the suite's one runner's command line and environment)."""
+    return subprocess.Popen(podlab_argv(*args), cwd=ROOT, env=podlab_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
 
 

@@ -1,12 +1,13 @@
-"""Issue 7 acceptance: `podlab check` passes on a healthy lab and, for each fault injected here (never in the
-product), fails the right check and names the culprit; JUnit output has the shape CI systems read."""
+"""`podlab check` passes on a healthy lab and, for each fault injected here (never in the product), fails the
+right check and names the culprit; JUnit output has the shape CI systems read.
+
+The healthy run is the CLI's (``test_cli_exit_codes_and_junit_shape``); ``check.runner.run_lab`` on a healthy lab
+is also what test_plugin_example's ``check()`` runs.
+"""
 from __future__ import annotations
 
 import re
-import subprocess
 import xml.etree.ElementTree as ET
-
-import pytest
 
 from emulator import routing
 from emulator.check import report, runner
@@ -15,23 +16,15 @@ from emulator.netlink import applier
 from emulator.netlink.rtnl import Rtnl
 from emulator.topology import names
 from emulator.topology.loader import loads
-from tests.integration.conftest import PODLAB, three_node_text, unique_name
+from tests.integration.conftest import lab_fixture, podlab, three_node_text
 
-
-@pytest.fixture(scope="module")
-def lab() -> Lab:
-    from emulator.lab import teardown
-    name = unique_name("k")
-    lab = Lab.up(loads(three_node_text(2, "pause"), source="<test>", name=name, routing="vxlan"))
-    try:
-        yield lab
-    finally:
-        teardown.destroy(name)
+TOPOLOGY = three_node_text(2, "pause")
+lab = lab_fixture(TOPOLOGY, "vxlan")
 
 
 def restore(lab: Lab) -> None:
     """Undo a fault: re-apply every node's desired state (the idempotent applier repairs routes)."""
-    topo = loads(three_node_text(2, "pause"), source="<test>", name=lab.name, routing="vxlan")
+    topo = loads(TOPOLOGY, source="<test>", name=lab.name, routing="vxlan")
     for n in topo.nodes:
         ns = names.node_ns(lab.name, n.name)
         with Rtnl.in_ns(ns) as rt:
@@ -40,12 +33,6 @@ def restore(lab: Lab) -> None:
 
 def result(rep, name):
     return next(c for c in rep.results if c.name == name)
-
-
-def test_healthy_lab_passes(lab: Lab) -> None:
-    rep = runner.run_lab(lab)
-    assert rep.ok, report.text([rep])
-    assert {c.name for c in rep.results} >= {"unique-pod-ips", "pod-to-pod", "no-nat", "path-mtu", "node-to-pod"}
 
 
 def test_missing_route_is_pinpointed(lab: Lab) -> None:
@@ -111,7 +98,7 @@ def test_wrong_mtu_over_vxlan_is_caught(lab: Lab) -> None:
 
 
 def test_cli_exit_codes_and_junit_shape(lab: Lab, tmp_path) -> None:
-    ok = subprocess.run([*PODLAB, "--lab", lab.name, "check", "-o", "junit"], capture_output=True, text=True)
+    ok = podlab("check", "-o", "junit", lab=lab)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     root = ET.fromstring(ok.stdout)
     assert root.tag == "testsuites"
@@ -120,11 +107,12 @@ def test_cli_exit_codes_and_junit_shape(lab: Lab, tmp_path) -> None:
     assert suite.get("failures") == "0" and float(suite.get("time")) > 0
     for case in suite.findall("testcase"):
         assert case.get("classname") == "podlab.vxlan" and case.get("name") and case.get("time") is not None
+    passed = {c.get("name") for c in suite.findall("testcase") if c.find("skipped") is None}
+    assert {"unique-pod-ips", "pod-to-pod", "no-nat", "path-mtu", "node-to-pod"} <= passed, passed
     lab.node("node-3").exec(["ip", "route", "del", "10.244.1.0/24"], check=True)
     try:
         junit = tmp_path / "out.xml"
-        bad = subprocess.run([*PODLAB, "--lab", lab.name, "check", "--junit-file", str(junit)], capture_output=True,
-                             text=True)
+        bad = podlab("check", "--junit-file", str(junit), lab=lab)
         assert bad.returncode == 1 and "FAIL" in bad.stdout and "node-3 has no route" in bad.stdout
         suite = ET.parse(junit).getroot().find("testsuite")
         failed = [c for c in suite.findall("testcase") if c.find("failure") is not None]

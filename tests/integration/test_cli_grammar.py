@@ -5,15 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
-import pytest
-
-from emulator.lab import teardown
 from emulator.lab.api import Lab
-from emulator.topology.loader import loads
-from tests.integration.conftest import PODLAB, unique_name
+from tests.integration.conftest import lab_fixture, podlab
 
 TOPO = """version: 1
 name: x
@@ -29,18 +24,7 @@ pods:
 """
 
 
-@pytest.fixture(scope="module")
-def lab():
-    name = unique_name("clig")
-    lab = Lab.up(loads(TOPO, "<cli-grammar>", name=name))
-    try:
-        yield lab
-    finally:
-        teardown.destroy(name)
-
-
-def podlab(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*PODLAB, *argv], capture_output=True, text=True, timeout=60)
+lab = lab_fixture(TOPO)
 
 
 def test_exec_takes_a_bare_node_name(lab: Lab) -> None:

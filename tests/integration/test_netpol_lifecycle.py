@@ -19,7 +19,7 @@ from emulator.netpol import cluster, component, enforcer, kernel, names, nodesta
 from emulator.netpol.parse import parse_manifest
 from emulator.state.store import read_json
 from emulator.topology.loader import loads
-from tests.integration.conftest import PODLAB, unique_name
+from tests.integration.conftest import podlab, unique_name
 
 SERVER = ("{name: c, image: 'registry.k8s.io/e2e-test-images/agnhost:2.53', args: [porter], "
           "ports: [{containerPort: 80, name: http}, {containerPort: 80, protocol: UDP, name: dns-ish}]}")
@@ -49,8 +49,7 @@ networkPolicies:
 
 
 def cli(lab: Lab, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(PODLAB + ["--lab", lab.name, *args], capture_output=True, text=True, input=stdin,
-                          timeout=120)
+    return podlab(*args, lab=lab, input=stdin)
 
 
 def tcp(lab: Lab, src: str, ip: str, port: int = 80, ns: str | None = None) -> bool:

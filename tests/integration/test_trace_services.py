@@ -6,7 +6,6 @@ source address the endpoint sees, the REJECT a client gets, a rule changed by ha
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
@@ -20,7 +19,7 @@ from emulator.state.store import read_json
 from emulator.tools.trace import trace
 from emulator.tools.trace_verify import verify
 from emulator.topology.loader import loads
-from tests.integration.conftest import PODLAB, unique_name
+from tests.integration.conftest import podlab, unique_name
 from tests.integration.test_tools_capture_trace import assert_hops_are_real, walk
 
 WEB_IP, EMPTY_IP = "10.96.100.100", "10.96.100.103"
@@ -121,13 +120,12 @@ def test_nodeport_from_external(lab: Lab) -> None:
 
 
 def test_cli_json_and_a_service_without_endpoints(lab: Lab) -> None:
-    r = subprocess.run(PODLAB + ["--lab", lab.name, "trace", "client", f"{WEB_IP}:80", "-o", "json"],
-                       capture_output=True, text=True, timeout=60)
+    r = podlab("trace", "client", f"{WEB_IP}:80", "-o", "json", lab=lab, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     d = json.loads(r.stdout)
     nat = [h for h in d["hops"] if h["action"] == "nat"]
     assert d["delivered"] and nat[0]["detail"]["decisions"][0]["nat"] == "dnat"
-    r = subprocess.run(PODLAB + ["--lab", lab.name, "trace", "client", EMPTY_IP], capture_output=True, text=True)
+    r = podlab("trace", "client", EMPTY_IP, lab=lab)
     assert r.returncode == 1 and "PROBLEM: node-1 rejects tcp 10.244.1.2 → 10.96.100.103:80" in r.stdout, r.stdout
     assert "default/empty has no endpoints" in r.stdout
     refused = lab.exec("client", ["curl", "-sS", "--max-time", "3", f"http://{EMPTY_IP}/"])

@@ -2,8 +2,8 @@
 
 ``Nft.run(text)`` hands a whole buffer to ``nft_run_cmd_from_buffer``, which parses it and commits it as one
 transaction, exactly as ``nft -f`` does, and returns what ``nft`` would have printed (with ``terse``, listings
-leave set elements out, as ``nft -t``). Ten kube-proxies reacting to one change each save the start of an
-``nft`` process (about 15 ms of CPU against 3 ms), which is most of the
+leave set elements out, as ``nft -t``). Ten kube-proxies reacting
+to one change each save the start of an ``nft`` process (about 15 ms of CPU against 3 ms), which is most of the
 difference between meeting a 200 ms propagation target on a busy two-core machine and missing it. Without the
 library (no ``libnftables.so.1``), the ``nft`` program is run instead. The calling thread's network namespace
 is the one changed: kube-proxy runs inside its node's namespace. ``Nft(json=True)`` prints listings as nft's JSON
@@ -19,9 +19,8 @@ import subprocess
 from emulator.errors import NftError
 
 
-#: libnftables' output flags: NFT_CTX_OUTPUT_JSON (``nft -j``) and NFT_CTX_OUTPUT_TERSE (``nft -t``: listings
-#: leave set elements out)
-OUTPUT_JSON = 1 << 4
+NFT_CTX_OUTPUT_JSON = 1 << 4
+#: libnftables' NFT_CTX_OUTPUT_TERSE: listings leave set elements out (``nft -t``)
 OUTPUT_TERSE = 1 << 11
 
 
@@ -46,17 +45,17 @@ def _library() -> ctypes.CDLL | None:
 
 
 class Nft:
-    def __init__(self, use_library: bool = True, terse: bool = False, json: bool = False) -> None:
+    def __init__(self, use_library: bool = True, json: bool = False, terse: bool = False) -> None:
         self._lib = None
         self._ctx = None
-        self.terse, self.json = terse, json
+        self.json, self.terse = json, terse
         lib = _library() if use_library else None
         if lib is not None:
             ctx = lib.nft_ctx_new(0)
             if ctx:
                 lib.nft_ctx_buffer_output(ctx)
                 lib.nft_ctx_buffer_error(ctx)
-                flags = (OUTPUT_TERSE if terse else 0) | (OUTPUT_JSON if json else 0)
+                flags = (NFT_CTX_OUTPUT_JSON if json else 0) | (OUTPUT_TERSE if terse else 0)
                 if flags:
                     lib.nft_ctx_output_set_flags(ctx, flags)
                 self._lib, self._ctx = lib, ctx
@@ -68,7 +67,7 @@ class Nft:
     def run(self, text: str) -> str:
         """Run nft commands (one transaction); return their output; NftError with nft's message."""
         if self._lib is None:
-            argv = ["nft", *(["-t"] if self.terse else []), *(["-j"] if self.json else []), "-f", "-"]
+            argv = ["nft", *(["-j"] if self.json else []), *(["-t"] if self.terse else []), "-f", "-"]
             r = subprocess.run(argv, input=text, capture_output=True, text=True)
             if r.returncode != 0:
                 raise NftError(f"nft failed: {(r.stderr or r.stdout).strip()[:2000]}", obj="nft")
