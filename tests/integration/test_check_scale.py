@@ -14,7 +14,7 @@ import subprocess
 import time
 
 from emulator.netlink import neightable
-from tests.integration.conftest import PODLAB, ROOT, unique_name
+from tests.integration.conftest import ROOT, podlab, podlab_argv, podlab_env, unique_name
 
 NODES, PODS = 4, 130
 CEILING = 200 * 2**20
@@ -50,7 +50,8 @@ def _rss(pid: int) -> int:
 def run_sampled(argv: list[str], interval: float = 0.1) -> tuple[subprocess.CompletedProcess, int, set]:
     """Run argv; every ``interval`` sum the resident memory of its process tree. Returns (result, peak bytes,
     every (pid, start time) seen in the tree)."""
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            env=podlab_env())
     peak, seen = 0, set()
     out: list[str] = []
     import threading
@@ -83,14 +84,14 @@ def test_check_of_520_pods_fits_the_ceiling_and_leaves_nothing(tmp_path) -> None
     path = tmp_path / "scale.yaml"
     path.write_text(topology(name))
     fulls0 = neightable.read_stats().table_fulls
-    up = subprocess.run([*PODLAB, "up", str(path)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    up = podlab("up", str(path))
     try:
         assert up.returncode == 0, up.stderr[-2000:]
         lim = neightable.read_limits()
         need = neightable.lab_estimate(NODES, NODES * PODS)
         if need + neightable.read_stats().entries > lim.gc_thresh3:  # 1,052 entries: more than the default 1,024
             assert "neighbour (ARP) entries" in up.stderr and "sudo sysctl -w net.ipv4.neigh.default" in up.stderr
-        r, peak, seen = run_sampled([*PODLAB, "--lab", name, "check", "-o", "json", "--seed", "16"])
+        r, peak, seen = run_sampled(podlab_argv("check", "-o", "json", "--seed", "16", lab=name))
         report = json.loads(r.stdout)
         mode = report["modes"][0]
         assert r.returncode == 0 and report["ok"], json.dumps(mode, indent=1)[-3000:]
@@ -108,4 +109,4 @@ def test_check_of_520_pods_fits_the_ceiling_and_leaves_nothing(tmp_path) -> None
         left = [(pid, start) for pid, start in seen if (_stat(str(pid)) or (0, -1))[1] == start]
         assert not left, f"processes of the check still running: {left}"
     finally:
-        subprocess.run([*PODLAB, "down", name], capture_output=True, text=True, cwd=ROOT, timeout=120)
+        podlab("down", name)
