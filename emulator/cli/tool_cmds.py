@@ -130,9 +130,10 @@ def trace_parser(prog: str = "trace") -> argparse.ArgumentParser:
 
 def trace_result(lab: Lab, a: argparse.Namespace):
     from emulator.tools.trace import trace
+    from emulator.tools.trace_netpol import dropped_by_policy
     from emulator.tools.trace_verify import verify
     res = trace(lab, a.src, a.dst, a.proto, a.port, endpoint=a.endpoint)
-    if a.verify and res.delivered:
+    if a.verify and (res.delivered or dropped_by_policy(res)):  # a drop: the probe shows the drop rule counting
         verify(lab, res)
     return res
 

@@ -28,6 +28,7 @@ from emulator.services.proxy import state as proxy_state
 from emulator.services.proxy.kubeproxy import status_path
 from emulator.state.store import read_json
 from emulator.tools.kstate import NoRouteError
+from emulator.tools import trace_netpol
 from emulator.tools.netfilter import model, ruleset
 from emulator.tools.trace_model import NatAt, NatContext, NatHook, NatStep, Packet
 
@@ -184,4 +185,6 @@ def untranslated_service(ctx: NatContext, at: NatAt, pkt: Packet) -> NatStep | N
     return NatStep(pkt, text, problem, {"hook": at.point, "service": target, "explanation": why})
 
 
-NAT_HOOKS: tuple[NatHook, ...] = (netfilter, untranslated_service)
+# The NetworkPolicy hook first: it walks what precedes the policy table itself and leaves any earlier drop to
+# ``netfilter``, which then also applies the NAT the later chains (masquerade) do.
+NAT_HOOKS: tuple[NatHook, ...] = (trace_netpol.netpol, netfilter, untranslated_service)
