@@ -126,6 +126,9 @@ def test_trace_reads_the_kernel_not_the_model_a_rule_removed_by_hand(lab: Lab) -
                                     handle]).returncode == 0
     r = trace(lab, "client", f"{lab.pod('server').ip}:80")
     assert r.returncode == 1 and f'DROP by chain ingress rule "{NO_INGRESS}"' in r.stdout, r.stdout
+    r = podlab("check", "netpol", lab=lab)  # the culprit: the missing rule, and the kernel's dropping one
+    assert r.returncode == 1 and f"rule '{ADMIT}' is missing" in r.stdout, r.stdout
+    assert "the kernel: node-1 drops tcp" in r.stdout and f'DROP by chain ingress rule "{NO_INGRESS}"' in r.stdout
     deadline = time.monotonic() + enforcer.HEALTH_PERIOD + 5
     while (chain, ADMIT) not in kernel.read(lab, "node-1").packets and time.monotonic() < deadline:
         time.sleep(0.1)  # the enforcer's health check finds the table changed and rewrites it
