@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from emulator.lab.api import Lab
-from emulator.tools import droppoint, nftrace, pcapng, targets
-from emulator.tools.netfilter import policy, ruleset
+from emulator.tools import droppoint, nftrace, pcapng, targets, trace_netpol
+from emulator.tools.netfilter import policy
 from emulator.tools.targets import Point
 from emulator.topology import names
 
@@ -56,8 +56,7 @@ def behind(lab: Lab, points: Sequence[Point]) -> dict[str, frozenset[str]]:
 
 def read_counters(ns: str) -> Counters | None:
     """The NetworkPolicy table's counted rules in ``ns`` (None: no such table)."""
-    t = policy.find(ruleset.read(ns).tables)
-    return policy.counters(t) if t is not None else None
+    return trace_netpol.table_counters(ns)
 
 
 class RuleWatch:

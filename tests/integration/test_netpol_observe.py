@@ -138,7 +138,8 @@ def test_trace_reads_the_kernel_not_the_model_a_rule_removed_by_hand(lab: Lab) -
 
 
 def _capture(lab: Lab, points: list[str], traffic, *extra: str) -> list[str]:
-    a = capture_parser().parse_args([*points, "--filter", "tcp port 80 or tcp port 81 or udp port 8472", "-d", "0.5", *extra])
+    bpf = "tcp port 80 or tcp port 81 or udp port 8472"  # vxlan: on a node's eth0 the pods' packets are inside UDP
+    a = capture_parser().parse_args([*points, "--filter", bpf, "-d", "0.5", *extra])
     return run_capture(lab, a, during=traffic)
 
 
