@@ -5,12 +5,15 @@ where that pod's traffic is policed) and decides whether to watch: ``--nftrace``
 never, by default when one of those nodes enforces NetworkPolicy (holds ``inet kube-network-policies``). Used
 as a context manager around the capture, it reads each node's policy counters, starts the tracer
 (``nftrace.Tracer``), and on exit stops it and reads the counters again; ``report`` hands everything to
-``droppoint.report`` with the capture's packets.
+``droppoint.report`` with the capture's packets. Without the ``nft`` program (``nft monitor`` is not in
+libnftables) the default is not to watch, and ``--nftrace`` is refused as a missing dependency.
 """
 from __future__ import annotations
 
+import shutil
 from typing import Sequence
 
+from emulator.errors import MissingDependencyError
 from emulator.lab.api import Lab
 from emulator.tools import droppoint, nftrace, pcapng, targets, trace_netpol
 from emulator.tools.netfilter import policy
@@ -69,6 +72,11 @@ class RuleWatch:
     @classmethod
     def for_points(cls, lab: Lab, points: Sequence[Point], want: bool | None) -> "RuleWatch | None":
         if want is False:
+            return None
+        if shutil.which("nft") is None:  # nft monitor is the nft program's (libnftables alone has no monitor)
+            if want:
+                raise MissingDependencyError("--nftrace needs the nft program (nft monitor trace); install it with "
+                                             "`apt-get install nftables`", obj="nft")
             return None
         nodes = nodes_of(lab, points)
         before = {n: read_counters(ns) for n, ns in nodes.items()}
