@@ -57,42 +57,39 @@ def _consequence(lab: Lab, whose: str) -> str:
     return f"routing {mode} is static: {whose} routes stay in place (stale) and the traffic is lost"
 
 
-def cmd_fail(a: argparse.Namespace) -> int:
-    lab = Lab.get(a.lab)
-    what, given = parse_fault("fail", a.fault)
-    if what == "node":
-        node = _node(lab, "fail", given[0])
-        if faults.fail_node(lab, node):
-            print(f"node {node} failed: its port on the underlay LAN is down (agent and daemons keep running); "
-                  f"{_consequence(lab, 'its')}")
-        else:
-            print(f"node {node} was already failed; nothing changed")
-    else:
-        n1, n2 = (_node(lab, "fail", t) for t in given)
-        if faults.fail_link(lab, n1, n2):
-            print(f"link {n1} <-> {n2} cut: the underlay drops traffic between them (both ways); "
-                  f"{_consequence(lab, 'their')}")
-        else:
-            print(f"link {n1} <-> {n2} was already cut; nothing changed")
-    return 0
+#: (verb, what) → (the fault function, what it says when it changed something, when it did not)
+ACTIONS = {
+    ("fail", "node"): (faults.fail_node, "node {0} failed: its port on the underlay LAN is down (agent and daemons "
+                       "keep running); {consequence}", "node {0} was already failed; nothing changed"),
+    ("fail", "link"): (faults.fail_link, "link {0} <-> {1} cut: the underlay drops traffic between them (both "
+                       "ways); {consequence}", "link {0} <-> {1} was already cut; nothing changed"),
+    ("heal", "node"): (faults.heal_node, "node {0} healed: its port is up again",
+                       "node {0} was not failed; nothing changed"),
+    ("heal", "link"): (faults.heal_link, "link {0} <-> {1} healed", "link {0} <-> {1} was not cut; nothing changed"),
+}
 
 
-def cmd_heal(a: argparse.Namespace) -> int:
+def _run(verb: str, a: argparse.Namespace) -> int:
     lab = Lab.get(a.lab)
-    what, given = parse_fault("heal", a.fault)
+    what, given = parse_fault(verb, a.fault)
     if what == "all":
         healed = faults.heal_all(lab)
         print(f"healed {len(healed)} fault{'s' if len(healed) != 1 else ''}" +
               "".join(f"\n  {f.kind} {' <-> '.join(f.nodes)}" for f in healed))
-    elif what == "node":
-        node = _node(lab, "heal", given[0])
-        changed = faults.heal_node(lab, node)
-        print(f"node {node} " + ("healed: its port is up again" if changed else "was not failed; nothing changed"))
-    else:
-        n1, n2 = (_node(lab, "heal", t) for t in given)
-        changed = faults.heal_link(lab, n1, n2)
-        print(f"link {n1} <-> {n2} " + ("healed" if changed else "was not cut; nothing changed"))
+        return 0
+    nodes = [_node(lab, verb, t) for t in given]
+    act, changed, unchanged = ACTIONS[(verb, what)]
+    text = changed if act(lab, *nodes) else unchanged
+    print(text.format(*nodes, consequence=_consequence(lab, "its" if what == "node" else "their")))
     return 0
+
+
+def cmd_fail(a: argparse.Namespace) -> int:
+    return _run("fail", a)
+
+
+def cmd_heal(a: argparse.Namespace) -> int:
+    return _run("heal", a)
 
 
 def cmd_faults(a: argparse.Namespace) -> int:

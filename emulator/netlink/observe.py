@@ -124,11 +124,8 @@ class Neigh:
     dev: str
     ip: str
     mac: str
-    state: str  # NUD_* names joined by "|" (``PERMANENT``, ``REACHABLE``, ``STALE|...``)
-
-    @property
-    def permanent(self) -> bool:
-        return "PERMANENT" in self.state.split("|")
+    state: str  # NUD_* names joined by "|" (``PERMANENT``, ``REACHABLE``, ``STALE|DELAY``)
+    permanent: bool = False  # NUD_PERMANENT: set by hand or by the lab, never aged out
 
 
 @dataclass(frozen=True)
@@ -138,10 +135,7 @@ class Fdb:
     dst: str | None  # remote VTEP (VXLAN FDB)
     master: str | None  # bridge (learned/static bridge FDB)
     state: str
-
-    @property
-    def permanent(self) -> bool:
-        return "PERMANENT" in self.state.split("|")
+    permanent: bool = False
 
 
 @dataclass(frozen=True)
@@ -217,14 +211,15 @@ def decode_routes(raw: Iterable, names: dict[int, str]) -> list[Route]:
 def decode_neighs(raw: Iterable, names: dict[int, str]) -> list[Neigh]:
     """The IPv4 neighbour entries of one RTM_GETNEIGH dump."""
     return [Neigh(names.get(m["ifindex"], ""), m.get_attr("NDA_DST"), m.get_attr("NDA_LLADDR") or "",
-                  state_name(m["state"])) for m in raw if m["family"] == socket.AF_INET]
+                  state_name(m["state"]), bool(m["state"] & msgs.NUD_PERMANENT)) for m in raw
+            if m["family"] == socket.AF_INET]
 
 
 def decode_fdb(raw: Iterable, names: dict[int, str]) -> list[Fdb]:
     """The bridge forwarding entries of one AF_BRIDGE RTM_GETNEIGH dump (bridge ports' and VXLAN devices')."""
     return [Fdb(names.get(m["ifindex"], ""), m.get_attr("NDA_LLADDR") or "", m.get_attr("NDA_DST"),
-                names.get(m.get_attr("NDA_MASTER")), state_name(m["state"])) for m in raw
-            if m["family"] == msgs.AF_BRIDGE]
+                names.get(m.get_attr("NDA_MASTER")), state_name(m["state"]), bool(m["state"] & msgs.NUD_PERMANENT))
+            for m in raw if m["family"] == msgs.AF_BRIDGE]
 
 
 def decode_decision(m, names: dict[int, str]) -> RouteDecision:
