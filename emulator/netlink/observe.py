@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Iterable
 
+from pyroute2.netlink import nlmsg
 from pyroute2.netlink.rtnl import RTM_GETADDR, RTM_GETLINK, RTM_GETNEIGH, RTM_GETROUTE
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ndmsg import ndmsg
@@ -157,7 +158,7 @@ def state_name(state: int) -> str:
     return "|".join(name for bit, name in NUD_NAMES.items() if state & bit) or "NONE"
 
 
-def decode_links(raw: Iterable) -> dict[str, Link]:
+def decode_links(raw: Iterable[nlmsg]) -> dict[str, Link]:
     """The links of one RTM_GETLINK dump, by name."""
     raw = list(raw)
     names = {m["index"]: m.get_attr("IFLA_IFNAME") for m in raw}
@@ -180,7 +181,7 @@ def decode_links(raw: Iterable) -> dict[str, Link]:
     return out
 
 
-def decode_counters(raw: Iterable) -> dict[str, tuple[int, int]]:
+def decode_counters(raw: Iterable[nlmsg]) -> dict[str, tuple[int, int]]:
     """(rx_packets, tx_packets) per interface, from one RTM_GETLINK dump."""
     out: dict[str, tuple[int, int]] = {}
     for m in raw:
@@ -190,13 +191,13 @@ def decode_counters(raw: Iterable) -> dict[str, tuple[int, int]]:
     return out
 
 
-def decode_addrs(raw: Iterable, names: dict[int, str]) -> list[Addr]:
+def decode_addrs(raw: Iterable[nlmsg], names: dict[int, str]) -> list[Addr]:
     """The IPv4 addresses of one RTM_GETADDR dump; ``names``: link index → name."""
     return [Addr(names.get(m["index"], ""), m.get_attr("IFA_LOCAL"), m["prefixlen"], m["index"]) for m in raw
             if m["family"] == socket.AF_INET]
 
 
-def decode_routes(raw: Iterable, names: dict[int, str]) -> list[Route]:
+def decode_routes(raw: Iterable[nlmsg], names: dict[int, str]) -> list[Route]:
     """The main-table IPv4 routes of one RTM_GETROUTE dump."""
     out = []
     for m in raw:
@@ -208,28 +209,28 @@ def decode_routes(raw: Iterable, names: dict[int, str]) -> list[Route]:
     return out
 
 
-def decode_neighs(raw: Iterable, names: dict[int, str]) -> list[Neigh]:
+def decode_neighs(raw: Iterable[nlmsg], names: dict[int, str]) -> list[Neigh]:
     """The IPv4 neighbour entries of one RTM_GETNEIGH dump."""
     return [Neigh(names.get(m["ifindex"], ""), m.get_attr("NDA_DST"), m.get_attr("NDA_LLADDR") or "",
                   state_name(m["state"]), bool(m["state"] & msgs.NUD_PERMANENT)) for m in raw
             if m["family"] == socket.AF_INET]
 
 
-def decode_fdb(raw: Iterable, names: dict[int, str]) -> list[Fdb]:
+def decode_fdb(raw: Iterable[nlmsg], names: dict[int, str]) -> list[Fdb]:
     """The bridge forwarding entries of one AF_BRIDGE RTM_GETNEIGH dump (bridge ports' and VXLAN devices')."""
     return [Fdb(names.get(m["ifindex"], ""), m.get_attr("NDA_LLADDR") or "", m.get_attr("NDA_DST"),
                 names.get(m.get_attr("NDA_MASTER")), state_name(m["state"]), bool(m["state"] & msgs.NUD_PERMANENT))
             for m in raw if m["family"] == msgs.AF_BRIDGE]
 
 
-def decode_decision(m, names: dict[int, str]) -> RouteDecision:
+def decode_decision(m: nlmsg, names: dict[int, str]) -> RouteDecision:
     """The reply of an RTM_GETROUTE for one destination."""
     return RouteDecision(names.get(m.get_attr("RTA_OIF"), "?"), m.get_attr("RTA_GATEWAY"), m.get_attr("RTA_PREFSRC"),
                          m["type"] == RTN_LOCAL)
 
 
 # -- requests --------------------------------------------------------------------------------------------------------
-def _family(msg_class: type, family: int):
+def _family(msg_class: type, family: int) -> nlmsg:
     m = msg_class()
     m["family"] = family
     return m
@@ -287,7 +288,7 @@ class Snapshot:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _dump(self, msg_class: type, family: int, mtype: int) -> list:
+    def _dump(self, msg_class: type, family: int, mtype: int) -> list[nlmsg]:
         return self.rt.query(_family(msg_class, family), mtype, dump=True)
 
     # -- links ----------------------------------------------------------------------------------------------------
