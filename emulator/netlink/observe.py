@@ -265,7 +265,7 @@ class Snapshot:
 
     def __init__(self, rt: Rtnl | None = None, *, ns: str | int | None = None, label: str | None = None) -> None:
         if rt is None and ns is None:
-            raise ValueError("a Snapshot needs a socket or a namespace")
+            raise TypeError("a Snapshot needs a socket (rt) or a namespace (ns)")
         self._rt, self._own = rt, rt is None
         self.ns = ns
         self.label = label or (ns if isinstance(ns, str) else rt.label if rt else "")
@@ -300,12 +300,6 @@ class Snapshot:
     def names(self) -> dict[int, str]:
         """Link index → name."""
         return {link.index: link.name for link in self.links.values()}
-
-    def refresh_links(self) -> dict[str, Link]:
-        """Dump the links again (after a change made through this snapshot's socket)."""
-        self.__dict__.pop("links", None)
-        self.__dict__.pop("names", None)
-        return self.links
 
     def by_index(self, index: int | None) -> Link | None:
         name = self.names.get(index) if index is not None else None
