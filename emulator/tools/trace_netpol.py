@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import json
 
-from emulator.errors import NftError
+from emulator.errors import NftError, NoRouteError
 from emulator.netlink import netns
 from emulator.netpol import names
 from emulator.services.proxy.libnft import Nft
-from emulator.tools.kstate import NoRouteError
 from emulator.tools.netfilter import model, nft, policy, ruleset
 from emulator.tools.trace_model import NatAt, NatContext, NatStep, Packet, TraceResult
 
@@ -50,7 +49,7 @@ def _env(ctx: NatContext, at: NatAt, pkt: Packet) -> model.Env:
         masq = v.route_get(pkt.dst).prefsrc
     except NoRouteError:
         masq = None
-    return model.Env(at.point, frozenset(str(i.ip) for _, i in v.addrs), at.in_dev, at.out_dev, masq)
+    return model.Env(at.point, frozenset(a.ip for a in v.addrs), at.in_dev, at.out_dev, masq)
 
 
 def words(pv: policy.PolicyVerdict, node: str, who) -> str:

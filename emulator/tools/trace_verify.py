@@ -14,8 +14,8 @@ grew — for a packet a policy drops (the probe is sent then as well), that is t
 from __future__ import annotations
 
 from emulator.lab.api import Lab, run_in
+from emulator.netlink.observe import Snapshot
 from emulator.tools import trace_netpol
-from emulator.tools.kstate import NsView
 from emulator.tools.trace_model import TraceResult
 
 PINGS = 3
@@ -34,7 +34,7 @@ def probe_argv(proto: str, dst: str, port: int | None, count: int = PINGS) -> li
 def snapshot(namespaces: set[str]) -> dict[str, dict[str, tuple[int, int]]]:
     out = {}
     for ns in namespaces:
-        v = NsView(ns)
+        v = Snapshot(ns=ns)
         try:
             out[ns] = v.counters()
         finally:
