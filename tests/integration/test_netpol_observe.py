@@ -2,7 +2,8 @@
 node's own ``inet kube-network-policies`` table (a rule removed by hand shows at once, before the enforcer puts it
 back), ``trace --verify`` shows the deciding rule's counter grow, and ``capture`` shows the drop point — the points
 a dropped flow was seen at, those it never reached, and the rule ``nft monitor trace`` names — through pod IPs and
-ClusterIPs, same-node and cross-node, in vxlan with kube-proxy in iptables mode and host-gw with nftables mode."""
+ClusterIPs, same-node and cross-node, in vxlan with kube-proxy in iptables mode and host-gw with nftables mode;
+and bad input of each kind (selector, CIDR, port name, protocol) refused with its field path, the kernel unchanged."""
 from __future__ import annotations
 
 import json
@@ -13,6 +14,7 @@ import time
 from emulator.cli.tool_cmds import capture_parser, run_capture
 from emulator.lab.api import Lab, run_in
 from emulator.netpol import component, enforcer, kernel, names, probe
+from emulator.netpol.reader import POLICIES
 from emulator.state.store import read_json
 from tests.integration.conftest import lab_fixture, podlab
 
@@ -184,3 +186,29 @@ def test_capture_json_and_no_nftrace(lab: Lab) -> None:
     assert d["node"] == "node-1" and d["notSeenAt"] == ["server:eth0"] and "other:eth0" in d["seenAt"]
     lines = _capture(lab, ["other", "server"], lambda: _curl(lab, "other", f"{server}:80"), "--no-nftrace")
     assert not any("drop points" in ln or "rules that decided" in ln for ln in lines)
+
+
+BAD = [("{podSelector: {matchExpressions: [{key: pod, operator: in, values: [a]}]}}",
+        "spec.podSelector.matchExpressions[0].operator", "not a valid selector operator"),
+       ("{podSelector: {}, ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/8, except: [11.0.0.0/16]}}]}]}",
+        "spec.ingress[0].from[0].ipBlock.except[0]", "strict subset"),
+       ("{podSelector: {}, ingress: [{ports: [{port: Serve_80}]}]}", "spec.ingress[0].ports[0].port",
+        "not a valid port name"),
+       ("{podSelector: {}, ingress: [{ports: [{protocol: tcp, port: 80}]}]}", "spec.ingress[0].ports[0].protocol",
+        "Unsupported value")]
+
+
+def test_bad_input_of_each_kind_is_refused_and_no_kernel_changes(lab: Lab) -> None:
+    """An invalid selector, CIDR, port name or protocol: exit 2 naming the field path, and the store and every
+    node's policy table (rules and sets, as the kernel lists them) are as before."""
+    nodes = [n.name for n in lab.nodes]
+    before = {n: kernel.read(lab, n) for n in nodes}
+    stored = sorted(lab.store.names(POLICIES))
+    for spec, field, words in BAD:
+        doc = f"apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: bad}}\nspec: {spec}\n"
+        r = podlab("apply", "-f", "-", lab=lab, input=doc)
+        assert r.returncode == 2 and field in r.stderr and words in r.stderr, (spec, r.stderr)
+    assert sorted(lab.store.names(POLICIES)) == stored
+    for n in nodes:
+        after = kernel.read(lab, n)
+        assert (after.rules, after.sets) == (before[n].rules, before[n].sets), n
