@@ -109,15 +109,21 @@ def cmd_capture(a: argparse.Namespace) -> int:
     if sys.stdout.isatty():
         raise ToolError("capture: standard output is a terminal; write to a file with -w FILE, print a summary "
                         "with --decode, or pipe into `wireshark -k -i -`")
-    from emulator.tools import capture, targets
+    from contextlib import nullcontext
+
+    from emulator.tools import capture, capture_rules, targets
     points = [targets.resolve(lab, t) for t in a.points]
+    watch = capture_rules.RuleWatch.for_points(lab, points, a.nftrace)
     cap = capture.Capture(points, bpf=a.filter, count=a.count, live=sys.stdout.buffer)
-    with cap:
+    with watch or nullcontext(), cap:
         output.progress(f"streaming pcapng from {', '.join(p.label for p in points)} to stdout")
         try:
             cap.wait(duration=a.duration)
         except KeyboardInterrupt:
             pass  # Ctrl-C ends a live stream: that is how it is meant to stop
+    if watch is not None:  # stdout carries the pcapng: the rules' report goes to stderr
+        for line in watch.report([p.label for p in points], cap.packets).lines():
+            output.progress(line)
     return 0
 
 

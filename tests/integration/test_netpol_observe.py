@@ -16,7 +16,7 @@ from emulator.lab.api import Lab, run_in
 from emulator.netpol import component, enforcer, kernel, names, probe
 from emulator.netpol.reader import POLICIES
 from emulator.state.store import read_json
-from tests.integration.conftest import lab_fixture, podlab
+from tests.integration.conftest import ROOT, lab_fixture, podlab, podlab_argv, podlab_env, wait_for_line
 
 SERVER = ("{name: c, image: 'registry.k8s.io/e2e-test-images/agnhost:2.53', args: [porter], "
           "ports: [{containerPort: 80, name: http}, {containerPort: 81}]}")
@@ -212,3 +212,22 @@ def test_bad_input_of_each_kind_is_refused_and_no_kernel_changes(lab: Lab) -> No
     for n in nodes:
         after = kernel.read(lab, n)
         assert (after.rules, after.sets) == (before[n].rules, before[n].sets), n
+
+
+def test_live_stream_reports_the_drop_point_on_stderr(lab: Lab) -> None:
+    """``capture | wireshark -k -i -``: stdout is the pcapng, the rules' report comes on stderr at the end."""
+    server = lab.pod("server").ip
+    proc = subprocess.Popen(podlab_argv("capture", "other", "server", "-d", "3", lab=lab), cwd=ROOT,
+                            env=podlab_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for_line(proc.stderr, "streaming pcapng", timeout=20)  # every tcpdump listens, the trace is on
+        _curl(lab, "other", f"{server}:80")
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0 and stdout[:4] == b"\x0a\x0d\x0d\x0a"  # a pcapng Section Header Block
+    text = stderr.decode()
+    assert "drop points:" in text and f"{lab.pod('other').ip} → {server}:80: seen at other:eth0" in text, text
+    assert "stops on node-1: NetworkPolicy egress: isolated by default/other-egress" in text
