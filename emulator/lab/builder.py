@@ -146,6 +146,8 @@ def up(topo: Topology, progress: Progress = lambda s: None, timeout: float | Non
             store.put("nodes", n.name, manifests.node_manifest(topo, n))
         for p in topo.pods:
             store.put("pods", p.name, manifests.pod_manifest(p))
+            if p.unschedulable:  # the scheduler's verdict (topology.hostports): no kubelet ever sees the pod
+                store.put_status("pods", p.name, manifests.unschedulable_status(p))
         step = f"routing daemons ({topo.routing})"
         for n in topo.nodes:  # each daemon records itself in the lab's process journal before it runs
             mode.start(topo, n, str(paths.node_root(n.name)))
