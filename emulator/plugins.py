@@ -14,6 +14,7 @@ own traceback.
 from __future__ import annotations
 
 from emulator.check import core as core_checks
+from emulator.check import docker as docker_checks
 from emulator.check import netpol as netpol_checks
 from emulator.check import registry as check_registry
 from emulator.check import services as service_checks
@@ -27,7 +28,7 @@ from emulator.tools.component import LinkShaping
 
 COMPONENTS: tuple[type[components.Component], ...] = (ExternalComponent, DockerComponent, ServicesComponent,
                                                        NetworkPolicyComponent, LinkShaping)
-CHECK_MODULES = (core_checks, service_checks, netpol_checks)
+CHECK_MODULES = (core_checks, service_checks, netpol_checks, docker_checks)
 
 __all__ = ["CHECK_MODULES", "COMPONENTS", "ROUTING_MODES", "install"]
 

@@ -6,7 +6,8 @@ lab's process journal by themselves before they run, are ended by PID. ``start``
 external network exist, before the agents) applies ``state`` with the one applier, plugs each container's cable
 into docker0, installs ``rules`` and starts each container's program: podlab's netexec (agnhost's echo server)
 on the container's first published TCP port (80 when it publishes none) and first published UDP port, answering
-``/hostname`` with the container's name and ``/clientip`` with the source it sees; ``pause`` runs nothing.
+``/hostname`` with ``<node>/<name>`` (which node's container answered: the lesson's evidence) and ``/clientip``
+with the source it sees; ``pause`` runs nothing.
 Then it writes one ``Container`` object per container to the store (``containers/<node>.<name>.json``).
 Applying again changes nothing (the applier and ``rules.render`` compare with what is there).
 """
@@ -92,7 +93,7 @@ def run_container(ctx: BuildContext, c: DockerContainer) -> int | None:
 
     def main() -> None:
         from emulator.images import netexec
-        os.environ["POD_NAME"] = c.name
+        os.environ["POD_NAME"] = f"{c.node}/{c.name}"  # /hostname says which node's container answered
         os.environ["HOSTNAME"] = c.name
         netexec.main(argv)
 
@@ -106,7 +107,7 @@ def container_object(topo: Topology, c: DockerContainer, pid: int | None) -> dic
     node = topo.node(c.node)
     return {"apiVersion": "podlab.io/v1", "kind": "Container",
             "metadata": {"name": c.name, "node": c.node, "creationTimestamp": now()},
-            "spec": {"image": c.image, "publish": [p.text for p in c.publish]},
+            "spec": {"image": c.image, "publish": [p.text for p in c.publish], "httpPort": _ports(c)[0]},
             "status": {"state": "running" if pid or c.image == "pause" else "created", "pid": pid,
                        "ipAddress": str(c.ip), "gateway": "172.17.0.1", "macAddress": state.container_mac(c),
                        "network": "bridge", "bridge": names.DOCKER_BRIDGE, "nodeIP": str(node.ip),
