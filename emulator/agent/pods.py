@@ -47,16 +47,23 @@ LINK_ANNOTATION = "podlab.io/link"
 
 
 def capability_args(pod: dict) -> dict:
-    """What the kubelet hands to plugins with matching ``capabilities`` (libcni's CapabilityArgs): the pod's link
-    shape for ``podlab-link`` (the annotation's JSON), as a kubelet hands its bandwidth annotations to
-    ``bandwidth``."""
+    """What the kubelet hands to plugins with matching ``capabilities`` (libcni's CapabilityArgs): the pod's
+    ``hostPort`` s as ``portMappings`` for ``portmap``, and its link shape for ``podlab-link`` (the annotation's
+    JSON), as a kubelet hands its bandwidth annotations to ``bandwidth``."""
+    out: dict = {}
+    ports = [{"hostPort": p["hostPort"], "containerPort": p["containerPort"],
+              "protocol": str(p.get("protocol", "TCP")).lower()}
+             for c in pod["spec"].get("containers", []) for p in c.get("ports", []) if p.get("hostPort")]
+    if ports:  # the kubelet's (and containerd's) portMappings, for the ``portmap`` plugin
+        out["portMappings"] = ports
     raw = (pod["metadata"].get("annotations") or {}).get(LINK_ANNOTATION)
     if not raw:
-        return {}
+        return out
     try:
-        return {"podlabLink": json.loads(raw)}
+        out["podlabLink"] = json.loads(raw)
     except ValueError:
-        return {"podlabLink": {"invalid": raw}}  # refused by the plugin with its own message
+        out["podlabLink"] = {"invalid": raw}  # refused by the plugin with its own message
+    return out
 
 
 def journal(paths: LabPaths, node: str, sandbox: str, pid: int, started: int | None) -> None:
