@@ -86,7 +86,8 @@ def unique_container_ips(ctx: Context) -> CheckResult:
     shared = sum(len(f.observed.split(", ")) for f in findings)
     summary = f"{len(ctrs)} containers on {len({c.node for c in ctrs})} Docker nodes, {len(owners)} distinct addresses"
     if findings:
-        summary += f"; {len(findings)} addresses held {shared} times (every Docker host starts at 172.17.0.2)"
+        summary += (f"; {len(findings)} address{'es' if len(findings) > 1 else ''} held {shared} times (every Docker "
+                    "host starts at 172.17.0.2)")
     return CheckResult("unique-container-ips", "", "FAIL" if findings else "PASS", summary, findings)
 
 

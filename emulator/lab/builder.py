@@ -22,7 +22,7 @@ from emulator.agent import agent
 from emulator.cni.spec import bridge_conflist
 from emulator.errors import AlreadyUp, BuildError, LabExistsError, LabTimeoutError, NamespaceConflictError
 from emulator.lab import components, teardown
-from emulator.state import manifests, record
+from emulator.state import events, manifests, record
 from emulator.state.paths import LabPaths, ensure_state_root
 from emulator.netlink import applier, msgs, netns
 from emulator.netlink.rtnl import Rtnl
@@ -148,6 +148,8 @@ def up(topo: Topology, progress: Progress = lambda s: None, timeout: float | Non
             store.put("pods", p.name, manifests.pod_manifest(p))
             if p.unschedulable:  # the scheduler's verdict (topology.hostports): no kubelet ever sees the pod
                 store.put_status("pods", p.name, manifests.unschedulable_status(p))
+                events.emit(paths.store, "pod", p.name, "FailedScheduling", p.unschedulable, "default-scheduler",
+                            "Warning")
         step = f"routing daemons ({topo.routing})"
         for n in topo.nodes:  # each daemon records itself in the lab's process journal before it runs
             mode.start(topo, n, str(paths.node_root(n.name)))

@@ -152,6 +152,8 @@ def test_second_pod_on_a_taken_hostport_stays_pending(lab) -> None:
                                     "pod ports, 1 node(s) didn't match Pod's node affinity/selector.")
     out = podlab("get", "pods", lab=lab).stdout
     assert any(line.split()[:3] == ["hp-3", "0/1", "Pending"] for line in out.splitlines()), out
+    out = podlab("describe", "pod", "hp-3", lab=lab).stdout
+    assert "FailedScheduling" in out and "default-scheduler" in out and "didn't have free ports" in out, out
 
 
 def test_get_containers_and_exec(lab) -> None:
