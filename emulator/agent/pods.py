@@ -117,9 +117,11 @@ def start(paths: LabPaths, runtime: Runtime, pod: dict, node: str, host_ip: str,
     netns.create(ns_name)
     fd = -1
     cstats: list[dict] = []
+    caps = capability_args(pod)
+    if "portMappings" in caps:  # DEL gets them again, as libcni's runtimes pass them on DEL (portmap needs them)
+        sandbox["portMappings"] = caps["portMappings"]
     try:
-        result = runtime.add(sandbox["id"], netns.path(ns_name), names.POD_IFNAME,
-                             capability_args=capability_args(pod))
+        result = runtime.add(sandbox["id"], netns.path(ns_name), names.POD_IFNAME, capability_args=caps)
         sandbox["cniResult"] = result.to_dict()
         ip = result.pod_ip() or ""
         fd = netns.open_fd(ns_name)
@@ -167,7 +169,8 @@ def teardown(runtime: Runtime, sandbox: dict, pod: str) -> None:
     if not ns_name:
         return
     try:
-        runtime.delete(sandbox["id"], netns.path(ns_name), names.POD_IFNAME, sandbox.get("cniResult"))
+        runtime.delete(sandbox["id"], netns.path(ns_name), names.POD_IFNAME, sandbox.get("cniResult"),
+                       capability_args={"portMappings": sandbox.get("portMappings", [])})
     except CniError:
         pass  # not configured (any more): removing the namespace still removes the veth; IPAM GC frees the IP
     netns.delete(ns_name)

@@ -16,7 +16,9 @@ address its kernel saw.
   Fails for container senders: Docker's MASQUERADE of 172.17.0.0/16 on the sending node rewrites the source to
   that node's address (DNAT on the way in, SNAT on the way out); the external host's own address survives.
 
-The pods on Kubernetes nodes of the same lab are checked by ``check.core`` as in any lab, and pass.
+Each failing pair carries its trace (``tools.trace``: the path hop by hop from the kernel's state, with the DNAT
+and the MASQUERADE where the node's rules make them). The pods on Kubernetes nodes of the same lab are checked
+by ``check.core`` as in any lab, and pass.
 """
 from __future__ import annotations
 
@@ -32,7 +34,16 @@ from emulator.check.registry import check
 from emulator.lab.api import run_in
 from emulator.lab.targets import CONTAINERS
 from emulator.netlink import netns
+from emulator.tools.trace import trace
 from emulator.topology import names
+
+def _trace(ctx: Context, src: str, dst: str) -> str:
+    """The path of the failing request, hop by hop from the kernel's state (``tools.trace``)."""
+    try:
+        return "\n".join(trace(ctx.lab, src, dst, "tcp").lines())
+    except Exception as e:  # a trace that cannot be walked must not hide the finding itself
+        return f"(no trace: {e})"
+
 
 MODEL = "the Docker model: every Docker host numbers its own docker0 (172.17.0.0/16) from 172.17.0.2"
 
@@ -122,7 +133,8 @@ def container_to_container(ctx: Context) -> CheckResult:
             observed = (f"no answer ({r.error or 'no reply'}); {s.node} routes it to its own bridge: "
                         f"`ip route get {t.ip}` → {_route(names.node_ns(ctx.lab.name, s.node), t.ip)}")
         if len(findings) < 12:
-            findings.append(Finding(f"{s.label} → {t.label}", expected, observed, culprit=MODEL))
+            findings.append(Finding(f"{s.label} → {t.label}", expected, observed, culprit=MODEL,
+                                    trace=_trace(ctx, f"container/{s.label}", f"{t.ip}:{t.port}")))
     summary = f"{len(pairs) - bad}/{len(pairs)} cross-node container pairs reached the container they addressed"
     if bad:
         summary += (f"; {local} answered by a container on the sender's own node, {bad - local} not at all: "
@@ -161,7 +173,9 @@ def published_ports(ctx: Context) -> CheckResult:
                        "node's address" if by == node else (f"{by} (source NAT)" if by else ""))
             if len(findings) < 12:
                 findings.append(Finding(subject, f"{t.label} sees {ip}", f"{t.label} saw {seen}"
-                                        + (f" (the address of {by})" if by else ""), culprit=culprit))
+                                        + (f" (the address of {by})" if by else ""), culprit=culprit,
+                                        trace=_trace(ctx, who.replace("container ", "container/"),
+                                                     f"{t.node_ip}:{hp}")))
     kept = len(jobs) - natted - lost
     summary = (f"{kept}/{len(jobs)} connections through published ports kept the sender's address; "
                f"{natted} arrived from a node's address (DNAT in, MASQUERADE out)")

@@ -141,6 +141,10 @@ def add(req: CniRequest, conf: dict, ctx: object = None) -> dict:
 
 
 def delete(req: CniRequest, conf: dict, ctx: object = None) -> None:
+    """Remove the pod's rules. A DEL without ``runtimeConfig`` (a garbage collection, which no longer knows the
+    pod's ports) looks at the table; a DEL that says the pod had no port mappings costs nothing."""
+    if "runtimeConfig" in conf and not mappings(conf):
+        return
     text = render_del(conf.get("name", ""), req.container_id, _save())
     if text:
         _run(["iptables-restore", "-w", "5", "--noflush"], text)

@@ -212,3 +212,20 @@ def test_down_leaves_nothing(make_lab) -> None:
     assert not [n for n in owned if netns.exists(n)]
     assert not [p for p in procs if alive(*p)]
     assert root_links() == before
+
+
+def test_trace_through_a_published_port_and_to_another_hosts_container(lab) -> None:
+    """trace walks containers too: the MASQUERADE on the sending node and the DNAT on the receiving one, read
+    from their rules; and the address of another host's container ends on the sender's own docker0."""
+    from emulator.tools.trace import trace
+    n3, n4 = _node_ip(lab, "node-3"), _node_ip(lab, "node-4")
+    res = trace(lab, "container/node-4/db", f"{n3}:8080")
+    text = "\n".join(res.lines())
+    assert res.delivered and res.problem is None, text
+    assert f"SNAT 172.17.0.3 → {n4}" in text and "by iptables nat POSTROUTING" in text
+    assert f"DNAT {n3}:8080 → 172.17.0.2:80 by iptables nat PREROUTING → DOCKER" in text
+    assert res.hops[-1].at == "node-3.web"
+    res = trace(lab, "container/node-3/web", "172.17.0.3:80")
+    assert not res.delivered and "node-4/db holds 172.17.0.3, on another Docker host" in (res.problem or "")
+    res = trace(lab, "container/node-4/db", "172.17.0.2:80")  # meant node-3's web: node-4's own answers
+    assert res.delivered and res.hops[-1].at == "node-4.web"
