@@ -64,7 +64,8 @@ def unschedulable_status(p: Pod) -> dict:
 def node_manifest(topo: Topology, n: Node) -> dict:
     return {"apiVersion": "v1", "kind": "Node",
             "metadata": {"name": n.name, "creationTimestamp": now(),
-                         "annotations": {"podlab.io/routing": topo.routing, "podlab.io/cni": n.cni}},
+                         "annotations": {"podlab.io/routing": topo.routing, "podlab.io/cni": n.cni,
+                                         "podlab.io/runtime": n.runtime}},
             "spec": {"podCIDR": str(n.pod_cidr), "podCIDRs": [str(n.pod_cidr)]},
             "status": {"addresses": [{"type": "InternalIP", "address": str(n.ip)},
                                      {"type": "Hostname", "address": n.name}]}}

@@ -35,6 +35,22 @@ def unschedulable_message(total: int, no_ports: int, no_match: int) -> str:
     return f"0/{total} nodes are available: {parts}. preemption: 0/{total} nodes are available: {', '.join(pre)}."
 
 
+def choose(ports: set[tuple[int, str]], pinned: str | None, spread_choice: str, used: dict[str, set],
+           eligible: list[str]) -> tuple[str, str]:
+    """One pod's node under the NodePorts filter: (node, "") or ("", the scheduler's message). ``used`` holds the
+    (hostPort, protocol) pairs the pods bound to each Kubernetes node claim, ``eligible`` the nodes in file order
+    that have room; ``spread_choice`` is the spread rule's pick. Used by ``apply`` for pods made after ``up``."""
+    kube = list(used)
+    if not ports & used.get(spread_choice, set()):
+        return spread_choice, ""
+    if pinned is None:
+        free = [n for n in eligible if not ports & used[n]]
+        if free:
+            return free[0], ""
+        return "", unschedulable_message(len(kube), sum(1 for n in kube if ports & used[n]), 0)
+    return "", unschedulable_message(len(kube), 1, len(kube) - 1)
+
+
 def place(parsed: list[dict[str, Any]], placed: dict[str, str], nodes: tuple[Node, ...],
           capacity: dict[str, int]) -> tuple[dict[str, str], dict[str, str]]:
     """Apply the NodePorts filter to the spread's ``placed``; return ({pod: node}, {pod: scheduler message})."""

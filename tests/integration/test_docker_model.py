@@ -229,3 +229,28 @@ def test_trace_through_a_published_port_and_to_another_hosts_container(lab) -> N
     assert not res.delivered and "node-4/db holds 172.17.0.3, on another Docker host" in (res.problem or "")
     res = trace(lab, "container/node-4/db", "172.17.0.2:80")  # meant node-3's web: node-4's own answers
     assert res.delivered and res.hops[-1].at == "node-4.web"
+
+
+def test_apply_after_up_meets_the_nodeports_filter(lab) -> None:
+    """Pods applied to the running lab: one wanting 8081 (taken on both nodes) stays Pending with the scheduler's
+    message; one pinned to node-2 with a free hostPort runs behind the real portmap, whose DEL removes its chain."""
+    web = lambda hp: [{"name": "web", "image": "netexec", "ports": [{"containerPort": 8080, "hostPort": hp}]}]  # noqa
+    try:
+        lab.apply_pod({"name": "hp-4", "containers": web(HOSTPORT)})
+        st = lab.pod("hp-4").status
+        assert st["phase"] == "Pending" and st["message"].startswith(
+            "0/2 nodes are available: 2 node(s) didn't have free ports for the requested pod ports.")
+        lab.apply_pod({"name": "hp-5", "node": "node-2", "containers": web(9091)})
+        st = lab.wait_pod("hp-5")
+        r = _get(_ns(lab, "external"), f"http://{_node_ip(lab, 'node-2')}:9091/hostname", tries=20)
+        assert r.ok and r.body == "hp-5"
+        chain = portmap.chain_name("cbr0", st["sandbox"]["id"])
+        assert chain in lab.exec("node/node-2", ["iptables-save", "-t", "nat"]).stdout
+        lab.delete_pod("hp-5")
+        assert chain not in lab.exec("node/node-2", ["iptables-save", "-t", "nat"]).stdout
+        lab.delete_pod("hp-4")
+        assert lab.store.get_status("pods", "hp-4") is None
+    finally:
+        for p in ("hp-4", "hp-5"):
+            if lab.store.get("pods", p) is not None:
+                lab.delete_pod(p)

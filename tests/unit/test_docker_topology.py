@@ -123,3 +123,15 @@ def test_state_docker0_and_container():
     cs = state.container_state(t.containers[0])
     assert cs.addrs[0].ip == "172.17.0.2" and cs.routes[0].gateway == "172.17.0.1"
     assert state.container_mac(t.containers[0]) == "02:42:ac:11:00:02"
+
+
+def test_apply_time_nodeports_filter():
+    used = {"node-1": {(8080, "TCP")}, "node-2": set()}
+    assert hostports.choose({(8080, "TCP")}, None, "node-1", used, ["node-1", "node-2"]) == ("node-2", "")
+    node, msg = hostports.choose({(8080, "TCP")}, "node-1", "node-1", used, ["node-1", "node-2"])
+    assert node == "" and msg.startswith("0/2 nodes are available: 1 node(s) didn't have free ports for the "
+                                         "requested pod ports, 1 node(s) didn't match Pod's node affinity/selector.")
+    used["node-2"] = {(8080, "TCP")}
+    node, msg = hostports.choose({(8080, "TCP")}, None, "node-1", used, ["node-1", "node-2"])
+    assert node == "" and msg.startswith("0/2 nodes are available: 2 node(s) didn't have free ports")
+    assert hostports.choose({(8080, "UDP")}, None, "node-1", used, ["node-1"]) == ("node-1", "")
