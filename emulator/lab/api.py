@@ -237,9 +237,9 @@ class Lab:
     def delete_pod(self, name: str, wait: bool = True, timeout: float = 30) -> None:
         """Delete a pod: its agent stops the containers, runs CNI DEL (the IP is released), removes the netns."""
         from emulator.state import events
-        pod = self.pod(name)
+        scheduled = bool(self.pod(name).obj["spec"].get("nodeName"))
         self.store.delete("pods", name)
-        if not pod.obj["spec"].get("nodeName"):  # never scheduled: no agent owns it, nothing was made for it
+        if not scheduled:  # never scheduled: no agent owns it, nothing was made for it
             self.store.delete("pods", name, status=True)
         if not wait:
             return
