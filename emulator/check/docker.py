@@ -135,6 +135,8 @@ def container_to_container(ctx: Context) -> CheckResult:
         if len(findings) < 12:
             findings.append(Finding(f"{s.label} → {t.label}", expected, observed, culprit=MODEL,
                                     trace=_trace(ctx, f"container/{s.label}", f"{t.ip}:{t.port}")))
+    if not pairs:
+        return CheckResult("container-to-container", "", "SKIP", "no two Docker nodes run a container to reach")
     summary = f"{len(pairs) - bad}/{len(pairs)} cross-node container pairs reached the container they addressed"
     if bad:
         summary += (f"; {local} answered by a container on the sender's own node, {bad - local} not at all: "
@@ -176,6 +178,8 @@ def published_ports(ctx: Context) -> CheckResult:
                                         + (f" (the address of {by})" if by else ""), culprit=culprit,
                                         trace=_trace(ctx, who.replace("container ", "container/"),
                                                      f"{t.node_ip}:{hp}")))
+    if not jobs:
+        return CheckResult("published-ports", "", "SKIP", "no published TCP port has a sender on another node")
     kept = len(jobs) - natted - lost
     summary = (f"{kept}/{len(jobs)} connections through published ports kept the sender's address; "
                f"{natted} arrived from a node's address (DNAT in, MASQUERADE out)")

@@ -19,6 +19,8 @@ Checked here, before anything is built, each broken rule one ``TopologyError`` (
 * while kube-proxy runs on the node (the lab has Services), a host port inside the NodePort range would be
   claimed by two owners; refused with the range.
 
+docker0's range 172.17.0.0/16 may not overlap the lab's pod, Service or underlay range when a Docker node exists.
+
 Addresses: the containers of a node get 172.17.0.2, .3, ... in file order, as Docker's IPAM numbers a fresh
 docker0; every Docker node does the same, so two nodes' first containers hold the same address.
 """
@@ -41,9 +43,18 @@ FIRST_IP = DOCKER_GW + 1
 _PORT = re.compile(r"^[0-9]+$")
 
 
-def parse(v: Validator, raw: object, nodes: tuple[Node, ...], extra: dict[str, Any]) -> tuple[DockerContainer, ...]:
-    entries = v.list_of(raw, "containers", "containers", "[{name: web, node: node-3, publish: ['8080:80']}]")
+def parse(v: Validator, raw: object, nodes: tuple[Node, ...], extra: dict[str, Any],
+          ranges: tuple[tuple[str, ipaddress.IPv4Network], ...] = ()) -> tuple[DockerContainer, ...]:
+    """The containers; ``ranges`` are the lab's (field, network) ranges docker0's 172.17.0.0/16 must not touch."""
     docker = [n.name for n in nodes if n.runtime == "docker"]
+    if docker:
+        for field, net in ranges:
+            if net.overlaps(DOCKER_NET):
+                v.fail(field, f"{net} overlaps 172.17.0.0/16, the docker0 range of the Docker nodes "
+                       f"({', '.join(docker)}): an address in both could not be routed unambiguously",
+                       "choose a range outside 172.17.0.0/16 (e.g. the defaults 10.244.0.0/16, 10.96.0.0/12, "
+                       "192.168.56.0/24)")
+    entries = v.list_of(raw, "containers", "containers", "[{name: web, node: node-3, publish: ['8080:80']}]")
     seen: dict[tuple[str, str], int] = {}
     ports: dict[tuple[str, int, str], str] = {}
     next_ip: dict[str, ipaddress.IPv4Address] = {}

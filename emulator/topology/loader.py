@@ -89,7 +89,7 @@ class _Loader(Validator):
                               "routed unambiguously", f"choose ranges that share no address, e.g. {DEFAULTS_FIX}")
         nodes = self.nodes(data.get("nodes"), pod_cidr, mask, underlay)
         pods = self.pods(data.get("pods"), nodes, pod_cidr)
-        containers = docker_section.parse(self, data.get("containers"), nodes, data)
+        containers = docker_section.parse(self, data.get("containers"), nodes, data, ranges)
         return Topology(name=lab, source=self.file, routing=mode, pod_cidr=pod_cidr,  # type: ignore[arg-type]
                         service_cidr=service_cidr, node_mask=mask, underlay=underlay, nodes=nodes, pods=pods,
                         containers=containers,

@@ -135,3 +135,10 @@ def test_apply_time_nodeports_filter():
     node, msg = hostports.choose({(8080, "TCP")}, None, "node-1", used, ["node-1", "node-2"])
     assert node == "" and msg.startswith("0/2 nodes are available: 2 node(s) didn't have free ports")
     assert hostports.choose({(8080, "UDP")}, None, "node-1", used, ["node-1"]) == ("node-1", "")
+
+
+def test_docker0_range_must_not_overlap_the_labs_ranges():
+    with pytest.raises(TopologyError) as info:
+        loads(HEAD.replace("nodes:", "cluster: {podCIDR: 172.16.0.0/12}\nnodes:"), "lab.yaml")
+    assert info.value.field == "cluster.podCIDR" and "172.17.0.0/16" in str(info.value)
+    loads("version: 1\nname: k\ncluster: {podCIDR: 172.16.0.0/12}\nnodes: [{name: n1}]\n", "lab.yaml")  # no Docker
