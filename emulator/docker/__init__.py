@@ -1,7 +1,8 @@
 """The single-host Docker model, beside the pod model: ``runtime: docker`` nodes and their containers.
 
-A Docker node is a lab node (a namespace on the underlay with its ``eth0``) that runs what ``dockerd`` makes on a
-fresh host instead of a kubelet's pods: the ``docker0`` bridge holding 172.17.0.1/16, one namespace per container
+A Docker node is a lab node (a namespace on the underlay with its ``eth0``, and the routing mode's devices) that
+runs what ``dockerd`` makes on a fresh host instead of a kubelet and its pods (the builder starts no agent and
+writes no CNI configuration there; the loader places no pod there): the ``docker0`` bridge holding 172.17.0.1/16, one namespace per container
 with ``eth0`` 172.17.0.N/16 on it (numbered from .2 by each node, so every Docker host reuses the same range),
 and Docker's own netfilter rules with their real chain names (Docker 28: ``DOCKER``, ``DOCKER-USER``,
 ``DOCKER-FORWARD``, ``DOCKER-CT``, ``DOCKER-BRIDGE``, ``DOCKER-ISOLATION-STAGE-1/2`` in ``filter``; ``DOCKER`` in

@@ -28,6 +28,7 @@ from emulator.errors import LabNotFoundError, LabTimeoutError, NotFoundError, Po
 from emulator.lab import builder, targets, teardown
 from emulator.lab.nsrun import ns_argv, popen_in, run_in  # noqa: F401 (re-exported: the API's way into a namespace)
 from emulator.lab.targets import Place
+from emulator.netlink import netns
 from emulator.state import record
 from emulator.state.paths import LabPaths
 from emulator.state.resolv import prepare_pod
@@ -102,7 +103,15 @@ class NodeView(_View):
         return self.obj["spec"]["podCIDR"]
 
     @property
+    def runtime(self) -> str:
+        """``kubelet`` (podlab's node agent runs there) or ``docker`` (a Docker host: no agent, no pods)."""
+        return self.obj["metadata"].get("annotations", {}).get("podlab.io/runtime", "kubelet")
+
+    @property
     def ready(self) -> bool:
+        """The node's agent runs (a Docker host has none: ready when its namespace exists)."""
+        if self.runtime == "docker":
+            return netns.exists(self.netns)
         pf = read_pidfile(self.lab.paths, self.name)
         return bool(pf) and alive(pf[0], pf[1])
 

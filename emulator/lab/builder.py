@@ -64,7 +64,7 @@ def write_node_files(paths: LabPaths, topo: Topology, node: Node) -> None:
         exe.write_text(f"#!/bin/sh\n# podlab's built-in {ptype} CNI plugin\nPYTHONPATH={pkg_parent}"
                        f"${{PYTHONPATH:+:$PYTHONPATH}} exec {sys.executable} -m emulator.cni.plugin {ptype}\n")
         exe.chmod(0o755)
-    if node.cni != "none":
+    if node.cni != "none" and node.runtime != "docker":  # a Docker host runs no kubelet: no CNI configuration
         install_cni_config(paths, topo.pod_mtu, node)
     (root / "README").write_text(f"Files of node {node.name} of lab {topo.name}, at the paths a real node uses.\n")
 
@@ -158,7 +158,7 @@ def up(topo: Topology, progress: Progress = lambda s: None, timeout: float | Non
             step = f"component {c.name}"
             c.start(ctx)
         step = "agents"
-        agent.spawn_many(topo.name, [n.name for n in topo.nodes])
+        agent.spawn_many(topo.name, [n.name for n in topo.nodes if n.runtime != "docker"])  # Docker hosts: none
         step = "pods"
         stuck = wait_pods(store, topo, progress, timeout or 30.0 + 0.05 * len(topo.pods))
         step = f"routing ({topo.routing}) ready"

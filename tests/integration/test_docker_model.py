@@ -156,6 +156,15 @@ def test_second_pod_on_a_taken_hostport_stays_pending(lab) -> None:
     assert "FailedScheduling" in out and "default-scheduler" in out and "didn't have free ports" in out, out
 
 
+def test_a_docker_host_runs_no_kubelet(lab) -> None:
+    assert lab.agent_pid("node-3") is None and lab.agent_pid("node-1") is not None
+    assert not (lab.paths.cni_conf_dir("node-3") / "10-flannel.conflist").exists()
+    out = podlab("describe", "node", "node-3", lab=lab).stdout
+    assert "Docker host: no kubelet" in out and "docker0" in out and "172.17.0.1/16" in out, out
+    rows = {line.split()[0]: line.split()[1] for line in podlab("get", "nodes", lab=lab).stdout.splitlines()[1:]}
+    assert rows == {"node-1": "Ready", "node-2": "Ready", "node-3": "Ready", "node-4": "Ready"}
+
+
 def test_get_containers_and_exec(lab) -> None:
     r = podlab("get", "containers", lab=lab)
     rows = [line.split() for line in r.stdout.splitlines()]
