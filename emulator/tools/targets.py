@@ -22,7 +22,7 @@ from emulator.errors import TargetError
 from emulator.lab import targets as grammar
 from emulator.lab.api import Lab
 from emulator.lab.targets import Kind
-from emulator.tools.kstate import NsView
+from emulator.netlink.observe import Snapshot
 from emulator.topology import names
 
 DEFAULT_IFACE = {"pod": names.POD_IFNAME, "node": names.NODE_UPLINK, "underlay": names.UNDERLAY_BRIDGE,
@@ -61,7 +61,7 @@ def resolve(lab: Lab, text: str, check: bool = True) -> Point:
 
 
 def check_iface(point: Point) -> None:
-    view = NsView(point.ns, point.owner)
+    view = Snapshot(ns=point.ns, label=point.owner)
     try:
         have = view.links
     except Exception as e:  # namespace gone (pod not running) or unreadable

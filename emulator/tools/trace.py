@@ -26,10 +26,10 @@ import ipaddress
 from typing import Sequence
 
 from emulator.cni.bridge import mac_for
-from emulator.errors import TargetError
+from emulator.errors import NoRouteError, TargetError
 from emulator.lab.api import Lab
+from emulator.netlink.observe import Route, Snapshot
 from emulator.tools import targets
-from emulator.tools.kstate import NoRouteError, NsView, Route
 from emulator.tools.trace_ctx import Ctx
 from emulator.tools.trace_model import Check, Hop, NatAt, NatHook, NatPoint, Packet, TraceResult
 from emulator.tools.trace_nat import NAT_HOOKS
@@ -184,7 +184,7 @@ class Walker:
         return None
 
     # -- VXLAN -------------------------------------------------------------------------------------------------
-    def encap(self, kind: str, owner: str, v: NsView, link, nexthop: str, pkt: Packet) -> Next | None:
+    def encap(self, kind: str, owner: str, v: Snapshot, link, nexthop: str, pkt: Packet) -> Next | None:
         neigh = v.neigh(link.name, nexthop)
         sl = self.ctx.slice_of(pkt.dst)
         remote_node = sl[0] if sl else "the remote node"
@@ -202,7 +202,7 @@ class Walker:
         self.stack.append(pkt)  # the outer packet is sent by the node itself: it meets the output hook
         return kind, owner, Packet(local, fdb.dst, "udp", link.vxlan_port, pkt.mark), "output", None
 
-    def decap(self, kind: str, owner: str, v: NsView, dev: str, outer: Packet) -> Next | None:
+    def decap(self, kind: str, owner: str, v: Snapshot, dev: str, outer: Packet) -> Next | None:
         inner = self.stack.pop().with_(mark=outer.mark)
         vx = next((l for l in v.links.values() if l.kind == "vxlan" and l.vxlan_port == outer.port), None)
         if vx is None:
@@ -212,7 +212,7 @@ class Walker:
                  f"(VNI {vx.vni}) strips the outer headers: {inner.text()}", (vx.name, "rx"))
         return kind, owner, inner, "prerouting", vx.name
     # -- L2: bridges and veth cables ----------------------------------------------------------------------------
-    def mac_of(self, v: NsView, dev: str, ip: str) -> tuple[str, str]:
+    def mac_of(self, v: Snapshot, dev: str, ip: str) -> tuple[str, str]:
         n = v.neigh(dev, ip)
         if n and n.mac:
             return n.mac, f"neigh {ip} lladdr {n.mac} {n.state}"
@@ -221,7 +221,7 @@ class Walker:
             return mac, f"no neighbour entry for {ip} yet (ARP resolves it to {mac}, 0a:58 + the IP)"
         return "", f"no neighbour entry for {ip} yet (ARP resolves it)"
 
-    def port_for(self, bv: NsView, bridge: str, mac: str, ip: str) -> tuple[str | None, str]:
+    def port_for(self, bv: Snapshot, bridge: str, mac: str, ip: str) -> tuple[str | None, str]:
         fdb = bv.fdb_port(bridge, mac) if mac else None
         if fdb is not None:
             return fdb.dev, f"fdb {mac} → port {fdb.dev}"
@@ -246,7 +246,7 @@ class Walker:
             pkt = nxt
         return pkt
 
-    def bridge_out(self, kind: str, owner: str, v: NsView, bridge: str, nexthop: str, pkt: Packet) -> Next | None:
+    def bridge_out(self, kind: str, owner: str, v: Snapshot, bridge: str, nexthop: str, pkt: Packet) -> Next | None:
         mac, neigh_text = self.mac_of(v, bridge, nexthop)
         port, fdb_text = self.port_for(v, bridge, mac, nexthop)
         if port is None:
@@ -277,7 +277,7 @@ class Walker:
                  (names.POD_IFNAME, "rx"))
         return "pod", pod["name"], pkt, "prerouting", names.POD_IFNAME
 
-    def veth_out(self, kind: str, owner: str, v: NsView, dev: str, nexthop: str, pkt: Packet) -> Next | None:
+    def veth_out(self, kind: str, owner: str, v: Snapshot, dev: str, nexthop: str, pkt: Packet) -> Next | None:
         mac, neigh_text = self.mac_of(v, dev, nexthop)
         self.hop(kind, owner, dev, "out", f"next hop {nexthop}: {neigh_text}", (dev, "tx"))
         if kind == "pod":

@@ -1,6 +1,6 @@
 """The lab as the trace walker needs it: namespaces, who owns which address, the cables, the trace's endpoints.
 
-Kernel state comes from ``NsView`` s, opened once per namespace and trace. The lab is consulted only for what one
+Kernel state comes from ``netlink.observe.Snapshot`` s, opened once per namespace and trace. The lab is consulted only for what one
 namespace's kernel cannot say: which namespace is at the other end of a veth cable (a pod's sandbox names its
 node-side veth; the rest are the lab's conventions: a node's ``eth0`` is underlay port ``<node>``, the router's
 ``eth0`` is ``gw.lan``, the DNS host's ``dns.lan``, the external host's ``eth0`` is the router's ``eth1``) and which
@@ -23,7 +23,7 @@ from emulator.errors import TargetError
 from emulator.lab import targets as grammar
 from emulator.lab.api import Lab
 from emulator.netlink import netns
-from emulator.tools.kstate import NsView
+from emulator.netlink.observe import Snapshot
 from emulator.topology import names
 
 Place = tuple[str, str, str]  # (kind, owner, device)
@@ -39,7 +39,7 @@ class Ctx:
         rec = lab.record
         self.routing = rec.get("routing", "?")
         self.cluster = rec.get("cluster", {})
-        self.views: dict[str, NsView] = {}
+        self.views: dict[str, Snapshot] = {}
         self.nodes: dict[str, tuple[str, ipaddress.IPv4Network]] = {}
         for n in rec.get("nodes", []):
             obj = lab.store.get("nodes", n) or {}
@@ -74,10 +74,10 @@ class Ctx:
     def _cable(self, a: Place, b: Place) -> None:
         self.cables[a], self.cables[b] = b, a
 
-    def view(self, kind: str, owner: str) -> NsView:
+    def view(self, kind: str, owner: str) -> Snapshot:
         ns = self.ns(kind, owner)
         if ns not in self.views:
-            self.views[ns] = NsView(ns, owner)
+            self.views[ns] = Snapshot(ns=ns, label=owner)
         return self.views[ns]
 
     def ns(self, kind: str, owner: str) -> str:
@@ -120,7 +120,7 @@ class Ctx:
             return "node", self.node_by_ip[ip]
         addr = ipaddress.IPv4Address(ip)
         for h in self.hosts:
-            if any(i.ip == addr for _, i in self.view("host", h).addrs):
+            if any(a.interface.ip == addr for a in self.view("host", h).addrs):
                 return "host", h
         return None
 
@@ -182,7 +182,7 @@ class Ctx:
         if place.kind == "container" and self.containers.get(place.name, {}).get("ip"):
             return "container", place.name, self.containers[place.name]["ip"]
         if place.kind == "external" and "external" in self.hosts:
-            ip = next((str(i.ip) for dev, i in self.view("host", "external").addrs if dev == "eth0"), None)
+            ip = next((a.ip for a in self.view("host", "external").addrs if a.dev == "eth0"), None)
             if ip is not None:
                 return "host", "external", ip
         raise TargetError(f"trace walks between pods, nodes and the external host; for the {place.kind} give its "

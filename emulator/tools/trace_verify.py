@@ -12,7 +12,7 @@ traced path has seen it, and the report says how many probes it took.
 from __future__ import annotations
 
 from emulator.lab.api import Lab, run_in
-from emulator.tools.kstate import NsView
+from emulator.netlink.observe import Snapshot
 from emulator.tools.trace_model import TraceResult
 
 PINGS = 3
@@ -31,7 +31,7 @@ def probe_argv(proto: str, dst: str, port: int | None, count: int = PINGS) -> li
 def snapshot(namespaces: set[str]) -> dict[str, dict[str, tuple[int, int]]]:
     out = {}
     for ns in namespaces:
-        v = NsView(ns)
+        v = Snapshot(ns=ns)
         try:
             out[ns] = v.counters()
         finally:
