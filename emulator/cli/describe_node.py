@@ -43,7 +43,7 @@ def describe(lab: Lab, node: str) -> dict:
         status = f"unknown ({e})"
     mine = [f.as_dict() for f in faults.list_faults(lab) if node in f.nodes]
     out = {"name": node, "lab": lab.name, "netns": nv.netns, "internalIP": nv.ip, "podCIDR": nv.pod_cidr,
-           "ready": nv.ready, "routing": {"mode": mode_name, "status": status},
+           "ready": nv.ready, "runtime": nv.runtime, "routing": {"mode": mode_name, "status": status},
            "interfaces": [i for i in interfaces if not i["name"].startswith("veth")],
            "podVeths": sum(1 for i in interfaces if i["name"].startswith("veth")),
            "routesToOtherNodes": [{"node": n, "podCIDR": slices[n], **(r.as_dict() if r else {"origin": None})}
@@ -61,7 +61,8 @@ def render(d: dict, mode_lines: list[str]) -> str:
     w(f"Name:          {d['name']}\nLab:           {d['lab']}\nNetns:         {d['netns']}\n"
       f"InternalIP:    {d['internalIP']}\nPodCIDR:       {d['podCIDR']}\n"
       f"Routing:       {d['routing']['mode']}{f' ({status})' if status else ''}\n"
-      f"Ready:         {d['ready']} (agent)\nInterfaces:\n")
+      f"Ready:         {d['ready']} ({'Docker host: no kubelet, docker0' if d.get('runtime') == 'docker' else 'agent'})"
+      "\nInterfaces:\n")
     rows = [[i["name"], ", ".join(i["addresses"]) or "-", "UP" if i["up"] else "DOWN", i["operState"], i["mtu"]]
             for i in d["interfaces"]]
     sub = io.StringIO()

@@ -67,7 +67,8 @@ def _link_ops(op: Op, links: dict[str, ObservedLink]) -> list[Request]:
             raise NetlinkError(f"link {spec.name} is missing and has no kind to create it with (was it deleted by "
                                "hand? only the lab's own links can be re-made)", obj=spec.name)
     else:
-        reqs.append(msgs.link_set(links[spec.name].index, spec.name, up=spec.up, mtu=spec.mtu))
+        reqs.append(msgs.link_set(links[spec.name].index, spec.name, up=spec.up, mtu=spec.mtu,
+                                  mac=spec.mac if spec.mac and spec.mac != links[spec.name].mac else None))
     return reqs
 
 

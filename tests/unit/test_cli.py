@@ -114,7 +114,8 @@ def test_graph_of_a_topology_file(tmp_path: Path, capsys: pytest.CaptureFixture,
 # -- explicit tables -------------------------------------------------------------------------------------------
 def test_verbs_list_their_kinds() -> None:
     names = lambda table: [k.names[0] for k in table]  # noqa: E731
-    assert names(get_cmds.KINDS) == ["pods", "nodes", "services", "endpoints", "deployments", "networkpolicies"]
+    assert names(get_cmds.KINDS) == ["pods", "nodes", "services", "endpoints", "deployments", "networkpolicies",
+                                     "containers"]
     assert names(describe_cmds.KINDS) == ["pods", "nodes", "services", "deployments", "networkpolicies"]
     assert names(apply_cmds.DELETE) == ["pods", "services", "deployments", "networkpolicies"]
     assert sorted(apply_cmds.APPLY) == ["Deployment", "NetworkPolicy", "Pod", "Service"]
