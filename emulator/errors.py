@@ -83,3 +83,15 @@ class TimeoutError_(PodlabError):
     """Waiting for a condition (pods Running, kernel release) took longer than allowed."""
 
     exit_code = 6
+
+
+class NotFoundError(PodlabError):
+    """An object (a Kubernetes namespace, a Service, ...) does not exist."""
+
+    exit_code = 4
+
+
+class ConflictError(PodlabError):
+    """A write lost a race: the object changed since it was read (its resourceVersion is stale)."""
+
+    exit_code = 1

@@ -1,6 +1,7 @@
 """One pod's sandbox lifecycle on its node: create the namespace, CNI ADD, start containers; and the reverse.
 
-The pod's namespace name is derived from the lab and pod names (``<lab>-<pod>``) and every IPAM file names its
+The pod's namespace name is derived from the lab, pod and Kubernetes namespace names (``<lab>-<pod>``, or
+``<lab>-<pod>.<namespace>`` outside ``default``: ``names.pod_ns``) and every IPAM file names its
 sandbox ID, so a crash at any point leaves nothing that cannot be found again without writing a status first
 (one file write less per pod on the hot path): recovery looks for the namespace by name and releases IPAM
 entries whose sandbox no status knows. A failed ADD undoes its partial work (CNI DEL, namespace removed) and
@@ -28,7 +29,8 @@ def waiting_status(pod: dict, node: str, host_ip: str, reason: str, message: str
     cs = [{"name": c["name"], "image": c.get("image", ""), "ready": False, "restartCount": 0,
            "state": {"waiting": {"reason": reason, **({"message": message} if message else {})}}}
           for c in pod["spec"].get("containers", [])]
-    return {"name": pod["metadata"]["name"], "phase": "Pending", "nodeName": node, "uid": pod["metadata"].get("uid"),
+    return {"name": pod["metadata"]["name"], "namespace": pod["metadata"].get("namespace") or "default",
+            "phase": "Pending", "nodeName": node, "uid": pod["metadata"].get("uid"),
             "hostIP": host_ip, "reason": reason, "message": message, "containerStatuses": cs,
             "conditions": [{"type": "Ready", "status": "False"}]}
 
@@ -65,7 +67,9 @@ def run_container(paths: LabPaths, pod: dict, c: dict, fd: int, ns_name: str, en
     """Start one container; return its containerStatus entry."""
     argv = images.resolve(c.get("image", "pause"), c.get("command", []), c.get("args", []), c.get("ports"))
     exe, argv = images.executable(argv)
-    pid, started = spawn(fd, exe, argv, paths.container_log(pod["metadata"]["name"], c["name"]), env, ns_name)
+    meta = pod["metadata"]
+    pid, started = spawn(fd, exe, argv, paths.container_log(meta["name"], c["name"], meta.get("namespace") or "default"),
+                         env, ns_name)
     if node:
         journal(paths, node, sandbox, pid, started)
     return {"name": c["name"], "image": c.get("image", ""), "ready": True, "restartCount": 0,
@@ -75,8 +79,8 @@ def run_container(paths: LabPaths, pod: dict, c: dict, fd: int, ns_name: str, en
 def start(paths: LabPaths, runtime: Runtime, pod: dict, node: str, host_ip: str,
           write_status: Callable[[dict], None]) -> dict:
     """Run the pod; return its Running status (raise CniError/PodlabError with the pod left clean)."""
-    name = pod["metadata"]["name"]
-    ns_name = names.pod_ns(paths.lab, name)
+    name, k8s_ns = pod["metadata"]["name"], pod["metadata"].get("namespace") or "default"
+    ns_name = names.pod_ns(paths.lab, name, k8s_ns)
     sandbox = {"id": secrets.token_hex(32), "netns": ns_name}
     if netns.exists(ns_name):
         netns.delete(ns_name)  # left by a crash of ours between creating it and recording it
@@ -98,7 +102,7 @@ def start(paths: LabPaths, runtime: Runtime, pod: dict, node: str, host_ip: str,
     finally:
         if fd >= 0:
             os.close(fd)
-    st = {"name": name, "phase": "Running", "nodeName": node, "uid": pod["metadata"].get("uid"), "hostIP": host_ip,
+    st = {"name": name, "namespace": k8s_ns, "phase": "Running", "nodeName": node, "uid": pod["metadata"].get("uid"), "hostIP": host_ip,
           "podIP": ip, "podIPs": [{"ip": ip}], "startTime": now(), "containerStatuses": cstats,
           "conditions": [{"type": "Ready", "status": "True"}], "sandbox": sandbox}
     write_status(st)
@@ -106,7 +110,7 @@ def start(paths: LabPaths, runtime: Runtime, pod: dict, node: str, host_ip: str,
     events.emit_many(paths.store, "pod", name,
                      [("AddedInterface", f"Add eth0 [{prefix}] from {names.CNI_NETWORK}", "Normal")]
                      + [("Started", f"Started container {c['name']} (pid {c['pid']})", "Normal") for c in cstats],
-                     f"kubelet, {node}")
+                     f"kubelet, {node}", k8s_ns)
     return st
 
 

@@ -36,9 +36,9 @@ class Supervisor:
         for pid, code in items:
             self.exit_codes[pid] = code
 
-    def last_log_line(self, pod: str, container: str) -> str:
+    def last_log_line(self, pod: str, container: str, ns: str = "default") -> str:
         try:
-            with open(self.paths.container_log(pod, container), "rb") as f:
+            with open(self.paths.container_log(pod, container, ns), "rb") as f:
                 f.seek(0, os.SEEK_END)
                 f.seek(max(f.tell() - 2048, 0))
                 lines = [ln for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
@@ -48,7 +48,7 @@ class Supervisor:
 
     def check(self, pod: dict, st: dict) -> dict | None:
         """Restart dead containers of a Running pod; return the new status if anything changed."""
-        name = pod["metadata"]["name"]
+        name, k8s_ns = pod["metadata"]["name"], pod["metadata"].get("namespace") or "default"
         specs = {c["name"]: c for c in pod["spec"].get("containers", [])}
         changed, evs = False, []
         t = time.monotonic()
@@ -56,12 +56,12 @@ class Supervisor:
             pid = cs.get("pid")
             if pid and lifecycle.alive(pid, cs.get("pidStart")):
                 continue
-            key = (name, cs["name"])
+            key = (f"{k8s_ns}/{name}", cs["name"])
             if pid:  # just died: record how
                 code = self.exit_codes.pop(pid, None)
                 cs["lastState"] = {"terminated": {
                     "exitCode": code, "reason": "Completed" if code == 0 else "Error", "finishedAt": now(),
-                    "message": self.last_log_line(name, cs["name"])}}
+                    "message": self.last_log_line(name, cs["name"], k8s_ns)}}
                 cs.update(pid=None, pidStart=None, ready=False)
                 nxt, delay = self.backoff.get(key, (0.0, BACKOFF_START / 2))
                 delay = min(delay * 2, BACKOFF_MAX)
@@ -85,7 +85,7 @@ class Supervisor:
             evs.append(("Started", f"Started container {cs['name']} (restart {cs['restartCount']})", "Normal"))
             changed = True
         if evs:
-            events.emit_many(self.paths.store, "pod", name, evs, f"kubelet, {self.node}")
+            events.emit_many(self.paths.store, "pod", name, evs, f"kubelet, {self.node}", k8s_ns)
         if changed:
             ready = all(c.get("ready") for c in st["containerStatuses"])
             st["conditions"] = [{"type": "Ready", "status": "True" if ready else "False"}]

@@ -25,10 +25,11 @@ PKG_PARENT = str(Path(__file__).resolve().parents[2])
 
 @dataclass(frozen=True)
 class PodInfo:
-    name: str
+    name: str  # the pod's reference: ``name`` in default, ``namespace/name`` elsewhere
     ip: str
     node: str
     netns: str
+    namespace: str = "default"
 
 
 def _nsenter(ns: str, *args: str) -> list[str]:
@@ -53,7 +54,7 @@ class Context:
         for p in self.lab.pods:
             st = p.status
             if st.get("phase") == "Running" and st.get("podIP"):
-                out.append(PodInfo(p.name, st["podIP"], p.node, p.netns))
+                out.append(PodInfo(p.ref, st["podIP"], p.node, p.netns, p.namespace))
         return out
 
     @cached_property

@@ -17,7 +17,7 @@ def cmd_exec(a: argparse.Namespace) -> int:
         argv = argv[1:]
     if not argv:
         raise PodlabError("exec needs a command after --, e.g. podlab exec web-1 -- ip addr")
-    ns = lab.target_ns(a.target)
+    ns = lab.target_ns(a.target if not a.namespace or "/" in a.target else f"{a.namespace}/{a.target}")
     wrapped = netns.exec_argv(ns, argv)  # the pod's own resolv.conf etc.: as its containers see them
     if wrapped:
         argv = wrapped
@@ -34,5 +34,6 @@ def cmd_exec(a: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("exec", help="run a command in a pod (NAME) or node (node/NAME) namespace")
     s.add_argument("target")
+    s.add_argument("-n", "--namespace", help="the pod's Kubernetes namespace (default: default)")
     s.add_argument("command", nargs=argparse.REMAINDER)
     s.set_defaults(fn=cmd_exec)

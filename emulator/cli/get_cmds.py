@@ -1,5 +1,8 @@
 """``get``: kubectl-shaped listings (``-o wide``, ``-o json``), one handler per resource kind.
 
+Namespaced kinds are scoped as kubectl scopes them: ``-n NS`` (default ``default``), or ``-A`` for every
+namespace, which adds a NAMESPACE column first (``scope``/``ns_cells``).
+
 Other modules add kinds with ``register_kind(("services", "service", "svc"), handler)``; a handler takes the
 ``Lab`` and the parsed arguments and returns an exit code.
 """
@@ -21,6 +24,26 @@ def register_kind(aliases: tuple[str, ...], handler: Handler) -> None:
         KINDS[a] = handler
 
 
+def scope(a: argparse.Namespace) -> str | None:
+    """The namespace a listing covers: ``-n`` (default ``default``), or None for ``-A``."""
+    return None if getattr(a, "all_namespaces", False) else (getattr(a, "namespace", None) or "default")
+
+
+def ns_cells(a: argparse.Namespace, obj: dict) -> list[str]:
+    """The NAMESPACE cell of a row, with ``-A`` only."""
+    return [obj["metadata"].get("namespace") or "default"] if scope(a) is None else []
+
+
+def ns_header(a: argparse.Namespace) -> list[str]:
+    return ["NAMESPACE"] if scope(a) is None else []
+
+
+def nothing_found(a: argparse.Namespace) -> None:
+    import sys
+    ns = scope(a)
+    print("No resources found" + (f" in {ns} namespace." if ns else ""), file=sys.stderr)
+
+
 def select(objs: list[dict], names: list[str], kind: str) -> list[dict]:
     if not names:
         return objs
@@ -32,16 +55,20 @@ def select(objs: list[dict], names: list[str], kind: str) -> list[dict]:
 
 
 def get_pods(lab: Lab, a: argparse.Namespace) -> int:
-    objs = [o for o in (lab.store.with_status("pods", n) for n in lab.store.names("pods")) if o]
+    objs = [o for o in (lab.store.with_status("pods", n, ns) for ns, n in lab.store.keys("pods", ns=scope(a))) if o]
     objs = select(objs, a.names, "pods")
     if a.output == "json":
         output.emit_json({"apiVersion": "v1", "kind": "List", "items": objs})
         return 0
-    headers = ["NAME", "READY", "STATUS", "RESTARTS", "AGE"] + (["IP", "NODE"] if a.output == "wide" else [])
+    if not objs:
+        nothing_found(a)
+        return 0
+    headers = ns_header(a) + ["NAME", "READY", "STATUS", "RESTARTS", "AGE"] + (
+        ["IP", "NODE"] if a.output == "wide" else [])
     rows = []
     for o in objs:
         st = o["status"]
-        row = [o["metadata"]["name"], output.pod_ready(st, o["spec"]), output.pod_status_word(st),
+        row = ns_cells(a, o) + [o["metadata"]["name"], output.pod_ready(st, o["spec"]), output.pod_status_word(st),
                output.pod_restarts(st), output.age(o["metadata"].get("creationTimestamp"))]
         if a.output == "wide":
             row += [st.get("podIP"), o["spec"].get("nodeName")]
@@ -77,8 +104,29 @@ def get_nodes(lab: Lab, a: argparse.Namespace) -> int:
     return 0
 
 
+def get_namespaces(lab: Lab, a: argparse.Namespace) -> int:
+    objs = select([o for o in lab.store.list("namespaces")], a.names, "namespaces")
+    if a.output == "json":
+        output.emit_json({"apiVersion": "v1", "kind": "List", "items": objs})
+        return 0
+    output.table(["NAME", "STATUS", "AGE"] + (["LABELS"] if a.output == "wide" else []),
+                 [[o["metadata"]["name"], (o.get("status") or {}).get("phase", "Active"),
+                   output.age(o["metadata"].get("creationTimestamp"))]
+                  + ([",".join(f"{k}={v}" for k, v in (o["metadata"].get("labels") or {}).items())]
+                     if a.output == "wide" else []) for o in objs])
+    return 0
+
+
 register_kind(("pods", "pod", "po"), get_pods)
 register_kind(("nodes", "node", "no"), get_nodes)
+register_kind(("namespaces", "namespace", "ns"), get_namespaces)
+
+
+def add_namespace_flags(s: argparse.ArgumentParser, all_namespaces: bool = False) -> None:
+    """``-n/--namespace`` (and ``-A/--all-namespaces`` for listings), as kubectl spells them."""
+    s.add_argument("-n", "--namespace", help="the Kubernetes namespace (default: default)")
+    if all_namespaces:
+        s.add_argument("-A", "--all-namespaces", action="store_true", help="list every namespace")
 
 
 def cmd_get(a: argparse.Namespace) -> int:
@@ -95,4 +143,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("kind")
     s.add_argument("names", nargs="*")
     s.add_argument("-o", "--output", choices=["text", "wide", "json"], default="text")
+    add_namespace_flags(s, all_namespaces=True)
     s.set_defaults(fn=cmd_get)

@@ -8,6 +8,7 @@ import sys
 import time
 
 from emulator.cli import apply_cmds, describe_cmds, output
+from emulator.cli.get_cmds import add_namespace_flags
 from emulator.errors import PodlabError
 from emulator.state import events
 from emulator.lab.api import Lab
@@ -25,7 +26,7 @@ apply_cmds.register_kind("Pod", apply_cmds.KindHandler(_validate_pod, lambda lab
 
 
 def _delete_pod(lab: Lab, name: str, a: argparse.Namespace) -> str:
-    lab.delete_pod(name, wait=getattr(a, "wait", True))
+    lab.delete_pod(name, wait=getattr(a, "wait", True), namespace=getattr(a, "namespace", None))
     return f'pod "{name}" deleted'
 
 
@@ -40,27 +41,31 @@ def cmd_run(a: argparse.Namespace) -> int:
     if a.port:
         container["ports"] = [{"containerPort": a.port}]
     obj = {"name": a.name, "containers": [container], "labels": {"run": a.name}}
+    ns = a.namespace or "default"
+    if a.namespace:
+        obj["namespace"] = a.namespace
     if a.node:
         obj["node"] = a.node
     print(lab.apply_pod(obj), file=sys.stderr)
-    st = lab.wait_pod(a.name, timeout=a.timeout)
+    st = lab.wait_pod(a.name, timeout=a.timeout, namespace=ns)
     if not argv:
         print(f"pod {a.name} is Running with IP {st.get('podIP')} on {st.get('nodeName')}")
         return 0
     try:
         from emulator.lab.api import ns_argv
         stdin = None if a.interactive else subprocess.DEVNULL
-        return subprocess.call(ns_argv(lab.pod(a.name).netns, argv), stdin=stdin)
+        return subprocess.call(ns_argv(lab.pod(a.name, ns).netns, argv), stdin=stdin)
     finally:
         if a.rm:
-            lab.delete_pod(a.name)
+            lab.delete_pod(a.name, namespace=ns)
             print(f'pod "{a.name}" deleted', file=sys.stderr)
 
 
 # -- logs
 def cmd_logs(a: argparse.Namespace) -> int:
     lab = Lab.get(a.lab)
-    pod = lab.pod(a.pod).obj
+    view = lab.pod(a.pod, a.namespace)
+    pod = view.obj
     names = [c["name"] for c in pod["spec"]["containers"]]
     c = a.container or names[0]
     if c not in names:
@@ -68,7 +73,7 @@ def cmd_logs(a: argparse.Namespace) -> int:
                           obj=c)
     if a.container is None and len(names) > 1:
         print(f"Defaulted container \"{c}\" out of: {', '.join(names)}", file=sys.stderr)
-    path = lab.paths.container_log(a.pod, c)
+    path = lab.paths.container_log(view.name, c, view.namespace)
     try:
         f = open(path, "rb")
     except FileNotFoundError:
@@ -91,8 +96,9 @@ def cmd_logs(a: argparse.Namespace) -> int:
 
 # -- describe pod
 def describe_pod(lab: Lab, name: str, a: argparse.Namespace) -> int:
-    obj = lab.pod(name).obj
-    evs = events.read(lab.store.root, "pod", name)
+    view = lab.pod(name, getattr(a, "namespace", None))
+    obj = view.obj
+    evs = events.read(lab.store.root, "pod", view.name, view.namespace)
     if getattr(a, "output", "text") == "json":
         output.emit_json({**obj, "events": evs})
         return 0
@@ -191,6 +197,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("-it", dest="interactive", action="store_true", help=argparse.SUPPRESS)
     s.add_argument("--timeout", type=float, default=30)
     s.add_argument("command", nargs="*", help="after --: a command to run in the pod")
+    add_namespace_flags(s)
     s.set_defaults(fn=cmd_run)
 
     s = sub.add_parser("logs", help="print a container's output")
@@ -198,6 +205,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("-c", "--container")
     s.add_argument("-f", "--follow", action="store_true")
     s.add_argument("--tail", type=int)
+    add_namespace_flags(s)
     s.set_defaults(fn=cmd_logs)
 
     s = sub.add_parser("agent", help="stop/start/restart a node's kubelet-like agent")

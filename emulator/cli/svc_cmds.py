@@ -1,6 +1,6 @@
 """Service and Deployment verbs: ``get svc|ep|deploy``, ``describe svc|deploy``, ``apply`` (kinds Service and
-Deployment), ``delete svc|deploy``, ``scale deploy NAME --replicas N``. Listings have kubectl's columns, with a
-NAMESPACE column first because podlab lists every namespace (as ``kubectl get -A``); ``-o json`` everywhere."""
+Deployment), ``delete svc|deploy``, ``scale deploy NAME --replicas N``. Listings have kubectl's columns and its
+scoping (``-n NS``, default ``default``; ``-A`` adds a NAMESPACE column); ``-o json`` everywhere."""
 from __future__ import annotations
 
 import argparse
@@ -44,22 +44,29 @@ def endpoints_text(ep: dict | None) -> str:
     return ",".join(addrs[:3]) + (f" + {len(addrs) - 3} more..." if len(addrs) > 3 else "")
 
 
-def _objs(lab: Lab, kind: str, names: list[str], label: str) -> list[dict]:
-    return get_cmds.select(list(lab.store.list(kind)), names, label)
+def _objs(lab: Lab, kind: str, names: list[str], label: str, a: argparse.Namespace) -> list[dict]:
+    return get_cmds.select(list(lab.store.list(kind, ns=get_cmds.scope(a))), names, label)
+
+
+def _ns(a: argparse.Namespace) -> str:
+    return getattr(a, "namespace", None) or "default"
 
 
 # -- get
 def get_services(lab: Lab, a: argparse.Namespace) -> int:
-    objs = _objs(lab, "services", a.names, "services")
+    objs = _objs(lab, "services", a.names, "services", a)
     if a.output == "json":
         output.emit_json({"apiVersion": "v1", "kind": "List", "items": objs})
         return 0
-    headers = ["NAMESPACE", "NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
+    if not objs:
+        get_cmds.nothing_found(a)
+        return 0
+    headers = get_cmds.ns_header(a) + ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
     headers += ["SELECTOR"] if a.output == "wide" else []
     rows = []
     for s in objs:
         spec, meta = s["spec"], s["metadata"]
-        row = [meta.get("namespace", "default"), meta["name"], spec.get("type", "ClusterIP"), spec.get("clusterIP"),
+        row = get_cmds.ns_cells(a, s) + [meta["name"], spec.get("type", "ClusterIP"), spec.get("clusterIP"),
                "<none>", ports_text(s), output.age(meta.get("creationTimestamp"))]
         if a.output == "wide":
             row.append(",".join(f"{k}={v}" for k, v in (spec.get("selector") or {}).items()) or "<none>")
@@ -69,29 +76,35 @@ def get_services(lab: Lab, a: argparse.Namespace) -> int:
 
 
 def get_endpoints(lab: Lab, a: argparse.Namespace) -> int:
-    objs = _objs(lab, "endpoints", a.names, "endpoints")
+    objs = _objs(lab, "endpoints", a.names, "endpoints", a)
     if a.output == "json":
         output.emit_json({"apiVersion": "v1", "kind": "List", "items": objs})
         return 0
-    output.table(["NAMESPACE", "NAME", "ENDPOINTS", "AGE"],
-                 [[e["metadata"].get("namespace", "default"), e["metadata"]["name"], endpoints_text(e),
-                   output.age(e["metadata"].get("creationTimestamp"))] for e in objs])
+    if not objs:
+        get_cmds.nothing_found(a)
+        return 0
+    output.table(get_cmds.ns_header(a) + ["NAME", "ENDPOINTS", "AGE"],
+                 [get_cmds.ns_cells(a, e) + [e["metadata"]["name"], endpoints_text(e),
+                                             output.age(e["metadata"].get("creationTimestamp"))] for e in objs])
     return 0
 
 
 def get_deployments(lab: Lab, a: argparse.Namespace) -> int:
-    objs = _objs(lab, "deployments", a.names, "deployments")
+    objs = [dict(o) for o in _objs(lab, "deployments", a.names, "deployments", a)]
     for o in objs:
-        o["status"] = lab.store.get_status("deployments", o["metadata"]["name"]) or {}
+        o["status"] = lab.store.get_status("deployments", o["metadata"]["name"], o["metadata"]["namespace"]) or {}
     if a.output == "json":
         output.emit_json({"apiVersion": "apps/v1", "kind": "List", "items": objs})
         return 0
-    headers = ["NAMESPACE", "NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    if not objs:
+        get_cmds.nothing_found(a)
+        return 0
+    headers = get_cmds.ns_header(a) + ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
     headers += ["CONTAINERS", "IMAGES", "SELECTOR"] if a.output == "wide" else []
     rows = []
     for d in objs:
         st, spec = d["status"], d["spec"]
-        row = [d["metadata"].get("namespace", "default"), d["metadata"]["name"],
+        row = get_cmds.ns_cells(a, d) + [d["metadata"]["name"],
                f"{st.get('readyReplicas', 0)}/{spec.get('replicas', 1)}", st.get("updatedReplicas", 0),
                st.get("availableReplicas", 0), output.age(d["metadata"].get("creationTimestamp"))]
         if a.output == "wide":
@@ -105,10 +118,10 @@ def get_deployments(lab: Lab, a: argparse.Namespace) -> int:
 
 # -- describe
 def describe_service(lab: Lab, name: str, a: argparse.Namespace) -> int:
-    svc = lab.store.get("services", name)
+    svc = lab.store.get("services", name, _ns(a))
     if svc is None:
         raise PodlabError(f'service "{name}" not found', obj=name)
-    ep = lab.store.get("endpoints", name)
+    ep = lab.store.get("endpoints", name, _ns(a))
     if a.output == "json":
         output.emit_json({"service": svc, "endpoints": ep})
         return 0
@@ -139,11 +152,11 @@ def describe_service(lab: Lab, name: str, a: argparse.Namespace) -> int:
 
 
 def describe_deployment(lab: Lab, name: str, a: argparse.Namespace) -> int:
-    dep = lab.store.get("deployments", name)
+    dep = lab.store.get("deployments", name, _ns(a))
     if dep is None:
         raise PodlabError(f'deployment "{name}" not found', obj=name)
-    st = lab.store.get_status("deployments", name) or {}
-    pods = [p for p in lab.store.list("pods") if depctl.owned_by(dep, p)]
+    st = lab.store.get_status("deployments", name, _ns(a)) or {}
+    pods = [p for p in lab.store.list("pods", ns=_ns(a)) if depctl.owned_by(dep, p)]
     if a.output == "json":
         output.emit_json({"deployment": {**dep, "status": st}, "pods": [p["metadata"]["name"] for p in pods]})
         return 0
@@ -156,7 +169,7 @@ def describe_deployment(lab: Lab, name: str, a: argparse.Namespace) -> int:
         print(f"{k + ':':<16}{v}")
     print("Pods:")
     for p in sorted(pods, key=lambda p: p["metadata"]["name"]):
-        pst = lab.store.get_status("pods", p["metadata"]["name"]) or {}
+        pst = lab.store.get_status("pods", p["metadata"]["name"], _ns(a)) or {}
         print(f"  {p['metadata']['name']:<32} {output.pod_status_word(pst):<18} {pst.get('podIP') or '<none>':<15} "
               f"{p['spec'].get('nodeName')}")
     return 0
@@ -165,9 +178,16 @@ def describe_deployment(lab: Lab, name: str, a: argparse.Namespace) -> int:
 # -- apply / delete / scale
 def _validate(kind: str):
     def validate(lab: Lab, obj: dict, source: str):
+        from emulator.state import namespaces
         _need_services(lab)
         p = ServiceParser(source, ManifestError, _service_cidr(lab))
-        return p.service(obj, "") if kind == "Service" else p.deployment(obj, "")
+        parsed = p.service(obj, "") if kind == "Service" else p.deployment(obj, "")
+        if not namespaces.active(lab.store, parsed.namespace):
+            field = "metadata.namespace" if "metadata" in obj else "namespace"
+            raise ManifestError(source, field, f"namespace '{parsed.namespace}' does not exist (or is being "
+                                "deleted)", f"create it first (`podlab create namespace {parsed.namespace}`), or "
+                                f"choose one of: {', '.join(lab.namespaces)}")
+        return parsed
     return validate
 
 
@@ -182,16 +202,18 @@ def _apply_deployment(lab: Lab, dep) -> str:
 
 
 def _delete_service(lab: Lab, name: str, a: argparse.Namespace) -> str:
-    if lab.store.get("services", name) is None:
+    if lab.store.get("services", name, _ns(a)) is None:
         raise PodlabError(f'service "{name}" not found', obj=name)
-    lab.store.delete("services", name)
+    lab.store.delete("services", name, _ns(a))
     return f'service "{name}" deleted'
 
 
 def _wait_pods_gone(lab: Lab, dep: dict, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
-    while any(depctl.owned_by(dep, p) for p in lab.store.list("pods")) or any(
-            st.get("name") and lab.store.get("pods", st["name"]) is None for st in lab.store.list("pods", status=True)):
+    ns = dep["metadata"].get("namespace") or "default"
+    while any(depctl.owned_by(dep, p) for p in lab.store.list("pods", ns=ns)) or any(
+            st.get("name") and lab.store.get("pods", st["name"], ns) is None
+            for st in lab.store.list("pods", status=True, ns=ns)):
         if time.monotonic() > deadline:
             raise TimeoutError_(f"the pods of deployment {dep['metadata']['name']} were not removed in {timeout:.0f}s",
                                 obj=dep["metadata"]["name"])
@@ -199,13 +221,13 @@ def _wait_pods_gone(lab: Lab, dep: dict, timeout: float = 30) -> None:
 
 
 def _delete_deployment(lab: Lab, name: str, a: argparse.Namespace) -> str:
-    dep = lab.store.get("deployments", name)
+    dep = lab.store.get("deployments", name, _ns(a))
     if dep is None:
         raise PodlabError(f'deployment "{name}" not found', obj=name)
-    lab.store.delete("deployments", name)
-    for p in list(lab.store.list("pods")):  # the garbage collector's job: owned pods go with their owner
+    lab.store.delete("deployments", name, _ns(a))
+    for p in list(lab.store.list("pods", ns=_ns(a))):  # the garbage collector's job: owned pods go with their owner
         if depctl.owned_by(dep, p):
-            lab.store.delete("pods", p["metadata"]["name"])
+            lab.store.delete("pods", p["metadata"]["name"], _ns(a))
     if getattr(a, "wait", True):
         _wait_pods_gone(lab, dep)
     return f'deployment.apps "{name}" deleted'
@@ -220,7 +242,7 @@ def cmd_scale(a: argparse.Namespace) -> int:
         raise PodlabError("scale needs a deployment: podlab scale deploy NAME --replicas N", obj=a.kind)
     if a.replicas < 0:
         raise PodlabError("--replicas must be 0 or more", obj=name)
-    if registry.scale(lab.store, name, a.replicas) is None:
+    if registry.scale(lab.store, name, a.replicas, _ns(a)) is None:
         raise PodlabError(f'deployment "{name}" not found', obj=name)
     print(f"deployment.apps/{name} scaled")
     return 0
@@ -242,4 +264,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("kind", help="deploy (or deploy/NAME)")
     s.add_argument("name", nargs="?")
     s.add_argument("--replicas", type=int, required=True)
+    get_cmds.add_namespace_flags(s)
     s.set_defaults(fn=cmd_scale)

@@ -5,6 +5,9 @@
         ip = lab.pod("web-3").ip
         lab.pod("web-1").exec(["ping", "-c1", ip])
 
+Pods are named by ``name`` in the Kubernetes namespace ``default``, or by ``namespace/name`` (``lab.pod("x/a")``,
+or ``lab.pod("a", namespace="x")``), as ``kubectl -n x`` would scope them.
+
 A ``Lab`` is a handle on a lab by name; it reads the store and the lab record each time (the agents change pod
 status behind its back), and runs commands inside namespaces with ``nsenter`` (it enters only the network
 namespace, so it costs the same with 10 or 10,000 namespaces, unlike ``ip netns exec``).
@@ -53,16 +56,30 @@ def _listdir(d: Path) -> list[str]:
         return []
 
 
+def split_ref(ref: str, namespace: str | None = None) -> tuple[str, str]:
+    """``"x/a"`` → ("x", "a"); ``"a"`` → (namespace or "default", "a")."""
+    if namespace is None and "/" in ref:
+        ns, _, name = ref.partition("/")
+        return ns, name
+    return namespace or names.DEFAULT_NAMESPACE, ref
+
+
 @dataclass(frozen=True)
 class PodView:
     lab: "Lab"
     name: str
+    namespace: str = names.DEFAULT_NAMESPACE
+
+    @property
+    def ref(self) -> str:
+        """How podlab names the pod: ``name`` in ``default``, ``namespace/name`` elsewhere."""
+        return self.name if self.namespace == names.DEFAULT_NAMESPACE else f"{self.namespace}/{self.name}"
 
     @property
     def obj(self) -> dict:
-        o = self.lab.store.with_status("pods", self.name)
+        o = self.lab.store.with_status("pods", self.name, self.namespace)
         if o is None:
-            raise PodNotFoundError(f"pod {self.name} not found in lab {self.lab.name}", obj=self.name)
+            raise PodNotFoundError(f"pod {self.ref} not found in lab {self.lab.name}", obj=self.ref)
         return o
 
     @property
@@ -79,7 +96,7 @@ class PodView:
 
     @property
     def netns(self) -> str:
-        return names.pod_ns(self.lab.name, self.name)
+        return names.pod_ns(self.lab.name, self.name, self.namespace)
 
     def exec(self, argv: Sequence[str], **kw) -> subprocess.CompletedProcess:
         return run_in(self.netns, argv, **kw)
@@ -165,12 +182,48 @@ class Lab:
 
     @property
     def pods(self) -> list[PodView]:
-        return [PodView(self, n) for n in self.store.names("pods")]
+        """Every pod of the lab, in every namespace (``default`` first)."""
+        keys = sorted(self.store.keys("pods"), key=lambda k: (k[0] != names.DEFAULT_NAMESPACE, k))
+        return [PodView(self, n, ns) for ns, n in keys]
 
-    def pod(self, name: str) -> PodView:
-        if self.store.get("pods", name) is None:
-            raise PodNotFoundError(f'pod "{name}" not found in lab {self.name}', obj=name)
-        return PodView(self, name)
+    def pod(self, name: str, namespace: str | None = None) -> PodView:
+        ns, name = split_ref(name, namespace)
+        if self.store.get("pods", name, ns) is None:
+            where = "" if ns == names.DEFAULT_NAMESPACE else f" in namespace {ns}"
+            raise PodNotFoundError(f'pod "{name}" not found{where} in lab {self.name}', obj=name)
+        return PodView(self, name, ns)
+
+    @property
+    def namespaces(self) -> list[str]:
+        return self.store.names("namespaces")
+
+    def create_namespace(self, name: str, labels: dict[str, str] | None = None) -> str:
+        """Create a Kubernetes namespace; kubectl's line ("namespace/x created" or "unchanged")."""
+        from emulator.state import namespaces
+        from emulator.topology.names import check_name
+        problem = check_name(name, "namespace")
+        if problem:
+            raise PodlabError(f"namespace name {name!r} {problem}", obj=name)
+        if self.store.get("namespaces", name) is not None:
+            return f"namespace/{name} unchanged"
+        self.store.put("namespaces", name, namespaces.manifest(name, labels))
+        return f"namespace/{name} created"
+
+    def delete_namespace(self, name: str, wait: bool = True, timeout: float = 60) -> None:
+        """Delete a namespace and everything in it (its pods stopped by their agents, as the namespace
+        controller does); with ``wait``, until the Namespace object is gone."""
+        from emulator.errors import NotFoundError, TimeoutError_
+        from emulator.state import namespaces
+        if namespaces.mark_terminating(self.store, name) is None:
+            raise NotFoundError(f'namespace "{name}" not found in lab {self.name}', obj=name)
+        deadline = time.monotonic() + timeout
+        while namespaces.purge(self.store, name):
+            if not wait:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError_(f"namespace {name} still has pods after {timeout:.0f}s (are the node agents "
+                                    "running?)", obj=name)
+            time.sleep(0.01)
 
     @property
     def nodes(self) -> list[NodeView]:
@@ -189,7 +242,10 @@ class Lab:
                 return self.node(rest).netns
             if kind in ("pod", "pods", "po"):
                 return self.pod(rest).netns
-            raise PodlabError(f"unknown target kind {kind!r} in {target!r}; use pod/NAME or node/NAME", obj=target)
+            if self.store.get("namespaces", kind) is not None:  # NAMESPACE/POD
+                return self.pod(rest, kind).netns
+            raise PodlabError(f"unknown target kind {kind!r} in {target!r}; use pod/NAME, NAMESPACE/POD or "
+                              "node/NAME", obj=target)
         if target in ("underlay", "external"):
             ns = f"{self.name}-{target}"
             if netns.exists(ns):
@@ -213,8 +269,14 @@ class Lab:
         nodes = {n.name: max(ipaddress.ip_network(n.pod_cidr).num_addresses - 3, 0) for n in self.nodes}
         counts = {n: sum(1 for e in _listdir(self.store.index_dir("pods", n)) if e.endswith(".json")) for n in nodes}
         req = podspec.parse(obj, source, nodes, counts)
-        name = req.pod.name
-        existing = self.store.get("pods", name)
+        name, ns = req.pod.name, req.pod.namespace
+        from emulator.state import namespaces
+        if not namespaces.active(self.store, ns):
+            gone = self.store.get("namespaces", ns) is None
+            raise ManifestError(source, "metadata.namespace", f"namespace '{ns}' " + (
+                "does not exist" if gone else "is being deleted"), f"create it first (`podlab create namespace "
+                f"{ns}`), or choose one of: {', '.join(self.namespaces)}")
+        existing = self.store.get("pods", name, ns)
         if existing is not None:
             if podspec.same_spec(existing, req.manifest):
                 return f"pod/{name} unchanged"
@@ -227,15 +289,16 @@ class Lab:
             pass
         self.store.put("pods", name, req.manifest)
         events.emit(self.store.root, "pod", name, "Scheduled",
-                    f"Successfully assigned {req.pod.namespace}/{name} to {req.pod.node}", "default-scheduler")
+                    f"Successfully assigned {req.pod.namespace}/{name} to {req.pod.node}", "default-scheduler", ns=ns)
         return f"pod/{name} created"
 
-    def wait_pod(self, name: str, timeout: float = 30, running: bool = True) -> dict:
+    def wait_pod(self, name: str, timeout: float = 30, running: bool = True, namespace: str | None = None) -> dict:
         """Wait until the pod is Running (or, with running=False, until its agent reported anything)."""
         from emulator.errors import TimeoutError_
+        ns, name = split_ref(name, namespace)
         deadline = time.monotonic() + timeout
         while True:
-            st = self.store.get_status("pods", name) or {}
+            st = self.store.get_status("pods", name, ns) or {}
             if (st.get("phase") == "Running") if running else bool(st):
                 return st
             if time.monotonic() > deadline:
@@ -243,22 +306,22 @@ class Lab:
                                     f"{st.get('reason', 'no status')} {st.get('message', '')}".strip(), obj=name)
             time.sleep(0.005)
 
-    def delete_pod(self, name: str, wait: bool = True, timeout: float = 30) -> None:
+    def delete_pod(self, name: str, wait: bool = True, timeout: float = 30, namespace: str | None = None) -> None:
         """Delete a pod: its agent stops the containers, runs CNI DEL (the IP is released), removes the netns."""
         from emulator.errors import TimeoutError_
         from emulator.state import events
-        if self.store.get("pods", name) is None:
-            raise PodNotFoundError(f'pod "{name}" not found in lab {self.name}', obj=name)
-        self.store.delete("pods", name)
+        ns, name = split_ref(name, namespace)
+        self.pod(name, ns)
+        self.store.delete("pods", name, ns)
         if not wait:
             return
         deadline = time.monotonic() + timeout
-        while self.store.get_status("pods", name) is not None:
+        while self.store.get_status("pods", name, ns) is not None:
             if time.monotonic() > deadline:
                 raise TimeoutError_(f"pod {name} was not removed within {timeout:.0f}s (is node agent running?)",
                                     obj=name)
             time.sleep(0.005)
-        events.delete(self.store.root, "pod", name)
+        events.delete(self.store.root, "pod", name, ns)
 
     # -- agents
     def agent_pid(self, node: str) -> int | None:

@@ -74,10 +74,11 @@ def parse(obj: dict, source: str, nodes: dict[str, int], counts: dict[str, int])
         containers_raw, cfield, nfield, nodefield = data.get("containers"), "containers", "name", "node"
     name = v.dns_name(name, nfield, "pod", names.MAX_OBJECT_NAME, reserved=True, example="web-1",
                       why=" (it becomes part of the pod's network namespace name, <lab>-<pod>)")
-    if name in nodes:
+    namespace = v.dns_name(namespace, "metadata.namespace" if "kind" in obj else "namespace", "namespace",
+                           names.MAX_OBJECT_NAME, example="default")
+    if name in nodes and namespace == names.DEFAULT_NAMESPACE:
         v.fail(nfield, f"pod name '{name}' is also a node name: both would be network namespace <lab>-{name}",
                f"rename the pod, e.g. {name}-pod")
-    namespace = v.dns_name(namespace, "metadata.namespace", "namespace", names.MAX_OBJECT_NAME, example="default")
     containers = v.containers(_strip_containers(v, containers_raw, cfield), cfield)
     if node is None:
         node = min(nodes, key=lambda n: (counts.get(n, 0) >= nodes[n], counts.get(n, 0), list(nodes).index(n)))

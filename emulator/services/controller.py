@@ -45,29 +45,35 @@ class ControllerManager:
         return tuple(self.store.version(k, s) for k, s in WATCHED)
 
     def reconcile(self) -> None:
+        from emulator.state import namespaces
         pods = list(self.store.list("pods"))
-        statuses = {st["name"]: st for st in self.store.list("pods", status=True) if "name" in st}
+        statuses = {(st.get("namespace") or "default", st["name"]): st
+                    for st in self.store.list("pods", status=True) if "name" in st}
         nodes = self.store.names("nodes")
         counts: dict[str, int] = {}
         for p in pods:
             n = p["spec"].get("nodeName", "")
             counts[n] = counts.get(n, 0) + 1
-        for dep in sorted(self.store.list("deployments"), key=lambda d: d["metadata"]["name"]):
+        for dep in sorted(self.store.list("deployments"),
+                          key=lambda d: (d["metadata"].get("namespace", ""), d["metadata"]["name"])):
+            ns, dname = dep["metadata"].get("namespace") or "default", dep["metadata"]["name"]
             plan = deployments.plan(dep, pods, statuses, nodes, counts, self.rng)
+            if not namespaces.active(self.store, ns):
+                plan.create = []  # the namespace is being deleted: nothing new in it
             if plan.create:
                 self.resolv.ensure(plan.create, prune=False)
             for pod in plan.create:
                 self.store.put("pods", pod["metadata"]["name"], pod)
-                log(f"deployment {dep['metadata']['name']}: created pod {pod['metadata']['name']} on "
-                    f"{pod['spec']['nodeName']}")
+                log(f"deployment {ns}/{dname}: created pod {pod['metadata']['name']} on {pod['spec']['nodeName']}")
             for name in plan.delete:
-                self.store.delete("pods", name)
-                log(f"deployment {dep['metadata']['name']}: deleted pod {name}")
+                self.store.delete("pods", name, ns)
+                log(f"deployment {ns}/{dname}: deleted pod {name}")
             if plan.create or plan.delete:
-                pods = [p for p in pods if p["metadata"]["name"] not in plan.delete] + plan.create
-            old = self.store.get_status("deployments", dep["metadata"]["name"])
-            if old != plan.status:
-                self.store.put_status("deployments", dep["metadata"]["name"], plan.status)
+                pods = [p for p in pods if (p["metadata"].get("namespace") or "default", p["metadata"]["name"])
+                        not in {(ns, n) for n in plan.delete}] + plan.create
+            old = self.store.get_status("deployments", dname, ns)
+            if old != plan.status and self.store.get("deployments", dname, ns) is not None:
+                self.store.put_status("deployments", dname, plan.status, ns)
         self.resolv.ensure(pods)
         services = list(self.store.list("services"))
         live = set()
@@ -75,20 +81,21 @@ class ControllerManager:
             want = endpoints.compute(svc, pods, statuses)
             if want is None:
                 continue
-            name = svc["metadata"]["name"]
-            live.add(name)
-            have = self.store.get("endpoints", name)
+            name, ns = svc["metadata"]["name"], svc["metadata"].get("namespace") or "default"
+            live.add((ns, name))
+            have = self.store.get("endpoints", name, ns)
             if not endpoints.same(have, want):
                 if have is not None:
                     want["metadata"]["creationTimestamp"] = have["metadata"].get("creationTimestamp")
-                self.store.put("endpoints", name, want)
-        svc_names = {s["metadata"]["name"] for s in services}
-        for name in self.store.names("endpoints"):
-            if name not in svc_names:
-                self.store.delete("endpoints", name)
-        for name in self.store.names("deployments", status=True):
-            if self.store.get("deployments", name) is None:
-                self.store.delete("deployments", name, status=True)
+                if self.store.get("services", name, ns) is not None:  # not deleted since we listed it
+                    self.store.put("endpoints", name, want)
+        svc_keys = {(s["metadata"].get("namespace") or "default", s["metadata"]["name"]) for s in services}
+        for ns, name in self.store.keys("endpoints"):
+            if (ns, name) not in svc_keys:
+                self.store.delete("endpoints", name, ns)
+        for ns, name in self.store.keys("deployments", status=True):
+            if self.store.get("deployments", name, ns) is None:
+                self.store.delete("deployments", name, ns, status=True)
 
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self._stop)

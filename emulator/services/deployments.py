@@ -79,19 +79,25 @@ def new_pod(dep: dict, node: str, taken: set[str], rng: random.Random) -> dict:
             "spec": {"nodeName": node, "containers": (tmpl.get("spec") or {}).get("containers", [])}}
 
 
-def plan(dep: dict, pods: list[dict], statuses: dict[str, dict], nodes: list[str], counts: dict[str, int],
-         rng: random.Random) -> Plan:
-    """What to do for ``dep`` given every pod in the store; ``counts`` (pods per node) is updated in place."""
+def _key(pod: dict) -> tuple[str, str]:
+    return pod["metadata"].get("namespace") or "default", pod["metadata"]["name"]
+
+
+def plan(dep: dict, pods: list[dict], statuses: dict[tuple[str, str], dict], nodes: list[str],
+         counts: dict[str, int], rng: random.Random) -> Plan:
+    """What to do for ``dep`` given every pod in the store (``statuses`` keyed by (namespace, name));
+    ``counts`` (pods per node) is updated in place."""
     want = max(int(dep["spec"].get("replicas", 1)), 0)
     rs = replicaset_name(dep)
     mine = [p for p in pods if owned_by(dep, p)]
     current = [p for p in mine if owner(p) == rs]
     old = [p for p in mine if owner(p) != rs]
     running = {p["metadata"]["name"] for p in mine
-               if (statuses.get(p["metadata"]["name"]) or {}).get("phase") == "Running"
-               and (statuses.get(p["metadata"]["name"]) or {}).get("uid") == p["metadata"].get("uid")}
+               if (statuses.get(_key(p)) or {}).get("phase") == "Running"
+               and (statuses.get(_key(p)) or {}).get("uid") == p["metadata"].get("uid")}
     out = Plan()
-    taken = {p["metadata"]["name"] for p in pods}
+    dep_ns = dep["metadata"].get("namespace") or "default"
+    taken = {p["metadata"]["name"] for p in pods if (p["metadata"].get("namespace") or "default") == dep_ns}
     if len(current) < want and nodes:
         for _ in range(want - len(current)):
             node = min(nodes, key=lambda n: (counts.get(n, 0), nodes.index(n)))

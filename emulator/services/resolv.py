@@ -6,7 +6,8 @@ A pod with ``dnsPolicy: ClusterFirst`` gets::
     nameserver 10.96.0.10
     options ndots:5
 
-``ip netns exec <lab>-<pod>`` bind-mounts ``/etc/netns/<lab>-<pod>/resolv.conf`` over ``/etc/resolv.conf`` (and
+``ip netns exec <lab>-<pod>`` bind-mounts ``/etc/netns/<lab>-<pod>/resolv.conf`` (``<lab>-<pod>.<namespace>``
+outside ``default``, see ``names.pod_ns``) over ``/etc/resolv.conf`` (and
 the agent starts containers that way when the directory exists), so the pod's processes resolve short names
 through the cluster DNS while the host's resolver stays untouched. The files are owned by the lab: every
 directory podlab creates is listed in ``<lab state>/resolv-owned.json`` before it is made, and only listed
@@ -48,8 +49,8 @@ class ResolvFiles:
     def ensure(self, pods: list[dict], prune: bool = True) -> None:
         """Make the files of ``pods`` exist and (``prune``) remove those of pods that are not in the list."""
         owned = self.owned()
-        want = {names.pod_ns(self.lab, p["metadata"]["name"]): p["metadata"].get("namespace", "default")
-                for p in pods}
+        want = {names.pod_ns(self.lab, p["metadata"]["name"], p["metadata"].get("namespace") or "default"):
+                p["metadata"].get("namespace") or "default" for p in pods}
         new = {ns for ns in want if ns not in owned and not (ETC_NETNS / ns).exists()}
         if new:
             self._save(owned | new)  # recorded before anything is created
@@ -80,6 +81,6 @@ def prepare_pod(lab: str, pod: dict) -> None:
     """Write a new pod's resolv.conf before its manifest is stored, so its agent starts it with it (a no-op in a
     lab without cluster DNS). The controller-manager would write it too, but only after noticing the pod."""
     from emulator.state.store import Store
-    kube_dns = Store(LabPaths(lab).store).get("services", "kube-dns")
+    kube_dns = Store(LabPaths(lab).store).get("services", "kube-dns", "kube-system")
     if kube_dns and kube_dns.get("spec", {}).get("clusterIP"):
         ResolvFiles(lab, kube_dns["spec"]["clusterIP"]).ensure([pod], prune=False)

@@ -8,7 +8,11 @@ from __future__ import annotations
 import time
 import uuid
 
-from emulator.topology.model import Container, Node, Pod, Topology
+from emulator.topology.model import BUILTIN_NAMESPACES, Container, Namespace, Node, Pod, Topology
+
+#: The label the API server puts on every Namespace (immutable, equal to the name): NetworkPolicies select
+#: namespaces by it.
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 
 
 def now() -> str:
@@ -34,6 +38,21 @@ def pod_manifest(p: Pod) -> dict:
             "metadata": {"name": p.name, "namespace": p.namespace, "labels": dict(p.labels),
                          "uid": str(uuid.uuid4()), "creationTimestamp": now()},
             "spec": {"nodeName": p.node, "containers": [container_manifest(c) for c in p.containers]}}
+
+
+def namespace_manifest(ns: Namespace) -> dict:
+    labels = {**dict(ns.labels), NAMESPACE_NAME_LABEL: ns.name}
+    return {"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": ns.name, "labels": labels, "uid": str(uuid.uuid4()), "creationTimestamp": now()},
+            "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}
+
+
+def lab_namespaces(topo: Topology) -> list[Namespace]:
+    """The built-in namespaces (default, kube-system, kube-public, kube-node-lease), then the topology's; a
+    built-in one the topology declares (to label it) is taken from the topology."""
+    declared = {ns.name: ns for ns in topo.namespaces}
+    out = [declared.pop(n, Namespace(n)) for n in BUILTIN_NAMESPACES]
+    return out + list(declared.values())
 
 
 def node_manifest(topo: Topology, n: Node) -> dict:

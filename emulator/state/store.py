@@ -3,30 +3,46 @@
 Why files: the store must survive any process crashing (CLI, agent), take concurrent writers and be readable by a
 student with ``cat``. Each object is one JSON file written atomically (write a temporary file, then ``rename``),
 so a reader sees the old or the new version, never half of one. Desired state and status never share a file:
-``pods/<name>.json`` (the manifest, written by the API/CLI) and ``status/pods/<name>.json`` (written only by the
-agent of the pod's node), so no two writers ever race on one file, much like spec and status are separate
-subresources in Kubernetes. Watchers poll a directory's mtime, which every create, rename and unlink changes;
-status writes land in another directory, so they never wake the watchers of desired state. ``list`` re-reads
-only files whose mtime changed since the last call, so an agent polling 1000 manifests parses only what changed.
+``pods/<namespace>/<name>.json`` (the manifest, written by the API/CLI) and ``status/pods/<namespace>/<name>.json``
+(written only by the agent of the pod's node), so no two writers ever race on one file, much like spec and status
+are separate subresources in Kubernetes.
+
+Layout: objects of a namespaced kind (pods, services, endpoints, deployments, replicasets, networkpolicies) live
+one directory per Kubernetes namespace, ``<kind>/<namespace>/<name>.json``, exactly as ``kubectl get -n`` scopes
+them (``cat store/pods/x/a.json``); cluster-scoped kinds (nodes, namespaces) are ``<kind>/<name>.json``. Callers
+name the namespace with ``ns=`` (it defaults to ``default``, as kubectl without ``-n``); ``put`` takes it from the
+object's ``metadata.namespace`` (and writes ``default`` there when it is missing). ``keys``/``list`` without
+``ns`` cover every namespace, which is what the controllers, kube-proxy and DNS want.
+
+Watchers poll ``version(kind)``: the newest mtime of the kind's directories (the kind's and each namespace's),
+which every create, rename and unlink in them changes; status writes land in another tree, so they never wake
+the watchers of desired state. ``list`` re-reads only files whose mtime changed since the last call, so an agent
+polling 1000 manifests parses only what changed.
 
 Pods are also indexed by node, as a kubelet's watch is filtered by ``spec.nodeName``: ``pods-by-node/<node>/
-<name>.json`` is a hard link to the manifest (same inode, so it is the same bytes), made after the manifest is
-written and removed before it is deleted. A node's agent watches only its own index directory, so creating a
-pod wakes one agent, not all of them.
+<namespace>.<name>.json`` is a hard link to the manifest (same inode, so it is the same bytes), made after the
+manifest is written and removed before it is deleted. A node's agent watches only its own index directory, so
+creating a pod wakes one agent, not all of them (the namespace prefix keeps ``x/a`` and ``y/a`` apart; names
+are DNS labels, so the first dot ends the namespace).
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from emulator.errors import TimeoutError_
 
-KINDS = ("pods", "nodes", "services", "endpoints", "deployments", "events")
+DEFAULT_NS = "default"
+CLUSTER_KINDS = ("nodes", "namespaces")
+NAMESPACED_KINDS = ("pods", "services", "endpoints", "deployments", "replicasets", "networkpolicies")
+KINDS = CLUSTER_KINDS + NAMESPACED_KINDS
 #: kind → (index directory, path to the index value in the object)
 INDEXES = {"pods": ("pods-by-node", ("spec", "nodeName"))}
+Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped kinds
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -54,6 +70,21 @@ def _unlink(p: Path) -> None:
         pass
 
 
+def _entries(d: Path) -> list[str]:
+    try:
+        return sorted(e[:-5] for e in os.listdir(d) if e.endswith(".json") and not e.startswith("."))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def namespaced(kind: str) -> bool:
+    return kind not in CLUSTER_KINDS
+
+
+def namespace_of(obj: dict | None) -> str:
+    return ((obj or {}).get("metadata") or {}).get("namespace") or DEFAULT_NS
+
+
 class Store:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -62,13 +93,19 @@ class Store:
     def init(self) -> None:
         for k in KINDS:
             (self.root / k).mkdir(parents=True, exist_ok=True)
+        for k in ("pods", "deployments"):
             (self.root / "status" / k).mkdir(parents=True, exist_ok=True)
 
-    def _dir(self, kind: str, status: bool = False) -> Path:
+    # -- paths
+    def _kind_dir(self, kind: str, status: bool = False) -> Path:
         return self.root / "status" / kind if status else self.root / kind
 
-    def _path(self, kind: str, name: str, status: bool = False) -> Path:
-        return self._dir(kind, status) / f"{name}.json"
+    def _dir(self, kind: str, ns: str = DEFAULT_NS, status: bool = False) -> Path:
+        d = self._kind_dir(kind, status)
+        return d / (ns or DEFAULT_NS) if namespaced(kind) else d
+
+    def _path(self, kind: str, name: str, ns: str = DEFAULT_NS, status: bool = False) -> Path:
+        return self._dir(kind, ns, status) / f"{name}.json"
 
     def _index_of(self, kind: str, obj: dict | None) -> Path | None:
         if kind not in INDEXES or obj is None:
@@ -79,19 +116,99 @@ class Store:
             v = v.get(k) if isinstance(v, dict) else None
         return self.root / d / str(v) if v else None
 
+    @staticmethod
+    def index_entry(ns: str, name: str) -> str:
+        """The file name of an object in an index directory: ``<namespace>.<name>.json``."""
+        return f"{ns or DEFAULT_NS}.{name}.json"
+
+    # -- writes
     def put(self, kind: str, name: str, obj: dict) -> None:
-        old_index = self._index_of(kind, self.get(kind, name)) if kind in INDEXES else None
-        path = self._path(kind, name)
-        write_json(path, obj)
+        """Store ``obj`` as ``name``; a namespaced object goes to its ``metadata.namespace`` (``default`` if unset,
+        which is then written into it)."""
+        ns = ""
+        if namespaced(kind):
+            meta = obj.setdefault("metadata", {})
+            ns = meta.get("namespace") or DEFAULT_NS
+            meta["namespace"] = ns
+        path = self._path(kind, name, ns)
+        old_index = self._index_of(kind, self.get(kind, name, ns)) if kind in INDEXES else None
+        try:
+            write_json(path, obj)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_json(path, obj)
         index = self._index_of(kind, obj)
+        entry = self.index_entry(ns, name)
         if old_index and old_index != index:
-            _unlink(old_index / f"{name}.json")
+            _unlink(old_index / entry)
         if index:
             index.mkdir(parents=True, exist_ok=True)
-            tmp = index / f".{name}.{os.getpid()}.lnk"
+            tmp = index / f".{entry}.{os.getpid()}.lnk"
             _unlink(tmp)
             os.link(path, tmp)
-            os.replace(tmp, index / f"{name}.json")
+            os.replace(tmp, index / entry)
+
+    def put_status(self, kind: str, name: str, status: dict, ns: str = DEFAULT_NS) -> None:
+        path = self._path(kind, name, ns, True)
+        try:
+            write_json(path, status)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_json(path, status)
+
+    def delete(self, kind: str, name: str, ns: str = DEFAULT_NS, status: bool = False) -> None:
+        if not status and kind in INDEXES:
+            index = self._index_of(kind, self.get(kind, name, ns))
+            if index:
+                _unlink(index / self.index_entry(ns, name))
+        _unlink(self._path(kind, name, ns, status))
+
+    def drop_namespace(self, ns: str) -> None:
+        """Remove the (empty) directories of namespace ``ns`` once its objects are deleted."""
+        for kind in NAMESPACED_KINDS:
+            for status in (False, True):
+                d = self._dir(kind, ns, status)
+                if d.is_dir() and not _entries(d):
+                    shutil.rmtree(d, ignore_errors=True)
+
+    # -- reads
+    def get(self, kind: str, name: str, ns: str = DEFAULT_NS) -> dict | None:
+        return read_json(self._path(kind, name, ns))
+
+    def get_status(self, kind: str, name: str, ns: str = DEFAULT_NS) -> dict | None:
+        return read_json(self._path(kind, name, ns, True))
+
+    def with_status(self, kind: str, name: str, ns: str = DEFAULT_NS) -> dict | None:
+        obj = self.get(kind, name, ns)
+        if obj is None:
+            return None
+        return {**obj, "status": self.get_status(kind, name, ns) or {}}
+
+    def namespaces_of(self, kind: str, status: bool = False) -> list[str]:
+        """The Kubernetes namespaces that have a directory for ``kind`` (empty ones included)."""
+        try:
+            return sorted(e for e in os.listdir(self._kind_dir(kind, status)) if not e.startswith("."))
+        except FileNotFoundError:
+            return []
+
+    def names(self, kind: str, status: bool = False, ns: str = DEFAULT_NS) -> list[str]:
+        """Names of ``kind`` in namespace ``ns`` (cluster-scoped kinds: all of them)."""
+        return _entries(self._dir(kind, ns, status))
+
+    def keys(self, kind: str, status: bool = False, ns: str | None = None) -> list[Key]:
+        """(namespace, name) of every object of ``kind``, in namespace ``ns`` or (None) in all of them."""
+        if not namespaced(kind):
+            return [("", n) for n in _entries(self._kind_dir(kind, status))]
+        spaces = [ns] if ns is not None else self.namespaces_of(kind, status)
+        return [(s, n) for s in spaces for n in _entries(self._dir(kind, s, status))]
+
+    def list(self, kind: str, status: bool = False, ns: str | None = None) -> Iterator[dict]:
+        """Every object of ``kind`` (or every status), in ``ns`` or (None) every namespace, parsing only files
+        changed since the last call."""
+        for s, n in self.keys(kind, status, ns):
+            obj = self._cached(self._path(kind, n, s, status))
+            if obj is not None:
+                yield obj
 
     def list_index(self, kind: str, value: str) -> Iterator[dict]:
         """Objects of ``kind`` whose index value is ``value`` (pods of one node)."""
@@ -123,48 +240,23 @@ class Store:
     def index_dir(self, kind: str, value: str) -> Path:
         return self.root / INDEXES[kind][0] / value
 
-    def put_status(self, kind: str, name: str, status: dict) -> None:
-        write_json(self._path(kind, name, True), status)
-
-    def get(self, kind: str, name: str) -> dict | None:
-        return read_json(self._path(kind, name))
-
-    def get_status(self, kind: str, name: str) -> dict | None:
-        return read_json(self._path(kind, name, True))
-
-    def delete(self, kind: str, name: str, status: bool = False) -> None:
-        if not status and kind in INDEXES:
-            index = self._index_of(kind, self.get(kind, name))
-            if index:
-                _unlink(index / f"{name}.json")
-        _unlink(self._path(kind, name, status))
-
-    def names(self, kind: str, status: bool = False) -> list[str]:
-        try:
-            entries = os.listdir(self._dir(kind, status))
-        except FileNotFoundError:
-            return []
-        return sorted(e[:-5] for e in entries if e.endswith(".json") and not e.startswith("."))
-
-    def list(self, kind: str, status: bool = False) -> Iterator[dict]:
-        """Every object of ``kind`` (or every status), parsing only files changed since the last call."""
-        for n in self.names(kind, status):
-            obj = self._cached(self._path(kind, n, status))
-            if obj is not None:
-                yield obj
-
-    def with_status(self, kind: str, name: str) -> dict | None:
-        obj = self.get(kind, name)
-        if obj is None:
-            return None
-        return {**obj, "status": self.get_status(kind, name) or {}}
-
     def version(self, kind: str, status: bool = False) -> int:
-        """Changes whenever an object of ``kind`` is created, replaced or deleted (for cheap polling)."""
+        """Changes whenever an object of ``kind`` is created, replaced or deleted (for cheap polling): the newest
+        mtime of the kind's directory and of its namespaces' directories."""
+        d = self._kind_dir(kind, status)
         try:
-            return os.stat(self._dir(kind, status)).st_mtime_ns
+            v = os.stat(d).st_mtime_ns
         except FileNotFoundError:
             return 0
+        if namespaced(kind):
+            try:
+                with os.scandir(d) as it:
+                    for e in it:
+                        if e.is_dir(follow_symlinks=False):
+                            v = max(v, e.stat(follow_symlinks=False).st_mtime_ns)
+            except FileNotFoundError:
+                pass
+        return v
 
 
 def wait_file(path: Path, ok: Callable[[dict], bool], timeout: float, what: str, obj: str) -> dict:

@@ -36,12 +36,13 @@ def shape_both_ends(lab: Lab, target: str, shape: LinkShape) -> list[str]:
     return done
 
 
-def apply_pod_link(lab_name: str, pod: str) -> list[str]:
+def apply_pod_link(lab_name: str, pod: str, namespace: str = "default") -> list[str]:
     """Re-apply a pod's ``link:`` shape from its manifest annotation (after its sandbox was (re)created).
     Returns the tc commands run; nothing if the pod has no shape."""
     lab = Lab(lab_name)
-    shape = shape_from_annotations(lab.store.get("pods", pod) or {})
-    return shape_both_ends(lab, f"pod/{pod}", shape) if shape else []
+    shape = shape_from_annotations(lab.store.get("pods", pod, namespace) or {})
+    ref = pod if namespace == "default" else f"{namespace}/{pod}"
+    return shape_both_ends(lab, f"pod/{ref}", shape) if shape else []
 
 
 @register
@@ -64,7 +65,7 @@ class LinkShaping(Component):
                 ctx.progress(f"link of node {n.name} shaped: {units.shape_dict(n.link)}")
         for p in ctx.topo.pods:
             if p.link:
-                obj = ctx.store.get("pods", p.name)
+                obj = ctx.store.get("pods", p.name, p.namespace)
                 if obj is None:
                     continue
                 ann = obj["metadata"].setdefault("annotations", {})
@@ -76,6 +77,6 @@ class LinkShaping(Component):
 
     def ready(self, ctx: BuildContext) -> None:
         lab = Lab(ctx.topo.name)
-        shaped = [p.name for p in ctx.topo.pods if p.link and apply_pod_link(lab.name, p.name)]
+        shaped = [p.name for p in ctx.topo.pods if p.link and apply_pod_link(lab.name, p.name, p.namespace)]
         if shaped:
             ctx.progress(f"links of {len(shaped)} pods shaped")

@@ -3,6 +3,7 @@
 Grammar (the same for ``capture``, ``link`` and the Mininet CLI's verbs)::
 
     web-1            pod web-1, its eth0            pod/web-1:eth0   the same, spelled out
+    x/a              pod a of namespace x           pod/x/a:veth     (pods outside ``default``: NAMESPACE/POD)
     web-1:veth       the node-side veth of web-1    (vethXXXXXXXX in its node: the pod's "cable end" on cni0)
     node/node-1      node-1's eth0 (its uplink)     node-1:cni0      a node's cni0 / flannel.1 / vethXXXXXXXX
     underlay         the underlay bridge lan0       underlay:node-2  node-2's port on lan0
@@ -24,6 +25,9 @@ from emulator.topology import names
 
 Kind = Literal["pod", "node", "underlay"]
 DEFAULT_IFACE = {"pod": names.POD_IFNAME, "node": names.NODE_UPLINK, "underlay": names.UNDERLAY_BRIDGE}
+#: kubectl kinds that are no tool target: ``svc/web`` is an error, not pod web of a namespace "svc"
+OTHER_KINDS = ("svc", "service", "services", "deploy", "deployment", "deployments", "ep", "endpoints", "ns",
+               "namespace", "namespaces")
 KIND_PREFIXES = {"pod": "pod", "pods": "pod", "po": "pod", "node": "node", "nodes": "node", "no": "node"}
 
 
@@ -53,10 +57,13 @@ def parse(text: str) -> tuple[Kind | None, str, str | None]:
     kind: Kind | None = None
     prefix, slash, name = head.partition("/")
     if slash:
-        if prefix not in KIND_PREFIXES:
-            raise TargetError(f"unknown target kind {prefix!r} in {text!r}; use pod/NAME, node/NAME or underlay",
-                              obj=text)
-        kind, head = KIND_PREFIXES[prefix], name  # type: ignore[assignment]
+        if prefix in KIND_PREFIXES:
+            kind, head = KIND_PREFIXES[prefix], name  # type: ignore[assignment]
+        elif prefix and name and "/" not in name and prefix not in OTHER_KINDS:
+            kind = "pod"  # NAMESPACE/POD
+        else:
+            raise TargetError(f"unknown target kind {prefix!r} in {text!r}; use pod/NAME, NAMESPACE/POD, "
+                              "node/NAME or underlay", obj=text)
     elif head == "underlay":
         kind = "underlay"
     if not head:
@@ -73,14 +80,13 @@ def resolve(lab: Lab, text: str, check: bool = True) -> Point:
             kind = "node"
         else:
             raise TargetError(f"{owner!r} is neither a pod nor a node of lab {lab.name} (pods: "
-                              f"{', '.join(lab.store.names('pods')) or 'none'}; nodes: "
+                              f"{', '.join(p.ref for p in lab.pods) or 'none'}; nodes: "
                               f"{', '.join(lab.record.get('nodes', []))})", obj=owner)
     if kind == "pod" and iface in ("veth", "host"):
         pod = lab.pod(owner)
         return resolve(lab, f"node/{pod.node}:{pod_veth(lab, owner)}", check)
     if kind == "pod":
-        lab.pod(owner)
-        ns = names.pod_ns(lab.name, owner)
+        ns = lab.pod(owner).netns
     elif kind == "node":
         if owner not in lab.record.get("nodes", []):
             raise TargetError(f"node {owner!r} not found in lab {lab.name} (nodes: "
@@ -110,7 +116,8 @@ def check_iface(point: Point) -> None:
 
 def pod_veth(lab: Lab, pod: str) -> str:
     """The node-side veth of a pod: named after its sandbox, as the CNI bridge plugin names it."""
-    st = lab.store.get_status("pods", pod) or {}
+    view = lab.pod(pod)
+    st = lab.store.get_status("pods", view.name, view.namespace) or {}
     sandbox = (st.get("sandbox") or {}).get("id")
     if not sandbox or st.get("phase") != "Running":
         raise TargetError(f"pod {pod} has no network sandbox (phase {st.get('phase', 'unknown')})", obj=pod)
@@ -127,9 +134,9 @@ def peer(lab: Lab, point: Point) -> Point | None:
     if point.kind == "underlay" and point.iface in lab.record.get("nodes", []):
         return Point("node", point.iface, names.node_ns(lab.name, point.iface), names.NODE_UPLINK, lab.name)
     if point.kind == "node" and point.iface.startswith("veth"):
-        for p in lab.store.names("pods"):
-            st = lab.store.get_status("pods", p) or {}
+        for p in lab.pods:
+            st = lab.store.get_status("pods", p.name, p.namespace) or {}
             sb = (st.get("sandbox") or {}).get("id")
             if st.get("nodeName") == point.owner and sb and names.host_veth(sb, names.POD_IFNAME) == point.iface:
-                return Point("pod", p, names.pod_ns(lab.name, p), names.POD_IFNAME, lab.name)
+                return Point("pod", p.ref, p.netns, names.POD_IFNAME, lab.name)
     return None

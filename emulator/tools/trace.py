@@ -44,10 +44,12 @@ class Ctx:
             self.nodes[n] = (obj["status"]["addresses"][0]["address"], ipaddress.IPv4Network(obj["spec"]["podCIDR"]))
         self.node_by_ip = {ip: n for n, (ip, _) in self.nodes.items()}
         self.pods: dict[str, dict] = {}
-        for p in lab.store.names("pods"):
-            st = lab.store.get_status("pods", p) or {}
+        self.pod_netns: dict[str, str] = {}
+        for p in lab.pods:
+            st = lab.store.get_status("pods", p.name, p.namespace) or {}
+            self.pod_netns[p.ref] = p.netns
             if st.get("podIP"):
-                self.pods[st["podIP"]] = {"name": p, "node": st.get("nodeName"),
+                self.pods[st["podIP"]] = {"name": p.ref, "node": st.get("nodeName"),
                                           "veth": names.host_veth((st.get("sandbox") or {}).get("id", ""))}
 
     def view(self, kind: str, owner: str) -> NsView:
@@ -57,8 +59,9 @@ class Ctx:
         return self.views[ns]
 
     def ns(self, kind: str, owner: str) -> str:
-        return {"pod": names.pod_ns, "node": names.node_ns}[kind](self.lab.name, owner) if kind != "underlay" \
-            else names.underlay_ns(self.lab.name)
+        if kind == "pod":
+            return self.pod_netns.get(owner) or self.lab.pod(owner).netns
+        return names.node_ns(self.lab.name, owner) if kind == "node" else names.underlay_ns(self.lab.name)
 
     def close(self) -> None:
         for v in self.views.values():
@@ -108,7 +111,8 @@ def endpoint(ctx: Ctx, text: str, is_src: bool) -> tuple[str, str, str | None]:
     if kind is None:
         kind = "pod" if ctx.lab.store.get("pods", owner) is not None else "node" if owner in ctx.nodes else None
     if kind == "pod":
-        st = ctx.lab.store.get_status("pods", owner) or {}
+        view = ctx.lab.pod(owner)
+        st = ctx.lab.store.get_status("pods", view.name, view.namespace) or {}
         if not st.get("podIP"):
             raise TargetError(f"pod {owner} has no IP (phase {st.get('phase', 'unknown')})", obj=owner)
         return "pod", owner, st["podIP"]

@@ -90,14 +90,17 @@ def test_cli_apply_get_scale_delete(lab: Lab) -> None:
             break
         assert time.monotonic() < deadline, deps
         time.sleep(0.1)
-    table = podlab(lab, "get", "svc").stdout.splitlines()
+    table = podlab(lab, "get", "svc", "-A").stdout.splitlines()
     assert table[0].split() == ["NAMESPACE", "NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
+    assert any(line.split()[:2] == ["kube-system", "kube-dns"] for line in table)
     hello = next(line.split() for line in table if " hello " in line)
     np = lab.store.get("services", "hello")["spec"]["ports"][0]["nodePort"]
     assert hello[2] == "NodePort" and hello[5] == f"80:{np}/TCP"
+    table = podlab(lab, "get", "svc").stdout.splitlines()  # the default namespace, as kubectl lists it
+    assert table[0].split()[0] == "NAME" and " kube-dns " not in "\n".join(table)
     eps = podlab(lab, "get", "ep", "hello").stdout.splitlines()
-    assert eps[0].split() == ["NAMESPACE", "NAME", "ENDPOINTS", "AGE"] and eps[1].count(":8080") == 2
-    assert podlab(lab, "get", "deploy").stdout.splitlines()[1].split()[1:5] == ["hello", "2/2", "2", "2"]
+    assert eps[0].split() == ["NAME", "ENDPOINTS", "AGE"] and eps[1].count(":8080") == 2
+    assert podlab(lab, "get", "deploy").stdout.splitlines()[1].split()[:4] == ["hello", "2/2", "2", "2"]
     assert "KUBE-SVC-" in podlab(lab, "describe", "svc", "hello").stdout
     assert podlab(lab, "scale", "deploy", "hello", "--replicas", "3").stdout.strip() == "deployment.apps/hello scaled"
     deadline = time.monotonic() + 20
