@@ -95,3 +95,9 @@ class ConflictError(PodlabError):
     """A write lost a race: the object changed since it was read (its resourceVersion is stale)."""
 
     exit_code = 1
+
+
+class AlreadyExistsError(PodlabError):
+    """An object to be created exists already."""
+
+    exit_code = 3

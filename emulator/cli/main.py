@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "emulator.cli.tool_cmds",
     "emulator.cli.link_cmds",
     "emulator.cli.mn_cmds",
+    "emulator.cli.kubeconfig_cmds",
 ]
 
 

@@ -70,7 +70,8 @@ def register(cls: type[Component]) -> type[Component]:
 def load_builtin() -> None:
     """Import the modules that register components (each is optional while it is being built)."""
     import importlib
-    for mod in ("emulator.services.component", "emulator.external.component", "emulator.tools.component"):
+    for mod in ("emulator.services.component", "emulator.external.component", "emulator.tools.component",
+                "emulator.apiserver.component"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as e:

@@ -93,5 +93,6 @@ def parse(obj: dict, source: str, nodes: dict[str, int], counts: dict[str, int])
 def same_spec(a: dict, b: dict) -> bool:
     """Two pod manifests differ only in generated metadata (uid, creationTimestamp)?"""
     strip = lambda m: {**m, "metadata": {k: v for k, v in m["metadata"].items()  # noqa: E731
-                                         if k not in ("uid", "creationTimestamp")}}
+                                         if k not in ("uid", "creationTimestamp", "resourceVersion",
+                                                      "generation")}}
     return strip(a) == strip(b)

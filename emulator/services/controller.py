@@ -71,9 +71,11 @@ class ControllerManager:
             if plan.create or plan.delete:
                 pods = [p for p in pods if (p["metadata"].get("namespace") or "default", p["metadata"]["name"])
                         not in {(ns, n) for n in plan.delete}] + plan.create
-            old = self.store.get_status("deployments", dname, ns)
+            old = self.store.get_status("deployments", dname, ns) or {}
+            old = {k: v for k, v in old.items() if k != "resourceVersion"}
             if old != plan.status and self.store.get("deployments", dname, ns) is not None:
                 self.store.put_status("deployments", dname, plan.status, ns)
+            self._sync_replicasets(dep, plan.replicasets)
         self.resolv.ensure(pods)
         services = list(self.store.list("services"))
         live = set()
@@ -96,6 +98,43 @@ class ControllerManager:
         for ns, name in self.store.keys("deployments", status=True):
             if self.store.get("deployments", name, ns) is None:
                 self.store.delete("deployments", name, ns, status=True)
+        self._collect_garbage(pods)
+
+    def _sync_replicasets(self, dep: dict, wanted: list[dict]) -> None:
+        """Write the Deployment's ReplicaSets that changed; delete its old ones that are no longer wanted."""
+        ns, uid = dep["metadata"].get("namespace") or "default", dep["metadata"].get("uid")
+        names = {rs["metadata"]["name"] for rs in wanted}
+        for rs in wanted:
+            have = self.store.get("replicasets", rs["metadata"]["name"], ns)
+            if have is None or any(have.get(k) != rs.get(k) for k in ("spec", "status")) or \
+                    (have["metadata"].get("annotations") or {}) != rs["metadata"]["annotations"]:
+                if have is not None:
+                    rs["metadata"]["creationTimestamp"] = have["metadata"].get("creationTimestamp")
+                self.store.put("replicasets", rs["metadata"]["name"], rs)
+        for rs in self.store.list("replicasets", ns=ns):
+            refs = rs["metadata"].get("ownerReferences") or []
+            if any(r.get("uid") == uid for r in refs) and rs["metadata"]["name"] not in names:
+                self.store.delete("replicasets", rs["metadata"]["name"], ns)
+
+    def _collect_garbage(self, pods: list[dict]) -> None:
+        """The garbage collector: ReplicaSets whose Deployment is gone, then the pods of ReplicaSets that are gone
+        (deleting a Deployment through the API, with kubectl's Background propagation, leaves them to us)."""
+        deps = {(d["metadata"].get("namespace") or "default", d["metadata"].get("uid")) for d in
+                self.store.list("deployments")}
+        for rs in list(self.store.list("replicasets")):
+            ns = rs["metadata"].get("namespace") or "default"
+            refs = [r for r in rs["metadata"].get("ownerReferences") or [] if r.get("kind") == "Deployment"]
+            if refs and (ns, refs[0].get("uid")) not in deps:
+                self.store.delete("replicasets", rs["metadata"]["name"], ns)
+                log(f"garbage collector: deleted replicaset {ns}/{rs['metadata']['name']} (its deployment is gone)")
+        live = {(d["metadata"].get("namespace") or "default", d["metadata"]["name"]) for d in
+                self.store.list("deployments")}
+        for p in pods:
+            rs = deployments.owner(p)
+            ns = p["metadata"].get("namespace") or "default"
+            if rs and (ns, rs.rsplit("-", 1)[0]) not in live and self.store.get("pods", p["metadata"]["name"], ns):
+                self.store.delete("pods", p["metadata"]["name"], ns)
+                log(f"garbage collector: deleted pod {ns}/{p['metadata']['name']} (its deployment is gone)")
 
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self._stop)

@@ -155,9 +155,10 @@ class ServiceParser(Validator):
                 self.fail(f"{at}.protocol", f"protocol {show(protocol)} is not supported for services here",
                           f"use {' or '.join(PROTOCOLS)} (upper case)")
             pname = data.get("name", "")
-            if pname and (not isinstance(pname, str) or len(pname) > 15 or not _PORT_NAME.match(pname)):
-                self.fail(f"{at}.name", f"port name {show(pname)} is not a valid IANA service name",
-                          "use at most 15 lower-case letters, digits and single '-', with a letter, e.g. http")
+            if pname and (not isinstance(pname, str) or len(pname) > 63 or not names.DNS_LABEL.match(pname)):
+                self.fail(f"{at}.name", f"port name {show(pname)} is not a DNS-1123 label (a Service port's "
+                          "name, unlike a container port's, may be all digits: 80-8080)",
+                          "use at most 63 lower-case letters, digits and '-', e.g. http")
             if len(entries) > 1 and not pname:
                 self.fail(f"{at}.name", "a service with several ports must name every port",
                           "add e.g. 'name: http' (the name is part of the DNS SRV record and of kube-proxy's chains)")

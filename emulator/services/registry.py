@@ -108,7 +108,9 @@ def scale(store: Store, name: str, replicas: int, ns: str = "default") -> dict |
 
 def _put_if_changed(store: Store, kind: str, name: str, prev: dict | None, manifest: dict) -> tuple[dict, str]:
     """Store ``manifest`` unless it equals ``prev``; return what is stored and kubectl's word for what happened."""
-    if prev is not None and prev.get("spec") == manifest["spec"] and prev["metadata"] == manifest["metadata"]:
+    server = ("resourceVersion", "generation")
+    if prev is not None and prev.get("spec") == manifest["spec"] and \
+            {k: v for k, v in prev["metadata"].items() if k not in server} == manifest["metadata"]:
         return prev, "unchanged"
     store.put(kind, name, manifest)
     return manifest, "configured" if prev is not None else "created"

@@ -4,7 +4,8 @@ One append-only JSON-lines file per object, in the object's Kubernetes namespace
 (``store/events/<namespace>/<kind>-<name>.jsonl``; events of cluster-scoped objects such as nodes go to
 ``default``, as on a real cluster); each line is written with one
 ``write`` on an O_APPEND descriptor, so concurrent writers (the CLI scheduling a pod, the node's agent starting
-it) never interleave within a line. The file goes away with the object's last event reader: ``delete`` removes
+it) never interleave within a line. Each line carries the lab-wide ``rv`` it got from the store's change feed
+(``feed``), which also journals it, so the API server lists and watches events like any object. The file goes away with the object's last event reader: ``delete`` removes
 it when the object is deleted.
 """
 from __future__ import annotations
@@ -13,6 +14,8 @@ import json
 import os
 import time
 from pathlib import Path
+
+from emulator.state import feed as feeds
 
 
 DEFAULT_NS = "default"
@@ -30,15 +33,22 @@ def emit(store_root: Path, kind: str, name: str, reason: str, message: str, sour
 def emit_many(store_root: Path, kind: str, name: str, items: list[tuple[str, str, str]], source: str,
               ns: str = DEFAULT_NS) -> None:
     ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    data = "".join(json.dumps({"time": ts, "type": t, "reason": r, "from": source, "message": m}) + "\n"
-                   for r, m, t in items)
     p = _path(store_root, kind, name, ns)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-        os.write(fd, data.encode())
-    finally:
-        os.close(fd)
+    feed = feeds.of(Path(store_root))
+    with feed.locked():
+        lines = [{"time": ts, "type": t, "reason": r, "from": source, "message": m, "rv": feed.next()}
+                 for r, m, t in items]
+        try:
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        except FileNotFoundError:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, "".join(json.dumps(line) + "\n" for line in lines).encode())
+        finally:
+            os.close(fd)
+        for line in lines:
+            feed.record(line["rv"], "put", "events", ns or DEFAULT_NS, f"{kind}-{name}", line)
 
 
 def read(store_root: Path, kind: str, name: str, ns: str = DEFAULT_NS) -> list[dict]:
@@ -50,10 +60,13 @@ def read(store_root: Path, kind: str, name: str, ns: str = DEFAULT_NS) -> list[d
 
 
 def delete(store_root: Path, kind: str, name: str, ns: str = DEFAULT_NS) -> None:
-    try:
-        os.unlink(_path(store_root, kind, name, ns))
-    except FileNotFoundError:
-        pass
+    feed = feeds.of(Path(store_root))
+    with feed.locked():
+        try:
+            os.unlink(_path(store_root, kind, name, ns))
+        except FileNotFoundError:
+            return
+        feed.record(feed.next(), "delete", "events", ns or DEFAULT_NS, f"{kind}-{name}")
 
 
 def drop_namespace(store_root: Path, ns: str) -> None:

@@ -14,6 +14,14 @@ name the namespace with ``ns=`` (it defaults to ``default``, as kubectl without 
 object's ``metadata.namespace`` (and writes ``default`` there when it is missing). ``keys``/``list`` without
 ``ns`` cover every namespace, which is what the controllers, kube-proxy and DNS want.
 
+Every write goes through the lab's change feed (``feed``): under one lock it gets the next lab-wide
+``resourceVersion`` (stamped as ``metadata.resourceVersion``, or ``resourceVersion`` in a status) and a line in the
+journal the API server follows for watches. ``put`` also fills what an API server fills: a ``uid`` and a
+``creationTimestamp`` for a new object (kept from the stored one on an update, unless the writer gives its own),
+and ``metadata.generation`` (1, then one more whenever ``spec`` changes). ``expect_rv`` makes a write
+conditional (``ConflictError`` when the object changed since it was read; a pod's version is the newer of its
+manifest's and its status's, and a deployment's likewise), ``create`` makes it fail on an existing object (``AlreadyExistsError``).
+
 Watchers poll ``version(kind)``: the newest mtime of the kind's directories (the kind's and each namespace's),
 which every create, rename and unlink in them changes; status writes land in another tree, so they never wake
 the watchers of desired state. ``list`` re-reads only files whose mtime changed since the last call, so an agent
@@ -31,15 +39,19 @@ import json
 import os
 import shutil
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from emulator.errors import TimeoutError_
+from emulator.errors import AlreadyExistsError, ConflictError, TimeoutError_
+from emulator.state import feed as feeds
 
 DEFAULT_NS = "default"
 CLUSTER_KINDS = ("nodes", "namespaces")
 NAMESPACED_KINDS = ("pods", "services", "endpoints", "deployments", "replicasets", "networkpolicies")
 KINDS = CLUSTER_KINDS + NAMESPACED_KINDS
+#: kinds whose status is a file of its own (written by an agent or controller)
+STATUS_KINDS = ("pods", "deployments")
 #: kind → (index directory, path to the index value in the object)
 INDEXES = {"pods": ("pods-by-node", ("spec", "nodeName"))}
 Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped kinds
@@ -77,6 +89,17 @@ def _entries(d: Path) -> list[str]:
         return []
 
 
+def rv_of(obj: dict | None, status: bool = False) -> int:
+    """The resourceVersion stamped on a stored object (or status), 0 if none."""
+    if not obj:
+        return 0
+    v = obj.get("resourceVersion") if status else (obj.get("metadata") or {}).get("resourceVersion")
+    try:
+        return int(v or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 def namespaced(kind: str) -> bool:
     return kind not in CLUSTER_KINDS
 
@@ -90,10 +113,26 @@ class Store:
         self.root = Path(root)
         self._cache: dict[Path, tuple[int, dict]] = {}
 
+    @property
+    def feed(self) -> feeds.Feed:
+        return feeds.of(self.root)
+
+    def resource_version(self) -> int:
+        """The lab's current resourceVersion (the last one handed out)."""
+        return self.feed.current()
+
+    def current_rv(self, kind: str, name: str, ns: str = DEFAULT_NS, obj: dict | None = None) -> int:
+        """The object's resourceVersion as the API shows it (a pod's or deployment's: the newer of manifest and
+        status)."""
+        rv = rv_of(obj if obj is not None else self.get(kind, name, ns))
+        if kind in STATUS_KINDS and rv:
+            rv = max(rv, rv_of(self.get_status(kind, name, ns), status=True))
+        return rv
+
     def init(self) -> None:
         for k in KINDS:
             (self.root / k).mkdir(parents=True, exist_ok=True)
-        for k in ("pods", "deployments"):
+        for k in STATUS_KINDS:
             (self.root / "status" / k).mkdir(parents=True, exist_ok=True)
 
     # -- paths
@@ -122,46 +161,88 @@ class Store:
         return f"{ns or DEFAULT_NS}.{name}.json"
 
     # -- writes
-    def put(self, kind: str, name: str, obj: dict) -> None:
-        """Store ``obj`` as ``name``; a namespaced object goes to its ``metadata.namespace`` (``default`` if unset,
-        which is then written into it)."""
+    def put(self, kind: str, name: str, obj: dict, expect_rv: int | str | None = None,
+            create: bool = False) -> dict:
+        """Store ``obj`` as ``name`` and return it (stamped); a namespaced object goes to its
+        ``metadata.namespace`` (``default`` if unset, which is then written into it)."""
+        meta = obj.setdefault("metadata", {})
         ns = ""
         if namespaced(kind):
-            meta = obj.setdefault("metadata", {})
             ns = meta.get("namespace") or DEFAULT_NS
             meta["namespace"] = ns
         path = self._path(kind, name, ns)
-        old_index = self._index_of(kind, self.get(kind, name, ns)) if kind in INDEXES else None
-        try:
-            write_json(path, obj)
-        except FileNotFoundError:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_json(path, obj)
-        index = self._index_of(kind, obj)
-        entry = self.index_entry(ns, name)
-        if old_index and old_index != index:
-            _unlink(old_index / entry)
-        if index:
-            index.mkdir(parents=True, exist_ok=True)
-            tmp = index / f".{entry}.{os.getpid()}.lnk"
-            _unlink(tmp)
-            os.link(path, tmp)
-            os.replace(tmp, index / entry)
+        feed = self.feed
+        with feed.locked():
+            old = self.get(kind, name, ns)
+            if create and old is not None:
+                raise AlreadyExistsError(f'{kind} "{name}" already exists', obj=name)
+            if expect_rv is not None and str(self.current_rv(kind, name, ns, old) if old else "") != str(expect_rv):
+                raise ConflictError(f'Operation cannot be fulfilled on {kind} "{name}": the object has been '
+                                    "modified; please apply your changes to the latest version and try again",
+                                    obj=name)
+            old_meta = (old or {}).get("metadata") or {}
+            meta.setdefault("uid", old_meta.get("uid") or str(uuid.uuid4()))
+            meta.setdefault("creationTimestamp", old_meta.get("creationTimestamp")
+                            or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+            if "spec" in obj:
+                gen = int(old_meta.get("generation") or 0)
+                meta["generation"] = gen + 1 if old is None or not gen or old.get("spec") != obj["spec"] else gen
+            rv = feed.next()
+            meta["resourceVersion"] = str(rv)
+            try:
+                write_json(path, obj)
+            except FileNotFoundError:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_json(path, obj)
+            old_index = self._index_of(kind, old)
+            index = self._index_of(kind, obj)
+            entry = self.index_entry(ns, name)
+            if old_index and old_index != index:
+                _unlink(old_index / entry)
+            if index:
+                index.mkdir(parents=True, exist_ok=True)
+                tmp = index / f".{entry}.{os.getpid()}.lnk"
+                _unlink(tmp)
+                os.link(path, tmp)
+                os.replace(tmp, index / entry)
+            feed.record(rv, "put", kind, ns, name, obj)
+        return obj
 
     def put_status(self, kind: str, name: str, status: dict, ns: str = DEFAULT_NS) -> None:
         path = self._path(kind, name, ns, True)
-        try:
-            write_json(path, status)
-        except FileNotFoundError:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_json(path, status)
+        feed = self.feed
+        with feed.locked():
+            rv = feed.next()
+            stamped = {**status, "resourceVersion": str(rv)}
+            try:
+                write_json(path, stamped)
+            except FileNotFoundError:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_json(path, stamped)
+            feed.record(rv, "put", kind, ns if namespaced(kind) else "", name, stamped, status=True)
 
-    def delete(self, kind: str, name: str, ns: str = DEFAULT_NS, status: bool = False) -> None:
-        if not status and kind in INDEXES:
-            index = self._index_of(kind, self.get(kind, name, ns))
-            if index:
-                _unlink(index / self.index_entry(ns, name))
-        _unlink(self._path(kind, name, ns, status))
+    def delete(self, kind: str, name: str, ns: str = DEFAULT_NS, status: bool = False,
+               expect_rv: int | str | None = None) -> bool:
+        """Remove an object (or its status); False if there was nothing to remove."""
+        path = self._path(kind, name, ns, status)
+        feed = self.feed
+        with feed.locked():
+            if not status and (kind in INDEXES or expect_rv is not None):
+                old = self.get(kind, name, ns)
+                if expect_rv is not None and old is not None and str(self.current_rv(kind, name, ns, old)) != \
+                        str(expect_rv):
+                    raise ConflictError(f'Operation cannot be fulfilled on {kind} "{name}": the object has been '
+                                        "modified; please apply your changes to the latest version and try again",
+                                        obj=name)
+                index = self._index_of(kind, old)
+                if index:
+                    _unlink(index / self.index_entry(ns, name))
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                return False
+            feed.record(feed.next(), "delete", kind, ns if namespaced(kind) else "", name, status=status)
+        return True
 
     def drop_namespace(self, ns: str) -> None:
         """Remove the (empty) directories of namespace ``ns`` once its objects are deleted."""

@@ -33,6 +33,9 @@ SESSION_TAG = f"{os.getpid() % 100000}x"
 _OURS = re.compile(rf"^[a-z]+{SESSION_TAG}\d+(-|$)")
 
 pytestmark = pytest.mark.integration
+#: Every lab merges a kubectl context into $KUBECONFIG (else ~/.kube/config): the test session gets a file of its
+#: own, so the machine's kubeconfig is never touched by the tests.
+KUBECONFIG = os.environ.setdefault("KUBECONFIG", f"/tmp/podlab-tests-{os.getpid()}.kubeconfig")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -55,6 +58,8 @@ def no_leftovers() -> Iterator[None]:
         return
     links0 = root_links()
     yield
+    if KUBECONFIG.startswith("/tmp/podlab-tests-"):
+        Path(KUBECONFIG).unlink(missing_ok=True)
     new_labs = {lab for lab in record.all_labs() if _OURS.match(lab)}
     for lab in new_labs:
         teardown.destroy(lab)

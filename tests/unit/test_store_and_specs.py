@@ -28,7 +28,7 @@ def test_store_put_get_list_index_delete(tmp_path) -> None:
     assert os.stat(tmp_path / "pods/default/a.json").st_ino == os.stat(
         tmp_path / "pods-by-node/node-1/default.a.json").st_ino
     s.put_status("pods", "a", {"phase": "Running"})
-    assert s.with_status("pods", "a")["status"] == {"phase": "Running"}
+    assert s.with_status("pods", "a")["status"] == {"phase": "Running", "resourceVersion": "3"}
     assert s.names("pods") == ["a", "b"]  # statuses live elsewhere
     v = s.version("pods")
     s.put("pods", "a", {"metadata": {"name": "a"}, "spec": {"nodeName": "node-2"}})  # moved: index follows
@@ -80,6 +80,59 @@ def test_namespace_purge_deletes_what_it_holds(tmp_path) -> None:
     assert namespaces.purge(s, "x") == 0 and s.get("namespaces", "x") is None
     assert events.read(tmp_path, "pod", "a", "x") == [] and s.keys("pods") == [("default", "a")]
     assert not (tmp_path / "pods" / "x").exists()
+
+
+def test_resource_versions_journal_and_conflicts(tmp_path) -> None:
+    from emulator.errors import AlreadyExistsError, ConflictError
+    from emulator.state import feed as feeds
+    s = Store(tmp_path)
+    s.init()
+    assert s.resource_version() == 0
+    a = s.put("pods", "a", {"metadata": {"name": "a"}, "spec": {"nodeName": "n1", "containers": []}})
+    meta = a["metadata"]
+    assert meta["resourceVersion"] == "1" and meta["generation"] == 1 and meta["uid"] and meta["creationTimestamp"]
+    s.put_status("pods", "a", {"phase": "Running"})
+    assert s.current_rv("pods", "a") == 2  # a pod's version: the newer of manifest and status
+    with pytest.raises(ConflictError, match="has been modified"):
+        s.put("pods", "a", {"metadata": {"name": "a"}, "spec": {"nodeName": "n1", "containers": []}}, expect_rv=1)
+    b = s.put("pods", "a", {"metadata": {"name": "a", "labels": {"x": "y"}}, "spec": {"nodeName": "n1",
+                                                                                    "containers": []}}, expect_rv=2)
+    assert b["metadata"]["generation"] == 1 and b["metadata"]["uid"] == meta["uid"]  # labels: same generation
+    c = s.put("pods", "a", {"metadata": {"name": "a"}, "spec": {"nodeName": "n2", "containers": []}})
+    assert c["metadata"]["generation"] == 2 and c["metadata"]["resourceVersion"] == "4"
+    with pytest.raises(AlreadyExistsError):
+        s.put("pods", "a", {"metadata": {"name": "a"}}, create=True)
+    assert s.delete("pods", "a") and not s.delete("pods", "a")  # a second delete changes nothing
+    events.emit(tmp_path, "pod", "a", "Killing", "m", "kubelet", ns="x")
+    lines = [json.loads(line) for line in open(tmp_path / feeds.JOURNAL)]
+    assert [(e["rv"], e["op"], e["kind"], e["status"]) for e in lines] == [
+        (1, "put", "pods", False), (2, "put", "pods", True), (3, "put", "pods", False), (4, "put", "pods", False),
+        (5, "delete", "pods", False), (6, "put", "events", False)]
+    assert lines[0]["obj"]["metadata"]["resourceVersion"] == "1" and lines[5]["ns"] == "x"
+    assert events.read(tmp_path, "pod", "a", "x")[0]["rv"] == 6 and s.resource_version() == 6
+
+
+def test_feed_is_one_counter_across_processes_and_rotates(tmp_path, monkeypatch) -> None:
+    import multiprocessing
+    from emulator.state import feed as feeds
+    monkeypatch.setattr(feeds, "MAX_JOURNAL", 4096)
+    ctx = multiprocessing.get_context("fork")
+
+    def writer(k: int) -> None:
+        st = Store(tmp_path)
+        for i in range(100):
+            st.put("services", f"s{k}-{i}", {"metadata": {"name": f"s{k}-{i}"}, "spec": {"ports": []}})
+    procs = [ctx.Process(target=writer, args=(k,)) for k in range(4)]
+    for p in procs:
+        p.start()
+    writer(9)
+    for p in procs:
+        p.join()
+    assert Store(tmp_path).resource_version() == 500
+    rvs = [json.loads(line)["rv"] for f in (feeds.ROTATED, feeds.JOURNAL) for line in open(tmp_path / f)]
+    assert rvs == sorted(rvs) and rvs[-1] == 500 and len(set(rvs)) == len(rvs)  # in order, none twice
+    got = sorted(int(o["metadata"]["resourceVersion"]) for o in Store(tmp_path).list("services"))
+    assert got == list(range(1, 501))
 
 
 def test_events_round_trip(tmp_path) -> None:

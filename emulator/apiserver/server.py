@@ -1,0 +1,253 @@
+"""The lab's API server process: HTTPS on 127.0.0.1, a bearer token, one thread per connection.
+
+``python -m emulator.apiserver --lab NAME`` (started by ``up`` as a recorded lab process) loads the schema,
+fills the watch cache from the store, then listens on ``127.0.0.1`` only, on the lab's own port (derived from
+its name, the next free one if taken: kubectl caches discovery per host:port), and writes
+``<lab>/apiserver/status.json`` (port, pid) once it serves. Each connection gets a thread; TLS is negotiated
+in that thread, so a slow client stalls no one. A client that speaks plain HTTP to the port gets the answer Go
+servers give (``400 Client sent an HTTP request to an HTTPS server``); a request without the lab's token gets
+401 (compared in constant time); a body over 3 MiB gets 413 and is read only to be dropped (up to 64 MiB,
+then the connection is closed). Watches and other streams are
+sent with chunked encoding. SIGTERM (``down``) stops it.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import os
+import select
+import signal
+import socket
+import ssl
+import sys
+import threading
+import time
+import traceback
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from emulator.apiserver import admission, rest, writes
+from emulator.apiserver.cache import Cache
+from emulator.apiserver.certs import Material
+from emulator.apiserver.schema import Schema
+from emulator.apiserver.status import ApiError, too_large, unauthorized
+from emulator.state.paths import LabPaths
+from emulator.state.store import Store, read_json, write_json
+
+MAX_BODY = 3 * 1024 * 1024
+DRAIN_LIMIT = 64 * 1024 * 1024
+PORT_BASE, PORT_SPAN = 16443, 1000
+PLAIN_HTTP = b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
+
+
+def preferred_port(lab: str) -> int:
+    return PORT_BASE + int(hashlib.sha256(lab.encode()).hexdigest(), 16) % PORT_SPAN
+
+
+def status_path(paths: LabPaths):
+    return paths.root / "apiserver" / "status.json"
+
+
+def log(msg: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {msg}", flush=True)
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 64
+
+    def __init__(self, port: int, handler: type, tls: ssl.SSLContext, api: "Api") -> None:
+        self.tls, self.api = tls, api
+        super().__init__(("127.0.0.1", port), handler)
+
+    def finish_request(self, request: socket.socket, client_address) -> None:
+        request.settimeout(10)
+        try:
+            first = request.recv(1, socket.MSG_PEEK)
+            if first and first != b"\x16":  # not a TLS ClientHello: a plain HTTP request
+                request.sendall(PLAIN_HTTP)
+                return
+            conn = self.tls.wrap_socket(request, server_side=True)
+        except (OSError, ssl.SSLError):
+            return
+        conn.settimeout(300)
+        self.RequestHandlerClass(conn, client_address, self)
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: Server
+
+    def log_message(self, fmt: str, *args) -> None:  # requests are not logged one by one
+        pass
+
+    def _gone(self) -> bool:
+        try:
+            r, _, _ = select.select([self.connection], [], [], 0)
+            if not r:
+                return False
+            return self.connection.recv(1) == b""
+        except (OSError, ssl.SSLError, ValueError):
+            return True
+
+    def _handle(self) -> None:
+        api = self.server.api
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        try:
+            auth = headers.get("authorization", "")
+            if not auth.startswith("Bearer ") or not hmac.compare_digest(auth[7:].strip().encode(), api.token):
+                raise unauthorized()
+            size = int(headers.get("content-length") or 0)
+            if size > MAX_BODY:
+                self.close_connection = True
+                left = min(size, DRAIN_LIMIT)  # read (and drop) what the client sends, so it sees the 413
+                while left > 0:
+                    chunk = self.rfile.read(min(left, 1 << 20))
+                    if not chunk:
+                        break
+                    left -= len(chunk)
+                raise too_large(MAX_BODY)
+            body = self.rfile.read(size) if size else b""
+            req = rest.parse(self.command, self.path, headers, body)
+            req.gone = self._gone
+            resp = api.handle(req)
+        except ApiError as e:
+            resp = rest.error_response(e)
+        except Exception as e:  # a bug must not kill the server; the client gets a 500 Status
+            traceback.print_exc()
+            resp = rest.error_response(ApiError(500, "InternalError", f"Internal error occurred: {e}"))
+        self._send(resp)
+
+    def _send(self, resp: rest.Response) -> None:
+        try:
+            self.send_response(resp.code)
+            self.send_header("Content-Type", resp.content_type)
+            self.send_header("Cache-Control", "no-cache, private")
+            for k, v in resp.headers.items():
+                self.send_header(k, v)
+            if isinstance(resp.body, (bytes, bytearray)):
+                self.send_header("Content-Length", str(len(resp.body)))
+                self.end_headers()
+                self.wfile.write(resp.body)
+                return
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.flush()
+            for chunk in resp.body:
+                if chunk:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except (OSError, ssl.SSLError):
+            self.close_connection = True
+        finally:
+            close = getattr(resp.body, "close", None)
+            if close:
+                close()
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+
+class Api:
+    def __init__(self, lab: str, token: str, address: str) -> None:
+        paths = LabPaths(lab)
+        self.paths, self.token = paths, token.encode()
+        self.store = Store(paths.store)
+        self.schema = Schema.load()
+        rec = read_json(paths.record) or {}
+        self.cache = Cache(self.store, self.node_ready, self.node_capacity)
+        self.cache.load()
+        cidr = ipaddress.IPv4Network((rec.get("cluster") or {}).get("serviceCIDR", "10.96.0.0/12"))
+        nodes = {n["metadata"]["name"]: self.node_capacity(n) for n in self.store.list("nodes")}
+        self.ctx = admission.Ctx(self.store, lab, cidr, nodes)
+        self.reads = rest.Reads(self.cache, address)
+        self.writes = writes.Writes(self.ctx, self.cache, self.schema)
+
+    def node_ready(self, node: str) -> bool:
+        from emulator.agent.agent import read_pidfile
+        from emulator.proc.lifecycle import alive
+        pf = read_pidfile(self.paths, node)
+        return bool(pf) and alive(pf[0], pf[1])
+
+    @staticmethod
+    def node_capacity(node: dict) -> int:
+        try:
+            return max(ipaddress.IPv4Network(node["spec"]["podCIDR"]).num_addresses - 3, 0)
+        except (KeyError, ValueError):
+            return 110
+
+    def handle(self, req: rest.Request) -> rest.Response:
+        if req.method == "GET":
+            meta = self.reads.meta_paths(req)
+            if meta is not None:
+                return meta
+        t = rest.route(req.path)
+        if t is None:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if isinstance(t, str):
+            if req.method != "GET":
+                raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested "
+                               "resource")
+            return self.reads.group_version(t)
+        if t.ns is not None and t.resource.name != "namespaces" and req.method != "GET" and \
+                self.store.get("namespaces", t.ns) is None and req.method != "DELETE":
+            raise ApiError(404, "NotFound", f'namespaces "{t.ns}" not found', {"name": t.ns, "kind": "namespaces"})
+        if req.method == "GET":
+            return self.reads.get(req, t)
+        return {"POST": self.writes.create, "PUT": self.writes.update, "PATCH": self.writes.patch,
+                "DELETE": self.writes.delete}[req.method](req, t)
+
+
+def start(lab: str) -> Server:
+    """Load everything, bind the port, start following the journal; the caller runs ``serve_forever``."""
+    paths = LabPaths(lab)
+    m = Material(paths.root / "apiserver")
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.minimum_version = ssl.TLSVersion.TLSv1_2
+    tls.load_cert_chain(m.cert, m.key)
+    first = preferred_port(lab)
+    for port in list(range(first, PORT_BASE + PORT_SPAN)) + list(range(PORT_BASE, first)):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+                break
+            except OSError:
+                continue
+    else:
+        raise OSError(f"no free port in {PORT_BASE}-{PORT_BASE + PORT_SPAN - 1}")
+    api = Api(lab, m.token, f"127.0.0.1:{port}")
+    httpd = Server(port, Handler, tls, api)
+    threading.Thread(target=api.cache.follow, daemon=True, name="journal").start()
+    api.writes.resume_purges()
+    write_json(status_path(paths), {"port": port, "pid": os.getpid(), "time": time.time(),
+                                    "schema": api.schema.version})
+    log(f"API server of lab {lab} on https://127.0.0.1:{port} (resourceVersion {api.cache.rv}, schema "
+        f"{api.schema.version})")
+    return httpd
+
+
+def serve(lab: str) -> None:
+    httpd = start(lab)
+
+    def stop(*_: object) -> None:
+        httpd.api.cache.stop()
+        threading.Thread(target=httpd.shutdown, daemon=True).start()
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    httpd.serve_forever(poll_interval=0.5)
+    log("API server stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    ap = argparse.ArgumentParser(prog="podlab-apiserver", description="the Kubernetes API of one podlab lab")
+    ap.add_argument("--lab", required=True)
+    a = ap.parse_args(argv)
+    serve(a.lab)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
