@@ -24,12 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from emulator import plugins
 from emulator.check import probes as probe
 from emulator.check.context import _env, _nsenter
 from emulator.lab import teardown
-from emulator.lab.api import Lab
-from emulator.netlink import netns
+from emulator.lab.api import Lab, popen_in
 from emulator.topology.loader import load
+
+plugins.install()  # the testing layer is an entry into podlab, like the CLI
 
 _counter = itertools.count(1)
 
@@ -113,9 +115,9 @@ class LabUnderTest(Lab):
         ns = self.target_ns(target)
         path = Path(path or f"/tmp/podlab-{self.name}-{target.replace('/', '_')}-{iface or 'eth0'}.pcap")
         cap = Capture(point, path)
-        proc = subprocess.Popen(["nsenter", f"--net={netns.path(ns)}", "--", "tcpdump", "-Z", "root", "-U", "--immediate-mode", "-n",
-                                 "-i", iface or "eth0", "-w", str(path), *([bpf] if bpf else [])],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = popen_in(ns, ["tcpdump", "-Z", "root", "-U", "--immediate-mode", "-n", "-i", iface or "eth0",
+                             "-w", str(path), *([bpf] if bpf else [])], what=f"tcpdump {point} (testing)",
+                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(settle)
         try:
             yield cap

@@ -26,11 +26,14 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from emulator import plugins  # noqa: E402
 from emulator import faults  # noqa: E402
 from emulator.lab import builder, teardown  # noqa: E402
 from emulator.lab.api import Lab  # noqa: E402
 from emulator.routing import bgp  # noqa: E402
 from emulator.topology.loader import loads  # noqa: E402
+
+plugins.install()
 
 
 def topology_text(name: str, nodes: int, pods: int, layout: str) -> str:

@@ -18,9 +18,12 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from emulator import plugins  # noqa: E402
 from emulator.lab import builder, teardown  # noqa: E402
 from emulator.lab.api import Lab  # noqa: E402
 from emulator.topology.loader import loads  # noqa: E402
+
+plugins.install()
 from bench_up import topology_text  # noqa: E402
 
 

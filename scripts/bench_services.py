@@ -25,6 +25,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from emulator import plugins  # noqa: E402
 from emulator.lab import builder, teardown  # noqa: E402
 from emulator.lab.api import Lab, run_in  # noqa: E402
 from emulator.services import registry  # noqa: E402
@@ -34,6 +35,8 @@ from emulator.services.model import Service, ServicePort  # noqa: E402
 from emulator.services.proxy.kubeproxy import status_path  # noqa: E402
 from emulator.state.store import read_json  # noqa: E402
 from emulator.topology.loader import loads  # noqa: E402
+
+plugins.install()
 
 
 def topology_text(name: str, nodes: int, mode: str, routing: str) -> str:

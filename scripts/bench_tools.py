@@ -16,14 +16,16 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from emulator import plugins  # noqa: E402
 from emulator.lab import teardown  # noqa: E402
-from emulator.lab.api import Lab  # noqa: E402
-from emulator.netlink import netns  # noqa: E402
+from emulator.lab.api import Lab, popen_in  # noqa: E402
 from emulator.tools import capture, graph, shaping, targets  # noqa: E402
 from emulator.topology import units
 from emulator.tools.trace import trace  # noqa: E402
 from emulator.tools.trace_verify import verify  # noqa: E402
 from emulator.topology.loader import load  # noqa: E402
+
+plugins.install()
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -38,8 +40,8 @@ def timed(fn, n: int = 5) -> float:
 
 
 def iperf(lab: Lab, client: str, server: str) -> float:
-    srv = subprocess.Popen(["nsenter", f"--net={netns.path(lab.pod(server).netns)}", "--", "iperf3", "-s", "-1"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    srv = popen_in(lab.pod(server).netns, ["iperf3", "-s", "-1"], stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
     try:
         time.sleep(0.3)
         r = lab.pod(client).exec(["iperf3", "-c", lab.pod(server).ip, "-t", "4", "-O", "1", "-J"], timeout=30)

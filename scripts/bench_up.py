@@ -16,8 +16,11 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from emulator import plugins  # noqa: E402
 from emulator.lab import builder, teardown  # noqa: E402
 from emulator.topology.loader import loads  # noqa: E402
+
+plugins.install()
 
 
 def topology_text(name: str, nodes: int, pods: int, routing: str, image: str) -> str:

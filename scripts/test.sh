@@ -6,6 +6,8 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${PODLAB_VENV:-/opt/podlab/venv}"
 "$REPO/scripts/setup.sh" --no-demo
 cd "$REPO"
+# The architecture first: every package imports only from the layers below it (contract in pyproject.toml).
+"$VENV/bin/lint-imports" --no-cache
 set +e
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests "$@"
 rc=$?

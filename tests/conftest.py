@@ -1,5 +1,4 @@
-"""Shared pytest configuration: the repository root on sys.path (tests run without installing too)."""
-import os
-import sys
+"""The suite enters podlab as a program does: its parts are installed once (``emulator.plugins``)."""
+from emulator import plugins
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+plugins.install()

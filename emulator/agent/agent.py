@@ -33,8 +33,8 @@ from emulator.errors import CniError, IpamExhaustedError, PodlabError
 from emulator.ipam.hostlocal import HostLocalStore
 from emulator.state import events
 from emulator.state.paths import LabPaths
-from emulator.netlink import msgs, netns
-from emulator.state.store import Store, read_json, write_json
+from emulator.netlink import netns
+from emulator.state.store import Store, read_json, write_atomic, write_json
 from emulator.topology import names
 
 Key = tuple[str, str]  # (namespace, pod name)
@@ -88,7 +88,7 @@ class Agent:
         for key, st in list(have.items()):
             name = f"{key[0]}/{key[1]}"
             sb = st.get("sandbox") or {}
-            if st.get("phase") != "Running" or not sb.get("netns"):
+            if not (st.get("phase") == "Running" or st.get("sandboxReady")) or not sb.get("netns"):
                 continue
             try:
                 if not netns.exists(sb["netns"]):
@@ -106,22 +106,26 @@ class Agent:
                 kept.append(f"{sandbox} {pid} {started}\n")
             else:
                 lifecycle.stop(pid, started)
-        write_text(self.paths.container_journal(self.node), "".join(kept))
+        write_atomic(self.paths.container_journal(self.node), "".join(kept))
         have = self.statuses()
         for key in want:
             ns = names.pod_ns(self.paths.lab, key[1], key[0])
             if key not in have and netns.exists(ns):
                 netns.delete(ns)  # made by a crashed run before its status was written
+        # IPs (and host veths) of sandboxes no status names: the plugins' own DEL frees them (CNI GC)
         try:
-            store = HostLocalStore(self.paths.ipam_dir(self.node), names.CNI_NETWORK)
-            leaked = [(ip, cid, ifname) for ip, (cid, ifname) in store.allocations().items() if cid not in known]
-            for ip, cid, ifname in leaked:
-                store.release(cid, ifname)
-                # its host veth too (named after the sandbox), as CNI DEL would: the pair may outlive the netns
-                self.runtime.ctx.rtnl().batch([msgs.link_del_by_name(names.host_veth(cid, ifname or "eth0"))])
+            allocated = HostLocalStore(self.paths.ipam_dir(self.node), names.CNI_NETWORK).allocations()
+        except OSError as e:
+            print(f"{time.strftime('%H:%M:%S')} cannot read the IPAM store for leak recovery: {e}", flush=True)
+            return
+        by_id = {(cid, ifname): ip for ip, (cid, ifname) in allocated.items()}
+        for cid, ifname, err in self.runtime.gc(list(by_id), {k for k in known if k}):
+            ip = by_id[(cid, ifname)]
+            if err is None:
                 print(f"{time.strftime('%H:%M:%S')} released leaked IP {ip} of sandbox {cid[:12]}", flush=True)
-        except (OSError, CniError):
-            pass
+            else:
+                print(f"{time.strftime('%H:%M:%S')} could not release leaked IP {ip} of sandbox {cid[:12]}: {err}",
+                      flush=True)
 
     # -- reconcile
     def reconcile(self, supervise: bool = True) -> None:
@@ -137,7 +141,7 @@ class Agent:
         have = {k: s for k, s in have.items() if k in want and want[k]["metadata"].get("uid") == s.get("uid")}
         for key, pod in want.items():
             st = have.get(key)
-            if st and st.get("phase") == "Running":
+            if st and (st.get("phase") == "Running" or st.get("sandboxReady")):
                 if supervise:
                     new = self.supervisor.check(pod, st)
                     if new is not None:
@@ -151,9 +155,6 @@ class Agent:
         try:
             pods.start(self.paths, self.runtime, pod, self.node, self.host_ip, self._write(key))
             self._pending_msg.pop(key, None)
-            if "podlab.io/link" in (pod["metadata"].get("annotations") or {}):
-                from emulator.tools.component import apply_pod_link  # the pod's link: shape, on its new veth
-                apply_pod_link(self.paths.lab, key[1], key[0])
         except CniNotReady as e:
             self._pending(key, pod, str(e))
         except IpamExhaustedError as e:
@@ -203,13 +204,6 @@ class Agent:
         self.stopping = True
 
 
-def write_text(path: os.PathLike, text: str) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def write_pidfile(paths: LabPaths, node: str) -> None:
     pid = os.getpid()
     write_json(paths.agent_pid(node), {"pid": pid, "start": lifecycle.start_time(pid)})
@@ -242,7 +236,8 @@ def spawn_many(lab: str, nodes: list[str]) -> list[int]:
     specs = []
     for node in nodes:
         paths.agent_pid(node).parent.mkdir(parents=True, exist_ok=True)
-        specs.append(((lambda n=node: serve(lab, n)), paths.agent_log(node), None, "podlab-agent"))
+        specs.append(daemon.Daemon((lambda n=node: serve(lab, n)), paths.agent_log(node), paths.proc_journal,
+                                   f"agent of {node}", title="podlab-agent", kind="agent"))
     return daemon.spawn_many(specs)
 
 

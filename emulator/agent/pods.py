@@ -9,6 +9,7 @@ leaves the pod Pending with the reason, as a kubelet reports ``ContainerCreating
 """
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from typing import Callable
@@ -43,6 +44,23 @@ def container_env(pod: dict, node: str, host_ip: str, ip: str, c: dict) -> dict[
     return {**env, **{e["name"]: str(e.get("value", "")) for e in c.get("env", [])}}
 
 
+#: the pod annotation that carries a pod's link shape (written from the topology's ``pods[].link``)
+LINK_ANNOTATION = "podlab.io/link"
+
+
+def capability_args(pod: dict) -> dict:
+    """What the kubelet hands to plugins with matching ``capabilities`` (libcni's CapabilityArgs): the pod's link
+    shape for ``podlab-link`` (the annotation's JSON), as a kubelet hands its bandwidth annotations to
+    ``bandwidth``."""
+    raw = (pod["metadata"].get("annotations") or {}).get(LINK_ANNOTATION)
+    if not raw:
+        return {}
+    try:
+        return {"podlabLink": json.loads(raw)}
+    except ValueError:
+        return {"podlabLink": {"invalid": raw}}  # refused by the plugin with its own message
+
+
 def journal(paths: LabPaths, node: str, sandbox: str, pid: int, started: int | None) -> None:
     """Record a container process the moment it exists (one O_APPEND write), before any status names it, so a
     crash between its start and the pod's status leaves it findable by its recorded PID."""
@@ -64,12 +82,21 @@ def read_journal(paths: LabPaths, node: str) -> list[tuple[str, int, int | None]
 
 def run_container(paths: LabPaths, pod: dict, c: dict, fd: int, ns_name: str, env: dict[str, str],
                   node: str = "", sandbox: str = "") -> dict:
-    """Start one container; return its containerStatus entry."""
+    """Start one container; return its containerStatus entry. A command that cannot be started (not on $PATH,
+    not executable) is the container's failure, not the sandbox's: the entry is waiting with reason
+    ``RunContainerError`` and the runtime's message, and the pod keeps its sandbox and IP, as with a kubelet."""
     argv = images.resolve(c.get("image", "pause"), c.get("command", []), c.get("args", []), c.get("ports"))
-    exe, argv = images.executable(argv)
     meta = pod["metadata"]
-    pid, started = spawn(fd, exe, argv, paths.container_log(meta["name"], c["name"], meta.get("namespace") or "default"),
-                         env, ns_name)
+    try:
+        exe, argv = images.executable(argv)
+        pid, started = spawn(fd, exe, argv, paths.container_log(meta["name"], c["name"], meta.get("namespace") or
+                                                                "default"), env, ns_name)
+    except OSError as e:
+        reason = "executable file not found in $PATH" if isinstance(e, FileNotFoundError) else \
+            (e.strerror or str(e)).lower()
+        return {"name": c["name"], "image": c.get("image", ""), "ready": False, "restartCount": 0,
+                "state": {"waiting": {"reason": "RunContainerError", "message": f'exec: "{argv[0]}": {reason}'}},
+                "pid": None, "pidStart": None, "command": argv}
     if node:
         journal(paths, node, sandbox, pid, started)
     return {"name": c["name"], "image": c.get("image", ""), "ready": True, "restartCount": 0,
@@ -88,7 +115,8 @@ def start(paths: LabPaths, runtime: Runtime, pod: dict, node: str, host_ip: str,
     fd = -1
     cstats: list[dict] = []
     try:
-        result = runtime.add(sandbox["id"], netns.path(ns_name), names.POD_IFNAME)
+        result = runtime.add(sandbox["id"], netns.path(ns_name), names.POD_IFNAME,
+                             capability_args=capability_args(pod))
         sandbox["cniResult"] = result.to_dict()
         ip = result.pod_ip() or ""
         fd = netns.open_fd(ns_name)
@@ -102,9 +130,11 @@ def start(paths: LabPaths, runtime: Runtime, pod: dict, node: str, host_ip: str,
     finally:
         if fd >= 0:
             os.close(fd)
-    st = {"name": name, "namespace": k8s_ns, "phase": "Running", "nodeName": node, "uid": pod["metadata"].get("uid"), "hostIP": host_ip,
+    st = {"name": name, "namespace": k8s_ns, "phase": pod_phase(cstats), "sandboxReady": True, "nodeName": node,
+          "uid": pod["metadata"].get("uid"), "hostIP": host_ip,
           "podIP": ip, "podIPs": [{"ip": ip}], "startTime": now(), "containerStatuses": cstats,
-          "conditions": [{"type": "Ready", "status": "True"}], "sandbox": sandbox}
+          "conditions": [{"type": "Ready", "status": "True" if all(c["ready"] for c in cstats) else "False"}],
+          "sandbox": sandbox}
     write_status(st)
     prefix = (sandbox["cniResult"].get("ips") or [{}])[0].get("address", ip)
     events.emit_many(paths.store, "pod", name,
@@ -112,6 +142,15 @@ def start(paths: LabPaths, runtime: Runtime, pod: dict, node: str, host_ip: str,
                      + [("Started", f"Started container {c['name']} (pid {c['pid']})", "Normal") for c in cstats],
                      f"kubelet, {node}", k8s_ns)
     return st
+
+
+def pod_phase(cstats: list[dict]) -> str:
+    """The pod's phase from its containers, as the kubelet computes it for restartPolicy Always: Pending while a
+    container waits that never ran (RunContainerError on the first try), else Running."""
+    for c in cstats:
+        if "waiting" in c.get("state", {}) and not c.get("lastState"):
+            return "Pending"
+    return "Running"
 
 
 def stop_processes(cstats: list[dict]) -> None:

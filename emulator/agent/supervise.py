@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 from emulator.proc import lifecycle
-from emulator.agent.pods import container_env, run_container
+from emulator.agent.pods import container_env, pod_phase, run_container
 from emulator.state import events
 from emulator.state.manifests import now
 from emulator.state.paths import LabPaths
@@ -57,11 +57,16 @@ class Supervisor:
             if pid and lifecycle.alive(pid, cs.get("pidStart")):
                 continue
             key = (f"{k8s_ns}/{name}", cs["name"])
-            if pid:  # just died: record how
-                code = self.exit_codes.pop(pid, None)
-                cs["lastState"] = {"terminated": {
-                    "exitCode": code, "reason": "Completed" if code == 0 else "Error", "finishedAt": now(),
-                    "message": self.last_log_line(name, cs["name"], k8s_ns)}}
+            start_error = (cs.get("state", {}).get("waiting") or {}).get("reason") == "RunContainerError"
+            if pid or start_error:  # just died, or could not start: record how
+                if pid:
+                    code = self.exit_codes.pop(pid, None)
+                    cs["lastState"] = {"terminated": {
+                        "exitCode": code, "reason": "Completed" if code == 0 else "Error", "finishedAt": now(),
+                        "message": self.last_log_line(name, cs["name"], k8s_ns)}}
+                else:  # as containerd reports a failed exec: StartError, exit code 128
+                    cs["lastState"] = {"terminated": {"exitCode": 128, "reason": "StartError", "finishedAt": now(),
+                                                      "message": cs["state"]["waiting"]["message"]}}
                 cs.update(pid=None, pidStart=None, ready=False)
                 nxt, delay = self.backoff.get(key, (0.0, BACKOFF_START / 2))
                 delay = min(delay * 2, BACKOFF_MAX)
@@ -80,14 +85,18 @@ class Supervisor:
                                                   specs[cs["name"]]), self.node, st["sandbox"]["id"])
             finally:
                 os.close(fd)
-            cs.update(pid=new["pid"], pidStart=new["pidStart"], ready=True, state=new["state"],
+            cs.update(pid=new["pid"], pidStart=new["pidStart"], ready=new["ready"], state=new["state"],
                       restartCount=int(cs.get("restartCount", 0)) + 1)
-            evs.append(("Started", f"Started container {cs['name']} (restart {cs['restartCount']})", "Normal"))
+            if new["pid"]:
+                evs.append(("Started", f"Started container {cs['name']} (restart {cs['restartCount']})", "Normal"))
+            else:
+                evs.append(("Failed", f"Error: {new['state']['waiting']['message']}", "Warning"))
             changed = True
         if evs:
             events.emit_many(self.paths.store, "pod", name, evs, f"kubelet, {self.node}", k8s_ns)
         if changed:
             ready = all(c.get("ready") for c in st["containerStatuses"])
+            st["phase"] = pod_phase(st["containerStatuses"])
             st["conditions"] = [{"type": "Ready", "status": "True" if ready else "False"}]
             return st
         return None

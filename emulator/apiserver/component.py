@@ -15,7 +15,7 @@ from emulator.apiserver import certs, kubeconfig
 from emulator.errors import BuildError, MissingDependencyError, TimeoutError_
 from emulator.proc.lifecycle import alive
 from emulator.apiserver.server import status_path
-from emulator.lab.components import BuildContext, Component, register
+from emulator.lab.components import BuildContext, Component
 from emulator.proc.daemon import spawn
 from emulator.state.paths import LabPaths
 from emulator.state.store import read_json
@@ -50,7 +50,6 @@ def write_kubeconfig(lab: str, paths: LabPaths, target: Path | None = None) -> P
     return target
 
 
-@register
 class ApiServerComponent(Component):
     name = "apiserver"
     order = 200
@@ -68,8 +67,8 @@ class ApiServerComponent(Component):
                                          "installs it)", obj="kubernetes-validate") from None
         d = api_dir(ctx.paths)
         certs.make(d, ctx.topo.name)
-        pid = spawn(lambda: _exec_server(ctx.topo.name), d / "apiserver.log", title="kube-apiserver")
-        ctx.record_pid(pid, "API server")
+        pid = spawn(lambda: _exec_server(ctx.topo.name), d / "apiserver.log", title="kube-apiserver",
+                    journal=ctx.paths.proc_journal, what="API server")
         ctx.data["apiserver"] = pid
 
     def ready(self, ctx: BuildContext) -> None:

@@ -18,7 +18,7 @@ from collections import Counter, defaultdict
 
 from emulator.check.context import Context
 from emulator.check.model import CheckResult, Finding
-from emulator.check.registry import register
+from emulator.check.registry import check
 from emulator.check.wire import BULK
 from emulator.lab.api import run_in
 from emulator.netlink import applier
@@ -48,7 +48,7 @@ def _trace(ctx: Context, src: str, dst: str) -> str:
         return ""
 
 
-@register("unique-pod-ips", "every pod has a unique IP inside its node's slice", order=10)
+@check("unique-pod-ips", "every pod has a unique IP inside its node's slice", order=10)
 def unique_pod_ips(ctx: Context) -> CheckResult:
     held: dict[str, list[str]] = {}
     findings = []
@@ -80,7 +80,7 @@ def _pairs(ctx: Context, sources_are_nodes: bool) -> list[tuple[str, str, dict]]
     return [(s, t, r) for (s, t), r in sorted(ctx.matrix.items()) if s.startswith("node/") == sources_are_nodes]
 
 
-@register("pod-to-pod", "every pod reaches every other pod directly, on any node", order=20)
+@check("pod-to-pod", "every pod reaches every other pod directly, on any node", order=20)
 def pod_to_pod(ctx: Context) -> CheckResult:
     pods = {p.name: p for p in ctx.pods}
     pairs = _pairs(ctx, False)
@@ -105,7 +105,7 @@ def pod_to_pod(ctx: Context) -> CheckResult:
     return CheckResult("pod-to-pod", "", "FAIL" if bad else "PASS", summary, findings)
 
 
-@register("no-nat", "the receiver sees the sender's pod IP (no NAT between pods)", order=30)
+@check("no-nat", "the receiver sees the sender's pod IP (no NAT between pods)", order=30)
 def no_nat(ctx: Context) -> CheckResult:
     pods = {p.name: p for p in ctx.pods}
     node_addrs: dict[str, str] = {}  # every address a node could masquerade to: eth0, cni0, flannel.1
@@ -128,7 +128,7 @@ def no_nat(ctx: Context) -> CheckResult:
     return CheckResult("no-nat", "", "FAIL" if wrong else "PASS", summary, findings)
 
 
-@register("path-mtu", "packets as large as a pod's MTU cross the network (pod MTU fits the path)", order=40)
+@check("path-mtu", "packets as large as a pod's MTU cross the network (pod MTU fits the path)", order=40)
 def path_mtu(ctx: Context) -> CheckResult:
     """Per pod: a ping of exactly its eth0 MTU with DF set to a pod on another node; plus the TCP bulk
     transfers of the matrix (a whole overlay whose pods are too large for it stalls there)."""
@@ -164,7 +164,7 @@ def path_mtu(ctx: Context) -> CheckResult:
     return CheckResult("path-mtu", "", "FAIL" if findings else "PASS", summary, findings)
 
 
-@register("node-to-pod", "each node reaches the pods on it (kubelet, probes)", order=50)
+@check("node-to-pod", "each node reaches the pods on it (kubelet, probes)", order=50)
 def node_to_pod(ctx: Context) -> CheckResult:
     pairs = _pairs(ctx, True)
     bad = [(s, t, r) for s, t, r in pairs if not r.get("connected")]

@@ -10,7 +10,7 @@ import io
 import xml.etree.ElementTree as ET
 
 from emulator.check.model import ModeReport
-from emulator.cli.output import table
+from emulator.fmt import table
 
 
 def text(reports: list[ModeReport]) -> str:

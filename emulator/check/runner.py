@@ -10,8 +10,8 @@ from emulator.check.context import Context
 from emulator.check.model import CheckResult, ModeReport
 from emulator.check.registry import load
 from emulator.lab.api import Lab
-
-ALL_MODES = ("vxlan", "host-gw", "bgp")
+from emulator.topology.loader import load as load_topo
+from emulator.topology.model import ROUTING_MODES as ALL_MODES
 
 
 def run_lab(lab: Lab, only: list[str] | None = None) -> ModeReport:
@@ -36,15 +36,13 @@ def run_lab(lab: Lab, only: list[str] | None = None) -> ModeReport:
 
 def modes_for(routing: str) -> list[str]:
     if routing == "all":
-        from emulator import routing as routing_mod
-        return [m for m in ALL_MODES if m in routing_mod.available()]
+        return list(ALL_MODES)
     return [m.strip() for m in routing.split(",") if m.strip()]
 
 
 def run_file(path: str | Path, routing: str, progress: Callable[[str], None] = lambda s: None,
              only: list[str] | None = None) -> list[ModeReport]:
     """Bring the topology up once per mode (under a name of its own), check it, tear it down."""
-    from emulator.topology.loader import load as load_topo
     reports = []
     for i, mode in enumerate(modes_for(routing)):
         name = f"chk{os.getpid() % 100000}{i}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from emulator.check.context import Context
 from emulator.check.model import CheckResult, Finding
-from emulator.check.registry import register
+from emulator.check.registry import check
 from emulator.lab.api import run_in
 from emulator.netlink import applier, netns
 from emulator.netlink.rtnl import Rtnl
@@ -53,7 +53,7 @@ def _name(svc: dict) -> str:
     return f"{svc['metadata'].get('namespace', 'default')}/{svc['metadata']['name']}"
 
 
-@register("service-clusterip", "Services answer on their ClusterIP from pods on every node", order=60,
+@check("service-clusterip", "Services answer on their ClusterIP from pods on every node", order=60,
           applies=lambda ctx: any(_tcp_ports(s) for s in _services(ctx)))
 def service_clusterip(ctx: Context) -> CheckResult:
     targets = [(s["spec"]["clusterIP"], p["port"], _name(s)) for s in _services(ctx) for p in _tcp_ports(s)]
@@ -73,7 +73,7 @@ def _nodeports(ctx: Context) -> list[tuple[int, str]]:
             for p in _tcp_ports(s) if p.get("nodePort")]
 
 
-@register("service-nodeport", "an outside client reaches every NodePort on every node", order=70,
+@check("service-nodeport", "an outside client reaches every NodePort on every node", order=70,
           applies=lambda ctx: bool(_nodeports(ctx)) and _external(ctx) is not None)
 def service_nodeport(ctx: Context) -> CheckResult:
     targets = [(n.ip, port, name, n.name) for n in ctx.lab.nodes for port, name in _nodeports(ctx)]
@@ -85,9 +85,9 @@ def service_nodeport(ctx: Context) -> CheckResult:
                        f"{len(targets) - len(findings)}/{len(targets)} NodePort connections from outside", findings)
 
 
-@register("cluster-dns", "pods resolve Services by short and full name (their own resolv.conf)", order=80,
-          applies=lambda ctx: ctx.lab.store.get("services", "kube-dns", "kube-system") is not None
-          and bool(_services(ctx)))
+@check("cluster-dns", "pods resolve Services by short and full name (their own resolv.conf)", order=80,
+       applies=lambda ctx: ctx.lab.store.get("services", "kube-dns", "kube-system") is not None
+       and bool(_services(ctx)))
 def cluster_dns(ctx: Context) -> CheckResult:
     pod = ctx.pods[0]
     findings, total = [], 0
@@ -104,7 +104,7 @@ def cluster_dns(ctx: Context) -> CheckResult:
                        f"{total - len(findings)}/{total} names resolved to their ClusterIP", findings)
 
 
-@register("snat-to-external", "pods reach the outside, seen there with their node's IP", order=90,
+@check("snat-to-external", "pods reach the outside, seen there with their node's IP", order=90,
           applies=lambda ctx: _external(ctx) is not None)
 def snat_to_external(ctx: Context) -> CheckResult:
     ext = _external(ctx)

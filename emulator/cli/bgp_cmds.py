@@ -6,6 +6,7 @@ import argparse
 
 from emulator.cli import output
 from emulator.errors import PodlabError
+from emulator.fmt import duration
 from emulator.lab.api import Lab
 
 
@@ -18,14 +19,6 @@ def _bgp_lab(a: argparse.Namespace) -> Lab:
     return lab
 
 
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    s = int(seconds)
-    return f"{s}s" if s < 120 else f"{s // 60}m{s % 60}s" if s < 600 else f"{s // 60}m" if s < 10800 else \
-        f"{s // 3600}h"
-
-
 def cmd_status(a: argparse.Namespace) -> int:
     from emulator.routing import bgp
     lab = _bgp_lab(a)
@@ -33,7 +26,7 @@ def cmd_status(a: argparse.Namespace) -> int:
     if a.node:
         lab.node(a.node)
         nodes = [a.node]
-    reports = [bgp.node_report(lab, n) for n in nodes]
+    reports = [bgp.node_report(lab.name, n) for n in nodes]
     if a.output == "json":
         output.emit_json({"lab": lab.name, "items": reports})
         return 0
@@ -43,7 +36,7 @@ def cmd_status(a: argparse.Namespace) -> int:
             rows.append([r["node"], "-", "-", "BIRD not running", "-", "-"])
             continue
         for s in r["sessions"]:
-            rows.append([r["node"], s["peerNode"] or s["name"], s["peer"], s["bgpState"], _age(s["uptimeSeconds"]),
+            rows.append([r["node"], s["peerNode"] or s["name"], s["peer"], s["bgpState"], duration(s["uptimeSeconds"]),
                          s["info"] or "-"])
     print("SESSIONS")
     output.table(["NODE", "PEER", "PEER-IP", "STATE", "UPTIME", "INFO"], rows)

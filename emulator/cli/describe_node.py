@@ -16,7 +16,7 @@ from pyroute2.netlink.rtnl import RTM_GETADDR, RTM_GETLINK
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 
 from emulator import faults, routing
-from emulator.cli import describe_cmds, output
+from emulator.cli import describe_cmds, output, routing_view
 from emulator.lab.api import Lab
 from emulator.netlink import msgs
 from emulator.netlink.rtnl import Rtnl
@@ -49,7 +49,8 @@ def describe(lab: Lab, node: str) -> dict:
     slices = {o.name: o.pod_cidr for o in lab.nodes if o.name != node}
     held = held_routes.for_slices(held_routes.read(nv.netns), slices)
     try:
-        status = mode.node_status(lab, node)
+        report = mode.node_report(lab.name, node)
+        status = routing_view.status_word(mode_name, report)
     except Exception as e:  # a status probe must not break describe
         status = f"unknown ({e})"
     mine = [f.as_dict() for f in faults.list_faults(lab) if node in f.nodes]
@@ -60,9 +61,8 @@ def describe(lab: Lab, node: str) -> dict:
            "routesToOtherNodes": [{"node": n, "podCIDR": slices[n], **(r.as_dict() if r else {"origin": None})}
                                   for n, r in held.items()],
            "faults": mine}
-    if mode_name == "bgp":
-        from emulator.routing import bgp
-        out["bgp"] = bgp.node_report(lab, node)
+    if report:
+        out[mode_name] = report
     return out
 
 
@@ -101,8 +101,8 @@ def describe_node(lab: Lab, name: str, a: argparse.Namespace) -> int:
     if getattr(a, "output", "text") == "json":
         output.emit_json(d)
         return 0
-    mode = routing.get(d["routing"]["mode"])
-    print(render(d, mode.describe_node(lab, name)), end="")
+    mode = d["routing"]["mode"]
+    print(render(d, routing_view.describe_lines(mode, d.get(mode, {}))), end="")
     return 0
 
 

@@ -1,4 +1,10 @@
-"""``exec``: run a command inside a pod's or a node's network namespace (exit code passed through)."""
+"""``exec``: run a command inside a pod's or a node's network namespace (exit code passed through).
+
+``podlab exec`` becomes the command (it execs in place: same PID, so a SIGKILL of it ends the command and nothing
+is left behind). Before it enters the namespace it records itself in the lab's process journal, so ``down`` and
+``cleanup`` end a command still running there (a ``sleep`` left in a pod would otherwise keep the pod's
+namespace alive after ``down``); once the lab is being removed, nothing is started.
+"""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +14,7 @@ import sys
 from emulator.errors import PodlabError
 from emulator.lab.api import Lab
 from emulator.netlink import netns
+from emulator.proc import journal
 
 
 def cmd_exec(a: argparse.Namespace) -> int:
@@ -18,6 +25,7 @@ def cmd_exec(a: argparse.Namespace) -> int:
     if not argv:
         raise PodlabError("exec needs a command after --, e.g. podlab exec web-1 -- ip addr")
     ns = lab.target_ns(a.target if not a.namespace or "/" in a.target else f"{a.namespace}/{a.target}")
+    journal.enter(lab.paths.proc_journal, f"exec {' '.join(argv)[:80]} in {ns}", kind="tool")
     wrapped = netns.exec_argv(ns, argv)  # the pod's own resolv.conf etc.: as its containers see them
     if wrapped:
         argv = wrapped

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
-from emulator.cli import output
+from emulator.cli import output, routing_view
 from emulator.errors import PodlabError
 from emulator.lab.api import Lab
 
@@ -81,7 +81,7 @@ def node_routing_state(lab: Lab, node: str, mode: str) -> str:
     """The ROUTING column: the mode, plus what the mode reports for this node (e.g. BGP sessions)."""
     from emulator import routing
     try:
-        state = routing.get(mode).node_status(lab, node)
+        state = routing_view.status_word(mode, routing.get(mode).node_report(lab.name, node))
     except Exception as e:  # a status probe must not break a listing
         state = f"unknown ({e})"
     return f"{mode} ({state})" if state else mode

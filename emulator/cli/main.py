@@ -1,49 +1,30 @@
 """``podlab``: the command line. Verbs follow kubectl where kubectl has one (get, exec, describe, ...).
 
 Each group of verbs lives in its own module with a ``register(subparsers)`` function; ``COMMAND_MODULES`` lists
-them. Every read command takes ``-o json``. Exit codes: 0 success, 1 generic failure, 2 invalid topology or
+them (the CLI's part of the composition root, ``emulator.plugins``, which ``main`` installs first). Every read command takes ``-o json``. Exit codes: 0 success, 1 generic failure, 2 invalid topology or
 usage, 3 the lab or a namespace already exists, 4 not found, 5 missing dependency, 6 timeout or pods not
 Running; ``exec`` passes the command's own exit code through.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 
+from emulator import plugins
+from emulator.cli import (apply_cmds, bgp_cmds, check_cmds, describe_cmds, describe_node, exec_cmd, fault_cmds,
+                          get_cmds, kubeconfig_cmds, lab_cmds, link_cmds, mn_cmds, pod_cmds, svc_cmds, tool_cmds)
 from emulator.errors import PodlabError
 
-COMMAND_MODULES = [
-    "emulator.cli.lab_cmds",
-    "emulator.cli.get_cmds",
-    "emulator.cli.exec_cmd",
-    "emulator.cli.describe_cmds",
-    "emulator.cli.apply_cmds",
-    "emulator.cli.bgp_cmds",
-    "emulator.cli.fault_cmds",
-    "emulator.cli.describe_node",
-    "emulator.cli.pod_cmds",
-    "emulator.cli.svc_cmds",
-    "emulator.cli.check_cmds",
-    "emulator.cli.tool_cmds",
-    "emulator.cli.link_cmds",
-    "emulator.cli.mn_cmds",
-    "emulator.cli.kubeconfig_cmds",
-]
+COMMAND_MODULES = [lab_cmds, get_cmds, exec_cmd, describe_cmds, apply_cmds, bgp_cmds, fault_cmds, describe_node,
+                   pod_cmds, svc_cmds, check_cmds, tool_cmds, link_cmds, mn_cmds, kubeconfig_cmds]
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="podlab", description="Kubernetes pod networking on real Linux namespaces")
     p.add_argument("--lab", help="the lab to act on (needed when several are up)")
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
-    for mod in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name != mod:  # a verb group not installed in this tree is left out; any other import error shows
-                raise
-            continue
+    for module in COMMAND_MODULES:
         module.register(sub)
     for sp in sub.choices.values():  # --lab is accepted after the verb too
         if "--lab" not in sp._option_string_actions:
@@ -52,6 +33,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    plugins.install()
     argv = list(sys.argv[1:] if argv is None else argv)
     after: list[str] | None = None
     if "--" in argv:  # `podlab run x --rm -- sh -c ...`: everything after -- is the command, untouched

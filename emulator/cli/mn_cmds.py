@@ -1,4 +1,4 @@
-"""``podlab cli``: Mininet's CLI over the lab's pods and nodes (see ``emulator.tools.mncli``).
+"""``podlab cli``: Mininet's CLI over the lab's pods and nodes (see ``emulator.cli.mncli``).
 
     sudo podlab cli                      interactive: pingall, web-1 ping web-3, dump, nodes, net, trace, capture
     sudo podlab cli --script cmds.mn     run the commands of a file (Mininet's script=)
@@ -14,7 +14,7 @@ from emulator.lab.api import Lab
 def cmd_cli(a: argparse.Namespace) -> int:
     from emulator.tools import mnimport
     mnimport.load()  # a clear MissingDependencyError before anything else
-    from emulator.tools import mncli
+    from emulator.cli import mncli
     mncli.run(Lab.get(a.lab), script=a.script)
     return 0
 

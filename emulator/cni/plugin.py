@@ -1,6 +1,6 @@
 """Executable entry of the built-in plugins: ``python -m emulator.cni.plugin TYPE`` speaks the CNI exec protocol.
 
-The agent writes tiny wrapper scripts named ``bridge`` and ``loopback`` into a built-in node's CNI bin directory
+The agent writes tiny wrapper scripts named ``bridge``, ``loopback`` and ``podlab-link`` into a built-in node's CNI bin directory
 so that the node's configuration reads exactly like a real one; when the agent itself calls them it takes the
 in-process shortcut (same functions, same JSON shapes) instead of paying a Python start per pod.
 """
@@ -10,11 +10,11 @@ import json
 import os
 import sys
 
-from emulator.cni import bridge, loopback
+from emulator.cni import bridge, linkshape, loopback
 from emulator.cni.spec import DECODE_FAILURE, INVALID_CONFIG, CniRequest, error_json, version_json
 from emulator.errors import CniError, PodlabError
 
-BUILTIN = {"bridge": bridge, "loopback": loopback}
+BUILTIN = {"bridge": bridge, "loopback": loopback, linkshape.TYPE: linkshape}
 
 
 def call(plugin_type: str, req: CniRequest, conf: dict, ctx: object = None) -> dict | None:

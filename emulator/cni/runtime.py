@@ -88,7 +88,17 @@ class Runtime:
         base = {"cniVersion": conf.get("cniVersion", CNI_VERSION), "name": conf.get("name", "")}
         return base, [{**base, **p} for p in conf.get("plugins", [])]
 
-    def add(self, container_id: str, netns_path: str, ifname: str = "eth0", args: str = "") -> Result:
+    @staticmethod
+    def _with_capabilities(conf: dict, capability_args: dict | None) -> dict:
+        """libcni's injection: a plugin that declares ``capabilities: {X: true}`` gets ``runtimeConfig.X`` from
+        the runtime's capability arguments (as ``portMappings`` or ``bandwidth`` reach portmap and bandwidth)."""
+        caps = [k for k, on in (conf.get("capabilities") or {}).items() if on and k in (capability_args or {})]
+        if not caps:
+            return conf
+        return {**conf, "runtimeConfig": {k: capability_args[k] for k in caps}}  # type: ignore[index]
+
+    def add(self, container_id: str, netns_path: str, ifname: str = "eth0", args: str = "",
+            capability_args: dict | None = None) -> Result:
         _, plugins = self._plugins()
         if self.builtin and plugins and plugins[0].get("type") == "bridge":
             # Both built-in and in-process: the loopback ADD is one request in the pod; let bridge send it in
@@ -99,7 +109,8 @@ class Runtime:
         req = CniRequest("ADD", container_id, netns_path, ifname, args)
         prev: dict | None = None
         for p in plugins:
-            conf = {**p, "prevResult": prev} if prev is not None else p
+            conf = self._with_capabilities(p, capability_args)
+            conf = {**conf, "prevResult": prev} if prev is not None else conf
             prev = self._invoke(conf, req) or prev
         return Result.from_dict(prev or {})
 
@@ -108,6 +119,22 @@ class Runtime:
         req = CniRequest("DEL", container_id, netns_path, ifname)
         for p in reversed(plugins):
             self._invoke({**p, "prevResult": prev} if prev else p, req)
+
+    def gc(self, attachments: list[tuple[str, str]], valid: set[str]) -> list[tuple[str, str, CniError | None]]:
+        """libcni's ``GCNetworkList`` for a runtime that knows its leaks: every attachment ``(containerID,
+        ifname)`` whose container is not in ``valid`` gets the plugins' DEL (no netns: it is gone), which releases
+        its IP and removes its host veth exactly as a normal DEL does. Returns (id, ifname, error or None) per
+        attachment, so the caller can log each; one failure does not stop the others."""
+        out: list[tuple[str, str, CniError | None]] = []
+        for cid, ifname in attachments:
+            if cid in valid:
+                continue
+            try:
+                self.delete(cid, "", ifname or "eth0")
+                out.append((cid, ifname, None))
+            except CniError as e:
+                out.append((cid, ifname, e))
+        return out
 
     def check(self, container_id: str, netns_path: str, ifname: str, prev: dict) -> None:
         _, plugins = self._plugins()

@@ -94,4 +94,4 @@ def bridge_conflist(network: str, bridge: str, subnet: str, mtu: int, data_dir: 
         "type": "bridge", "bridge": bridge, "isGateway": True, "hairpinMode": True, "mtu": mtu,
         "ipam": {"type": "host-local", "ranges": [[{"subnet": subnet}]], "routes": [{"dst": "0.0.0.0/0"}],
                  "dataDir": data_dir},
-    }])
+    }, {"type": "podlab-link", "capabilities": {"podlabLink": True}, "mtu": mtu}])

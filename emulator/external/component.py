@@ -12,13 +12,12 @@ from __future__ import annotations
 import os
 
 from emulator.external import config, masq, network
-from emulator.lab.components import BuildContext, Component, register
+from emulator.lab.components import BuildContext, Component
 from emulator.proc.daemon import spawn
 from emulator.topology import names
 from emulator.topology.model import Topology
 
 
-@register
 class ExternalComponent(Component):
     name = "external"
     order = 40
@@ -35,9 +34,8 @@ class ExternalComponent(Component):
         network.build(ctx.topo, ext)
         for node in ctx.topo.nodes:
             masq.apply(ctx.topo, node, names.node_ns(ctx.topo.name, node.name))
-        pid = spawn(_echo_server, ctx.paths.root / "external" / "netexec.log", ns=network.external_ns(ctx.topo.name),
-                    title="netexec")
-        ctx.record_pid(pid, "external echo server")
+        spawn(_echo_server, ctx.paths.root / "external" / "netexec.log", ns=network.external_ns(ctx.topo.name),
+              title="netexec", journal=ctx.paths.proc_journal, what="external echo server")
         ctx.progress(f"external network {ext.cidr}: host {ext.host} (echo server on :{ECHO_HTTP_PORT}) behind "
                      f"router {ext.underlay_gateway}; pods masqueraded to their node's address")
 

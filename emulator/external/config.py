@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 from emulator.errors import TopologyError
 from emulator.topology.model import Topology
+from emulator.topology.sections import has_gateway  # noqa: F401  (the rule is topology's; used by external)
 from emulator.topology.validate import Validator, show
 
 KEYS = ("cidr", "gateway", "host")
 DEFAULT_CIDR = "203.0.113.0/24"
-SERVICE_KEYS = ("services", "deployments", "kubeProxy")
 ROUTER_NAME = "gw"  # the router's namespace is <lab>-gw
 
 
@@ -32,15 +32,6 @@ class External:
 
 def raw(topo: Topology) -> object:
     return dict(topo.extra).get("external")
-
-
-def has_gateway(topo: Topology) -> bool:
-    """True if the lab has an external network (and so its nodes a default route via the underlay gateway)."""
-    extra = dict(topo.extra)
-    value = extra.get("external")
-    if value is False:
-        return False
-    return value is not None or any(extra.get(k) not in (None, False) for k in SERVICE_KEYS)
 
 
 def settings(topo: Topology) -> External | None:

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import os
 
-from pyroute2.netlink.rtnl import RTM_GETLINK
 
 from emulator.external.config import ROUTER_NAME, External
 from emulator.netlink import applier, msgs, netns
 from emulator.netlink.desired import AddrSpec, LinkSpec, NsState, RouteSpec
 from emulator.netlink.rtnl import Rtnl
+from emulator.routing.base import underlay_cable
 from emulator.topology import names
 from emulator.topology.model import Topology
 
@@ -59,8 +59,7 @@ def build(topo: Topology, ext: External) -> None:
     gw_fd, host_fd = netns.open_fd(gw), netns.open_fd(host)
     try:
         with Rtnl.in_ns(names.underlay_ns(lab)) as urt:
-            lan = urt.query(msgs.link_get(names.UNDERLAY_BRIDGE), RTM_GETLINK)[0]["index"]
-            urt.batch([msgs.link_add_veth(UNDERLAY_PORT, "eth0", gw_fd, topo.underlay.mtu, master=lan)])
+            applier.plug(urt, [underlay_cable(topo, UNDERLAY_PORT, gw)])
         with Rtnl.in_ns(gw_fd) as grt:
             grt.batch([msgs.link_add_veth("eth1", "eth0", host_fd, topo.underlay.mtu)])
             applier.apply(grt, router_state(topo, ext), ns_name=gw)

@@ -17,6 +17,7 @@ import shutil
 import struct
 
 from emulator.state.paths import state_root
+from emulator.state.store import write_atomic
 
 _BASE = 0x400000
 _CODE_X86_64 = bytes.fromhex("b822000000" "0f05" "ebf7")  # mov eax,34 (pause); syscall; jmp back 9 bytes
@@ -48,10 +49,7 @@ def binary() -> str:
     try:
         if not path.exists() or path.read_bytes() != data:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".pause.{os.getpid()}")
-            tmp.write_bytes(data)
-            tmp.chmod(0o755)
-            os.replace(tmp, path)
+            write_atomic(path, data, mode=0o755)
         _cached = str(path)
     except OSError:
         _cached = SLEEP

@@ -10,7 +10,8 @@ or ``lab.pod("a", namespace="x")``), as ``kubectl -n x`` would scope them.
 
 A ``Lab`` is a handle on a lab by name; it reads the store and the lab record each time (the agents change pod
 status behind its back), and runs commands inside namespaces with ``nsenter`` (it enters only the network
-namespace, so it costs the same with 10 or 10,000 namespaces, unlike ``ip netns exec``).
+namespace, so it costs the same with 10 or 10,000 namespaces, unlike ``ip netns exec``), each recorded in the
+lab's process journal before it runs (``emulator.lab.nsrun``).
 """
 from __future__ import annotations
 
@@ -26,27 +27,15 @@ from emulator.agent.agent import read_pidfile
 from emulator.proc.lifecycle import alive
 from emulator.errors import LabNotFoundError, PodlabError, PodNotFoundError
 from emulator.lab import builder, teardown
+from emulator.lab.nsrun import ns_argv, popen_in, run_in  # noqa: F401 (re-exported: the API's way into a namespace)
 from emulator.state import record
 from emulator.state.paths import LabPaths
 from emulator.netlink import netns
+from emulator.state.resolv import prepare_pod
 from emulator.state.store import Store
 from emulator.topology import names
 from emulator.topology.loader import load
 from emulator.topology.model import Topology
-
-
-def ns_argv(ns_name: str, argv: Sequence[str]) -> list[str]:
-    """``argv`` run in a lab namespace: through ``ip netns exec`` if the namespace has files in /etc/netns/<ns>/
-    (a pod's resolv.conf), which it bind-mounts over /etc; else ``nsenter --net`` (no mount-table copy)."""
-    return netns.exec_argv(ns_name, list(argv)) or ["nsenter", f"--net={netns.path(ns_name)}", "--", *argv]
-
-
-def run_in(ns_name: str, argv: Sequence[str], timeout: float | None = 30, check: bool = False,
-           input: str | None = None) -> subprocess.CompletedProcess:
-    if not netns.exists(ns_name):
-        raise PodlabError(f"network namespace {ns_name} does not exist", obj=ns_name)
-    return subprocess.run(ns_argv(ns_name, argv), capture_output=True, text=True, timeout=timeout, check=check,
-                          input=input)
 
 
 def _listdir(d: Path) -> list[str]:
@@ -255,11 +244,6 @@ class Lab:
     def exec(self, target: str, argv: Sequence[str], **kw) -> subprocess.CompletedProcess:
         return run_in(self.target_ns(target), argv, **kw)
 
-    def check(self, only: list[str] | None = None):
-        """Run the network-model conformance checks on this lab (see ``emulator.check``)."""
-        from emulator.check import runner
-        return runner.run_lab(self, only)
-
     # -- pods (desired state goes to the store; the node's agent does the rest)
     def apply_pod(self, obj: dict, source: str = "<api>") -> str:
         """Create a pod from a podlab or Kubernetes manifest; returns kubectl's line ("pod/x created")."""
@@ -282,11 +266,7 @@ class Lab:
                 return f"pod/{name} unchanged"
             raise ManifestError(source, "metadata.name", f"pod '{name}' already exists with another spec (pod "
                                 "specs are immutable)", f"run `podlab delete pod {name}` first, or use another name")
-        try:  # a lab with cluster DNS: the pod's resolv.conf exists before its agent can start it
-            from emulator.services.resolv import prepare_pod
-            prepare_pod(self.name, req.manifest)
-        except ImportError:
-            pass
+        prepare_pod(self.name, req.manifest)  # with cluster DNS: its resolv.conf exists before its agent starts it
         self.store.put("pods", name, req.manifest)
         events.emit(self.store.root, "pod", name, "Scheduled",
                     f"Successfully assigned {req.pod.namespace}/{name} to {req.pod.node}", "default-scheduler", ns=ns)

@@ -1,6 +1,7 @@
 """``up``: from a validated topology to a running lab, or to nothing at all.
 
-Steps: refuse if the lab exists or a namespace name is taken (before touching anything); write the state record;
+Steps: refuse if the lab exists or a namespace name is taken (before touching anything); write the state record
+and open the lab's process journal (every process started from here on records itself there before it runs);
 build the underlay namespace and its bridge; create every node namespace with its uplink in one batch; apply each
 node's desired state (base + routing mode) with the idempotent applier; write each node's files (CNI config,
 flannel's subnet.env); put nodes and pods into the store; start one agent per node (forked: no interpreter
@@ -15,9 +16,8 @@ import sys
 import time
 from typing import Callable
 
-from pyroute2.netlink.rtnl import RTM_GETLINK
-
 from emulator import routing
+from emulator.routing.base import subnet_env, underlay_cable
 from emulator.agent import agent
 from emulator.cni.spec import bridge_conflist
 from emulator.errors import BuildError, LabExistsError, NamespaceConflictError, TimeoutError_
@@ -26,7 +26,7 @@ from emulator.state import manifests, record
 from emulator.state.paths import LabPaths, ensure_state_root
 from emulator.netlink import applier, msgs, netns
 from emulator.netlink.rtnl import Rtnl
-from emulator.state.store import Store
+from emulator.state.store import Store, write_atomic
 from emulator.topology import names
 from emulator.topology.model import Node, Topology
 
@@ -63,9 +63,9 @@ def write_node_files(paths: LabPaths, topo: Topology, node: Node) -> None:
     for d in (paths.cni_conf_dir(node.name), paths.cni_bin_dir(node.name), paths.ipam_dir(node.name),
               paths.flannel_env(node.name).parent, paths.agent_log(node.name).parent):
         d.mkdir(parents=True, exist_ok=True)
-    paths.flannel_env(node.name).write_text(routing.base.subnet_env(topo, node))
+    paths.flannel_env(node.name).write_text(subnet_env(topo, node))
     pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__ + "/..")))
-    for ptype in ("bridge", "loopback"):
+    for ptype in ("bridge", "loopback", "podlab-link"):
         exe = paths.cni_bin_dir(node.name) / ptype
         exe.write_text(f"#!/bin/sh\n# podlab's built-in {ptype} CNI plugin\nPYTHONPATH={pkg_parent}"
                        f"${{PYTHONPATH:+:$PYTHONPATH}} exec {sys.executable} -m emulator.cni.plugin {ptype}\n")
@@ -80,9 +80,7 @@ def install_cni_config(paths: LabPaths, mtu: int, node: Node) -> None:
                            str(paths.ipam_dir(node.name)))
     d = paths.cni_conf_dir(node.name)
     d.mkdir(parents=True, exist_ok=True)
-    tmp = d / ".10-flannel.conflist.tmp"
-    tmp.write_text(json.dumps(conf, indent=2) + "\n")
-    os.replace(tmp, d / "10-flannel.conflist")
+    write_atomic(d / "10-flannel.conflist", json.dumps(conf, indent=2) + "\n")
 
 
 def build_network(topo: Topology, progress: Progress) -> None:
@@ -90,17 +88,10 @@ def build_network(topo: Topology, progress: Progress) -> None:
     ul = names.underlay_ns(topo.name)
     with netns.create(ul, then=lambda: Rtnl(label=ul)) as urt:
         urt.batch([msgs.link_add_bridge(names.UNDERLAY_BRIDGE, topo.underlay.mtu)])
-        lan = urt.query(msgs.link_get(names.UNDERLAY_BRIDGE), RTM_GETLINK)[0]["index"]
-        fds = []
-        try:
-            for n in topo.nodes:
-                netns.create(names.node_ns(topo.name, n.name))
-                fds.append(netns.open_fd(names.node_ns(topo.name, n.name)))
-            urt.batch([msgs.link_add_veth(n.name, names.NODE_UPLINK, fd, topo.underlay.mtu, master=lan)
-                       for n, fd in zip(topo.nodes, fds)])
-        finally:
-            for fd in fds:
-                os.close(fd)
+        for n in topo.nodes:
+            netns.create(names.node_ns(topo.name, n.name))
+        applier.plug(urt, [underlay_cable(topo, n.name, names.node_ns(topo.name, n.name), names.NODE_UPLINK)
+                           for n in topo.nodes])
     progress(f"underlay {topo.underlay.cidr} and {len(topo.nodes)} nodes created")
     for n in topo.nodes:
         ns = names.node_ns(topo.name, n.name)
@@ -149,11 +140,7 @@ def up(topo: Topology, progress: Progress = lambda s: None, timeout: float | Non
     paths = LabPaths(topo.name)
     ensure_state_root()
     rec = record.new(topo, extra_namespaces=[n for c in parts for n in c.namespaces(topo)])
-    record.save(rec)
-
-    def record_pid(pid: int, what: str) -> None:
-        record.add_pid(rec, pid, what)
-
+    record.create(rec)
     step = "start"
     try:
         step = "network"
@@ -169,18 +156,18 @@ def up(topo: Topology, progress: Progress = lambda s: None, timeout: float | Non
         for p in topo.pods:
             store.put("pods", p.name, manifests.pod_manifest(p))
         step = f"routing daemons ({topo.routing})"
-        for n in topo.nodes:
-            for pid in mode.start(topo, n, str(paths.node_root(n.name))):
-                record_pid(pid, f"{topo.routing} daemon of {n.name}")
-        ctx = components.BuildContext(topo, paths, store, progress, record_pid)
+        for n in topo.nodes:  # each daemon records itself in the lab's process journal before it runs
+            mode.start(topo, n, str(paths.node_root(n.name)))
+        ctx = components.BuildContext(topo, paths, store, progress)
         for c in parts:
             step = f"component {c.name}"
             c.start(ctx)
         step = "agents"
-        record.add_agents(rec, agent.spawn_many(topo.name, [n.name for n in topo.nodes]),
-                          [n.name for n in topo.nodes])
+        agent.spawn_many(topo.name, [n.name for n in topo.nodes])
         step = "pods"
         stuck = wait_pods(store, topo, progress, timeout or 30.0 + 0.05 * len(topo.pods))
+        step = f"routing ({topo.routing}) ready"
+        mode.wait_ready(topo, progress)
         for c in parts:
             step = f"component {c.name} (ready)"
             c.ready(ctx)

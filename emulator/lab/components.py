@@ -2,24 +2,30 @@
 
 A component (the external "internet" host, kube-proxy on each node, cluster DNS, ...) declares the namespaces it
 will create — recorded in the lab record *before* anything is made, so ``down`` and ``cleanup`` remove them even
-after a crash — and starts its processes, whose PIDs (with start times) go into the record as they start. The
+after a crash — and starts its processes, each of which records itself (PID, start time) in the lab's process
+journal before it runs (``emulator.proc.journal``; ``paths.proc_journal``). The
 builder calls every registered component that ``wanted`` the topology, in ``order``: ``start`` after the
 network, node files and store exist and before the agents start; ``ready`` after the pods are Running. Teardown
 needs little from a component: it ends the recorded PIDs and deletes the recorded namespaces, then calls each
 component's ``teardown`` for files it keeps outside the lab directory (a ledger it wrote first). Routing daemons
-(BIRD in bgp mode) use the routing mode's own ``start`` hook instead.
+(BIRD in bgp mode) use the routing mode's own ``start`` and ``wait_ready`` hooks instead.
+
+Components live in higher layers (services, external, tools), so this layer cannot name them: the composition
+root (``emulator.plugins``) installs the list once, at the program's entry (the CLI, ``from emulator import
+Lab``, the testing layer). Nothing registers itself when imported.
 """
 from __future__ import annotations
 
 from abc import ABC
 from dataclasses import dataclass, field
-from typing import Callable, ClassVar
+from typing import Callable, ClassVar, Sequence
 
+from emulator.errors import PodlabError
 from emulator.state.paths import LabPaths
 from emulator.state.store import Store
 from emulator.topology.model import Topology
 
-_REGISTRY: list[type["Component"]] = []
+_INSTALLED: tuple[type["Component"], ...] | None = None
 
 
 @dataclass
@@ -28,7 +34,6 @@ class BuildContext:
     paths: LabPaths
     store: Store
     progress: Callable[[str], None]
-    record_pid: Callable[[int, str], None]  # (pid, what) → saved in the lab record at once
     data: dict = field(default_factory=dict)  # components may leave notes for each other here
 
 
@@ -55,30 +60,23 @@ class Component(ABC):
         called by ``down`` after the processes are gone, whether or not the component was active."""
 
 
+def install(classes: Sequence[type[Component]]) -> None:
+    """Set the lab's components (the composition root calls this once; calling it again replaces the list)."""
+    global _INSTALLED
+    _INSTALLED = tuple(classes)
+
+
+def installed() -> tuple[type[Component], ...]:
+    if _INSTALLED is None:
+        raise PodlabError("no lab components are installed: enter podlab through `emulator.plugins.install()` "
+                          "(the CLI, `from emulator import Lab` and `emulator.testing` do)")
+    return _INSTALLED
+
+
 def teardown_all(lab: str, paths: LabPaths) -> None:
-    load_builtin()
-    for cls in _REGISTRY:
+    for cls in installed():
         cls.teardown(lab, paths)
 
 
-def register(cls: type[Component]) -> type[Component]:
-    if cls not in _REGISTRY:
-        _REGISTRY.append(cls)
-    return cls
-
-
-def load_builtin() -> None:
-    """Import the modules that register components (each is optional while it is being built)."""
-    import importlib
-    for mod in ("emulator.services.component", "emulator.external.component", "emulator.tools.component",
-                "emulator.apiserver.component"):
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name and not mod.startswith(e.name):
-                raise
-
-
 def active(topo: Topology) -> list[Component]:
-    load_builtin()
-    return [c for c in sorted((cls() for cls in _REGISTRY), key=lambda c: c.order) if c.wanted(topo)]
+    return [c for c in sorted((cls() for cls in installed()), key=lambda c: c.order) if c.wanted(topo)]

@@ -1,7 +1,8 @@
 """Removing a lab: exactly what its record and store say it owns, in an order that lets the kernel free it fast.
 
-Order: stop the agents and every recorded process (by PID and start time, never by name; all signalled at once,
-then awaited together), delete every namespace in one go — pods first — and wait until the node uplinks have
+Order: close the lab's process journal, so nothing of the lab can start any more, then stop the agents and every
+process the journal and the store name (by PID and start time, never by name; all signalled at once, then awaited
+together), delete every namespace in one go — pods first — and wait until the node uplinks have
 left the underlay bridge (the kernel frees namespaces in a background worker; the vanishing ports show it has
 reached the nodes, queued after the pods), then the state directory. Every step tolerates what is already gone, so ``down`` twice, or ``down`` after a crash
 half-way through ``up``, is fine. Processes we did not start that still sit in a lab namespace are reported, not
@@ -16,7 +17,8 @@ from typing import Callable
 
 from pyroute2.netlink.rtnl import RTM_GETLINK
 
-from emulator.proc import lifecycle
+from emulator.lab import components
+from emulator.proc import journal, lifecycle
 from emulator.agent.agent import read_pidfile
 from emulator.agent.pods import read_journal
 from emulator.state import record
@@ -81,18 +83,25 @@ def pod_namespaces(lab: str, store: Store, statuses: list[dict] | None = None) -
 
 def _end_processes(paths: LabPaths, rec: dict, node_names: list[str],
                    store: Store) -> tuple[list[tuple[int, int | None]], list[dict]]:
-    """Agents first (killed and awaited: a dying lab needs no graceful kubelet, and a live one would restart
-    containers or make namespaces), then the lab's daemons (TERM, so they can remove what they own), then every
-    container, killed all at once. Returns the containers, unawaited (``wait_gone``: they make nothing, so their
-    namespaces can be removed while the kernel ends them), and the pod statuses as the dead agents left them."""
-    lifecycle.stop_many([pf for pf in (read_pidfile(paths, node) for node in node_names) if pf]
-                         + [(a["pid"], a.get("start")) for a in rec.get("agents", [])])
-    lifecycle.stop_many([(p["pid"], p.get("start")) for p in rec.get("pids", [])], grace=1.0)
+    """Close the lab's process journal first (from then on nothing of the lab can start: see
+    ``emulator.proc.journal``) and end what it names: agents first (killed and awaited: a dying lab needs no
+    graceful kubelet, and a live one would restart containers or make namespaces), then the lab's daemons
+    (TERM, so they can remove what they own), then every container and tool, killed all at once. Returns those
+    last, unawaited (``wait_gone``: they make nothing, so their namespaces can be removed while the kernel ends
+    them), and the pod statuses as the dead agents left them. (``pids``/``agents`` in the record are read too:
+    labs made before the journal kept them there.)"""
+    entries = journal.close(paths.proc_journal)
+    by_kind: dict[str, list[tuple[int, int | None]]] = {k: [] for k in journal.KINDS}
+    for e in entries:
+        by_kind[e.kind].append(e.proc)
+    lifecycle.stop_many(by_kind["agent"] + [pf for pf in (read_pidfile(paths, node) for node in node_names) if pf]
+                        + [(a["pid"], a.get("start")) for a in rec.get("agents", [])])
+    lifecycle.stop_many(by_kind["daemon"] + [(p["pid"], p.get("start")) for p in rec.get("pids", [])], grace=1.0)
     statuses = list(store.list("pods", status=True))
     procs = [(c["pid"], c.get("pidStart")) for st in statuses for c in st.get("containerStatuses", []) if c.get("pid")]
     for node in node_names:  # with the containers a crashed agent started but never reported
         procs += [(pid, started) for _sandbox, pid, started in read_journal(paths, node)]
-    return lifecycle.kill_many(procs), statuses
+    return lifecycle.kill_many(procs + by_kind["tool"]), statuses
 
 
 def destroy(lab: str, progress: Progress = _quiet, timeout: float = 10.0) -> bool:
@@ -120,7 +129,6 @@ def destroy(lab: str, progress: Progress = _quiet, timeout: float = 10.0) -> boo
         # remaining work (files) is done while that worker runs, on the other CPU.
         for n in pods + [n for n in infra if n != underlay] + [underlay]:
             netns.delete(n)
-        from emulator.lab import components
         components.teardown_all(lab, paths)
         lifecycle.wait_gone(dying)
         shutil.rmtree(paths.root, ignore_errors=True)

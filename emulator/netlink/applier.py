@@ -6,6 +6,7 @@ re-applying an unchanged state costs four dumps and no change. Running it twice 
 """
 from __future__ import annotations
 
+import os
 import socket
 
 from pyroute2.netlink.rtnl import RTM_GETLINK, RTM_GETNEIGH, RTM_GETROUTE
@@ -13,7 +14,7 @@ from pyroute2.netlink.rtnl.ndmsg import ndmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from emulator.netlink import msgs, netns
-from emulator.netlink.desired import (AddrSpec, FdbSpec, LinkSpec, NeighSpec, NsState, Observed, ObservedLink, Op,
+from emulator.netlink.desired import (AddrSpec, CableSpec, FdbSpec, LinkSpec, NeighSpec, NsState, Observed, ObservedLink, Op,
                                       RouteSpec, VxlanSpec, plan)
 from emulator.netlink.rtnl import Request, Rtnl
 from pyroute2.netlink.rtnl import RTM_GETADDR
@@ -130,3 +131,22 @@ def apply(rt: Rtnl, desired: NsState, ns_name: str | None = None) -> list[Op]:
     rt.batch(mid)
     rt.batch(routes)
     return ops
+
+
+def plug(rt: Rtnl, cables: list[CableSpec]) -> list[str]:
+    """Make the cables of the namespace behind ``rt`` exist (one batch; a cable whose end is there is left as it
+    is, so plugging twice is safe); return the names of the ends created."""
+    links = _links(rt)
+    todo = [c for c in cables if c.name not in links]
+    fds: list[int] = []
+    try:
+        reqs = []
+        for c in todo:
+            fds.append(netns.open_fd(c.peer_ns))
+            master = links[c.master].index if c.master else None
+            reqs.append(msgs.link_add_veth(c.name, c.peer, fds[-1], c.mtu, master=master))
+        rt.batch(reqs)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return [c.name for c in todo]

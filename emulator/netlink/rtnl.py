@@ -13,7 +13,7 @@ import os
 import socket
 import struct
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from pyroute2.netlink import (NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_ECHO, NLM_F_EXCL, NLM_F_REPLACE,
                               NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, nlmsg)
@@ -98,25 +98,32 @@ class Rtnl:
         self.sock.sendall(b"".join(chunks))
         first: NetlinkError | None = None
         pending = set(by_seq)
+        for mtype, seq, msg in self._replies(pending, 1 << 20):
+            r = by_seq[seq]
+            if mtype == NLMSG_ERROR:
+                pending.discard(seq)
+                err = -struct.unpack_from("=i", msg, 16)[0]
+                if err and err not in r.ok_errnos and first is None:
+                    first = NetlinkError(f"{self.label}: {r.obj or 'request'}: {os.strerror(err)}",
+                                         obj=r.obj or self.label, errno=err)
+            elif r.echo:
+                r.reply = msg
+        if first is not None:
+            raise first
+
+    def _replies(self, pending: set[int], bufsize: int = 1 << 16) -> Iterator[tuple[int, int, bytes]]:
+        """The kernel's messages for the sequence numbers in ``pending`` as (type, seq, message bytes), read until
+        the caller has emptied ``pending`` (the one place netlink replies are split into messages)."""
         while pending:
-            data = self.sock.recv(1 << 20)
+            data = self.sock.recv(bufsize)
             off = 0
             while off + 16 <= len(data):
                 length, mtype, _flags, seq, _pid = _HDR.unpack_from(data, off)
-                if mtype == NLMSG_ERROR and seq in pending:
-                    pending.discard(seq)
-                    err = -struct.unpack_from("=i", data, off + 16)[0]
-                    r = by_seq[seq]
-                    if err and err not in r.ok_errnos and first is None:
-                        first = NetlinkError(f"{self.label}: {r.obj or 'request'}: {os.strerror(err)}",
-                                             obj=r.obj or self.label, errno=err)
-                elif seq in pending and by_seq[seq].echo:
-                    by_seq[seq].reply = data[off:off + length]
+                if seq in pending:
+                    yield mtype, seq, data[off:off + length]
                 off += (length + 3) & ~3
                 if length == 0:
                     break
-        if first is not None:
-            raise first
 
     def link_index(self, name: str) -> int:
         """The index of link ``name``, read from the reply's fixed ifinfomsg header (no attribute decoding)."""
@@ -124,19 +131,12 @@ class Rtnl:
         from emulator.netlink.msgs import link_get
         seq, data = self._encode(fast("link_get", lambda name: Request(link_get(name), RTM_GETLINK), name=name), 0)
         self.sock.sendall(data)
-        while True:
-            buf = self.sock.recv(1 << 16)
-            off = 0
-            while off + 16 <= len(buf):
-                length, mtype, _f, rseq, _pid = _HDR.unpack_from(buf, off)
-                if rseq == seq:
-                    if mtype == NLMSG_ERROR:
-                        err = -struct.unpack_from("=i", buf, off + 16)[0]
-                        raise NetlinkError(f"{self.label}: {name}: {os.strerror(err)}", obj=name, errno=err)
-                    return struct.unpack_from("=i", buf, off + 20)[0]
-                off += (length + 3) & ~3
-                if length == 0:
-                    break
+        for mtype, _seq, msg in self._replies({seq}):
+            if mtype == NLMSG_ERROR:
+                err = -struct.unpack_from("=i", msg, 16)[0]
+                raise NetlinkError(f"{self.label}: {name}: {os.strerror(err)}", obj=name, errno=err)
+            return struct.unpack_from("=i", msg, 20)[0]
+        raise NetlinkError(f"{self.label}: {name}: no reply", obj=name)
 
     def query(self, msg: nlmsg, mtype: int, dump: bool = False, obj: str = "") -> list[nlmsg]:
         """A GET request (or a dump) and its decoded replies."""

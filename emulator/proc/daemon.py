@@ -1,10 +1,14 @@
 """Starting the lab's daemons (node agents, kube-proxy per node, the controller-manager, the DNS server).
 
-``spawn`` (or ``spawn_many``, which forks them all before waiting for any) forks the calling process twice (no interpreter start: a daemon is up in milliseconds), the grandchild
-detaches (``setsid``), optionally enters a network namespace for the whole process (it is single-threaded, so
-``setns`` is safe), sends its PID back through a pipe and runs ``target``. The caller records that PID, with its
-start time, in the lab record, so ``down`` ends exactly this process. Output goes to the daemon's log file.
-Readiness: daemons publish a small JSON status file, and the component waits for it (``state.store.wait_file``).
+``spawn`` (or ``spawn_many``, which forks them all before waiting for any) forks the calling process twice (no
+interpreter start: a daemon is up in milliseconds), the grandchild detaches (``setsid``), records itself in the
+lab's process journal (``emulator.proc.journal.enter``: before it enters the lab's namespace or runs anything,
+and written by the daemon itself, so a caller SIGKILLed at any moment after the fork cannot lose it; if the
+journal is closed because the lab is being removed it exits instead), optionally enters a network namespace for
+the whole process (it is single-threaded, so ``setns`` is safe), sends its PID back through a pipe and runs
+``target``. ``down`` and ``cleanup`` end it by the journal's PID and start time. Output goes to the daemon's log
+file. Readiness: daemons publish a small JSON status file, and the component waits for it
+(``state.store.wait_file``).
 """
 from __future__ import annotations
 
@@ -14,23 +18,40 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Callable
 
 from emulator.netlink import netns
+from emulator.proc import journal as proc_journal
 
 
-def spawn(target: Callable[[], None], log: Path, ns: str | None = None, title: str = "") -> int:
-    """Run ``target()`` as a detached daemon (inside namespace ``ns``, named ``title`` in ps); return its PID."""
-    return collect(start(target, log, ns, title))
+@dataclass(frozen=True)
+class Daemon:
+    """What to start: ``target()`` logging to ``log``, recorded in ``journal`` as ``what`` (``kind`` says how
+    teardown ends it), inside namespace ``ns`` if given, named ``title`` in ps."""
+    target: Callable[[], None]
+    log: Path
+    journal: Path
+    what: str
+    ns: str | None = None
+    title: str = ""
+    kind: str = "daemon"
 
 
-def spawn_many(specs: list[tuple[Callable[[], None], Path, str | None, str]]) -> list[int]:
-    """Start several daemons at once ((target, log, ns, title) each): every fork is made before any is waited
-    for, so the daemons start up side by side; return their PIDs in order."""
+def spawn(target: Callable[[], None], log: Path, ns: str | None = None, title: str = "", *, journal: Path,
+          what: str, kind: str = "daemon") -> int:
+    """Run ``target()`` as a detached daemon (inside namespace ``ns``, named ``title`` in ps), recorded in the
+    process journal ``journal`` before it runs; return its PID."""
+    return collect(start(Daemon(target, log, journal, what, ns, title, kind)))
+
+
+def spawn_many(specs: list[Daemon]) -> list[int]:
+    """Start several daemons at once: every fork is made before any is waited for, so the daemons start up
+    side by side; return their PIDs in order."""
     started = []
     try:
         for spec in specs:
-            started.append(start(*spec))
+            started.append(start(spec))
     finally:
         pids = []
         for s in started:  # reaped even if a later fork failed (the started daemons are found by their pidfiles)
@@ -38,44 +59,54 @@ def spawn_many(specs: list[tuple[Callable[[], None], Path, str | None, str]]) ->
     return pids
 
 
-def start(target: Callable[[], None], log: Path, ns: str | None = None, title: str = "") -> tuple[int, int, Path]:
+def start(d: Daemon) -> tuple[int, int, Path]:
     """Fork the daemon; return (intermediate child, read end of its PID pipe, log) for ``collect``."""
-    log.parent.mkdir(parents=True, exist_ok=True)
+    d.log.parent.mkdir(parents=True, exist_ok=True)
     r, w = os.pipe()
     pid = os.fork()
     if pid:
         os.close(w)
-        return pid, r, log
+        return pid, r, d.log
     code = 1
     try:
         os.close(r)
         os.setsid()
         if os.fork():
             os._exit(0)
-        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        nul = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(nul, 0)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        os.closerange(3, w)
-        os.closerange(w + 1, 65536)
-        sys.stdout = os.fdopen(1, "w", buffering=1)
-        sys.stderr = os.fdopen(2, "w", buffering=1)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        if ns:
-            netns.setns(netns.open_fd(ns))
-        if title:
-            with open("/proc/self/comm", "w") as f:
-                f.write(title[:15])
-        os.write(w, str(os.getpid()).encode())
-        os.close(w)
-        target()
-        code = 0
+        code = _become(d, w)
     except BaseException:
         traceback.print_exc()
     finally:
         os._exit(code)
+
+
+def _become(d: Daemon, w: int) -> int:
+    """In the grandchild: detach, record itself, enter the namespace, report the PID, run; the exit status."""
+    fd = os.open(d.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    nul = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(nul, 0)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.closerange(3, w)
+    os.closerange(w + 1, 65536)
+    sys.stdout = os.fdopen(1, "w", buffering=1)
+    sys.stderr = os.fdopen(2, "w", buffering=1)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        proc_journal.enter(d.journal, d.what, d.kind)
+    except proc_journal.JournalClosed as e:
+        log(f"{d.what}: {e}")
+        return proc_journal.CLOSED_STATUS  # nothing ran; the caller sees no PID
+    if d.ns:
+        netns.setns(netns.open_fd(d.ns))
+    if d.title:
+        with open("/proc/self/comm", "w") as f:
+            f.write(d.title[:15])
+    os.write(w, str(os.getpid()).encode())
+    os.close(w)
+    d.target()
+    return 0
 
 
 def collect(started: tuple[int, int, Path]) -> int:

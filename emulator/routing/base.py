@@ -1,21 +1,21 @@
-"""The routing-mode interface, the registry of modes, and the state every node holds whatever the mode.
+"""The routing-mode interface and the state every node holds whatever the mode.
 
 A routing mode decides how a node reaches the pod slices of the *other* nodes. It is a pure function of the
 topology (``node_state``: the devices, forwarding entries and routes a node must hold) plus optional daemons
-(``start``/``stop``, used by modes that learn routes, such as bgp). Modes register by name; the topology's
-``routing`` field picks one. The applier, not the mode, touches the kernel.
+(``start``, used by modes that learn routes, such as bgp) and an optional wait for them (``wait_ready``). The
+modes are listed by name in ``routing.modes`` (the one place that says which exist); the topology's ``routing``
+field picks one. The applier, not the mode, touches the kernel.
 """
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from typing import Callable, ClassVar
 
-from emulator.errors import PodlabError
-from emulator.netlink.desired import AddrSpec, LinkSpec, NsState, RouteSpec
+from emulator.netlink.desired import AddrSpec, CableSpec, LinkSpec, NsState, RouteSpec
 from emulator.topology import names
 from emulator.topology.model import Node, Topology
-
-_REGISTRY: dict[str, type["RoutingMode"]] = {}
+from emulator.topology.sections import has_gateway
 
 
 class RoutingMode(ABC):
@@ -29,43 +29,16 @@ class RoutingMode(ABC):
         """Raise MissingDependencyError (with the install command) if the machine cannot run this mode."""
 
     def start(self, topo: Topology, node: Node, state_dir: str) -> list[int]:
-        """Start the mode's daemons for ``node`` (inside its namespace); return their PIDs."""
+        """Start the mode's daemons for ``node`` (inside its namespace), each recorded in the lab's process
+        journal by itself before it runs (``LabPaths.proc_journal``); return their PIDs."""
         return []
 
-    def node_status(self, lab: object, node: str) -> str:
-        """A short live status of the mode on ``node`` for ``get nodes`` (e.g. "2/2 BGP sessions up")."""
-        return ""
+    def wait_ready(self, topo: Topology, progress: Callable[[str], None]) -> None:
+        """Hold ``up`` (after the pods are Running) until the mode's daemons have done their work."""
 
-    def describe_node(self, lab: object, node: str) -> list[str]:
-        """Lines for ``describe node``: what the mode installed on ``node`` for the other nodes."""
-        return []
-
-
-def register(cls: type[RoutingMode]) -> type[RoutingMode]:
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def get(name: str) -> RoutingMode:
-    _load_builtin()
-    try:
-        return _REGISTRY[name]()
-    except KeyError:
-        raise PodlabError(f"routing mode {name!r} is not available; known modes: {', '.join(sorted(_REGISTRY))}",
-                          obj=name) from None
-
-
-def available() -> list[str]:
-    _load_builtin()
-    return sorted(_REGISTRY)
-
-
-def _load_builtin() -> None:
-    from emulator.routing import hostgw, vxlan  # noqa: F401  (registration side effect)
-    try:
-        from emulator.routing import bgp  # noqa: F401
-    except ImportError:
-        pass
+    def node_report(self, lab: str, node: str) -> dict:
+        """Live facts of the mode on ``node`` (data, rendered by the CLI): e.g. BGP sessions and learned routes."""
+        return {}
 
 
 def base_node_state(topo: Topology, node: Node) -> NsState:
@@ -84,14 +57,19 @@ def base_node_state(topo: Topology, node: Node) -> NsState:
 
 def uplink_routes(topo: Topology) -> tuple[RouteSpec, ...]:
     """The node's default route via the underlay gateway, when the lab has one (see ``emulator.external``)."""
-    from emulator.external.config import has_gateway  # the external network's own rule decides
     if not has_gateway(topo):
         return ()
     return (RouteSpec("0.0.0.0/0", names.NODE_UPLINK, gateway=str(topo.underlay.gateway)),)
 
 
+def underlay_cable(topo: Topology, port: str, ns: str, iface: str = "eth0") -> CableSpec:
+    """The cable that joins namespace ``ns`` (its ``iface``) to the underlay LAN, as port ``port`` of lan0: a node
+    (port named after the node, ``eth0`` inside), the external router, the DNS host. Applied in the underlay
+    namespace by ``applier.plug``."""
+    return CableSpec(port, iface, ns, topo.underlay.mtu, master=names.UNDERLAY_BRIDGE)
+
+
 def _mac(seed: str) -> str:
-    import hashlib
     b = bytearray(hashlib.sha256(seed.encode()).digest()[:6])
     b[0] = (b[0] & 0xFC) | 0x02  # locally administered, unicast
     return ":".join(f"{x:02x}" for x in b)
@@ -112,8 +90,3 @@ def subnet_env(topo: Topology, node: Node) -> str:
             f"FLANNEL_MTU={topo.pod_mtu}\nFLANNEL_IPMASQ=true\n")
 
 
-def full_node_state(topo: Topology, node: Node) -> NsState:
-    return base_node_state(topo, node).merged(get(topo.routing).node_state(topo, node))
-
-
-Factory = Callable[[], RoutingMode]

@@ -8,11 +8,13 @@ node holds was learned from a peer, which is what lets a lab show routes being w
 Per node, under its state directory at the paths Debian uses: ``etc/bird/bird.conf`` (rendered by ``bird.render``),
 ``run/bird/bird.ctl`` (the control socket ``birdc -s`` and ``podlab bgp status`` talk to), ``run/bird/bird.pid`` and
 ``var/log/bird.log``. BIRD runs in the foreground (``-f``) so the PID that ``posix_spawn`` returns — from a thread
-that entered the node's namespace — is BIRD itself; it is recorded in the lab record as ``bgp daemon of <node>``,
-teardown ends it by PID and start time, and ``bgp stop/start`` replace the entry.
+that entered the node's namespace — is BIRD itself (behind the shell lines of ``emulator.proc.journal.wrap``,
+which record it in the lab's process journal as ``bgp daemon of <node>`` before it execs); teardown ends it by
+PID and start time, ``bgp stop`` ends the live entry's process and ``bgp start`` appends a new one.
 
-``up`` waits for convergence: a component (registered here, active only in bgp mode) holds ``up`` after the pods
-are Running until every node's kernel holds a ``proto bird`` route for every other node's slice.
+``up`` waits for convergence (``wait_ready``): after the pods are Running it holds until every node's kernel holds
+a ``proto bird`` route for every other node's slice. ``node_report`` is the live BGP state (sessions, learned
+routes) as data, which ``get nodes``, ``describe node`` and ``bgp status`` render.
 """
 from __future__ import annotations
 
@@ -26,11 +28,12 @@ from typing import Callable
 from emulator.proc import lifecycle
 from emulator.proc import spawn as procspawn
 from emulator.errors import PodlabError, TimeoutError_
-from emulator.lab import components
 from emulator.netlink import netns
 from emulator.netlink.desired import NsState
 from emulator.routing import bird, held_routes
-from emulator.routing.base import RoutingMode, register
+from emulator.routing.base import RoutingMode
+from emulator.state import record
+from emulator.state.paths import LabPaths
 from emulator.topology import names
 from emulator.topology.model import Node, Topology
 
@@ -54,7 +57,6 @@ def daemon_label(node: str) -> str:
 
 
 def files_of(lab: str, node: str) -> BirdFiles:
-    from emulator.state.paths import LabPaths
     return BirdFiles(LabPaths(lab).node_root(node))
 
 
@@ -78,14 +80,15 @@ def spawn(lab: str, node: str, f: BirdFiles) -> tuple[int, int | None]:
     if f.ctl.exists():
         f.ctl.unlink()
     argv = [exe, "-f", "-c", str(f.conf), "-s", str(f.ctl), "-P", str(f.pid)]
+    from emulator.state.paths import LabPaths
     fd = netns.open_fd(names.node_ns(lab, node))
     try:
-        return procspawn.spawn(fd, exe, argv, f.log, {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+        return procspawn.spawn(fd, exe, argv, f.log, {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+                               journal=LabPaths(lab).proc_journal, what=daemon_label(node))
     finally:
         os.close(fd)
 
 
-@register
 class Bgp(RoutingMode):
     name = "bgp"
 
@@ -100,48 +103,27 @@ class Bgp(RoutingMode):
         write_config(topo, node, f)
         return [spawn(topo.name, node.name, f)[0]]
 
-    def node_status(self, lab: object, node: str) -> str:
-        try:
-            with bird.BirdClient(str(files_of(lab.name, node).ctl), timeout=1.0) as c:  # type: ignore[attr-defined]
-                sessions = [p for p in c.protocols() if p.proto == "BGP"]
-        except bird.BirdError:
-            return "BIRD not running"
-        up = sum(1 for p in sessions if bird.bgp_state(p) == "Established")
-        return f"{up}/{len(sessions)} BGP sessions up"
+    def wait_ready(self, topo: Topology, progress: Callable[[str], None]) -> None:
+        waited = wait_converged(topo, timeout=10.0 + 0.5 * len(topo.nodes))
+        n = len(topo.nodes)
+        progress(f"BGP converged: {n} nodes hold {n * (n - 1)} learned routes (waited {waited:.2f}s)")
 
-    def describe_node(self, lab: object, node: str) -> list[str]:
-        rep = node_report(lab, node)
-        head = (f"BIRD pid {rep['bird']['pid']}, AS {rep.get('asn')}, router id {rep.get('routerId')}, "
-                f"{rep.get('mode')} layout" if rep["bird"]["running"] else "BIRD is not running")
-        lines = [f"BGP: {head}"]
-        for s in rep["sessions"]:
-            lines.append(f"  {s['name']:<22} {s['peerNode'] or '':<10} {s['peer']:<15} {s['bgpState']:<12} "
-                         f"{_short(s['uptimeSeconds'])} {s['info']}".rstrip())
-        return lines
-
-
-def _short(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    s = int(seconds)
-    return f"{s}s" if s < 120 else f"{s // 60}m" if s < 7200 else f"{s // 3600}h"
+    def node_report(self, lab: str, node: str) -> dict:
+        return node_report(lab, node)
 
 
 # -- live state --------------------------------------------------------------------------------------------------
 
 def recorded_daemon(lab: str, node: str) -> dict | None:
-    """The lab record's entry for ``node``'s BIRD if that process is still alive."""
-    from emulator.state import record
-    rec = record.load(lab) or {}
-    for p in reversed(rec.get("pids", [])):
-        if p.get("what") == daemon_label(node) and lifecycle.alive(p["pid"], p.get("start")):
-            return p
+    """The process journal's entry for ``node``'s BIRD ({pid, start, what}) if that process is still alive."""
+    for e in reversed(record.processes(lab)):
+        if e.what == daemon_label(node) and lifecycle.alive(e.pid, e.start):
+            return {"pid": e.pid, "start": e.start, "what": e.what}
     return None
 
 
-def node_report(lab: object, node: str) -> dict:
+def node_report(name: str, node: str) -> dict:
     """Sessions (state, uptime) and learned routes of ``node``'s BIRD, from its control socket."""
-    name = lab.name  # type: ignore[attr-defined]
     f = files_of(name, node)
     meta = json.loads(f.meta.read_text()) if f.meta.exists() else {}
     by_ip = meta.get("nodeIPs", {})
@@ -204,28 +186,12 @@ def wait_converged(topo: Topology, timeout: float, progress: Callable[[str], Non
         time.sleep(poll)
 
 
-@components.register
-class BgpConvergence(components.Component):
-    """Hold ``up`` until BGP has converged (bgp mode only)."""
-
-    name = "bgp-convergence"
-    order = 10
-
-    def wanted(self, topo: Topology) -> bool:
-        return topo.routing == "bgp"
-
-    def ready(self, ctx: components.BuildContext) -> None:
-        waited = wait_converged(ctx.topo, timeout=10.0 + 0.5 * len(ctx.topo.nodes))
-        n = len(ctx.topo.nodes)
-        ctx.progress(f"BGP converged: {n} nodes hold {n * (n - 1)} learned routes (waited {waited:.2f}s)")
-
-
 # -- daemon control (``podlab bgp stop/start``) --------------------------------------------------------------------
 
 def stop_daemon(lab: str, node: str, kill: bool = False) -> int | None:
     """Stop ``node``'s BIRD (TERM: BIRD tells its peers and removes its kernel routes; kill: SIGKILL, as a crash).
-    Returns the PID stopped, or None if it was not running. The record entry is removed."""
-    from emulator.state import record
+    Returns the PID stopped, or None if it was not running (the journal keeps the entry of the dead process,
+    which its start time makes inert)."""
     entry = recorded_daemon(lab, node)
     if entry is None:
         return None
@@ -234,17 +200,11 @@ def stop_daemon(lab: str, node: str, kill: bool = False) -> int | None:
         os.waitpid(entry["pid"], os.WNOHANG)  # reap it if we are its parent (tests, the API)
     except ChildProcessError:
         pass
-    rec = record.load(lab)
-    if rec is not None:
-        rec["pids"] = [p for p in rec.get("pids", []) if not (p.get("what") == daemon_label(node)
-                                                               and p["pid"] == entry["pid"])]
-        record.save(rec)
     return entry["pid"]
 
 
 def start_daemon(lab: str, node: str) -> tuple[int, bool]:
     """Start ``node``'s BIRD again on its config; returns (pid, started) — started False if it was running."""
-    from emulator.state import record
     entry = recorded_daemon(lab, node)
     if entry is not None:
         return entry["pid"], False
@@ -260,5 +220,4 @@ def start_daemon(lab: str, node: str) -> tuple[int, bool]:
     if not f.conf.exists():
         raise PodlabError(f"node {node} has no BIRD configuration at {f.conf}", obj=node)
     pid, _ = spawn(lab, node, f)
-    record.add_pid(rec, pid, daemon_label(node))
     return pid, True

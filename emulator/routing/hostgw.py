@@ -6,12 +6,11 @@ works because every node shares one L2 segment (the lab's underlay bridge) — t
 from __future__ import annotations
 
 from emulator.netlink.desired import NsState, RouteSpec
-from emulator.routing.base import RoutingMode, register
+from emulator.routing.base import RoutingMode
 from emulator.topology import names
 from emulator.topology.model import Node, Topology
 
 
-@register
 class HostGw(RoutingMode):
     name = "host-gw"
 

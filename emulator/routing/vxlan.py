@@ -9,7 +9,7 @@ daemon writes from the node leases, so ``ip neigh``/``bridge fdb`` show what a s
 from __future__ import annotations
 
 from emulator.netlink.desired import AddrSpec, FdbSpec, LinkSpec, NeighSpec, NsState, RouteSpec, VxlanSpec
-from emulator.routing.base import RoutingMode, register, vtep_mac
+from emulator.routing.base import RoutingMode, vtep_mac
 from emulator.topology import names
 from emulator.topology.model import Node, Topology
 
@@ -17,7 +17,6 @@ VNI = 1
 PORT = 8472
 
 
-@register
 class Vxlan(RoutingMode):
     name = "vxlan"
 

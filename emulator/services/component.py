@@ -6,7 +6,7 @@ namespace, stores ``kube-system/kube-dns`` (ClusterIP 10.96.0.10, ports ``dns`` 
 53/TCP; no selector, so its Endpoints are written here and name the DNS host, as for a control-plane DNS on the
 host network), the topology's Services (ClusterIPs and NodePorts allocated) and Deployments, then starts the
 cluster DNS server and the controller-manager in the DNS namespace and one kube-proxy per node in the node's
-namespace, each recorded in the lab record at once. The controller's first pass writes every pod's resolv.conf
+namespace, each recorded by itself in the lab's process journal before it runs. The controller's first pass writes every pod's resolv.conf
 and creates the Deployments' pods before the agents start. ``ready`` (every pod Running) waits until the
 Deployments' pods run, the endpoints reflect them, and every kube-proxy has synced them: when ``up`` returns,
 every Service answers.
@@ -18,7 +18,7 @@ import shutil
 import time
 
 from emulator.errors import MissingDependencyError, TimeoutError_
-from emulator.lab.components import BuildContext, Component, register
+from emulator.lab.components import BuildContext, Component
 from emulator.netlink import netns
 from emulator.services import config, dnsnet, registry
 from emulator.services.controller import ControllerManager
@@ -51,7 +51,6 @@ def _serve_dns(store_root: str, domain: str) -> None:
     dns.serve(Store(store_root), domain)
 
 
-@register
 class ServicesComponent(Component):
     name = "services"
     order = 50
@@ -77,18 +76,18 @@ class ServicesComponent(Component):
         for d in cfg.deployments:
             registry.put_deployment(store, d)
         dns_log = paths.root / "dns" / "coredns.log"
-        pid = spawn(lambda: _serve_dns(str(paths.store), cfg.domain), dns_log, ns=ns, title="coredns")
-        ctx.record_pid(pid, "cluster DNS")
+        spawn(lambda: _serve_dns(str(paths.store), cfg.domain), dns_log, ns=ns, title="coredns",
+              journal=paths.proc_journal, what="cluster DNS")
         cm = ControllerManager(topo.name, cfg.dns_ip, cfg.domain)
-        pid = spawn(cm.run, paths.root / "controller-manager.log", ns=ns, title="kube-controller")
-        ctx.record_pid(pid, "controller-manager")
+        spawn(cm.run, paths.root / "controller-manager.log", ns=ns, title="kube-controller",
+              journal=paths.proc_journal, what="controller-manager")
         wait_file(controller_status(paths), lambda st: st.get("passes", 0) >= 1, 10, "the controller-manager",
                   topo.name)
         cidr = str(topo.pod_cidr)
         for n in topo.nodes:
             kp = KubeProxy(topo.name, n.name, cfg.proxy_mode, cidr)
-            pid = spawn(kp.run, log_path(paths, n.name), ns=names.node_ns(topo.name, n.name), title="kube-proxy")
-            ctx.record_pid(pid, f"kube-proxy of {n.name}")
+            spawn(kp.run, log_path(paths, n.name), ns=names.node_ns(topo.name, n.name), title="kube-proxy",
+                  journal=paths.proc_journal, what=f"kube-proxy of {n.name}")
         ctx.progress(f"services: kube-proxy ({cfg.proxy_mode}) on {len(topo.nodes)} nodes, cluster DNS "
                      f"{cfg.dns_ip} (kube-dns) at {cfg.dns_host}, {len(cfg.services)} services, "
                      f"{len(cfg.deployments)} deployments")
@@ -97,7 +96,7 @@ class ServicesComponent(Component):
     def teardown(cls, lab: str, paths) -> None:
         """The pods' /etc/netns/<ns>/resolv.conf directories listed in the lab's ledger (the controller removes
         them on SIGTERM; this covers a controller that was killed outright)."""
-        from emulator.services.resolv import ResolvFiles
+        from emulator.state.resolv import ResolvFiles
         ResolvFiles(lab, "").remove()
 
     def ready(self, ctx: BuildContext) -> None:

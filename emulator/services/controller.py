@@ -19,7 +19,7 @@ import traceback
 from emulator.state.paths import LabPaths
 from emulator.services import deployments, endpoints
 from emulator.proc.daemon import log
-from emulator.services.resolv import ResolvFiles
+from emulator.state.resolv import ResolvFiles
 from emulator.state.store import Store, write_json
 
 POLL = 0.01

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import os
 
-from pyroute2.netlink.rtnl import RTM_GETLINK
 
-from emulator.netlink import applier, msgs, netns
+from emulator.netlink import applier, netns
 from emulator.netlink.desired import AddrSpec, LinkSpec, NsState, RouteSpec
 from emulator.netlink.rtnl import Rtnl
+from emulator.routing.base import underlay_cable
 from emulator.topology import names
 from emulator.topology.model import Topology
 
@@ -37,8 +37,7 @@ def build(topo: Topology, ns: str, host: str) -> None:
     fd = netns.open_fd(ns)
     try:
         with Rtnl.in_ns(names.underlay_ns(topo.name)) as urt:
-            lan = urt.query(msgs.link_get(names.UNDERLAY_BRIDGE), RTM_GETLINK)[0]["index"]
-            urt.batch([msgs.link_add_veth(UNDERLAY_PORT, "eth0", fd, topo.underlay.mtu, master=lan)])
+            applier.plug(urt, [underlay_cable(topo, UNDERLAY_PORT, ns)])
         with Rtnl.in_ns(fd) as rt:
             applier.apply(rt, state(topo, host), ns_name=ns)
     finally:

@@ -5,10 +5,12 @@ knowledge of the real objects transfers, and real manifests can later be applied
 """
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
-from emulator.topology.model import BUILTIN_NAMESPACES, Container, Namespace, Node, Pod, Topology
+from emulator.topology import units
+from emulator.topology.model import BUILTIN_NAMESPACES, Container, LinkShape, Namespace, Node, Pod, Topology
 
 #: The label the API server puts on every Namespace (immutable, equal to the name): NetworkPolicies select
 #: namespaces by it.
@@ -33,10 +35,25 @@ def container_manifest(c: Container) -> dict:
     return out
 
 
+def link_annotations(shape: LinkShape | None) -> dict[str, str]:
+    """A pod's ``link:`` as annotations, the way Kubernetes' bandwidth plugin is driven: ``podlab.io/link`` holds
+    the whole shape (for the ``podlab-link`` CNI plugin), ``kubernetes.io/ingress-bandwidth``/``egress-bandwidth``
+    the rate (a Kubernetes quantity in bit/s), as a real manifest would say it."""
+    if shape is None:
+        return {}
+    out = {"podlab.io/link": json.dumps(units.shape_dict(shape))}
+    if shape.rate_bps:
+        out["kubernetes.io/ingress-bandwidth"] = out["kubernetes.io/egress-bandwidth"] = str(shape.rate_bps)
+    return out
+
+
 def pod_manifest(p: Pod) -> dict:
+    meta: dict = {"name": p.name, "namespace": p.namespace, "labels": dict(p.labels), "uid": str(uuid.uuid4()),
+                  "creationTimestamp": now()}
+    if p.link:
+        meta["annotations"] = link_annotations(p.link)
     return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": p.name, "namespace": p.namespace, "labels": dict(p.labels),
-                         "uid": str(uuid.uuid4()), "creationTimestamp": now()},
+            "metadata": meta,
             "spec": {"nodeName": p.node, "containers": [container_manifest(c) for c in p.containers]}}
 
 

@@ -63,6 +63,11 @@ class LabPaths:
         return self.root / "lab.json"
 
     @property
+    def proc_journal(self) -> Path:
+        """Append-only record of every process the lab's commands started (``emulator.proc.journal``)."""
+        return self.root / "procs.journal"
+
+    @property
     def store(self) -> Path:
         return self.root / "store"
 

@@ -5,6 +5,8 @@ and ``cleanup`` remove exactly what the lab owns, even after a crash half-way th
 named ``<lab>-<pod>[.<namespace>]`` and listed by the store's pod records). ``status`` is ``creating`` → ``ready`` →
 ``deleting``; ``owner`` is the PID (with start time) of the process in charge while creating or deleting: a
 record whose owner is gone while it says creating/deleting is what a crash leaves, and what ``cleanup`` removes.
+The processes the lab runs are not listed here but in its process journal (``emulator.proc.journal``), which
+each of them writes itself before it runs; ``create`` opens it with the record.
 """
 from __future__ import annotations
 
@@ -12,10 +14,11 @@ import hashlib
 import os
 import time
 
+from emulator.proc import journal
 from emulator.proc.lifecycle import alive, start_time
 from emulator.state.manifests import cluster_config
 from emulator.state.paths import LabPaths, labs_dir
-from emulator.state.store import read_json, write_json
+from emulator.state.store import Store, read_json, write_json
 from emulator.topology import names
 from emulator.topology.model import Topology
 
@@ -37,21 +40,19 @@ def new(topo: Topology, extra_namespaces: list[str] | None = None) -> dict:
             "fingerprint": fingerprint(topo), "routing": topo.routing, "cluster": cluster_config(topo),
             "nodes": [n.name for n in topo.nodes], "underlay": names.underlay_ns(topo.name),
             "namespaces": infra_namespaces(topo) + list(extra_namespaces or []),
-            "createdAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "pids": []}
+            "createdAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
-def add_pid(rec: dict, pid: int, what: str) -> None:
-    """Record a process the lab started (saved at once, so a crash cannot orphan it)."""
-    rec.setdefault("pids", []).append({"pid": pid, "start": start_time(pid), "what": what})
+def create(rec: dict) -> None:
+    """Write a new lab's record, then open its process journal (before anything exists or runs)."""
     save(rec)
+    journal.create(LabPaths(rec["name"]).proc_journal)
 
 
-def add_agents(rec: dict, pids: list[int], nodes: list[str]) -> None:
-    """Record the node agents as they are forked (their pidfiles come a moment later, from the agents
-    themselves; a rollback in between still finds them here)."""
-    rec.setdefault("agents", []).extend({"pid": pid, "start": start_time(pid), "node": node}
-                                        for pid, node in zip(pids, nodes))
-    save(rec)
+def processes(lab: str) -> list[journal.Entry]:
+    """Every process the lab's commands started, as its journal names them (alive or not: check with
+    ``lifecycle.alive(e.pid, e.start)``)."""
+    return journal.entries(LabPaths(lab).proc_journal)
 
 
 def load(lab: str) -> dict | None:
@@ -97,6 +98,18 @@ def orphan_dirs(min_age: float = 60.0) -> list[str]:
         except OSError:
             continue
     return out
+
+
+def owner_of_namespace(ns: str) -> str | None:
+    """The lab that owns namespace ``ns`` (listed in its record, or a pod namespace ``<lab>-<pod>`` of a pod in
+    its store), or None; the longest matching lab name wins (labs ``a`` and ``a-b`` may both exist)."""
+    for lab in sorted(all_labs(), key=len, reverse=True):
+        if not ns.startswith(lab + "-"):
+            continue
+        rec = load(lab) or {}
+        if ns in rec.get("namespaces", []) or Store(LabPaths(lab).store).get("pods", ns[len(lab) + 1:]) is not None:
+            return lab
+    return None
 
 
 def all_labs() -> list[str]:

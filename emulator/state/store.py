@@ -57,12 +57,21 @@ INDEXES = {"pods": ("pods-by-node", ("spec", "nodeName"))}
 Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped kinds
 
 
-def write_json(path: Path, obj: Any) -> None:
+def write_atomic(path: Path | str, data: str | bytes, mode: int | None = None) -> None:
+    """Write a file so that a reader sees the old or the new content, never half of one: a temporary file in
+    the same directory (named after the writer's PID, so two writers never share one), then ``rename``. The one
+    way podlab writes a file another process may be reading (store objects, CNI configs, resolv.conf, ...)."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    data = json.dumps(obj, separators=(",", ":"))
-    with open(tmp, "w") as f:
+    with open(tmp, "wb" if isinstance(data, bytes) else "w") as f:
         f.write(data)
+    if mode is not None:
+        os.chmod(tmp, mode)
     os.replace(tmp, path)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_atomic(path, json.dumps(obj, separators=(",", ":")))
 
 
 def read_json(path: Path) -> Any | None:

@@ -1,7 +1,8 @@
 """Multi-point packet capture: one tcpdump per point, merged into one pcapng whose interfaces are the points.
 
 Each point (``web-1:eth0``, ``node-1:flannel.1``, ``underlay:lan0``) gets its own ``tcpdump -w -`` started with
-``nsenter --net`` in the point's namespace; its pcap stream is read by a thread, split into packets
+``nsenter --net`` in the point's namespace (recorded first in the lab's process journal, so ``down`` ends a
+tcpdump whose ``capture`` was killed); its pcap stream is read by a thread, split into packets
 (``pcapng.PcapStream``) and tagged with the point. The result is written by our own pcapng writer: one Interface
 Description Block per point (``if_name`` = the point, ``if_description`` = namespace and device), packets in
 timestamp order — so Wireshark/tshark show per packet where it was seen (``frame.interface_name``). Live mode
@@ -25,6 +26,8 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Sequence
 
 from emulator.netlink import netns
+from emulator.proc import journal
+from emulator.state.paths import LabPaths
 from emulator.tools import pcapng
 from emulator.tools.errors import MissingDependencyError, ToolError
 from emulator.tools.targets import Point
@@ -83,8 +86,10 @@ class Capture:
 
     def start(self, timeout: float = 5.0) -> "Capture":
         for i, point in enumerate(self.points):
-            proc = subprocess.Popen(tcpdump_argv(point, self.bpf, self.count, self.snaplen),
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+            argv = tcpdump_argv(point, self.bpf, self.count, self.snaplen)
+            if point.lab:  # recorded in the lab's process journal by itself, before it execs tcpdump
+                argv = journal.wrap(LabPaths(point.lab).proc_journal, f"tcpdump {point.label}", argv)
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
             r = _Runner(point, i, proc)
             self._runners.append(r)
             for fn in (self._read_packets, self._read_stderr):

@@ -1,22 +1,21 @@
-"""The topology file's ``link:`` shapes, applied when a lab comes up (a lab component, see ``lab.components``).
+"""The topology file's node ``link:`` shapes, applied when a lab comes up (a lab component, see ``lab.components``).
 
 ``nodes[i].link`` shapes a node's cable to the underlay in both directions (the node's ``eth0`` and its port on
-``lan0``); ``pods[i].link`` shapes a pod's cable (its ``eth0`` and the node-side veth). Node shapes are applied in
-``start`` (the network exists, the pods do not yet); pod shapes in ``ready`` (every pod is Running, so every
-veth exists). Each pod's shape is also written into its manifest as annotations, the way Kubernetes' bandwidth
-plugin is driven (``kubernetes.io/ingress-bandwidth``/``egress-bandwidth`` for the rate, ``podlab.io/link`` for
-the whole shape), so ``apply_pod_link`` can re-apply it when an agent recreates a pod's sandbox.
-A shape needing netem on a kernel without it fails ``up`` (after rollback) with ``NetemUnavailableError``.
+``lan0``), applied in ``start`` (the network exists, the pods do not yet). A pod's ``link:`` is not applied here:
+it travels in the pod's manifest as annotations (``state.manifests.link_annotations``) and the node's CNI chain
+applies it when the sandbox is made (``cni.linkshape``), as Kubernetes' ``bandwidth`` plugin does — so a
+recreated pod gets its shape again with no help from outside the node. A shape needing netem on a kernel without
+it fails ``up`` (after rollback) with ``NetemUnavailableError``.
 """
 from __future__ import annotations
 
 import json
 
 from emulator.lab.api import Lab
-from emulator.lab.components import BuildContext, Component, register
+from emulator.lab.components import BuildContext, Component
 from emulator.tools import shaping, targets
-from emulator.topology import units
 from emulator.tools.errors import NetemUnavailableError
+from emulator.topology import units
 from emulator.topology.model import LinkShape, Topology
 
 ANNOTATION = "podlab.io/link"
@@ -36,16 +35,6 @@ def shape_both_ends(lab: Lab, target: str, shape: LinkShape) -> list[str]:
     return done
 
 
-def apply_pod_link(lab_name: str, pod: str, namespace: str = "default") -> list[str]:
-    """Re-apply a pod's ``link:`` shape from its manifest annotation (after its sandbox was (re)created).
-    Returns the tc commands run; nothing if the pod has no shape."""
-    lab = Lab(lab_name)
-    shape = shape_from_annotations(lab.store.get("pods", pod, namespace) or {})
-    ref = pod if namespace == "default" else f"{namespace}/{pod}"
-    return shape_both_ends(lab, f"pod/{ref}", shape) if shape else []
-
-
-@register
 class LinkShaping(Component):
     name = "link-shaping"
     order = 300
@@ -63,20 +52,3 @@ class LinkShaping(Component):
             if n.link:
                 shape_both_ends(lab, f"node/{n.name}", n.link)
                 ctx.progress(f"link of node {n.name} shaped: {units.shape_dict(n.link)}")
-        for p in ctx.topo.pods:
-            if p.link:
-                obj = ctx.store.get("pods", p.name, p.namespace)
-                if obj is None:
-                    continue
-                ann = obj["metadata"].setdefault("annotations", {})
-                ann[ANNOTATION] = json.dumps(units.shape_dict(p.link))
-                if p.link.rate_bps:
-                    ann["kubernetes.io/ingress-bandwidth"] = ann["kubernetes.io/egress-bandwidth"] = \
-                        str(p.link.rate_bps)  # a Kubernetes quantity in bit/s
-                ctx.store.put("pods", p.name, obj)
-
-    def ready(self, ctx: BuildContext) -> None:
-        lab = Lab(ctx.topo.name)
-        shaped = [p.name for p in ctx.topo.pods if p.link and apply_pod_link(lab.name, p.name, p.namespace)]
-        if shaped:
-            ctx.progress(f"links of {len(shaped)} pods shaped")

@@ -30,8 +30,8 @@ def load(search: str = DEBIAN_DIST_PACKAGES) -> types.ModuleType:
         return sys.modules["mininet"]
     try:
         return importlib.import_module("mininet")
-    except ImportError:
-        pass
+    except ImportError:  # not on this interpreter's path (a venv): Debian's directory is tried next, and its
+        pass  # absence is reported below as MininetMissingError
     pkg = os.path.join(search, "mininet")
     init = os.path.join(pkg, "__init__.py")
     if not os.path.exists(init):

@@ -69,7 +69,8 @@ def bird_routes(lab: Lab, node: str) -> dict[str, dict]:
 
 
 def daemons(lab: Lab) -> dict[str, dict]:
-    return {p["what"].rsplit(" ", 1)[1]: p for p in lab.record.get("pids", []) if p["what"].startswith("bgp daemon")}
+    return {e.what.rsplit(" ", 1)[1]: {"pid": e.pid, "start": e.start, "what": e.what}
+            for e in record.processes(lab.name) if e.what.startswith("bgp daemon") and alive(e.pid, e.start)}
 
 
 def test_every_cross_node_route_is_learned_from_bird(lab: Lab) -> None:
@@ -218,7 +219,7 @@ def test_reflector_layout_routes_via_the_originating_node(make_lab) -> None:
     routes = bird_routes(lab, "node-3")
     assert (routes[n2.pod_cidr]["protocol"], routes[n2.pod_cidr]["gateway"]) == ("bird", n2.ip)  # reflected
     assert (routes[n1.pod_cidr]["protocol"], routes[n1.pod_cidr]["gateway"]) == ("bird", n1.ip)
-    reps = {n: bgp.node_report(lab, n) for n in NODES}
+    reps = {n: bgp.node_report(lab.name, n) for n in NODES}
     assert [s["peerNode"] for s in reps["node-3"]["sessions"]] == ["node-1"]
     learned = {r["prefix"]: (r["from"], r["viaNode"]) for r in reps["node-3"]["routes"]}
     assert learned == {n1.pod_cidr: ("node-1", "node-1"), n2.pod_cidr: ("node-1", "node-2")}, learned

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from emulator.check import probes as probe
-from emulator.lab.api import Lab
+from emulator.lab.api import Lab, popen_in
 from emulator.topology import names
 from tests.integration.conftest import three_node_text
 
@@ -88,9 +88,8 @@ def test_routes_and_mtu_follow_the_mode(lab3: Lab) -> None:
 
 def _capture(lab: Lab, node: str, bpf: str, action, count: int = 2, extra: list[str] | None = None) -> str:
     ns = names.node_ns(lab.name, node)
-    cmd = ["nsenter", f"--net=/run/netns/{ns}", "--", "tcpdump", "-l", "-n", "-i", "eth0", "-c", str(count),
-           *(extra or []), bpf]
-    cap = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cmd = ["tcpdump", "-l", "-n", "-i", "eth0", "-c", str(count), *(extra or []), bpf]
+    cap = popen_in(ns, cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # in the lab's journal
     try:
         time.sleep(0.5)  # tcpdump attaches its filter
         action()

@@ -142,7 +142,7 @@ def test_down_removes_processes_namespaces_and_resolv_files() -> None:
     name = unique_name("s")
     lab = Lab.up(loads(SMALL, source="<test>", name=name))
     try:
-        pids = lab.record["pids"]
+        pids = [{"pid": e.pid, "start": e.start, "what": e.what} for e in record.processes(name)]
         whats = {p["what"] for p in pids}
         assert {"cluster DNS", "controller-manager", "kube-proxy of node-1", "kube-proxy of node-2",
                 "external echo server"} <= whats

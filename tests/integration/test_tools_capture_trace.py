@@ -218,7 +218,7 @@ def mininet_shells() -> list[str]:
 
 
 def test_mininet_cli_script_pingall(vx: Lab, tmp_path: Path) -> None:
-    pytest.importorskip("emulator.tools.mncli", reason="Debian's mininet is not installed")
+    pytest.importorskip("emulator.cli.mncli", reason="Debian's mininet is not installed")
     before = mininet_shells()
     script = tmp_path / "cmds.mn"
     script.write_text("nodes\npingall\nweb-1 ping -c1 web-3\ndump\ntrace web-1 web-3\n")

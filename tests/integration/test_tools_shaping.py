@@ -10,11 +10,10 @@ import time
 
 import pytest
 
-import emulator.tools.component  # noqa: F401  (registers the link-shaping component, as load_builtin does)
 from emulator.errors import BuildError
 from emulator.state import record
 from emulator.lab import teardown
-from emulator.lab.api import Lab
+from emulator.lab.api import Lab, popen_in
 from emulator.netlink import netns
 from emulator.tools import shaping, targets
 from emulator.topology.loader import loads
@@ -47,8 +46,8 @@ def lab():
 
 def iperf(lab: Lab, client: str, server: str, reverse: bool = False) -> float:
     """Goodput in bit/s of a 4 s TCP transfer (first second omitted: slow start) between two pods."""
-    srv = subprocess.Popen(["nsenter", f"--net={netns.path(lab.pod(server).netns)}", "--", "iperf3", "-s", "-1",
-                            "-p", "5201"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    srv = popen_in(lab.pod(server).netns, ["iperf3", "-s", "-1", "-p", "5201"], what=f"iperf3 server in {server}",
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # recorded: `down` ends it if we die
     try:
         time.sleep(0.3)
         argv = ["iperf3", "-c", lab.pod(server).ip, "-p", "5201", "-t", "4", "-O", "1", "-J"] + (

@@ -7,7 +7,7 @@ import random
 from emulator.services import deployments, endpoints
 from emulator.services.controller import ControllerManager
 from emulator.services.model import Deployment, Service, ServicePort
-from emulator.services.resolv import content
+from emulator.state.resolv import content
 from emulator.state.store import Store
 from emulator.topology.model import Container, Port
 
@@ -110,7 +110,7 @@ def test_template_change_rolls_over_after_new_pods_run() -> None:
 
 def test_controller_pass_over_a_store(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("PODLAB_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setattr("emulator.services.resolv.ETC_NETNS", tmp_path / "netns")
+    monkeypatch.setattr("emulator.state.resolv.ETC_NETNS", tmp_path / "netns")
     cm = ControllerManager("lab", "10.96.0.10", "cluster.local", seed=7)
     store: Store = cm.store
     store.init()
@@ -144,20 +144,25 @@ def test_daemon_spawn_reports_the_daemons_pid(tmp_path) -> None:
     import os
     import time
 
+    from emulator.proc import journal
     from emulator.proc.lifecycle import alive, start_time, stop
     from emulator.proc.daemon import spawn
     from emulator.state.store import wait_file
     out = tmp_path / "out.json"
+    jpath = tmp_path / "procs.journal"
+    journal.create(jpath)
 
     def target() -> None:
         from emulator.state.store import write_json
         write_json(out, {"pid": os.getpid(), "ppid": os.getppid()})
         time.sleep(30)
-    pid = spawn(target, tmp_path / "d.log", title="podlab-test")
+    pid = spawn(target, tmp_path / "d.log", title="podlab-test", journal=jpath, what="test daemon")
     try:
         info = wait_file(out, lambda d: True, 10, "the test daemon", "t")
         assert info["pid"] == pid and info["ppid"] != os.getpid()  # detached: not our child
         assert open(f"/proc/{pid}/comm").read().strip() == "podlab-test"
+        # recorded by itself before it reported its PID
+        assert journal.entries(jpath) == [journal.Entry(pid, start_time(pid), "daemon", "test daemon")]
     finally:
         stop(pid, start_time(pid), grace=1.0)
     assert not alive(pid, None)
@@ -165,9 +170,9 @@ def test_daemon_spawn_reports_the_daemons_pid(tmp_path) -> None:
 
 def test_prepare_pod_writes_only_in_labs_with_cluster_dns(tmp_path, monkeypatch) -> None:
     from emulator.state.paths import LabPaths
-    from emulator.services.resolv import prepare_pod
+    from emulator.state.resolv import prepare_pod
     monkeypatch.setenv("PODLAB_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setattr("emulator.services.resolv.ETC_NETNS", tmp_path / "netns")
+    monkeypatch.setattr("emulator.state.resolv.ETC_NETNS", tmp_path / "netns")
     store = Store(LabPaths("lab").store)
     store.init()
     p = pod("new", {"app": "x"}, ns="prod")

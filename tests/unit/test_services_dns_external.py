@@ -15,7 +15,7 @@ from emulator.services import dnsnet
 from emulator.services.dns import answer, build_zone
 from emulator.services.endpoints import manifest as ep_manifest
 from emulator.services.model import Service, ServicePort
-from emulator.services.resolv import content
+from emulator.state.resolv import content
 from emulator.topology.loader import loads
 
 SERVICES = [Service("web", ports=(ServicePort(80, 8080, "TCP", "http"),), cluster_ip="10.100.1.2").manifest(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from emulator.errors import TopologyError
+from emulator.netlink import tc
 from emulator.tools import shaping
 from emulator.topology import units
 from emulator.topology.loader import loads
@@ -83,18 +84,18 @@ def test_node_link_error_names_the_node() -> None:
 
 
 def test_rate_only_is_one_tbf() -> None:
-    cmds = shaping.tc_commands("eth0", LinkShape(rate_bps=10_000_000), mtu=1450)
+    cmds = tc.tc_commands("eth0", LinkShape(rate_bps=10_000_000), mtu=1450)
     assert cmds == [["tc", "qdisc", "replace", "dev", "eth0", "root", "handle", "1:", "tbf", "rate", "10mbit",
                      "burst", "12500", "latency", "50ms"]]
 
 
 def test_small_rates_keep_a_burst_of_four_frames() -> None:
-    assert shaping.burst_bytes(1_000_000, 1500) == 4 * 1514
+    assert tc.burst_bytes(1_000_000, 1500) == 4 * 1514
 
 
 def test_netem_at_the_root_with_tbf_as_its_child() -> None:
     shape = LinkShape(rate_bps=10_000_000, delay_us=5000, jitter_us=1000, loss_pct=0.5)
-    cmds = shaping.tc_commands("veth1234", shape)
+    cmds = tc.tc_commands("veth1234", shape)
     assert cmds[0] == ["tc", "qdisc", "replace", "dev", "veth1234", "root", "handle", "1:", "netem",
                        "delay", "5ms", "1ms", "loss", "0.5%"]
     assert cmds[1][:9] == ["tc", "qdisc", "add", "dev", "veth1234", "parent", "1:1", "handle", "10:"]
@@ -102,12 +103,12 @@ def test_netem_at_the_root_with_tbf_as_its_child() -> None:
 
 
 def test_netem_without_rate_is_one_command() -> None:
-    assert shaping.tc_commands("eth0", LinkShape(loss_pct=1.0)) == [
+    assert tc.tc_commands("eth0", LinkShape(loss_pct=1.0)) == [
         ["tc", "qdisc", "replace", "dev", "eth0", "root", "handle", "1:", "netem", "loss", "1%"]]
 
 
 def test_clear_and_describe() -> None:
-    assert shaping.clear_command("eth0") == ["tc", "qdisc", "del", "dev", "eth0", "root"]
+    assert tc.clear_command("eth0") == ["tc", "qdisc", "del", "dev", "eth0", "root"]
     q = [{"kind": "tbf", "options": {"rate": 1250000, "burst": 12500}}]
     assert shaping.describe(q) == "tbf rate 10mbit burst 12500"
     assert shaping.describe([]) == "none"

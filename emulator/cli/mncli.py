@@ -3,7 +3,8 @@
 Mininet's CLI works on Node objects, each a shell (bash on a pty) in a network namespace. Ours are attached to
 the lab's *existing* namespaces: a ``LabNode`` is a Mininet ``Node`` created with ``inNamespace=False`` whose
 shell command is prefixed with ``nsenter --net=/run/netns/<ns>``, so Mininet's ``mnexec`` starts the shell in the
-pod's or node's namespace instead of unsharing a new one. Interfaces are ``LabIntf`` records filled from the
+pod's or node's namespace instead of unsharing a new one (recorded first in the lab's process journal, like
+every process a podlab command starts in a lab namespace). Interfaces are ``LabIntf`` records filled from the
 kernel (no ``ifconfig`` parsing). ``LabNet`` is a ``Mininet`` holding the pods as hosts and the nodes and the
 underlay as extra nodes, built without ``Mininet.__init__`` (whose ``init`` raises root-namespace sysctls)
 and without building anything. So ``pingall``, ``web-1 ping web-2`` (names replaced by IPs), ``dump``,
@@ -21,6 +22,7 @@ from itertools import chain
 from typing import TextIO
 
 from emulator.lab.api import Lab
+from emulator.lab.nsrun import journaled
 from emulator.netlink import netns
 from emulator.tools import mnimport, targets
 from emulator.tools.errors import MininetMissingError
@@ -66,7 +68,8 @@ class LabNode(Node):
 
     def _popen(self, cmd, **params):  # type: ignore[override]
         if not self.shell and cmd and cmd[0] == "mnexec":  # the node's shell: start it inside our namespace
-            cmd = [cmd[0], cmd[1], "nsenter", f"--net={netns.path(self.ns_name)}", "--", *cmd[2:]]
+            cmd = [cmd[0], cmd[1], *journaled(self.ns_name, ["nsenter", f"--net={netns.path(self.ns_name)}", "--",
+                                                             *cmd[2:]], f"podlab cli shell of {self.name}")]
         return Node._popen(self, cmd, **params)
 
     def __repr__(self) -> str:

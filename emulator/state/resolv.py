@@ -15,13 +15,12 @@ directories are ever removed (a directory that existed before is left alone and 
 """
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 from emulator.netlink import netns
 from emulator.state.paths import LabPaths
-from emulator.state.store import read_json, write_json
+from emulator.state.store import Store, read_json, write_atomic, write_json
 from emulator.topology import names
 
 ETC_NETNS = Path(netns.NETNS_ETC_DIR)
@@ -62,9 +61,7 @@ class ResolvFiles:
                 text = content(k8s_ns, self.nameserver, self.domain)
                 f = d / "resolv.conf"
                 if not f.exists() or f.read_text() != text:
-                    tmp = d / ".resolv.conf.tmp"
-                    tmp.write_text(text)
-                    os.replace(tmp, f)
+                    write_atomic(f, text)
         gone = {ns for ns in owned if ns not in want} if prune else set()
         if gone:
             self.remove(gone)
@@ -80,7 +77,6 @@ class ResolvFiles:
 def prepare_pod(lab: str, pod: dict) -> None:
     """Write a new pod's resolv.conf before its manifest is stored, so its agent starts it with it (a no-op in a
     lab without cluster DNS). The controller-manager would write it too, but only after noticing the pod."""
-    from emulator.state.store import Store
     kube_dns = Store(LabPaths(lab).store).get("services", "kube-dns", "kube-system")
     if kube_dns and kube_dns.get("spec", {}).get("clusterIP"):
         ResolvFiles(lab, kube_dns["spec"]["clusterIP"]).ensure([pod], prune=False)

@@ -1,0 +1,34 @@
+"""The composition root: the one module that says what plugs into podlab.
+
+- routing modes: ``emulator.routing.modes.MODES`` (they sit below the lab, which picks one by name);
+- lab components, started by ``up`` in their ``order`` and told about ``down``: ``COMPONENTS``;
+- the checks of ``podlab check``: the modules in ``CHECK_MODULES``;
+- the CLI's verb groups: ``emulator.cli.main.COMMAND_MODULES`` (the CLI is the one layer above this one).
+
+Nothing registers itself when imported. The program's entries call ``install()`` once — the CLI, ``from emulator
+import Lab``, ``emulator.testing`` and the pytest plugin — and a module that fails to import fails here, with its
+own traceback.
+"""
+from __future__ import annotations
+
+from emulator.apiserver.component import ApiServerComponent
+from emulator.check import core as core_checks
+from emulator.check import registry as check_registry
+from emulator.check import services as service_checks
+from emulator.external.component import ExternalComponent
+from emulator.lab import components
+from emulator.routing.modes import MODES as ROUTING_MODES
+from emulator.services.component import ServicesComponent
+from emulator.tools.component import LinkShaping
+
+COMPONENTS: tuple[type[components.Component], ...] = (ExternalComponent, ServicesComponent, LinkShaping,
+                                                      ApiServerComponent)
+CHECK_MODULES = (core_checks, service_checks)
+
+__all__ = ["CHECK_MODULES", "COMPONENTS", "ROUTING_MODES", "install"]
+
+
+def install() -> None:
+    """Install the components and checks (idempotent)."""
+    components.install(COMPONENTS)
+    check_registry.install(check_registry.defined_in(CHECK_MODULES))

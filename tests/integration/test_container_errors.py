@@ -1,0 +1,68 @@
+"""A container whose command cannot start is the container's failure, reported as a kubelet reports it: the pod
+keeps its sandbox and IP, the container waits with ``RunContainerError`` (message ``exec: "nosuch": executable
+file not found in $PATH``) and then ``CrashLoopBackOff``; the CNI's "failed to set up pod sandbox" is not used."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from emulator.lab import teardown
+from emulator.lab.api import Lab
+from emulator.netlink import netns
+from emulator.topology.loader import loads
+from tests.integration.conftest import unique_name
+
+TOPO = """version: 1
+name: x
+nodes: [{name: node-1}]
+pods:
+  - {name: ok, node: node-1}
+"""
+
+
+@pytest.fixture(scope="module")
+def lab():
+    name = unique_name("ce")
+    lab = Lab.up(loads(TOPO, "<container-errors>", name=name))
+    try:
+        yield lab
+    finally:
+        teardown.destroy(name)
+
+
+def _status(lab: Lab, pod: str, want, timeout: float = 15.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        st = lab.store.get_status("pods", pod) or {}
+        if want(st) or time.monotonic() > deadline:
+            return st
+        time.sleep(0.05)
+
+
+def _waiting(st: dict) -> dict:
+    return ((st.get("containerStatuses") or [{}])[0].get("state") or {}).get("waiting") or {}
+
+
+def test_missing_executable_is_run_container_error_then_crash_loop(lab: Lab) -> None:
+    assert lab.apply_pod({"name": "bad", "node": "node-1", "containers": [{"name": "c", "image": "busybox",
+                                                                            "command": ["nosuch"]}]}) \
+        == "pod/bad created"
+    st = _status(lab, "bad", lambda s: bool(_waiting(s)))
+    w = _waiting(st)
+    assert w.get("reason") in ("RunContainerError", "CrashLoopBackOff"), st
+    assert st["podIP"] and st["sandbox"]["netns"] and netns.exists(st["sandbox"]["netns"]), st
+    if w["reason"] == "RunContainerError":
+        assert w["message"] == 'exec: "nosuch": executable file not found in $PATH', w
+        assert st["phase"] == "Pending"
+    st = _status(lab, "bad", lambda s: _waiting(s).get("reason") == "CrashLoopBackOff")
+    cs = st["containerStatuses"][0]
+    assert _waiting(st)["reason"] == "CrashLoopBackOff", st
+    assert cs["lastState"]["terminated"]["reason"] == "StartError"
+    assert 'exec: "nosuch": executable file not found in $PATH' in cs["lastState"]["terminated"]["message"]
+    assert "sandbox" not in (cs["lastState"]["terminated"]["message"])
+    ip = st["podIP"]
+    time.sleep(1.5)  # a back-off later: same sandbox, same IP (the sandbox is never torn down for it)
+    again = lab.store.get_status("pods", "bad")
+    assert again["podIP"] == ip and again["sandbox"]["id"] == st["sandbox"]["id"]
+    lab.delete_pod("bad")
