@@ -28,7 +28,7 @@ from emulator.apiserver.status import (ApiError, already_exists, bad_request, co
                                        not_found, strict_decoding, unsupported_media)
 from emulator.errors import AlreadyExistsError, ConflictError
 from emulator.services import registry
-from emulator.state import events, namespaces
+from emulator.state import events, namespaces, resolv
 from emulator.state.store import rv_of
 
 ADMIT: dict[str, Callable] = {
@@ -132,11 +132,7 @@ class Writes:
         r = t.resource
         try:
             if r.name == "pods" and create:
-                try:
-                    from emulator.services.resolv import prepare_pod
-                    prepare_pod(self.ctx.lab, obj)
-                except ImportError:
-                    pass
+                resolv.prepare_pod(self.ctx.lab, obj)  # its resolv.conf before its agent can start it
             stored = self.store.put(r.store, name, obj, expect_rv=expect, create=create)
         except AlreadyExistsError:
             terminating = r.name == "pods" and (t.ns or "", name) in self.cache.ghosts
