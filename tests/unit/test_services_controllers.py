@@ -182,3 +182,29 @@ def test_prepare_pod_writes_only_in_labs_with_cluster_dns(tmp_path, monkeypatch)
                                               ports=(ServicePort(53, 53, "UDP", "dns"),)).manifest())
     prepare_pod("lab", p)
     assert (tmp_path / "netns" / "lab-new.prod" / "resolv.conf").read_text().startswith("search prod.svc.cluster.local ")
+
+
+def test_deployment_owns_a_replicaset_owning_its_pods_and_garbage_is_collected(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PODLAB_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setattr("emulator.state.resolv.ETC_NETNS", tmp_path / "netns")
+    cm = ControllerManager("lab", "10.96.0.10", "cluster.local", seed=3)
+    store: Store = cm.store
+    store.init()
+    store.put("namespaces", "default", {"metadata": {"name": "default"}, "status": {"phase": "Active"}})
+    store.put("nodes", "node-1", {"metadata": {"name": "node-1"}})
+    store.put("deployments", "web", DEP)
+    cm.reconcile()
+    (rs,) = list(store.list("replicasets"))
+    dep = store.get("deployments", "web")
+    assert rs["metadata"]["name"] == deployments.replicaset_name(dep)
+    assert rs["metadata"]["ownerReferences"][0] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web",
+                                                    "uid": dep["metadata"]["uid"], "controller": True,
+                                                    "blockOwnerDeletion": True}
+    pods = list(store.list("pods"))
+    assert len(pods) == 3 and all(p["metadata"]["ownerReferences"][0]["uid"] == rs["metadata"]["uid"] for p in pods)
+    assert rs["spec"]["replicas"] == 3 and rs["status"]["replicas"] == 3
+    assert store.get_status("deployments", "web")["observedGeneration"] == dep["metadata"]["generation"]
+    store.delete("deployments", "web")  # as the API deletes it (Background propagation): the collector's job
+    cm.reconcile()
+    assert list(store.list("replicasets")) == [] and list(store.list("pods")) == []
+    cm.resolv.remove()
