@@ -31,6 +31,7 @@ from emulator.apiserver.cache import Cache
 from emulator.apiserver.certs import Material
 from emulator.apiserver.schema import Schema
 from emulator.apiserver.status import ApiError, too_large, unauthorized
+from emulator.proc.lifecycle import alive
 from emulator.state.paths import LabPaths
 from emulator.state.store import Store, read_json, write_json
 
@@ -166,10 +167,10 @@ class Api:
         self.writes = writes.Writes(self.ctx, self.cache, self.schema)
 
     def node_ready(self, node: str) -> bool:
-        from emulator.agent.agent import read_pidfile
-        from emulator.proc.lifecycle import alive
-        pf = read_pidfile(self.paths, node)
-        return bool(pf) and alive(pf[0], pf[1])
+        """The node's agent (its kubelet) runs: its pid file names a live process (read here directly, so the
+        server does not import the agent and its netlink stack)."""
+        pf = read_json(self.paths.agent_pid(node)) or {}
+        return bool(pf.get("pid")) and alive(pf["pid"], pf.get("start"))
 
     @staticmethod
     def node_capacity(node: dict) -> int:
