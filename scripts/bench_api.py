@@ -9,7 +9,8 @@ On a lab of N × M pause pods (a real lab: agents, kernel namespaces):
 * ``watch_ms``: from a change written to the store (a pod status, as an agent writes it) until an open
   ``watch`` receives it;
 * ``apply_running_ms`` / ``podlab_running_ms``: ``kubectl apply -f pod.yaml`` until ``kubectl get -w`` prints the
-  pod Running, against ``Lab.apply_pod`` until the agent reports it Running (same pod shape, same node);
+  pod Running, against ``podlab apply -f pod.yaml`` until the agent reports it Running (same pod, same node; both
+  commands' own start included);
 * ``idle_cpu_pct`` / ``rss_mb``: the API server's CPU over 10 idle seconds and its resident memory.
 
 And on a store-only lab of ``--list`` pods (objects and statuses as agents write them; no kernel objects):
@@ -133,9 +134,14 @@ def apply_running(lab: Lab, name: str, node: str, env: dict, tmp: Path) -> float
     return took
 
 
-def podlab_running(lab: Lab, name: str, node: str) -> float:
+def podlab_running(lab: Lab, name: str, node: str, tmp: Path) -> float:
+    """``podlab apply -f`` (the command, its own start included) until the agent reports the pod Running."""
+    f = tmp / f"{name}.yaml"
+    f.write_text(f"apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec: {{nodeName: {node}, containers: "
+                 "[{name: c, image: pause}]}\n")
     t0 = time.perf_counter()
-    lab.apply_pod({"name": name, "node": node})
+    subprocess.run([sys.executable, "-m", "emulator", "--lab", lab.name, "apply", "-f", str(f)], check=True,
+                   capture_output=True)
     lab.wait_pod(name)
     took = (time.perf_counter() - t0) * 1000
     lab.delete_pod(name)
@@ -223,7 +229,7 @@ def main() -> int:
         w = watch_latency(lab, api, a.rounds * 5)
         out["watch_ms_median"], out["watch_ms_p90"] = round(statistics.median(w), 2), round(pct(w, 0.9), 2)
         k = [apply_running(lab, f"kb-{i}", f"n{1 + i % a.nodes}", env, tmp) for i in range(a.rounds)]
-        p = [podlab_running(lab, f"pb-{i}", f"n{1 + i % a.nodes}") for i in range(a.rounds)]
+        p = [podlab_running(lab, f"pb-{i}", f"n{1 + i % a.nodes}", tmp) for i in range(a.rounds)]
         out["apply_running_ms_median"], out["podlab_running_ms_median"] = round(statistics.median(k), 1), round(
             statistics.median(p), 1)
         time.sleep(2)

@@ -64,6 +64,9 @@ class Server(ThreadingHTTPServer):
 
     def finish_request(self, request: socket.socket, client_address) -> None:
         request.settimeout(10)
+        # headers and body go out in separate writes: without this, Nagle holds the body until the client's
+        # delayed ACK of the headers (40 ms per request)
+        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             first = request.recv(1, socket.MSG_PEEK)
             if first and first != b"\x16":  # not a TLS ClientHello: a plain HTTP request
