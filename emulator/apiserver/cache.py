@@ -29,10 +29,25 @@ from emulator.state.manifests import now
 from emulator.state.store import CLUSTER_KINDS, Store
 from emulator.state.watch import Watcher
 
-HISTORY = 4096
+HISTORY = 1024
 Key = tuple[str, str]
 PLAIN = {"namespaces": "Namespace", "services": "Service", "replicasets": "ReplicaSet",
          "networkpolicies": "NetworkPolicy", "nodes": "Node", "endpoints": "Endpoints"}
+
+
+POD_STATUS_KEYS = ("name", "namespace", "uid", "phase", "reason", "message", "nodeName", "hostIP", "podIP", "startTime",
+                   "containerStatuses", "resourceVersion")
+
+
+def _slim(st: dict) -> dict:
+    """What of an agent's pod status the API shows (its CNI result, commands and PIDs stay in the store)."""
+    out = {k: st[k] for k in POD_STATUS_KEYS if k in st}
+    if "containerStatuses" in out:
+        out["containerStatuses"] = [{k: c[k] for k in ("name", "image", "ready", "restartCount", "state", "lastState")
+                                     if k in c} for c in out["containerStatuses"]]
+    if st.get("sandbox"):
+        out["sandbox"] = {"id": st["sandbox"].get("id", "")}
+    return out
 
 
 class Entry:
@@ -105,7 +120,7 @@ class Cache:
                 for ns, name in self.store.keys(kind, status=True):
                     st = self.store.get_status(kind, name, ns)
                     if st is not None:
-                        self.status[(kind, ns, name)] = st
+                        self.status[(kind, ns, name)] = _slim(st) if kind == "pods" else st
             lines = self._read_event_files()
         for (kind, ns, name) in list(self.spec):
             self._refresh(kind, ns, name, self.rv, emit=False)
@@ -181,7 +196,7 @@ class Cache:
         key = (kind, ns, name)
         if e.get("status"):
             if e["op"] == "put":
-                self.status[key] = e["obj"]
+                self.status[key] = _slim(e["obj"]) if kind == "pods" else e["obj"]
             else:
                 self.status.pop(key, None)
         elif e["op"] == "put":
@@ -262,7 +277,7 @@ class Cache:
         had = k in self.objects[resource]
         entry = Entry(obj, rv)
         self.objects[resource][k] = entry
-        if resource in ("pods", "events", "services", "endpoints", "endpointslices"):
+        if resource in ("pods", "services", "endpoints", "endpointslices"):
             self._cold.append(entry)
         if emit:
             self._emit(rv, "MODIFIED" if had else "ADDED", resource, entry)

@@ -1,8 +1,10 @@
 """The real Kubernetes schemas, compacted: which fields exist (for ``fieldValidation=Strict``) and how lists
 merge (for strategic merge patch), read from the JSON schemas the ``kubernetes-validate`` package ships.
 
-At start-up the server loads that package's ``_definitions.json`` for the newest version it has (1.8 MB, 40
-ms), keeps only the definitions reachable from the kinds it serves, without descriptions, and drops the rest.
+At start-up the server needs that package's ``_definitions.json`` for the newest version it has (1.8 MB), of
+which it keeps only the definitions reachable from the kinds it serves, without descriptions (``compact``). A
+short-lived child process does that once per machine and writes the result next to the labs (``load``), so
+the server itself never holds the full document.
 A node of the compact tree is a tuple::
 
     ("o", {field: node}, extra)    an object; extra is None (no other key allowed), a node (a map's values) or
@@ -47,7 +49,8 @@ class Schema:
         self.defs, self.version = defs, version
 
     @classmethod
-    def load(cls) -> "Schema":
+    def compact(cls) -> "Schema":
+        """Read the package's full definitions and keep what the served kinds reach (parses 1.8 MB of JSON)."""
         d = _schema_dir()
         with open(os.path.join(d, "_definitions.json")) as f:
             raw = json.load(f)["$defs"]
@@ -59,6 +62,27 @@ class Schema:
                 continue
             defs[name] = _compact(raw[name], todo)
         return cls(defs, os.path.basename(d))
+
+    @classmethod
+    def load(cls, cache_dir: str | None = None) -> "Schema":
+        """The compact schema, from ``cache_dir``'s copy when it is there (made by a short-lived child process
+        otherwise: parsing the full definitions leaves ~10 MB of heap behind in the process that did it)."""
+        if cache_dir is None:
+            return cls.compact()
+        path = os.path.join(cache_dir, f"apiserver-schema-{os.path.basename(_schema_dir())}.json")
+        if not os.path.exists(path):
+            import subprocess
+            import sys
+            subprocess.run([sys.executable, "-m", "emulator.apiserver.schema", path], check=True)
+        with open(path) as f:
+            doc = json.load(f)
+        return cls({k: _tuple(v) for k, v in doc["defs"].items()}, doc["version"])
+
+    def save(self, path: str) -> None:
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            json.dump({"version": self.version, "defs": self.defs}, f, separators=(",", ":"))
+        os.replace(tmp, path)
 
     def root(self, group: str, version: str, kind: str) -> Node | None:
         name = ROOTS.get((group, version, kind))
@@ -121,6 +145,15 @@ class Schema:
         return obj
 
 
+def _tuple(v: object) -> object:
+    """A node read back from JSON (lists become the tuples they were; an object's field map stays a dict)."""
+    if isinstance(v, list):
+        return tuple(_tuple(x) for x in v)
+    if isinstance(v, dict):
+        return {k: _tuple(x) for k, x in v.items()}
+    return v
+
+
 def _compact(s: dict, todo: list[str]) -> Node:
     if "$ref" in s:
         name = s["$ref"].rsplit("/", 1)[-1]
@@ -144,3 +177,8 @@ def _compact(s: dict, todo: list[str]) -> Node:
             extra = None
         return ("o", props, extra)
     return SCALAR
+
+
+if __name__ == "__main__":  # python -m emulator.apiserver.schema OUT: write the compact schema (see Schema.load)
+    import sys
+    Schema.compact().save(sys.argv[1])

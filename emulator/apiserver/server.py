@@ -32,7 +32,7 @@ from emulator.apiserver.certs import Material
 from emulator.apiserver.schema import Schema
 from emulator.apiserver.status import ApiError, too_large, unauthorized
 from emulator.proc.lifecycle import alive
-from emulator.state.paths import LabPaths
+from emulator.state.paths import LabPaths, state_root
 from emulator.state.store import Store, read_json, write_json
 
 MAX_BODY = 3 * 1024 * 1024
@@ -159,7 +159,7 @@ class Api:
         paths = LabPaths(lab)
         self.paths, self.token = paths, token.encode()
         self.store = Store(paths.store)
-        self.schema = Schema.load()
+        self.schema = Schema.load(str(state_root()))
         rec = read_json(paths.record) or {}
         self.cache = Cache(self.store, self.node_ready, self.node_capacity)
         self.cache.load()

@@ -100,6 +100,12 @@ def test_tables_use_the_real_columns_and_cells() -> None:
         ["5s", "2m5s", "11m", "3h1m", "30h", "3d1h"]
 
 
+def test_schema_cache_round_trip(tmp_path) -> None:
+    cached = Schema.load(str(tmp_path))  # made by a child process, then read back
+    assert cached.defs == SCHEMA.defs and cached.version == SCHEMA.version
+    assert list(tmp_path.glob("apiserver-schema-*.json"))
+
+
 def test_schema_knows_fields_and_merge_keys() -> None:
     bad = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x", "labels": {"any": "key"}},
            "spec": {"containers": [{"name": "c", "imagee": "x"}], "hostNetwork": True}, "status": {}}
