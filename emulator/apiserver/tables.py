@@ -9,6 +9,7 @@ which ``--sort-by`` needs), from which kubectl reads the NAMESPACE column of ``-
 from __future__ import annotations
 
 import calendar
+import functools
 import time
 from typing import Callable
 
@@ -42,13 +43,18 @@ def human_duration(seconds: float) -> str:
     return f"{h // (24 * 365)}y"
 
 
-def age(ts: str | None) -> str:
-    if not ts:
-        return "<unknown>"
+@functools.lru_cache(maxsize=8192)
+def _epoch(ts: str) -> float | None:
+    """Seconds since the epoch of an API timestamp (cached: a list of 1000 pods has few distinct ones)."""
     try:
-        return human_duration(time.time() - calendar.timegm(time.strptime(ts, "%Y-%m-%dT%H:%M:%SZ")))
+        return calendar.timegm(time.strptime(ts, "%Y-%m-%dT%H:%M:%SZ"))
     except ValueError:
-        return "<unknown>"
+        return None
+
+
+def age(ts: str | None) -> str:
+    t = _epoch(ts) if ts else None
+    return "<unknown>" if t is None else human_duration(time.time() - t)
 
 
 def _meta(o: dict) -> dict:
