@@ -1,9 +1,8 @@
 """Whether a topology has cluster Services, and how: kube-proxy's mode, the Services and Deployments, DNS.
 
-Every lab gets Services (kube-proxy on every node, the controller-manager, cluster DNS), as every cluster has
-them, unless its topology says ``kubeProxy: none`` (``kubeProxy: {mode: nftables}`` picks the mode; the default
-is ``iptables``, as kube-proxy's): a Service or a Deployment applied to any lab, with ``podlab apply`` or
-``kubectl``, works. ``settings`` validates all of it at once, before ``up`` creates anything, and
+A lab gets Services (kube-proxy on every node, the controller-manager, cluster DNS) when its topology has any of
+``services``, ``deployments`` or ``kubeProxy`` (``kubeProxy: {mode: nftables}``; the default mode is
+``iptables``, as kube-proxy's). ``settings`` validates all of it at once, before ``up`` creates anything, and
 raises ``TopologyError`` naming the file and field. The cluster DNS answers at the tenth address of the Service
 CIDR (``kube-dns``'s ClusterIP, 10.96.0.10) and runs in the ``<lab>-dns`` namespace on the underlay, at the first
 LAN address no node uses (192.168.56.2 by default): the host the ``kube-dns`` endpoints point to.
@@ -24,6 +23,7 @@ PROXY_KEYS = ("mode",)
 PROXY_MODES = ("iptables", "nftables")
 DEFAULT_PROXY_MODE = "iptables"
 DOMAIN = "cluster.local"
+SECTION_KEYS = ("services", "deployments", "kubeProxy")
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,8 @@ def dns_ns(lab: str) -> str:
 
 
 def enabled(topo: Topology) -> bool:
-    return dict(topo.extra).get("kubeProxy") not in (False, "none")
+    extra = dict(topo.extra)
+    return extra.get("kubeProxy") is not False and any(extra.get(k) is not None for k in SECTION_KEYS)
 
 
 def dns_host(topo: Topology) -> ipaddress.IPv4Address:
@@ -58,11 +59,7 @@ def settings(topo: Topology) -> ClusterServices | None:
         return None
     extra = dict(topo.extra)
     v = Validator(topo.source, TopologyError)
-    raw = extra.get("kubeProxy")
-    if isinstance(raw, str) or raw is True:
-        v.fail("kubeProxy", f"{raw!r} is not a kube-proxy setting", "write 'kubeProxy: {mode: iptables}' (or "
-               "nftables), or 'kubeProxy: none' for a lab without Services")
-    proxy = v.mapping(raw, "kubeProxy", PROXY_KEYS, "kubeProxy")
+    proxy = v.mapping(extra.get("kubeProxy"), "kubeProxy", PROXY_KEYS, "kubeProxy")
     mode = v.choice(proxy.get("mode", DEFAULT_PROXY_MODE), "kubeProxy.mode", PROXY_MODES, "kube-proxy mode")
     services, deployments = from_topology(extra.get("services"), extra.get("deployments"), topo.source, TopologyError,
                                           topo.service_cidr, topo.namespace_names)

@@ -19,4 +19,4 @@ def has_gateway(topo: Topology) -> bool:
     value = extra.get("external")
     if value is False:
         return False
-    return value is not None or any(extra.get(k) not in (None, False, "none") for k in SERVICE_KEYS)
+    return value is not None or any(extra.get(k) not in (None, False) for k in SERVICE_KEYS)

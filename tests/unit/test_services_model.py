@@ -158,12 +158,7 @@ def test_topology_sections_are_validated_with_their_paths() -> None:
         from_topology([{"name": "a", "ports": [{"port": 1}]}, {"name": "a", "ports": [{"port": 1}]}], None, "f",
                       TopologyError, CIDR)
     assert e.value.field == "services[1].name"
-    plain = config.settings(loads("version: 1\nname: t\nnodes: [{name: n1}]\n", "x"))
-    assert plain is not None and plain.proxy_mode == "iptables"  # every lab has kube-proxy ...
-    assert config.settings(loads("version: 1\nname: t\nnodes: [{name: n1}]\nkubeProxy: none\n", "x")) is None
-    with pytest.raises(TopologyError) as e:  # ... unless it says none
-        config.settings(loads("version: 1\nname: t\nnodes: [{name: n1}]\nkubeProxy: nope\n", "x"))
-    assert e.value.field == "kubeProxy" and "none" in e.value.fix
+    assert config.settings(loads("version: 1\nname: t\nnodes: [{name: n1}]\n", "x")) is None
 
 
 def test_allocation_is_reproducible_avoids_reserved_and_taken() -> None:
