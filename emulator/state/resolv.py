@@ -15,6 +15,9 @@ directories are ever removed (a directory that existed before is left alone and 
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import shutil
 from pathlib import Path
 
@@ -45,8 +48,24 @@ class ResolvFiles:
         self.ledger.parent.mkdir(parents=True, exist_ok=True)
         write_json(self.ledger, sorted(owned))
 
+    @contextlib.contextmanager
+    def _locked(self):
+        """One writer of the ledger and the directories at a time (the controller-manager prunes while the API
+        server adds a pod's file)."""
+        self.ledger.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(str(self.ledger) + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
     def ensure(self, pods: list[dict], prune: bool = True) -> None:
         """Make the files of ``pods`` exist and (``prune``) remove those of pods that are not in the list."""
+        with self._locked():
+            self._ensure(pods, prune)
+
+    def _ensure(self, pods: list[dict], prune: bool) -> None:
         owned = self.owned()
         want = {names.pod_ns(self.lab, p["metadata"]["name"], p["metadata"].get("namespace") or "default"):
                 p["metadata"].get("namespace") or "default" for p in pods}
@@ -64,9 +83,13 @@ class ResolvFiles:
                     write_atomic(f, text)
         gone = {ns for ns in owned if ns not in want} if prune else set()
         if gone:
-            self.remove(gone)
+            self._remove(gone)
 
     def remove(self, which: set[str] | None = None) -> None:
+        with self._locked():
+            self._remove(which)
+
+    def _remove(self, which: set[str] | None = None) -> None:
         owned = self.owned()
         for ns in sorted(owned if which is None else which & owned):
             shutil.rmtree(ETC_NETNS / ns, ignore_errors=True)
