@@ -1,6 +1,7 @@
 """The API server as a lab component: certificates and token made, the process started (a fresh interpreter,
-so it carries none of ``up``'s memory), its PID recorded; once the pods are Running, ``ready`` waits for it to
-serve and merges the ``podlab-<lab>`` context into the user's kubeconfig. ``teardown`` (after the process is
+so it carries none of ``up``'s memory), its PID recorded; it imports itself while the pods start, and loads the
+store once ``ready`` (every pod Running) tells it to, so it takes no CPU from the agents during a big bring-up;
+``ready`` then waits for it to serve and merges the ``podlab-<lab>`` context into the user's kubeconfig. ``teardown`` (after the process is
 ended by ``down``/``cleanup``) removes exactly those kubeconfig entries, from the file recorded when they were
 written.
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 from emulator.apiserver import certs, kubeconfig
 from emulator.errors import BuildError, MissingDependencyError, TimeoutError_
 from emulator.proc.lifecycle import alive
-from emulator.apiserver.server import status_path
+from emulator.apiserver.server import go_path, status_path
 from emulator.lab.components import BuildContext, Component
 from emulator.proc.daemon import spawn
 from emulator.state.paths import LabPaths
@@ -72,6 +73,7 @@ class ApiServerComponent(Component):
         ctx.data["apiserver"] = pid
 
     def ready(self, ctx: BuildContext) -> None:
+        go_path(ctx.paths).touch()  # the server loads the store now (see server.wait_go)
         pid = ctx.data.get("apiserver")
         deadline = time.monotonic() + 30
         while not (st := read_json(status_path(ctx.paths)) or {}).get("port"):

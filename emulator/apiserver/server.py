@@ -204,6 +204,18 @@ class Api:
                 "DELETE": self.writes.delete}[req.method](req, t)
 
 
+def go_path(paths: LabPaths):
+    return paths.root / "apiserver" / "go"
+
+
+def wait_go(paths: LabPaths, timeout: float = 600.0) -> None:
+    """Until ``up`` says the lab's pods are up (``go``): a server that followed the store's journal while a
+    thousand pods start would take CPU from the node agents (the two cores are theirs then)."""
+    deadline = time.monotonic() + timeout
+    while not go_path(paths).exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def start(lab: str) -> Server:
     """Load everything, bind the port, start following the journal; the caller runs ``serve_forever``."""
     paths = LabPaths(lab)
@@ -233,15 +245,16 @@ def start(lab: str) -> Server:
 
 
 def serve(lab: str) -> None:
-    httpd = start(lab)
-
-    def stop(*_: object) -> None:
-        httpd.api.cache.stop()
-        threading.Thread(target=httpd.shutdown, daemon=True).start()
+    def stop(*_: object) -> None:  # nothing to flush: the store is the state; down removes the rest
+        log("API server stopped (SIGTERM)")
+        os._exit(0)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    from emulator.apiserver.schema import Schema
+    Schema.load(str(state_root()))  # the schema cache is made while the pods start (a child process)
+    wait_go(LabPaths(lab))
+    httpd = start(lab)
     httpd.serve_forever(poll_interval=0.5)
-    log("API server stopped")
 
 
 def main(argv: list[str] | None = None) -> int:
