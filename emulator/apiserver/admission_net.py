@@ -5,12 +5,10 @@ podlab does not emulate it (a LoadBalancer or ExternalName type, an IPv6 or dual
 as the registry admits every Service: its ClusterIP and NodePorts are allocated (or checked against the others)
 under the registry's lock, and written into the client's object with the real defaults. A Deployment is checked
 by the same parser (its template too) and stored as sent, with the defaults the real server adds; its pods are
-the controller-manager's job. A NetworkPolicy is validated here (selectors, ports, ipBlocks) and stored; it is
-enforced elsewhere.
+the controller-manager's job. A NetworkPolicy is validated and defaulted by the netpol package (the API server's
+own rules) and stored; netpol enforces it.
 """
 from __future__ import annotations
-
-import ipaddress
 
 from emulator.apiserver import views
 from emulator.apiserver.admission import (Ctx, clean_meta, from_manifest_error, labels_ok, name_of, namespace_of)
@@ -20,7 +18,6 @@ from emulator.services import alloc, registry
 from emulator.services.parse import ServiceParser
 
 FAMILY_POLICIES = ("SingleStack",)
-OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 
 
 def service(ctx: Ctx, obj: dict, ns: str, old: dict | None) -> dict:
@@ -116,87 +113,10 @@ def _template(dep: dict) -> dict:
     return t
 
 
-def _selector(name: str, sel: object, field: str) -> None:
-    if sel is None:
-        return
-    if not isinstance(sel, dict):
-        raise invalid("NetworkPolicy", name, [(field, "FieldValueInvalid", "Invalid value: must be a label selector")])
-    from emulator.topology.validate import Validator
-    try:
-        Validator("<api>", ManifestError).labels(sel.get("matchLabels"), f"{field}.matchLabels")
-    except ManifestError as e:
-        raise from_manifest_error("NetworkPolicy", name, e) from None
-    for i, ex in enumerate(sel.get("matchExpressions") or []):
-        at = f"{field}.matchExpressions[{i}]"
-        op, values = ex.get("operator"), ex.get("values") or []
-        if op not in OPERATORS:
-            raise invalid("NetworkPolicy", name, [(f"{at}.operator", "FieldValueNotSupported",
-                                                   f'Unsupported value: "{op}": supported values: "In", "NotIn", '
-                                                   '"Exists", "DoesNotExist"')])
-        if op in ("In", "NotIn") and not values:
-            raise invalid("NetworkPolicy", name, [(f"{at}.values", "FieldValueRequired", "Required value: must be "
-                                                   "specified when `operator` is 'In' or 'NotIn'")])
-        if op in ("Exists", "DoesNotExist") and values:
-            raise invalid("NetworkPolicy", name, [(f"{at}.values", "FieldValueForbidden", "Forbidden: may not be "
-                                                   "specified when `operator` is 'Exists' or 'DoesNotExist'")])
-
-
-def _peers(name: str, peers: object, field: str) -> None:
-    for i, peer in enumerate(peers or []):
-        at = f"{field}[{i}]"
-        if not isinstance(peer, dict) or not peer:
-            raise invalid("NetworkPolicy", name, [(at, "FieldValueRequired", "Required value: must specify a "
-                                                   "peer")])
-        block = peer.get("ipBlock")
-        if block is not None:
-            if set(peer) != {"ipBlock"}:
-                raise invalid("NetworkPolicy", name, [(at, "FieldValueForbidden", "Forbidden: may not specify "
-                                                       "more than 1 peer type")])
-            try:
-                cidr = ipaddress.ip_network(block.get("cidr", ""), strict=False)
-            except ValueError:
-                raise invalid("NetworkPolicy", name, [(f"{at}.ipBlock.cidr", "FieldValueInvalid",
-                                                       f'Invalid value: "{block.get("cidr")}": must be a valid CIDR'
-                                                       )]) from None
-            if cidr.version != 4:
-                raise unsupported("NetworkPolicy", name, f"{at}.ipBlock.cidr", block["cidr"],
-                                  "podlab's pod network is IPv4 only")
-            for j, ex in enumerate(block.get("except") or []):
-                try:
-                    sub = ipaddress.ip_network(ex, strict=False)
-                except ValueError:
-                    sub = None
-                if sub is None or sub.version != 4 or not sub.subnet_of(cidr) or sub == cidr:
-                    raise invalid("NetworkPolicy", name, [(f"{at}.ipBlock.except[{j}]", "FieldValueInvalid",
-                                                           f'Invalid value: "{ex}": must be a strict subset of '
-                                                           f'`cidr`')])
-        _selector(name, peer.get("podSelector"), f"{at}.podSelector")
-        _selector(name, peer.get("namespaceSelector"), f"{at}.namespaceSelector")
-
-
-def _ports(name: str, ports: object, field: str) -> None:
-    for i, p in enumerate(ports or []):
-        at = f"{field}[{i}]"
-        proto = p.get("protocol", "TCP")
-        if proto not in ("TCP", "UDP", "SCTP"):
-            raise invalid("NetworkPolicy", name, [(f"{at}.protocol", "FieldValueNotSupported",
-                                                   f'Unsupported value: "{proto}": supported values: "SCTP", "TCP", '
-                                                   '"UDP"')])
-        p["protocol"] = proto
-        port, end = p.get("port"), p.get("endPort")
-        if isinstance(port, int) and not 1 <= port <= 65535:
-            raise invalid("NetworkPolicy", name, [(f"{at}.port", "FieldValueInvalid",
-                                                   f"Invalid value: {port}: must be between 1 and 65535, inclusive")])
-        if end is not None:
-            if not isinstance(port, int):
-                raise invalid("NetworkPolicy", name, [(f"{at}.endPort", "FieldValueRequired", "Required value: "
-                                                       "may not be specified when `port` is a named port or unset")])
-            if not isinstance(end, int) or end < port or end > 65535:
-                raise invalid("NetworkPolicy", name, [(f"{at}.endPort", "FieldValueInvalid", f"Invalid value: "
-                                                       f"{end}: must be greater than or equal to `port`")])
-
-
 def networkpolicy(ctx: Ctx, obj: dict, ns: str, old: dict | None) -> dict:
+    """Validated and defaulted by the netpol package (the rules and field paths of the real API server), with
+    an IPv6 ipBlock refused by name (podlab's pod network is IPv4 only)."""
+    from emulator.netpol.parse import parse_manifest
     name = name_of("NetworkPolicy", obj, label=False)
     namespace_of(obj, ns, ctx.store, creating=old is None)
     labels_ok("NetworkPolicy", name, obj["metadata"])
@@ -204,19 +124,19 @@ def networkpolicy(ctx: Ctx, obj: dict, ns: str, old: dict | None) -> dict:
     if not isinstance(spec, dict):
         raise ApiError(422, "Invalid", f'NetworkPolicy "{name}" is invalid: spec: Required value',
                        {"name": name, "kind": "NetworkPolicy"})
-    spec.setdefault("podSelector", {})
-    _selector(name, spec["podSelector"], "spec.podSelector")
     for key, peers in (("ingress", "from"), ("egress", "to")):
         for i, rule in enumerate(spec.get(key) or []):
-            _peers(name, rule.get(peers), f"spec.{key}[{i}].{peers}")
-            _ports(name, rule.get("ports"), f"spec.{key}[{i}].ports")
-    types = spec.get("policyTypes")
-    if types is None:
-        spec["policyTypes"] = ["Ingress"] + (["Egress"] if spec.get("egress") else [])
-    else:
-        for i, t in enumerate(types):
-            if t not in ("Ingress", "Egress"):
-                raise invalid("NetworkPolicy", name, [(f"spec.policyTypes[{i}]", "FieldValueNotSupported",
-                                                       f'Unsupported value: "{t}": supported values: "Egress", '
-                                                       '"Ingress"')])
+            for j, peer in enumerate((rule or {}).get(peers) or []):
+                cidr = ((peer or {}).get("ipBlock") or {}).get("cidr")
+                if isinstance(cidr, str) and ":" in cidr:
+                    raise unsupported("NetworkPolicy", name, f"spec.{key}[{i}].{peers}[{j}].ipBlock.cidr", cidr,
+                                      "podlab's pod network is IPv4 only")
+    check = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+             "metadata": {k: v for k, v in obj["metadata"].items() if k in ("name", "namespace", "labels")},
+             "spec": spec}
+    try:
+        parsed = parse_manifest(check)
+    except ManifestError as e:
+        raise from_manifest_error("NetworkPolicy", name, e) from None
+    obj["spec"] = {**spec, **parsed.manifest()["spec"]}  # defaults: policyTypes, port protocols
     return clean_meta(obj, old)
