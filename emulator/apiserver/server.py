@@ -26,7 +26,7 @@ import time
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from emulator.apiserver import admission, rest, writes
+from emulator.apiserver import admission, logs, rest, streams, writes
 from emulator.apiserver.cache import Cache
 from emulator.apiserver.certs import Material
 from emulator.apiserver.schema import Schema
@@ -115,6 +115,11 @@ class Handler(BaseHTTPRequestHandler):
             body = self.rfile.read(size) if size else b""
             req = rest.parse(self.command, self.path, headers, body)
             req.gone = self._gone
+            stream = streams.claim(req)
+            if stream is not None:  # exec, attach, portforward: the session takes the connection over
+                self.close_connection = True
+                streams.serve(req, stream, api.store, api.paths, self.connection.sendall, self.connection)
+                return
             resp = api.handle(req)
         except ApiError as e:
             resp = rest.error_response(e)
@@ -199,6 +204,8 @@ class Api:
                 self.store.get("namespaces", t.ns) is None and req.method != "DELETE":
             raise ApiError(404, "NotFound", f'namespaces "{t.ns}" not found', {"name": t.ns, "kind": "namespaces"})
         if req.method == "GET":
+            if t.resource.name == "pods" and t.sub == "log" and t.name and t.ns:
+                return logs.serve(req, self.store, self.paths, t.ns, t.name)
             return self.reads.get(req, t)
         return {"POST": self.writes.create, "PUT": self.writes.update, "PATCH": self.writes.patch,
                 "DELETE": self.writes.delete}[req.method](req, t)
@@ -250,6 +257,7 @@ def serve(lab: str) -> None:
         os._exit(0)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    os.chdir("/")  # what an exec'd command starts in, as in a container without a workingDir
     from emulator.apiserver.schema import Schema
     Schema.load(str(state_root()))  # the schema cache is made while the pods start (a child process)
     wait_go(LabPaths(lab))

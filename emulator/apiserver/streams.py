@@ -1,0 +1,82 @@
+"""The streaming subresources of a pod, which take the connection over: ``exec``, ``attach``, ``portforward``.
+
+``claim`` is asked by the server's handler for every request after authentication: it answers None for any other
+path (the request goes on to ``rest``). For ``pods/<name>/{exec,attach,portforward}`` the target is checked
+first, and a bad request gets the real server's Status as an ordinary HTTP answer (kubectl prints it as
+"Error from server (BadRequest): ..." or "unable to upgrade connection: ..."). A good one is upgraded: a
+WebSocket with one of the offered subprotocols (the client's order decides) — ``v5``/``v4.channel.k8s.io`` for
+exec and attach, ``SPDY/3.1+portforward.k8s.io`` (SPDY tunnelled in WebSocket, kubectl >= 1.31) or
+``v4.channel.k8s.io`` (the Python client's port-forward) for portforward — and the session runs in the
+connection's thread until it ends; the connection is then closed. A plain request without an upgrade gets
+400 "Upgrade request required", as from the real server; a raw SPDY upgrade (kubectl <= 1.29, or a fallback
+after a refused WebSocket) is not served (``SPDY_NOT_SERVED``).
+"""
+from __future__ import annotations
+
+import traceback
+from typing import Callable
+
+from emulator.apiserver import attach, exec as pexec, portforward
+from emulator.apiserver.rest import Request, Target, route
+from emulator.apiserver.status import ApiError
+from emulator.apiserver.stream_ws import WebSocket, choose, handshake, is_websocket
+from emulator.state.paths import LabPaths
+from emulator.state.store import Store
+
+SUBRESOURCES = ("exec", "attach", "portforward")
+SPDY_NOT_SERVED = ("this lab's API server speaks the streaming protocols over WebSocket only (kubectl >= 1.30); "
+                   "SPDY/3.1 upgrades are not served")
+
+
+def claim(req: Request) -> Target | None:
+    t = route(req.path)
+    if isinstance(t, Target) and t.resource.name == "pods" and t.sub in SUBRESOURCES and t.name and t.ns:
+        return t
+    return None
+
+
+def _upgrade(req: Request, protocols: tuple[str, ...]) -> str:
+    if not is_websocket(req.headers):
+        if "spdy" in req.headers.get("upgrade", "").lower():
+            raise ApiError(400, "BadRequest", SPDY_NOT_SERVED)
+        raise ApiError(400, "BadRequest", "Upgrade request required")
+    proto = choose(req.headers, protocols)
+    if proto is None:
+        raise ApiError(400, "BadRequest", f"unable to upgrade: none of the offered subprotocols "
+                                          f"({req.headers.get('sec-websocket-protocol', '')}) is one of "
+                                          f"{', '.join(protocols)}")
+    return proto
+
+
+def _run(ws: WebSocket, fn: Callable, *args) -> None:
+    """A session after its upgrade: a failure can no longer be an HTTP answer; it is logged, the socket closed."""
+    try:
+        fn(ws, *args)
+    except Exception:  # noqa: BLE001 - the server thread must survive a session's bug
+        traceback.print_exc()
+        ws.close()
+
+
+def serve(req: Request, t: Target, store: Store, paths: LabPaths, send_raw: Callable[[bytes], None],
+          sock) -> None:
+    """Check, upgrade and run the session (raises ApiError before the upgrade for a bad request)."""
+    if req.method not in ("GET", "POST"):
+        raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+    if t.sub == "portforward":
+        ft = portforward.target(store, t.ns, t.name)
+        proto = _upgrade(req, portforward.PROTOCOLS)
+        send_raw(handshake(req.headers, proto))
+        _run(WebSocket(sock), portforward.serve, proto, ft, req.query)
+        return
+    container = req.q("container")
+    tgt = pexec.target(store, t.ns, t.name, container)
+    if t.sub == "exec" and not req.query.get("command"):
+        raise ApiError(400, "BadRequest", "you must specify at least 1 command")
+    proto = _upgrade(req, pexec.PROTOCOLS)
+    if t.sub == "attach":
+        plan = attach.plan(paths, tgt, req.query)  # raises before the upgrade when nothing can be attached
+        send_raw(handshake(req.headers, proto))
+        _run(WebSocket(sock), attach.serve, proto, plan)
+        return
+    send_raw(handshake(req.headers, proto))
+    _run(WebSocket(sock), pexec.serve, proto, tgt, req.query, paths.proc_journal)
