@@ -177,7 +177,7 @@ class PolicyParser(Validator):
         try:
             return ipaddress.ip_network(value, strict=True)
         except ValueError:
-            pass
+            pass  # host bits set, or not an address at all: told apart below, each with its own message
         try:
             net = ipaddress.ip_network(value, strict=False)
         except ValueError:
