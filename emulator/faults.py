@@ -55,9 +55,7 @@ def _now() -> str:
 
 
 def _check_node(lab: Lab, node: str) -> None:
-    known = lab.record.get("nodes", [])
-    if node not in known:
-        raise PodlabError(f'node "{node}" not found in lab {lab.name} (nodes: {", ".join(known)})', obj=node)
+    lab.node(node)  # NotFoundError naming the lab's nodes
 
 
 def _underlay(lab: Lab) -> str:

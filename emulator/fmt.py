@@ -8,7 +8,8 @@ import time
 from typing import Any, Sequence
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], out=sys.stdout) -> None:
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], out=None) -> None:
+    out = out or sys.stdout  # looked up at the call: a redirected stdout (tests, the Mininet CLI) is honoured
     cells = [list(map(str, headers))] + [[("<none>" if c in (None, "") else str(c)) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     for r in cells:

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Benchmark of the lab tools on a demo lab (run as root): how long trace, trace --verify, starting a 3-point
 capture, drawing the lab and the Mininet CLI's pingall take, and how close tbf shaping gets to the asked rate.
+With ``--services``, also trace through Services (services-demo.yaml, in each kube-proxy mode): client → the
+ClusterIP of ``web`` (DNAT on client's node) and external → node-1's NodePort 30080 (DNAT + masquerade).
 
-    sudo python3 scripts/bench_tools.py [--rates 1mbit,10mbit,100mbit]
+    sudo python3 scripts/bench_tools.py [--rates 1mbit,10mbit,100mbit] [--services]
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from emulator.tools import capture, graph, shaping, targets  # noqa: E402
 from emulator.topology import units
 from emulator.tools.trace import trace  # noqa: E402
 from emulator.tools.trace_verify import verify  # noqa: E402
-from emulator.topology.loader import load  # noqa: E402
+from emulator.topology.loader import load, loads  # noqa: E402
 
 plugins.install()
 
@@ -51,10 +53,30 @@ def iperf(lab: Lab, client: str, server: str) -> float:
         srv.wait()
 
 
+def service_traces() -> None:
+    path = os.path.join(ROOT, "topologies/services-demo.yaml")
+    text = open(path).read()
+    for mode in ("iptables", "nftables"):
+        name = f"sbench{os.getpid() % 10000}"
+        lab = Lab.up(loads(text.replace("kubeProxy: {mode: iptables}", f"kubeProxy: {{mode: {mode}}}"),
+                           source=path, name=name))
+        try:
+            cip = next(s["spec"]["clusterIP"] for s in lab.store.list("services") if s["metadata"]["name"] == "web")
+            nodeport = f"{lab.node('node-1').ip}:30080"
+            for src, dst in (("client", f"{cip}:80"), ("external", nodeport)):
+                assert trace(lab, src, dst).delivered
+                print(f"trace {src} → {dst} ({mode} mode): {timed(lambda: trace(lab, src, dst)):.1f} ms")
+        finally:
+            teardown.destroy(name)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rates", default="1mbit,10mbit,100mbit")
+    ap.add_argument("--services", action="store_true", help="also time traces through Services")
     a = ap.parse_args()
+    if a.services:
+        service_traces()
     name = f"gbench{os.getpid() % 10000}"
     lab = Lab.up(load(os.path.join(ROOT, "topologies/demo.yaml"), name=name))
     try:

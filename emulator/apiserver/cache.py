@@ -136,7 +136,7 @@ class Cache:
                 try:
                     out[(ns, f.stem)] = [json.loads(x) for x in f.read_text().splitlines() if x.strip()]
                 except (OSError, ValueError):
-                    continue
+                    continue  # an event file removed or being replaced: the next read has it
         return out
 
     # -- following the journal --------------------------------------------------------------------------------

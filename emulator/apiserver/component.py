@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from emulator.apiserver import certs, kubeconfig
-from emulator.errors import BuildError, MissingDependencyError, TimeoutError_
+from emulator.errors import BuildError, MissingDependencyError, LabTimeoutError
 from emulator.proc.lifecycle import alive
 from emulator.apiserver.server import go_path, status_path
 from emulator.lab.components import BuildContext, Component
@@ -82,7 +82,7 @@ class ApiServerComponent(Component):
                 raise BuildError(f"the API server exited: {log[-1] if log else 'no log'} (see "
                                  f"{api_dir(ctx.paths) / 'apiserver.log'})", obj=ctx.topo.name)
             if time.monotonic() > deadline:
-                raise TimeoutError_("the API server did not start within 30s", obj=ctx.topo.name)
+                raise LabTimeoutError("the API server did not start within 30s", obj=ctx.topo.name)
             time.sleep(0.02)
         path = write_kubeconfig(ctx.topo.name, ctx.paths)
         ctx.progress(f"API server https://127.0.0.1:{st['port']}; kubectl context {kubeconfig.name_of(ctx.topo.name)}"
@@ -98,4 +98,4 @@ class ApiServerComponent(Component):
         try:
             kubeconfig.remove(target, lab)
         except (OSError, ValueError):
-            pass
+            pass  # the user's kubeconfig is unreadable or gone: nothing of the lab is left in it to remove

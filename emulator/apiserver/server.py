@@ -237,7 +237,7 @@ def start(lab: str) -> Server:
                 probe.bind(("127.0.0.1", port))
                 break
             except OSError:
-                continue
+                continue  # the port is taken: try the next one
     else:
         raise OSError(f"no free port in {PORT_BASE}-{PORT_BASE + PORT_SPAN - 1}")
     api = Api(lab, m.token, f"127.0.0.1:{port}")

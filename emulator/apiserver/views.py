@@ -31,7 +31,7 @@ def _host_facts() -> dict:
             if line.startswith("PRETTY_NAME="):
                 osimage = line.split("=", 1)[1].strip().strip('"')
     except OSError:
-        pass
+        pass  # no /etc/os-release: the node info says "Linux"
     return {"kernel": platform.release(), "os": osimage, "arch": {"x86_64": "amd64", "aarch64": "arm64"}.get(
         platform.machine(), platform.machine()), "cpus": str(os.cpu_count() or 1),
             "memory": f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') // 1024}Ki"}

@@ -2,32 +2,47 @@
 
 - ``unique-pod-ips``: every Running pod's eth0 (read from its namespace, not from the store) holds one address,
   unique in the cluster and inside its node's slice;
-- ``pod-to-pod``: every pod opens a TCP connection to every other pod, on any node;
+- ``pod-to-pod``: every pod opens a TCP connection to every other pod, on any node (above 100 pods: to a
+  spanning set of them, see ``plan``; ``--full`` for every pair);
 - ``no-nat``: the receiving pod saw the sender's own pod IP (the source its kernel reported for the connection);
 - ``path-mtu``: each of those connections carries 48 KiB back in full-size segments (a pod whose MTU is larger
   than the path's — 1500 over a 1450 VXLAN path — stalls here, while pings and handshakes still pass);
 - ``node-to-pod``: each node's own namespace (where its agents live) reaches every pod on it.
 Failures name the culprit when the evidence allows: the node missing a route, the node that NATs, the pod with
-the wrong MTU, the pods sharing an address.
+the wrong MTU, the pods sharing an address, or the kernel's neighbour table when it overflowed meanwhile. A
+failing pair of ``pod-to-pod`` and ``no-nat`` carries the trace of that pair (``tools.trace``, the matrix's TCP
+port): the path hop by hop from the kernel's state, where it breaks, and any rule that translates the source on
+the way; when the way there looks whole, the way back too.
 """
 from __future__ import annotations
 
 import ipaddress
 import json
+import socket
 from collections import Counter, defaultdict
+
+from pyroute2.netlink.rtnl import RTM_GETADDR
+from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 
 from emulator.check.context import Context
 from emulator.check.model import CheckResult, Finding
 from emulator.check.registry import check
-from emulator.check.wire import BULK
-from emulator.lab.api import run_in
-from emulator.netlink import applier
+from emulator.check.engine import BULK
+from emulator.errors import NetlinkError
 from emulator.netlink.rtnl import Rtnl
+from emulator.tools.trace import trace
+from emulator.tools.trace_model import TraceResult
 
 
-def _route_problem(ctx: Context, node: str, dst_ip: str) -> str:
-    """Why ``node`` cannot forward to ``dst_ip``, read from its routing table ('' if it has a route)."""
+def _route_problem(ctx: Context, node: str, dst_ip: str, cache: dict | None = None) -> str:
+    """Why ``node`` cannot forward to ``dst_ip``, read from its routing table ('' if it has a route). With a
+    ``cache``, asked once per (node, destination node): routes are per node slice, not per pod."""
     dst_node = next((p.node for p in ctx.pods if p.ip == dst_ip), "")
+    if cache is not None:
+        key = (node, dst_node or dst_ip)
+        if key not in cache:
+            cache[key] = _route_problem(ctx, node, dst_ip)
+        return cache[key]
     out = ctx.lab.node(node).exec(["ip", "-j", "route", "get", dst_ip]).stdout
     try:
         r = json.loads(out)[0]
@@ -40,12 +55,31 @@ def _route_problem(ctx: Context, node: str, dst_ip: str) -> str:
     return ""
 
 
-def _trace(ctx: Context, src: str, dst: str) -> str:
-    try:
-        from emulator.tools import trace  # optional (lab tooling)
-        return trace.render_text(trace.trace(ctx.lab, src, dst)) if hasattr(trace, "render_text") else ""
-    except Exception:
-        return ""
+def trace_text(res: TraceResult) -> str:
+    """A trace as a finding shows it: the trace's own lines."""
+    return "\n".join(res.lines())
+
+
+def pair_trace(ctx: Context, src: str, dst: str, both_ways: bool = False) -> str:
+    """The trace of ``src`` → ``dst`` over the matrix's TCP port; with ``both_ways``, when that path looks whole
+    (the packet got there), also the way back, where the failure must then be."""
+    res = trace(ctx.lab, src, dst, "tcp", ctx.port)
+    text = trace_text(res)
+    if both_ways and res.delivered and res.problem is None:
+        text += "\n" + trace_text(trace(ctx.lab, dst, src, "tcp", ctx.port))
+    return text
+
+
+def _eth0_addrs(ns: str) -> list[str]:
+    """The IPv4 addresses on ``eth0`` in namespace ``ns``: one address dump (a 5,000-pod lab asks 5,000 times)."""
+    with Rtnl.in_ns(ns) as rt:
+        try:
+            idx = rt.link_index("eth0")
+        except NetlinkError:
+            return []
+        am = ifaddrmsg()
+        am["family"] = socket.AF_INET
+        return [m.get_attr("IFA_LOCAL") for m in rt.query(am, RTM_GETADDR, dump=True) if m["index"] == idx]
 
 
 @check("unique-pod-ips", "every pod has a unique IP inside its node's slice", order=10)
@@ -53,8 +87,7 @@ def unique_pod_ips(ctx: Context) -> CheckResult:
     held: dict[str, list[str]] = {}
     findings = []
     for p in ctx.pods:
-        with Rtnl.in_ns(p.netns) as rt:
-            addrs = [a.ip for a in applier.observe(rt).addrs if a.dev == "eth0"]
+        addrs = _eth0_addrs(p.netns)
         held[p.name] = addrs
         slice_ = ipaddress.ip_network(ctx.lab.node(p.node).pod_cidr)
         for a in addrs:
@@ -87,22 +120,29 @@ def pod_to_pod(ctx: Context) -> CheckResult:
     bad = [(s, t, r) for s, t, r in pairs if not r.get("connected")]
     findings = []
     by_route: dict[str, list[str]] = defaultdict(list)
+    cache: dict = {}
+    overflow = ctx.overflowed
     for s, t, r in bad:
         problem = ""
         if pods[s].node != pods[t].node:  # forward path from the sender's node, then the way back
-            problem = (_route_problem(ctx, pods[s].node, pods[t].ip)
-                       or _route_problem(ctx, pods[t].node, pods[s].ip))
+            problem = (_route_problem(ctx, pods[s].node, pods[t].ip, cache)
+                       or _route_problem(ctx, pods[t].node, pods[s].ip, cache))
         key = problem or ""
         by_route[key].append(f"{s} → {t}")
         if len(findings) < 12:
+            culprit = problem.split(" has ")[0] if problem else (_NEIGH_CULPRIT if overflow else "")
             findings.append(Finding(f"{s} → {t} ({pods[t].ip})", "a TCP connection", r.get("error") or "no answer",
-                                    culprit=problem.split(" has ")[0] if problem else "", trace=problem or
-                                    _trace(ctx, s, t)))
-    summary = f"{len(pairs) - len(bad)}/{len(pairs)} pairs connected"
+                                    culprit=culprit, trace=pair_trace(ctx, s, t, both_ways=True)))
+    summary = f"{len(pairs) - len(bad)}/{len(pairs)} pairs connected ({ctx.plan.describe()})"
     for problem, subjects in by_route.items():
         if problem:
             summary += f"; {len(subjects)} fail because {problem.split(';')[0]}"
+    if bad and overflow:
+        summary += "; " + ctx.neigh.overflow_text()
     return CheckResult("pod-to-pod", "", "FAIL" if bad else "PASS", summary, findings)
+
+
+_NEIGH_CULPRIT = "the kernel's neighbour table (overflowed during the probes)"
 
 
 @check("no-nat", "the receiver sees the sender's pod IP (no NAT between pods)", order=30)
@@ -121,7 +161,8 @@ def no_nat(ctx: Context) -> CheckResult:
         culprit = f"{node_addrs[seen]} (source NAT to one of its own addresses)" if seen in node_addrs else ""
         culprits[culprit.split(" ")[0]] += 1
         if len(findings) < 12:
-            findings.append(Finding(f"{s} → {t}", f"{t} sees {pods[s].ip}", f"{t} saw {seen}", culprit=culprit))
+            findings.append(Finding(f"{s} → {t}", f"{t} sees {pods[s].ip}", f"{t} saw {seen}", culprit=culprit,
+                                    trace=pair_trace(ctx, s, t)))
     summary = f"{len(pairs) - len(wrong)}/{len(pairs)} connections kept the sender's IP"
     if wrong and culprits:
         summary += "; NAT by " + ", ".join(f"{c} ({n})" for c, n in culprits.most_common() if c)
@@ -133,24 +174,17 @@ def path_mtu(ctx: Context) -> CheckResult:
     """Per pod: a ping of exactly its eth0 MTU with DF set to a pod on another node; plus the TCP bulk
     transfers of the matrix (a whole overlay whose pods are too large for it stalls there)."""
     want = int(ctx.lab.record.get("cluster", {}).get("podMTU", 0))
-    jobs = []
-    reachable = {(s, t) for (s, t), r in ctx.matrix.items() if r.get("connected")}
-    for p in ctx.pods:  # a pair that does not connect at all is pod-to-pod's failure, not an MTU one
-        others = [q for q in ctx.pods if q.node != p.node] or [q for q in ctx.pods if q.name != p.name]
-        others = [q for q in others if (p.name, q.name) in reachable]
-        if others:
-            jobs.append((p, others[0]))
-
-    def one(job):
-        p, q = job
-        out = run_in(p.netns, ["ip", "-j", "link", "show", "eth0"]).stdout
-        mtu = json.loads(out)[0]["mtu"] if out.strip() else 0
-        ok = run_in(p.netns, ["ping", "-n", "-q", "-c", "1", "-W", "1", "-M", "do", "-s", str(mtu - 28), q.ip],
-                    timeout=10).returncode == 0
-        return mtu, ok
-    from emulator.check.probes import matrix
+    pods = {p.name: p for p in ctx.pods}
+    first: dict[str, tuple[int, str]] = {}  # pod → the first pod it reached (another node's, if any)
+    for (s, t), r in ctx.matrix.items():  # a pair that does not connect at all is pod-to-pod's failure
+        if s in pods and r.get("connected"):
+            rank = 0 if pods[t].node != pods[s].node else 1
+            if s not in first or rank < first[s][0]:
+                first[s] = (rank, t)
+    jobs = sorted(((pods[s], pods[t]) for s, (_, t) in first.items()), key=lambda j: (j[0].node, j[0].name))
     findings = []
-    for (p, q), (mtu, ok) in matrix(jobs, one):
+    for (p, q), res in zip(jobs, ctx.ping([(p.name, q.name) for p, q in jobs])):
+        mtu, ok = res.get("mtu", 0), res.get("ok")
         if not ok:
             findings.append(Finding(f"{p.name} → {q.name}", f"a {mtu}-byte packet (DF) to arrive", "lost",
                                     culprit=f"pod {p.name} (eth0 MTU {mtu}, the cluster's pod MTU is {want})"
@@ -168,7 +202,10 @@ def path_mtu(ctx: Context) -> CheckResult:
 def node_to_pod(ctx: Context) -> CheckResult:
     pairs = _pairs(ctx, True)
     bad = [(s, t, r) for s, t, r in pairs if not r.get("connected")]
-    findings = [Finding(f"{s} → {t}", "a TCP connection", r.get("error") or "no answer", culprit=s.split("/")[1])
-                for s, t, r in bad[:12]]
-    return CheckResult("node-to-pod", "", "FAIL" if bad else "PASS",
-                       f"{len(pairs) - len(bad)}/{len(pairs)} node→pod connections", findings)
+    culprit = _NEIGH_CULPRIT if ctx.overflowed else ""
+    findings = [Finding(f"{s} → {t}", "a TCP connection", r.get("error") or "no answer",
+                        culprit=culprit or s.split("/")[1]) for s, t, r in bad[:12]]
+    summary = f"{len(pairs) - len(bad)}/{len(pairs)} node→pod connections"
+    if bad and culprit:
+        summary += "; " + ctx.neigh.overflow_text()
+    return CheckResult("node-to-pod", "", "FAIL" if bad else "PASS", summary, findings)

@@ -34,6 +34,8 @@ class ModeReport:
     routing: str
     results: list[CheckResult]
     seconds: float = 0.0
+    plan: dict | None = None  # which pairs were probed (``plan.Plan.as_dict``)
+    notes: list[str] = field(default_factory=list)  # how the probes ran (spanning set, pacing, overflows)
 
     @property
     def ok(self) -> bool:
@@ -43,6 +45,7 @@ class ModeReport:
 def to_dict(reports: list[ModeReport]) -> dict:
     return {"ok": all(r.ok for r in reports),
             "modes": [{"lab": r.lab, "routing": r.routing, "ok": r.ok, "seconds": round(r.seconds, 2),
+                       **({"plan": r.plan} if r.plan else {}), **({"notes": r.notes} if r.notes else {}),
                        "checks": [{**{k: v for k, v in asdict(c).items() if k != "findings"},
                                    "seconds": round(c.seconds, 2),
                                    "findings": [asdict(f) for f in c.findings]} for c in r.results]}

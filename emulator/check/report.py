@@ -32,6 +32,8 @@ def text(reports: list[ModeReport]) -> str:
         fails = [c for c in r.results if c.status == "FAIL"]
         out.write(f"\n{r.routing} (lab {r.lab}, {r.seconds:.1f}s): "
                   f"{'all checks passed' if not fails else f'{len(fails)} check(s) failed'}\n")
+        for n in r.notes:
+            out.write(f"  note: {n}\n")
         for c in r.results:
             out.write(f"  {c.status:4} {c.name}: {c.summary}\n")
             for f in c.findings:

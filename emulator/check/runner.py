@@ -14,10 +14,13 @@ from emulator.topology.loader import load as load_topo
 from emulator.topology.model import ROUTING_MODES as ALL_MODES
 
 
-def run_lab(lab: Lab, only: list[str] | None = None) -> ModeReport:
+def run_lab(lab: Lab, only: list[str] | None = None, full: bool | None = None,
+            seed: int | None = None) -> ModeReport:
+    """Run the checks on a running lab. ``full``: every pod pair (True), a spanning set (False) or by size
+    (None: the full matrix up to ``plan.FULL_MAX_PODS`` pods); ``seed`` fixes the spanning set's sample."""
     t0 = time.monotonic()
     results = []
-    with Context(lab) as ctx:
+    with Context(lab, full=full, seed=seed) as ctx:
         for c in load():
             if only and c.name not in only:
                 continue
@@ -31,7 +34,9 @@ def run_lab(lab: Lab, only: list[str] | None = None) -> ModeReport:
                 r = CheckResult(c.name, c.title, "FAIL", f"the check itself failed: {type(e).__name__}: {e}")
             r.title, r.seconds = c.title, time.monotonic() - t
             results.append(r)
-    return ModeReport(lab.name, lab.record.get("routing", ""), results, time.monotonic() - t0)
+        planned = ctx.plan.as_dict() if "matrix" in ctx.__dict__ else None
+        notes = ctx.notes()
+    return ModeReport(lab.name, lab.record.get("routing", ""), results, time.monotonic() - t0, planned, notes)
 
 
 def modes_for(routing: str) -> list[str]:
@@ -41,7 +46,7 @@ def modes_for(routing: str) -> list[str]:
 
 
 def run_file(path: str | Path, routing: str, progress: Callable[[str], None] = lambda s: None,
-             only: list[str] | None = None) -> list[ModeReport]:
+             only: list[str] | None = None, full: bool | None = None, seed: int | None = None) -> list[ModeReport]:
     """Bring the topology up once per mode (under a name of its own), check it, tear it down."""
     reports = []
     for i, mode in enumerate(modes_for(routing)):
@@ -51,7 +56,7 @@ def run_file(path: str | Path, routing: str, progress: Callable[[str], None] = l
         t0 = time.monotonic()
         lab = Lab.up(topo)
         try:
-            rep = run_lab(lab, only)
+            rep = run_lab(lab, only, full, seed)
         finally:
             lab.down()
         rep.seconds = time.monotonic() - t0

@@ -1,59 +1,92 @@
 """``apply -f FILE`` and ``delete KIND NAME``: change the lab's desired state in its store.
 
-A file may hold several YAML documents (``---``) and ``kind: List``; each object goes to the handler registered
-for its ``kind`` (Pod, Service, Deployment, ...). Every document is validated before any is applied, so a bad
-file changes nothing. An object goes to its own ``metadata.namespace`` (``namespace`` in podlab's short form); one
-without gets ``-n NS`` (default ``default``), and one naming another namespace than ``-n`` is refused, as kubectl
-refuses it. Handlers: ``validate(lab, obj, source) -> prepared`` (raise ManifestError) and
-``apply(lab, prepared) -> str`` (the kubectl-style line, e.g. "pod/web-1 created").
+A file may hold several YAML documents (``---``) and ``kind: List``; each object goes to the row of ``APPLY``
+for its ``kind`` (Namespace, Pod, Service, Deployment, NetworkPolicy). Every document is validated before any is
+applied, so a bad file changes nothing. An object goes to its own ``metadata.namespace`` (``namespace`` in podlab's
+short form); one without gets ``-n NS`` (default ``default``), and one naming another namespace than ``-n`` is
+refused, as kubectl refuses it. A row: ``validate(lab, obj, source) -> prepared`` (raise ManifestError) and
+``apply(lab, prepared) -> str`` (the kubectl-style line, e.g. "pod/web-1 created"). ``DELETE`` lists the kinds
+``delete`` knows (``-n`` scopes the names); ``create namespace NAME`` makes a namespace.
 """
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import yaml
-
-from emulator.errors import ManifestError, PodlabError
+from emulator.cli import common, netpol_cmds, pod_cmds, svc_cmds
+from emulator.cli.common import Kind, add_namespace_flags
+from emulator.errors import AlreadyExistsError, ManifestError, UsageError
 from emulator.lab.api import Lab
+from emulator.topology import yamlsafe
 
 
 @dataclass(frozen=True)
-class KindHandler:
+class Applier:
     validate: Callable[[Lab, dict, str], Any]
     apply: Callable[[Lab, Any], str]
 
 
-APPLY: dict[str, KindHandler] = {}
-DELETE: dict[str, Callable[[Lab, str, argparse.Namespace], str]] = {}
+def _validate_namespace(lab: Lab, obj: dict, source: str) -> tuple[str, dict]:
+    from emulator.topology.validate import Validator
+    v = Validator(source, ManifestError)
+    data = v.mapping(obj, "", ("apiVersion", "kind", "metadata", "spec", "status"), "a Namespace manifest")
+    meta = v.mapping(data.get("metadata"), "metadata", ("name", "labels", "annotations", "uid", "creationTimestamp",
+                                                        "resourceVersion"), "metadata")
+    name = v.dns_name(meta.get("name"), "metadata.name", "namespace", 63, example="shop")
+    return name, dict(v.labels(meta.get("labels"), "metadata.labels"))
 
 
-def register_kind(kind: str, handler: KindHandler) -> None:
-    APPLY[kind] = handler
+def _apply_namespace(lab: Lab, prepared: tuple[str, dict]) -> str:
+    return lab.create_namespace(*prepared)
 
 
-def register_delete(aliases: tuple[str, ...], fn: Callable[[Lab, str, argparse.Namespace], str]) -> None:
-    for a in aliases:
-        DELETE[a] = fn
+def _delete_namespace(lab: Lab, name: str, a: argparse.Namespace) -> str:
+    lab.delete_namespace(name, wait=getattr(a, "wait", True))
+    return f'namespace "{name}" deleted'
+
+
+#: the kinds ``apply`` knows, by the manifest's ``kind``
+APPLY: dict[str, Applier] = {
+    "Namespace": Applier(_validate_namespace, _apply_namespace),
+    "Pod": Applier(pod_cmds.validate_pod, pod_cmds.apply_pod),
+    "Service": Applier(svc_cmds.validate_service, svc_cmds.apply_service),
+    "Deployment": Applier(svc_cmds.validate_deployment, svc_cmds.apply_deployment),
+    "NetworkPolicy": Applier(netpol_cmds.validate_netpol, netpol_cmds.apply_netpol),
+}
+
+Deleter = Callable[[Lab, str, argparse.Namespace], str]
+
+#: the kinds ``delete`` knows
+DELETE: tuple[Kind[Deleter], ...] = (
+    Kind(("pods", "pod", "po"), pod_cmds.delete_pod),
+    Kind(("services", "service", "svc"), svc_cmds.delete_service),
+    Kind(("deployments", "deployment", "deploy"), svc_cmds.delete_deployment),
+    Kind(netpol_cmds.ALIASES, netpol_cmds.delete_netpol),
+    Kind(("namespaces", "namespace", "ns"), _delete_namespace),
+)
 
 
 def load_documents(path: str) -> list[dict]:
-    try:
-        text = sys.stdin.read() if path == "-" else open(path).read()
-    except OSError as e:
-        raise ManifestError(path, "<file>", f"cannot read it: {e.strerror}", "give a readable YAML file") from None
-    try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as e:
-        raise ManifestError(path, "<file>", f"is not valid YAML ({e})", "fix the YAML syntax") from None
+    """The objects of a manifest file (``-``: standard input), every ``List`` unrolled; unreadable, binary or
+    broken YAML is one ``ManifestError`` line (``topology.yamlsafe``)."""
+    text = yamlsafe.read_text(path, ManifestError, "YAML file (UTF-8 text), or - for stdin")
+    docs = [d for d in yamlsafe.load_all(text, path, ManifestError) if d is not None]
     out: list[dict] = []
     for i, d in enumerate(docs):
-        if not isinstance(d, dict):
-            raise ManifestError(path, f"document {i}", f"is a {type(d).__name__}, not a mapping",
-                                "each document must be a Kubernetes-style object with kind/metadata/spec")
-        out.extend(d.get("items", []) if d.get("kind") == "List" else [d])
+        if isinstance(d, dict) and d.get("kind") == "List":
+            items = d.get("items") or []
+            if not isinstance(items, list):
+                raise ManifestError(path, f"document {i}.items", f"is a {type(items).__name__}, not a list",
+                                    "list the objects under items:")
+            objs = [(f"document {i}.items[{j}]", o) for j, o in enumerate(items)]
+        else:
+            objs = [(f"document {i}", d)]
+        for field, o in objs:
+            if not isinstance(o, dict):
+                raise ManifestError(path, field, f"is a {type(o).__name__}, not a mapping",
+                                    "each document must be a Kubernetes-style object with kind/metadata/spec")
+            out.append(o)
     return out
 
 
@@ -75,27 +108,17 @@ def set_namespace(doc: dict, ns: str | None, source: str, i: int) -> dict:
     return {**doc, "namespace": ns}
 
 
-def _validate_namespace(lab: Lab, obj: dict, source: str) -> tuple[str, dict]:
-    from emulator.topology.validate import Validator
-    v = Validator(source, ManifestError)
-    data = v.mapping(obj, "", ("apiVersion", "kind", "metadata", "spec", "status"), "a Namespace manifest")
-    meta = v.mapping(data.get("metadata"), "metadata", ("name", "labels", "annotations", "uid", "creationTimestamp",
-                                                        "resourceVersion"), "metadata")
-    name = v.dns_name(meta.get("name"), "metadata.name", "namespace", 63, example="shop")
-    return name, dict(v.labels(meta.get("labels"), "metadata.labels"))
-
-
 def cmd_apply(a: argparse.Namespace) -> int:
-    lab = Lab.get(a.lab)
     docs = [set_namespace(d, getattr(a, "namespace", None), a.filename, i)
             for i, d in enumerate(load_documents(a.filename))]
+    lab = Lab.get(a.lab)
     prepared = []
     for i, d in enumerate(docs):
         kind = d.get("kind") or ("Pod" if "name" in d else None)  # podlab's short pod form has no kind
-        h = APPLY.get(kind)
+        h = APPLY.get(kind) if isinstance(kind, str) else None
         if h is None:
             raise ManifestError(a.filename, f"document {i}.kind", f"{kind!r} is not supported",
-                                f"use one of: {', '.join(sorted(APPLY)) or '(none yet)'}")
+                                f"use one of: {', '.join(sorted(APPLY))}")
         prepared.append((h, h.validate(lab, d, a.filename)))
     for h, p in prepared:
         print(h.apply(lab, p))
@@ -103,58 +126,40 @@ def cmd_apply(a: argparse.Namespace) -> int:
 
 
 def cmd_delete(a: argparse.Namespace) -> int:
-    lab = Lab.get(a.lab)
-    kind, names = a.kind.lower(), list(a.names)
-    if "/" in kind:
-        kind, first = kind.split("/", 1)
-        names.insert(0, first)
-    fn = DELETE.get(kind)
-    if fn is None:
-        raise PodlabError(f'cannot delete "{a.kind}"; known kinds: {", ".join(sorted(DELETE)) or "(none)"}',
-                          obj=a.kind)
+    kind, names = common.kind_and_names(a.kind, a.names)
+    fn = common.lookup(DELETE, kind, "delete").handler
     if not names:
-        raise PodlabError("delete needs at least one name, e.g. podlab delete pod web-1")
+        raise UsageError(f"delete needs at least one name, e.g. podlab delete {kind} web-1", obj=a.kind)
+    lab = Lab.get(a.lab)
     for n in names:
         print(fn(lab, n, a))
     return 0
 
 
-def cmd_create_namespace(a: argparse.Namespace) -> int:
-    lab = Lab.get(a.lab)
-    if a.kind not in ("namespace", "ns"):
-        raise PodlabError(f"podlab create makes namespaces only (create namespace NAME); use apply -f for {a.kind}",
-                          obj=a.kind)
-    line = lab.create_namespace(a.name)
+def cmd_create(a: argparse.Namespace) -> int:
+    if a.kind.lower() not in ("namespace", "ns"):
+        raise UsageError(f"podlab create makes namespaces only (create namespace NAME); use apply -f for {a.kind}",
+                         obj=a.kind)
+    line = Lab.get(a.lab).create_namespace(a.name)
     if line.endswith("unchanged"):
-        from emulator.errors import LabExistsError
-        raise LabExistsError(f'namespaces "{a.name}" already exists', obj=a.name)
+        raise AlreadyExistsError(f'namespaces "{a.name}" already exists', obj=a.name)
     print(line)
     return 0
 
 
-def _delete_namespace(lab: Lab, name: str, a: argparse.Namespace) -> str:
-    lab.delete_namespace(name, wait=getattr(a, "wait", True))
-    return f'namespace "{name}" deleted'
-
-
-register_kind("Namespace", KindHandler(_validate_namespace, lambda lab, p: lab.create_namespace(p[0], p[1])))
-register_delete(("namespace", "namespaces", "ns"), _delete_namespace)
-
-
 def register(sub: argparse._SubParsersAction) -> None:
-    from emulator.cli.get_cmds import add_namespace_flags
-    s = sub.add_parser("apply", help="create or update objects from a YAML file (podlab or Kubernetes shape)")
+    s = common.verb(sub, "apply", help="create or update objects from a YAML file (podlab or Kubernetes shape)")
     s.add_argument("-f", "--filename", required=True, help="YAML file, or - for stdin")
     add_namespace_flags(s)
     s.set_defaults(fn=cmd_apply)
-    s = sub.add_parser("delete", help="delete objects (delete pod web-1, delete svc web, delete ns x)")
-    s.add_argument("kind")
+    s = common.verb(sub, "delete", help="delete objects (delete pod web-1, delete svc web, delete ns x)")
+    s.add_argument("kind", help=", ".join(k.names[0] for k in DELETE) + " (or KIND/NAME)")
     s.add_argument("names", nargs="*")
     s.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True,
                    help="wait until the object is gone (default)")
     add_namespace_flags(s)
     s.set_defaults(fn=cmd_delete)
-    s = sub.add_parser("create", help="create a Kubernetes namespace (create namespace NAME)")
+    s = common.verb(sub, "create", help="create a Kubernetes namespace (create namespace NAME)")
     s.add_argument("kind", help="namespace (or ns)")
     s.add_argument("name")
-    s.set_defaults(fn=cmd_create_namespace)
+    s.set_defaults(fn=cmd_create)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from emulator.cli import output
+from emulator.cli import common, output
 from emulator.errors import PodlabError
 from emulator.fmt import duration
 from emulator.lab.api import Lab
@@ -28,7 +28,7 @@ def cmd_status(a: argparse.Namespace) -> int:
         nodes = [a.node]
     reports = [bgp.node_report(lab.name, n) for n in nodes]
     if a.output == "json":
-        output.emit_json({"lab": lab.name, "items": reports})
+        output.emit_list(reports, lab=lab.name)
         return 0
     rows = []
     for r in reports:
@@ -71,18 +71,16 @@ def cmd_start(a: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("bgp", help="BGP (routing: bgp): sessions and learned routes, stop/start a node's BIRD")
-    verbs = s.add_subparsers(dest="bgp_verb", required=True, metavar="ACTION")
-    st = verbs.add_parser("status", help="sessions (state, uptime) and learned routes, from BIRD's control socket")
+    s = common.verb(sub, "bgp", help="BGP (routing: bgp): sessions and learned routes, stop/start a node's BIRD")
+    verbs = common.actions(s, "bgp_verb", "status|stop|start")
+    st = common.verb(verbs, "status", help="sessions (state, uptime) and learned routes, from BIRD's control socket")
     st.add_argument("node", nargs="?")
     st.add_argument("-o", "--output", choices=["text", "json"], default="text")
     st.set_defaults(fn=cmd_status)
-    sp = verbs.add_parser("stop", help="stop a node's BIRD (its peers withdraw its routes at once)")
+    sp = common.verb(verbs, "stop", help="stop a node's BIRD (its peers withdraw its routes at once)")
     sp.add_argument("node")
     sp.add_argument("--kill", action="store_true", help="SIGKILL instead of a clean shutdown (a crash)")
     sp.set_defaults(fn=cmd_stop)
-    sa = verbs.add_parser("start", help="start a node's BIRD again")
+    sa = common.verb(verbs, "start", help="start a node's BIRD again")
     sa.add_argument("node")
     sa.set_defaults(fn=cmd_start)
-    for p in (st, sp, sa):
-        p.add_argument("--lab", default=argparse.SUPPRESS, help="the lab to act on")

@@ -16,7 +16,7 @@ from pyroute2.netlink.rtnl import RTM_GETADDR, RTM_GETLINK
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 
 from emulator import faults, routing
-from emulator.cli import describe_cmds, output, routing_view
+from emulator.cli import output, routing_view
 from emulator.lab.api import Lab
 from emulator.netlink import msgs
 from emulator.netlink.rtnl import Rtnl
@@ -51,7 +51,7 @@ def describe(lab: Lab, node: str) -> dict:
     try:
         report = mode.node_report(lab.name, node)
         status = routing_view.status_word(mode_name, report)
-    except Exception as e:  # a status probe must not break describe
+    except Exception as e:  # a status probe must not break describe; the reason is shown as the status
         status = f"unknown ({e})"
     mine = [f.as_dict() for f in faults.list_faults(lab) if node in f.nodes]
     out = {"name": node, "lab": lab.name, "netns": nv.netns, "internalIP": nv.ip, "podCIDR": nv.pod_cidr,
@@ -104,10 +104,3 @@ def describe_node(lab: Lab, name: str, a: argparse.Namespace) -> int:
     mode = d["routing"]["mode"]
     print(render(d, routing_view.describe_lines(mode, d.get(mode, {}))), end="")
     return 0
-
-
-describe_cmds.register_kind(("node", "nodes", "no"), describe_node)
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    """Nothing to add: the ``describe`` verb exists; importing this module registered the node kind."""

@@ -1,4 +1,11 @@
-"""``exec``: run a command inside a pod's or a node's network namespace (exit code passed through).
+"""``exec TARGET [-c CONTAINER] -- CMD``: run a command in a pod's, a node's, the underlay's or the external
+host's network namespace (the target grammar of ``emulator.lab.targets``: ``web-1``, ``x/a`` or ``a -n x`` for a
+pod of namespace x, ``node-1``, ``node/node-1``, ``underlay``, ``external``); the command's exit code is passed
+through.
+
+With ``-c CONTAINER`` (a pod only) the command runs as ``kubectl exec -c`` runs it: with that container's
+environment and working directory (``emulator.lab.containers``). Without it, in the namespace with the caller's
+environment — for a pod, what its containers see of the network (its /etc/resolv.conf too).
 
 ``podlab exec`` becomes the command (it execs in place: same PID, so a SIGKILL of it ends the command and nothing
 is left behind). Before it enters the namespace it records itself in the lab's process journal, so ``down`` and
@@ -11,37 +18,56 @@ import argparse
 import os
 import sys
 
-from emulator.errors import PodlabError
+from emulator.cli import common
+from emulator.errors import UsageError
+from emulator.lab import containers
 from emulator.lab.api import Lab
 from emulator.netlink import netns
 from emulator.proc import journal
 
 
 def cmd_exec(a: argparse.Namespace) -> int:
-    lab = Lab.get(a.lab)
     argv = list(a.command)
-    if argv and argv[0] == "--":
-        argv = argv[1:]
-    if not argv:
-        raise PodlabError("exec needs a command after --, e.g. podlab exec web-1 -- ip addr")
-    ns = lab.target_ns(a.target if not a.namespace or "/" in a.target else f"{a.namespace}/{a.target}")
-    journal.enter(lab.paths.proc_journal, f"exec {' '.join(argv)[:80]} in {ns}", kind="tool")
-    wrapped = netns.exec_argv(ns, argv)  # the pod's own resolv.conf etc.: as its containers see them
+    if not argv or not getattr(a, "dashdash", True):  # as kubectl: options after the target are podlab's
+        raise UsageError("exec needs the command after --, e.g. podlab exec web-1 -- ip addr")
+    lab = Lab.get(a.lab)
+    place = lab.target(common.namespaced_target(a.target, a.namespace), iface=False)
+    env, cwd = None, None
+    if a.container is not None:
+        if place.kind != "pod":
+            raise UsageError(f"-c names a container of a pod; {a.target} is the {place.kind}'s namespace",
+                             obj=a.target)
+        pod = lab.pod(place.name).obj
+        name, _ = containers.choose(pod, a.container)
+        ctx = containers.exec_context(pod, name)
+        env, cwd = ctx.env, ctx.cwd
+    journal.enter(lab.paths.proc_journal, f"exec {' '.join(argv)[:80]} in {place.ns}", kind="tool")
+    wrapped = netns.exec_argv(place.ns, argv)  # the pod's own resolv.conf etc.: as its containers see them
     if wrapped:
         argv = wrapped
     else:
-        netns.setns(netns.open_fd(ns))
+        netns.setns(netns.open_fd(place.ns))
+    if cwd is not None:
+        os.chdir(cwd)
     try:
-        os.execvp(argv[0], argv)
+        if env is None:
+            os.execvp(argv[0], argv)
+        os.execvpe(argv[0], argv, env)
     except FileNotFoundError:
         print(f'podlab: exec: "{argv[0]}": executable file not found in $PATH', file=sys.stderr)
         return 127
-
+    return 126  # not reached: exec replaced this process
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("exec", help="run a command in a pod (NAME) or node (node/NAME) namespace")
-    s.add_argument("target")
+    s = common.verb(sub, "exec", help="run a command in a pod, node, underlay or external namespace "
+                                      "(exec web-1 -c app -- env)")
+    s.add_argument("target", help="web-1, pod/web-1, x/a (pod a of namespace x), node-1, node/node-1, underlay or "
+                                  "external")
     s.add_argument("-n", "--namespace", help="the pod's Kubernetes namespace (default: default)")
-    s.add_argument("command", nargs=argparse.REMAINDER)
+    s.add_argument("-c", "--container", help="a container of the pod: its environment and working directory")
+    s.add_argument("-i", "--stdin", action="store_true", help="(accepted for kubectl compatibility: stdin is "
+                                                              "always passed)")
+    s.add_argument("-t", "--tty", action="store_true", help="(accepted for kubectl compatibility)")
+    s.add_argument("command", nargs="*", help="after --: the command and its arguments")
     s.set_defaults(fn=cmd_exec)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from emulator import faults
-from emulator.cli import output
+from emulator.cli import common, output
 from emulator.lab.api import Lab
 
 
@@ -56,7 +56,7 @@ def cmd_faults(a: argparse.Namespace) -> int:
     lab = Lab.get(a.lab)
     found = faults.list_faults(lab)
     if a.output == "json":
-        output.emit_json({"lab": lab.name, "items": [f.as_dict() for f in found]})
+        output.emit_list([f.as_dict() for f in found], lab=lab.name)
         return 0
     if not found:
         print(f"no faults in lab {lab.name}")
@@ -68,24 +68,23 @@ def cmd_faults(a: argparse.Namespace) -> int:
 
 
 def _targets(p: argparse.ArgumentParser, fn, with_all: bool) -> None:
-    sub = p.add_subparsers(dest="what", required=True, metavar="node|link" + ("|all" if with_all else ""))
-    n = sub.add_parser("node", help="a node's uplink")
+    sub = common.actions(p, "what", "node|link" + ("|all" if with_all else ""))
+    n = common.verb(sub, "node", help="a node's uplink")
     n.add_argument("node")
-    lk = sub.add_parser("link", help="the path between two nodes")
+    lk = common.verb(sub, "link", help="the path between two nodes")
     lk.add_argument("node1")
     lk.add_argument("node2")
     parsers = [n, lk]
     if with_all:
-        parsers.append(sub.add_parser("all", help="every fault of the lab"))
+        parsers.append(common.verb(sub, "all", help="every fault of the lab"))
     for q in parsers:
-        q.add_argument("--lab", default=argparse.SUPPRESS, help="the lab to act on")
         q.set_defaults(fn=fn)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    _targets(sub.add_parser("fail", help="inject a failure: a node's uplink, or the link between two nodes"),
+    _targets(common.verb(sub, "fail", help="inject a failure: a node's uplink, or the link between two nodes"),
              cmd_fail, with_all=False)
-    _targets(sub.add_parser("heal", help="undo a failure injected with `fail`"), cmd_heal, with_all=True)
-    s = sub.add_parser("faults", help="list the injected failures (read from the lab's underlay)")
+    _targets(common.verb(sub, "heal", help="undo a failure injected with `fail`"), cmd_heal, with_all=True)
+    s = common.verb(sub, "faults", help="list the injected failures (read from the lab's underlay)")
     s.add_argument("-o", "--output", choices=["text", "json"], default="text")
     s.set_defaults(fn=cmd_faults)

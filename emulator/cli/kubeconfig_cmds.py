@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from emulator.cli import common
 from emulator.errors import PodlabError
 from emulator.lab.api import Lab
 
@@ -25,6 +26,6 @@ def cmd_kubeconfig(a: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("kubeconfig", help="print the lab's kubeconfig (kubectl context podlab-<lab>)")
+    s = common.verb(sub, "kubeconfig", help="print the lab's kubeconfig (kubectl context podlab-<lab>)")
     s.add_argument("--merge", action="store_true", help="merge it into $KUBECONFIG or ~/.kube/config instead")
     s.set_defaults(fn=cmd_kubeconfig)

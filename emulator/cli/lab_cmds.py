@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from emulator.cli import output
+from emulator.cli import common, output
+from emulator.errors import AlreadyUp
 from emulator.state import record
 from emulator.lab import teardown
 from emulator.lab.api import Lab
@@ -13,15 +14,37 @@ def cmd_up(a: argparse.Namespace) -> int:
     from emulator.lab import builder
     from emulator.topology.loader import load
     topo = load(a.file, name=a.name, routing=a.routing)
+    _neighbour_limits(topo, a.raise_neigh_limits)
     try:
         stuck = builder.up(topo, progress=output.progress)
-    except builder.AlreadyUp as e:
+    except AlreadyUp as e:
         print(str(e))
         return 0
     print(f"lab {topo.name} is up: {len(topo.nodes)} nodes, {len(topo.pods)} pods, routing {topo.routing}")
     for st in stuck:
         print(f"  pod {st.get('name')} is {output.pod_status_word(st)}: {st.get('message')}")
     return 0 if all(_cni_none(topo, st) for st in stuck) else 6
+
+
+def _neighbour_limits(topo, raise_them: bool) -> None:
+    """Warn (stderr) when the lab can overflow the kernel's neighbour table; raise the limits only if asked."""
+    from emulator.netlink import neightable
+    try:
+        lim = neightable.read_limits()
+    except (OSError, ValueError):
+        return
+    stats = neightable.read_stats()
+    in_use = stats.entries if stats else 0
+    need = neightable.lab_estimate(len(topo.nodes), len(topo.pods), external=dict(topo.extra).get("external")
+                                   is not None)
+    if raise_them:
+        for key, old, new in neightable.raise_limits(neightable.suggested(need + in_use, lim)):
+            output.progress(f"raised {key} from {old} to {new} in the root namespace (--raise-neigh-limits; "
+                            f"machine-wide, kept after `down`; put it back with: sudo sysctl -w {key}={old})")
+        return
+    msg = neightable.warning(need, in_use, lim)
+    if msg:
+        output.progress("warning: " + msg)
 
 
 def _cni_none(topo, st: dict) -> bool:
@@ -72,27 +95,30 @@ def cmd_ls(a: argparse.Namespace) -> int:
         rows.append([name, status, len(rec.get("nodes", [])), npods, rec.get("routing"), output.age(rec.get("createdAt")),
                      rec.get("source")])
     if a.output == "json":
-        output.emit_json({"items": items})
+        output.emit_list(items)
     else:
         output.table(["NAME", "STATUS", "NODES", "PODS", "ROUTING", "AGE", "SOURCE"], rows)
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("up", help="build a lab from a topology file")
+    s = common.verb(sub, "up", help="build a lab from a topology file")
     s.add_argument("file")
     s.add_argument("--name", help="lab name (overrides the file's)")
     s.add_argument("--routing", help="routing mode: vxlan | host-gw | bgp (overrides the file's)")
+    s.add_argument("--raise-neigh-limits", action="store_true",
+                   help="raise the kernel's neighbour table limits (net.ipv4.neigh.default.gc_thresh2/3, machine-wide) "
+                        "to fit this lab, if they are lower; off by default: podlab then only warns")
     s.set_defaults(fn=cmd_up)
 
-    s = sub.add_parser("down", help="remove a lab and everything it owns")
+    s = common.verb(sub, "down", help="remove a lab and everything it owns")
     s.add_argument("labs", nargs="*")
     s.set_defaults(fn=cmd_down)
 
-    s = sub.add_parser("cleanup", help="remove what crashed labs left behind (by their records)")
+    s = common.verb(sub, "cleanup", help="remove what crashed labs left behind (by their records)")
     s.add_argument("--all", action="store_true", help="remove every lab, not only crashed ones")
     s.set_defaults(fn=cmd_cleanup)
 
-    s = sub.add_parser("ls", help="list the labs on this machine")
+    s = common.verb(sub, "ls", help="list the labs on this machine")
     s.add_argument("-o", "--output", choices=["text", "json"], default="text")
     s.set_defaults(fn=cmd_ls)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 
-from emulator.cli import output
+from emulator.cli import common, output
 from emulator.lab.api import Lab
-from emulator.tools.errors import ToolError
+from emulator.errors import ToolError
 
 
 def _points(lab: Lab, target: str, both: bool) -> list:
@@ -65,7 +65,7 @@ def cmd_show(a: argparse.Namespace) -> int:
         items.append({"target": p.label, "netns": p.ns, "interface": p.iface, "qdiscs": q})
         rows.append([p.label, p.ns, shaping.describe(q)])
     if a.output == "json":
-        output.emit_json({"items": items, "netem": shaping.netem_available()})
+        output.emit_list(items, lab=lab.name, netem=shaping.netem_available())
     else:
         output.table(["TARGET", "NETNS", "QDISC"], rows)
         if not shaping.netem_available():
@@ -74,9 +74,9 @@ def cmd_show(a: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("link", help="shape links: rate (tbf), delay/jitter/loss (netem)")
-    verbs = s.add_subparsers(dest="link_verb", required=True, metavar="set|show|clear")
-    v = verbs.add_parser("set", help="shape the egress of TARGET[:IFACE]")
+    s = common.verb(sub, "link", help="shape links: rate (tbf), delay/jitter/loss (netem)")
+    verbs = common.actions(s, "link_verb", "set|show|clear")
+    v = common.verb(verbs, "set", help="shape the egress of TARGET[:IFACE]")
     v.add_argument("target")
     v.add_argument("--rate", help="e.g. 10mbit (tbf)")
     v.add_argument("--delay", help="e.g. 5ms (netem)")
@@ -84,11 +84,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--loss", help="e.g. 1%% (netem)")
     v.add_argument("--both", action="store_true", help="shape the other end of the cable too (both directions)")
     v.set_defaults(fn=cmd_set)
-    v = verbs.add_parser("clear", help="remove shaping from TARGET[:IFACE]")
+    v = common.verb(verbs, "clear", help="remove shaping from TARGET[:IFACE]")
     v.add_argument("target")
     v.add_argument("--both", action="store_true")
     v.set_defaults(fn=cmd_clear)
-    v = verbs.add_parser("show", help="qdiscs of targets (default: every pod cable and node uplink)")
+    v = common.verb(verbs, "show", help="qdiscs of targets (default: every pod cable and node uplink)")
     v.add_argument("targets", nargs="*")
     v.add_argument("-o", "--output", choices=["text", "json"], default="text")
     v.set_defaults(fn=cmd_show)

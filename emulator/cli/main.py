@@ -1,9 +1,15 @@
 """``podlab``: the command line. Verbs follow kubectl where kubectl has one (get, exec, describe, ...).
 
 Each group of verbs lives in its own module with a ``register(subparsers)`` function; ``COMMAND_MODULES`` lists
-them (the CLI's part of the composition root, ``emulator.plugins``, which ``main`` installs first). Every read command takes ``-o json``. Exit codes: 0 success, 1 generic failure, 2 invalid topology or
-usage, 3 the lab or a namespace already exists, 4 not found, 5 missing dependency, 6 timeout or pods not
-Running; ``exec`` passes the command's own exit code through.
+them (the CLI's part of the composition root, ``emulator.plugins``, which ``main`` installs first). The verbs that
+act on kinds hold their tables of kinds in their own module (``get_cmds.KINDS``, ``describe_cmds.KINDS``,
+``apply_cmds.APPLY`` and ``DELETE``); nothing registers itself at import.
+
+One grammar everywhere (``emulator.cli.common``): ``--lab`` before or after the verb at every depth, ``-o`` only
+for the output format, ``-f`` only for a file, places in the target grammar of ``emulator.lab.targets``, and
+``-o json`` of a list in kubectl's ``List`` envelope. Exit codes: 0 success, 1 generic failure, 2 invalid
+topology, manifest or usage, 3 the lab or a namespace already exists, 4 not found, 5 missing dependency,
+6 timeout or pods not Running; ``exec`` passes the command's own exit code through.
 """
 from __future__ import annotations
 
@@ -12,23 +18,20 @@ import os
 import sys
 
 from emulator import plugins
-from emulator.cli import (apply_cmds, bgp_cmds, check_cmds, describe_cmds, describe_node, exec_cmd, fault_cmds,
-                          get_cmds, kubeconfig_cmds, lab_cmds, link_cmds, mn_cmds, pod_cmds, svc_cmds, tool_cmds)
+from emulator.cli import (apply_cmds, bgp_cmds, check_cmds, describe_cmds, exec_cmd, fault_cmds, get_cmds,
+                          kubeconfig_cmds, lab_cmds, link_cmds, mn_cmds, netpol_cmds, pod_cmds, svc_cmds, tool_cmds)
 from emulator.errors import PodlabError
 
-COMMAND_MODULES = [lab_cmds, get_cmds, exec_cmd, describe_cmds, apply_cmds, bgp_cmds, fault_cmds, describe_node,
-                   pod_cmds, svc_cmds, check_cmds, tool_cmds, link_cmds, mn_cmds, kubeconfig_cmds]
+COMMAND_MODULES = [lab_cmds, get_cmds, exec_cmd, describe_cmds, apply_cmds, pod_cmds, svc_cmds, netpol_cmds, bgp_cmds,
+                   fault_cmds, check_cmds, tool_cmds, link_cmds, mn_cmds, kubeconfig_cmds]
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="podlab", description="Kubernetes pod networking on real Linux namespaces")
-    p.add_argument("--lab", help="the lab to act on (needed when several are up)")
+    p.add_argument("--lab", default=None, help="the lab to act on (needed when several are up)")
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     for module in COMMAND_MODULES:
         module.register(sub)
-    for sp in sub.choices.values():  # --lab is accepted after the verb too
-        if "--lab" not in sp._option_string_actions:
-            sp.add_argument("--lab", default=argparse.SUPPRESS, help="the lab to act on")
     return p
 
 
@@ -40,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         i = argv.index("--")
         argv, after = argv[:i], argv[i + 1:]
     args = parser().parse_args(argv)
+    args.dashdash = after is not None
     if after is not None:
         if not hasattr(args, "command"):
             print(f"podlab {args.verb}: takes no command after --", file=sys.stderr)
@@ -53,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     except PodlabError as e:
         print(f"podlab: error: {e}", file=sys.stderr)
         return e.exit_code or 1
+    except OSError as e:  # one the code did not name (a file it reads or writes): shown with the file, one line
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"podlab: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

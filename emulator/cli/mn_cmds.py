@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from emulator.cli import common
 from emulator.lab.api import Lab
 
 
@@ -20,6 +21,6 @@ def cmd_cli(a: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("cli", help="Mininet's CLI on the lab (pingall, web-1 ping web-2, dump, trace, capture)")
+    s = common.verb(sub, "cli", help="Mininet's CLI on the lab (pingall, web-1 ping web-2, dump, trace, capture)")
     s.add_argument("--script", metavar="FILE", help="run the CLI commands in FILE, then exit")
     s.set_defaults(fn=cmd_cli)

@@ -25,7 +25,7 @@ from emulator.lab.api import Lab
 from emulator.lab.nsrun import journaled
 from emulator.netlink import netns
 from emulator.tools import mnimport, targets
-from emulator.tools.errors import MininetMissingError
+from emulator.errors import MininetMissingError, PodlabError
 from emulator.tools.kstate import NsView
 from emulator.topology import names
 
@@ -149,7 +149,7 @@ class LabCLI(CLI):
                 point = targets.Point(kind, node.name, node.ns_name, intf.name, lab.name)  # type: ignore[arg-type]
                 try:
                     peer = targets.peer(lab, point)
-                except Exception:
+                except PodlabError:  # e.g. a pod without a sandbox: its cable has no other end to show
                     peer = None
                 ends.append(f"{intf.name}:{peer.label if peer else ''}")
             output(f"{node.name} {' '.join(ends)}\n")
@@ -162,13 +162,13 @@ class LabCLI(CLI):
             for text in run_trace(self.mn.lab, a):
                 output(text + "\n")
         except SystemExit:
-            pass
+            pass  # argparse has printed the usage error; the CLI goes on with the next command
         except Exception as e:
             output(f"trace: {e}\n")
 
     def do_capture(self, line: str) -> None:
-        """Capture while a CLI command runs: capture POINT [POINT ...] [-f BPF] [-c N] [-w FILE] -- COMMAND
-        e.g.  capture web-1 node-1:flannel.1 -f icmp -- web-1 ping -c1 web-3"""
+        """Capture while a CLI command runs: capture POINT [POINT ...] [--filter BPF] [-c N] [-w FILE] -- COMMAND
+        e.g.  capture web-1 node-1:flannel.1 --filter icmp -- web-1 ping -c1 web-3"""
         from emulator.cli.tool_cmds import capture_parser, run_capture
         words = shlex.split(line)
         sep = "--" in words
@@ -180,7 +180,7 @@ class LabCLI(CLI):
             for text in run_capture(self.mn.lab, a, during=(lambda: self.onecmd(cmd)) if sep else None):
                 output(text + "\n")
         except SystemExit:
-            pass
+            pass  # argparse has printed the usage error; the CLI goes on with the next command
         except Exception as e:
             output(f"capture: {e}\n")
 

@@ -1,4 +1,8 @@
-"""kubectl-style output: aligned tables, ages (``emulator.fmt``), and JSON for scripts."""
+"""kubectl-style output: aligned tables, ages (``emulator.fmt``), and JSON for scripts.
+
+Every ``-o json`` of a list has one envelope, kubectl's: ``{"apiVersion": "v1", "kind": "List", "items": [...]}``,
+with ``metadata`` holding what the list is of (``{"lab": "demo"}``) where that is not in the items.
+"""
 from __future__ import annotations
 
 import json
@@ -13,8 +17,17 @@ def progress(msg: str) -> None:
     print(f"podlab: {msg}", file=sys.stderr, flush=True)
 
 
-def emit_json(obj: Any, out=sys.stdout) -> None:
-    out.write(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+def emit_json(obj: Any, out=None) -> None:
+    (out or sys.stdout).write(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def list_object(items: list, **metadata: Any) -> dict:
+    """kubectl's ``List`` envelope around ``items``."""
+    return {"apiVersion": "v1", "kind": "List", **({"metadata": metadata} if metadata else {}), "items": items}
+
+
+def emit_list(items: list, **metadata: Any) -> None:
+    emit_json(list_object(items, **metadata))
 
 
 def pod_status_word(status: dict) -> str:

@@ -1,5 +1,6 @@
-"""Pod and node-agent verbs: ``apply`` (kind Pod), ``delete pod``, ``run``, ``logs``, ``describe pod``,
-``agent start|stop|restart``, ``cni install``."""
+"""Pod and node-agent verbs: the handlers of ``apply`` (kind Pod), ``delete pod`` and ``describe pod`` (listed
+in those verbs' tables), and the verbs ``run``, ``logs POD [-c CONTAINER]``, ``agent start|stop|restart|status
+NODE`` and ``cni install|uninstall NODE``."""
 from __future__ import annotations
 
 import argparse
@@ -7,30 +8,29 @@ import subprocess
 import sys
 import time
 
-from emulator.cli import apply_cmds, describe_cmds, output
-from emulator.cli.get_cmds import add_namespace_flags
-from emulator.errors import PodlabError
-from emulator.state import events
+from emulator.cli import common, output
+from emulator.cli.common import add_namespace_flags
+from emulator.errors import UsageError
+from emulator.lab import containers
 from emulator.lab.api import Lab
+from emulator.state import events
 
 
 # -- apply / delete
-def _validate_pod(lab: Lab, obj: dict, source: str) -> tuple[dict, str]:
+def validate_pod(lab: Lab, obj: dict, source: str) -> tuple[dict, str]:
     from emulator.lab import podspec
     nodes = {n.name: 1 << 30 for n in lab.nodes}
     podspec.parse(obj, source, nodes, {})  # validate fully before anything is applied
     return obj, source
 
 
-apply_cmds.register_kind("Pod", apply_cmds.KindHandler(_validate_pod, lambda lab, p: lab.apply_pod(p[0], p[1])))
+def apply_pod(lab: Lab, prepared: tuple[dict, str]) -> str:
+    return lab.apply_pod(*prepared)
 
 
-def _delete_pod(lab: Lab, name: str, a: argparse.Namespace) -> str:
+def delete_pod(lab: Lab, name: str, a: argparse.Namespace) -> str:
     lab.delete_pod(name, wait=getattr(a, "wait", True), namespace=getattr(a, "namespace", None))
     return f'pod "{name}" deleted'
-
-
-apply_cmds.register_delete(("pod", "pods", "po"), _delete_pod)
 
 
 # -- run
@@ -64,15 +64,15 @@ def cmd_run(a: argparse.Namespace) -> int:
 # -- logs
 def cmd_logs(a: argparse.Namespace) -> int:
     lab = Lab.get(a.lab)
-    view = lab.pod(a.pod, a.namespace)
+    target = a.pod if "/" in a.pod else f"pod/{a.pod}"  # logs pod/NAME, as kubectl
+    place = lab.target(common.namespaced_target(target, a.namespace), iface=False)
+    if place.kind != "pod":
+        raise UsageError(f"logs reads a pod's containers; {a.pod} is a {place.kind}", obj=a.pod)
+    view = lab.pod(place.name)
     pod = view.obj
-    names = [c["name"] for c in pod["spec"]["containers"]]
-    c = a.container or names[0]
-    if c not in names:
-        raise PodlabError(f'container "{c}" is not valid for pod "{a.pod}"; choose one of: {", ".join(names)}',
-                          obj=c)
-    if a.container is None and len(names) > 1:
-        print(f"Defaulted container \"{c}\" out of: {', '.join(names)}", file=sys.stderr)
+    c, note = containers.choose(pod, a.container)
+    if note:
+        print(note, file=sys.stderr)
     path = lab.paths.container_log(view.name, c, view.namespace)
     try:
         f = open(path, "rb")
@@ -146,8 +146,6 @@ def describe_pod(lab: Lab, name: str, a: argparse.Namespace) -> int:
     return 0
 
 
-describe_cmds.register_kind(("pod", "pods", "po"), describe_pod)
-
 
 # -- agent, cni
 def cmd_agent(a: argparse.Namespace) -> int:
@@ -159,6 +157,7 @@ def cmd_agent(a: argparse.Namespace) -> int:
         pid = lab.agent_start(a.node)
         print(f"agent of {a.node} running (pid {pid})")
     if a.action == "status":
+        lab.node(a.node)
         pid = lab.agent_pid(a.node)
         if a.output == "json":
             output.emit_json({"node": a.node, "running": bool(pid), "pid": pid})
@@ -186,7 +185,7 @@ def cmd_cni(a: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("run", help="start a pod (like kubectl run), optionally run a command in it")
+    s = common.verb(sub, "run", help="start a pod (like kubectl run), optionally run a command in it")
     s.add_argument("name")
     s.add_argument("--image", default="busybox")
     s.add_argument("--node", help="bind to this node (default: the scheduler picks)")
@@ -200,22 +199,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_namespace_flags(s)
     s.set_defaults(fn=cmd_run)
 
-    s = sub.add_parser("logs", help="print a container's output")
-    s.add_argument("pod")
-    s.add_argument("-c", "--container")
-    s.add_argument("-f", "--follow", action="store_true")
+    s = common.verb(sub, "logs", help="print a container's output (logs POD [-c CONTAINER] [-f])")
+    s.add_argument("pod", help="POD, pod/POD or NAMESPACE/POD")
+    s.add_argument("-c", "--container", help="the container (default: the pod's first)")
+    s.add_argument("-f", "--follow", action="store_true", help="keep printing what the container writes (kubectl's -f)")
     s.add_argument("--tail", type=int)
     add_namespace_flags(s)
     s.set_defaults(fn=cmd_logs)
 
-    s = sub.add_parser("agent", help="stop/start/restart a node's kubelet-like agent")
-    s.add_argument("action", choices=["start", "stop", "restart", "status"])
-    s.add_argument("node")
-    s.add_argument("--kill", action="store_true", help="SIGKILL instead of a graceful stop")
-    s.add_argument("-o", "--output", choices=["text", "json"], default="text")
-    s.set_defaults(fn=cmd_agent)
+    agent = common.verb(sub, "agent", help="a node's kubelet-like agent: start|stop|restart|status NODE")
+    verbs = common.actions(agent, "action", "start|stop|restart|status")
+    for action, text in (("start", "start the agent (it reconciles with what exists)"),
+                         ("stop", "stop the agent (its pods keep running)"),
+                         ("restart", "stop, then start the agent"),
+                         ("status", "is the agent running (and its pid)")):
+        v = common.verb(verbs, action, help=text)
+        v.add_argument("node")
+        if action in ("stop", "restart"):
+            v.add_argument("--kill", action="store_true", help="SIGKILL instead of a graceful stop")
+        if action == "status":
+            v.add_argument("-o", "--output", choices=["text", "json"], default="text")
+        v.set_defaults(fn=cmd_agent, kill=False)
 
-    s = sub.add_parser("cni", help="install or remove a node's CNI configuration")
-    s.add_argument("action", choices=["install", "uninstall"])
-    s.add_argument("node")
-    s.set_defaults(fn=cmd_cni)
+    cni = common.verb(sub, "cni", help="a node's CNI configuration: install|uninstall NODE")
+    verbs = common.actions(cni, "action", "install|uninstall")
+    for action, text in (("install", "write the node's CNI configuration (10-flannel.conflist)"),
+                         ("uninstall", "remove it: new pods there stay ContainerCreating")):
+        v = common.verb(verbs, action, help=text)
+        v.add_argument("node")
+        v.set_defaults(fn=cmd_cni)

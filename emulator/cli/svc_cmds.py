@@ -1,14 +1,16 @@
-"""Service and Deployment verbs: ``get svc|ep|deploy``, ``describe svc|deploy``, ``apply`` (kinds Service and
-Deployment), ``delete svc|deploy``, ``scale deploy NAME --replicas N``. Listings have kubectl's columns and its
-scoping (``-n NS``, default ``default``; ``-A`` adds a NAMESPACE column); ``-o json`` everywhere."""
+"""Service and Deployment verbs: the handlers ``get svc|ep|deploy``, ``describe svc|deploy``, ``apply`` (kinds
+Service and Deployment) and ``delete svc|deploy`` list in their tables, and ``scale deploy NAME --replicas N``.
+Listings have kubectl's columns and its scoping (``-n NS``, default ``default``; ``-A`` adds a NAMESPACE column:
+``get_cmds``); ``-o json`` everywhere. A name that does not exist is ``NotFoundError`` (exit 4) through
+``Lab.get_object``. Applying to a namespace that does not exist (or is being deleted) is refused by name."""
 from __future__ import annotations
 
 import argparse
 import ipaddress
 import time
 
-from emulator.cli import apply_cmds, describe_cmds, get_cmds, output
-from emulator.errors import ManifestError, PodlabError, TimeoutError_
+from emulator.cli import common, output
+from emulator.errors import LabTimeoutError, ManifestError, NotFoundError, PodlabError, UsageError
 from emulator.lab.api import Lab
 from emulator.services import deployments as depctl
 from emulator.services import endpoints as epctl
@@ -44,8 +46,8 @@ def endpoints_text(ep: dict | None) -> str:
     return ",".join(addrs[:3]) + (f" + {len(addrs) - 3} more..." if len(addrs) > 3 else "")
 
 
-def _objs(lab: Lab, kind: str, names: list[str], label: str, a: argparse.Namespace) -> list[dict]:
-    return get_cmds.select(list(lab.store.list(kind, ns=get_cmds.scope(a))), names, label)
+def _objs(lab: Lab, resource: str, names: list[str], kind: str, ns: str | None) -> list[dict]:
+    return common.select(list(lab.store.list(resource, ns=ns)), names, kind, lab.name, ns)
 
 
 def _ns(a: argparse.Namespace) -> str:
@@ -53,74 +55,59 @@ def _ns(a: argparse.Namespace) -> str:
 
 
 # -- get
-def get_services(lab: Lab, a: argparse.Namespace) -> int:
-    objs = _objs(lab, "services", a.names, "services", a)
-    if a.output == "json":
-        output.emit_json({"apiVersion": "v1", "kind": "List", "items": objs})
-        return 0
-    if not objs:
-        get_cmds.nothing_found(a)
-        return 0
-    headers = get_cmds.ns_header(a) + ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
-    headers += ["SELECTOR"] if a.output == "wide" else []
+def service_items(lab: Lab, names: list[str], ns: str | None = "default") -> list[dict]:
+    return _objs(lab, "services", names, "service", ns)
+
+
+def service_table(lab: Lab, objs: list[dict], wide: bool) -> tuple[list[str], list[list]]:
+    headers = ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
+    headers += ["SELECTOR"] if wide else []
     rows = []
     for s in objs:
         spec, meta = s["spec"], s["metadata"]
-        row = get_cmds.ns_cells(a, s) + [meta["name"], spec.get("type", "ClusterIP"), spec.get("clusterIP"),
-               "<none>", ports_text(s), output.age(meta.get("creationTimestamp"))]
-        if a.output == "wide":
+        row = [meta["name"], spec.get("type", "ClusterIP"), spec.get("clusterIP"), "<none>", ports_text(s),
+               output.age(meta.get("creationTimestamp"))]
+        if wide:
             row.append(",".join(f"{k}={v}" for k, v in (spec.get("selector") or {}).items()) or "<none>")
         rows.append(row)
-    output.table(headers, rows)
-    return 0
+    return headers, rows
 
 
-def get_endpoints(lab: Lab, a: argparse.Namespace) -> int:
-    objs = _objs(lab, "endpoints", a.names, "endpoints", a)
-    if a.output == "json":
-        output.emit_json({"apiVersion": "v1", "kind": "List", "items": objs})
-        return 0
-    if not objs:
-        get_cmds.nothing_found(a)
-        return 0
-    output.table(get_cmds.ns_header(a) + ["NAME", "ENDPOINTS", "AGE"],
-                 [get_cmds.ns_cells(a, e) + [e["metadata"]["name"], endpoints_text(e),
-                                             output.age(e["metadata"].get("creationTimestamp"))] for e in objs])
-    return 0
+def endpoints_items(lab: Lab, names: list[str], ns: str | None = "default") -> list[dict]:
+    return _objs(lab, "endpoints", names, "endpoints", ns)
 
 
-def get_deployments(lab: Lab, a: argparse.Namespace) -> int:
-    objs = [dict(o) for o in _objs(lab, "deployments", a.names, "deployments", a)]
+def endpoints_table(lab: Lab, objs: list[dict], wide: bool) -> tuple[list[str], list[list]]:
+    return ["NAME", "ENDPOINTS", "AGE"], [
+        [e["metadata"]["name"], endpoints_text(e), output.age(e["metadata"].get("creationTimestamp"))] for e in objs]
+
+
+def deployment_items(lab: Lab, names: list[str], ns: str | None = "default") -> list[dict]:
+    objs = [dict(o) for o in _objs(lab, "deployments", names, "deployment", ns)]
     for o in objs:
         o["status"] = lab.store.get_status("deployments", o["metadata"]["name"], o["metadata"]["namespace"]) or {}
-    if a.output == "json":
-        output.emit_json({"apiVersion": "apps/v1", "kind": "List", "items": objs})
-        return 0
-    if not objs:
-        get_cmds.nothing_found(a)
-        return 0
-    headers = get_cmds.ns_header(a) + ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
-    headers += ["CONTAINERS", "IMAGES", "SELECTOR"] if a.output == "wide" else []
+    return objs
+
+
+def deployment_table(lab: Lab, objs: list[dict], wide: bool) -> tuple[list[str], list[list]]:
+    headers = ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    headers += ["CONTAINERS", "IMAGES", "SELECTOR"] if wide else []
     rows = []
     for d in objs:
         st, spec = d["status"], d["spec"]
-        row = get_cmds.ns_cells(a, d) + [d["metadata"]["name"],
-               f"{st.get('readyReplicas', 0)}/{spec.get('replicas', 1)}", st.get("updatedReplicas", 0),
+        row = [d["metadata"]["name"], f"{st.get('readyReplicas', 0)}/{spec.get('replicas', 1)}", st.get("updatedReplicas", 0),
                st.get("availableReplicas", 0), output.age(d["metadata"].get("creationTimestamp"))]
-        if a.output == "wide":
+        if wide:
             cs = spec["template"]["spec"].get("containers", [])
             row += [",".join(c["name"] for c in cs), ",".join(c.get("image", "") for c in cs),
                     ",".join(f"{k}={v}" for k, v in spec["selector"].get("matchLabels", {}).items())]
         rows.append(row)
-    output.table(headers, rows)
-    return 0
+    return headers, rows
 
 
 # -- describe
 def describe_service(lab: Lab, name: str, a: argparse.Namespace) -> int:
-    svc = lab.store.get("services", name, _ns(a))
-    if svc is None:
-        raise PodlabError(f'service "{name}" not found', obj=name)
+    svc = lab.get_object("services", name, namespace=_ns(a))
     ep = lab.store.get("endpoints", name, _ns(a))
     if a.output == "json":
         output.emit_json({"service": svc, "endpoints": ep})
@@ -152,9 +139,7 @@ def describe_service(lab: Lab, name: str, a: argparse.Namespace) -> int:
 
 
 def describe_deployment(lab: Lab, name: str, a: argparse.Namespace) -> int:
-    dep = lab.store.get("deployments", name, _ns(a))
-    if dep is None:
-        raise PodlabError(f'deployment "{name}" not found', obj=name)
+    dep = lab.get_object("deployments", name, namespace=_ns(a))
     st = lab.store.get_status("deployments", name, _ns(a)) or {}
     pods = [p for p in lab.store.list("pods", ns=_ns(a)) if depctl.owned_by(dep, p)]
     if a.output == "json":
@@ -176,34 +161,41 @@ def describe_deployment(lab: Lab, name: str, a: argparse.Namespace) -> int:
 
 
 # -- apply / delete / scale
-def _validate(kind: str):
-    def validate(lab: Lab, obj: dict, source: str):
-        from emulator.state import namespaces
-        _need_services(lab)
-        p = ServiceParser(source, ManifestError, _service_cidr(lab))
-        parsed = p.service(obj, "") if kind == "Service" else p.deployment(obj, "")
-        if not namespaces.active(lab.store, parsed.namespace):
-            field = "metadata.namespace" if "metadata" in obj else "namespace"
-            raise ManifestError(source, field, f"namespace '{parsed.namespace}' does not exist (or is being "
-                                "deleted)", f"create it first (`podlab create namespace {parsed.namespace}`), or "
-                                f"choose one of: {', '.join(lab.namespaces)}")
-        return parsed
-    return validate
+def _parser(lab: Lab, source: str) -> ServiceParser:
+    _need_services(lab)
+    return ServiceParser(source, ManifestError, _service_cidr(lab))
 
 
-def _apply_service(lab: Lab, svc) -> str:
+def _in_active_namespace(lab: Lab, obj: dict, source: str, parsed):
+    from emulator.state import namespaces
+    if not namespaces.active(lab.store, parsed.namespace):
+        field = "metadata.namespace" if "metadata" in obj else "namespace"
+        raise ManifestError(source, field, f"namespace '{parsed.namespace}' does not exist (or is being deleted)",
+                            f"create it first (`podlab create namespace {parsed.namespace}`), or choose one of: "
+                            f"{', '.join(lab.namespaces)}")
+    return parsed
+
+
+def validate_service(lab: Lab, obj: dict, source: str):
+    return _in_active_namespace(lab, obj, source, _parser(lab, source).service(obj, ""))
+
+
+def validate_deployment(lab: Lab, obj: dict, source: str):
+    return _in_active_namespace(lab, obj, source, _parser(lab, source).deployment(obj, ""))
+
+
+def apply_service(lab: Lab, svc) -> str:
     _, word = registry.put_service(lab.store, svc, _service_cidr(lab))
     return f"service/{svc.name} {word}"
 
 
-def _apply_deployment(lab: Lab, dep) -> str:
+def apply_deployment(lab: Lab, dep) -> str:
     _, word = registry.put_deployment(lab.store, dep)
     return f"deployment.apps/{dep.name} {word}"
 
 
-def _delete_service(lab: Lab, name: str, a: argparse.Namespace) -> str:
-    if lab.store.get("services", name, _ns(a)) is None:
-        raise PodlabError(f'service "{name}" not found', obj=name)
+def delete_service(lab: Lab, name: str, a: argparse.Namespace) -> str:
+    lab.get_object("services", name, namespace=_ns(a))
     lab.store.delete("services", name, _ns(a))
     return f'service "{name}" deleted'
 
@@ -215,15 +207,13 @@ def _wait_pods_gone(lab: Lab, dep: dict, timeout: float = 30) -> None:
             st.get("name") and lab.store.get("pods", st["name"], ns) is None
             for st in lab.store.list("pods", status=True, ns=ns)):
         if time.monotonic() > deadline:
-            raise TimeoutError_(f"the pods of deployment {dep['metadata']['name']} were not removed in {timeout:.0f}s",
+            raise LabTimeoutError(f"the pods of deployment {dep['metadata']['name']} were not removed in {timeout:.0f}s",
                                 obj=dep["metadata"]["name"])
         time.sleep(0.02)
 
 
-def _delete_deployment(lab: Lab, name: str, a: argparse.Namespace) -> str:
-    dep = lab.store.get("deployments", name, _ns(a))
-    if dep is None:
-        raise PodlabError(f'deployment "{name}" not found', obj=name)
+def delete_deployment(lab: Lab, name: str, a: argparse.Namespace) -> str:
+    dep = lab.get_object("deployments", name, namespace=_ns(a))
     lab.store.delete("deployments", name, _ns(a))
     for p in list(lab.store.list("pods", ns=_ns(a))):  # the garbage collector's job: owned pods go with their owner
         if depctl.owned_by(dep, p):
@@ -234,35 +224,24 @@ def _delete_deployment(lab: Lab, name: str, a: argparse.Namespace) -> str:
 
 
 def cmd_scale(a: argparse.Namespace) -> int:
-    lab = Lab.get(a.lab)
-    kind, name = a.kind.lower(), a.name
-    if "/" in kind and not name:
-        kind, name = kind.split("/", 1)
-    if kind not in ("deploy", "deployment", "deployments") or not name:
-        raise PodlabError("scale needs a deployment: podlab scale deploy NAME --replicas N", obj=a.kind)
+    kind, names = common.kind_and_names(a.kind, [a.name] if a.name else [])
+    if kind.lower() not in ("deploy", "deployment", "deployments") or len(names) != 1:
+        raise UsageError("scale needs one deployment: podlab scale deploy NAME --replicas N", obj=a.kind)
+    name = names[0]
     if a.replicas < 0:
-        raise PodlabError("--replicas must be 0 or more", obj=name)
+        raise UsageError("--replicas must be 0 or more", obj=name)
+    lab = Lab.get(a.lab)
     if registry.scale(lab.store, name, a.replicas, _ns(a)) is None:
-        raise PodlabError(f'deployment "{name}" not found', obj=name)
+        raise NotFoundError("deployment", name, f"lab {lab.name}" if _ns(a) == "default" else
+                            f"namespace {_ns(a)} of lab {lab.name}")
     print(f"deployment.apps/{name} scaled")
     return 0
 
 
-get_cmds.register_kind(("services", "service", "svc"), get_services)
-get_cmds.register_kind(("endpoints", "endpoint", "ep"), get_endpoints)
-get_cmds.register_kind(("deployments", "deployment", "deploy"), get_deployments)
-describe_cmds.register_kind(("services", "service", "svc"), describe_service)
-describe_cmds.register_kind(("deployments", "deployment", "deploy"), describe_deployment)
-apply_cmds.register_kind("Service", apply_cmds.KindHandler(_validate("Service"), _apply_service))
-apply_cmds.register_kind("Deployment", apply_cmds.KindHandler(_validate("Deployment"), _apply_deployment))
-apply_cmds.register_delete(("services", "service", "svc"), _delete_service)
-apply_cmds.register_delete(("deployments", "deployment", "deploy"), _delete_deployment)
-
-
 def register(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("scale", help="set a deployment's replicas (scale deploy web --replicas 3)")
+    s = common.verb(sub, "scale", help="set a deployment's replicas (scale deploy web --replicas 3)")
     s.add_argument("kind", help="deploy (or deploy/NAME)")
     s.add_argument("name", nargs="?")
     s.add_argument("--replicas", type=int, required=True)
-    get_cmds.add_namespace_flags(s)
+    common.add_namespace_flags(s)
     s.set_defaults(fn=cmd_scale)

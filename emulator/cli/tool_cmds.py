@@ -1,21 +1,25 @@
 """Lab tooling verbs: ``capture``, ``trace``, ``graph`` (the work is in ``emulator.tools``; this is the CLI).
 
-    podlab capture web-1 node-1:eth0 web-3 -f "icmp or udp port 8472" -c 2 -w ping.pcapng --decode
+    podlab capture web-1 node-1:eth0 web-3 --filter "icmp or udp port 8472" -c 2 -w ping.pcapng --decode
     podlab capture node-1:flannel.1 | wireshark -k -i -          (live: pcapng on stdout)
     podlab trace web-1 web-3 [--proto tcp --port 8080] [--verify] [-o json]
-    podlab graph -o lab.svg | lab.png | lab.dot | lab.mmd | json      [-f topology.yaml: no lab needed]
+    podlab graph [-o dot|mmd|svg|png|json] [-w lab.svg]          [TOPOLOGY or -f TOPOLOGY: no lab needed]
+
+Letters mean one thing across the CLI: ``-o`` is the output format, ``-f`` a file (the topology of ``graph``),
+``-w`` the file a tool writes; a capture filter is ``--filter``.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
 from typing import Callable
 
-from emulator.cli import output
+from emulator.cli import common, output
+from emulator.errors import ToolError, UsageError
 from emulator.lab.api import Lab
-from emulator.tools.errors import ToolError
 
 
 # -- capture -------------------------------------------------------------------------------------------------
@@ -27,9 +31,10 @@ def capture_parser(prog: str = "capture") -> argparse.ArgumentParser:
 
 def add_capture_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("points", nargs="+", metavar="TARGET[:IFACE]",
-                   help="web-1, web-1:veth, node/node-1:cni0, node-1:flannel.1, underlay, underlay:node-2")
+                   help="web-1, web-1:veth, node/node-1:cni0, node-1:flannel.1, underlay, underlay:node-2, "
+                        "external")
     s.add_argument("-w", "--write", metavar="FILE", help="pcapng file to write (default: stream to stdout)")
-    s.add_argument("-f", "--filter", metavar="BPF", help='tcpdump filter, e.g. "icmp or udp port 8472"')
+    s.add_argument("--filter", metavar="BPF", help='tcpdump filter, e.g. "icmp or udp port 8472"')
     s.add_argument("-c", "--count", type=int, help="stop each point after N packets")
     s.add_argument("-d", "--duration", type=float, help="stop after S seconds")
     s.add_argument("--decode", action="store_true", help="print one line per packet (tshark, VXLAN decoded)")
@@ -59,12 +64,11 @@ def run_capture(lab: Lab, a: argparse.Namespace, during: Callable[[], object] | 
             else:
                 cap.wait(duration=a.duration)
         except KeyboardInterrupt:
-            pass
+            pass  # Ctrl-C ends the capture, as in tcpdump: what was captured is still written and reported
     n = cap.write(path)
     lines: list[str] = []
     counts = cap.per_point()
     if a.output == "json":
-        import json
         report = {"file": path if a.write else None, "packets": n,
                   "points": [{"name": p.label, "netns": p.ns, "interface": p.iface, "packets": counts[p.label]}
                              for p in points]}
@@ -100,16 +104,20 @@ def cmd_capture(a: argparse.Namespace) -> int:
         try:
             cap.wait(duration=a.duration)
         except KeyboardInterrupt:
-            pass
+            pass  # Ctrl-C ends a live stream: that is how it is meant to stop
     return 0
 
 
 # -- trace ---------------------------------------------------------------------------------------------------
 def add_trace_args(s: argparse.ArgumentParser) -> None:
-    s.add_argument("src", help="a pod (web-1) or node (node/node-1)")
-    s.add_argument("dst", help="a pod, a node or an IPv4 address")
-    s.add_argument("--proto", choices=["icmp", "tcp", "udp"], default=None)
+    s.add_argument("src", help="a pod (web-1, pod/web-1), a node (node-1, node/node-1) or external")
+    s.add_argument("dst", help="a pod, a node, external or an IPv4 address, each with an optional :PORT "
+                               "(a ClusterIP, nodeIP:nodePort)")
+    s.add_argument("--proto", choices=["icmp", "tcp", "udp"], default=None,
+                   help="default: tcp with a port, the Service's protocol for a ClusterIP, else icmp")
     s.add_argument("--port", type=int, help="destination port (tcp/udp; implies tcp)")
+    s.add_argument("--endpoint", metavar="IP[:PORT]",
+                   help="the Service endpoint to follow where the rules choose at random (default: the first)")
     s.add_argument("--verify", action="store_true", help="send a probe and confirm each hop by its counters")
     s.add_argument("-o", "--output", choices=["text", "json"], default="text")
 
@@ -123,8 +131,7 @@ def trace_parser(prog: str = "trace") -> argparse.ArgumentParser:
 def trace_result(lab: Lab, a: argparse.Namespace):
     from emulator.tools.trace import trace
     from emulator.tools.trace_verify import verify
-    proto = a.proto or ("tcp" if a.port else "icmp")
-    res = trace(lab, a.src, a.dst, proto, a.port)
+    res = trace(lab, a.src, a.dst, a.proto, a.port, endpoint=a.endpoint)
     if a.verify and res.delivered:
         verify(lab, res)
     return res
@@ -133,7 +140,6 @@ def trace_result(lab: Lab, a: argparse.Namespace):
 def run_trace(lab: Lab, a: argparse.Namespace) -> list[str]:
     res = trace_result(lab, a)
     if a.output == "json":
-        import json
         return [json.dumps(res.as_dict(), indent=2)]
     return res.lines()
 
@@ -149,44 +155,64 @@ def cmd_trace(a: argparse.Namespace) -> int:
 
 
 # -- graph ---------------------------------------------------------------------------------------------------
+GRAPH_FORMATS = ("dot", "mmd", "svg", "png", "json")
+
+
+def graph_format(value: str) -> str:
+    if value in GRAPH_FORMATS:
+        return value
+    hint = f"; to write a file use -w {value}" if "." in value else ""
+    raise argparse.ArgumentTypeError(f"{value!r} is not a format (choose from {', '.join(GRAPH_FORMATS)}){hint}")
+
+
 def cmd_graph(a: argparse.Namespace) -> int:
     from emulator.tools import graph, graph_model
     from emulator.tools.capture import give_to_user
-    if a.file:
+    if a.file and a.topology and a.file != a.topology:
+        raise UsageError("graph draws one topology: give it as TOPOLOGY or -f TOPOLOGY, not both", obj=a.file)
+    source = a.file or a.topology
+    if source:
         from emulator.topology.loader import load
-        model = graph_model.from_topology(load(a.file))
+        model = graph_model.from_topology(load(source))
     else:
         model = graph.from_lab(Lab.get(a.lab))
-    target = a.output or "dot"
-    fmt = graph.output_format(target)
-    if fmt == "json":
+    fmt = a.output or (graph.output_format(a.write) if a.write else "dot")
+    if fmt == "json" and not a.write:
         output.emit_json(model.as_dict())
         return 0
     if fmt in ("svg", "png"):
         data = graph.render(model, fmt)
+    elif fmt == "json":
+        data = (json.dumps(model.as_dict(), indent=2) + "\n").encode()
     else:
         data = (graph.to_dot(model) if fmt == "dot" else graph.to_mermaid(model)).encode()
-    if target == fmt:  # a bare format name: standard output
+    if not a.write:
         sys.stdout.buffer.write(data)
         return 0
-    with open(target, "wb") as f:
-        f.write(data)
-    give_to_user(target)
-    print(f"{model.title}: {len(model.boxes)} boxes, {len(model.lines)} lines written to {target}")
+    try:
+        with open(a.write, "wb") as f:
+            f.write(data)
+    except OSError as e:
+        raise ToolError(f"graph: cannot write {a.write}: {e.strerror}", obj=a.write) from None
+    give_to_user(a.write)
+    print(f"{model.title}: {len(model.boxes)} boxes, {len(model.lines)} lines written to {a.write} ({fmt})")
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("capture", help="capture packets at several points into one pcapng (points named)")
+    s = common.verb(sub, "capture", help="capture packets at several points into one pcapng (points named)")
     add_capture_args(s)
     s.set_defaults(fn=cmd_capture)
 
-    s = sub.add_parser("trace", help="the path a packet takes, hop by hop, from the lab's kernel state")
+    s = common.verb(sub, "trace", help="the path a packet takes, hop by hop, from the lab's kernel state")
     add_trace_args(s)
     s.set_defaults(fn=cmd_trace)
 
-    s = sub.add_parser("graph", help="draw the lab: nodes, pods, bridges, tunnels/routes, underlay")
-    s.add_argument("-o", "--output", metavar="FILE|FORMAT",
-                   help="lab.svg, lab.png, lab.dot, lab.mmd, or json/dot/mmd for stdout (default: dot)")
-    s.add_argument("-f", "--file", metavar="TOPOLOGY", help="draw a topology file instead of a running lab")
+    s = common.verb(sub, "graph", help="draw the lab: nodes, pods, bridges, tunnels/routes, underlay")
+    s.add_argument("topology", nargs="?", metavar="TOPOLOGY", help="draw a topology file instead of a running lab")
+    s.add_argument("-f", "--file", metavar="TOPOLOGY", help="the same, as an option")
+    s.add_argument("-o", "--output", type=graph_format, metavar="FORMAT",
+                   help=f"{' | '.join(GRAPH_FORMATS)} (default: dot, or the extension of -w)")
+    s.add_argument("-w", "--write", metavar="FILE", help="write to FILE (lab.svg, lab.png, lab.dot, lab.mmd) "
+                                                         "instead of standard output")
     s.set_defaults(fn=cmd_graph)

@@ -40,7 +40,7 @@ def _host_iface(req: CniRequest, prev: dict) -> str | None:
                 if int(json.loads(r.stdout)[0]["ifindex"]) == peer:
                     return i["name"]
             except (ValueError, IndexError, KeyError):
-                continue
+                continue  # that interface is gone or unreadable: it is not the peer; the next one is tried
     return None
 
 

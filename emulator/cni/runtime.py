@@ -18,14 +18,10 @@ from pathlib import Path
 from emulator.cni import plugin
 from emulator.cni.bridge import Context
 from emulator.cni.spec import CNI_VERSION, INVALID_CONFIG, CniRequest, Result
-from emulator.errors import CniError
+from emulator.errors import CniError, CniNotReady
 
 NOT_READY = "network plugin not ready: cni config uninitialized"
 LOOPBACK_CONF = {"cniVersion": CNI_VERSION, "name": "cni-loopback", "type": "loopback"}
-
-
-class CniNotReady(CniError):
-    pass
 
 
 class Runtime:

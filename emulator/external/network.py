@@ -32,8 +32,7 @@ def gw_ns(lab: str) -> str:
     return f"{lab}-{ROUTER_NAME}"
 
 
-def external_ns(lab: str) -> str:
-    return f"{lab}-external"
+external_ns = names.external_ns
 
 
 def router_state(topo: Topology, ext: External) -> NsState:

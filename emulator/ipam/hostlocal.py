@@ -195,7 +195,7 @@ class HostLocalStore:
                     os.unlink(os.path.join(self._dir, name))
                     freed.append(self._entries[name][3])
                 except FileNotFoundError:
-                    pass
+                    pass  # released by another process meanwhile: the address is free either way
                 self._forget(name)
             if names:
                 self._take_snapshot()
@@ -251,7 +251,7 @@ class HostLocalStore:
                 if (st.st_dev, st.st_ino) == self._lock_id:
                     return self._lock_fd
             except FileNotFoundError:
-                pass
+                pass  # the lock file is gone: handled below, as a replaced one
             # The directory or its lock file went away (e.g. a lab cleanup): start over on the new one.
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)

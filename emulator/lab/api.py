@@ -11,7 +11,9 @@ or ``lab.pod("a", namespace="x")``), as ``kubectl -n x`` would scope them.
 A ``Lab`` is a handle on a lab by name; it reads the store and the lab record each time (the agents change pod
 status behind its back), and runs commands inside namespaces with ``nsenter`` (it enters only the network
 namespace, so it costs the same with 10 or 10,000 namespaces, unlike ``ip netns exec``), each recorded in the
-lab's process journal before it runs (``emulator.lab.nsrun``).
+lab's process journal before it runs (``emulator.lab.nsrun``). Places are named in podlab's one target grammar
+(``lab.exec("node-1", ...)``, ``lab.target("web-1:eth0")``: ``emulator.lab.targets``); an object that does not
+exist is ``NotFoundError`` naming its kind, its name and the lab (``get_object``, ``pod``, ``node``).
 """
 from __future__ import annotations
 
@@ -21,16 +23,16 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, ClassVar, Sequence
 
 from emulator.agent.agent import read_pidfile
 from emulator.proc.lifecycle import alive
-from emulator.errors import LabNotFoundError, PodlabError, PodNotFoundError
-from emulator.lab import builder, teardown
+from emulator.errors import LabNotFoundError, LabTimeoutError, NotFoundError, PodNotFoundError, ProcessError
+from emulator.lab import builder, targets, teardown
 from emulator.lab.nsrun import ns_argv, popen_in, run_in  # noqa: F401 (re-exported: the API's way into a namespace)
+from emulator.lab.targets import Place, split_ref, where as _where  # noqa: F401 (split_ref: the API's too)
 from emulator.state import record
 from emulator.state.paths import LabPaths
-from emulator.netlink import netns
 from emulator.state.resolv import prepare_pod
 from emulator.state.store import Store
 from emulator.topology import names
@@ -45,19 +47,40 @@ def _listdir(d: Path) -> list[str]:
         return []
 
 
-def split_ref(ref: str, namespace: str | None = None) -> tuple[str, str]:
-    """``"x/a"`` → ("x", "a"); ``"a"`` → (namespace or "default", "a")."""
-    if namespace is None and "/" in ref:
-        ns, _, name = ref.partition("/")
-        return ns, name
-    return namespace or names.DEFAULT_NAMESPACE, ref
+#: the store's resource names and the kind each holds (for messages: ``service "web" not found``)
+KINDS = {"pods": "pod", "nodes": "node", "services": "service", "endpoints": "endpoints",
+         "deployments": "deployment", "replicasets": "replicaset", "namespaces": "namespace",
+         "networkpolicies": "networkpolicy"}
 
 
 @dataclass(frozen=True)
-class PodView:
+class _View:
+    """A named object of a lab with a network namespace: its stored object, its namespace, exec in it."""
+
     lab: "Lab"
     name: str
+    resource: ClassVar[str]
+    with_status: ClassVar[bool] = False
+
+    @property
+    def obj(self) -> dict:
+        return self.lab.get_object(self.resource, self.name, status=self.with_status)
+
+    @property
+    def netns(self) -> str:
+        return names.node_ns(self.lab.name, self.name)
+
+    def exec(self, argv: Sequence[str], **kw) -> subprocess.CompletedProcess:
+        return run_in(self.netns, argv, **kw)
+
+
+@dataclass(frozen=True)
+class PodView(_View):
+    """A pod, named by ``name`` and its Kubernetes ``namespace``."""
+
     namespace: str = names.DEFAULT_NAMESPACE
+    resource: ClassVar[str] = "pods"
+    with_status: ClassVar[bool] = True
 
     @property
     def ref(self) -> str:
@@ -66,10 +89,11 @@ class PodView:
 
     @property
     def obj(self) -> dict:
-        o = self.lab.store.with_status("pods", self.name, self.namespace)
-        if o is None:
-            raise PodNotFoundError(f"pod {self.ref} not found in lab {self.lab.name}", obj=self.ref)
-        return o
+        return self.lab.get_object("pods", self.name, status=True, namespace=self.namespace)
+
+    @property
+    def netns(self) -> str:
+        return names.pod_ns(self.lab.name, self.name, self.namespace)
 
     @property
     def status(self) -> dict:
@@ -83,25 +107,10 @@ class PodView:
     def node(self) -> str:
         return self.obj["spec"]["nodeName"]
 
-    @property
-    def netns(self) -> str:
-        return names.pod_ns(self.lab.name, self.name, self.namespace)
-
-    def exec(self, argv: Sequence[str], **kw) -> subprocess.CompletedProcess:
-        return run_in(self.netns, argv, **kw)
-
 
 @dataclass(frozen=True)
-class NodeView:
-    lab: "Lab"
-    name: str
-
-    @property
-    def obj(self) -> dict:
-        o = self.lab.store.get("nodes", self.name)
-        if o is None:
-            raise PodlabError(f"node {self.name} not found in lab {self.lab.name}", obj=self.name)
-        return o
+class NodeView(_View):
+    resource: ClassVar[str] = "nodes"
 
     @property
     def ip(self) -> str:
@@ -112,16 +121,9 @@ class NodeView:
         return self.obj["spec"]["podCIDR"]
 
     @property
-    def netns(self) -> str:
-        return names.node_ns(self.lab.name, self.name)
-
-    @property
     def ready(self) -> bool:
         pf = read_pidfile(self.lab.paths, self.name)
         return bool(pf) and alive(pf[0], pf[1])
-
-    def exec(self, argv: Sequence[str], **kw) -> subprocess.CompletedProcess:
-        return run_in(self.netns, argv, **kw)
 
 
 class Lab:
@@ -145,11 +147,10 @@ class Lab:
             if len(labs) == 1:
                 return cls(labs[0])
             if not labs:
-                raise LabNotFoundError("no lab is up; start one with `podlab up FILE`")
-            raise LabNotFoundError(f"several labs are up ({', '.join(labs)}); choose one with --lab NAME")
+                raise LabNotFoundError(message="no lab is up; start one with `podlab up FILE`")
+            raise LabNotFoundError(message=f"several labs are up ({', '.join(labs)}); choose one with --lab NAME")
         if name not in labs:
-            raise LabNotFoundError(f"no lab named {name}" + (f" (labs: {', '.join(labs)})" if labs else ""),
-                                   obj=name)
+            raise LabNotFoundError(name, known=labs)
         return cls(name)
 
     def down(self, progress: Callable[[str], None] = lambda s: None) -> bool:
@@ -166,8 +167,18 @@ class Lab:
     def record(self) -> dict:
         rec = record.load(self.name)
         if rec is None:
-            raise LabNotFoundError(f"no lab named {self.name}", obj=self.name)
+            raise LabNotFoundError(self.name)
         return rec
+
+    def get_object(self, resource: str, name: str, *, status: bool = False,
+                   namespace: str = names.DEFAULT_NAMESPACE) -> dict:
+        """The stored object ``resource/name`` of ``namespace`` (``status``: with the status its controller
+        wrote), or ``NotFoundError`` naming its kind, the name and this lab (exit 4 in the CLI)."""
+        obj = self.store.with_status(resource, name, namespace) if status else self.store.get(resource, name,
+                                                                                               namespace)
+        if obj is None:
+            raise NotFoundError(KINDS.get(resource, resource), name, _where(self.name, namespace))
+        return obj
 
     @property
     def pods(self) -> list[PodView]:
@@ -176,10 +187,10 @@ class Lab:
         return [PodView(self, n, ns) for ns, n in keys]
 
     def pod(self, name: str, namespace: str | None = None) -> PodView:
+        """The pod ``name`` (``NAMESPACE/NAME`` or ``namespace=``: outside ``default``), or PodNotFoundError."""
         ns, name = split_ref(name, namespace)
         if self.store.get("pods", name, ns) is None:
-            where = "" if ns == names.DEFAULT_NAMESPACE else f" in namespace {ns}"
-            raise PodNotFoundError(f'pod "{name}" not found{where} in lab {self.name}', obj=name)
+            raise PodNotFoundError(name, _where(self.name, ns))
         return PodView(self, name, ns)
 
     @property
@@ -188,6 +199,7 @@ class Lab:
 
     def create_namespace(self, name: str, labels: dict[str, str] | None = None) -> str:
         """Create a Kubernetes namespace; kubectl's line ("namespace/x created" or "unchanged")."""
+        from emulator.errors import PodlabError
         from emulator.state import namespaces
         from emulator.topology.names import check_name
         problem = check_name(name, "namespace")
@@ -201,17 +213,16 @@ class Lab:
     def delete_namespace(self, name: str, wait: bool = True, timeout: float = 60) -> None:
         """Delete a namespace and everything in it (its pods stopped by their agents, as the namespace
         controller does); with ``wait``, until the Namespace object is gone."""
-        from emulator.errors import NotFoundError, TimeoutError_
         from emulator.state import namespaces
         if namespaces.mark_terminating(self.store, name) is None:
-            raise NotFoundError(f'namespace "{name}" not found in lab {self.name}', obj=name)
+            raise NotFoundError("namespace", name, f"lab {self.name}", known=self.namespaces)
         deadline = time.monotonic() + timeout
         while namespaces.purge(self.store, name):
             if not wait:
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError_(f"namespace {name} still has pods after {timeout:.0f}s (are the node agents "
-                                    "running?)", obj=name)
+                raise LabTimeoutError(f"namespace {name} still has pods after {timeout:.0f}s (are the node agents "
+                                      "running?)", obj=name)
             time.sleep(0.01)
 
     @property
@@ -219,27 +230,19 @@ class Lab:
         return [NodeView(self, n) for n in self.record.get("nodes", [])]
 
     def node(self, name: str) -> NodeView:
-        if name not in self.record.get("nodes", []):
-            raise PodlabError(f'node "{name}" not found in lab {self.name}', obj=name)
+        known = self.record.get("nodes", [])
+        if name not in known:
+            raise NotFoundError("node", name, f"lab {self.name}", known=known)
         return NodeView(self, name)
 
+    def target(self, target: str, *, iface: bool = True) -> Place:
+        """Where ``target`` is, in podlab's target grammar (``emulator.lab.targets``): ``web-1``, ``pod/web-1``,
+        ``node-1``, ``node/node-1``, ``underlay``, ``external``, with ``:IFACE`` if ``iface``."""
+        return targets.resolve(self, target, iface=iface)
+
     def target_ns(self, target: str) -> str:
-        """Namespace of ``pod``, ``node/NAME``, ``pod/NAME`` or ``underlay``."""
-        kind, _, rest = target.partition("/")
-        if rest:
-            if kind in ("node", "nodes", "no"):
-                return self.node(rest).netns
-            if kind in ("pod", "pods", "po"):
-                return self.pod(rest).netns
-            if self.store.get("namespaces", kind) is not None:  # NAMESPACE/POD
-                return self.pod(rest, kind).netns
-            raise PodlabError(f"unknown target kind {kind!r} in {target!r}; use pod/NAME, NAMESPACE/POD or "
-                              "node/NAME", obj=target)
-        if target in ("underlay", "external"):
-            ns = f"{self.name}-{target}"
-            if netns.exists(ns):
-                return ns
-        return self.pod(target).netns
+        """The network namespace of ``target`` (the grammar without ``:IFACE``)."""
+        return targets.resolve(self, target, iface=False).ns
 
     def exec(self, target: str, argv: Sequence[str], **kw) -> subprocess.CompletedProcess:
         return run_in(self.target_ns(target), argv, **kw)
@@ -274,7 +277,6 @@ class Lab:
 
     def wait_pod(self, name: str, timeout: float = 30, running: bool = True, namespace: str | None = None) -> dict:
         """Wait until the pod is Running (or, with running=False, until its agent reported anything)."""
-        from emulator.errors import TimeoutError_
         ns, name = split_ref(name, namespace)
         deadline = time.monotonic() + timeout
         while True:
@@ -282,13 +284,12 @@ class Lab:
             if (st.get("phase") == "Running") if running else bool(st):
                 return st
             if time.monotonic() > deadline:
-                raise TimeoutError_(f"pod {name} is not Running after {timeout:.0f}s: "
+                raise LabTimeoutError(f"pod {name} is not Running after {timeout:.0f}s: "
                                     f"{st.get('reason', 'no status')} {st.get('message', '')}".strip(), obj=name)
             time.sleep(0.005)
 
     def delete_pod(self, name: str, wait: bool = True, timeout: float = 30, namespace: str | None = None) -> None:
         """Delete a pod: its agent stops the containers, runs CNI DEL (the IP is released), removes the netns."""
-        from emulator.errors import TimeoutError_
         from emulator.state import events
         ns, name = split_ref(name, namespace)
         self.pod(name, ns)
@@ -298,7 +299,7 @@ class Lab:
         deadline = time.monotonic() + timeout
         while self.store.get_status("pods", name, ns) is not None:
             if time.monotonic() > deadline:
-                raise TimeoutError_(f"pod {name} was not removed within {timeout:.0f}s (is node agent running?)",
+                raise LabTimeoutError(f"pod {name} was not removed within {timeout:.0f}s (is node agent running?)",
                                     obj=name)
             time.sleep(0.005)
         events.delete(self.store.root, "pod", name, ns)
@@ -325,10 +326,14 @@ class Lab:
         pid = self.agent_pid(node)
         if pid:
             return pid
-        spawn_forked(self.name, node)
+        try:
+            spawn_forked(self.name, node)
+        except OSError as e:  # the fork, its pipe or the log file
+            raise ProcessError(f"cannot start the agent of {node}: {e.strerror or e}; see "
+                               f"{self.paths.agent_log(node)}", obj=node) from None
         deadline = time.monotonic() + 10
         while (pid := self.agent_pid(node)) is None:  # its pid file is written once it has entered the node
             if time.monotonic() > deadline:
-                raise PodlabError(f"the agent of {node} did not start; see {self.paths.agent_log(node)}", obj=node)
+                raise ProcessError(f"the agent of {node} did not start; see {self.paths.agent_log(node)}", obj=node)
             time.sleep(0.01)
         return pid

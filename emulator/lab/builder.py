@@ -20,7 +20,7 @@ from emulator import routing
 from emulator.routing.base import subnet_env, underlay_cable
 from emulator.agent import agent
 from emulator.cni.spec import bridge_conflist
-from emulator.errors import BuildError, LabExistsError, NamespaceConflictError, TimeoutError_
+from emulator.errors import AlreadyUp, BuildError, LabExistsError, LabTimeoutError, NamespaceConflictError
 from emulator.lab import components, teardown
 from emulator.state import manifests, record
 from emulator.state.paths import LabPaths, ensure_state_root
@@ -31,12 +31,6 @@ from emulator.topology import names
 from emulator.topology.model import Node, Topology
 
 Progress = Callable[[str], None]
-
-
-class AlreadyUp(LabExistsError):
-    """The same topology is already up: nothing to do (the CLI reports it and exits 0)."""
-
-    exit_code = 0
 
 
 def check_new(topo: Topology) -> None:
@@ -126,7 +120,7 @@ def wait_pods(store: Store, topo: Topology, progress: Progress, timeout: float) 
             progress(f"pods Running: {running}/{len(want)}")
             return [st for st in final.values() if st.get("phase") != "Running"]
         if time.monotonic() > deadline:
-            raise TimeoutError_(f"only {len(present)} of {len(want)} pods reported within {timeout:.0f}s",
+            raise LabTimeoutError(f"only {len(present)} of {len(want)} pods reported within {timeout:.0f}s",
                                 obj=topo.name)
         time.sleep(0.05)
 

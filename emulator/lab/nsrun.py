@@ -13,7 +13,7 @@ from __future__ import annotations
 import subprocess
 from typing import Sequence
 
-from emulator.errors import PodlabError
+from emulator.errors import NotFoundError
 from emulator.netlink import netns
 from emulator.proc import journal
 from emulator.state import record
@@ -36,7 +36,7 @@ def journaled(ns_name: str, cmd: list[str], what: str) -> list[str]:
 def run_in(ns_name: str, argv: Sequence[str], timeout: float | None = 30, check: bool = False,
            input: str | None = None) -> subprocess.CompletedProcess:
     if not netns.exists(ns_name):
-        raise PodlabError(f"network namespace {ns_name} does not exist", obj=ns_name)
+        raise NotFoundError("network namespace", ns_name, message=f"network namespace {ns_name} does not exist")
     return subprocess.run(ns_argv(ns_name, argv), capture_output=True, text=True, timeout=timeout, check=check,
                           input=input)
 
@@ -44,5 +44,5 @@ def run_in(ns_name: str, argv: Sequence[str], timeout: float | None = 30, check:
 def popen_in(ns_name: str, argv: Sequence[str], what: str | None = None, **kw) -> subprocess.Popen:
     """``subprocess.Popen`` of ``argv`` in namespace ``ns_name`` (recorded like ``run_in``'s)."""
     if not netns.exists(ns_name):
-        raise PodlabError(f"network namespace {ns_name} does not exist", obj=ns_name)
+        raise NotFoundError("network namespace", ns_name, message=f"network namespace {ns_name} does not exist")
     return subprocess.Popen(ns_argv(ns_name, argv, what), **kw)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from pathlib import Path
 from typing import Callable
 
 from pyroute2.netlink.rtnl import RTM_GETLINK
@@ -69,7 +70,7 @@ def holders(inodes: set[int]) -> list[tuple[int, str]]:
                     with open(f"/proc/{d}/comm") as f:
                         out.append((int(d), f.read().strip()))
             except OSError:
-                continue
+                continue  # the process ended while we looked, or is not ours to read: nothing to report
     return out
 
 
@@ -84,24 +85,27 @@ def pod_namespaces(lab: str, store: Store, statuses: list[dict] | None = None) -
 def _end_processes(paths: LabPaths, rec: dict, node_names: list[str],
                    store: Store) -> tuple[list[tuple[int, int | None]], list[dict]]:
     """Close the lab's process journal first (from then on nothing of the lab can start: see
-    ``emulator.proc.journal``) and end what it names: agents first (killed and awaited: a dying lab needs no
+    ``emulator.proc.journal``) and end what it names: agents and tools first, with the processes they started
+    (``kill_trees``: stopped, their children read, all killed; the agents are awaited: a dying lab needs no
     graceful kubelet, and a live one would restart containers or make namespaces), then the lab's daemons
-    (TERM, so they can remove what they own), then every container and tool, killed all at once. Returns those
-    last, unawaited (``wait_gone``: they make nothing, so their namespaces can be removed while the kernel ends
-    them), and the pod statuses as the dead agents left them. (``pids``/``agents`` in the record are read too:
-    labs made before the journal kept them there.)"""
+    (TERM, so they can remove what they own), then every container, killed all at once. Returns the killed
+    processes that are not awaited (``wait_gone``: they make nothing, so their namespaces can be removed while
+    the kernel ends them), and the pod statuses as the dead agents left them. (``pids``/``agents`` in the
+    record are read too: labs made before the journal kept them there.)"""
     entries = journal.close(paths.proc_journal)
     by_kind: dict[str, list[tuple[int, int | None]]] = {k: [] for k in journal.KINDS}
     for e in entries:
         by_kind[e.kind].append(e.proc)
-    lifecycle.stop_many(by_kind["agent"] + [pf for pf in (read_pidfile(paths, node) for node in node_names) if pf]
-                        + [(a["pid"], a.get("start")) for a in rec.get("agents", [])])
+    agents = (by_kind["agent"] + [pf for pf in (read_pidfile(paths, node) for node in node_names) if pf]
+              + [(a["pid"], a.get("start")) for a in rec.get("agents", [])])
+    parents, kids = lifecycle.kill_trees(agents + by_kind["tool"])
+    lifecycle.wait_gone(parents)
     lifecycle.stop_many(by_kind["daemon"] + [(p["pid"], p.get("start")) for p in rec.get("pids", [])], grace=1.0)
     statuses = list(store.list("pods", status=True))
     procs = [(c["pid"], c.get("pidStart")) for st in statuses for c in st.get("containerStatuses", []) if c.get("pid")]
     for node in node_names:  # with the containers a crashed agent started but never reported
         procs += [(pid, started) for _sandbox, pid, started in read_journal(paths, node)]
-    return lifecycle.kill_many(procs + by_kind["tool"]), statuses
+    return lifecycle.kill_many(procs) + kids, statuses
 
 
 def destroy(lab: str, progress: Progress = _quiet, timeout: float = 10.0) -> bool:
@@ -131,13 +135,22 @@ def destroy(lab: str, progress: Progress = _quiet, timeout: float = 10.0) -> boo
             netns.delete(n)
         components.teardown_all(lab, paths)
         lifecycle.wait_gone(dying)
-        shutil.rmtree(paths.root, ignore_errors=True)
+        _remove_tree(paths.root, progress)
         if ul_fd is not None and not _wait_released([ul_fd], set(), timeout):
             _report(progress, inodes)
     finally:
         if ul_fd is not None:
             os.close(ul_fd)
     return True
+
+
+def _remove_tree(root: Path, progress: Progress) -> None:
+    """Remove the lab's state directory; what cannot be removed is reported (``cleanup`` removes the directory
+    later: it has no record any more), never silently left."""
+    def failed(_func: object, path: str, exc: tuple) -> None:
+        if not isinstance(exc[1], FileNotFoundError):  # removed meanwhile: what we wanted
+            progress(f"warning: cannot remove {path}: {exc[1]}; `podlab cleanup` removes it later")
+    shutil.rmtree(root, onerror=failed)
 
 
 def _report(progress: Progress, inodes: set[int]) -> None:

@@ -13,6 +13,7 @@ from pyroute2.netlink.rtnl import RTM_GETLINK, RTM_GETNEIGH, RTM_GETROUTE
 from pyroute2.netlink.rtnl.ndmsg import ndmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
+from emulator.errors import NetlinkError
 from emulator.netlink import msgs, netns
 from emulator.netlink.desired import (AddrSpec, CableSpec, FdbSpec, LinkSpec, NeighSpec, NsState, Observed, ObservedLink, Op,
                                       RouteSpec, VxlanSpec, plan)
@@ -86,7 +87,8 @@ def _link_ops(op: Op, links: dict[str, ObservedLink]) -> list[Request]:
             reqs.append(msgs.link_add_vxlan(spec.name, v.vni, v.local, links[v.dev].index, v.port,
                                             spec.mtu or 1450, spec.mac or "", v.learning, spec.up))
         else:
-            raise ValueError(f"link {spec.name} is missing and has no kind to create it with")
+            raise NetlinkError(f"link {spec.name} is missing and has no kind to create it with (was it deleted by "
+                               "hand? only the lab's own links can be re-made)", obj=spec.name)
     else:
         reqs.append(msgs.link_set(links[spec.name].index, spec.name, up=spec.up, mtu=spec.mtu))
     return reqs

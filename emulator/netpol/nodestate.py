@@ -147,12 +147,26 @@ def policy_sets(p: NetworkPolicy) -> dict[str, SetDef]:
 
 
 # -- membership ---------------------------------------------------------------------------------------------
-def pod_elements(p: NetworkPolicy, pod: PodInfo, node: str, ns_labels: Mapping[str, Labels]) -> dict[str, set[str]]:
+class NamespaceLabels:
+    """Namespace labels as the engine asks for them (``ns_labels``), each namespace's dict made once."""
+
+    def __init__(self, namespaces: Mapping[str, Labels]) -> None:
+        self.cluster = Cluster([], namespaces)
+        self._memo: dict[str, dict[str, str]] = {}
+
+    def ns_labels(self, ns: str) -> dict[str, str]:
+        hit = self._memo.get(ns)
+        if hit is None:
+            hit = self._memo[ns] = self.cluster.ns_labels(ns)
+        return hit
+
+
+def pod_elements(p: NetworkPolicy, pod: PodInfo, node: str, nsl: NamespaceLabels) -> dict[str, set[str]]:
     """The elements ``pod`` contributes to the sets of policy ``p`` on ``node``."""
     out: dict[str, set[str]] = {}
     if pod.ip is None:
         return out
-    cluster = Cluster([], ns_labels)
+    cluster = nsl  # peer_matches only asks it for namespace labels
     selected_here = pod.node == node and selects(p, pod)
     if selected_here:
         out[names.selected_set(p.namespace, p.name)] = {pod.ip}
@@ -160,7 +174,8 @@ def pod_elements(p: NetworkPolicy, pod: PodInfo, node: str, ns_labels: Mapping[s
         if not p.affects(d):
             continue
         for i, rule in enumerate(p.rules(d)):
-            if _selector_peers(rule) and any(peer.ip_block is None and peer_matches(peer, p.namespace, pod, cluster)
+            if _selector_peers(rule) and any(peer.ip_block is None and peer_matches(peer, p.namespace, pod,
+                                                                                    cluster)  # type: ignore[arg-type]
                                              for peer in rule.peers):
                 out.setdefault(names.peers_set(d, p.namespace, p.name, i), set()).add(pod.ip)
             named = _named(rule)
@@ -185,27 +200,38 @@ class NodeBuilder:
         self.contrib: dict[tuple[tuple[str, str], str], dict[str, set[str]]] = {}  # (policy, pod) → elements
         self.rules: dict[tuple[str, str], dict[str, tuple[NftRule, ...]]] = {}  # policy → direction → rules
         self.set_defs: dict[tuple[str, str], dict[str, SetDef]] = {}
+        self.nsl = NamespaceLabels({})
+        self._frozen: dict[str, frozenset[str]] = {}  # sets unchanged since the last state() keep their object
+        self._last: NodeState | None = None  # returned again while nothing changed
 
     def _drop(self, key: tuple[str, str], ref: str) -> None:
+        if (key, ref) in self.contrib:
+            self._last = None
         for s, els in self.contrib.pop((key, ref), {}).items():
             self.elements.get(s, set()).difference_update(els)
+            self._frozen.pop(s, None)
 
     def _add(self, p: NetworkPolicy, pod: PodInfo) -> None:
-        got = pod_elements(p, pod, self.node, self.namespaces)
+        got = pod_elements(p, pod, self.node, self.nsl)
         if got:
+            self._last = None
             self.contrib[(p.key, pod.ref)] = got
             for s, els in got.items():
                 self.elements.setdefault(s, set()).update(els)
+                self._frozen.pop(s, None)
 
     def _policy_out(self, key: tuple[str, str]) -> None:
+        self._last = None
         for ref in self.pods:
             self.contrib.pop((key, ref), None)
         for s in self.set_defs.pop(key, {}):
             self.elements.pop(s, None)
+            self._frozen.pop(s, None)
         self.rules.pop(key, None)
         self.policies.pop(key, None)
 
     def _policy_in(self, p: NetworkPolicy) -> None:
+        self._last = None
         self.policies[p.key] = p
         self.set_defs[p.key] = policy_sets(p)
         for s in self.set_defs[p.key]:
@@ -215,13 +241,21 @@ class NodeBuilder:
             self._add(p, pod)
 
     def update(self, pods: Mapping[str, PodInfo], namespaces: Mapping[str, Labels],
-               policies: Mapping[tuple[str, str], NetworkPolicy]) -> NodeState:
+               policies: Mapping[tuple[str, str], NetworkPolicy], changed_pods: set[str] | None = None) -> NodeState:
+        """The state for these inputs; ``changed_pods`` (refs) limits the pods looked at to those that may have
+        changed since the last update (None: compare them all)."""
         ns_changed = dict(namespaces) != self.namespaces
-        self.namespaces = dict(namespaces)
+        if ns_changed:
+            self.namespaces = dict(namespaces)
+            self.nsl = NamespaceLabels(self.namespaces)
         for key in [k for k, p in self.policies.items() if policies.get(k) != p]:
             self._policy_out(key)
-        gone = [ref for ref in self.pods if ref not in pods]
-        changed = [pod for ref, pod in pods.items() if self.pods.get(ref) != pod]
+        if changed_pods is None:
+            gone = [ref for ref in self.pods if ref not in pods]
+            changed = [pod for ref, pod in pods.items() if self.pods.get(ref) != pod]
+        else:
+            gone = [ref for ref in changed_pods if ref in self.pods and ref not in pods]
+            changed = [pods[ref] for ref in changed_pods if ref in pods and self.pods.get(ref) != pods[ref]]
         for ref in gone:
             for key in self.policies:
                 self._drop(key, ref)
@@ -242,6 +276,8 @@ class NodeBuilder:
         return self.state()
 
     def state(self) -> NodeState:
+        if self._last is not None:
+            return self._last
         st = NodeState(self.node, dict(GLOBAL_SETS), chains={names.EGRESS_CHAIN: (), names.INGRESS_CHAIN: ()})
         podips: set[str] = set()
         isolated: dict[str, set[str]] = {INGRESS: set(), EGRESS: set()}
@@ -254,7 +290,10 @@ class NodeBuilder:
             podips |= sel
             for s, d in self.set_defs[key].items():
                 st.sets[s] = d
-                st.elements[s] = frozenset(self.elements.get(s, ()))
+                fz = self._frozen.get(s)
+                if fz is None:
+                    fz = self._frozen[s] = frozenset(self.elements.get(s, ()))
+                st.elements[s] = fz
             for d, rules in self.rules[key].items():
                 isolated[d] |= sel
                 chain = names.policy_chain(d, *key)
@@ -273,6 +312,7 @@ class NodeBuilder:
             NftRule((("addr", "daddr", True, "@" + names.ISOLATED[INGRESS]),), "accept"),
             *dispatch[INGRESS],
             NftRule((), "drop", True, "no NetworkPolicy allows this ingress"))
+        self._last = st
         return st
 
 

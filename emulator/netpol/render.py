@@ -94,6 +94,8 @@ def diff(state: NodeState, previous: NodeState) -> str:
     for name in state.sets:
         if name in previous.sets:
             have, want = previous.elements.get(name, frozenset()), state.elements.get(name, frozenset())
+            if have is want:
+                continue
             if have - want:
                 _elements(lines, "delete", name, have - want)
             if want - have:

@@ -360,3 +360,37 @@ def model_cluster(protocols: tuple[str, ...] = ("TCP", "UDP", "SCTP"), nodes: in
             ips[f"{ns}/{name}"] = ip
             pods.append(PodInfo(ns, name, (("pod", name),), ip, f"node-{node}", container_ports(protocols)))
     return Cluster(pods, {ns: () for ns in NAMESPACES}, []), ips
+
+
+def lab_pod_name(namespace: str, pod: str) -> str:
+    """The lab's reference of the model's pod ``pod`` of ``namespace``: ``x/a`` (pod names are unique per
+    namespace, as in a cluster, so the model's names are the lab's)."""
+    return f"{namespace}/{pod}"
+
+
+def topology(name: str = "netpol", routing: str = "vxlan", proxy_mode: str = "iptables", nodes: int = 3) -> str:
+    """A topology file for the model: three nodes, pods a/b/c of each namespace on node-1/2/3 (so every namespace
+    spans the nodes and each node holds one pod of each namespace), agnhost ``porter`` serving 80 and 81 over TCP
+    and UDP on the named ports ``serve-<port>-<proto>``, one Service per pod, and NetworkPolicy enforcement on."""
+    lines = [f"version: 1", f"name: {name}", f"routing: {routing}", "nodes:"]
+    lines += [f"  - name: node-{i + 1}" for i in range(nodes)]
+    lines += [f"kubeProxy: {{mode: {proxy_mode}}}", "networkPolicies: []",
+              "namespaces: [" + ", ".join(f"{{name: {ns}}}" for ns in NAMESPACES) + "]", "pods:"]
+    ports = ", ".join(f"{{containerPort: {port}, protocol: {proto}, name: {port_name(port, proto)}}}"
+                      for port in PORTS for proto in PROTOCOLS)
+    env = ", ".join(f"{{name: SERVE_{'UDP_' if proto == 'UDP' else ''}PORT_{port}, value: foo}}"
+                    for port in PORTS for proto in PROTOCOLS)
+    for ns in NAMESPACES:
+        for j, pod in enumerate(PODS):
+            lines += [f"  - name: {pod}", f"    namespace: {ns}", f"    node: node-{j % nodes + 1}",
+                      f"    labels: {{pod: {pod}}}", "    containers:",
+                      f"      - {{name: cont, image: 'registry.k8s.io/e2e-test-images/agnhost:2.53', args: [porter], "
+                      f"env: [{env}], ports: [{ports}]}}"]
+    lines.append("services:")
+    for ns in NAMESPACES:
+        for pod in PODS:
+            sports = ", ".join(f"{{name: {port_name(port, proto)}, port: {port}, targetPort: {port}, protocol: {proto}}}"
+                               for port in PORTS for proto in PROTOCOLS)
+            lines += [f"  - name: {service_name(f'{ns}/{pod}')}", f"    namespace: {ns}", f"    selector: {{pod: {pod}}}",
+                      f"    ports: [{sports}]"]
+    return "\n".join(lines) + "\n"

@@ -21,6 +21,7 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import Callable
 
+from emulator.errors import ProcessError
 from emulator.netlink import netns
 from emulator.proc import journal as proc_journal
 
@@ -110,7 +111,8 @@ def _become(d: Daemon, w: int) -> int:
 
 
 def collect(started: tuple[int, int, Path]) -> int:
-    """Reap the intermediate child and read the daemon's PID (OSError if it died before reporting)."""
+    """Reap the intermediate child and read the daemon's PID (``ProcessError`` naming its log if it died before
+    reporting)."""
     pid, r, log = started
     os.waitpid(pid, 0)
     try:
@@ -118,7 +120,7 @@ def collect(started: tuple[int, int, Path]) -> int:
     finally:
         os.close(r)
     if not data:
-        raise OSError(f"the daemon logging to {log} failed to start; see that log")
+        raise ProcessError(f"the daemon logging to {log} failed to start; see that log", obj=str(log))
     return int(data)
 
 

@@ -42,7 +42,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from emulator.errors import PodlabError
+from emulator.errors import JournalClosed
 from emulator.proc.lifecycle import start_time
 
 KINDS = ("agent", "daemon", "tool")
@@ -62,10 +62,6 @@ printf '%s %s %s %s\\n' "$p" "$s" "$k" "$w" >>/proc/self/fd/9
 exec 9<&-
 exec "$@"
 """
-
-
-class JournalClosed(PodlabError):
-    """The lab's process journal is closed (the lab is being removed) or does not exist: nothing may start."""
 
 
 @dataclass(frozen=True)
@@ -139,7 +135,7 @@ def close(path: Path) -> list[Entry]:
     try:
         os.rename(path, path.with_name(f"{path.name}.closed.{os.getpid()}.{time.monotonic_ns()}"))
     except FileNotFoundError:
-        pass
+        pass  # closed already (or never opened): closing is idempotent, the entries are read below
     return entries(path)
 
 
@@ -150,7 +146,7 @@ def entries(path: Path) -> list[Entry]:
         try:
             data = p.read_bytes()
         except FileNotFoundError:
-            continue
+            continue  # removed by a concurrent cleanup, or no journal yet: no entries there
         for raw in data.decode(errors="replace").splitlines():
             parts = raw.split(" ", 3)
             if len(parts) == 4 and parts[0].isdigit() and parts[2] in KINDS:

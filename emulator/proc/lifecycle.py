@@ -48,7 +48,7 @@ def _signal(procs: list[tuple[int, int | None]], sig: int) -> None:
         try:
             os.kill(pid, sig)
         except ProcessLookupError:
-            pass
+            pass  # it ended since it was checked: the signal's purpose is served
 
 
 def wait_gone(procs: list[tuple[int, int | None]], seconds: float = 5.0) -> list[tuple[int, int | None]]:
@@ -78,6 +78,72 @@ def kill_many(procs: list[tuple[int, int | None]]) -> list[tuple[int, int | None
     live = _ours(procs)
     _signal(live, signal.SIGKILL)
     return live
+
+
+def children(pid: int) -> list[int]:
+    """The children of every thread of ``pid`` (``/proc/PID/task/TID/children``)."""
+    out: list[int] = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(c) for c in f.read().split()]
+        except OSError:  # the thread ended while we listed them: it has no children to report
+            continue
+    return out
+
+
+def _stopped(pid: int) -> bool:
+    fields = _stat(pid)
+    return fields is None or fields[0] in (b"T", b"t", b"Z", b"X")
+
+
+def _leads_group(pid: int) -> bool:
+    try:
+        return os.getpgid(pid) == pid
+    except OSError:
+        return False
+
+
+def kill_trees(procs: list[tuple[int, int | None]],
+               wait: float = 2.0) -> tuple[list[tuple[int, int | None]], list[tuple[int, int | None]]]:
+    """SIGKILL recorded processes together with the processes they started, without waiting for them to die;
+    return (the recorded ones still running, their children), for ``wait_gone``.
+
+    A process killed outright leaves its children to init, unknown; and one caught between starting a child
+    and recording it (an agent between ``posix_spawn`` and its container journal) would leave that child
+    unrecorded. So the recorded processes are first stopped (SIGSTOP: a stopped process cannot start another,
+    and a fork in progress completes first), their children are read from the kernel's parent links
+    (``/proc/PID/task/TID/children``), and then all are killed at once — a child that leads its own process
+    group (a container: started with ``setsid``) together with its group, which holds what it forked in turn.
+    Only recorded processes and their descendants are touched, each by PID and a start time read while its
+    parent was stopped."""
+    top = _ours(procs)
+    if not top:
+        return [], []
+    _signal(top, signal.SIGSTOP)
+    deadline = time.monotonic() + wait
+    while not all(_stopped(pid) for pid, _st in top) and time.monotonic() < deadline:
+        time.sleep(0.001)
+    seen = {pid for pid, _st in top}
+    kids: list[tuple[int, int | None]] = []
+    for pid, st in top:
+        if alive(pid, st):
+            kids += [(c, start_time(c)) for c in children(pid) if c not in seen]
+    kids = [(c, st) for c, st in dict.fromkeys(kids) if st is not None]
+    for pid, _st in kids:  # while their parents are stopped: a child that ended is a zombie, its PID not reused
+        try:
+            if _leads_group(pid):
+                os.killpg(pid, signal.SIGKILL)
+            else:
+                os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:  # already gone: what we wanted
+            pass
+    _signal(top, signal.SIGKILL)
+    return top, kids
 
 
 def reap() -> list[tuple[int, int]]:

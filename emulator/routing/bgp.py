@@ -27,7 +27,7 @@ from typing import Callable
 
 from emulator.proc import lifecycle
 from emulator.proc import spawn as procspawn
-from emulator.errors import PodlabError, TimeoutError_
+from emulator.errors import LabTimeoutError, NotFoundError, PodlabError
 from emulator.netlink import netns
 from emulator.netlink.desired import NsState
 from emulator.routing import bird, held_routes
@@ -180,7 +180,7 @@ def wait_converged(topo: Topology, timeout: float, progress: Callable[[str], Non
             return time.monotonic() - t0
         if time.monotonic() - t0 > timeout:
             worst = sorted(missing.items())[:3]
-            raise TimeoutError_(f"BGP did not converge within {timeout:.0f}s: " + "; ".join(
+            raise LabTimeoutError(f"BGP did not converge within {timeout:.0f}s: " + "; ".join(
                 f"{n} lacks {', '.join(s)}" for n, s in worst) + " (see `podlab bgp status` and each node's "
                 "var/log/bird.log)", obj=worst[0][0])
         time.sleep(poll)
@@ -199,7 +199,7 @@ def stop_daemon(lab: str, node: str, kill: bool = False) -> int | None:
     try:
         os.waitpid(entry["pid"], os.WNOHANG)  # reap it if we are its parent (tests, the API)
     except ChildProcessError:
-        pass
+        pass  # not our child (the usual case: daemons are double-forked); nothing to reap
     return entry["pid"]
 
 
@@ -215,9 +215,14 @@ def start_daemon(lab: str, node: str) -> tuple[int, bool]:
         raise PodlabError(f"lab {lab} uses routing {rec.get('routing')}, not bgp: there is no BIRD to start",
                           obj=lab)
     if node not in rec.get("nodes", []):
-        raise PodlabError(f'node "{node}" not found in lab {lab}', obj=node)
+        raise NotFoundError("node", node, f"lab {lab}", known=rec.get("nodes", []))
     f = files_of(lab, node)
     if not f.conf.exists():
         raise PodlabError(f"node {node} has no BIRD configuration at {f.conf}", obj=node)
     pid, _ = spawn(lab, node, f)
+    # BIRD's shim writes its journal line itself, just before it execs BIRD: return once it has, so that what
+    # `bgp start` reports is already in the lab's record (a bounded wait; the shim needs milliseconds)
+    deadline = time.monotonic() + 5.0
+    while not any(e.pid == pid for e in record.processes(lab)) and time.monotonic() < deadline:
+        time.sleep(0.005)
     return pid, True

@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from emulator.errors import MissingDependencyError, PodlabError
+from emulator.errors import BirdError, MissingDependencyError
 from emulator.topology.model import Node, Topology
 
 DEFAULT_ASN = 64512
@@ -174,10 +174,6 @@ def find_bird() -> str:
 
 
 # -- control socket ----------------------------------------------------------------------------------------------
-
-class BirdError(PodlabError):
-    """BIRD's control socket is unreachable or refused a command."""
-
 
 @dataclass(frozen=True)
 class Protocol:

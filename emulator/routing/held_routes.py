@@ -1,10 +1,11 @@
 """The routes a node actually holds for the other nodes' pod slices, read from its kernel, with their origin.
 
 Whatever the routing mode, the question a student asks is "how does this node reach 10.244.2.0/24, and who put
-that route there?". The answer is in the kernel's main table: the route's protocol and flags tell the origin —
-``bird`` (protocol 12: learned over BGP by BIRD), ``onlink`` (a static route through ``flannel.1`` with the onlink
-flag: flannel's vxlan backend), ``static`` (a plain static route via the peer's node IP: host-gw), ``connected``
-(the kernel's own route for an address on an interface). Reading is one netlink dump in the node's namespace.
+that route there?". The answer is in the kernel's main table: the route's protocol and flags tell the origin, in
+the one vocabulary of ``netlink.origin`` (the trace uses it too) — ``bird`` (learned over BGP by BIRD),
+``onlink`` (a static route through ``flannel.1`` with the onlink flag: flannel's vxlan backend), ``static`` (a
+plain static route via the peer's node IP: host-gw), ``connected`` (the kernel's own route for an address on an
+interface). Reading is one netlink dump in the node's namespace.
 """
 from __future__ import annotations
 
@@ -16,11 +17,10 @@ from pyroute2.netlink.rtnl import RTM_GETLINK, RTM_GETROUTE
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from emulator.netlink import msgs
+from emulator.netlink import origin as route_origin
 from emulator.netlink.rtnl import Rtnl
 
-RTPROT_KERNEL = 2
-RTPROT_BIRD = 12
-_PROTO_NAMES = {2: "connected", 3: "static", 4: "static", 12: "bird"}
+RTPROT_BIRD = route_origin.RTPROT_BIRD
 
 
 @dataclass(frozen=True)
@@ -34,9 +34,7 @@ class HeldRoute:
 
     @property
     def origin(self) -> str:
-        if self.proto in (3, 4) and self.onlink:
-            return "onlink"
-        return _PROTO_NAMES.get(self.proto, f"proto {self.proto}")
+        return route_origin.origin(self.proto, self.onlink)
 
     def as_dict(self) -> dict:
         return {"dst": self.dst, "dev": self.dev, "gateway": self.gateway, "origin": self.origin,

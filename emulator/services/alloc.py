@@ -13,15 +13,11 @@ import hashlib
 import ipaddress
 from typing import Iterable
 
-from emulator.errors import PodlabError
+from emulator.errors import AllocationError
 from emulator.services.model import NODE_PORT_MAX, NODE_PORT_MIN
 
 DNS_OFFSET = 10  # kube-dns sits at the tenth address of the Service CIDR (10.96.0.10)
 API_OFFSET = 1  # the "kubernetes" Service (10.96.0.1)
-
-
-class AllocationError(PodlabError):
-    """The Service CIDR or the NodePort range is full, or a requested value is taken (names the object)."""
 
 
 def dns_ip(cidr: ipaddress.IPv4Network) -> str:

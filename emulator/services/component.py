@@ -17,7 +17,7 @@ import os
 import shutil
 import time
 
-from emulator.errors import MissingDependencyError, TimeoutError_
+from emulator.errors import LabTimeoutError, MissingDependencyError
 from emulator.lab.components import BuildContext, Component
 from emulator.netlink import netns
 from emulator.services import config, dnsnet, registry
@@ -115,7 +115,7 @@ class ServicesComponent(Component):
             if ready >= want:
                 break
             if time.monotonic() > deadline:
-                raise TimeoutError_(f"only {ready} of {want} deployment pods became Running", obj=topo.name)
+                raise LabTimeoutError(f"only {ready} of {want} deployment pods became Running", obj=topo.name)
             time.sleep(0.05)
         wait_synced(ctx.paths, store, [n.name for n in topo.nodes], timeout=20)
         ctx.progress(f"services ready: endpoints current, kube-proxy synced on {len(topo.nodes)} nodes")

@@ -16,6 +16,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from emulator.errors import StateError
+
 DEFAULT_ROOT = "/run/podlab"
 
 
@@ -37,12 +39,16 @@ def fs_type(path: str) -> str:
 
 
 def ensure_state_root() -> Path:
+    """Make the state tree exist (on a tmpfs); ``StateError`` naming the directory if it cannot be."""
     root = state_root()
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StateError(f"cannot create podlab's state directory {root}: {e.strerror or e}", obj=str(root)) from None
     if "PODLAB_STATE_DIR" not in os.environ and fs_type(str(root)) != "tmpfs":
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.mount(b"tmpfs", str(root).encode(), b"tmpfs", 2 | 4, b"mode=755,size=25%") != 0:  # nosuid,nodev
-            raise OSError(ctypes.get_errno(), f"cannot mount a tmpfs on {root}")
+            raise StateError(f"cannot mount a tmpfs on {root}: {os.strerror(ctypes.get_errno())}", obj=str(root))
     return root
 
 

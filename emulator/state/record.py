@@ -96,7 +96,7 @@ def orphan_dirs(min_age: float = 60.0) -> list[str]:
             if p.is_dir() and not (p / "lab.json").exists() and time.time() - p.stat().st_mtime >= min_age:
                 out.append(d)
         except OSError:
-            continue
+            continue  # removed while we looked: not an orphan any more
     return out
 
 

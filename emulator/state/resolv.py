@@ -92,7 +92,8 @@ class ResolvFiles:
     def _remove(self, which: set[str] | None = None) -> None:
         owned = self.owned()
         for ns in sorted(owned if which is None else which & owned):
-            shutil.rmtree(ETC_NETNS / ns, ignore_errors=True)
+            shutil.rmtree(ETC_NETNS / ns, ignore_errors=True)  # gone already is fine; a leftover is overwritten
+            # by the next pod of that name (its files are rewritten before it starts)
             owned.discard(ns)
         self._save(owned)
 

@@ -43,7 +43,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from emulator.errors import AlreadyExistsError, ConflictError, TimeoutError_
+from emulator.errors import AlreadyExistsError, ConflictError, LabTimeoutError
 from emulator.state import feed as feeds
 
 DEFAULT_NS = "default"
@@ -88,7 +88,7 @@ def _unlink(p: Path) -> None:
     try:
         os.unlink(p)
     except FileNotFoundError:
-        pass
+        pass  # already gone: deleting is idempotent
 
 
 def _entries(d: Path) -> list[str]:
@@ -345,12 +345,12 @@ class Store:
                         if e.is_dir(follow_symlinks=False):
                             v = max(v, e.stat(follow_symlinks=False).st_mtime_ns)
             except FileNotFoundError:
-                pass
+                pass  # the directory was removed while we looked: its objects are gone, the kind's mtime says so
         return v
 
 
 def wait_file(path: Path, ok: Callable[[dict], bool], timeout: float, what: str, obj: str) -> dict:
-    """Wait until the JSON file at ``path`` exists and satisfies ``ok``; TimeoutError_ naming ``what``."""
+    """Wait until the JSON file at ``path`` exists and satisfies ``ok``; LabTimeoutError naming ``what``."""
     deadline = time.monotonic() + timeout
     while True:
         data = read_json(path)
@@ -358,5 +358,5 @@ def wait_file(path: Path, ok: Callable[[dict], bool], timeout: float, what: str,
             return data
         if time.monotonic() > deadline:
             detail = f" (last status: {data.get('error') or data})" if isinstance(data, dict) else ""
-            raise TimeoutError_(f"{what} was not ready within {timeout:.0f}s{detail}", obj=obj)
+            raise LabTimeoutError(f"{what} was not ready within {timeout:.0f}s{detail}", obj=obj)
         time.sleep(0.01)

@@ -29,7 +29,7 @@ from emulator.netlink import netns
 from emulator.proc import journal
 from emulator.state.paths import LabPaths
 from emulator.tools import pcapng
-from emulator.tools.errors import MissingDependencyError, ToolError
+from emulator.errors import MissingDependencyError, ToolError
 from emulator.tools.targets import Point
 
 SNAPLEN = 262144
@@ -163,7 +163,7 @@ class Capture:
                 try:
                     r.proc.send_signal(signal.SIGINT)
                 except ProcessLookupError:
-                    pass
+                    pass  # tcpdump ended on its own (-c reached): it is reaped below
         for r in self._runners:
             try:
                 r.proc.wait(timeout=5)

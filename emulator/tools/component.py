@@ -14,7 +14,7 @@ import json
 from emulator.lab.api import Lab
 from emulator.lab.components import BuildContext, Component
 from emulator.tools import shaping, targets
-from emulator.tools.errors import NetemUnavailableError
+from emulator.errors import NetemUnavailableError
 from emulator.topology import units
 from emulator.topology.model import LinkShape, Topology
 

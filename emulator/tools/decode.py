@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import asdict, dataclass
 
 from emulator.tools import packets, pcapng
-from emulator.tools.errors import ToolError
+from emulator.errors import ToolError
 
 VXLAN_PORT = 8472
 FIELDS = ("frame.number", "frame.interface_name", "frame.time_relative", "ip.src", "ip.dst", "vxlan.vni",

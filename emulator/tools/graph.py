@@ -13,7 +13,7 @@ import ipaddress
 import re
 
 from emulator.lab.api import Lab
-from emulator.tools.errors import MissingDependencyError, ToolError
+from emulator.errors import MissingDependencyError, ToolError
 from emulator.tools.graph_model import GraphModel, Line, NodeInfo, PodInfo, build, dev_id
 from emulator.tools.kstate import NsView
 from emulator.topology import names
@@ -169,7 +169,7 @@ def to_mermaid(model: GraphModel) -> str:
 
 
 def output_format(target: str) -> str:
-    """The format for ``-o``: a bare format name (json, dot, mmd) or a file name's extension."""
+    """The format of a bare format name (json, dot, mmd, ...) or of a file name's extension (``-w lab.svg``)."""
     if target in FORMATS:
         return target
     ext = target.rsplit(".", 1)[-1].lower() if "." in target else ""
@@ -178,6 +178,6 @@ def output_format(target: str) -> str:
     if ext == "gv":
         ext = "dot"
     if ext not in FORMATS:
-        raise ToolError(f"cannot tell the format of {target!r}; use a name ending in .svg, .png, .dot or .mmd "
-                        "(or -o json / dot / mmd for standard output)", obj=target)
+        raise ToolError(f"cannot tell the format of {target!r}; use a name ending in .svg, .png, .dot or .mmd, "
+                        "or name the format with -o", obj=target)
     return ext

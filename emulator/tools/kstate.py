@@ -20,14 +20,13 @@ from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ndmsg import ndmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
-from emulator.errors import NetlinkError
-from emulator.netlink import msgs
+from emulator.errors import NetlinkError, NoRouteError
+from emulator.netlink import msgs, origin
 from emulator.netlink.rtnl import Rtnl
 
 RT_TABLE_MAIN = 254
 NUD_NAMES = {0x01: "INCOMPLETE", 0x02: "REACHABLE", 0x04: "STALE", 0x08: "DELAY", 0x10: "PROBE", 0x20: "FAILED",
              0x40: "NOARP", 0x80: "PERMANENT"}
-RTPROT_NAMES = {2: "kernel", 3: "boot", 4: "static", 12: "bird", 186: "bgp"}
 
 
 @dataclass(frozen=True)
@@ -52,9 +51,10 @@ class Route:
     dev: str
     gateway: str | None
     onlink: bool
-    proto: str
+    proto: str  # iproute2's name of the protocol (``origin.proto_name``)
     scope: int
     type: int
+    origin: str = ""  # who put it there, in the words ``describe node`` uses (``origin.origin``)
 
     def text(self) -> str:
         """The route as ``ip route`` prints it."""
@@ -62,7 +62,7 @@ class Route:
         via = f" via {self.gateway}" if self.gateway else ""
         onlink = " onlink" if self.onlink else ""
         scope = " scope link" if self.scope == msgs.RT_SCOPE_LINK else ""
-        proto = f" proto {self.proto}" if self.proto not in ("boot", "kernel") else ""
+        proto = f" proto {self.proto}" if self.proto != origin.HIDDEN else ""
         return f"{dst}{via} dev {self.dev}{proto}{scope}{onlink}"
 
 
@@ -89,10 +89,6 @@ class RouteDecision:
     gateway: str | None
     prefsrc: str | None
     local: bool  # the kernel would deliver locally (RTN_LOCAL)
-
-
-class NoRouteError(NetlinkError):
-    """The kernel has no route to the destination (ENETUNREACH / EHOSTUNREACH)."""
 
 
 class NsView:
@@ -176,9 +172,9 @@ class NsView:
             if (m.get_attr("RTA_TABLE") or m["table"]) != RT_TABLE_MAIN:
                 continue
             dst = ipaddress.IPv4Network(f"{m.get_attr('RTA_DST') or '0.0.0.0'}/{m['dst_len']}")
-            out.append(Route(dst, idx.get(m.get_attr("RTA_OIF"), "?"), m.get_attr("RTA_GATEWAY"),
-                             bool(m["flags"] & msgs.RTNH_F_ONLINK), RTPROT_NAMES.get(m["proto"], str(m["proto"])),
-                             m["scope"], m["type"]))
+            onlink = bool(m["flags"] & msgs.RTNH_F_ONLINK)
+            out.append(Route(dst, idx.get(m.get_attr("RTA_OIF"), "?"), m.get_attr("RTA_GATEWAY"), onlink,
+                             origin.proto_name(m["proto"]), m["scope"], m["type"], origin.origin(m["proto"], onlink)))
         return out
 
     def match_route(self, dst: str, dev: str | None = None) -> Route | None:

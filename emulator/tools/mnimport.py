@@ -16,7 +16,7 @@ import shutil
 import sys
 import types
 
-from emulator.tools.errors import MininetMissingError
+from emulator.errors import MininetMissingError
 
 DEBIAN_DIST_PACKAGES = "/usr/lib/python3/dist-packages"
 INSTALL_HINT = "install it with `apt-get install mininet` (Debian's python3-mininet and mnexec)"

@@ -13,7 +13,7 @@ import json
 from emulator.lab.api import run_in
 from emulator.topology import units
 from emulator.netlink.tc import NETEM_MISSING, clear_command, need_tc, netem_available, tc_commands
-from emulator.tools.errors import NetemUnavailableError, ToolError
+from emulator.errors import NetemUnavailableError, ToolError
 from emulator.tools.targets import Point
 from emulator.topology.model import LinkShape
 

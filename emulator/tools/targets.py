@@ -1,40 +1,39 @@
-"""Where a tool acts: a pod, a node or the underlay, and one interface there.
+"""Where a tool acts: one interface of a pod, a node, the underlay or the external host.
 
-Grammar (the same for ``capture``, ``link`` and the Mininet CLI's verbs)::
+The grammar is podlab's one target grammar (``emulator.lab.targets``: ``web-1``, ``pod/web-1``, ``node-1``,
+``node/node-1``, ``underlay``, ``external``, each with an optional ``:IFACE``); this module adds what an interface
+means to ``capture``, ``link`` and the Mininet CLI::
 
     web-1            pod web-1, its eth0            pod/web-1:eth0   the same, spelled out
     x/a              pod a of namespace x           pod/x/a:veth     (pods outside ``default``: NAMESPACE/POD)
     web-1:veth       the node-side veth of web-1    (vethXXXXXXXX in its node: the pod's "cable end" on cni0)
     node/node-1      node-1's eth0 (its uplink)     node-1:cni0      a node's cni0 / flannel.1 / vethXXXXXXXX
     underlay         the underlay bridge lan0       underlay:node-2  node-2's port on lan0
+    external         the external host's eth0
 
-A bare name is a pod if the lab has such a pod, else a node (the topology forbids a pod and a node sharing a
-name). Resolution checks the interface against the namespace's real links and, when it is missing, says which
+Resolution checks the interface against the namespace's real links and, when it is missing, says which
 interfaces exist. ``peer`` gives the other end of a veth cable (pod eth0 ↔ node veth, node eth0 ↔ underlay
 port), which is how shaping a link "in both directions" is done.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
+from emulator.errors import TargetError
+from emulator.lab import targets as grammar
 from emulator.lab.api import Lab
-from emulator.tools.errors import TargetError
+from emulator.lab.targets import Kind
 from emulator.tools.kstate import NsView
 from emulator.topology import names
 
-Kind = Literal["pod", "node", "underlay"]
-DEFAULT_IFACE = {"pod": names.POD_IFNAME, "node": names.NODE_UPLINK, "underlay": names.UNDERLAY_BRIDGE}
-#: kubectl kinds that are no tool target: ``svc/web`` is an error, not pod web of a namespace "svc"
-OTHER_KINDS = ("svc", "service", "services", "deploy", "deployment", "deployments", "ep", "endpoints", "ns",
-               "namespace", "namespaces")
-KIND_PREFIXES = {"pod": "pod", "pods": "pod", "po": "pod", "node": "node", "nodes": "node", "no": "node"}
+DEFAULT_IFACE = {"pod": names.POD_IFNAME, "node": names.NODE_UPLINK, "underlay": names.UNDERLAY_BRIDGE,
+                 "external": "eth0"}
 
 
 @dataclass(frozen=True)
 class Point:
     kind: Kind
-    owner: str  # pod or node name, or "underlay"
+    owner: str  # pod or node name, or "underlay" / "external"
     ns: str
     iface: str
     lab: str = ""
@@ -45,56 +44,17 @@ class Point:
 
     @property
     def description(self) -> str:
-        what = {"pod": f"pod {self.owner}", "node": f"node {self.owner}", "underlay": "the underlay"}[self.kind]
+        what = {"pod": f"pod {self.owner}", "node": f"node {self.owner}", "underlay": "the underlay",
+                "external": "the external host"}[self.kind]
         return f"{self.iface} of {what} (lab {self.lab}, netns {self.ns})"
 
 
-def parse(text: str) -> tuple[Kind | None, str, str | None]:
-    """(kind or None if the bare name must be looked up, owner, interface or None) — pure."""
-    if not text or text.startswith(":"):
-        raise TargetError(f"empty target {text!r}; write e.g. web-1, node/node-1:cni0 or underlay:lan0", obj=text)
-    head, _, iface = text.partition(":")
-    kind: Kind | None = None
-    prefix, slash, name = head.partition("/")
-    if slash:
-        if prefix in KIND_PREFIXES:
-            kind, head = KIND_PREFIXES[prefix], name  # type: ignore[assignment]
-        elif prefix and name and "/" not in name and prefix not in OTHER_KINDS:
-            kind = "pod"  # NAMESPACE/POD
-        else:
-            raise TargetError(f"unknown target kind {prefix!r} in {text!r}; use pod/NAME, NAMESPACE/POD, "
-                              "node/NAME or underlay", obj=text)
-    elif head == "underlay":
-        kind = "underlay"
-    if not head:
-        raise TargetError(f"target {text!r} names no pod or node", obj=text)
-    return kind, head, iface or None
-
-
 def resolve(lab: Lab, text: str, check: bool = True) -> Point:
-    kind, owner, iface = parse(text)
-    if kind is None:
-        if lab.store.get("pods", owner) is not None:
-            kind = "pod"
-        elif owner in lab.record.get("nodes", []):
-            kind = "node"
-        else:
-            raise TargetError(f"{owner!r} is neither a pod nor a node of lab {lab.name} (pods: "
-                              f"{', '.join(p.ref for p in lab.pods) or 'none'}; nodes: "
-                              f"{', '.join(lab.record.get('nodes', []))})", obj=owner)
-    if kind == "pod" and iface in ("veth", "host"):
-        pod = lab.pod(owner)
-        return resolve(lab, f"node/{pod.node}:{pod_veth(lab, owner)}", check)
-    if kind == "pod":
-        ns = lab.pod(owner).netns
-    elif kind == "node":
-        if owner not in lab.record.get("nodes", []):
-            raise TargetError(f"node {owner!r} not found in lab {lab.name} (nodes: "
-                              f"{', '.join(lab.record.get('nodes', []))})", obj=owner)
-        ns = names.node_ns(lab.name, owner)
-    else:
-        ns = names.underlay_ns(lab.name)
-    point = Point(kind, owner, ns, iface or DEFAULT_IFACE[kind], lab.name)
+    place = grammar.resolve(lab, text)
+    if place.kind == "pod" and place.iface in ("veth", "host"):
+        pod = lab.pod(place.name)
+        return resolve(lab, f"node/{pod.node}:{pod_veth(lab, place.name)}", check)
+    point = Point(place.kind, place.name, place.ns, place.iface or DEFAULT_IFACE[place.kind], lab.name)
     if check:
         check_iface(point)
     return point

@@ -1,24 +1,30 @@
-"""What a trace is made of — packets, hops, counter checks, the result — and how it is shown; plus the NAT hook.
+"""What a trace is made of — packets, hops, counter checks, the result — and how it is shown; plus NAT hooks.
 
 Pure data, so the walker (``trace``) and the verifier (``trace_verify``) share one vocabulary and tests can
 build results by hand. A hop is one thing a device or table did to the packet, at one interface of one
-namespace, in the words of the tool a student would use to see it (``ip route``, ``ip neigh``, ``bridge fdb``).
-Each hop lists the interface counters that must move if the hop really happens (``Check``): ``--verify`` sends
-a probe and reads them.
+namespace, in the words of the tool a student would use to see it (``ip route``, ``ip neigh``, ``bridge fdb``,
+``iptables-save``, ``nft list ruleset``). Each hop lists the interface counters that must move if the hop really
+happens (``Check``): ``--verify`` sends a probe and reads them.
 
-NAT hook (for Services, built elsewhere): a function registered with ``register_nat_hook`` is called at the
-netfilter points a packet passes — ``output`` in the sending namespace, ``prerouting`` when it enters a node,
-``postrouting`` before it leaves a node — with the trace context, the place and the packet. It returns None
-(no rule matched) or a ``NatStep``: the rewritten packet and a line for the trace (e.g. "DNAT by
-KUBE-SEP-XYZ: 10.96.0.10:80 → 10.244.2.3:8080"). The walker continues with the rewritten packet.
+NAT hooks: the walker is given a sequence of them (``trace(..., nat_hooks=...)``; the default is the explicit
+list ``trace_nat.NAT_HOOKS``) and calls each, in order, at every netfilter hook a packet passes — ``output`` in
+the namespace that sends it, ``prerouting`` where it arrives, ``input`` before local delivery, ``forward`` and
+``postrouting`` where it is routed on — as ``hook(ctx, at, packet)``: ``ctx`` the walker's view of the lab
+(``NatContext``), ``at`` the place (``NatAt``: namespace, hook, in and out devices). A hook returns None (nothing
+to say) or a ``NatStep``: the packet as it leaves the hook (addresses, port, mark), a line for the trace (e.g.
+"DNAT 10.96.0.10:53 → 192.168.56.2:53 by KUBE-SEP-…"), the same as data for ``-o json``, and, when the packet
+goes no further (dropped, rejected, or a Service address nothing translated), the problem to report.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from typing import Callable, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from emulator.tools.kstate import NsView
 
 Proto = Literal["icmp", "tcp", "udp"]
-NatPoint = Literal["output", "prerouting", "postrouting"]
+NatPoint = Literal["output", "prerouting", "input", "forward", "postrouting"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,7 @@ class Packet:
     dst: str
     proto: Proto = "icmp"
     port: int | None = None  # destination port (tcp/udp)
+    mark: int = 0  # the packet mark (netfilter), kept while the packet stays in one namespace
 
     def text(self) -> str:
         port = f":{self.port}" if self.port else ""
@@ -47,14 +54,15 @@ class Check:
 
 @dataclass
 class Hop:
-    at: str  # pod or node name, or "underlay"
-    kind: str  # pod | node | underlay
+    at: str  # pod, node or host name (gw, external, dns), or "underlay"
+    kind: str  # pod | node | host | underlay
     ns: str
     iface: str
     action: str  # out | in | route | bridge | vxlan | decap | nat | deliver
     text: str
     checks: list[Check] = field(default_factory=list)
     verified: bool | None = None
+    detail: dict | None = None  # a NAT hook's decision as data (rules, chains, alternatives)
 
 
 @dataclass
@@ -113,21 +121,34 @@ class TraceResult:
 
 
 @dataclass(frozen=True)
+class NatAt:
+    """Where a NAT hook is called: a namespace (kind, owner, name), the netfilter hook, the packet's devices."""
+
+    kind: str  # pod | node | host | underlay
+    owner: str
+    ns: str
+    point: NatPoint
+    in_dev: str | None = None
+    out_dev: str | None = None
+
+
+@dataclass(frozen=True)
 class NatStep:
     packet: Packet
     text: str
+    problem: str | None = None  # set: the packet goes no further, for this reason
+    detail: dict | None = None
 
 
-NatHook = Callable[[object, str, Packet, NatPoint], "NatStep | None"]
-_NAT_HOOKS: list[NatHook] = []
+class NatContext(Protocol):
+    """What a NAT hook may use of the walker: the lab, kernel views of its namespaces, a per-trace memo."""
+
+    lab: object
+    memo: dict
+    prefer: str | None  # the endpoint the user asked the trace to follow (``--endpoint``)
+
+    def view(self, kind: str, owner: str) -> "NsView": ...
 
 
-def register_nat_hook(hook: NatHook) -> NatHook:
-    """Register a NAT hook: ``hook(ctx, ns, packet, point) -> NatStep | None`` (see the module docstring)."""
-    if hook not in _NAT_HOOKS:
-        _NAT_HOOKS.append(hook)
-    return hook
-
-
-def nat_hooks() -> list[NatHook]:
-    return list(_NAT_HOOKS)
+class NatHook(Protocol):
+    def __call__(self, ctx: NatContext, at: NatAt, packet: Packet) -> NatStep | None: ...

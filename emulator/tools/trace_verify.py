@@ -5,6 +5,9 @@ rx or tx). We read every involved namespace's counters (one link dump each), sen
 namespace — ``ping -c N`` for icmp, a TCP connection attempt (curl) or a UDP datagram for tcp/udp — read them
 again and mark each hop verified when all its counters grew by at least the number of probe packets. Other
 traffic in the lab can only add to a counter, never hide a missing packet, so a hop marked ✗ is a real break.
+Where the rules pick a Service endpoint at random, one probe may well go to another endpoint than the traced
+one: the probe is then repeated (up to ``RANDOM_TRIES`` times, counting from the first reading) until the
+traced path has seen it, and the report says how many probes it took.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from emulator.tools.kstate import NsView
 from emulator.tools.trace_model import TraceResult
 
 PINGS = 3
+RANDOM_TRIES = 8  # two equally likely endpoints: all eight probes miss the traced one once in 256 runs
 
 
 def probe_argv(proto: str, dst: str, port: int | None, count: int = PINGS) -> list[str]:
@@ -35,17 +39,13 @@ def snapshot(namespaces: set[str]) -> dict[str, dict[str, tuple[int, int]]]:
     return out
 
 
-def verify(lab: Lab, res: TraceResult, count: int = PINGS) -> TraceResult:
-    """Probe the path of ``res`` and set ``verified`` on every hop that has checks; returns ``res``."""
-    checks = [c for h in res.hops for c in h.checks]
-    if not res.hops:
-        return res
-    namespaces = {c.ns for c in checks}
-    src_ns = res.hops[0].ns
-    need = count if res.packet.proto in ("icmp", "udp") else 1
-    before = snapshot(namespaces)
-    r = run_in(src_ns, probe_argv(res.packet.proto, res.packet.dst, res.packet.port, count), timeout=30)
-    after = snapshot(namespaces)
+def random_choice(res: TraceResult) -> bool:
+    """Did the rules choose the traced endpoint at random among several?"""
+    return any(d.get("nat") == "dnat" and d.get("alternatives")
+               for h in res.hops if h.detail for d in h.detail.get("decisions", []))
+
+
+def _mark(res: TraceResult, before: dict, after: dict, need: int) -> None:
     for h in res.hops:
         if not h.checks:
             continue
@@ -55,10 +55,28 @@ def verify(lab: Lab, res: TraceResult, count: int = PINGS) -> TraceResult:
             delta = after.get(c.ns, {}).get(c.iface, (0, 0))[i] - before.get(c.ns, {}).get(c.iface, (0, 0))[i]
             ok = ok and delta >= need
         h.verified = ok
+
+
+def verify(lab: Lab, res: TraceResult, count: int = PINGS) -> TraceResult:
+    """Probe the path of ``res`` and set ``verified`` on every hop that has checks; returns ``res``."""
+    checks = [c for h in res.hops for c in h.checks]
+    if not res.hops:
+        return res
+    namespaces = {c.ns for c in checks}
+    src_ns = res.hops[0].ns
+    need = count if res.packet.proto in ("icmp", "udp") else 1
+    tries = RANDOM_TRIES if random_choice(res) else 1
+    before = snapshot(namespaces)
+    for n in range(1, tries + 1):
+        r = run_in(src_ns, probe_argv(res.packet.proto, res.packet.dst, res.packet.port, count), timeout=30)
+        _mark(res, before, snapshot(namespaces), need)
+        if all(h.verified is not False for h in res.hops):
+            break
     what = {"icmp": f"{count} pings", "tcp": "a TCP connection attempt", "udp": f"{count} UDP datagrams"}
     answered = "answered" if r.returncode == 0 else f"not answered (exit {r.returncode})"
     bad = [f"{h.at} {h.iface}" for h in res.hops if h.verified is False]
-    res.probe = (f"{what[res.packet.proto]} from {res.src_name}: {answered}; "
+    tried = f" (probe {n} of up to {tries}: the endpoint is chosen at random)" if tries > 1 else ""
+    res.probe = (f"{what[res.packet.proto]} from {res.src_name}: {answered}{tried}; "
                  + (f"counters did not move at {', '.join(bad)}" if bad else
                     f"all {sum(1 for h in res.hops if h.verified)} checked hops saw the probe"))
     if res.packet.proto == "icmp" and r.returncode != 0 and res.problem is None:

@@ -156,7 +156,7 @@ def parse_address(value: object) -> IPv4Address:
         try:
             return IPv4Address(value.strip())
         except ValueError:
-            pass
+            pass  # raised below as a CidrError that says what the value is
     raise CidrError(f"{_describe(value)} is not an IPv4 address",
                     "write a single address without a prefix, e.g. 192.168.56.21")
 

@@ -9,13 +9,14 @@ Design:
   keeps messages precise (later checks may rely on earlier ones) and tells a student exactly one thing to fix.
 * Keys are checked at every level: an unknown key is an error naming the allowed keys, with a "did you mean"
   (case-insensitive ``difflib``) so ``podCidr`` points at ``podCIDR``. A key written twice in one mapping is an
-  error too (PyYAML would silently keep the last one).
+  error too (PyYAML would silently keep the last one). YAML is read by ``yamlsafe``, which also refuses binary
+  bytes, deep nesting and alias-expansion bombs with one line naming the file.
 * ``namespaces`` declares the lab's Kubernetes namespaces beyond the built-in ``default``, ``kube-system``,
   ``kube-public`` and ``kube-node-lease`` (a built-in one may be listed to give it labels). Every object's
   ``namespace`` must name one of them: a typo is an error with a "did you mean", not a namespace made up on the
   fly (the API server answers a missing namespace with NotFound, too). Pod names are unique per namespace.
-* ``services`` and ``deployments`` are accepted unparsed and handed on in ``Topology.extra`` for the layer
-  that owns them.
+* ``services``, ``deployments`` and ``networkPolicies`` are accepted unparsed and handed on in ``Topology.extra``
+  for the layer that owns them.
 * Order of resolution: header (version, name, routing) → cluster and underlay ranges → nodes (names, explicit
   slices and addresses, then automatic ones: see ``cidr`` for the slice order, node *n* gets underlay host
   ``NODE_IP_OFFSET + n``) → pods (names, containers, then pinned-node capacity, then the spread ``scheduler``
@@ -29,10 +30,8 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from emulator.errors import TopologyError
-from emulator.topology import cidr, names
+from emulator.topology import cidr, names, yamlsafe
 from emulator.topology.model import (CNI_MODES, DEFAULT_NODE_MASK, DEFAULT_POD_CIDR, DEFAULT_SERVICE_CIDR,
                                      DEFAULT_UNDERLAY_CIDR, DEFAULT_UNDERLAY_MTU, NODE_IP_OFFSET, ROUTING_MODES,
                                      BUILTIN_NAMESPACES, TOPOLOGY_VERSION, LinkShape, Namespace, Node, Pod,
@@ -42,9 +41,9 @@ from emulator.topology.validate import Validator, did_you_mean, is_int, show
 from emulator.topology import bgp_section
 
 TOP_KEYS = ("version", "name", "routing", "cluster", "underlay", "namespaces", "nodes", "pods", "services",
-            "deployments", "bgp", "kubeProxy", "external")
+            "deployments", "bgp", "kubeProxy", "external", "networkPolicies")
 NAMESPACE_KEYS = ("name", "labels")
-RAW_KEYS = ("services", "deployments", "kubeProxy", "external")
+RAW_KEYS = ("services", "deployments", "kubeProxy", "external", "networkPolicies")
 CLUSTER_KEYS = ("podCIDR", "serviceCIDR", "nodeCIDRMaskSize")
 UNDERLAY_KEYS = ("cidr", "mtu")
 NODE_KEYS = ("name", "podCIDR", "ip", "cni", "link")
@@ -56,40 +55,14 @@ _NodeEntry = tuple[str, "IPv4Network | None", "IPv4Address | None", str]  # name
 
 def load(path: str | Path, *, name: str | None = None, routing: str | None = None) -> Topology:
     """Read and validate the topology file at ``path``; ``name``/``routing`` override the file's values."""
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise TopologyError(source, "<file>", f"cannot read '{source}': {reason}",
-                            "give the path of a readable UTF-8 YAML topology file (see topologies/demo.yaml)") from None
-    return loads(text, source, name=name, routing=routing)
+    text = yamlsafe.read_text(path, TopologyError, "UTF-8 YAML topology file (see topologies/demo.yaml)")
+    return loads(text, str(path), name=name, routing=routing)
 
 
 def loads(text: str, source: str = "<string>", *, name: str | None = None,
           routing: str | None = None) -> Topology:
     """Validate topology YAML given as text; ``source`` is the file name used in messages."""
     return _Loader(source).run(text, name, routing)
-
-
-class _DuplicateKey(Exception):
-    def __init__(self, key: str, first: int, second: int) -> None:
-        super().__init__(key)
-        self.key, self.first, self.second = key, first, second
-
-
-class _StrictYaml(yaml.SafeLoader):
-    """SafeLoader that refuses a key written twice in one mapping (merge keys ``<<`` may still be overridden)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[str, int] = {}
-        for key_node, _ in node.value:
-            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
-                line = key_node.start_mark.line + 1
-                if key_node.value in seen:
-                    raise _DuplicateKey(key_node.value, seen[key_node.value], line)
-                seen[key_node.value] = line
-        return super().construct_mapping(node, deep)
 
 
 class _Loader(Validator):
@@ -131,25 +104,9 @@ class _Loader(Validator):
                         + ((("bgp", bgp_section.parse(self, data["bgp"], nodes)),) if "bgp" in data else ()))
 
     def parse(self, text: str) -> object:
-        """The YAML document; a syntax error names line, column and the text there."""
-        try:
-            return yaml.load(text, Loader=_StrictYaml)  # noqa: S506 - a SafeLoader subclass
-        except _DuplicateKey as exc:
-            self.fail("<file>", f"key '{exc.key}' appears twice in one mapping (lines {exc.first} and {exc.second})",
-                      f"keep one '{exc.key}' (YAML would silently drop the first)")
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            problem = getattr(exc, "problem", None) or str(exc)
-            if mark is None:
-                self.fail("<file>", f"YAML syntax error: {problem}", "correct the YAML syntax")
-            lines = text.splitlines()
-            near = f"near {show(lines[mark.line].strip())}" if mark.line < len(lines) else "at the end of the file"
-            context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
-            if context and start is not None and start.line < len(lines):
-                near += f", {context} started at line {start.line + 1}: {show(lines[start.line].strip())}"
-            self.fail("<file>", f"YAML syntax error at line {mark.line + 1}, column {mark.column + 1}: {problem} "
-                      f"({near})", f"correct the YAML at line {mark.line + 1}: indent with spaces, "
-                      "put a space after each ':', close every quote and bracket")
+        """The YAML document (``yamlsafe``: a syntax error, a duplicate key, binary bytes, deep nesting or an
+        alias bomb is one error naming the file and where)."""
+        return yamlsafe.load(text, self.file, TopologyError)
 
     def lab_name(self, data: dict[Any, Any], override: str | None) -> str:
         if override is not None:

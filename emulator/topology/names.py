@@ -2,7 +2,7 @@
 
 Namespaces live in ``/run/netns`` and carry the lab name so that two labs never collide: ``<lab>-<node>``,
 ``<lab>-<pod>`` for a pod of the Kubernetes namespace ``default``, ``<lab>-<pod>.<namespace>`` for a pod of any
-other (``demo-a.x``: read it as the DNS-like ``<pod>.<namespace>``), ``<lab>-underlay`` (and ``<lab>-external``,
+other (``demo-a.x``: read it as the DNS-like ``<pod>.<namespace>``), ``<lab>-underlay``, ``<lab>-external`` (and
 ``<lab>-dns``). Lab, node, pod and namespace names are DNS labels, which have no dot, so the dot makes the
 scheme unambiguous: pod ``a`` of namespace ``x`` and pod ``a-x`` of ``default`` are ``demo-a.x`` and
 ``demo-a-x``, and no pod of a non-default namespace can take a node's name (``demo-node-1.x`` is not
@@ -46,6 +46,11 @@ def pod_ns(lab: str, pod: str, namespace: str = DEFAULT_NAMESPACE) -> str:
 
 def underlay_ns(lab: str) -> str:
     return f"{lab}-underlay"
+
+
+def external_ns(lab: str) -> str:
+    """The "internet" host of a lab with an external network (``emulator.external``)."""
+    return f"{lab}-external"
 
 
 def host_veth(container_id: str, ifname: str = POD_IFNAME) -> str:

@@ -30,9 +30,15 @@ _PORT_NAME = re.compile(r"^(?!.*--)(?=.*[a-z])[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  
 
 
 def show(value: object) -> str:
-    """A value as quoted in messages: strings in single quotes, the rest as Python shows it, at most 80 chars."""
-    text = f"'{value}'" if isinstance(value, str) else repr(value)
+    """A value as quoted in messages: strings in single quotes (control characters escaped, so a message stays one
+    line), the rest as Python shows it, at most 80 chars."""
+    text = f"'{one_line(value)}'" if isinstance(value, str) else repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other control characters escaped as Python writes them (``\\n``)."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def did_you_mean(word: object, choices: tuple[str, ...] | list[str]) -> str | None:

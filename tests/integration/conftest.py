@@ -1,48 +1,56 @@
 """Integration fixtures: real labs on real namespaces, always torn down, and a leftover check for the session.
 
-Every lab a test builds gets a name from ``unique_name`` (``<prefix><pid>x<n>``: this session's tag) and is
-downed when the test ends, pass or fail. The session fixture then looks for anything of *this session* left on
-the machine — labs and namespaces carrying its tag, and any new interface in the root namespace — and fails the
-run if it finds some (after removing leftover labs through their records). Labs of other sessions running on
-the same machine at the same time are never touched.
+Every test here carries the ``integration`` marker (set at collection, below), so ``pytest -m "not integration"
+tests`` runs the unit tests alone, without root; without root the integration tests are skipped with the reason.
+
+Labs come from the project's own pytest plugin: a module declares its lab with ``lab_fixture`` (once per module
+and routing mode, made ready by ``ready``, removed at the end even when a test fails), a test that needs a lab of
+its own uses ``make_lab``. Every lab is named by ``emulator.testing.unique_name`` (``<prefix><pid>x<n>``: this
+session's tag). The session fixture then looks for anything of *this session* left on the machine — labs and
+namespaces carrying its tag, and any new interface in the root namespace — and fails the run if it finds some
+(after removing leftover labs through their records). Labs of other sessions on the same machine are never
+touched. ``podlab()`` runs the CLI of the code under test.
 """
 from __future__ import annotations
 
-import itertools
 import os
 import re
+import select
+import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import IO, Callable, Iterator
 
 import pytest
 
-from emulator.state import record
 from emulator.lab import teardown
-from emulator.lab.api import Lab
 from emulator.netlink import netns
-from emulator.topology.loader import load, loads
+from emulator.pytest_plugin import lab_fixture  # the suite's one lab fixture, re-exported
+from emulator.state import paths, record
+from emulator.testing import SESSION_TAG, LabUnderTest, unique_name
 
-ROOT = Path(__file__).resolve().parents[2]
-#: The CLI of the code under test (not whatever `podlab` comes first in PATH).
-PODLAB = [sys.executable, "-m", "emulator"]
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 TOPOLOGIES = ROOT / "topologies"
-_counter = itertools.count(1)
-SESSION_TAG = f"{os.getpid() % 100000}x"
 _OURS = re.compile(rf"^[a-z]+{SESSION_TAG}\d+(-|$)")
-
-pytestmark = pytest.mark.integration
+__all__ = ["ROOT", "TOPOLOGIES", "lab_fixture", "podlab", "podlab_argv", "podlab_env", "serving", "three_node_text", "unique_name",
+           "wait_for_line"]
 #: Every lab merges a kubectl context into $KUBECONFIG (else ~/.kube/config): the test session gets a file of its
 #: own, so the machine's kubeconfig is never touched by the tests.
 KUBECONFIG = os.environ.setdefault("KUBECONFIG", f"/tmp/podlab-tests-{os.getpid()}.kubeconfig")
 
 
-def pytest_collection_modifyitems(config, items):
-    if os.geteuid() != 0:
-        skip = pytest.mark.skip(reason="integration tests build network namespaces: run as root")
-        for item in items:
-            if "integration" in str(item.fspath):
+@pytest.hookimpl(tryfirst=True)  # before pytest's own hook deselects by -m
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Every conftest's hook sees every item of the session: mark only the ones in this directory.
+    skip = pytest.mark.skip(reason="integration tests build network namespaces: run as root")
+    for item in items:
+        if item.path.is_relative_to(HERE):
+            item.add_marker(pytest.mark.integration)
+            if os.geteuid() != 0:
                 item.add_marker(skip)
 
 
@@ -70,28 +78,82 @@ def no_leftovers() -> Iterator[None]:
     assert not new_links, f"interfaces created in the root namespace: {sorted(new_links)}"
 
 
-def unique_name(prefix: str = "t") -> str:
-    """A lab name tagged with this test session (never a name another session would use)."""
-    return f"{prefix}{SESSION_TAG}{next(_counter)}"
+def podlab_argv(*args: str, lab: object = None) -> list[str]:
+    """The command line of ``podlab ARGS`` from the code under test (not whatever ``podlab`` comes first in PATH),
+    with ``--lab NAME`` first when ``lab`` (a Lab or a name) is given; run it from ``ROOT``."""
+    return [sys.executable, "-m", "emulator", *(["--lab", getattr(lab, "name", lab)] if lab is not None else []),
+            *args]
+
+
+def podlab_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment, ``env`` added, with the tree under test first on PYTHONPATH (for whatever
+    Python the CLI starts in turn)."""
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT) + (f":{path}" if path else "")}
+
+
+def podlab(*args: str, lab: object = None, input: str | None = None, env: dict[str, str] | None = None,
+           timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run ``podlab ARGS`` (see ``podlab_argv``) to its end, in ``podlab_env(env)``."""
+    return subprocess.run(podlab_argv(*args, lab=lab), capture_output=True, text=True, cwd=ROOT, input=input,
+                          timeout=timeout, env=podlab_env(env))
+
+
+def wait_for_line(stream: IO, needle: str, timeout: float = 10) -> str:
+    """Read a child's output pipe until ``needle`` appears (how a server says it is ready); what was read. Reads
+    the pipe itself (no buffered reader that could hold the line back), and fails when the child ends first or
+    stays silent for ``timeout`` seconds, so a quiet child never hangs the suite."""
+    fd, said = stream.fileno(), b""
+    deadline = time.monotonic() + timeout
+    while needle.encode() not in said:
+        ready, _, _ = select.select([fd], [], [], max(deadline - time.monotonic(), 0))
+        assert ready, f"no {needle!r} within {timeout:.0f}s; said: {said.decode(errors='replace')!r}"
+        chunk = os.read(fd, 65536)
+        assert chunk, f"ended before saying {needle!r}; said: {said.decode(errors='replace')!r}"
+        said += chunk
+    return said.decode(errors="replace")
+
+
+def serving(port: int = 8080) -> Callable[[LabUnderTest], None]:
+    """A ``ready`` for ``lab_fixture``: every pod's netexec answers on ``port``."""
+    return lambda lab: lab.wait_serving(port)
 
 
 @pytest.fixture
-def make_lab() -> Iterator[Callable[..., Lab]]:
-    """make_lab(text_or_path, routing=None, name=None) -> Lab, removed at the end of the test."""
+def private_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A state tree of this test's own (``PODLAB_STATE_DIR``, inherited by every ``podlab`` it runs): machine-wide
+    verbs such as ``podlab cleanup`` then see only the labs this test made, never another run's. It lives on the
+    same tmpfs as the default tree, and every lab left in it is removed at the end."""
+    base = paths.ensure_state_root()
+    tree = Path(tempfile.mkdtemp(prefix=f"test-{SESSION_TAG}", dir=base))
+    monkeypatch.setenv("PODLAB_STATE_DIR", str(tree))
+    try:
+        yield tree
+    finally:
+        for lab in record.all_labs():
+            teardown.destroy(lab)
+        shutil.rmtree(tree, ignore_errors=True)
+
+
+@pytest.fixture
+def make_lab() -> Iterator[Callable[..., LabUnderTest]]:
+    """make_lab(file_or_text, routing=None, name=None) -> LabUnderTest, removed at the end of the test."""
     made: list[str] = []
 
-    def make(source: str | Path, routing: str | None = None, name: str | None = None, **kw) -> Lab:
-        name = name or unique_name()
+    def make(source: str | Path, routing: str | None = None, name: str | None = None, **kw) -> LabUnderTest:
+        name = name or unique_name("t")
         made.append(name)
-        if isinstance(source, Path) or (isinstance(source, str) and source.endswith(".yaml")):
-            topo = load(source, name=name, routing=routing)
-        else:
-            topo = loads(source, source="<test>", name=name, routing=routing)
-        return Lab.up(topo, **kw)
+        return LabUnderTest.up(source, name=name, routing=routing, **kw)
 
     yield make
-    for name in made:
-        teardown.destroy(name)
+    errors = []
+    for name in made:  # each lab is removed even if removing another one failed
+        try:
+            teardown.destroy(name)
+        except Exception as e:  # re-raised below, once every lab had its turn
+            errors.append(e)
+    if errors:
+        raise errors[0]
 
 
 def three_node_text(pods_per_node: int = 2, image: str = "netexec") -> str:

@@ -1,4 +1,6 @@
-"""Issue 3 acceptance: the node agent's pod lifecycle, CNI (built-in and reference plugins), failure modes."""
+"""The node agent: the pod lifecycle (sidecars, crashing containers, real manifests, bad input, IP reuse, /etc/netns
+files), CNI (none installed yet, an exhausted slice, built-in and reference plugins side by side) and its own
+failures (killed in the middle of its work, stopped and started)."""
 from __future__ import annotations
 
 import ipaddress
@@ -6,18 +8,16 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import time
 
 import pytest
 
-from tests.integration.conftest import PODLAB
-
 from emulator.check import probes as probe
-from emulator.proc.lifecycle import alive
 from emulator.lab.api import Lab
 from emulator.netlink import netns
+from emulator.proc.lifecycle import alive
 from emulator.topology import names
+from tests.integration.conftest import lab_fixture, podlab
 
 TWO_NODES = """
 version: 1
@@ -39,17 +39,7 @@ def wait_for(cond, timeout: float = 10.0, what: str = "condition"):
         time.sleep(0.05)
 
 
-@pytest.fixture(scope="module")
-def lab(request) -> Lab:
-    from emulator.lab import teardown
-    from emulator.topology.loader import loads
-    from tests.integration.conftest import unique_name
-    name = unique_name("a")
-    lab = Lab.up(loads(TWO_NODES, source="<test>", name=name))
-    try:
-        yield lab
-    finally:
-        teardown.destroy(name)
+lab = lab_fixture(TWO_NODES)
 
 
 def test_sidecar_reaches_app_on_localhost(lab: Lab) -> None:
@@ -82,8 +72,7 @@ def test_two_containers_on_one_port_the_second_fails_with_a_reason(lab: Lab) -> 
         loser = wait_for(crashed, what="one container to fail")
         assert "Address already in use" in loser["lastState"]["terminated"]["message"]
         assert loser["state"].get("waiting", {}).get("reason") == "CrashLoopBackOff" or loser["restartCount"] >= 1
-        out = subprocess.run([*PODLAB, "--lab", lab.name, "describe", "pod", "clash"], capture_output=True,
-                             text=True).stdout
+        out = podlab("describe", "pod", "clash", lab=lab).stdout
         assert "Address already in use" in out and "BackOff" in out
     finally:
         lab.delete_pod("clash")
@@ -111,7 +100,7 @@ metadata: {name: nginx}
 spec:
   containers: [{name: nginx, image: "nginx:1.27", ports: [{containerPort: 80}]}]
 """)
-    r = subprocess.run([*PODLAB, "--lab", lab.name, "apply", "-f", str(manifest)], capture_output=True, text=True)
+    r = podlab("apply", "-f", str(manifest), lab=lab)
     assert r.returncode == 0 and "pod/netserver-0 created" in r.stdout and "pod/nginx created" in r.stdout, r.stderr
     try:
         ip = lab.wait_pod("netserver-0")["podIP"]
@@ -131,17 +120,18 @@ spec:
 def test_bad_input_changes_nothing(lab: Lab, tmp_path) -> None:
     before = sorted(lab.store.names("pods"))
     cases = {
-        "malformed.yaml": ("kind: Pod\napiVersion: v1\nmetadata: {name: [x\n", "not valid YAML"),
+        "malformed.yaml": ("kind: Pod\napiVersion: v1\nmetadata: {name: [x\n", "YAML syntax error at line"),
         "node.yaml": ("{name: p1, node: node-9}", "unknown node 'node-9'"),
         "dup.yaml": ("{name: web, node: node-1}", "already exists"),
         "field.yaml": ("apiVersion: v1\nkind: Pod\nmetadata: {name: p2}\nspec:\n  hostNetwork: true\n"
                        "  containers: [{name: c}]\n", "spec.hostNetwork"),
         "mixed.yaml": ("{name: ok-1, node: node-1}\n---\n{name: bad_name}", "pod name 'bad_name'"),
     }
-    for fname, (text, expect) in cases.items():
-        f = tmp_path / fname
-        f.write_text(text)
-        r = subprocess.run([*PODLAB, "--lab", lab.name, "apply", "-f", str(f)], capture_output=True, text=True)
+    for fname, (text, _) in cases.items():
+        (tmp_path / fname).write_text(text)
+    runs = probe.matrix(cases, lambda fname: podlab("apply", "-f", str(tmp_path / fname), lab=lab))  # side by side
+    for fname, r in runs:
+        expect = cases[fname][1]
         assert r.returncode == 2 and expect in r.stderr and fname in r.stderr and "fix:" in r.stderr, (fname, r.stderr)
     assert sorted(lab.store.names("pods")) == before
 
@@ -191,10 +181,10 @@ def test_node_without_cni_config_then_install(make_lab) -> None:
     lab = make_lab(CNI_NONE)
     st = lab.pod("p2").status
     assert st["phase"] == "Pending" and "network plugin not ready: cni config uninitialized" in st["message"]
-    out = subprocess.run([*PODLAB, "--lab", lab.name, "get", "pods"], capture_output=True, text=True).stdout
+    out = podlab("get", "pods", lab=lab).stdout
     assert any(line.split()[:3] == ["p2", "0/1", "ContainerCreating"] for line in out.splitlines()), out
     uid = lab.pod("p2").obj["metadata"]["uid"]
-    r = subprocess.run([*PODLAB, "--lab", lab.name, "cni", "install", "node-2"], capture_output=True, text=True)
+    r = podlab("cni", "install", "node-2", lab=lab)
     assert r.returncode == 0, r.stderr
     st = lab.wait_pod("p2", timeout=10)
     assert lab.pod("p2").obj["metadata"]["uid"] == uid and probe.ping(lab, "p1", st["podIP"])
@@ -307,19 +297,25 @@ def test_agent_kill_loop_keeps_invariants(make_lab) -> None:
     for node in ("node-1", "node-2"):
         lab.agent_stop(node)
         lab.agent_start(node)
-    time.sleep(0.5)
-    after = {s["name"]: [c["pid"] for c in s["containerStatuses"]] for s in lab.store.list("pods", status=True)}
+    for node in ("node-1", "node-2"):  # an agent's pass visits pods by name: these come last, after every other
+        lab.apply_pod({"name": f"zz-{node}", "node": node})
+    for node in ("node-1", "node-2"):
+        lab.wait_pod(f"zz-{node}")
+    after = {s["name"]: [c["pid"] for c in s["containerStatuses"]] for s in lab.store.list("pods", status=True)
+             if not s["name"].startswith("zz-")}
     assert after == pids and not invariants(lab)
     assert all(alive(p, None) for ps in after.values() for p in ps)
 
 
-def test_agent_stop_leaves_pods_running_and_start_reconciles(make_lab) -> None:
-    lab = make_lab(TWO_NODES)
+def test_agent_stop_leaves_pods_running_and_start_reconciles(lab: Lab) -> None:
     lab.agent_stop("node-1")
-    lab.apply_pod({"name": "late", "node": "node-1"})
-    time.sleep(0.3)
-    assert lab.store.get_status("pods", "late") is None  # no kubelet, no pod
-    out = subprocess.run([*PODLAB, "--lab", lab.name, "get", "nodes"], capture_output=True, text=True).stdout
-    assert "NotReady" in out
-    subprocess.run([*PODLAB, "--lab", lab.name, "agent", "start", "node-1"], check=True, capture_output=True)
-    assert lab.wait_pod("late", timeout=10)["nodeName"] == "node-1"
+    try:
+        lab.apply_pod({"name": "late", "node": "node-1"})
+        out = podlab("get", "nodes", lab=lab).stdout
+        assert "NotReady" in out
+        assert lab.store.get_status("pods", "late") is None  # no kubelet, no pod (looked at after the CLI ran)
+        assert podlab("agent", "start", "node-1", lab=lab).returncode == 0
+        assert lab.wait_pod("late", timeout=10)["nodeName"] == "node-1"
+    finally:
+        lab.agent_start("node-1")  # the module's next tests need it (a no-op when it runs)
+        lab.delete_pod("late")

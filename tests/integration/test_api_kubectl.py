@@ -17,7 +17,7 @@ from emulator.lab import teardown
 from emulator.lab.api import Lab
 from emulator.netlink import netns
 from emulator.topology.loader import loads
-from tests.integration.conftest import PODLAB, unique_name
+from tests.integration.conftest import podlab, unique_name
 
 KUBECTL = Path(sys.executable).parent / "kubectl"
 NETEXEC = "[{name: c, image: netexec, ports: [{containerPort: 8080}]}]"
@@ -235,8 +235,7 @@ def test_get_watch_sees_a_pod_created_by_kubectl_and_by_podlab(lab: Lab, kubectl
                      "pause}]}\n")
         time.sleep(1)
         kubectl("create", "-f", str(f))
-        r = subprocess.run([*PODLAB, "--lab", lab.name, "apply", "-f", "-"], input="{name: by-podlab}\n",
-                           capture_output=True, text=True)
+        r = podlab("apply", "-f", "-", input="{name: by-podlab}\n", lab=lab)
         assert r.returncode == 0, r.stderr
         seen: dict[str, list[str]] = {}
         deadline = time.monotonic() + 20

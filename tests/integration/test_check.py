@@ -1,11 +1,13 @@
-"""Issue 7 acceptance: `podlab check` passes on a healthy lab and, for each fault injected here (never in the
-product), fails the right check and names the culprit; JUnit output has the shape CI systems read."""
+"""`podlab check` passes on a healthy lab and, for each fault injected here (never in the product), fails the
+right check and names the culprit; JUnit output has the shape CI systems read.
+
+The healthy run is the CLI's (``test_cli_exit_codes_and_junit_shape``); ``check.runner.run_lab`` on a healthy lab
+is also what test_plugin_example's ``check()`` runs.
+"""
 from __future__ import annotations
 
-import subprocess
+import re
 import xml.etree.ElementTree as ET
-
-import pytest
 
 from emulator import routing
 from emulator.check import report, runner
@@ -14,23 +16,15 @@ from emulator.netlink import applier
 from emulator.netlink.rtnl import Rtnl
 from emulator.topology import names
 from emulator.topology.loader import loads
-from tests.integration.conftest import PODLAB, three_node_text, unique_name
+from tests.integration.conftest import lab_fixture, podlab, three_node_text
 
-
-@pytest.fixture(scope="module")
-def lab() -> Lab:
-    from emulator.lab import teardown
-    name = unique_name("k")
-    lab = Lab.up(loads(three_node_text(2, "pause"), source="<test>", name=name, routing="vxlan"))
-    try:
-        yield lab
-    finally:
-        teardown.destroy(name)
+TOPOLOGY = three_node_text(2, "pause")
+lab = lab_fixture(TOPOLOGY, "vxlan")
 
 
 def restore(lab: Lab) -> None:
     """Undo a fault: re-apply every node's desired state (the idempotent applier repairs routes)."""
-    topo = loads(three_node_text(2, "pause"), source="<test>", name=lab.name, routing="vxlan")
+    topo = loads(TOPOLOGY, source="<test>", name=lab.name, routing="vxlan")
     for n in topo.nodes:
         ns = names.node_ns(lab.name, n.name)
         with Rtnl.in_ns(ns) as rt:
@@ -39,12 +33,6 @@ def restore(lab: Lab) -> None:
 
 def result(rep, name):
     return next(c for c in rep.results if c.name == name)
-
-
-def test_healthy_lab_passes(lab: Lab) -> None:
-    rep = runner.run_lab(lab)
-    assert rep.ok, report.text([rep])
-    assert {c.name for c in rep.results} >= {"unique-pod-ips", "pod-to-pod", "no-nat", "path-mtu", "node-to-pod"}
 
 
 def test_missing_route_is_pinpointed(lab: Lab) -> None:
@@ -56,6 +44,13 @@ def test_missing_route_is_pinpointed(lab: Lab) -> None:
         assert c.findings and all(f.culprit == "node-1" for f in c.findings)
         # both directions between node-1's and node-2's pods fail (the replies need the route too), nothing else
         assert all({f.subject[:2], f.subject.split("→ ")[1][:2]} == {"p1", "p2"} for f in c.findings)
+        # each finding carries the trace of its pair: the way there, and the way back when that one is whole
+        for f in c.findings:
+            src, dst = f.subject.split(" (")[0].split(" → ")
+            assert f.trace.startswith(f"trace {src} → {dst}: tcp "), f.trace
+            assert "PROBLEM: node-1 has no route to 10.244.2.0/24 (the pod CIDR of node-2)" in f.trace, f.trace
+            assert (f"trace {dst} → {src}: tcp " in f.trace) == src.startswith("p2"), f.trace
+        assert "PROBLEM: node-1 has no route" in report.text([rep])
     finally:
         restore(lab)
     assert runner.run_lab(lab, only=["pod-to-pod"]).ok
@@ -71,6 +66,9 @@ def test_masquerade_between_pods_is_caught(lab: Lab) -> None:
         assert c.status == "FAIL" and "NAT by node-2" in c.summary, report.text([rep])
         # node-2 masquerades what it routes out (to other nodes) and in (to its pods through cni0)
         assert c.findings and all("p2-" in f.subject and f.culprit.startswith("node-2") for f in c.findings)
+        for f in c.findings:  # the trace shows the rule that does it
+            assert re.search(r"node-2 +\S+ +SNAT 10\.244\.\d+\.\d+ → 10\.244\.\d+\.\d+ \(masquerade: the address "
+                             r"\S+ gives it\) by iptables nat POSTROUTING", f.trace), f.trace
     finally:
         node.exec(["iptables", "-t", "nat", "-F", "POSTROUTING"], check=True)
 
@@ -100,7 +98,7 @@ def test_wrong_mtu_over_vxlan_is_caught(lab: Lab) -> None:
 
 
 def test_cli_exit_codes_and_junit_shape(lab: Lab, tmp_path) -> None:
-    ok = subprocess.run([*PODLAB, "--lab", lab.name, "check", "-o", "junit"], capture_output=True, text=True)
+    ok = podlab("check", "-o", "junit", lab=lab)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     root = ET.fromstring(ok.stdout)
     assert root.tag == "testsuites"
@@ -109,11 +107,12 @@ def test_cli_exit_codes_and_junit_shape(lab: Lab, tmp_path) -> None:
     assert suite.get("failures") == "0" and float(suite.get("time")) > 0
     for case in suite.findall("testcase"):
         assert case.get("classname") == "podlab.vxlan" and case.get("name") and case.get("time") is not None
+    passed = {c.get("name") for c in suite.findall("testcase") if c.find("skipped") is None}
+    assert {"unique-pod-ips", "pod-to-pod", "no-nat", "path-mtu", "node-to-pod"} <= passed, passed
     lab.node("node-3").exec(["ip", "route", "del", "10.244.1.0/24"], check=True)
     try:
         junit = tmp_path / "out.xml"
-        bad = subprocess.run([*PODLAB, "--lab", lab.name, "check", "--junit-file", str(junit)], capture_output=True,
-                             text=True)
+        bad = podlab("check", "--junit-file", str(junit), lab=lab)
         assert bad.returncode == 1 and "FAIL" in bad.stdout and "node-3 has no route" in bad.stdout
         suite = ET.parse(junit).getroot().find("testsuite")
         failed = [c for c in suite.findall("testcase") if c.find("failure") is not None]

@@ -5,13 +5,9 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
-from emulator.lab import teardown
 from emulator.lab.api import Lab
 from emulator.netlink import netns
-from emulator.topology.loader import loads
-from tests.integration.conftest import unique_name
+from tests.integration.conftest import lab_fixture
 
 TOPO = """version: 1
 name: x
@@ -21,14 +17,7 @@ pods:
 """
 
 
-@pytest.fixture(scope="module")
-def lab():
-    name = unique_name("ce")
-    lab = Lab.up(loads(TOPO, "<container-errors>", name=name))
-    try:
-        yield lab
-    finally:
-        teardown.destroy(name)
+lab = lab_fixture(TOPO)
 
 
 def _status(lab: Lab, pod: str, want, timeout: float = 15.0) -> dict:
@@ -61,8 +50,8 @@ def test_missing_executable_is_run_container_error_then_crash_loop(lab: Lab) -> 
     assert cs["lastState"]["terminated"]["reason"] == "StartError"
     assert 'exec: "nosuch": executable file not found in $PATH' in cs["lastState"]["terminated"]["message"]
     assert "sandbox" not in (cs["lastState"]["terminated"]["message"])
-    ip = st["podIP"]
-    time.sleep(1.5)  # a back-off later: same sandbox, same IP (the sandbox is never torn down for it)
-    again = lab.store.get_status("pods", "bad")
+    ip, tries = st["podIP"], cs["restartCount"]
+    again = _status(lab, "bad", lambda s: (s.get("containerStatuses") or [{}])[0].get("restartCount", 0) > tries)
+    assert again["containerStatuses"][0]["restartCount"] > tries, again  # a back-off later, the same sandbox
     assert again["podIP"] == ip and again["sandbox"]["id"] == st["sandbox"]["id"]
     lab.delete_pod("bad")

@@ -1,4 +1,4 @@
-"""Issue 2 acceptance: up/down are idempotent, a failed up rolls back completely, labs do not interfere, and the
+"""The lab lifecycle: up/down are idempotent, a failed up rolls back completely, labs do not interfere, and the
 machine's root namespace is never touched."""
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from emulator.state import record
 from emulator.state.paths import LabPaths
 from emulator.netlink import netns
 from emulator.topology.loader import loads
-from tests.integration.conftest import ROOT, three_node_text, unique_name
+from tests.integration.conftest import ROOT, podlab, three_node_text, unique_name
 
 SMALL = """
 version: 1
@@ -29,11 +29,6 @@ pods:
   - {name: a, node: node-1}
   - {name: b, node: node-2}
 """
-
-
-def podlab(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "emulator", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=120)
 
 
 def lab_namespaces(name: str) -> list[str]:
@@ -183,8 +178,9 @@ def test_agents_run_inside_their_node_namespace(make_lab) -> None:
         assert os.stat(f"/proc/{pid}/ns/net").st_ino == netns.inode(f"{lab.name}-{node}")
 
 
-def test_cleanup_removes_a_crashed_up(tmp_path) -> None:
-    """`up` killed half-way leaves a record owned by a dead process; `cleanup` removes exactly that lab."""
+def test_cleanup_removes_a_crashed_up(tmp_path, private_state) -> None:
+    """`up` killed half-way leaves a record owned by a dead process; `cleanup` removes exactly that lab (in a
+    state tree of the test's own, so cleanup never sees another run's labs)."""
     import signal
     import time
     from emulator.lab.api import Lab
@@ -220,7 +216,8 @@ def test_cleanup_removes_a_crashed_up(tmp_path) -> None:
         teardown.destroy(bystander)
 
 
-def test_cleanup_removes_an_old_state_directory_without_record() -> None:
+def test_cleanup_removes_an_old_state_directory_without_record(private_state) -> None:
+    """In a state tree of the test's own: cleanup never sees another run's directories."""
     name = unique_name("o")
     d = LabPaths(name).root / "nodes" / "node-3" / "etc"
     d.mkdir(parents=True)

@@ -15,7 +15,7 @@ from emulator.lab import teardown
 from emulator.lab.api import Lab
 from emulator.netlink import netns
 from emulator.topology.loader import loads
-from tests.integration.conftest import PODLAB, unique_name
+from tests.integration.conftest import podlab, unique_name
 
 SPACES, PODS = ("x", "y", "z"), ("a", "b", "c")
 NETEXEC = "[{name: c, image: netexec, ports: [{containerPort: 8080, name: http}]}]"
@@ -37,10 +37,6 @@ def lab():
         yield Lab.up(loads(TOPOLOGY, "<namespaces>", name=name))
     finally:
         teardown.destroy(name)
-
-
-def podlab(lab: Lab, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*PODLAB, "--lab", lab.name, *args], capture_output=True, text=True, timeout=60)
 
 
 def test_same_pod_name_in_three_namespaces_has_unique_kernel_names(lab: Lab) -> None:
@@ -94,43 +90,43 @@ def test_dns_across_namespaces_and_resolv_conf_search(lab: Lab) -> None:
 
 
 def test_cli_scopes_listings_as_kubectl(lab: Lab) -> None:
-    default = podlab(lab, "get", "pods").stdout.splitlines()
+    default = podlab("get", "pods", lab=lab).stdout.splitlines()
     assert default[0].split()[:2] == ["NAME", "READY"] and [r.split()[0] for r in default[1:]] == ["a"]
-    y = podlab(lab, "get", "pods", "-n", "y", "-o", "wide").stdout.splitlines()
+    y = podlab("get", "pods", "-n", "y", "-o", "wide", lab=lab).stdout.splitlines()
     assert [r.split()[0] for r in y[1:]] == ["a", "b", "c"] and "IP" in y[0]
-    every = podlab(lab, "get", "pods", "-A").stdout.splitlines()
+    every = podlab("get", "pods", "-A", lab=lab).stdout.splitlines()
     assert every[0].split()[:2] == ["NAMESPACE", "NAME"] and len(every) == 11
     assert ["x", "a"] == every[1 + [r.split()[0] for r in every[1:]].index("x")].split()[:2]
-    spaces = podlab(lab, "get", "ns", "-o", "json")
+    spaces = podlab("get", "ns", "-o", "json", lab=lab)
     by_name = {o["metadata"]["name"]: o for o in json.loads(spaces.stdout)["items"]}
     assert set(by_name) >= {"default", "kube-system", "kube-public", "kube-node-lease", "x", "y", "z"}
     assert by_name["x"]["metadata"]["labels"] == {"team": "red", "kubernetes.io/metadata.name": "x"}
-    svc = podlab(lab, "get", "svc", "-n", "z").stdout.splitlines()
+    svc = podlab("get", "svc", "-n", "z", lab=lab).stdout.splitlines()
     assert svc[0].split()[0] == "NAME" and sorted(r.split()[0] for r in svc[1:]) == ["s-a", "s-b", "s-c"]
-    assert podlab(lab, "get", "svc", "-A").stdout.count("kube-dns") == 1
-    assert podlab(lab, "get", "pods", "nope", "-n", "x").returncode != 0
+    assert podlab("get", "svc", "-A", lab=lab).stdout.count("kube-dns") == 1
+    assert podlab("get", "pods", "nope", "-n", "x", lab=lab).returncode != 0
 
 
 def test_apply_honours_metadata_namespace_and_refuses_a_missing_one(lab: Lab, tmp_path) -> None:
     f = tmp_path / "pod.yaml"
     f.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: y, labels: {pod: extra}}\n"
                  "spec: {containers: [{name: c, image: pause}]}\n")
-    assert "already exists" in podlab(lab, "apply", "-f", str(f)).stderr  # y/a is taken, by another spec
+    assert "already exists" in podlab("apply", "-f", str(f), lab=lab).stderr  # y/a is taken, by another spec
     f.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: d, namespace: nope}\n"
                  "spec: {containers: [{name: c, image: pause}]}\n")
-    r = podlab(lab, "apply", "-f", str(f))
+    r = podlab("apply", "-f", str(f), lab=lab)
     assert r.returncode == 2 and "metadata.namespace" in r.stderr and "'nope' does not exist" in r.stderr
     f.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: d}\nspec: {containers: [{name: c, image: pause}]}\n")
-    r = podlab(lab, "apply", "-n", "z", "-f", str(f))
+    r = podlab("apply", "-n", "z", "-f", str(f), lab=lab)
     assert r.returncode == 0 and r.stdout.strip() == "pod/d created", r.stderr
     st = lab.wait_pod("d", namespace="z")
     assert netns.exists(f"{lab.name}-d.z") and st["podIP"]
-    assert podlab(lab, "delete", "pod", "d", "-n", "z").stdout.strip() == 'pod "d" deleted'
+    assert podlab("delete", "pod", "d", "-n", "z", lab=lab).stdout.strip() == 'pod "d" deleted'
     assert not netns.exists(f"{lab.name}-d.z")
 
 
 def test_deleting_a_namespace_deletes_what_it_holds(lab: Lab) -> None:
-    r = podlab(lab, "create", "namespace", "w")
+    r = podlab("create", "namespace", "w", lab=lab)
     assert r.returncode == 0 and r.stdout.strip() == "namespace/w created", r.stderr
     for p in ("a", "b"):
         assert lab.apply_pod({"name": p, "namespace": "w", "containers": [{"name": "c", "image": "netexec"}]}) \
@@ -138,7 +134,7 @@ def test_deleting_a_namespace_deletes_what_it_holds(lab: Lab) -> None:
     ips = [lab.wait_pod(p, namespace="w")["podIP"] for p in ("a", "b")]
     keep = {p.ref: p.ip for p in lab.pods if p.namespace != "w"}
     t = time.monotonic()
-    r = podlab(lab, "delete", "ns", "w")
+    r = podlab("delete", "ns", "w", lab=lab)
     assert r.returncode == 0 and r.stdout.strip() == 'namespace "w" deleted', r.stderr
     assert time.monotonic() - t < 20
     assert lab.store.get("namespaces", "w") is None and lab.store.keys("pods", ns="w") == []
@@ -146,4 +142,4 @@ def test_deleting_a_namespace_deletes_what_it_holds(lab: Lab) -> None:
     ipam = {f.name for n in lab.nodes for f in (lab.paths.ipam_dir(n.name) / "cbr0").iterdir()}
     assert not set(ips) & ipam  # their addresses were released
     assert {p.ref: p.ip for p in lab.pods} == keep  # the other namespaces' pods were not touched
-    assert podlab(lab, "delete", "ns", "w").returncode == 4
+    assert podlab("delete", "ns", "w", lab=lab).returncode == 4

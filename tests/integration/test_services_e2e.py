@@ -1,6 +1,6 @@
-"""Issue 4 acceptance: the Kubernetes e2e "Networking Granular Checks" on real namespaces, in both kube-proxy modes
-and both routing modes (one module-scoped lab per combination, one netserver pod per node as the e2e framework
-runs it, probes through agnhost-style netexec ``/dial`` from a test pod, answers observed at the receivers)."""
+"""The Kubernetes e2e "Networking Granular Checks" on real namespaces, in both kube-proxy modes and both routing
+modes (one module-scoped lab per combination, one netserver pod per node as the e2e framework runs it, probes
+through agnhost-style netexec ``/dial`` from a test pod, answers observed at the receivers)."""
 from __future__ import annotations
 
 import json
@@ -8,17 +8,14 @@ import socket
 import time
 from urllib.parse import quote
 
-import pytest
-
 from emulator.check import probes as probe
-from emulator.lab import teardown
 from emulator.lab.api import Lab, run_in
 from emulator.netlink import netns
 from emulator.services import registry
 from emulator.services.component import wait_synced
 from emulator.services.model import Service, ServicePort
-from emulator.topology.loader import loads
-from tests.integration.conftest import unique_name
+from emulator.testing import LabUnderTest
+from tests.integration.conftest import lab_fixture
 
 HTTP, UDP = 8083, 8081
 AGNHOST = "{name: c, image: 'registry.k8s.io/e2e-test-images/agnhost:2.47', args: [netexec, --http-port=8083, " \
@@ -59,18 +56,17 @@ MATRIX = [("vxlan", "iptables"), ("host-gw", "nftables"), ("vxlan", "nftables"),
 NETSERVERS = {"netserver-0", "netserver-1"}
 
 
-@pytest.fixture(scope="module", params=MATRIX, ids=lambda p: f"{p[0]}-{p[1]}")
-def lab(request) -> Lab:
-    routing, mode = request.param
-    name = unique_name("s")
-    try:
-        lab = Lab.up(loads(TOPOLOGY.replace("MODE", mode), source="<test>", name=name, routing=routing))
-        for p in lab.pods:  # a Running pod's server binds a few ms later
-            port = HTTP if p.name in NETSERVERS | {"test-container-pod", "source-ip-server"} else 8080
-            assert probe.wait_http(lab, f"node/{p.node}", p.ip, port), f"{p.name} never answered"
-        yield lab
-    finally:
-        teardown.destroy(name)
+AGNHOST_PODS = NETSERVERS | {"test-container-pod", "source-ip-server"}
+
+
+def ready(lab: LabUnderTest) -> None:
+    """A Running pod's server binds a few ms later: agnhost's on HTTP, the deployment's netexec on 8080."""
+    lab.wait_serving(HTTP, AGNHOST_PODS)
+    lab.wait_serving(8080, [p.name for p in lab.pods if p.name not in AGNHOST_PODS])
+
+
+lab = lab_fixture({f"{routing}-{proxy}": (TOPOLOGY.replace("MODE", proxy), routing) for routing, proxy in MATRIX},
+                  ready=ready)
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------------
@@ -104,12 +100,15 @@ def node_port(lab: Lab, name: str, port_name: str) -> int:
 
 
 def udp_from(ns: str, ip: str, port: int, message: str, timeout: float = 2.0) -> str | None:
-    """One datagram from inside namespace ``ns`` (the socket lives there) and its answer, or None."""
+    """One datagram from inside namespace ``ns`` (the socket lives there) and its answer, or None. The socket is
+    connected, as a client's is: the answer must come from ip:port (un-NATed), and a rejection (ICMP port
+    unreachable) ends the wait at once instead of after ``timeout``."""
     with netns.entered(ns):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         s.settimeout(timeout)
-        s.sendto(message.encode(), (ip, port))
+        s.connect((ip, port))
+        s.send(message.encode())
         return s.recv(65535).decode()
     except OSError:
         return None
@@ -203,7 +202,9 @@ def test_service_without_endpoints_rejects_at_once(lab: Lab) -> None:
     t0 = time.monotonic()
     r = lab.exec("test-container-pod", ["curl", "-sS", "--max-time", "5", f"http://{cip}/"])
     assert r.returncode == 7, r.stderr  # "Failed to connect": refused, not timed out (28)
+    t1 = time.monotonic()
     assert udp_from(lab.pod("test-container-pod").netns, cip, 90, "hostname", timeout=3) is None
+    assert time.monotonic() - t1 < 1, "UDP must be refused (ICMP port unreachable), not dropped"
     np = node_port(lab, "no-endpoints", "http")
     r2 = run_in(lab.node("node-2").netns, ["curl", "-sS", "--max-time", "5", f"http://{lab.node('node-1').ip}:{np}/"])
     assert r2.returncode == 7, r2.stderr
@@ -275,7 +276,8 @@ def test_deleted_nodeport_service_answers_nothing(lab: Lab) -> None:
     wait_synced(lab.paths, lab.store, ["node-1", "node-2"])
     assert responses(lab, "test-container-pod", ip, np_http, tries=5) == []
     assert responses(lab, "test-container-pod", ip, np_udp, "udp", tries=5) == []
-    assert curl(f"{lab.name}-external", f"http://{ip}:{np_http}/hostname").ok is False
+    # an answer across the LAN takes milliseconds: a second of silence is "nothing"
+    assert curl(f"{lab.name}-external", f"http://{ip}:{np_http}/hostname", timeout=1).ok is False
 
 
 def test_kube_proxy_rules_deleted_by_hand_are_rebuilt(lab: Lab) -> None:
@@ -295,8 +297,13 @@ def test_kube_proxy_rules_deleted_by_hand_are_rebuilt(lab: Lab) -> None:
     else:
         assert "service-ips" in run_in(ns, ["nft", "list", "table", "ip", "kube-proxy"]).stdout
         assert run_in(ns, ["nft", "delete", "table", "ip", "kube-proxy"]).returncode == 0
-    cip = cluster_ip(lab, "node-port-service")
+    def rebuilt() -> bool:  # kube-proxy's health check (every 2 s) finds its rules gone and syncs in full
+        if mode == "iptables":
+            return ":KUBE-SVC-ERIFXISQEP7F7OF4" in run_in(ns, ["iptables-save", "-t", "nat"]).stdout
+        return "service-ips" in run_in(ns, ["nft", "list", "table", "ip", "kube-proxy"]).stdout
     deadline = time.monotonic() + 10
-    while set(responses(lab, "test-container-pod", cip, 80, tries=6)) != NETSERVERS:
+    while not rebuilt():
         assert time.monotonic() < deadline, "kube-proxy did not rebuild its rules"
-        time.sleep(0.2)
+        time.sleep(0.1)
+    cip = cluster_ip(lab, "node-port-service")
+    assert set(responses(lab, "test-container-pod", cip, 80, tries=60)) == NETSERVERS

@@ -1,11 +1,10 @@
-"""Issue 4, around the e2e checks: the CLI in kubectl's shape, cluster DNS over UDP and TCP, a bad topology
+"""Around the Services e2e checks: the CLI in kubectl's shape, cluster DNS over UDP and TCP, a bad topology
 refused before anything exists, no path out of the lab, and ``down`` removing every process, namespace and
 resolv.conf the services layer made."""
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from pathlib import Path
 
@@ -13,14 +12,15 @@ import dns.message
 import dns.query
 import pytest
 
+from emulator.check import probes as probe
 from emulator.proc.lifecycle import alive
 from emulator.errors import BuildError, TopologyError
 from emulator.state import record
-from emulator.lab import teardown
 from emulator.lab.api import Lab, run_in
 from emulator.netlink import netns
+from emulator.services.component import wait_synced
 from emulator.topology.loader import loads
-from tests.integration.conftest import PODLAB, unique_name
+from tests.integration.conftest import lab_fixture, podlab, unique_name
 
 SMALL = """
 version: 1
@@ -52,18 +52,7 @@ spec:
 """
 
 
-@pytest.fixture(scope="module")
-def lab() -> Lab:
-    name = unique_name("s")
-    try:
-        yield Lab.up(loads(SMALL, source="<test>", name=name, routing="host-gw"))
-    finally:
-        teardown.destroy(name)
-
-
-def podlab(lab: Lab, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*PODLAB, "--lab", lab.name, *args], capture_output=True, text=True, input=input,
-                          timeout=60)
+lab = lab_fixture(SMALL, "host-gw")
 
 
 def test_cluster_dns_over_udp_and_tcp_from_a_pod(lab: Lab) -> None:
@@ -78,44 +67,53 @@ def test_cluster_dns_over_udp_and_tcp_from_a_pod(lab: Lab) -> None:
 
 
 def test_cli_apply_get_scale_delete(lab: Lab) -> None:
-    r = podlab(lab, "apply", "-f", "-", input=MANIFESTS)
+    r = podlab("apply", "-f", "-", input=MANIFESTS, lab=lab)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["deployment.apps/hello created", "service/hello created"]
-    assert podlab(lab, "apply", "-f", "-", input=MANIFESTS).stdout.split() == [
+    assert podlab("apply", "-f", "-", input=MANIFESTS, lab=lab).stdout.split() == [
         "deployment.apps/hello", "unchanged", "service/hello", "unchanged"]
     deadline = time.monotonic() + 20
-    while True:
-        deps = json.loads(podlab(lab, "get", "deploy", "hello", "-o", "json").stdout)["items"]
-        if deps[0]["status"].get("readyReplicas") == 2:
-            break
-        assert time.monotonic() < deadline, deps
-        time.sleep(0.1)
-    table = podlab(lab, "get", "svc", "-A").stdout.splitlines()
+    while (lab.store.get_status("deployments", "hello") or {}).get("readyReplicas") != 2:
+        assert time.monotonic() < deadline, lab.store.get_status("deployments", "hello")
+        time.sleep(0.05)
+    wait_synced(lab.paths, lab.store, ["node-1", "node-2"])  # the endpoints are current
+    bad_service = "apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec: {ports: [{port: 99999}]}\n"
+    reads = {  # commands that change nothing, run side by side
+        "deploy-json": (["get", "deploy", "hello", "-o", "json"], None), "svc": (["get", "svc", "-A"], None),
+        "svc-default": (["get", "svc"], None),
+        "ep": (["get", "ep", "hello"], None), "deploy": (["get", "deploy"], None),
+        "describe": (["describe", "svc", "hello"], None), "bad": (["apply", "-f", "-"], bad_service),
+        "external": (["exec", "external", "--", "ip", "-4", "-o", "addr", "show", "eth0"], None)}
+    out = dict(probe.matrix(reads, lambda k: podlab(*reads[k][0], input=reads[k][1], lab=lab)))
+    dep = json.loads(out["deploy-json"].stdout)  # one name: the object
+    assert dep["status"].get("readyReplicas") == 2, dep
+    table = out["svc"].stdout.splitlines()
     assert table[0].split() == ["NAMESPACE", "NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
     assert any(line.split()[:2] == ["kube-system", "kube-dns"] for line in table)
     hello = next(line.split() for line in table if " hello " in line)
     np = lab.store.get("services", "hello")["spec"]["ports"][0]["nodePort"]
     assert hello[2] == "NodePort" and hello[5] == f"80:{np}/TCP"
-    table = podlab(lab, "get", "svc").stdout.splitlines()  # the default namespace, as kubectl lists it
+    table = out["svc-default"].stdout.splitlines()  # the default namespace, as kubectl lists it
     assert table[0].split()[0] == "NAME" and " kube-dns " not in "\n".join(table)
-    eps = podlab(lab, "get", "ep", "hello").stdout.splitlines()
+    eps = out["ep"].stdout.splitlines()
     assert eps[0].split() == ["NAME", "ENDPOINTS", "AGE"] and eps[1].count(":8080") == 2
-    assert podlab(lab, "get", "deploy").stdout.splitlines()[1].split()[:4] == ["hello", "2/2", "2", "2"]
-    assert "KUBE-SVC-" in podlab(lab, "describe", "svc", "hello").stdout
-    assert podlab(lab, "scale", "deploy", "hello", "--replicas", "3").stdout.strip() == "deployment.apps/hello scaled"
+    assert out["deploy"].stdout.splitlines()[1].split()[:4] == ["hello", "2/2", "2", "2"]
+    assert "KUBE-SVC-" in out["describe"].stdout
+    bad = out["bad"]
+    assert bad.returncode == 2 and "spec.ports[0].port" in bad.stderr and "fix:" in bad.stderr
+    ext = out["external"]
+    assert ext.returncode == 0 and "203.0.113.2/24" in ext.stdout
+    scaled = podlab("scale", "deploy", "hello", "--replicas", "3", lab=lab)
+    assert scaled.stdout.strip() == "deployment.apps/hello scaled"
     deadline = time.monotonic() + 20
     while len([p for p in lab.store.names("pods") if p.startswith("hello-")]) != 3:
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    bad = podlab(lab, "apply", "-f", "-", input="apiVersion: v1\nkind: Service\nmetadata: {name: x}\n"
-                                                "spec: {ports: [{port: 99999}]}\n")
-    assert bad.returncode == 2 and "spec.ports[0].port" in bad.stderr and "fix:" in bad.stderr
-    assert podlab(lab, "delete", "deploy", "hello").stdout.strip() == 'deployment.apps "hello" deleted'
+    assert podlab("delete", "deploy", "hello", lab=lab).stdout.strip() == 'deployment.apps "hello" deleted'
     assert not [p for p in lab.store.names("pods") if p.startswith("hello-")]
-    assert podlab(lab, "delete", "svc/hello").stdout.strip() == 'service "hello" deleted'
-    assert podlab(lab, "get", "svc", "hello").returncode == 1
-    ext = podlab(lab, "exec", "external", "--", "ip", "-4", "-o", "addr", "show", "eth0")
-    assert ext.returncode == 0 and "203.0.113.2/24" in ext.stdout
+    assert podlab("delete", "svc/hello", lab=lab).stdout.strip() == 'service "hello" deleted'
+    gone = podlab("get", "svc", "hello", lab=lab)
+    assert gone.returncode == 4 and f'service "hello" not found in lab {lab.name}' in gone.stderr
 
 
 def test_the_lab_has_no_path_out(lab: Lab) -> None:
@@ -138,25 +136,6 @@ def test_bad_service_section_stops_up_before_anything_exists() -> None:
     assert record.load(name) is None and not [n for n in netns.list_names() if n.startswith(f"{name}-")]
 
 
-def test_down_removes_processes_namespaces_and_resolv_files() -> None:
-    name = unique_name("s")
-    lab = Lab.up(loads(SMALL, source="<test>", name=name))
-    try:
-        pids = [{"pid": e.pid, "start": e.start, "what": e.what} for e in record.processes(name)]
-        whats = {p["what"] for p in pids}
-        assert {"cluster DNS", "controller-manager", "kube-proxy of node-1", "kube-proxy of node-2",
-                "external echo server"} <= whats
-        owned = [f"/etc/netns/{ns}" for ns in json.loads((lab.paths.root / "resolv-owned.json").read_text())]
-        assert owned and all(os.path.isdir(d) for d in owned)
-        spaces = [f"{name}-{s}" for s in ("dns", "gw", "external")]
-        assert all(netns.exists(n) for n in spaces)
-    finally:
-        teardown.destroy(name)
-    assert not any(alive(p["pid"], p["start"]) for p in pids)
-    assert not any(os.path.exists(d) for d in owned)
-    assert not any(netns.exists(n) for n in spaces)
-
-
 def test_failed_up_rolls_back_services_too(monkeypatch) -> None:
     from emulator.services import component
     name = unique_name("s")
@@ -169,3 +148,19 @@ def test_failed_up_rolls_back_services_too(monkeypatch) -> None:
     assert record.load(name) is None and not [n for n in netns.list_names() if n.startswith(f"{name}-")]
     leftovers = os.listdir("/etc/netns") if os.path.isdir("/etc/netns") else []
     assert not [d for d in leftovers if d.startswith(f"{name}-")]
+
+
+def test_down_removes_processes_namespaces_and_resolv_files(lab: Lab) -> None:
+    """Runs last: it removes the module's lab."""
+    pids = [{"pid": e.pid, "start": e.start, "what": e.what} for e in record.processes(lab.name)]
+    whats = {p["what"] for p in pids}
+    assert {"cluster DNS", "controller-manager", "kube-proxy of node-1", "kube-proxy of node-2",
+            "external echo server"} <= whats
+    owned = [f"/etc/netns/{ns}" for ns in json.loads((lab.paths.root / "resolv-owned.json").read_text())]
+    assert owned and all(os.path.isdir(d) for d in owned)
+    spaces = [f"{lab.name}-{s}" for s in ("dns", "gw", "external")]
+    assert all(netns.exists(n) for n in spaces)
+    assert lab.down()
+    assert not any(alive(p["pid"], p["start"]) for p in pids)
+    assert not any(os.path.exists(d) for d in owned)
+    assert not any(netns.exists(n) for n in spaces)

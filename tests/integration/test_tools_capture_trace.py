@@ -1,4 +1,5 @@
-"""Issue 6 acceptance: multi-point capture, trace (+ --verify, a broken route), live graph and the Mininet CLI.
+"""The tools on running labs: multi-point capture, trace (+ --verify, a broken route), live graph and the Mininet
+CLI.
 
 Two demo labs (vxlan and host-gw), module-scoped; every check reads what the kernel and the packets show.
 """
@@ -8,44 +9,28 @@ import json
 import re
 import shutil
 import subprocess
-import sys
-import threading
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
 from emulator.check import probes as probe
-from emulator.lab import teardown
 from emulator.lab.api import Lab, run_in
+from emulator.testing import LabUnderTest
 from emulator.tools import capture, decode, packets, pcapng, targets
 from emulator.tools.trace import trace
 from emulator.tools.trace_verify import verify
-from emulator.topology.loader import load
-from tests.integration.conftest import TOPOLOGIES, unique_name
+from tests.integration.conftest import ROOT, TOPOLOGIES, lab_fixture, podlab, podlab_argv, wait_for_line
 
-CLI = [sys.executable, "-m", "emulator.cli.main"]
-
-
-def demo_lab(routing: str):
-    name = unique_name("g")
-    lab = Lab.up(load(TOPOLOGIES / "demo.yaml", name=name, routing=routing))
-    try:
-        for p in ("web-1", "web-2", "web-3"):
-            assert probe.wait_http(lab, "client-1", lab.pod(p).ip), p
-        yield lab
-    finally:
-        teardown.destroy(name)
+DEMO = TOPOLOGIES / "demo.yaml"
 
 
-@pytest.fixture(scope="module")
-def vx():
-    yield from demo_lab("vxlan")
+def web_serving(lab: LabUnderTest) -> None:
+    lab.wait_serving(8080, ["web-1", "web-2", "web-3"])
 
 
-@pytest.fixture(scope="module")
-def hg():
-    yield from demo_lab("host-gw")
+vx = lab_fixture(DEMO, "vxlan", name="vx", ready=web_serving)
+hg = lab_fixture(DEMO, "host-gw", name="hg", ready=web_serving)
 
 
 def node_ip(lab: Lab, node: str) -> str:
@@ -111,24 +96,21 @@ def test_three_point_capture_of_one_cross_node_ping(vx: Lab, tmp_path: Path) -> 
 def test_capture_cli_writes_file_and_decodes(vx: Lab, tmp_path: Path) -> None:
     out = tmp_path / "cli.pcapng"
     web3 = vx.pod("web-3").ip
-    done = threading.Event()
-
-    def ping_until_done() -> None:  # the CLI's start-up time varies: keep pinging until it has its packets
-        while not done.wait(0.3):
-            probe.ping(vx, "web-1", web3)
-    pinger = threading.Thread(target=ping_until_done)
-    pinger.start()
+    proc = subprocess.Popen(podlab_argv("capture", "web-1", "node-1:flannel.1", "node-1:eth0", "--filter",
+                                        "icmp or udp port 8472", "-c", "2", "-d", "20", "-w", str(out), "--decode",
+                                        lab=vx), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        r = subprocess.run(CLI + ["--lab", vx.name, "capture", "web-1", "node-1:flannel.1", "node-1:eth0", "-f",
-                                  "icmp or udp port 8472", "-c", "2", "-d", "20", "-w", str(out), "--decode"],
-                           capture_output=True, text=True, timeout=40)
+        wait_for_line(proc.stderr, "capturing on", timeout=20)  # printed once every tcpdump is listening
+        assert probe.ping(vx, "web-1", web3)
+        stdout, stderr = proc.communicate(timeout=30)
     finally:
-        done.set()
-        pinger.join()
-    assert r.returncode == 0, r.stderr
-    assert "6 packets" in r.stdout and out.stat().st_size > 0
-    assert re.search(r"node-1:eth0 .*VXLAN VNI 1", r.stdout), r.stdout
-    assert re.search(r"node-1:flannel\.1 .*ICMP", r.stdout), r.stdout
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, stderr
+    assert "6 packets" in stdout and out.stat().st_size > 0
+    assert re.search(r"node-1:eth0 .*VXLAN VNI 1", stdout), stdout
+    assert re.search(r"node-1:flannel\.1 .*ICMP", stdout), stdout
 
 
 # -- trace -----------------------------------------------------------------------------------------------------
@@ -150,7 +132,7 @@ def test_trace_cross_node_vxlan(vx: Lab) -> None:
                          ("node-1", "eth0"), ("underlay", "node-1"), ("underlay", "lan0"), ("node-2", "eth0"),
                          ("node-2", "flannel.1"), ("node-2", "cni0"), ("node-2", v3), ("web-3", "eth0")]
     route = next(h for h in res.hops if h.at == "node-1" and h.action == "route")
-    assert route.text == "route 10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink"
+    assert route.text == "route 10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink (origin onlink)"
     vx_hop = next(h for h in res.hops if h.action == "vxlan")
     assert "VNI 1" in vx_hop.text and f"{node_ip(vx, 'node-2')}:8472" in vx_hop.text
     assert_hops_are_real(res)
@@ -166,7 +148,7 @@ def test_trace_cross_node_hostgw(hg: Lab) -> None:
                          ("underlay", "node-1"), ("underlay", "lan0"), ("node-2", "eth0"), ("node-2", "cni0"),
                          ("node-2", v3), ("web-3", "eth0")]
     route = next(h for h in res.hops if h.at == "node-1" and h.action == "route")
-    assert route.text == f"route 10.244.2.0/24 via {node_ip(hg, 'node-2')} dev eth0"
+    assert route.text == f"route 10.244.2.0/24 via {node_ip(hg, 'node-2')} dev eth0 (origin static)"
     assert not any(h.iface == "flannel.1" for h in res.hops)
     assert_hops_are_real(res)
     assert verify(hg, res).ok, res.lines()
@@ -181,7 +163,7 @@ def test_trace_pinpoints_a_deleted_route(vx: Lab) -> None:
         assert res.problem is not None and res.problem.startswith(
             "node-1 has no route to 10.244.2.0/24 (the pod CIDR of node-2)"), res.problem
         assert "10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink" in res.problem
-        r = subprocess.run(CLI + ["--lab", vx.name, "trace", "web-1", "web-3"], capture_output=True, text=True)
+        r = podlab("trace", "web-1", "web-3", lab=vx)
         assert r.returncode == 1 and "PROBLEM: node-1 has no route to 10.244.2.0/24" in r.stdout
     finally:
         n1.exec(["ip", "route", "replace", "10.244.2.0/24", "via", "10.244.2.0", "dev", "flannel.1", "onlink"],
@@ -190,8 +172,7 @@ def test_trace_pinpoints_a_deleted_route(vx: Lab) -> None:
 
 
 def test_trace_cli_json_verify(vx: Lab) -> None:
-    r = subprocess.run(CLI + ["--lab", vx.name, "trace", "client-1", "web-1", "--verify", "-o", "json"],
-                       capture_output=True, text=True, timeout=60)
+    r = podlab("trace", "client-1", "web-1", "--verify", "-o", "json", lab=vx)
     assert r.returncode == 0, r.stdout + r.stderr
     d = json.loads(r.stdout)
     assert d["ok"] and d["delivered"] and "answered" in d["probe"]
@@ -202,7 +183,7 @@ def test_trace_cli_json_verify(vx: Lab) -> None:
 def test_graph_of_running_lab_shows_pod_ips_and_tunnel(vx: Lab, tmp_path: Path) -> None:
     svg, png = tmp_path / "lab.svg", tmp_path / "lab.png"
     for f in (svg, png):
-        r = subprocess.run(CLI + ["--lab", vx.name, "graph", "-o", str(f)], capture_output=True, text=True)
+        r = podlab("graph", "-w", str(f), lab=vx)
         assert r.returncode == 0, r.stderr
     texts = {t.text for t in ET.parse(svg).getroot().iter("{http://www.w3.org/2000/svg}text")}
     for p in vx.pods:
@@ -222,15 +203,13 @@ def test_mininet_cli_script_pingall(vx: Lab, tmp_path: Path) -> None:
     before = mininet_shells()
     script = tmp_path / "cmds.mn"
     script.write_text("nodes\npingall\nweb-1 ping -c1 web-3\ndump\ntrace web-1 web-3\n")
-    r = subprocess.run(CLI + ["--lab", vx.name, "cli", "--script", str(script)], capture_output=True, text=True,
-                       timeout=120)
+    r = podlab("cli", "--script", str(script), lab=vx)
     assert r.returncode == 0, r.stderr
     assert "*** Results: 0% dropped (12/12 received)" in r.stdout, r.stdout
     assert "client-1 node-1 node-2 underlay web-1 web-2 web-3" in r.stdout
     assert f"64 bytes from {vx.pod('web-3').ip}" in r.stdout  # the name web-3 was replaced by its IP
     assert f"<Pod web-1: eth0:{vx.pod('web-1').ip}" in r.stdout
     assert "path: web-1 eth0 → node-1" in r.stdout
-    r = subprocess.run(CLI + ["--lab", vx.name, "cli"], input="pingall\n", capture_output=True, text=True,
-                       timeout=120)
+    r = podlab("cli", input="pingall\n", lab=vx)
     assert "*** Results: 0% dropped (12/12 received)" in r.stdout, r.stdout + r.stderr
     assert mininet_shells() == before  # the CLI's shells are gone, nothing else was touched

@@ -5,21 +5,17 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
-import time
 
 import pytest
 
 from emulator.errors import BuildError
-from emulator.state import record
-from emulator.lab import teardown
 from emulator.lab.api import Lab, popen_in
 from emulator.netlink import netns
+from emulator.state import record
 from emulator.tools import shaping, targets
 from emulator.topology.loader import loads
-from tests.integration.conftest import unique_name
+from tests.integration.conftest import lab_fixture, podlab, unique_name, wait_for_line
 
-CLI = [sys.executable, "-m", "emulator.cli.main"]
 TOPO = """version: 1
 name: x
 nodes:
@@ -34,22 +30,16 @@ RATE = 10_000_000
 pytestmark = pytest.mark.skipif(shutil.which("iperf3") is None, reason="iperf3 not installed")
 
 
-@pytest.fixture(scope="module")
-def lab():
-    name = unique_name("g")
-    lab = Lab.up(loads(TOPO, "<shaping-test>", name=name))
-    try:
-        yield lab
-    finally:
-        teardown.destroy(name)
+lab = lab_fixture(TOPO)
 
 
 def iperf(lab: Lab, client: str, server: str, reverse: bool = False) -> float:
     """Goodput in bit/s of a 4 s TCP transfer (first second omitted: slow start) between two pods."""
-    srv = popen_in(lab.pod(server).netns, ["iperf3", "-s", "-1", "-p", "5201"], what=f"iperf3 server in {server}",
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # recorded: `down` ends it if we die
+    srv = popen_in(lab.pod(server).netns, ["iperf3", "-s", "-1", "-p", "5201", "--forceflush"],
+                   what=f"iperf3 server in {server}", stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                   text=True)  # recorded: `down` ends it if we die
     try:
-        time.sleep(0.3)
+        wait_for_line(srv.stdout, "Server listening")  # said once its socket is bound (flushed: --forceflush)
         argv = ["iperf3", "-c", lab.pod(server).ip, "-p", "5201", "-t", "4", "-O", "1", "-J"] + (
             ["-R"] if reverse else [])
         r = lab.pod(client).exec(argv, timeout=30)
@@ -80,29 +70,25 @@ def test_rate_measured_by_a_transfer_between_two_pods(lab: Lab, reverse: bool) -
 
 
 def test_link_cli_set_show_clear(lab: Lab) -> None:
-    r = subprocess.run(CLI + ["--lab", lab.name, "link", "set", "fast", "--rate", "20mbit", "--both"],
-                       capture_output=True, text=True)
+    r = podlab("link", "set", "fast", "--rate", "20mbit", "--both", lab=lab)
     assert r.returncode == 0, r.stderr
     assert "tbf rate 20mbit" in r.stdout
-    r = subprocess.run(CLI + ["--lab", lab.name, "link", "show", "fast", "fast:veth", "-o", "json"],
-                       capture_output=True, text=True)
+    r = podlab("link", "show", "fast", "fast:veth", "-o", "json", lab=lab)
     items = json.loads(r.stdout)["items"]
     assert [i["qdiscs"][0]["options"]["rate"] * 8 for i in items] == [20_000_000, 20_000_000]
-    r = subprocess.run(CLI + ["--lab", lab.name, "link", "clear", "fast", "--both"], capture_output=True, text=True)
+    r = podlab("link", "clear", "fast", "--both", lab=lab)
     assert r.returncode == 0 and r.stdout.count("shaping removed") == 2
     assert shaping.show(targets.resolve(lab, "fast"))[0]["kind"] != "tbf"
-    r = subprocess.run(CLI + ["--lab", lab.name, "link", "set", "fast", "--rate", "10"], capture_output=True,
-                       text=True)
+    r = podlab("link", "set", "fast", "--rate", "10", lab=lab)
     assert r.returncode == 1 and "no known unit" in r.stderr
 
 
 def test_netem_requests_say_clearly_what_the_kernel_lacks(lab: Lab) -> None:
     before = shaping.show(targets.resolve(lab, "fast"))
-    r = subprocess.run(CLI + ["--lab", lab.name, "link", "set", "fast", "--delay", "5ms", "--loss", "1%"],
-                       capture_output=True, text=True)
+    r = podlab("link", "set", "fast", "--delay", "5ms", "--loss", "1%", lab=lab)
     if shaping.netem_available():  # a kernel with netem: it is applied
         assert r.returncode == 0 and "netem delay 5ms loss 1%" in r.stdout
-        subprocess.run(CLI + ["--lab", lab.name, "link", "clear", "fast"], check=True, capture_output=True)
+        assert podlab("link", "clear", "fast", lab=lab).returncode == 0
         return
     assert r.returncode == 5, r.stderr
     assert "this kernel has no netem qdisc" in r.stderr and "rate shaping (tbf) works" in r.stderr

@@ -150,3 +150,16 @@ networkPolicies:
 def test_unknown_namespace_is_accepted() -> None:
     p = parse.parse_manifest(manifest({}, ns="does-not-exist-yet"))
     assert p.namespace == "does-not-exist-yet"
+
+
+def test_component_validates_the_topology_section_before_anything_is_made() -> None:
+    from emulator.netpol.component import NetworkPolicyComponent
+    from emulator.topology.loader import loads
+    base = "version: 1\nnodes: [{name: node-1}]\n"
+    assert not NetworkPolicyComponent().wanted(loads(base, "t.yaml"))
+    assert NetworkPolicyComponent().wanted(loads(base + "networkPolicies: []\n", "t.yaml"))
+    bad = loads(base + "networkPolicies: [{name: p, ingress: [{ports: [{protocol: tcp}]}]}]\n", "t.yaml")
+    with pytest.raises(TopologyError) as e:
+        NetworkPolicyComponent().wanted(bad)
+    assert e.value.file == "t.yaml" and e.value.field == "networkPolicies[0].ingress[0].ports[0].protocol"
+    assert "write 'TCP' (upper case)" in e.value.fix

@@ -6,6 +6,7 @@ import subprocess
 
 import pytest
 
+from emulator.errors import ProcessError
 from emulator.proc import journal
 from emulator.proc.daemon import spawn
 from emulator.proc.lifecycle import start_time
@@ -69,6 +70,16 @@ def test_wrapped_program_records_itself_then_runs_with_the_same_pid(tmp_path) ->
     assert journal.entries(j) == [journal.Entry(pid, started, "tool", "stat reader")]
 
 
+def test_wrapped_program_keeps_its_output_streams_and_exit_status(tmp_path) -> None:
+    """tcpdump says "listening on" on stderr: the shim's own quiet open must not silence the program's stderr."""
+    j = tmp_path / "procs.journal"
+    journal.create(j)
+    argv = journal.wrap(j, "talker", ["sh", "-c", "echo to-out; echo to-err >&2; ls /proc/self/fd; exit 3"])
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    assert (r.returncode, r.stderr) == (3, "to-err\n")
+    assert r.stdout.splitlines()[0] == "to-out" and "9" not in r.stdout.splitlines()[1:]  # no journal fd leaks
+
+
 def test_wrapped_program_does_not_run_when_the_journal_is_closed(tmp_path) -> None:
     j = tmp_path / "procs.journal"
     journal.create(j)
@@ -82,7 +93,7 @@ def test_wrapped_program_does_not_run_when_the_journal_is_closed(tmp_path) -> No
 def test_daemon_does_not_start_in_a_closed_lab(tmp_path) -> None:
     j = tmp_path / "procs.journal"
     marker = tmp_path / "ran"
-    with pytest.raises(OSError, match="failed to start"):
+    with pytest.raises(ProcessError, match="failed to start"):
         spawn(lambda: marker.write_text("ran"), tmp_path / "d.log", journal=j, what="too late")
     assert not marker.exists() and "too late" in (tmp_path / "d.log").read_text()
 

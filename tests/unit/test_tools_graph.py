@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from emulator.tools import graph, graph_model
-from emulator.tools.errors import ToolError
+from emulator.errors import ToolError
 from emulator.topology.loader import load
 
 TOPOLOGIES = sorted((Path(__file__).resolve().parents[2] / "topologies").glob("*.yaml"))

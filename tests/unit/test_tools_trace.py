@@ -1,27 +1,8 @@
-"""Pure parts of the tools: target grammar, trace output, probe and tcpdump commands."""
+"""Pure parts of the tools: points, trace output, probe and tcpdump commands (the target grammar: test_targets)."""
 from __future__ import annotations
 
-import pytest
-
-from emulator.tools import capture, targets, trace_model, trace_verify
-from emulator.tools.errors import TargetError
+from emulator.tools import capture, targets, trace_verify
 from emulator.tools.trace_model import Check, Hop, Packet, TraceResult
-
-
-@pytest.mark.parametrize("text,expected", [
-    ("web-1", (None, "web-1", None)), ("web-1:veth", (None, "web-1", "veth")),
-    ("pod/web-1:eth0", ("pod", "web-1", "eth0")), ("node/node-1:flannel.1", ("node", "node-1", "flannel.1")),
-    ("no/node-2", ("node", "node-2", None)), ("underlay", ("underlay", "underlay", None)),
-    ("underlay:node-2", ("underlay", "underlay", "node-2")),
-])
-def test_target_grammar(text: str, expected: tuple) -> None:
-    assert targets.parse(text) == expected
-
-
-@pytest.mark.parametrize("text", ["", ":eth0", "svc/web:80", "node/"])
-def test_bad_targets(text: str) -> None:
-    with pytest.raises(TargetError):
-        targets.parse(text)
 
 
 def test_point_label_and_description() -> None:
@@ -57,16 +38,6 @@ def test_lines_and_ok() -> None:
     r.problem = "node-1 has no route to 10.244.2.0/24"
     assert r.lines()[-1] == "PROBLEM: node-1 has no route to 10.244.2.0/24"
     assert r.as_dict()["ok"] is False
-
-
-def test_nat_hooks_register_once() -> None:
-    def hook(ctx, ns, pkt, point):
-        return None
-    before = len(trace_model.nat_hooks())
-    trace_model.register_nat_hook(hook)
-    trace_model.register_nat_hook(hook)
-    assert len(trace_model.nat_hooks()) == before + 1
-    trace_model._NAT_HOOKS.remove(hook)
 
 
 def test_probe_commands() -> None:

@@ -486,6 +486,14 @@ def test_three_node_topologies(file: str, lab: str, mode: str) -> None:
     assert all(c.image == "netexec" for p in topo.pods for c in p.containers)
 
 
+def test_three_node_topologies_are_one_cluster_in_three_modes() -> None:
+    """The integration tests bring up vxlan-3node.yaml in every mode and count that for all three files."""
+    import dataclasses
+    same = {dataclasses.replace(loader.load(TOPOLOGIES / f, name="x", routing="vxlan"), source="")
+            for f in ("vxlan-3node.yaml", "hostgw-3node.yaml", "bgp-3node.yaml")}
+    assert len(same) == 1
+
+
 def test_demo_topology() -> None:
     topo = loader.load(TOPOLOGIES / "demo.yaml")
     assert (topo.name, topo.routing, [n.name for n in topo.nodes]) == ("demo", "vxlan", ["node-1", "node-2"])

@@ -15,16 +15,12 @@ import shutil
 import subprocess
 import time
 
-from emulator.errors import PodlabError
+from emulator.errors import PodlabError, SyncError
 from emulator.services.proxy import iptables, nft
 from emulator.services.proxy.libnft import Nft, NftError
 from emulator.services.proxy.state import ProxyState, SvcKey
 
 STALE_CHAIN_DELAY = 1.0  # seconds before a flushed nftables chain is deleted (see nft.render)
-
-
-class SyncError(PodlabError):
-    """The kernel refused a sync transaction (the tool's message is kept)."""
 
 
 def run(argv: list[str], data: str = "") -> str:

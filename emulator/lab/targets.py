@@ -1,0 +1,143 @@
+"""Where a verb acts: podlab's one target grammar, for every verb that takes a place.
+
+    web-1           pod web-1                        pod/web-1     the same, spelled out (po/, pods/ too)
+    x/a             pod a of Kubernetes namespace x  pod/x/a       the same (pods outside ``default``)
+    node-1          node node-1                      node/node-1   the same (no/, nodes/ too)
+    underlay        the underlay LAN (bridge lan0)   external      the lab's "internet" host, if it has one
+    TARGET:IFACE    one interface there (web-1:eth0, node-1:cni0, underlay:node-2), where a verb means one
+
+A bare name is a pod if the lab has such a pod, else a node: the topology refuses a pod and a node of one name
+(both would be namespace ``<lab>-<name>``) and reserves ``underlay`` and ``external`` (``names.RESERVED``), so a
+bare name never means two things. A pod outside the namespace ``default`` is ``NAMESPACE/POD`` (a prefix that is
+no target kind and no other kubectl kind: ``svc/web`` is an error, not pod ``web`` of a namespace ``svc``); its
+network namespace is ``<lab>-<pod>.<namespace>`` (``names.pod_ns``). ``parse`` is pure; ``resolve`` looks the name up in the lab's store and record
+and gives the namespace. Users: ``exec`` and ``Lab.target_ns``, ``trace`` (which also takes IPs), ``capture`` and
+``link`` (``tools.targets`` adds the interface rules: defaults, ``:veth``, the other end of a cable), the
+Mininet CLI and the testing layer. It sits in the lab layer, below every one of them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from emulator.errors import NotFoundError, PodNotFoundError, TargetError
+from emulator.netlink import netns
+from emulator.state.store import Store
+from emulator.topology import names
+
+Kind = Literal["pod", "node", "underlay", "external"]
+KINDS: tuple[Kind, ...] = ("pod", "node", "underlay", "external")
+PREFIXES: dict[str, Kind] = {"pod": "pod", "pods": "pod", "po": "pod", "node": "node", "nodes": "node",
+                             "no": "node"}
+SINGLETONS: tuple[Kind, ...] = ("underlay", "external")
+EXAMPLES = "web-1, pod/web-1, x/a (pod a of namespace x), node-1, node/node-1, underlay or external"
+#: kubectl kinds that are no target: ``svc/web`` is an error, not pod web of a namespace "svc"
+OTHER_KINDS = ("svc", "service", "services", "deploy", "deployment", "deployments", "ep", "endpoints", "ns",
+               "namespace", "namespaces", "rs", "replicaset", "replicasets", "netpol", "networkpolicy",
+               "networkpolicies")
+
+
+def split_ref(ref: str, namespace: str | None = None) -> tuple[str, str]:
+    """A pod's reference as (namespace, name): ``"x/a"`` → ("x", "a"); ``"a"`` → (namespace or "default", "a")."""
+    if namespace is None and "/" in ref:
+        ns, _, name = ref.partition("/")
+        return ns, name
+    return namespace or names.DEFAULT_NAMESPACE, ref
+
+
+def where(lab: str, namespace: str = names.DEFAULT_NAMESPACE) -> str:
+    """Where an object was looked for, in a not-found message: "lab demo" or "namespace x of lab demo"."""
+    return f"lab {lab}" if namespace in ("", None, names.DEFAULT_NAMESPACE) else f"namespace {namespace} of lab {lab}"
+
+
+class LabState(Protocol):
+    """What resolution reads of a lab (``emulator.lab.api.Lab`` is one)."""
+
+    name: str
+    store: Store
+
+    @property
+    def record(self) -> dict: ...
+
+
+@dataclass(frozen=True)
+class Target:
+    """A parsed target: ``kind`` None for a bare name (a pod, else a node), ``iface`` None when not given."""
+
+    kind: Kind | None
+    name: str  # a pod outside ``default``: NAMESPACE/POD
+    iface: str | None = None
+
+
+@dataclass(frozen=True)
+class Place:
+    """A resolved target: what it is, its network namespace, and the interface named (if any)."""
+
+    kind: Kind
+    name: str  # the pod's or node's name (NAMESPACE/POD outside ``default``), or "underlay" / "external"
+    ns: str
+    iface: str | None = None
+    lab: str = ""
+
+
+def parse(text: str, *, iface: bool = True) -> Target:
+    """``text`` in the grammar above; ``iface=False`` where a verb acts on a namespace (exec, trace)."""
+    if not text or text.startswith(":"):
+        raise TargetError(f"empty target {text!r}; write e.g. {EXAMPLES}", obj=text)
+    head, colon, ifname = text.partition(":")
+    if colon and not iface:
+        raise TargetError(f"{text!r} names an interface; this verb acts on a whole namespace: write {head!r}",
+                          obj=text)
+    if colon and not ifname:
+        raise TargetError(f"target {text!r} ends in ':' without an interface; write e.g. {head}:eth0", obj=text)
+    prefix, slash, name = head.partition("/")
+    kind: Kind | None = None
+    if slash:
+        if prefix in PREFIXES:
+            kind, head = PREFIXES[prefix], name
+        elif prefix and name and "/" not in name and prefix not in OTHER_KINDS:
+            kind = "pod"  # NAMESPACE/POD
+        else:
+            raise TargetError(f"unknown target kind {prefix!r} in {text!r}; use pod/NAME, NAMESPACE/POD, node/NAME, "
+                              "underlay or external", obj=text)
+        if not all(head.split("/")) or head.count("/") > (1 if kind == "pod" else 0):
+            raise TargetError(f"target {text!r} names no {kind}", obj=text)
+    elif head in SINGLETONS:
+        kind = head  # type: ignore[assignment]
+    return Target(kind, head, ifname or None)
+
+
+def resolve(lab: LabState, target: str | Target, *, iface: bool = True) -> Place:
+    """The namespace of ``target`` in ``lab``: ``NotFoundError`` (exit 4) naming what exists when it does not."""
+    t = parse(target, iface=iface) if isinstance(target, str) else target
+    kind, here = t.kind, f"lab {lab.name}"
+    if kind in (None, "pod"):
+        pns, pod = split_ref(t.name)
+        if lab.store.get("pods", pod, pns) is not None:  # the common case: one file read
+            return Place("pod", t.name, names.pod_ns(lab.name, pod, pns), t.iface, lab.name)
+        if kind == "pod" or "/" in t.name:
+            raise PodNotFoundError(pod, where(lab.name, pns))
+    rec = lab.record
+    nodes = list(rec.get("nodes", []))
+    if kind is None:
+        if t.name not in nodes:
+            raise TargetError(f"{t.name!r} is neither a pod nor a node of lab {lab.name} (pods: "
+                              f"{', '.join(_pod_refs(lab.store)) or 'none'}; nodes: {', '.join(nodes) or 'none'})",
+                              obj=t.name)
+        kind = "node"
+    if kind == "node":
+        if t.name not in nodes:
+            raise NotFoundError("node", t.name, here, known=nodes)
+        ns = names.node_ns(lab.name, t.name)
+    elif kind == "underlay":
+        ns = rec.get("underlay") or names.underlay_ns(lab.name)
+    else:
+        ns = names.external_ns(lab.name)
+        if not netns.exists(ns):
+            raise TargetError(f"lab {lab.name} has no external network (a topology gets one with an 'external:' "
+                              "section or Services)", obj="external")
+    return Place(kind, t.name, ns, t.iface, lab.name)
+
+
+def _pod_refs(store: Store) -> list[str]:
+    return [n if ns == names.DEFAULT_NAMESPACE else f"{ns}/{n}" for ns, n in store.keys("pods")]
