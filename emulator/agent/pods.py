@@ -9,6 +9,7 @@ leaves the pod Pending with the reason, as a kubelet reports ``ContainerCreating
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -80,6 +81,13 @@ def read_journal(paths: LabPaths, node: str) -> list[tuple[str, int, int | None]
     return [(r[0], int(r[1]), None if r[2] == "None" else int(r[2])) for r in rows if len(r) == 3]
 
 
+def attach_socket(paths: LabPaths, pod: dict, container: str) -> str:
+    """Where the holder of an attachable container (``stdin``/``tty``, ``emulator.images.attachable``) listens:
+    named by the pod's uid, so a pod made again under the same name never meets the old one's socket."""
+    key = f"{pod['metadata'].get('uid', '')}/{pod['metadata']['name']}/{container}"
+    return str(paths.root / "attach" / (hashlib.sha256(key.encode()).hexdigest()[:20] + ".sock"))
+
+
 def run_container(paths: LabPaths, pod: dict, c: dict, fd: int, ns_name: str, env: dict[str, str],
                   node: str = "", sandbox: str = "") -> dict:
     """Start one container; return its containerStatus entry. A command that cannot be started (not on $PATH,
@@ -89,6 +97,9 @@ def run_container(paths: LabPaths, pod: dict, c: dict, fd: int, ns_name: str, en
     meta = pod["metadata"]
     try:
         exe, argv = images.executable(argv)
+        if c.get("stdin") or c.get("tty"):
+            exe, argv = images.attachable(exe, argv, attach_socket(paths, pod, c["name"]), bool(c.get("tty")),
+                                          bool(c.get("stdinOnce")))
         pid, started = spawn(fd, exe, argv, paths.container_log(meta["name"], c["name"], meta.get("namespace") or
                                                                 "default"), env, ns_name)
     except OSError as e:
@@ -145,11 +156,15 @@ def start(paths: LabPaths, runtime: Runtime, pod: dict, node: str, host_ip: str,
 
 
 def pod_phase(cstats: list[dict]) -> str:
-    """The pod's phase from its containers, as the kubelet computes it for restartPolicy Always: Pending while a
-    container waits that never ran (RunContainerError on the first try), else Running."""
+    """The pod's phase from its containers, as the kubelet computes it: Pending while a container waits that never
+    ran (RunContainerError on the first try); once every container has terminated for good (restartPolicy Never,
+    or OnFailure after a success) Succeeded if all exited 0, else Failed; else Running."""
     for c in cstats:
         if "waiting" in c.get("state", {}) and not c.get("lastState"):
             return "Pending"
+    done = [c["state"]["terminated"] for c in cstats if "terminated" in c.get("state", {})]
+    if cstats and len(done) == len(cstats):
+        return "Succeeded" if all(t.get("exitCode") == 0 for t in done) else "Failed"
     return "Running"
 
 

