@@ -31,6 +31,7 @@ from emulator.proc.lifecycle import alive
 from emulator.state.paths import LabPaths
 
 SUCCESS = b'{"metadata":{},"status":"Success"}'
+HOLDER_START = 5.0
 
 
 @dataclass
@@ -48,15 +49,19 @@ def plan(paths: LabPaths, t: Target, query: dict[str, list[str]]) -> Plan:
     want_in = flag(query, "stdin")
     if spec.get("stdin") or spec.get("tty"):
         path = attach_socket(paths, t.pod, t.container)
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            s.settimeout(5)
-            s.connect(path)
-        except OSError as e:
-            s.close()
-            raise ApiError(500, "InternalError", f"unable to attach to container {t.container}: its process "
-                                                 f"holder does not answer ({e.strerror or e})") from None
-        return Plan(t, tty, want_in and bool(spec.get("stdin")), s)
+        deadline = time.monotonic() + HOLDER_START
+        while True:  # the holder is reported running as soon as it is started; it listens a few ms later
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.settimeout(5)
+                s.connect(path)
+                return Plan(t, tty, want_in and bool(spec.get("stdin")), s)
+            except OSError as e:
+                s.close()
+                if time.monotonic() > deadline:
+                    raise ApiError(500, "InternalError", f"unable to attach to container {t.container}: its "
+                                   f"process holder does not answer ({e.strerror or e})") from None
+                time.sleep(0.02)
     ns = t.pod["metadata"].get("namespace") or "default"
     return Plan(t, False, False, None, str(paths.container_log(t.pod["metadata"]["name"], t.container, ns)))
 

@@ -84,7 +84,10 @@ class Holder:
             actions = [(os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2)]
             self.outputs = {out_r: STDOUT, err_r: STDERR}
             ends = [in_r, out_w, err_w]
-        self.pid = os.posix_spawn(exe, argv, os.environ, file_actions=actions, setsid=True,
+        env = dict(os.environ)
+        if tty:
+            env.setdefault("TERM", "xterm")  # as a container runtime sets it for a tty
+        self.pid = os.posix_spawn(exe, argv, env, file_actions=actions, setsid=True,
                                   setsigdef=(signal.SIGPIPE, signal.SIGTERM, signal.SIGHUP, signal.SIGINT))
         for fd in ends:
             os.close(fd)
