@@ -325,3 +325,61 @@ def test_python_client_portforward(lab: Lab) -> None:
         data += chunk
     s.close()
     assert data.endswith(b"\r\n\r\nweb-2") and pf.error(8080) is None
+
+
+def test_seed_session_run_rm_it_through_a_pty(lab: Lab, kubectl) -> None:
+    """../shared/seeds/001: ``kubectl run nettest --image=busybox --rm -it --restart=Never -- sh``, then ping and
+    wget another pod from inside; the shell's exit code is kubectl's, and the pod is gone afterwards."""
+    ip = lab.pod("web-2").ip
+    out, code = _drive([*kubectl.argv, "run", "nettest", "--image=busybox", "--rm", "-it", "--restart=Never", "--",
+                        "sh"], [f"ping -c1 -W2 {ip}\r".encode(), f"wget -qO- http://{ip}:8080/hostname; echo\r".encode(),
+                                b"echo me=$HOSTNAME; exit 3\r"], settle=3.0)
+    assert code == 3, out
+    assert "If you don't see a command prompt, try pressing enter." in out
+    assert "1 packets transmitted, 1 received" in out or "1 packets transmitted, 1 packets received" in out
+    assert "\r\nweb-2\r\n" in out and "me=nettest" in out
+    assert 'pod "nettest" deleted' in out
+    assert kubectl("get", "pod", "nettest", check=False).returncode == 1
+
+
+def test_run_i_rm_with_stdin_from_a_pipe(lab: Lab, kubectl) -> None:
+    ip = lab.pod("web-1").ip
+    r = kubectl("run", "piped", "--image=busybox", "--rm", "-i", "--restart=Never", "--", "sh",
+                input=f"echo hi from $HOSTNAME; wget -qO- http://{ip}:8080/hostname; echo; exit 5\n", check=False)
+    assert r.returncode == 5, r.stderr
+    assert r.stdout.splitlines()[:2] == ["hi from piped", "web-1"]
+    assert "pod default/piped terminated (Error)" in r.stderr
+    r = kubectl("run", "ok", "--image=busybox", "--rm", "-i", "--restart=Never", "--", "sh", input="echo fine\n")
+    assert r.stdout.startswith("fine\n") and 'pod "ok" deleted' in r.stdout + r.stderr
+
+
+def test_attach_to_a_plain_container_follows_its_output(lab: Lab, kubectl) -> None:
+    p = subprocess.Popen([*kubectl.argv, "attach", "web-1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        time.sleep(1.5)
+        kubectl("exec", "web-1", "--", "wget", "-qO-", "127.0.0.1:8080/echo?msg=attached")
+        assert select.select([p.stdout], [], [], 10)[0], "nothing arrived through attach"
+        assert "/echo?msg=attached" in p.stdout.readline()
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_attach_to_a_stdin_container_and_its_exit_code_in_the_status(lab: Lab, kubectl) -> None:
+    kubectl("run", "waiter", "--image=busybox", "--restart=Never", "-i", "--attach=false", "--", "sh")
+    try:
+        kubectl("wait", "--for=condition=Ready", "pod/waiter", "--timeout=30s")
+        r = kubectl("attach", "-i", "waiter", input="echo $((6*7)); exit 9\n", check=False)
+        assert "42" in r.stdout.splitlines()
+        deadline = time.monotonic() + 10
+        while kubectl("get", "pod", "waiter", "-o", "jsonpath={.status.phase}").stdout != "Failed":
+            assert time.monotonic() < deadline, "the pod never turned Failed"
+            time.sleep(0.2)
+        term = kubectl("get", "pod", "waiter", "-o", "jsonpath={.status.containerStatuses[0].state.terminated."
+                       "exitCode}").stdout
+        assert term == "9"
+        assert kubectl("get", "pod", "waiter").stdout.split()[7] == "Error"
+        assert kubectl("logs", "waiter").stdout == "42\n"
+    finally:
+        kubectl("delete", "pod", "waiter", "--wait=true", check=False)
