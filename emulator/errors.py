@@ -28,7 +28,8 @@ Internal helper exceptions that never leave their module's caller (each is turne
 file and field): ``topology.cidr.CidrError``, ``topology.units.UnitError`` and ``tools.pcapng.PcapError`` (all
 ``ValueError``), ``topology.scheduler.Unschedulable``; in the API server, whose errors end as an HTTP reply (a
 Kubernetes ``Status`` with its code and reason), never as a podlab exit: ``apiserver.status.ApiError`` (the reply
-itself), ``apiserver.patch.PatchError`` and ``apiserver.protobuf.ProtobufError`` (a body it cannot read: 400/415). ``testing.NetworkAssertionError`` is an
+itself), ``apiserver.patch.PatchError`` and ``apiserver.protobuf.ProtobufError`` (a body it cannot read: 400/415), ``apiserver.spdy.ProtocolError`` (a port-forward
+client's malformed SPDY frame: the session ends with GOAWAY). ``testing.NetworkAssertionError`` is an
 ``AssertionError``, as pytest expects of a failed assertion.
 """
 from __future__ import annotations

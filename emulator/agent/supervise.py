@@ -95,7 +95,7 @@ class Supervisor:
             try:  # the last instance's output is what ``logs --previous`` shows
                 os.replace(log, log.with_name(log.stem + ".previous.log"))
             except FileNotFoundError:
-                pass
+                pass  # the container never wrote anything: no previous log
             fd = netns.open_fd(st["sandbox"]["netns"])
             try:
                 new = run_container(self.paths, pod, specs[cs["name"]], fd, st["sandbox"]["netns"],

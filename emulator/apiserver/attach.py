@@ -72,7 +72,7 @@ def serve(ws: WebSocket, proto: str, p: Plan) -> None:
         try:
             ws.send_binary(bytes([ERROR]) + SUCCESS)
         except Closed:
-            pass
+            pass  # the client left as the session ended: nothing to tell it
         ws.finish()
     else:
         ws.close()
@@ -125,7 +125,7 @@ def _relay(ws: WebSocket, v5: bool, p: Plan) -> bool:
             if p.stdin:
                 h.sendall(pack(STDIN_END))
         except OSError:
-            pass
+            pass  # the holder is gone (its process ended): nothing to tell it
         h.close()
 
 

@@ -140,7 +140,7 @@ def set_winsize(fd: int, payload: bytes) -> None:
         try:
             fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", min(h, 65535), min(w, 65535), 0, 0))
         except OSError:
-            pass
+            pass  # the pty is gone (the process ended): a late resize is moot
 
 
 @dataclass
@@ -209,7 +209,7 @@ class Session:
                 try:
                     os.close(fd)
                 except OSError:
-                    pass
+                    pass  # closed by the process's own end (EBADF) or already gone
 
     def _set(self, fd: int, mask: int) -> None:
         """Poll ``fd`` for ``mask`` (0: not at all)."""
@@ -271,7 +271,7 @@ class Session:
             try:
                 os.write(fd, b"\x04")
             except OSError:
-                pass
+                pass  # the process closed the pty: its input has ended anyway
             return
         self.stdin = None
         self._set(fd, 0)
@@ -304,11 +304,11 @@ class Session:
             try:
                 os.kill(who, signal.SIGKILL)
             except OSError:
-                pass
+                pass  # the group or the process is already gone
         try:
             os.waitpid(self.pid, 0)
         except ChildProcessError:
-            pass
+            pass  # already reaped
 
 
 def serve(ws: WebSocket, protocol: str, t: Target, query: dict[str, list[str]], journal_path) -> None:
@@ -366,5 +366,5 @@ def serve(ws: WebSocket, protocol: str, t: Target, query: dict[str, list[str]], 
     try:
         ws.send_binary(bytes([ERROR]) + exit_status(code))
     except Closed:
-        pass
+        pass  # the client left as the process ended: nothing to tell it
     ws.finish()

@@ -140,7 +140,7 @@ class Loop:
             try:
                 p.sock.shutdown(socket.SHUT_WR)
             except OSError:
-                pass
+                pass  # the pod's side already closed the connection
             p.shut = False
         mask = (0 if p.eof else select.POLLIN) | (select.POLLOUT if p.out else 0)
         fd = p.sock.fileno()
@@ -179,7 +179,7 @@ class Loop:
                         try:
                             data = p.sock.recv(CHUNK)
                         except BlockingIOError:
-                            continue
+                            continue  # spurious wake-up: nothing to read yet
                         except OSError:
                             data = b""
                         if not data:
@@ -296,7 +296,7 @@ def channel_session(ws: WebSocket, t: Target, query: dict[str, list[str]]) -> No
             try:
                 ports.append(int(p))
             except ValueError:
-                pass
+                pass  # not a port: the Python client sends numbers only; ignored as the kubelet does
     loop = Loop(ws)
     for i, port in enumerate(ports):
         pb = port.to_bytes(2, "little")

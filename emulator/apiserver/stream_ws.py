@@ -139,7 +139,7 @@ class Conn:
         try:
             self.sock.close()
         except OSError:
-            pass
+            pass  # closing what is already broken
 
 
 class WebSocket(Conn):
@@ -189,7 +189,7 @@ class WebSocket(Conn):
                     try:
                         self.sendall(frame(OP_CLOSE, payload[:2]))
                     except Closed:
-                        pass
+                        pass  # the client is gone: no one to answer
                 yield OP_CLOSE, payload
                 return
             if op != OP_CONT:
@@ -215,7 +215,7 @@ class WebSocket(Conn):
         try:
             self.sendall(frame(OP_CLOSE, struct.pack("!H", code) + reason.encode()[:120]))
         except Closed:
-            pass
+            pass  # the client is gone: no one to tell
 
     def finish(self, wait: float = 1.0) -> None:
         """Close the WebSocket (our close frame, then the client's answer or ``wait`` seconds) and the socket."""
@@ -233,9 +233,9 @@ class WebSocket(Conn):
                         deadline = 0
                 deadline = min(deadline, 0.2)
         except Closed:
-            pass
+            pass  # the client hung up first: the close is done
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
-            pass
+            pass  # already disconnected
         self.close()

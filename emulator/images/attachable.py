@@ -60,7 +60,7 @@ def winsize(fd: int, payload: bytes) -> None:
         w, h = int(size["Width"]), int(size["Height"])
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", h, w, 0, 0))
     except (ValueError, KeyError, TypeError, OSError):
-        pass
+        pass  # a malformed or late resize changes nothing
 
 
 class Holder:
@@ -94,7 +94,7 @@ class Holder:
         try:
             os.unlink(sock_path)
         except FileNotFoundError:
-            pass
+            pass  # no socket of an earlier holder
         os.makedirs(os.path.dirname(sock_path), exist_ok=True)
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(sock_path)
@@ -128,7 +128,7 @@ class Holder:
             try:
                 os.write(self.master, b"\x04")
             except OSError:
-                pass
+                pass  # the process closed its tty: its input has ended anyway
         else:
             os.close(self.stdin)
         self.stdin = None
@@ -150,7 +150,7 @@ class Holder:
                     os.set_blocking(self.stdin, True)
                     os.write(self.stdin, payload)
                 except OSError:
-                    pass
+                    pass  # the process closed its stdin: what it did not read is dropped
             elif kind == RESIZE and self.tty:
                 winsize(self.master, payload)
             elif kind == STDIN_END and (self.stdin_owner in (None, fd)):
@@ -204,7 +204,7 @@ class Holder:
         try:
             os.unlink(self.sock_path)
         except OSError:
-            pass
+            pass  # already removed
         return code
 
     def terminate(self, *_: object) -> None:
@@ -224,7 +224,7 @@ class Holder:
         try:
             os.unlink(self.sock_path)
         except OSError:
-            pass
+            pass  # already removed
         os._exit(143)
 
 
