@@ -119,7 +119,10 @@ def test_discovery_documents() -> None:
     agg = discovery.aggregated(core=True)
     core = {r["resource"]: r for r in agg["items"][0]["versions"][0]["resources"]}
     assert core["pods"]["shortNames"] == ["po"] and core["pods"]["categories"] == ["all"]
-    assert core["namespaces"]["scope"] == "Cluster" and "exec" not in str(core["pods"].get("subresources"))
+    assert core["namespaces"]["scope"] == "Cluster"
+    subs = {x["subresource"]: x for x in core["pods"]["subresources"]}  # the streaming ones are served (issue 17)
+    assert subs["exec"]["verbs"] == ["create", "get"] and subs["exec"]["responseKind"]["kind"] == "PodExecOptions"
+    assert set(subs) == {"attach", "exec", "log", "portforward", "status"}
     groups = {g["metadata"]["name"] for g in discovery.aggregated(core=False)["items"]}
     assert groups == {"apps", "discovery.k8s.io", "networking.k8s.io"}
     assert discovery.version()["minor"] == "37"
