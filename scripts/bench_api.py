@@ -13,6 +13,13 @@ On a lab of N × M pause pods (a real lab: agents, kernel namespaces):
   commands' own start included);
 * ``idle_cpu_pct`` / ``rss_mb``: the API server's CPU over 10 idle seconds and its resident memory.
 
+Streaming (issue 17; ``--streams-only`` measures just these on the same lab):
+
+* ``exec_true_s``: wall time of ``kubectl exec POD -- true`` (kubectl's start included);
+* ``exec_stdout_MBps``: ``kubectl exec POD -- head -c 500M /dev/zero`` read to the end by this process;
+* ``portforward_MBps``: 500 MB from a server on the pod's loopback through ``kubectl port-forward``;
+* ``exec_100_concurrent_s``: 100 execs at once through the Python client (threads), until the last ends.
+
 And on a store-only lab of ``--list`` pods (objects and statuses as agents write them; no kernel objects):
 ``list_s_first``/``list_s_median``: server time of one LIST of every pod (measured in the server process, from the
 request to its body), 3 s after the server started: an idle server has by then computed every object's JSON,
@@ -148,6 +155,66 @@ def podlab_running(lab: Lab, name: str, node: str, tmp: Path) -> float:
     return took
 
 
+def streams(lab: Lab, env: dict, rounds: int, out: dict) -> None:
+    import socket
+    pod = lab.pods[len(lab.pods) // 2].name
+    base = [KUBECTL, "exec", pod, "--"]
+    subprocess.run([*base, "true"], check=True, env=env, capture_output=True)
+    walls = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        subprocess.run([*base, "true"], check=True, env=env, capture_output=True)
+        walls.append(time.perf_counter() - t0)
+    out["exec_true_s_median"], out["exec_true_s_p90"] = round(statistics.median(walls), 3), round(pct(walls, .9), 3)
+    size = 500 * 1000 * 1000
+    t0 = time.perf_counter()
+    p = subprocess.Popen([*base, "head", "-c", str(size), "/dev/zero"], stdout=subprocess.PIPE, env=env)
+    got = 0
+    while chunk := p.stdout.read1(1 << 20):
+        got += len(chunk)
+    p.wait()
+    assert got == size, got
+    out["exec_stdout_MBps"] = round(size / (time.perf_counter() - t0) / 1e6, 1)
+    srv = subprocess.Popen([*base, "socat", "TCP-LISTEN:9000,bind=127.0.0.1,reuseaddr,fork",
+                            f"SYSTEM:head -c {size} /dev/zero"], env=env, stderr=subprocess.DEVNULL)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    pf = subprocess.Popen([KUBECTL, "port-forward", f"pod/{pod}", f"{port}:9000"], stdout=subprocess.PIPE, env=env,
+                          text=True)
+    try:
+        pf.stdout.readline()
+        time.sleep(0.5)
+        t0 = time.perf_counter()
+        with socket.create_connection(("127.0.0.1", port)) as c:
+            got = 0
+            while chunk := c.recv(1 << 20):
+                got += len(chunk)
+        assert got == size, got
+        out["portforward_MBps"] = round(size / (time.perf_counter() - t0) / 1e6, 1)
+    finally:
+        for proc in (pf, srv):
+            proc.kill()
+            proc.wait()
+    from kubernetes import client, config
+    from kubernetes.stream import stream
+    capi = client.CoreV1Api(config.new_client_from_config(config_file=env["KUBECONFIG"]))
+    names = [v.name for v in lab.pods]
+    done: list[str] = []
+
+    def one(i: int) -> None:
+        done.append(stream(capi.connect_get_namespaced_pod_exec, names[i * 7 % len(names)], "default",
+                           command=["echo", str(i)], stdout=True, stderr=True, stdin=False, tty=False))
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(100)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out["exec_100_concurrent_s"] = round(time.perf_counter() - t0, 2)
+    assert len(done) == 100
+
+
 def list_server_time(count: int, rounds: int) -> tuple[float, float]:
     """A store-only lab of ``count`` pods (no kernel objects) served in this process; server time per LIST."""
     os.environ["PODLAB_STATE_DIR"] = tempfile.mkdtemp(prefix="podlab-bench-api-")
@@ -207,6 +274,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--list", type=int, default=5000, help="pods in the store-only LIST measurement")
     ap.add_argument("--name", default="apisbench")
+    ap.add_argument("--streams-only", action="store_true", help="measure only exec / port-forward (issue 17)")
     a = ap.parse_args()
     topo = loads(topology_text(a.name, a.nodes, a.pods, "vxlan", "pause"), source="<bench>")
     out: dict = {"nodes": a.nodes, "pods": a.nodes * a.pods}
@@ -218,6 +286,10 @@ def main() -> int:
         lab = Lab(a.name)
         api = Api(lab)
         subprocess.run([KUBECTL, "get", "pods", "-A"], check=True, capture_output=True, env=env)  # warm the cache
+        streams(lab, env, a.rounds, out)
+        if a.streams_only:
+            print(json.dumps(out))
+            return 0
         walls = []
         for _ in range(a.rounds):
             t0 = time.perf_counter()

@@ -93,6 +93,8 @@ class Agent:
             try:
                 if not netns.exists(sb["netns"]):
                     raise CniError(f"network namespace {sb['netns']} is gone")
+                if sb.get("hostNetwork"):
+                    continue  # the node's own namespace: no CNI result to check
                 self.runtime.check(sb["id"], netns.path(sb["netns"]), names.POD_IFNAME, sb.get("cniResult") or {})
             except (CniError, PodlabError) as e:
                 print(f"{time.strftime('%H:%M:%S')} pod {name}: sandbox fails CHECK ({e}); recreating", flush=True)

@@ -118,6 +118,8 @@ def start(paths: LabPaths, runtime: Runtime, pod: dict, node: str, host_ip: str,
           write_status: Callable[[dict], None]) -> dict:
     """Run the pod; return its Running status (raise CniError/PodlabError with the pod left clean)."""
     name, k8s_ns = pod["metadata"]["name"], pod["metadata"].get("namespace") or "default"
+    if pod["spec"].get("hostNetwork"):
+        return start_host_network(paths, pod, node, host_ip, write_status)
     ns_name = names.pod_ns(paths.lab, name, k8s_ns)
     sandbox = {"id": secrets.token_hex(32), "netns": ns_name}
     if netns.exists(ns_name):
@@ -155,6 +157,34 @@ def start(paths: LabPaths, runtime: Runtime, pod: dict, node: str, host_ip: str,
     return st
 
 
+def start_host_network(paths: LabPaths, pod: dict, node: str, host_ip: str,
+                       write_status: Callable[[dict], None]) -> dict:
+    """A ``hostNetwork: true`` pod: no sandbox namespace and no CNI call; its containers run in the node's own
+    namespace and the pod's IP is the node's (as with kube-proxy or a CNI agent's DaemonSet pod)."""
+    name, k8s_ns = pod["metadata"]["name"], pod["metadata"].get("namespace") or "default"
+    ns_name = names.node_ns(paths.lab, node)
+    sandbox = {"id": secrets.token_hex(32), "netns": ns_name, "hostNetwork": True}
+    cstats: list[dict] = []
+    fd = netns.open_fd(ns_name)
+    try:
+        for c in pod["spec"].get("containers", []):
+            env = {**container_env(pod, node, host_ip, host_ip, c), "HOSTNAME": node}  # the node's hostname
+            cstats.append(run_container(paths, pod, c, fd, ns_name, env, node, sandbox["id"]))
+    except BaseException:
+        stop_processes(cstats)
+        raise
+    finally:
+        os.close(fd)
+    st = {"name": name, "namespace": k8s_ns, "phase": pod_phase(cstats), "sandboxReady": True, "nodeName": node,
+          "uid": pod["metadata"].get("uid"), "hostIP": host_ip, "podIP": host_ip, "podIPs": [{"ip": host_ip}],
+          "startTime": now(), "containerStatuses": cstats, "sandbox": sandbox,
+          "conditions": [{"type": "Ready", "status": "True" if all(c["ready"] for c in cstats) else "False"}]}
+    write_status(st)
+    events.emit_many(paths.store, "pod", name, [("Started", f"Started container {c['name']} (pid {c['pid']})",
+                                                 "Normal") for c in cstats], f"kubelet, {node}", k8s_ns)
+    return st
+
+
 def pod_phase(cstats: list[dict]) -> str:
     """The pod's phase from its containers, as the kubelet computes it: Pending while a container waits that never
     ran (RunContainerError on the first try); once every container has terminated for good (restartPolicy Never,
@@ -175,9 +205,9 @@ def stop_processes(cstats: list[dict]) -> None:
 
 
 def teardown(runtime: Runtime, sandbox: dict, pod: str) -> None:
-    """CNI DEL and namespace removal for a sandbox record (idempotent)."""
+    """CNI DEL and namespace removal for a sandbox record (idempotent); a hostNetwork pod's is its node's: kept."""
     ns_name = sandbox.get("netns")
-    if not ns_name:
+    if not ns_name or sandbox.get("hostNetwork"):
         return
     try:
         runtime.delete(sandbox["id"], netns.path(ns_name), names.POD_IFNAME, sandbox.get("cniResult"))

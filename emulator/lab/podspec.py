@@ -2,9 +2,9 @@
 
 Both are checked by the topology ``Validator`` (raising ``ManifestError`` with file, field, value and fix) and
 turned into the store's manifest shape. Fields of a real manifest that do not change the network are accepted
-and ignored (probes, resources, pull policy, security context, ...) so that e2e manifests apply unchanged; any
-other field is refused by name, because silently dropping e.g. ``hostNetwork`` or ``volumes`` would teach the
-wrong thing. Placement: ``spec.nodeName``/``node`` if given (the node must exist), else the node with the fewest
+and ignored (probes, resources, pull policy, security context, ...) so that e2e manifests apply unchanged;
+``hostNetwork: true`` is honoured (the node agent runs the pod in its node's namespace); any other field is
+refused by name, because silently dropping e.g. ``volumes`` would teach the wrong thing. Placement: ``spec.nodeName``/``node`` if given (the node must exist), else the node with the fewest
 pods (the topology's spread rule). A full node is *not* refused here: as in Kubernetes, the pod is bound and then
 waits in ContainerCreating with the IPAM error, which is the lesson.
 """
@@ -25,7 +25,7 @@ META_KEYS = ("name", "namespace", "labels", "annotations", "uid", "creationTimes
 SPEC_KEYS = ("containers", "nodeName", "restartPolicy", "terminationGracePeriodSeconds", "dnsPolicy",
              "securityContext", "schedulerName", "enableServiceLinks", "tolerations", "priority",
              "serviceAccountName", "serviceAccount", "automountServiceAccountToken", "preemptionPolicy",
-             "nodeSelector", "hostname", "subdomain")
+             "nodeSelector", "hostname", "subdomain", "hostNetwork")
 IGNORED_CONTAINER_KEYS = ("imagePullPolicy", "resources", "livenessProbe", "readinessProbe", "startupProbe",
                           "securityContext", "terminationMessagePath", "terminationMessagePolicy", "workingDir",
                           "stdin", "stdinOnce", "tty")
@@ -61,6 +61,8 @@ def parse(obj: dict, source: str, nodes: dict[str, int], counts: dict[str, int])
             v.fail("apiVersion", f"{show(data.get('apiVersion'))} is not supported for kind Pod", "use apiVersion: v1")
         meta = v.mapping(data.get("metadata"), "metadata", META_KEYS, "metadata")
         spec = v.mapping(data.get("spec"), "spec", SPEC_KEYS, "a pod spec")
+        if not isinstance(spec.get("hostNetwork", False), bool):
+            v.fail("spec.hostNetwork", f"{show(spec.get('hostNetwork'))} is not a boolean", "use true or false")
         name, node = meta.get("name"), spec.get("nodeName")
         namespace, labels = meta.get("namespace", "default"), meta.get("labels")
         containers_raw, cfield = spec.get("containers"), "spec.containers"

@@ -383,3 +383,32 @@ def test_attach_to_a_stdin_container_and_its_exit_code_in_the_status(lab: Lab, k
         assert kubectl("logs", "waiter").stdout == "42\n"
     finally:
         kubectl("delete", "pod", "waiter", "--wait=true", check=False)
+
+
+HOSTNET = """apiVersion: v1
+kind: Pod
+metadata: {name: hostnet, namespace: kube-system}
+spec:
+  hostNetwork: true
+  nodeName: node-2
+  containers:
+  - {name: agent, image: netexec, args: [netexec, --http-port=10250]}
+"""
+
+
+def test_host_network_pod_runs_in_its_node(lab: Lab, kubectl) -> None:
+    node_ip = lab.node("node-2").ip
+    kubectl("apply", "-f", "-", input=HOSTNET)
+    try:
+        kubectl("wait", "-n", "kube-system", "--for=condition=Ready", "pod/hostnet", "--timeout=30s")
+        row = kubectl("get", "pod", "-n", "kube-system", "hostnet", "-o", "wide").stdout.splitlines()[1].split()
+        assert row[5] == node_ip and row[6] == "node-2"
+        assert f"inet {node_ip}/" in kubectl("exec", "-n", "kube-system", "hostnet", "--", "ip", "-4", "-o", "addr",
+                                              "show", "eth0").stdout
+        # seed 000's third rule: an agent on a node (a hostNetwork pod) and the pods reach each other
+        assert kubectl("exec", "web-1", "--", "wget", "-qO-", f"http://{node_ip}:10250/hostname").stdout == "node-2"
+        assert kubectl("exec", "-n", "kube-system", "hostnet", "--", "wget", "-qO-",
+                       f"http://{lab.pod('web-2').ip}:8080/hostname").stdout == "web-2"
+    finally:
+        kubectl("delete", "-n", "kube-system", "pod", "hostnet", "--wait=true", check=False)
+    assert netns.exists(lab.node("node-2").netns), "deleting a hostNetwork pod removed its node's namespace"

@@ -159,7 +159,7 @@ def test_kubernetes_pod_manifest_is_accepted() -> None:
     ({"apiVersion": "v2", "kind": "Pod", "metadata": {"name": "a"}, "spec": {"containers": []}}, "apiVersion",
      "not supported"),
     ({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"},
-      "spec": {"hostNetwork": True, "containers": [{"name": "c"}]}}, "spec.hostNetwork", "unknown key"),
+      "spec": {"hostNetwork": "yes", "containers": [{"name": "c"}]}}, "spec.hostNetwork", "not a boolean"),
     ({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"},
       "spec": {"containers": [{"name": "c", "volumeMounts": []}]}}, "spec.containers[0].volumeMounts",
      "not supported"),
