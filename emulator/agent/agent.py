@@ -72,14 +72,18 @@ class Agent:
             self.statuses()[key] = st
 
     def mine(self) -> dict[Key, dict]:
+        """The pods bound to this node that it runs: not the mirror pods of the lab's own node processes
+        (``podlab.io/process``: kube-proxy, BIRD; the API server writes those and their status)."""
         return {(p["metadata"].get("namespace") or "default", p["metadata"]["name"]): p
-                for p in self.store.list_index("pods", self.node) if p["spec"].get("nodeName") == self.node}
+                for p in self.store.list_index("pods", self.node) if p["spec"].get("nodeName") == self.node
+                and "podlab.io/process" not in (p["metadata"].get("annotations") or {})}
 
     def statuses(self) -> dict[Key, dict]:
         if self._status is None:
             self._status = {(st.get("namespace") or "default", st["name"]): st
                             for st in self.store.list("pods", status=True)
-                            if st.get("nodeName") == self.node and "name" in st}
+                            if st.get("nodeName") == self.node and "name" in st
+                            and not (st.get("sandbox") or {}).get("mirror")}
         return self._status
 
     # -- recovery after a restart or crash

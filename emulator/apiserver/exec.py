@@ -86,7 +86,7 @@ def target(store: Store, ns: str, name: str, container: str | None) -> Target:
         raise ApiError(400, "BadRequest", f"pod {name} does not have a host assigned")
     cs = next((c for c in st.get("containerStatuses") or [] if c.get("name") == container), {})
     sandbox = (st.get("sandbox") or {}).get("netns")
-    if not sandbox or not netns.exists(sandbox) or not cs.get("pid"):
+    if not sandbox or not netns.exists(sandbox) or not (cs.get("pid") or cs.get("process")):
         # the kubelet's answer, relayed by the API server: kubectl prints "unable to upgrade connection: ..."
         raise ApiError(500, "InternalError", f'container not found ("{container}")')
     return Target(pod, st, container, sandbox)

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from emulator.apiserver import syspods
 from emulator.apiserver.rest import Request, Response
 from emulator.apiserver.status import ApiError, bad_request, not_found
 from emulator.state.paths import LabPaths
@@ -106,7 +107,7 @@ def serve(req: Request, store: Store, paths: LabPaths, ns: str, name: str) -> Re
         raise bad_request(f"container {container} is not valid for pod {name}")
     st = store.get_status("pods", name, ns) or {}
     cs = next((c for c in st.get("containerStatuses") or [] if c.get("name") == container), {})
-    path = paths.container_log(name, container, ns)
+    path = syspods.log_of(pod) or paths.container_log(name, container, ns)
     previous = (req.q("previous") or "").lower() == "true"
     if previous:
         path = previous_log(path)
@@ -134,7 +135,7 @@ def serve(req: Request, store: Store, paths: LabPaths, ns: str, name: str) -> Re
         head = head[:limit]
     if not follow:
         return Response(200, head, TEXT)
-    running = cs.get("pid"), cs.get("pidStart")
+    running = tuple(cs["process"]) if cs.get("process") else (cs.get("pid"), cs.get("pidStart"))
     return Response(200, _follow(req, store, ns, name, container, path, offset, head, running, stamps, limit),
                     TEXT)
 
@@ -144,6 +145,8 @@ def _still(store: Store, ns: str, name: str, container: str, running: tuple) -> 
     if st is None or store.get("pods", name, ns) is None:
         return False
     cs = next((c for c in st.get("containerStatuses") or [] if c.get("name") == container), {})
+    if cs.get("process"):
+        return list(running) == cs["process"]
     return bool(running[0]) and (cs.get("pid"), cs.get("pidStart")) == running
 
 

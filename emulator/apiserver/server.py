@@ -26,7 +26,7 @@ import time
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from emulator.apiserver import admission, logs, rest, streams, writes
+from emulator.apiserver import admission, logs, rest, streams, syspods, writes
 from emulator.apiserver.cache import Cache
 from emulator.apiserver.certs import Material
 from emulator.apiserver.schema import Schema
@@ -243,6 +243,7 @@ def start(lab: str) -> Server:
     api = Api(lab, m.token, f"127.0.0.1:{port}")
     httpd = Server(port, Handler, tls, api)
     threading.Thread(target=api.cache.follow, daemon=True, name="journal").start()
+    syspods.Mirror(lab, api.store).start()  # the cluster's own pods (kube-proxy, calico-node, flannel)
     api.writes.resume_purges()
     write_json(status_path(paths), {"port": port, "pid": os.getpid(), "time": time.time(),
                                     "schema": api.schema.version})

@@ -174,8 +174,8 @@ class ClusterReader:
 
     def _pod_info(self, key: str) -> PodInfo | None:
         m = self.dirs["pods"].objs.get(key)
-        if m is None:
-            return None
+        if m is None or m.get("spec", {}).get("hostNetwork"):
+            return None  # a hostNetwork pod is its node, not a pod of the pod network: no policy applies to it
         meta = m.get("metadata", {})
         st = self.dirs["status"].objs.get(key)
         if st is not None and st.get("uid") != meta.get("uid"):

@@ -406,9 +406,26 @@ def test_host_network_pod_runs_in_its_node(lab: Lab, kubectl) -> None:
         assert f"inet {node_ip}/" in kubectl("exec", "-n", "kube-system", "hostnet", "--", "ip", "-4", "-o", "addr",
                                               "show", "eth0").stdout
         # seed 000's third rule: an agent on a node (a hostNetwork pod) and the pods reach each other
-        assert kubectl("exec", "web-1", "--", "wget", "-qO-", f"http://{node_ip}:10250/hostname").stdout == "node-2"
+        assert kubectl("exec", "web-1", "--", "wget", "-qO-", f"http://{node_ip}:10250/hostname").stdout == "hostnet"
+        assert kubectl("exec", "-n", "kube-system", "hostnet", "--", "sh", "-c", "echo $HOSTNAME").stdout == \
+            "node-2\n"  # a hostNetwork pod's hostname is its node's
         assert kubectl("exec", "-n", "kube-system", "hostnet", "--", "wget", "-qO-",
                        f"http://{lab.pod('web-2').ip}:8080/hostname").stdout == "web-2"
     finally:
         kubectl("delete", "-n", "kube-system", "pod", "hostnet", "--wait=true", check=False)
     assert netns.exists(lab.node("node-2").netns), "deleting a hostNetwork pod removed its node's namespace"
+
+
+def test_flannel_pods_follow_the_node_agents(lab: Lab, kubectl) -> None:
+    deadline = time.monotonic() + 15
+    while True:
+        out = kubectl("get", "pods", "-n", "kube-flannel", "-o", "wide").stdout.splitlines()[1:]
+        if len(out) == 2 and all(r.split()[1] == "1/1" for r in out):
+            break
+        assert time.monotonic() < deadline, out
+        time.sleep(0.3)
+    ips = {n.name: n.ip for n in lab.nodes}
+    for r in out:
+        f = r.split()
+        assert re.match(r"^kube-flannel-ds-[a-z0-9]{5}$", f[0]) and f[2] == "Running" and f[5] == ips[f[6]]
+    assert "kube-proxy" not in kubectl("get", "pods", "-A").stdout  # this lab runs no kube-proxy
