@@ -50,8 +50,9 @@ def _write_private(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
-def make(directory: Path, lab: str) -> Material:
-    """Create the CA, the server certificate and key, and the token for ``lab`` in ``directory``."""
+def make(directory: Path, lab: str, ips: tuple[str, ...] = (), dns: tuple[str, ...] = ()) -> Material:
+    """Create the CA, the server certificate and key, and the token for ``lab`` in ``directory``; ``ips`` and
+    ``dns`` are further names of the server (inside the lab: the ``kubernetes`` Service's ClusterIP and names)."""
     try:
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes, serialization
@@ -79,8 +80,9 @@ def make(directory: Path, lab: str) -> Material:
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
             .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now).not_valid_after(until)
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.IPv4Address("127.0.0.1")),
-                                                        x509.DNSName("localhost")]), critical=False)
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.IPv4Address(ip)) for ip in ("127.0.0.1", *ips)]
+                + [x509.DNSName(d) for d in ("localhost", *dns)]), critical=False)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .sign(ca_key, hashes.SHA256()))

@@ -12,11 +12,12 @@ import sys
 import time
 from pathlib import Path
 
-from emulator.apiserver import certs, kubeconfig
+from emulator.apiserver import certs, kubeconfig, kubesvc
 from emulator.errors import BuildError, MissingDependencyError, LabTimeoutError
 from emulator.proc.lifecycle import alive
 from emulator.apiserver.server import go_path, status_path
 from emulator.lab.components import BuildContext, Component
+from emulator.services.alloc import api_ip
 from emulator.proc.daemon import spawn
 from emulator.state.paths import LabPaths
 from emulator.state.store import read_json
@@ -67,7 +68,9 @@ class ApiServerComponent(Component):
                                          "kubernetes-validate package: pip install kubernetes-validate (setup.sh "
                                          "installs it)", obj="kubernetes-validate") from None
         d = api_dir(ctx.paths)
-        certs.make(d, ctx.topo.name)
+        first = ctx.topo.nodes[0]
+        certs.make(d, ctx.topo.name, ips=(api_ip(ctx.topo.service_cidr), str(first.ip)), dns=kubesvc.dns_names())
+        kubesvc.put(ctx.store, ctx.topo.service_cidr, str(first.ip))
         pid = spawn(lambda: _exec_server(ctx.topo.name), d / "apiserver.log", title="kube-apiserver",
                     journal=ctx.paths.proc_journal, what="API server")
         ctx.data["apiserver"] = pid

@@ -58,6 +58,8 @@ class Target:
     def env(self, tty: bool) -> dict[str, str]:
         st = self.status
         env = container_env(self.pod, st.get("nodeName", ""), st.get("hostIP", ""), st.get("podIP", ""), self.spec)
+        if self.pod["spec"].get("hostNetwork"):
+            env["HOSTNAME"] = st.get("nodeName", "")  # a hostNetwork pod has its node's hostname
         if tty:
             env.setdefault("TERM", "xterm")
         return env

@@ -26,7 +26,7 @@ import time
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from emulator.apiserver import admission, logs, rest, streams, syspods, writes
+from emulator.apiserver import admission, kubesvc, logs, rest, streams, syspods, writes
 from emulator.apiserver.cache import Cache
 from emulator.apiserver.certs import Material
 from emulator.apiserver.schema import Schema
@@ -77,6 +77,16 @@ class Server(ThreadingHTTPServer):
             return
         conn.settimeout(300)
         self.RequestHandlerClass(conn, client_address, self)
+
+
+class InLab(Server):
+    """The same server on a socket already bound inside a lab namespace (``kubesvc.listen_in_lab``)."""
+
+    def __init__(self, sock: socket.socket, handler: type, tls: ssl.SSLContext, api: "Api") -> None:
+        self.tls, self.api = tls, api
+        ThreadingHTTPServer.__init__(self, sock.getsockname(), handler, bind_and_activate=False)
+        self.socket.close()
+        self.socket = sock
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -244,12 +254,30 @@ def start(lab: str) -> Server:
     httpd = Server(port, Handler, tls, api)
     threading.Thread(target=api.cache.follow, daemon=True, name="journal").start()
     syspods.Mirror(lab, api.store).start()  # the cluster's own pods (kube-proxy, calico-node, flannel)
+    ep = api.store.get("endpoints", "kubernetes", "default") or {}
+    node_ip = next((a["ip"] for ss in ep.get("subsets") or [] for a in ss.get("addresses") or []), None)
+    first = next(iter(sorted(n["metadata"]["name"] for n in api.store.list("nodes"))), None)
+    if node_ip and first:  # https://kubernetes.default.svc from the pods: a socket inside the first node
+        try:
+            inlab = InLab(kubesvc.listen_in_lab(lab, _node_of(api.store, node_ip) or first, node_ip), Handler, tls,
+                          api)
+            threading.Thread(target=inlab.serve_forever, kwargs={"poll_interval": 0.5}, daemon=True,
+                             name="in-lab").start()
+        except OSError as e:  # the lab's own address is taken in its node: say so, serve on 127.0.0.1 anyway
+            log(f"no in-lab listener on {node_ip}:{kubesvc.PORT}: {e}")
     api.writes.resume_purges()
     write_json(status_path(paths), {"port": port, "pid": os.getpid(), "time": time.time(),
                                     "schema": api.schema.version})
     log(f"API server of lab {lab} on https://127.0.0.1:{port} (resourceVersion {api.cache.rv}, schema "
         f"{api.schema.version})")
     return httpd
+
+
+def _node_of(store: Store, ip: str) -> str | None:
+    for n in store.list("nodes"):
+        if any(a.get("address") == ip for a in (n.get("status") or {}).get("addresses") or []):
+            return n["metadata"]["name"]
+    return None
 
 
 def serve(lab: str) -> None:

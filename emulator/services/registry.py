@@ -53,7 +53,8 @@ def admit(svc: Service, stored: list[dict], cidr: ipaddress.IPv4Network) -> Serv
         o = ips[ip]
         raise alloc.AllocationError(f"clusterIP {ip} of service {key} is already the clusterIP of "
                                     f"{o.namespace}/{o.name}", obj=svc.name)
-    elif ip in alloc.reserved(cidr) - {alloc.dns_ip(cidr)}:
+    elif ip in alloc.reserved(cidr) - {alloc.dns_ip(cidr)} - ({alloc.api_ip(cidr)} if key == "default/kubernetes"
+                                                               else set()):
         raise alloc.AllocationError(f"clusterIP {ip} of service {key} is reserved", obj=svc.name)
     taken = {p.node_port: o for o in others for p in o.ports if p.node_port}
     node_ports: dict[int, int] = {}

@@ -416,6 +416,26 @@ def test_host_network_pod_runs_in_its_node(lab: Lab, kubectl) -> None:
     assert netns.exists(lab.node("node-2").netns), "deleting a hostNetwork pod removed its node's namespace"
 
 
+def test_kubernetes_service_reached_from_a_pod(lab: Lab, kubectl) -> None:
+    svc = kubectl("get", "svc", "kubernetes", "-o", "jsonpath={.spec.clusterIP} {.spec.ports[0].port}").stdout
+    assert svc == "10.96.0.1 443"
+    ep = kubectl("get", "endpoints", "kubernetes", "-o", "jsonpath={.subsets[0].addresses[0].ip}:"
+                 "{.subsets[0].ports[0].port}").stdout
+    assert ep == f"{lab.node('node-1').ip}:6443"
+    token = (lab.paths.root / "apiserver" / "token").read_text().strip()
+    ca = "/tmp/" + lab.name + "-ca.crt"
+    Path(ca).write_bytes((lab.paths.root / "apiserver" / "ca.crt").read_bytes())
+    try:
+        out = kubectl("exec", "web-2", "--", "wget", "-qO-", f"--ca-certificate={ca}", "--header",
+                      f"Authorization: Bearer {token}", "https://kubernetes.default.svc/version").stdout
+        assert '"gitVersion":"v1.37.0"' in out.replace(" ", "")
+        r = kubectl("exec", "web-2", "--", "wget", "-qO-", f"--ca-certificate={ca}", "https://10.96.0.1/version",
+                    check=False)
+        assert r.returncode in (6, 8), r.stderr  # 401: the lab's token is still required (wget: auth failure)
+    finally:
+        os.unlink(ca)
+
+
 def test_flannel_pods_follow_the_node_agents(lab: Lab, kubectl) -> None:
     deadline = time.monotonic() + 15
     while True:
@@ -428,4 +448,6 @@ def test_flannel_pods_follow_the_node_agents(lab: Lab, kubectl) -> None:
     for r in out:
         f = r.split()
         assert re.match(r"^kube-flannel-ds-[a-z0-9]{5}$", f[0]) and f[2] == "Running" and f[5] == ips[f[6]]
-    assert "kube-proxy" not in kubectl("get", "pods", "-A").stdout  # this lab runs no kube-proxy
+    proxies = [r.split() for r in kubectl("get", "pods", "-n", "kube-system", "-o", "wide").stdout.splitlines()[1:]
+               if r.startswith("kube-proxy-")]  # this lab has Services, so kube-proxy runs on every node
+    assert sorted(r[6] for r in proxies) == ["node-1", "node-2"] and all(r[1] == "1/1" for r in proxies)
