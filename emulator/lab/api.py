@@ -108,6 +108,9 @@ class PodView(_View):
         return self.obj["spec"]["nodeName"]
 
 
+SYSTEM_NAMESPACES = ("kube-system", "kube-flannel")
+
+
 @dataclass(frozen=True)
 class NodeView(_View):
     resource: ClassVar[str] = "nodes"
@@ -182,9 +185,11 @@ class Lab:
 
     @property
     def pods(self) -> list[PodView]:
-        """Every pod of the lab, in every namespace (``default`` first)."""
+        """Every pod of the pod network, in every namespace (``default`` first): not the hostNetwork pods of
+        the system namespaces (the mirror pods of kube-proxy, calico-node, flannel: they are their nodes)."""
         keys = sorted(self.store.keys("pods"), key=lambda k: (k[0] != names.DEFAULT_NAMESPACE, k))
-        return [PodView(self, n, ns) for ns, n in keys]
+        return [PodView(self, n, ns) for ns, n in keys if ns not in SYSTEM_NAMESPACES
+                or not ((self.store.get("pods", n, ns) or {}).get("spec") or {}).get("hostNetwork")]
 
     def pod(self, name: str, namespace: str | None = None) -> PodView:
         """The pod ``name`` (``NAMESPACE/NAME`` or ``namespace=``: outside ``default``), or PodNotFoundError."""

@@ -51,7 +51,7 @@ def test_lists_parse_into_typed_models(lab: Lab, v1) -> None:
     nodes = v1.list_node().items
     assert [n.metadata.name for n in nodes] == ["node-1", "node-2"]
     assert nodes[0].status.node_info.kubelet_version == "v1.37.0" and nodes[0].spec.pod_cidr == "10.244.1.0/24"
-    assert {s.metadata.name for s in v1.list_service_for_all_namespaces().items} == {"kube-dns"}
+    assert {s.metadata.name for s in v1.list_service_for_all_namespaces().items} == {"kube-dns", "kubernetes"}
     assert {n.metadata.name for n in v1.list_namespace().items} >= {"default", "kube-system"}
     assert v1.list_namespaced_event("default").items[0].involved_object.name == "web-1"
 
@@ -115,5 +115,5 @@ def test_create_patch_delete_a_service(lab: Lab, v1) -> None:
                                                                ports=[client.V1ServicePort(port=80)])))
     assert e.value.status == 422 and "IPv4 only" in e.value.body
     v1.delete_namespaced_service("web", "default")
-    assert [s.metadata.name for s in v1.list_namespaced_service("default").items] == []
+    assert [s.metadata.name for s in v1.list_namespaced_service("default").items] == ["kubernetes"]
     assert lab.store.get("services", "web") is None
