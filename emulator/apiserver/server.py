@@ -107,7 +107,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         api = self.server.api
-        headers = {k.lower(): v for k, v in self.headers.items()}
+        headers: dict[str, str] = {}
+        for k, v in self.headers.items():  # a repeated header is one comma-separated list (RFC 9110)
+            k = k.lower()
+            headers[k] = f"{headers[k]}, {v}" if k in headers else v
         try:
             auth = headers.get("authorization", "")
             if not auth.startswith("Bearer ") or not hmac.compare_digest(auth[7:].strip().encode(), api.token):

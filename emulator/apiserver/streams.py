@@ -7,25 +7,23 @@ first, and a bad request gets the real server's Status as an ordinary HTTP answe
 WebSocket with one of the offered subprotocols (the client's order decides) — ``v5``/``v4.channel.k8s.io`` for
 exec and attach, ``SPDY/3.1+portforward.k8s.io`` (SPDY tunnelled in WebSocket, kubectl >= 1.31) or
 ``v4.channel.k8s.io`` (the Python client's port-forward) for portforward — and the session runs in the
-connection's thread until it ends; the connection is then closed. A plain request without an upgrade gets
-400 "Upgrade request required", as from the real server; a raw SPDY upgrade (kubectl <= 1.29, or a fallback
-after a refused WebSocket) is not served (``SPDY_NOT_SERVED``).
+connection's thread until it ends; the connection is then closed. A raw SPDY/3.1 upgrade (kubectl <= 1.29, or
+the fallback of a newer one) runs the same sessions through ``spdy_streams``. A plain request without an
+upgrade gets 400 "Upgrade request required", as from the real server.
 """
 from __future__ import annotations
 
 import traceback
 from typing import Callable
 
-from emulator.apiserver import attach, exec as pexec, portforward
+from emulator.apiserver import attach, exec as pexec, portforward, spdy_streams
 from emulator.apiserver.rest import Request, Target, route
 from emulator.apiserver.status import ApiError
-from emulator.apiserver.stream_ws import WebSocket, choose, handshake, is_websocket
+from emulator.apiserver.stream_ws import Closed, WebSocket, choose, handshake, is_websocket
 from emulator.state.paths import LabPaths
 from emulator.state.store import Store
 
 SUBRESOURCES = ("exec", "attach", "portforward")
-SPDY_NOT_SERVED = ("this lab's API server speaks the streaming protocols over WebSocket only (kubectl >= 1.30); "
-                   "SPDY/3.1 upgrades are not served")
 
 
 def claim(req: Request) -> Target | None:
@@ -35,17 +33,23 @@ def claim(req: Request) -> Target | None:
     return None
 
 
-def _upgrade(req: Request, protocols: tuple[str, ...]) -> str:
+def _upgrade(req: Request, protocols: tuple[str, ...], spdy_versions: tuple[str, ...]) -> tuple[str, bool]:
+    """The negotiated protocol, and whether it is a raw SPDY upgrade (else WebSocket)."""
     if not is_websocket(req.headers):
-        if "spdy" in req.headers.get("upgrade", "").lower():
-            raise ApiError(400, "BadRequest", SPDY_NOT_SERVED)
+        if "spdy/3.1" in req.headers.get("upgrade", "").lower():
+            offered = req.headers.get("x-stream-protocol-version", "")
+            version = spdy_streams.choose(offered, spdy_versions)
+            if version is None:
+                raise ApiError(400, "BadRequest", f"unable to upgrade: none of the offered protocol versions "
+                                                  f"({offered}) is one of {', '.join(spdy_versions)}")
+            return version, True
         raise ApiError(400, "BadRequest", "Upgrade request required")
     proto = choose(req.headers, protocols)
     if proto is None:
         raise ApiError(400, "BadRequest", f"unable to upgrade: none of the offered subprotocols "
                                           f"({req.headers.get('sec-websocket-protocol', '')}) is one of "
                                           f"{', '.join(protocols)}")
-    return proto
+    return proto, False
 
 
 def _run(ws: WebSocket, fn: Callable, *args) -> None:
@@ -64,7 +68,11 @@ def serve(req: Request, t: Target, store: Store, paths: LabPaths, send_raw: Call
         raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
     if t.sub == "portforward":
         ft = portforward.target(store, t.ns, t.name)
-        proto = _upgrade(req, portforward.PROTOCOLS)
+        proto, raw = _upgrade(req, portforward.PROTOCOLS, spdy_streams.PORTFORWARD_VERSIONS)
+        if raw:  # the same SPDY session, its bytes straight off the socket instead of in WebSocket messages
+            send_raw(spdy_streams.handshake(proto))
+            _run(spdy_streams.RawConn(sock), portforward.serve, portforward.SPDY_WS, ft, req.query)
+            return
         send_raw(handshake(req.headers, proto))
         _run(WebSocket(sock), portforward.serve, proto, ft, req.query)
         return
@@ -72,11 +80,28 @@ def serve(req: Request, t: Target, store: Store, paths: LabPaths, send_raw: Call
     tgt = pexec.target(store, t.ns, t.name, container)
     if t.sub == "exec" and not req.query.get("command"):
         raise ApiError(400, "BadRequest", "you must specify at least 1 command")
-    proto = _upgrade(req, pexec.PROTOCOLS)
-    if t.sub == "attach":
-        plan = attach.plan(paths, tgt, req.query)  # raises before the upgrade when nothing can be attached
+    proto, raw = _upgrade(req, pexec.PROTOCOLS, spdy_streams.EXEC_VERSIONS)
+    plan = attach.plan(paths, tgt, req.query) if t.sub == "attach" else None  # raises before the upgrade
+    if raw:
+        send_raw(spdy_streams.handshake(proto))
+        ch = spdy_streams.SpdyChannels(spdy_streams.RawConn(sock))
+        tty = pexec.flag(req.query, "tty")
+        wanted = {pexec.ERROR} | {c for c, k in ((pexec.STDIN, "stdin"), (pexec.STDOUT, "stdout"),
+                                                 (pexec.STDERR, "stderr")) if pexec.flag(req.query, k)}
+        if tty:
+            wanted = (wanted - {pexec.STDERR}) | {pexec.RESIZE}
+        try:
+            ch.wait_streams(wanted)
+        except Closed:
+            ch.close()
+            return
+        # SPDY closes stdin with a FIN, which the channel view reports as v5's close of channel 0
+        session_proto = "v5.channel.k8s.io"
+        conn = ch
+    else:
         send_raw(handshake(req.headers, proto))
-        _run(WebSocket(sock), attach.serve, proto, plan)
-        return
-    send_raw(handshake(req.headers, proto))
-    _run(WebSocket(sock), pexec.serve, proto, tgt, req.query, paths.proc_journal)
+        session_proto, conn = proto, WebSocket(sock)
+    if plan is not None:
+        _run(conn, attach.serve, session_proto, plan)
+    else:
+        _run(conn, pexec.serve, session_proto, tgt, req.query, paths.proc_journal)

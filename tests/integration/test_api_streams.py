@@ -451,3 +451,29 @@ def test_flannel_pods_follow_the_node_agents(lab: Lab, kubectl) -> None:
     proxies = [r.split() for r in kubectl("get", "pods", "-n", "kube-system", "-o", "wide").stdout.splitlines()[1:]
                if r.startswith("kube-proxy-")]  # this lab has Services, so kube-proxy runs on every node
     assert sorted(r[6] for r in proxies) == ["node-1", "node-2"] and all(r[1] == "1/1" for r in proxies)
+
+
+OLD_KUBECTL = Path("/usr/lib/google-cloud-sdk/bin/kubectl.1.29")
+
+
+@pytest.mark.skipif(not OLD_KUBECTL.exists(), reason=f"no kubectl older than 1.30 on this machine ({OLD_KUBECTL})")
+def test_spdy_kubectl_1_29_exec_tty_port_forward_and_run(lab: Lab, kubectl) -> None:
+    """kubectl 1.29 speaks SPDY/3.1 only (exec, attach, port-forward): the same sessions over it."""
+    old = [str(OLD_KUBECTL), *kubectl.argv[1:]]
+    r = subprocess.run([*old, "exec", "-i", "web-1", "--", "sh", "-c", "cat; echo err >&2; exit 3"], input="hi\n",
+                       capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stdout) == (3, "hi\n") and r.stderr.splitlines() == ["err", "command terminated with "
+                                                                                 "exit code 3"]
+    out, code = _drive([*old, "exec", "-it", "web-2", "--", "sh"], [b"stty size; echo $POD_NAME\r", b"exit 4\r"])
+    assert code == 4 and "40 120" in out and "web-2" in out, out
+    port = _free_port()
+    p = subprocess.Popen([*old, "port-forward", "pod/web-1", f"{port}:8080"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().startswith(f"Forwarding from 127.0.0.1:{port}")
+        assert _get(port, "/hostname") == "web-1"
+    finally:
+        p.kill()
+        p.wait()
+    out, code = _drive([*old, "run", "old", "--image=busybox", "--rm", "-it", "--restart=Never", "--", "sh"],
+                       [b"echo me=$HOSTNAME; exit 6\r"], settle=3.0)
+    assert code == 6 and "me=old" in out and 'pod "old" deleted' in out, out
