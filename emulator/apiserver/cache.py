@@ -31,7 +31,7 @@ from emulator.state.watch import Watcher
 
 HISTORY = 1024
 Key = tuple[str, str]
-PLAIN = {"namespaces": "Namespace", "services": "Service", "replicasets": "ReplicaSet",
+PLAIN = {"namespaces": "Namespace", "services": "Service", "replicasets": "ReplicaSet", "daemonsets": "DaemonSet",
          "networkpolicies": "NetworkPolicy", "nodes": "Node", "endpoints": "Endpoints"}
 
 
@@ -90,7 +90,7 @@ class Cache:
         self.history: deque[tuple[int, str, str, Entry]] = deque(maxlen=HISTORY)
         self.objects: dict[str, dict[Key, Entry]] = {r: {} for r in (
             "pods", "nodes", "namespaces", "services", "endpoints", "endpointslices", "deployments", "replicasets",
-            "networkpolicies", "events")}
+            "networkpolicies", "events", "daemonsets")}
         self.spec: dict[tuple[str, str, str], dict] = {}
         self.status: dict[tuple[str, str, str], dict] = {}
         self.event_files: dict[Key, list[str]] = {}  # (ns, "<kind>-<name>") → names of its events
@@ -111,7 +111,7 @@ class Cache:
             self._ino = os.fstat(self._fd).st_ino
             os.lseek(self._fd, 0, os.SEEK_END)
             for kind in ("namespaces", "nodes", "pods", "services", "endpoints", "deployments", "replicasets",
-                         "networkpolicies"):
+                         "networkpolicies", "daemonsets"):
                 for ns, name in self.store.keys(kind):
                     obj = self.store.get(kind, name, ns or "default")
                     if obj is not None:
@@ -240,7 +240,7 @@ class Cache:
             if spec is None:
                 self._delete(kind, k, rv, emit)
             else:
-                api = "apps/v1" if kind == "replicasets" else "networking.k8s.io/v1" if kind == "networkpolicies" \
+                api = "apps/v1" if kind in ("replicasets", "daemonsets") else "networking.k8s.io/v1" if kind == "networkpolicies" \
                     else "v1"
                 self._put(kind, k, (lambda: views.replicaset(spec)) if kind == "replicasets"
                           else (lambda: views.with_kind(spec, api, PLAIN[kind])), rv, emit)

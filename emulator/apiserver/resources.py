@@ -64,6 +64,8 @@ RESOURCES: tuple[Resource, ...] = (
              subresources=(("scale", "Scale", ("get", "patch", "update")), ("status", "Deployment", ("get",)))),
     Resource("replicasets", "ReplicaSet", "apps", "v1", True, "replicasets", ("rs",), ("all",),
              subresources=(("status", "ReplicaSet", ("get",)),)),
+    Resource("daemonsets", "DaemonSet", "apps", "v1", True, "daemonsets", ("ds",), ("all",), writable=False,
+             subresources=(("status", "DaemonSet", ("get",)),)),  # the lab's own (syspods): read-only
     Resource("endpointslices", "EndpointSlice", "discovery.k8s.io", "v1", True, None, (), writable=False),
     Resource("networkpolicies", "NetworkPolicy", "networking.k8s.io", "v1", True, "networkpolicies",
              ("netpol",)),

@@ -10,7 +10,8 @@ each node-level component that the lab actually runs, with the status of the rea
   it) in ``vxlan``/``host-gw`` mode: flannel's work (the node's subnet lease, its routes) is done by podlab's
   node agent, so the pod follows that agent.
 
-They are mirror objects, like the kubelet's mirror pods of static pods: written by this module (a thread of the
+Their DaemonSets are written too (``kubectl get ds -A``: desired = nodes, ready = running processes), read-only
+through the API. They are mirror objects, like the kubelet's mirror pods of static pods: written by this module (a thread of the
 API server, ``Mirror.run``, every second) and never started by a node agent, which leaves every pod annotated
 ``podlab.io/process`` alone (and its status, marked ``sandbox.mirror``). All are ``hostNetwork``: IP = the
 node's IP, ``exec`` runs in the node's namespace, ``logs`` reads the process's own log
@@ -151,6 +152,8 @@ class Mirror:
 
     def sync(self) -> None:
         want = wanted(self.paths, self.store)
+        for key in sorted({(p.namespace, p.daemonset) for p in want}):
+            self._daemonset(key, [p for p in want if (p.namespace, p.daemonset) == key])
         for ns in {p.namespace for p in want}:
             if self.store.get("namespaces", ns) is None:
                 self.store.put("namespaces", ns, namespace_manifest(Namespace(ns)))
@@ -161,6 +164,31 @@ class Mirror:
             new = status(self.lab, p, old)
             if not _same(old, new):
                 self.store.put_status("pods", p.name, new, p.namespace)
+
+    def _daemonset(self, key: tuple[str, str], pods: list[SysPod]) -> None:
+        ns, name = key
+        p0 = pods[0]
+        ready = sum(1 for p in pods if p.proc)
+        status = {"desiredNumberScheduled": len(pods), "currentNumberScheduled": len(pods), "numberReady": ready,
+                  "updatedNumberScheduled": len(pods), "numberAvailable": ready, "observedGeneration": 1,
+                  **({"numberUnavailable": len(pods) - ready} if ready < len(pods) else {})}
+        old = self.store.get("daemonsets", name, ns)
+        if old is not None and old.get("status") == status:
+            return
+        labels = {p0.label[0]: p0.label[1]}
+        obj = {"kind": "DaemonSet", "apiVersion": "apps/v1",
+               "metadata": {"name": name, "namespace": ns, "uid": suffix_uid(self.lab, "ds", ns, name),
+                            "labels": labels, "generation": 1},
+               "spec": {"selector": {"matchLabels": labels},
+                        "template": {"metadata": {"labels": labels},
+                                     "spec": {"hostNetwork": True, "priorityClassName": "system-node-critical",
+                                              "nodeSelector": {"kubernetes.io/os": "linux"},
+                                              "containers": [{"name": p0.container, "image": p0.image}]}},
+                        "updateStrategy": {"type": "RollingUpdate",
+                                           "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}},
+                        "revisionHistoryLimit": 10},
+               "status": status}
+        self.store.put("daemonsets", name, obj)
 
     def run(self, every: float = 1.0) -> None:
         while True:

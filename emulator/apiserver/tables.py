@@ -183,6 +183,15 @@ def _replicaset(o: dict) -> list:
             age(_meta(o).get("creationTimestamp"))] + _template(o)
 
 
+def _daemonset(o: dict) -> list:
+    st, spec = o.get("status") or {}, o.get("spec") or {}
+    sel = ((spec.get("template") or {}).get("spec") or {}).get("nodeSelector") or {}
+    return [_meta(o).get("name"), st.get("desiredNumberScheduled", 0), st.get("currentNumberScheduled", 0),
+            st.get("numberReady", 0), st.get("updatedNumberScheduled", 0), st.get("numberAvailable", 0),
+            ",".join(f"{k}={v}" for k, v in sel.items()) or "<none>", age(_meta(o).get("creationTimestamp"))
+            ] + _template(o)
+
+
 def _namespace(o: dict) -> list:
     return [_meta(o).get("name"), (o.get("status") or {}).get("phase", "Active"), age(_meta(o).get("creationTimestamp"))]
 
@@ -241,6 +250,15 @@ PRINTERS: dict[str, tuple[list[Col], Cells]] = {
     "replicasets": ([NAME, _c("Desired", "integer", desc="Number of desired pods."),
                      _c("Current", "integer", desc="Number of actual replicas."),
                      _c("Ready", "integer", desc="Number of ready replicas."), AGE] + TEMPLATE, _replicaset),
+    "daemonsets": ([NAME, _c("Desired", "integer", desc="The number of nodes that should be running the daemon pod."),
+                    _c("Current", "integer", desc="The number of nodes running at least one daemon pod."),
+                    _c("Ready", "integer", desc="The number of nodes that should be running the daemon pod and "
+                                                "have one or more of the daemon pod running and ready."),
+                    _c("Up-to-date", "integer", desc="The total number of nodes that are running updated daemon pod"),
+                    _c("Available", "integer", desc="The number of nodes that should be running the daemon pod and "
+                                                    "have one or more of the daemon pod running and available."),
+                    _c("Node Selector", desc="NodeSelector is a selector which must be true for the pod to fit "
+                                             "on a node."), AGE] + TEMPLATE, _daemonset),
     "namespaces": ([NAME, _c("Status", desc="The status of the namespace"), AGE], _namespace),
     "events": ([_c("Last Seen", desc="Time when last event was seen"), _c("Type", desc="Type of the event"),
                 _c("Reason", desc="Reason of the event"), _c("Object", desc="The object the event is about"),

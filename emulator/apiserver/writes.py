@@ -252,7 +252,7 @@ class Writes:
 
     def delete(self, req: Request, t: Target) -> Response:
         r = t.resource
-        if r.store is None or r.name == "nodes" or t.sub is not None:
+        if r.store is None or r.name == "nodes" or t.sub is not None or not r.writable:
             raise method_not_allowed()
         if t.name is None:
             return self._delete_collection(req, t)

@@ -448,6 +448,8 @@ def test_flannel_pods_follow_the_node_agents(lab: Lab, kubectl) -> None:
     for r in out:
         f = r.split()
         assert re.match(r"^kube-flannel-ds-[a-z0-9]{5}$", f[0]) and f[2] == "Running" and f[5] == ips[f[6]]
+    ds = kubectl("get", "ds", "-n", "kube-flannel").stdout.splitlines()[1].split()
+    assert ds[:6] == ["kube-flannel-ds", "2", "2", "2", "2", "2"]
     proxies = [r.split() for r in kubectl("get", "pods", "-n", "kube-system", "-o", "wide").stdout.splitlines()[1:]
                if r.startswith("kube-proxy-")]  # this lab has Services, so kube-proxy runs on every node
     assert sorted(r[6] for r in proxies) == ["node-1", "node-2"] and all(r[1] == "1/1" for r in proxies)

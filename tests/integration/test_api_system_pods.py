@@ -87,6 +87,8 @@ def test_kube_proxy_and_calico_node_per_node(lab: Lab, kubectl) -> None:
                     "jsonpath={.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name} "
                     "{.spec.hostNetwork}").stdout
     assert owner == "DaemonSet/kube-proxy true"
+    r = kubectl("delete", "ds", "-n", "kube-system", "kube-proxy", check=False)
+    assert r.returncode == 1 and "MethodNotAllowed" in r.stderr  # the lab's own: read-only
 
 
 def test_calico_node_follows_bird(lab: Lab, kubectl) -> None:
@@ -97,6 +99,8 @@ def test_calico_node_follows_bird(lab: Lab, kubectl) -> None:
     try:
         row = wait_row(kubectl, name, "0/1")
         assert row[3] == "CrashLoopBackOff"
+        ds = {r.split()[0]: r.split() for r in kubectl("get", "ds", "-n", "kube-system").stdout.splitlines()[1:]}
+        assert ds["calico-node"][1:4] == ["2", "2", "1"] and ds["kube-proxy"][1:4] == ["2", "2", "2"]
     finally:
         r = podlab("bgp", "start", "node-1", lab=lab)
         assert r.returncode == 0, r.stderr
