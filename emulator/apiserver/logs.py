@@ -114,6 +114,8 @@ def serve(req: Request, store: Store, paths: LabPaths, ns: str, name: str) -> Re
         if not path.exists():
             raise bad_request(f'previous terminated container "{container}" in pod "{name}" not found')
     elif not path.exists():
+        if "terminated" in (cs.get("state") or {}):
+            return Response(200, b"", TEXT)  # it ended without writing anything (e.g. a StartError)
         waiting = (cs.get("state") or {}).get("waiting") or {}
         reason = waiting.get("reason") or st.get("reason") or "ContainerCreating"
         raise bad_request(f'container "{container}" in pod "{name}" is waiting to start: {reason}')

@@ -41,6 +41,8 @@ pods:
   - {{name: two, node: node-1, containers: [{{name: a, image: busybox}}, {{name: b, image: busybox}}]}}
 services:
   - {{name: web, selector: {{app: web}}, ports: [{{port: 80, targetPort: 8080}}]}}
+deployments:
+  - {{name: hello, replicas: 1, labels: {{app: hello}}, containers: {NETEXEC}}}
 """
 
 
@@ -229,6 +231,29 @@ def test_logs(lab: Lab, kubectl) -> None:
     r = kubectl("logs", "two", "-c", "nosuch", check=False)
     assert r.returncode == 1 and "container nosuch is not valid for pod two" in r.stderr
     assert kubectl("logs", "web-1", "--since", "1h").stdout == kubectl("logs", "web-1").stdout
+
+
+def test_logs_of_a_deployment(lab: Lab, kubectl) -> None:
+    out = kubectl("logs", "deploy/hello", "--tail", "5").stdout
+    assert "Started HTTP server on port 8080" in out
+
+
+def test_exec_and_logs_of_pods_that_do_not_run(lab: Lab, kubectl) -> None:
+    kubectl("run", "never", "--image=busybox", "--restart=Never", "--command", "--", "nosuchprog")
+    kubectl("run", "always", "--image=busybox", "--command", "--", "nosuchprog")
+    try:
+        deadline = time.monotonic() + 20
+        while kubectl("get", "pod", "never", "-o", "jsonpath={.status.phase}").stdout != "Failed":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        r = kubectl("exec", "never", "--", "true", check=False)
+        assert r.returncode == 1 and "cannot exec into a container in a completed pod; current phase is Failed" \
+            in r.stderr
+        assert kubectl("logs", "never").stdout == ""
+        r = kubectl("exec", "always", "--", "true", check=False)
+        assert r.returncode == 1 and 'unable to upgrade connection: container not found ("always")' in r.stderr
+    finally:
+        kubectl("delete", "pod", "never", "always", "--wait=true", check=False)
 
 
 def test_logs_follow_streams_new_lines(lab: Lab, kubectl) -> None:
