@@ -21,6 +21,7 @@ deleted one is written again, as its DaemonSet would recreate it.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -65,12 +66,18 @@ def suffix_uid(*parts: str) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
 
 
-def wanted(paths: LabPaths, store: Store) -> list[SysPod]:
-    rec = read_json(paths.record) or {}
-    mode = rec.get("routing", "")
+def newest(paths: LabPaths) -> dict[str, journal.Entry]:
+    """The newest journal entry of each process name (the current process of that name)."""
     last: dict[str, journal.Entry] = {}
     for e in journal.entries(paths.proc_journal):
-        last[e.what] = e  # the newest entry of each process name is the current one
+        last[e.what] = e
+    return last
+
+
+def wanted(paths: LabPaths, store: Store, last: dict[str, journal.Entry] | None = None) -> list[SysPod]:
+    rec = read_json(paths.record) or {}
+    mode = rec.get("routing", "")
+    last = newest(paths) if last is None else last
     out = []
     for n in store.list("nodes"):
         node = n["metadata"]["name"]
@@ -149,9 +156,22 @@ def _same(a: dict | None, b: dict) -> bool:
 class Mirror:
     def __init__(self, lab: str, store: Store) -> None:
         self.lab, self.store, self.paths = lab, store, LabPaths(lab)
+        self._key: tuple[int, int] | None = None
+        self._last: dict[str, journal.Entry] = {}
+
+    def _journal(self) -> dict[str, journal.Entry]:
+        """``newest``, read again only when the journal has grown (every ``kubectl exec`` adds a line)."""
+        try:
+            st = os.stat(self.paths.proc_journal)
+            key = (st.st_ino, st.st_size)
+        except FileNotFoundError:
+            key = None
+        if key != self._key:
+            self._key, self._last = key, newest(self.paths)
+        return self._last
 
     def sync(self) -> None:
-        want = wanted(self.paths, self.store)
+        want = wanted(self.paths, self.store, self._journal())
         for key in sorted({(p.namespace, p.daemonset) for p in want}):
             self._daemonset(key, [p for p in want if (p.namespace, p.daemonset) == key])
         for ns in {p.namespace for p in want}:
