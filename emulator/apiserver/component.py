@@ -17,6 +17,7 @@ from emulator.errors import BuildError, MissingDependencyError, LabTimeoutError
 from emulator.proc.lifecycle import alive
 from emulator.apiserver.server import go_path, status_path
 from emulator.lab.components import BuildContext, Component
+from emulator.services import config as services_config
 from emulator.services.alloc import api_ip
 from emulator.proc.daemon import spawn
 from emulator.state.paths import LabPaths
@@ -70,7 +71,8 @@ class ApiServerComponent(Component):
         d = api_dir(ctx.paths)
         first = ctx.topo.nodes[0]
         certs.make(d, ctx.topo.name, ips=(api_ip(ctx.topo.service_cidr), str(first.ip)), dns=kubesvc.dns_names())
-        kubesvc.put(ctx.store, ctx.topo.service_cidr, str(first.ip))
+        if services_config.settings(ctx.topo) is not None:  # ClusterIPs work where kube-proxy runs
+            kubesvc.put(ctx.store, ctx.topo.service_cidr, str(first.ip))
         pid = spawn(lambda: _exec_server(ctx.topo.name), d / "apiserver.log", title="kube-apiserver",
                     journal=ctx.paths.proc_journal, what="API server")
         ctx.data["apiserver"] = pid

@@ -1,6 +1,7 @@
 """The ``default/kubernetes`` Service: the API server as pods see it, at ``https://kubernetes.default.svc``.
 
-As on a kubeadm/kind cluster, the Service has the first address of the Service CIDR and port 443 (``https``),
+Written in labs that run Services (kube-proxy: without it no ClusterIP leads anywhere, and ``podlab check``
+would rightly fail the Service). As on a kubeadm/kind cluster, the Service has the first address of the Service CIDR and port 443 (``https``),
 no selector, and Endpoints that name the control-plane node's address and port 6443. Here the control plane is
 the lab's first node: the API server opens a second listening socket *inside that node's network namespace*
 (``listen_in_lab``: a socket created by a thread that has entered it), bound to the node's own address, so a pod
