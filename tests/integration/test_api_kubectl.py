@@ -141,7 +141,8 @@ def test_get_flags(lab: Lab, kubectl) -> None:
     assert [r[0] for r in rows(kubectl("get", "pods", "-n", "x").stdout)[1:]] == ["a"]
     assert kubectl("get", "pods", "-l", "app=web", "-o", "name").stdout.split() == ["pod/web-1", "pod/web-2"]
     sel = rows(kubectl("get", "pods", "-A", "--field-selector", "spec.nodeName=node-2").stdout)
-    assert [r[1] for r in sel[1:]] == ["web-2"]
+    assert [r[1] for r in sel[1:] if not r[1].startswith(("kube-proxy-", "kube-flannel-ds-"))] == ["web-2"]
+    assert sorted(r[1].rsplit("-", 1)[0] for r in sel[1:] if r[1] != "web-2") == ["kube-flannel-ds", "kube-proxy"]
     labels = rows(kubectl("get", "pods", "--show-labels").stdout)
     assert labels[0][-1] == "LABELS" and labels[1][-1] == "app=web"
     assert rows(kubectl("get", "pods", "-L", "app").stdout)[0][-1] == "APP"
