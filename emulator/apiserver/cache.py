@@ -20,7 +20,6 @@ import os
 import threading
 import time
 from collections import deque
-from pathlib import Path
 from typing import Callable, Iterator
 
 from emulator.apiserver import views
@@ -112,15 +111,11 @@ class Cache:
             os.lseek(self._fd, 0, os.SEEK_END)
             for kind in ("namespaces", "nodes", "pods", "services", "endpoints", "deployments", "replicasets",
                          "networkpolicies"):
-                for ns, name in self.store.keys(kind):
-                    obj = self.store.get(kind, name, ns or "default")
-                    if obj is not None:
-                        self.spec[(kind, ns, name)] = obj
+                for ns, name, obj in self.store.scan(kind):
+                    self.spec[(kind, ns, name)] = obj
             for kind in ("pods", "deployments"):
-                for ns, name in self.store.keys(kind, status=True):
-                    st = self.store.get_status(kind, name, ns)
-                    if st is not None:
-                        self.status[(kind, ns, name)] = _slim(st) if kind == "pods" else st
+                for ns, name, st in self.store.scan(kind, status=True):
+                    self.status[(kind, ns, name)] = _slim(st) if kind == "pods" else st
             lines = self._read_event_files()
         for (kind, ns, name) in list(self.spec):
             self._refresh(kind, ns, name, self.rv, emit=False)
@@ -130,11 +125,13 @@ class Cache:
 
     def _read_event_files(self) -> dict[Key, list[dict]]:
         out: dict[Key, list[dict]] = {}
-        root = self.store.root / "events"
-        for ns in sorted(os.listdir(root)) if root.is_dir() else []:
-            for f in sorted(Path(root / ns).glob("*.jsonl")):
+        root = str(self.store.root / "events")
+        for ns in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+            d = os.path.join(root, ns)
+            for f in sorted(e.name for e in os.scandir(d) if e.name.endswith(".jsonl")):
                 try:
-                    out[(ns, f.stem)] = [json.loads(x) for x in f.read_text().splitlines() if x.strip()]
+                    with open(os.path.join(d, f)) as fh:
+                        out[(ns, f[:-6])] = [json.loads(x) for x in fh if x.strip()]
                 except (OSError, ValueError):
                     continue  # an event file removed or being replaced: the next read has it
         return out
