@@ -1,7 +1,11 @@
 """The watch cache: every object of the lab as the API shows it, kept current by following the store's journal.
 
-At start the cache takes the store's lock, notes the current resourceVersion and the journal's end, and reads
-every object (a consistent snapshot: no write can happen meanwhile); from then on a thread follows the journal
+At start the cache takes the store's lock just long enough to note the current resourceVersion and the journal's
+end, reads every object without holding it (the agents go on writing: the server starts while a big lab's pods
+start), then applies the journal from the noted end: whatever changed while the files were read is replayed in
+order, so the cache ends as the store is (a file read newer than a replayed line is overwritten by that line,
+then by its own later line; an event read from its file and replayed again is kept once); from then on a thread
+follows the journal
 (inotify on the store directory wakes it within a millisecond of a write) and applies each change in order:
 the API object is recomputed (``views``) and a watch event ``(rv, ADDED|MODIFIED|DELETED, resource, object)``
 is appended to a bounded history. ``LIST`` is served from the cache, ``WATCH`` from the history (410 Gone when
@@ -20,7 +24,6 @@ import os
 import threading
 import time
 from collections import deque
-from pathlib import Path
 from typing import Callable, Iterator
 
 from emulator.apiserver import views
@@ -104,37 +107,36 @@ class Cache:
     # -- start-up ---------------------------------------------------------------------------------------------
     def load(self) -> None:
         feed = self.store.feed
-        with feed.locked():
+        with feed.locked():  # every line up to this resourceVersion is in the journal, none after its end
             self.rv = self.oldest = feed.current()
             path = self.store.root / feeds.JOURNAL
             self._fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
             self._ino = os.fstat(self._fd).st_ino
             os.lseek(self._fd, 0, os.SEEK_END)
-            for kind in ("namespaces", "nodes", "pods", "services", "endpoints", "deployments", "replicasets",
-                         "networkpolicies", "daemonsets"):
-                for ns, name in self.store.keys(kind):
-                    obj = self.store.get(kind, name, ns or "default")
-                    if obj is not None:
-                        self.spec[(kind, ns, name)] = obj
-            for kind in ("pods", "deployments"):
-                for ns, name in self.store.keys(kind, status=True):
-                    st = self.store.get_status(kind, name, ns)
-                    if st is not None:
-                        self.status[(kind, ns, name)] = _slim(st) if kind == "pods" else st
-            lines = self._read_event_files()
+        for kind in ("namespaces", "nodes", "pods", "services", "endpoints", "deployments", "replicasets",
+                     "networkpolicies", "daemonsets"):
+            for ns, name, obj in self.store.scan(kind):
+                self.spec[(kind, ns, name)] = obj
+        for kind in ("pods", "deployments"):
+            for ns, name, st in self.store.scan(kind, status=True):
+                self.status[(kind, ns, name)] = _slim(st) if kind == "pods" else st
+        lines = self._read_event_files()
         for (kind, ns, name) in list(self.spec):
             self._refresh(kind, ns, name, self.rv, emit=False)
         for (ns, key), items in lines.items():
             for line in items:
                 self._add_event(ns, key, line, emit=False)
+        self._drain()  # what changed while the files were read
 
     def _read_event_files(self) -> dict[Key, list[dict]]:
         out: dict[Key, list[dict]] = {}
-        root = self.store.root / "events"
-        for ns in sorted(os.listdir(root)) if root.is_dir() else []:
-            for f in sorted(Path(root / ns).glob("*.jsonl")):
+        root = str(self.store.root / "events")
+        for ns in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+            d = os.path.join(root, ns)
+            for f in sorted(e.name for e in os.scandir(d) if e.name.endswith(".jsonl")):
                 try:
-                    out[(ns, f.stem)] = [json.loads(x) for x in f.read_text().splitlines() if x.strip()]
+                    with open(os.path.join(d, f)) as fh:
+                        out[(ns, f[:-6])] = [json.loads(x) for x in fh if x.strip()]
                 except (OSError, ValueError):
                     continue  # an event file removed or being replaced: the next read has it
         return out
@@ -265,7 +267,10 @@ class Cache:
         owner = self.spec.get((res, "" if res == "nodes" else ns, name)) if res else None
         uid = (owner.get("metadata") or {}).get("uid", "") if owner else ""
         ename = views.event_name(file_key, int(line.get("rv", 0)))
-        self.event_files.setdefault((ns, file_key), []).append(ename)
+        known = self.event_files.setdefault((ns, file_key), [])
+        if ename in known:  # read from its file at start, and replayed from the journal
+            return
+        known.append(ename)
         self._put("events", (ns, ename), lambda: views.event(line, ns, file_key, uid), int(line.get("rv", self.rv)),
                   emit)
 

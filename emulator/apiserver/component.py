@@ -1,9 +1,10 @@
 """The API server as a lab component: certificates and token made, the process started (a fresh interpreter,
-so it carries none of ``up``'s memory), its PID recorded; it imports itself while the pods start, and loads the
-store once ``ready`` (every pod Running) tells it to, so it takes no CPU from the agents during a big bring-up;
-``ready`` then waits for it to serve and merges the ``podlab-<lab>`` context into the user's kubeconfig. ``teardown`` (after the process is
-ended by ``down``/``cleanup``) removes exactly those kubeconfig entries, from the file recorded when they were
-written.
+so it carries none of ``up``'s memory), its PID recorded. It starts at nice 10 while the pods start: it imports
+itself, reads the store without holding its lock and follows the journal, taking only what CPU the node agents
+leave; once ``ready`` (every pod Running) says ``go`` it takes the normal priority back, has little left to catch
+up and listens, so the lab's bring-up waits for it only that long. ``ready`` then merges the ``podlab-<lab>``
+context into the user's kubeconfig. ``teardown`` (after the process is ended by ``down``/``cleanup``) removes
+exactly those kubeconfig entries, from the file recorded when they were written.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 from emulator.apiserver import certs, kubeconfig, kubesvc
 from emulator.errors import BuildError, MissingDependencyError, LabTimeoutError
 from emulator.proc.lifecycle import alive
-from emulator.apiserver.server import go_path, status_path
+from emulator.apiserver.server import QUIET_NICE, go_path, status_path
 from emulator.lab.components import BuildContext, Component
 from emulator.services import config as services_config
 from emulator.services.alloc import api_ip
@@ -34,6 +35,7 @@ def api_dir(paths: LabPaths) -> Path:
 def _exec_server(lab: str) -> None:
     env = dict(os.environ)
     env["PYTHONPATH"] = PKG_PARENT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    os.setpriority(os.PRIO_PROCESS, 0, QUIET_NICE)  # its start-up, too, yields to the agents (see serve)
     os.execve(sys.executable, [sys.executable, "-m", "emulator.apiserver", "--lab", lab], env)
 
 

@@ -1,7 +1,8 @@
 """The lab's API server process: HTTPS on 127.0.0.1, a bearer token, one thread per connection.
 
 ``python -m emulator.apiserver --lab NAME`` (started by ``up`` as a recorded lab process) loads the schema,
-fills the watch cache from the store, then listens on ``127.0.0.1`` only, on the lab's own port (derived from
+fills the watch cache from the store and follows its journal while the pods start (``serve``), then listens on
+``127.0.0.1`` only, on the lab's own port (derived from
 its name, the next free one if taken: kubectl caches discovery per host:port), and writes
 ``<lab>/apiserver/status.json`` (port, pid) once it serves. Each connection gets a thread; TLS is negotiated
 in that thread, so a slow client stalls no one. A client that speaks plain HTTP to the port gets the answer Go
@@ -39,6 +40,9 @@ MAX_BODY = 3 * 1024 * 1024
 DRAIN_LIMIT = 64 * 1024 * 1024
 PORT_BASE, PORT_SPAN = 16443, 1000
 PLAIN_HTTP = b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
+
+
+QUIET_NICE = 10  # the server's priority while up starts the pods
 
 
 def preferred_port(lab: str) -> int:
@@ -229,51 +233,69 @@ def go_path(paths: LabPaths):
 
 
 def wait_go(paths: LabPaths, timeout: float = 600.0) -> None:
-    """Until ``up`` says the lab's pods are up (``go``): a server that followed the store's journal while a
-    thousand pods start would take CPU from the node agents (the two cores are theirs then)."""
+    """Until ``up`` says the lab's pods are up (``go``)."""
     deadline = time.monotonic() + timeout
     while not go_path(paths).exists() and time.monotonic() < deadline:
         time.sleep(0.02)
 
 
-def start(lab: str) -> Server:
-    """Load everything, bind the port, start following the journal; the caller runs ``serve_forever``."""
-    paths = LabPaths(lab)
-    m = Material(paths.root / "apiserver")
-    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    tls.minimum_version = ssl.TLSVersion.TLSv1_2
-    tls.load_cert_chain(m.cert, m.key)
+def _free_port(lab: str) -> int:
     first = preferred_port(lab)
     for port in list(range(first, PORT_BASE + PORT_SPAN)) + list(range(PORT_BASE, first)):
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", port))
-                break
+                return port
             except OSError:
                 continue  # the port is taken: try the next one
-    else:
-        raise OSError(f"no free port in {PORT_BASE}-{PORT_BASE + PORT_SPAN - 1}")
-    api = Api(lab, m.token, f"127.0.0.1:{port}")
-    httpd = Server(port, Handler, tls, api)
-    threading.Thread(target=api.cache.follow, daemon=True, name="journal").start()
-    syspods.Mirror(lab, api.store).start()  # the cluster's own pods (kube-proxy, calico-node, flannel)
-    ep = api.store.get("endpoints", "kubernetes", "default") or {}
-    node_ip = next((a["ip"] for ss in ep.get("subsets") or [] for a in ss.get("addresses") or []), None)
-    first = next(iter(sorted(n["metadata"]["name"] for n in api.store.list("nodes"))), None)
-    if node_ip and first:  # https://kubernetes.default.svc from the pods: a socket inside the first node
-        try:
-            inlab = InLab(kubesvc.listen_in_lab(lab, _node_of(api.store, node_ip) or first, node_ip), Handler, tls,
-                          api)
-            threading.Thread(target=inlab.serve_forever, kwargs={"poll_interval": 0.5}, daemon=True,
-                             name="in-lab").start()
-        except OSError as e:  # the lab's own address is taken in its node: say so, serve on 127.0.0.1 anyway
-            log(f"no in-lab listener on {node_ip}:{kubesvc.PORT}: {e}")
+    raise OSError(f"no free port in {PORT_BASE}-{PORT_BASE + PORT_SPAN - 1}")
+
+
+def prepare(lab: str) -> tuple[Api, int]:
+    """Load the store into the watch cache (a consistent snapshot, under the store's lock) and pick the port."""
+    paths = LabPaths(lab)
+    port = _free_port(lab)
+    return Api(lab, Material(paths.root / "apiserver").token, f"127.0.0.1:{port}"), port
+
+
+def listen(lab: str, api: Api, port: int) -> Server:
+    """Bind the port with TLS and say so in ``status.json``; the caller runs ``serve_forever``."""
+    paths = LabPaths(lab)
+    m = Material(paths.root / "apiserver")
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.minimum_version = ssl.TLSVersion.TLSv1_2
+    tls.load_cert_chain(m.cert, m.key)
+    try:
+        httpd = Server(port, Handler, tls, api)
+    except OSError:  # taken since we looked: the next free one (the kubeconfig is written after this)
+        port = _free_port(lab)
+        api.reads.address = f"127.0.0.1:{port}"
+        httpd = Server(port, Handler, tls, api)
+    in_lab(lab, api, tls)
     api.writes.resume_purges()
     write_json(status_path(paths), {"port": port, "pid": os.getpid(), "time": time.time(),
                                     "schema": api.schema.version})
     log(f"API server of lab {lab} on https://127.0.0.1:{port} (resourceVersion {api.cache.rv}, schema "
         f"{api.schema.version})")
     return httpd
+
+
+def in_lab(lab: str, api: Api, tls: ssl.SSLContext) -> None:
+    """What the server adds inside the lab: the mirror pods of the cluster's own processes (kube-proxy,
+    calico-node, flannel), and ``https://kubernetes.default.svc`` for the pods: the same server on a socket
+    opened inside the node that the ``default/kubernetes`` Endpoints name."""
+    syspods.Mirror(lab, api.store).start()
+    ep = api.store.get("endpoints", "kubernetes", "default") or {}
+    node_ip = next((a["ip"] for ss in ep.get("subsets") or [] for a in ss.get("addresses") or []), None)
+    node = _node_of(api.store, node_ip) if node_ip else None
+    if node_ip and node:
+        try:
+            inlab = InLab(kubesvc.listen_in_lab(lab, node, node_ip), Handler, tls, api)
+        except OSError as e:  # the address is taken in its node: say so, serve on 127.0.0.1 anyway
+            log(f"no in-lab listener on {node_ip}:{kubesvc.PORT}: {e}")
+            return
+        threading.Thread(target=inlab.serve_forever, kwargs={"poll_interval": 0.5}, daemon=True,
+                         name="in-lab").start()
 
 
 def _node_of(store: Store, ip: str) -> str | None:
@@ -283,7 +305,27 @@ def _node_of(store: Store, ip: str) -> str | None:
     return None
 
 
+def start(lab: str) -> Server:
+    """Load everything, bind the port, start following the journal (all at once: ``scripts/bench_api.py``)."""
+    api, port = prepare(lab)
+    threading.Thread(target=api.cache.follow, daemon=True, name="journal").start()
+    return listen(lab, api, port)
+
+
+def _renice(value: int, *threads: threading.Thread) -> None:
+    """Set the nice value of the calling thread and of ``threads`` (Linux: a priority is per thread)."""
+    for tid in (0, *(t.native_id for t in threads)):
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid or 0, value)
+        except (OSError, TypeError):
+            pass  # lowering it again needs CAP_SYS_NICE (root has it): only the server's speed is at stake
+
+
 def serve(lab: str) -> None:
+    """Started by ``up`` while the pods are being started (the store already holds the lab's objects): load the
+    snapshot then, follow the journal at a low priority (nice 10: the CPU is the node agents' while a thousand
+    pods start, and following costs a JSON parse per change, much less than reading every file again later),
+    and on ``go`` (every pod Running) take the normal priority back, catch up and listen."""
     def stop(*_: object) -> None:  # nothing to flush: the store is the state; down removes the rest
         log("API server stopped (SIGTERM)")
         os._exit(0)
@@ -291,9 +333,16 @@ def serve(lab: str) -> None:
     signal.signal(signal.SIGINT, stop)
     os.chdir("/")  # what an exec'd command starts in, as in a container without a workingDir
     from emulator.apiserver.schema import Schema
+    paths = LabPaths(lab)
     Schema.load(str(state_root()))  # the schema cache is made while the pods start (a child process)
-    wait_go(LabPaths(lab))
-    httpd = start(lab)
+    api, port = prepare(lab)
+    _renice(QUIET_NICE)
+    follower = threading.Thread(target=api.cache.follow, daemon=True, name="journal")
+    follower.start()  # (it inherits the nice value)
+    wait_go(paths)
+    _renice(0, follower)
+    api.cache.wait_for(api.store.resource_version(), timeout=30)
+    httpd = listen(lab, api, port)
     httpd.serve_forever(poll_interval=0.5)
 
 

@@ -142,13 +142,12 @@ def up(topo: Topology, progress: Progress = lambda s: None, timeout: float | Non
         step = "node files"
         store = Store(paths.store)
         store.init()
-        for ns in manifests.lab_namespaces(topo):
-            store.put("namespaces", ns.name, manifests.namespace_manifest(ns))
+        store.put_many("namespaces", [(ns.name, manifests.namespace_manifest(ns))
+                                      for ns in manifests.lab_namespaces(topo)])
         for n in topo.nodes:
             write_node_files(paths, topo, n)
-            store.put("nodes", n.name, manifests.node_manifest(topo, n))
-        for p in topo.pods:
-            store.put("pods", p.name, manifests.pod_manifest(p))
+        store.put_many("nodes", [(n.name, manifests.node_manifest(topo, n)) for n in topo.nodes])
+        store.put_many("pods", [(p.name, manifests.pod_manifest(p)) for p in topo.pods])  # one lock, one journal write
         step = f"routing daemons ({topo.routing})"
         for n in topo.nodes:  # each daemon records itself in the lab's process journal before it runs
             mode.start(topo, n, str(paths.node_root(n.name)))

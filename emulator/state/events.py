@@ -33,22 +33,25 @@ def emit(store_root: Path, kind: str, name: str, reason: str, message: str, sour
 def emit_many(store_root: Path, kind: str, name: str, items: list[tuple[str, str, str]], source: str,
               ns: str = DEFAULT_NS) -> None:
     ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    p = _path(store_root, kind, name, ns)
-    feed = feeds.of(Path(store_root))
+    d = f"{store_root}/events/{ns or DEFAULT_NS}"
+    p = f"{d}/{kind}-{name}.jsonl"
+    feed = feeds.of(store_root)
     with feed.locked():
-        lines = [{"time": ts, "type": t, "reason": r, "from": source, "message": m, "rv": feed.next()}
-                 for r, m, t in items]
+        last = feed.next(len(items))
+        rvs = range(last - len(items) + 1, last + 1)
+        texts = [json.dumps({"time": ts, "type": t, "reason": r, "from": source, "message": m, "rv": rv})
+                 for (r, m, t), rv in zip(items, rvs)]
         try:
             fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         except FileNotFoundError:
-            p.parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(d, exist_ok=True)
             fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
-            os.write(fd, "".join(json.dumps(line) + "\n" for line in lines).encode())
+            os.write(fd, "".join(t + "\n" for t in texts).encode())
         finally:
             os.close(fd)
-        for line in lines:
-            feed.record(line["rv"], "put", "events", ns or DEFAULT_NS, f"{kind}-{name}", line)
+        feed.append([feeds.line(rv, "put", "events", ns or DEFAULT_NS, f"{kind}-{name}", t)
+                     for rv, t in zip(rvs, texts)])
 
 
 def read(store_root: Path, kind: str, name: str, ns: str = DEFAULT_NS) -> list[dict]:

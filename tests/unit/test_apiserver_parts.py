@@ -206,6 +206,42 @@ def test_cache_follows_the_journal_and_serves_watches(tmp_path) -> None:
         cache.stop()
 
 
+def test_cache_loads_while_the_store_is_written(tmp_path, monkeypatch) -> None:
+    """The start-up snapshot is read without the store's lock (the agents go on writing): writes made after the
+    journal's end was noted and before or while the files are read are replayed, so the cache ends as a load of
+    the quiet store does; an event both in its file and in the replayed journal is kept once."""
+    from emulator.apiserver.cache import Cache
+    from emulator.state import events
+    from emulator.state.store import Store
+    s = Store(tmp_path)
+    s.init()
+    pod = lambda n: {"metadata": {"name": n}, "spec": {"nodeName": "n1", "containers": [{"name": "c"}]}}  # noqa
+    for n in ("a", "b", "gone"):
+        s.put("pods", n, pod(n))
+    real_scan, writes = Store.scan, []
+
+    def scan_while_writing(self, kind, status=False):
+        if not writes:  # the first directory read: the agents write meanwhile
+            writes.append(1)
+            uid = s.get("pods", "a")["metadata"]["uid"]
+            s.put_status("pods", "a", {"name": "a", "uid": uid, "phase": "Running", "podIP": "10.0.0.2"})
+            s.put("pods", "c", pod("c"))
+            s.delete("pods", "gone")
+            events.emit(s.root, "pod", "a", "Started", "Started container c", "kubelet, n1")
+        yield from real_scan(self, kind, status)
+    monkeypatch.setattr(Store, "scan", scan_while_writing)
+    cache = Cache(s)
+    cache.load()
+    monkeypatch.setattr(Store, "scan", real_scan)
+    quiet = Cache(s)
+    quiet.load()
+    seen = lambda c: sorted((e.obj["metadata"]["name"], e.obj["status"].get("phase"), e.obj["metadata"][  # noqa
+        "resourceVersion"]) for e in c.entries("pods"))
+    assert seen(cache) == seen(quiet) and cache.rv == quiet.rv == s.resource_version()
+    assert [n for n, _, _ in seen(cache)] == ["a", "b", "c"] and seen(cache)[0][1] == "Running"
+    assert len(cache.entries("events")) == len(quiet.entries("events")) == 1
+
+
 def _pb_field(num: int, value) -> bytes:
     """Minimal protobuf encoder for the test: strings/bytes (wire 2) and ints (wire 0)."""
     def varint(n: int) -> bytes:
