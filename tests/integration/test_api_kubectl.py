@@ -163,7 +163,9 @@ def test_get_flags(lab: Lab, kubectl) -> None:
     ep = rows(kubectl("get", "endpoints", "web").stdout)
     assert sorted(ep[1][1].split(",")) == sorted(f"{lab.pod(n).ip}:8080" for n in ("web-1", "web-2"))
     sl = rows(kubectl("get", "endpointslices").stdout)
-    assert sl[0] == ["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"] and sl[1][1:3] == ["IPv4", "8080"]
+    web_slice = next(r for r in sl[1:] if r[0].startswith("web-"))  # (beside the kubernetes Service's)
+    assert sl[0] == ["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"] and web_slice[1:3] == ["IPv4", "8080"]
+    assert next(r for r in sl[1:] if r[0].startswith("kubernetes-"))[1:3] == ["IPv4", "6443"]
     ns = {r[0]: r for r in rows(kubectl("get", "ns", "--show-labels").stdout)[1:]}
     assert ns["x"][1] == "Active" and "team=red" in ns["x"][-1] and "kubernetes.io/metadata.name=x" in ns["x"][-1]
     assert {"default", "kube-system", "kube-public", "kube-node-lease"} <= set(ns)
