@@ -118,6 +118,22 @@ def spawn(ns_name: str, argv: list[str], env: dict[str, str], journal_path, what
                               setsigdef=RESET_SIGNALS)
 
 
+def session_members(sid: int) -> list[int]:
+    """The processes whose session is ``sid`` (field 6 of /proc/PID/stat)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue  # ended while we looked
+        if int(fields[3]) == sid:
+            out.append(int(d))
+    return out
+
+
 def exit_status(code: int) -> bytes:
     if code == 0:
         return b'{"metadata":{},"status":"Success"}'
@@ -302,7 +318,9 @@ class Session:
         return 128 - code if code < 0 else code  # killed by signal N: 128 + N, as a shell and runc report it
 
     def _kill(self) -> None:
-        for who in (-self.pid, self.pid):
+        """The process, its group and every process of its session (a shell's background jobs on a tty have
+        groups of their own): SIGKILL, before it is reaped, so its PID cannot have been reused meanwhile."""
+        for who in (-self.pid, self.pid, *(p for p in session_members(self.pid) if p != self.pid)):
             try:
                 os.kill(who, signal.SIGKILL)
             except OSError:
