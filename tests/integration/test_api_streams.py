@@ -174,6 +174,41 @@ def test_exec_ends_with_its_client(lab: Lab, kubectl) -> None:
     assert not alive(found.pid, found.start), "the command outlived its kubectl"
 
 
+def _pids_running(argv: list[str]) -> list[int]:
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    if f.read().split(b"\0")[:-1] == [a.encode() for a in argv]:
+                        out.append(int(d))
+            except OSError:
+                continue  # ended while we looked
+    return out
+
+
+def test_exec_tty_session_ends_with_its_client(lab: Lab, kubectl) -> None:
+    """A shell's background job on a tty has a process group of its own: it goes with the client too."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(kubectl.argv[0], [*kubectl.argv, "exec", "-it", "web-1", "--", "sh"])
+    try:
+        time.sleep(2.0)
+        os.write(fd, b"sleep 4545 &\r")
+        deadline = time.monotonic() + 10
+        while not _pids_running(["sleep", "4545"]):
+            assert time.monotonic() < deadline, "the background job never started"
+            time.sleep(0.1)
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        os.close(fd)
+    deadline = time.monotonic() + 5
+    while _pids_running(["sleep", "4545"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _pids_running(["sleep", "4545"]), "a background job of the exec'd shell outlived its client"
+
+
 def test_python_client_stream_exec(lab: Lab) -> None:
     from kubernetes import client, config
     from kubernetes.stream import stream
