@@ -9,8 +9,8 @@ The classes, by what went wrong:
 
 - the input: ``TopologyError`` (file, field, value, fix; exit 2) and ``ManifestError`` (the same for ``apply``);
   ``UsageError`` (2: a command line that names no known kind, or misses a name);
-- something exists: ``LabExistsError``, ``NamespaceConflictError`` (3); ``AlreadyUp`` (the same topology is up:
-  exit 0, nothing to do);
+- something exists: ``LabExistsError``, ``NamespaceConflictError``, ``AlreadyExistsError`` (3); ``AlreadyUp``
+  (the same topology is up: exit 0, nothing to do);
 - something does not: ``NotFoundError(kind, name)`` (4) for every kind — pod, node, service, deployment,
   container, lab, target — with ``PodNotFoundError``, ``LabNotFoundError`` and ``TargetError`` (a place a tool
   acts on: a pod, node, underlay, external or interface) as its kinds that callers catch by class;
@@ -19,14 +19,17 @@ The classes, by what went wrong:
   kube-proxy backends); ``ToolError`` (tcpdump, tshark, tc, dot); ``ProcessError`` (a daemon did not start) and
   ``JournalClosed`` (nothing may start: the lab is being removed); ``StateError`` (the state tree under
   /run/podlab);
-- the lab's own rules: ``BuildError`` (``up`` failed and was rolled back), ``AllocationError`` (a Service CIDR or
-  NodePort range is full or a value is taken);
+- the lab's own rules: ``ConflictError`` (a write against a stale resourceVersion), ``BuildError`` (``up``
+  failed and was rolled back), ``AllocationError`` (a Service CIDR or NodePort range is full or a value is taken);
 - the machine: ``MissingDependencyError`` (5) with ``NetemUnavailableError`` and ``MininetMissingError``;
 - time: ``LabTimeoutError`` (6: pods not Running, a wait that took too long).
 
 Internal helper exceptions that never leave their module's caller (each is turned into one of the above with the
 file and field): ``topology.cidr.CidrError``, ``topology.units.UnitError`` and ``tools.pcapng.PcapError`` (all
-``ValueError``), ``topology.scheduler.Unschedulable``. ``testing.NetworkAssertionError`` is an
+``ValueError``), ``topology.scheduler.Unschedulable``; in the API server, whose errors end as an HTTP reply (a
+Kubernetes ``Status`` with its code and reason), never as a podlab exit: ``apiserver.status.ApiError`` (the reply
+itself), ``apiserver.patch.PatchError`` and ``apiserver.protobuf.ProtobufError`` (a body it cannot read: 400/415), ``apiserver.spdy.ProtocolError`` (a port-forward
+client's malformed SPDY frame: the session ends with GOAWAY). ``testing.NetworkAssertionError`` is an
 ``AssertionError``, as pytest expects of a failed assertion.
 """
 from __future__ import annotations
@@ -69,6 +72,12 @@ class UsageError(PodlabError):
 
 # -- exists --------------------------------------------------------------------------------------------------
 class LabExistsError(PodlabError):
+    exit_code = 3
+
+
+class AlreadyExistsError(PodlabError):
+    """An object to be created (a pod, a namespace, any object the API server creates) exists already."""
+
     exit_code = 3
 
 
@@ -185,6 +194,11 @@ class StateError(PodlabError):
 
 
 # -- the lab's own rules -------------------------------------------------------------------------------------
+class ConflictError(PodlabError):
+    """A write lost a race: the object changed since it was read (its resourceVersion is stale; the API
+    server's 409 Conflict)."""
+
+
 class BuildError(PodlabError):
     """Bringing a lab up failed (after rollback); the message names the step and the object."""
 

@@ -13,6 +13,7 @@ own traceback.
 """
 from __future__ import annotations
 
+from emulator.apiserver.component import ApiServerComponent
 from emulator.check import core as core_checks
 from emulator.check import docker as docker_checks
 from emulator.check import netpol as netpol_checks
@@ -27,7 +28,7 @@ from emulator.services.component import ServicesComponent
 from emulator.tools.component import LinkShaping
 
 COMPONENTS: tuple[type[components.Component], ...] = (ExternalComponent, DockerComponent, ServicesComponent,
-                                                       NetworkPolicyComponent, LinkShaping)
+                                                       NetworkPolicyComponent, LinkShaping, ApiServerComponent)
 CHECK_MODULES = (core_checks, service_checks, netpol_checks, docker_checks)
 
 __all__ = ["CHECK_MODULES", "COMPONENTS", "ROUTING_MODES", "install"]

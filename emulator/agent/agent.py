@@ -1,9 +1,11 @@
 """The kubelet-like node agent: a real process in its node's namespace that makes the node's pods match the store.
 
+Pods are keyed by (Kubernetes namespace, name) everywhere here, since two namespaces may hold pods of one name.
+
 Loop: sleep until the node's pod index or CNI configuration changes (inotify, see ``watch``), a child exits, or
 the periodic resync is due (every second), then for every pod bound to this node start what is missing, stop
 what is no longer wanted, and restart dead containers. Status is written by this agent only
-(``status/pods/<name>.json``) and kept in memory too, as the kubelet's status manager does, so a reconcile reads
+(``status/pods/<namespace>/<name>.json``) and kept in memory too, as the kubelet's status manager does, so a reconcile reads
 only the node's own pod index (``Store.list_index``), never the whole cluster. Pods whose network cannot be set up yet (no
 CNI config, no free IP) stay Pending with the reason and are retried on the next change or resync, so installing
 a config or freeing an address lets them start without being recreated.
@@ -35,6 +37,7 @@ from emulator.netlink import netns
 from emulator.state.store import Store, read_json, write_atomic, write_json
 from emulator.topology import names
 
+Key = tuple[str, str]  # (namespace, pod name)
 REFERENCE_CNI_PATH = "/usr/lib/cni"
 RESYNC = 1.0
 
@@ -53,45 +56,54 @@ class Agent:
         self.runtime = Runtime(self.paths.cni_conf_dir(node), bins, builtin=(cni != "reference"))
         self.supervisor = Supervisor(self.paths, node, self.host_ip)
         self.stopping = False
-        self._pending_msg: dict[str, str] = {}
-        self._status: dict[str, dict] | None = None  # the statuses this agent wrote (it is their only writer)
+        self._pending_msg: dict[Key, str] = {}
+        self._status: dict[Key, dict] | None = None  # the statuses this agent wrote (it is their only writer)
 
-    def _write(self, name: str):
-        return lambda st: self.set_status(name, st)
+    def _write(self, key: Key):
+        return lambda st: self.set_status(key, st)
 
-    def set_status(self, name: str, st: dict | None) -> None:
+    def set_status(self, key: Key, st: dict | None) -> None:
+        ns, name = key
         if st is None:
-            self.store.delete("pods", name, status=True)
-            self.statuses().pop(name, None)
+            self.store.delete("pods", name, ns, status=True)
+            self.statuses().pop(key, None)
         else:
-            self.store.put_status("pods", name, st)
-            self.statuses()[name] = st
+            self.store.put_status("pods", name, st, ns)
+            self.statuses()[key] = st
 
-    def mine(self) -> dict[str, dict]:
-        return {p["metadata"]["name"]: p for p in self.store.list_index("pods", self.node)
-                if p["spec"].get("nodeName") == self.node}
+    def mine(self) -> dict[Key, dict]:
+        """The pods bound to this node that it runs: not the mirror pods of the lab's own node processes
+        (``podlab.io/process``: kube-proxy, BIRD; the API server writes those and their status)."""
+        return {(p["metadata"].get("namespace") or "default", p["metadata"]["name"]): p
+                for p in self.store.list_index("pods", self.node) if p["spec"].get("nodeName") == self.node
+                and "podlab.io/process" not in (p["metadata"].get("annotations") or {})}
 
-    def statuses(self) -> dict[str, dict]:
+    def statuses(self) -> dict[Key, dict]:
         if self._status is None:
-            self._status = {st["name"]: st for st in self.store.list("pods", status=True)
-                            if st.get("nodeName") == self.node and "name" in st}
+            self._status = {(st.get("namespace") or "default", st["name"]): st
+                            for st in self.store.list("pods", status=True)
+                            if st.get("nodeName") == self.node and "name" in st
+                            and not (st.get("sandbox") or {}).get("mirror")}
         return self._status
 
     # -- recovery after a restart or crash
     def recover(self) -> None:
         want, have = self.mine(), self.statuses()
-        for name, st in have.items():
+        for key, st in list(have.items()):
+            name = f"{key[0]}/{key[1]}"
             sb = st.get("sandbox") or {}
             if not (st.get("phase") == "Running" or st.get("sandboxReady")) or not sb.get("netns"):
                 continue
             try:
                 if not netns.exists(sb["netns"]):
                     raise CniError(f"network namespace {sb['netns']} is gone")
+                if sb.get("hostNetwork"):
+                    continue  # the node's own namespace: no CNI result to check
                 self.runtime.check(sb["id"], netns.path(sb["netns"]), names.POD_IFNAME, sb.get("cniResult") or {})
             except (CniError, PodlabError) as e:
                 print(f"{time.strftime('%H:%M:%S')} pod {name}: sandbox fails CHECK ({e}); recreating", flush=True)
                 pods.stop(self.runtime, st, name)
-                self.set_status(name, None)
+                self.set_status(key, None)
         known = {(st.get("sandbox") or {}).get("id") for st in self.statuses().values()}
         # container processes started by a crashed run before its status was written (recorded in the journal)
         kept = []
@@ -102,9 +114,9 @@ class Agent:
                 lifecycle.stop(pid, started)
         write_atomic(self.paths.container_journal(self.node), "".join(kept))
         have = self.statuses()
-        for name in want:
-            ns = names.pod_ns(self.paths.lab, name)
-            if name not in have and netns.exists(ns):
+        for key in want:
+            ns = names.pod_ns(self.paths.lab, key[1], key[0])
+            if key not in have and netns.exists(ns):
                 netns.delete(ns)  # made by a crashed run before its status was written
         # IPs (and host veths) of sandboxes no status names: the plugins' own DEL frees them (CNI GC)
         try:
@@ -124,45 +136,46 @@ class Agent:
     # -- reconcile
     def reconcile(self, supervise: bool = True) -> None:
         want, have = self.mine(), dict(self.statuses())
-        for name, st in have.items():
-            pod = want.get(name)
+        for key, st in have.items():
+            pod = want.get(key)
             if pod is None or pod["metadata"].get("uid") != st.get("uid"):
-                pods.stop(self.runtime, st, name)
-                self.set_status(name, None)
-                events.emit(self.store.root, "pod", name, "Killing", "Stopping pod sandbox", f"kubelet, {self.node}")
-                self._pending_msg.pop(name, None)
-        have = {n: s for n, s in have.items() if n in want and want[n]["metadata"].get("uid") == s.get("uid")}
-        for name, pod in want.items():
-            st = have.get(name)
+                pods.stop(self.runtime, st, key[1])
+                self.set_status(key, None)
+                events.emit(self.store.root, "pod", key[1], "Killing", "Stopping pod sandbox", f"kubelet, {self.node}",
+                            ns=key[0])
+                self._pending_msg.pop(key, None)
+        have = {k: s for k, s in have.items() if k in want and want[k]["metadata"].get("uid") == s.get("uid")}
+        for key, pod in want.items():
+            st = have.get(key)
             if st and (st.get("phase") == "Running" or st.get("sandboxReady")):
                 if supervise:
                     new = self.supervisor.check(pod, st)
                     if new is not None:
-                        self.set_status(name, new)
+                        self.set_status(key, new)
                 continue
             if st and st.get("sandbox"):
-                pods.stop(self.runtime, st, name)
-            self._start(name, pod)
+                pods.stop(self.runtime, st, key[1])
+            self._start(key, pod)
 
-    def _start(self, name: str, pod: dict) -> None:
+    def _start(self, key: Key, pod: dict) -> None:
         try:
-            pods.start(self.paths, self.runtime, pod, self.node, self.host_ip, self._write(name))
-            self._pending_msg.pop(name, None)
+            pods.start(self.paths, self.runtime, pod, self.node, self.host_ip, self._write(key))
+            self._pending_msg.pop(key, None)
         except CniNotReady as e:
-            self._pending(name, pod, str(e))
+            self._pending(key, pod, str(e))
         except IpamExhaustedError as e:
-            self._pending(name, pod, f'failed to set up sandbox network: plugin type="bridge" failed (add): {e}')
+            self._pending(key, pod, f'failed to set up sandbox network: plugin type="bridge" failed (add): {e}')
         except (CniError, PodlabError, OSError) as e:
-            self._pending(name, pod, f"failed to set up pod sandbox: {e}")
+            self._pending(key, pod, f"failed to set up pod sandbox: {e}")
 
-    def _pending(self, name: str, pod: dict, message: str) -> None:
-        if self._pending_msg.get(name) == message:
+    def _pending(self, key: Key, pod: dict, message: str) -> None:
+        if self._pending_msg.get(key) == message:
             return
-        self.set_status(name, pods.waiting_status(pod, self.node, self.host_ip, "ContainerCreating", message))
-        events.emit(self.store.root, "pod", name, "FailedCreatePodSandBox", message, f"kubelet, {self.node}",
-                    "Warning")
-        print(f"{time.strftime('%H:%M:%S')} pod {name}: {message}", flush=True)
-        self._pending_msg[name] = message
+        self.set_status(key, pods.waiting_status(pod, self.node, self.host_ip, "ContainerCreating", message))
+        events.emit(self.store.root, "pod", key[1], "FailedCreatePodSandBox", message, f"kubelet, {self.node}",
+                    "Warning", ns=key[0])
+        print(f"{time.strftime('%H:%M:%S')} pod {key[0]}/{key[1]}: {message}", flush=True)
+        self._pending_msg[key] = message
 
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self._on_term)

@@ -17,7 +17,7 @@ import os
 import shutil
 import sys
 
-from emulator.images import pause
+from emulator.images import attachable as attachable_mod, pause
 
 NETEXEC_DEFAULT_ARGS = ["--http-port=8080", "--udp-port=8081"]
 
@@ -57,3 +57,12 @@ def _which(argv0: str) -> str:
     return found
 
 
+
+
+def attachable(exe: str, argv: list[str], socket_path: str, tty: bool, stdin_once: bool) -> tuple[str, list[str]]:
+    """The program and argv that run ``argv`` under the holder of an attachable container
+    (``emulator.images.attachable``: a pty or pipes held until ``kubectl attach``)."""
+    # run as a file without site (it needs the standard library only): no dependence on sys.path or the cwd
+    return sys.executable, [sys.executable, "-S", os.path.abspath(attachable_mod.__file__), "--socket", socket_path,
+                            *(["--tty"] if tty else []), *(["--stdin-once"] if stdin_once else []), "--", exe,
+                            *argv[1:]]

@@ -1,6 +1,7 @@
 """One pod's sandbox lifecycle on its node: create the namespace, CNI ADD, start containers; and the reverse.
 
-The pod's namespace name is derived from the lab and pod names (``<lab>-<pod>``) and every IPAM file names its
+The pod's namespace name is derived from the lab, pod and Kubernetes namespace names (``<lab>-<pod>``, or
+``<lab>-<pod>.<namespace>`` outside ``default``: ``names.pod_ns``) and every IPAM file names its
 sandbox ID, so a crash at any point leaves nothing that cannot be found again without writing a status first
 (one file write less per pod on the hot path): recovery looks for the namespace by name and releases IPAM
 entries whose sandbox no status knows. A failed ADD undoes its partial work (CNI DEL, namespace removed) and
@@ -8,6 +9,7 @@ leaves the pod Pending with the reason, as a kubelet reports ``ContainerCreating
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -29,7 +31,8 @@ def waiting_status(pod: dict, node: str, host_ip: str, reason: str, message: str
     cs = [{"name": c["name"], "image": c.get("image", ""), "ready": False, "restartCount": 0,
            "state": {"waiting": {"reason": reason, **({"message": message} if message else {})}}}
           for c in pod["spec"].get("containers", [])]
-    return {"name": pod["metadata"]["name"], "phase": "Pending", "nodeName": node, "uid": pod["metadata"].get("uid"),
+    return {"name": pod["metadata"]["name"], "namespace": pod["metadata"].get("namespace") or "default",
+            "phase": "Pending", "nodeName": node, "uid": pod["metadata"].get("uid"),
             "hostIP": host_ip, "reason": reason, "message": message, "containerStatuses": cs,
             "conditions": [{"type": "Ready", "status": "False"}]}
 
@@ -85,15 +88,27 @@ def read_journal(paths: LabPaths, node: str) -> list[tuple[str, int, int | None]
     return [(r[0], int(r[1]), None if r[2] == "None" else int(r[2])) for r in rows if len(r) == 3]
 
 
+def attach_socket(paths: LabPaths, pod: dict, container: str) -> str:
+    """Where the holder of an attachable container (``stdin``/``tty``, ``emulator.images.attachable``) listens:
+    named by the pod's uid, so a pod made again under the same name never meets the old one's socket."""
+    key = f"{pod['metadata'].get('uid', '')}/{pod['metadata']['name']}/{container}"
+    return str(paths.root / "attach" / (hashlib.sha256(key.encode()).hexdigest()[:20] + ".sock"))
+
+
 def run_container(paths: LabPaths, pod: dict, c: dict, fd: int, ns_name: str, env: dict[str, str],
                   node: str = "", sandbox: str = "") -> dict:
     """Start one container; return its containerStatus entry. A command that cannot be started (not on $PATH,
     not executable) is the container's failure, not the sandbox's: the entry is waiting with reason
     ``RunContainerError`` and the runtime's message, and the pod keeps its sandbox and IP, as with a kubelet."""
     argv = images.resolve(c.get("image", "pause"), c.get("command", []), c.get("args", []), c.get("ports"))
+    meta = pod["metadata"]
     try:
         exe, argv = images.executable(argv)
-        pid, started = spawn(fd, exe, argv, paths.container_log(pod["metadata"]["name"], c["name"]), env, ns_name)
+        if c.get("stdin") or c.get("tty"):
+            exe, argv = images.attachable(exe, argv, attach_socket(paths, pod, c["name"]), bool(c.get("tty")),
+                                          bool(c.get("stdinOnce")))
+        pid, started = spawn(fd, exe, argv, paths.container_log(meta["name"], c["name"], meta.get("namespace") or
+                                                                "default"), env, ns_name)
     except OSError as e:
         reason = "executable file not found in $PATH" if isinstance(e, FileNotFoundError) else \
             (e.strerror or str(e)).lower()
@@ -109,8 +124,10 @@ def run_container(paths: LabPaths, pod: dict, c: dict, fd: int, ns_name: str, en
 def start(paths: LabPaths, runtime: Runtime, pod: dict, node: str, host_ip: str,
           write_status: Callable[[dict], None]) -> dict:
     """Run the pod; return its Running status (raise CniError/PodlabError with the pod left clean)."""
-    name = pod["metadata"]["name"]
-    ns_name = names.pod_ns(paths.lab, name)
+    name, k8s_ns = pod["metadata"]["name"], pod["metadata"].get("namespace") or "default"
+    if pod["spec"].get("hostNetwork"):
+        return start_host_network(paths, pod, node, host_ip, write_status)
+    ns_name = names.pod_ns(paths.lab, name, k8s_ns)
     sandbox = {"id": secrets.token_hex(32), "netns": ns_name}
     if netns.exists(ns_name):
         netns.delete(ns_name)  # left by a crash of ours between creating it and recording it
@@ -135,7 +152,8 @@ def start(paths: LabPaths, runtime: Runtime, pod: dict, node: str, host_ip: str,
     finally:
         if fd >= 0:
             os.close(fd)
-    st = {"name": name, "phase": pod_phase(cstats), "sandboxReady": True, "nodeName": node, "uid": pod["metadata"].get("uid"), "hostIP": host_ip,
+    st = {"name": name, "namespace": k8s_ns, "phase": pod_phase(cstats), "sandboxReady": True, "nodeName": node,
+          "uid": pod["metadata"].get("uid"), "hostIP": host_ip,
           "podIP": ip, "podIPs": [{"ip": ip}], "startTime": now(), "containerStatuses": cstats,
           "conditions": [{"type": "Ready", "status": "True" if all(c["ready"] for c in cstats) else "False"}],
           "sandbox": sandbox}
@@ -144,16 +162,48 @@ def start(paths: LabPaths, runtime: Runtime, pod: dict, node: str, host_ip: str,
     events.emit_many(paths.store, "pod", name,
                      [("AddedInterface", f"Add eth0 [{prefix}] from {names.CNI_NETWORK}", "Normal")]
                      + [("Started", f"Started container {c['name']} (pid {c['pid']})", "Normal") for c in cstats],
-                     f"kubelet, {node}")
+                     f"kubelet, {node}", k8s_ns)
+    return st
+
+
+def start_host_network(paths: LabPaths, pod: dict, node: str, host_ip: str,
+                       write_status: Callable[[dict], None]) -> dict:
+    """A ``hostNetwork: true`` pod: no sandbox namespace and no CNI call; its containers run in the node's own
+    namespace and the pod's IP is the node's (as with kube-proxy or a CNI agent's DaemonSet pod)."""
+    name, k8s_ns = pod["metadata"]["name"], pod["metadata"].get("namespace") or "default"
+    ns_name = names.node_ns(paths.lab, node)
+    sandbox = {"id": secrets.token_hex(32), "netns": ns_name, "hostNetwork": True}
+    cstats: list[dict] = []
+    fd = netns.open_fd(ns_name)
+    try:
+        for c in pod["spec"].get("containers", []):
+            env = {**container_env(pod, node, host_ip, host_ip, c), "HOSTNAME": node}  # the node's hostname
+            cstats.append(run_container(paths, pod, c, fd, ns_name, env, node, sandbox["id"]))
+    except BaseException:
+        stop_processes(cstats)
+        raise
+    finally:
+        os.close(fd)
+    st = {"name": name, "namespace": k8s_ns, "phase": pod_phase(cstats), "sandboxReady": True, "nodeName": node,
+          "uid": pod["metadata"].get("uid"), "hostIP": host_ip, "podIP": host_ip, "podIPs": [{"ip": host_ip}],
+          "startTime": now(), "containerStatuses": cstats, "sandbox": sandbox,
+          "conditions": [{"type": "Ready", "status": "True" if all(c["ready"] for c in cstats) else "False"}]}
+    write_status(st)
+    events.emit_many(paths.store, "pod", name, [("Started", f"Started container {c['name']} (pid {c['pid']})",
+                                                 "Normal") for c in cstats], f"kubelet, {node}", k8s_ns)
     return st
 
 
 def pod_phase(cstats: list[dict]) -> str:
-    """The pod's phase from its containers, as the kubelet computes it for restartPolicy Always: Pending while a
-    container waits that never ran (RunContainerError on the first try), else Running."""
+    """The pod's phase from its containers, as the kubelet computes it: Pending while a container waits that never
+    ran (RunContainerError on the first try); once every container has terminated for good (restartPolicy Never,
+    or OnFailure after a success) Succeeded if all exited 0, else Failed; else Running."""
     for c in cstats:
         if "waiting" in c.get("state", {}) and not c.get("lastState"):
             return "Pending"
+    done = [c["state"]["terminated"] for c in cstats if "terminated" in c.get("state", {})]
+    if cstats and len(done) == len(cstats):
+        return "Succeeded" if all(t.get("exitCode") == 0 for t in done) else "Failed"
     return "Running"
 
 
@@ -164,9 +214,9 @@ def stop_processes(cstats: list[dict]) -> None:
 
 
 def teardown(runtime: Runtime, sandbox: dict, pod: str) -> None:
-    """CNI DEL and namespace removal for a sandbox record (idempotent)."""
+    """CNI DEL and namespace removal for a sandbox record (idempotent); a hostNetwork pod's is its node's: kept."""
     ns_name = sandbox.get("netns")
-    if not ns_name:
+    if not ns_name or sandbox.get("hostNetwork"):
         return
     try:
         runtime.delete(sandbox["id"], netns.path(ns_name), names.POD_IFNAME, sandbox.get("cniResult"),

@@ -36,9 +36,9 @@ class Supervisor:
         for pid, code in items:
             self.exit_codes[pid] = code
 
-    def last_log_line(self, pod: str, container: str) -> str:
+    def last_log_line(self, pod: str, container: str, ns: str = "default") -> str:
         try:
-            with open(self.paths.container_log(pod, container), "rb") as f:
+            with open(self.paths.container_log(pod, container, ns), "rb") as f:
                 f.seek(0, os.SEEK_END)
                 f.seek(max(f.tell() - 2048, 0))
                 lines = [ln for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
@@ -48,26 +48,39 @@ class Supervisor:
 
     def check(self, pod: dict, st: dict) -> dict | None:
         """Restart dead containers of a Running pod; return the new status if anything changed."""
-        name = pod["metadata"]["name"]
+        name, k8s_ns = pod["metadata"]["name"], pod["metadata"].get("namespace") or "default"
         specs = {c["name"]: c for c in pod["spec"].get("containers", [])}
         changed, evs = False, []
         t = time.monotonic()
+        policy = pod["spec"].get("restartPolicy") or "Always"
         for cs in st.get("containerStatuses", []):
             pid = cs.get("pid")
             if pid and lifecycle.alive(pid, cs.get("pidStart")):
                 continue
-            key = (name, cs["name"])
+            if "terminated" in cs.get("state", {}):
+                continue  # ended for good (restartPolicy Never / OnFailure)
+            key = (f"{k8s_ns}/{name}", cs["name"])
             start_error = (cs.get("state", {}).get("waiting") or {}).get("reason") == "RunContainerError"
             if pid or start_error:  # just died, or could not start: record how
                 if pid:
                     code = self.exit_codes.pop(pid, None)
                     cs["lastState"] = {"terminated": {
                         "exitCode": code, "reason": "Completed" if code == 0 else "Error", "finishedAt": now(),
-                        "message": self.last_log_line(name, cs["name"])}}
+                        "message": self.last_log_line(name, cs["name"], k8s_ns)}}
                 else:  # as containerd reports a failed exec: StartError, exit code 128
                     cs["lastState"] = {"terminated": {"exitCode": 128, "reason": "StartError", "finishedAt": now(),
                                                       "message": cs["state"]["waiting"]["message"]}}
                 cs.update(pid=None, pidStart=None, ready=False)
+                term = cs["lastState"]["terminated"]
+                if policy == "Never" or (policy == "OnFailure" and term["exitCode"] == 0):
+                    started = (cs.get("state", {}).get("running") or {}).get("startedAt")
+                    cs["state"] = {"terminated": {**term, **({"startedAt": started} if started else {})}}
+                    cs["lastState"] = {}
+                    evs.append(("Completed" if term["exitCode"] == 0 else "Failed",
+                                f"Container {cs['name']} exited with code {term['exitCode']}",
+                                "Normal" if term["exitCode"] == 0 else "Warning"))
+                    changed = True
+                    continue
                 nxt, delay = self.backoff.get(key, (0.0, BACKOFF_START / 2))
                 delay = min(delay * 2, BACKOFF_MAX)
                 self.backoff[key] = (t + delay, delay)
@@ -78,6 +91,11 @@ class Supervisor:
                 continue
             if t < self.backoff.get(key, (0.0, 0.0))[0] or cs["name"] not in specs:
                 continue
+            log = self.paths.container_log(name, cs["name"], k8s_ns)
+            try:  # the last instance's output is what ``logs --previous`` shows
+                os.replace(log, log.with_name(log.stem + ".previous.log"))
+            except FileNotFoundError:
+                pass  # the container never wrote anything: no previous log
             fd = netns.open_fd(st["sandbox"]["netns"])
             try:
                 new = run_container(self.paths, pod, specs[cs["name"]], fd, st["sandbox"]["netns"],
@@ -93,7 +111,7 @@ class Supervisor:
                 evs.append(("Failed", f"Error: {new['state']['waiting']['message']}", "Warning"))
             changed = True
         if evs:
-            events.emit_many(self.paths.store, "pod", name, evs, f"kubelet, {self.node}")
+            events.emit_many(self.paths.store, "pod", name, evs, f"kubelet, {self.node}", k8s_ns)
         if changed:
             ready = all(c.get("ready") for c in st["containerStatuses"])
             st["phase"] = pod_phase(st["containerStatuses"])

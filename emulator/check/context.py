@@ -28,10 +28,11 @@ from emulator.netlink import neightable
 
 @dataclass(frozen=True)
 class PodInfo:
-    name: str
+    name: str  # the pod's reference: ``name`` in default, ``namespace/name`` elsewhere
     ip: str
     node: str
     netns: str
+    namespace: str = "default"
 
 
 @dataclass
@@ -76,7 +77,7 @@ class Context:
         for p in self.lab.pods:
             st = p.status
             if st.get("phase") == "Running" and st.get("podIP"):
-                out.append(PodInfo(p.name, st["podIP"], p.node, p.netns))
+                out.append(PodInfo(p.ref, st["podIP"], p.node, p.netns, p.namespace))
         return out
 
     @cached_property

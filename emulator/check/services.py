@@ -20,11 +20,7 @@ from emulator.netlink.observe import Snapshot
 def _services(ctx: Context) -> list[dict]:
     out = []
     for svc in ctx.lab.store.list("services"):
-        ep = ctx.lab.store.get("endpoints", svc["metadata"]["name"]) if svc["metadata"].get(
-            "namespace", "default") == "default" else None
-        ep = ep or next((e for e in ctx.lab.store.list("endpoints")
-                         if e["metadata"]["name"] == svc["metadata"]["name"]
-                         and e["metadata"].get("namespace") == svc["metadata"].get("namespace")), None)
+        ep = ctx.lab.store.get("endpoints", svc["metadata"]["name"], svc["metadata"].get("namespace") or "default")
         addrs = [a for s in (ep or {}).get("subsets", []) for a in s.get("addresses", [])]
         if svc.get("spec", {}).get("clusterIP") not in (None, "", "None") and addrs:
             out.append(svc)
@@ -90,13 +86,14 @@ def service_nodeport(ctx: Context) -> CheckResult:
 
 
 @check("cluster-dns", "pods resolve Services by short and full name (their own resolv.conf)", order=80,
-          applies=lambda ctx: ctx.lab.store.get("services", "kube-dns") is not None and bool(_services(ctx)))
+       applies=lambda ctx: ctx.lab.store.get("services", "kube-dns", "kube-system") is not None
+       and bool(_services(ctx)))
 def cluster_dns(ctx: Context) -> CheckResult:
     pod = ctx.pods[0]
     findings, total = [], 0
     for s in _services(ctx):
         ns, name, ip = s["metadata"].get("namespace", "default"), s["metadata"]["name"], s["spec"]["clusterIP"]
-        names = [f"{name}.{ns}.svc.cluster.local"] + ([name] if ns == "default" else [])
+        names = [f"{name}.{ns}.svc.cluster.local", f"{name}.{ns}"] + ([name] if ns == pod.namespace else [])
         for n in names:
             total += 1
             out = run_in(pod.netns, ["getent", "hosts", n], timeout=15).stdout.split()

@@ -52,6 +52,27 @@ def lookup(table: Iterable[Kind[H]], word: str, verb_name: str) -> Kind[H]:
                      f'{", ".join(row.names[0] for row in table)}', obj=word)
 
 
+def add_namespace_flags(s: argparse.ArgumentParser, all_namespaces: bool = False) -> None:
+    """``-n/--namespace`` (and ``-A/--all-namespaces`` for listings), as kubectl spells them."""
+    s.add_argument("-n", "--namespace", help="the Kubernetes namespace (default: default)")
+    if all_namespaces:
+        s.add_argument("-A", "--all-namespaces", action="store_true", help="list every namespace")
+
+
+def namespaced_target(target: str, namespace: str | None) -> str:
+    """A target with ``-n NAMESPACE`` applied, as kubectl scopes a pod: ``a`` → ``x/a``, ``pod/a`` → ``pod/x/a``;
+    a target that names its namespace already, a node, ``underlay`` or ``external`` is left as it is."""
+    if not namespace:
+        return target
+    head, colon, iface = target.partition(":")
+    prefix, slash, rest = head.partition("/")
+    if slash and prefix in ("pod", "pods", "po") and "/" not in rest:
+        head = f"{prefix}/{namespace}/{rest}"
+    elif not slash and head not in ("underlay", "external"):
+        head = f"{namespace}/{head}"
+    return head + colon + iface
+
+
 def kind_and_names(kind: str, names: list[str]) -> tuple[str, list[str]]:
     """``pod web-1`` or kubectl's ``pod/web-1``."""
     if "/" in kind:
@@ -60,15 +81,19 @@ def kind_and_names(kind: str, names: list[str]) -> tuple[str, list[str]]:
     return kind, list(names)
 
 
-def select(objs: list[dict], names: list[str], kind: str, lab: str) -> list[dict]:
-    """The objects named (all when none is), in the order asked; ``NotFoundError`` for the first missing."""
+def select(objs: list[dict], names: list[str], kind: str, lab: str, ns: str | None = None) -> list[dict]:
+    """The objects named (all when none is), in the order asked; ``NotFoundError`` for the first missing (``ns``:
+    the namespace they were looked for in, for the message)."""
     if not names:
         return objs
-    by_name = {o["metadata"]["name"]: o for o in objs}
+    by_name: dict[str, list[dict]] = {}
+    for o in objs:
+        by_name.setdefault(o["metadata"]["name"], []).append(o)
     for n in names:
         if n not in by_name:
-            raise NotFoundError(kind, n, f"lab {lab}")
-    return [by_name[n] for n in names]
+            where = f"lab {lab}" if ns in (None, "default") else f"namespace {ns} of lab {lab}"
+            raise NotFoundError(kind, n, where)
+    return [o for n in names for o in by_name[n]]
 
 
 def one_or_list(items: list[dict], names: list[str]) -> dict:

@@ -35,4 +35,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("kind", help=", ".join(k.names[0] for k in KINDS) + " (or KIND/NAME)")
     s.add_argument("name", nargs="?")
     s.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    s.add_argument("-n", "--namespace", help="the Kubernetes namespace (default: default)")
     s.set_defaults(fn=cmd_describe)

@@ -1,6 +1,7 @@
 """``exec TARGET [-c CONTAINER] -- CMD``: run a command in a pod's, a node's, the underlay's or the external
-host's network namespace (the target grammar of ``emulator.lab.targets``: ``web-1``, ``node-1``,
-``node/node-1``, ``underlay``, ``external``); the command's exit code is passed through.
+host's network namespace (the target grammar of ``emulator.lab.targets``: ``web-1``, ``x/a`` or ``a -n x`` for a
+pod of namespace x, ``node-1``, ``node/node-1``, ``underlay``, ``external``); the command's exit code is passed
+through.
 
 With ``-c CONTAINER`` (a pod only) the command runs as ``kubectl exec -c`` runs it: with that container's
 environment and working directory (``emulator.lab.containers``). Without it, in the namespace with the caller's
@@ -30,7 +31,7 @@ def cmd_exec(a: argparse.Namespace) -> int:
     if not argv or not getattr(a, "dashdash", True):  # as kubectl: options after the target are podlab's
         raise UsageError("exec needs the command after --, e.g. podlab exec web-1 -- ip addr")
     lab = Lab.get(a.lab)
-    place = lab.target(a.target, iface=False)
+    place = lab.target(common.namespaced_target(a.target, a.namespace), iface=False)
     env, cwd = None, None
     if a.container is not None:
         if place.kind != "pod":
@@ -61,7 +62,9 @@ def cmd_exec(a: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     s = common.verb(sub, "exec", help="run a command in a pod, node, underlay or external namespace "
                                       "(exec web-1 -c app -- env)")
-    s.add_argument("target", help="web-1, pod/web-1, node-1, node/node-1, underlay or external")
+    s.add_argument("target", help="web-1, pod/web-1, x/a (pod a of namespace x), node-1, node/node-1, underlay or "
+                                  "external")
+    s.add_argument("-n", "--namespace", help="the pod's Kubernetes namespace (default: default)")
     s.add_argument("-c", "--container", help="a container of the pod: its environment and working directory")
     s.add_argument("-i", "--stdin", action="store_true", help="(accepted for kubectl compatibility: stdin is "
                                                               "always passed)")

@@ -91,7 +91,7 @@ def cmd_ls(a: argparse.Namespace) -> int:
     for name in record.all_labs():
         rec = record.load(name) or {}
         lab = Lab(name)
-        npods = len(lab.store.names("pods"))
+        npods = len(lab.store.keys("pods"))
         status = "crashed" if record.crashed(rec) else rec.get("status")
         items.append({"name": name, "status": status, "nodes": len(rec.get("nodes", [])), "pods": npods,
                       "routing": rec.get("routing"), "source": rec.get("source"), "createdAt": rec.get("createdAt")})

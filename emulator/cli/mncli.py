@@ -125,8 +125,8 @@ def _attach(name: str, ns: str, kind: str, order: list[str] | None = None) -> La
 
 
 def build(lab: Lab) -> LabNet:
-    pods = [_attach(p, names.pod_ns(lab.name, p), "Pod") for p in lab.store.names("pods")
-            if (lab.store.get_status("pods", p) or {}).get("phase") == "Running"]
+    pods = [_attach(p.ref, p.netns, "Pod") for p in lab.pods
+            if (lab.store.get_status("pods", p.name, p.namespace) or {}).get("phase") == "Running"]
     order = [names.NODE_UPLINK, names.CNI_BRIDGE, names.VXLAN_DEVICE]
     others = [_attach(n, names.node_ns(lab.name, n), "K8sNode", order) for n in lab.record.get("nodes", [])]
     others.append(_attach("underlay", names.underlay_ns(lab.name), "Underlay", [names.UNDERLAY_BRIDGE]))

@@ -2,7 +2,8 @@
 ``netpol_table``, ``describe_netpol``, ``validate_netpol``/``apply_netpol``, ``delete_netpol``), and ``netpol
 matrix`` / ``netpol explain`` / ``netpol status``.
 
-A policy is named ``NAME`` or ``NAMESPACE/NAME`` (needed when two namespaces use the name). ``apply`` and
+A policy is named ``NAME`` or ``NAMESPACE/NAME`` (needed when two namespaces use the name), or ``NAME -n
+NAMESPACE``; ``get netpol`` lists one namespace (``-n``, default ``default``) or all (``-A``), as kubectl. ``apply`` and
 ``delete`` return once the change is live on every node (each enforcer reported it applied), so the next probe
 sees it; a lab without enforcers gets them on the first ``apply`` (said on stderr). ``netpol matrix`` prints the
 truth table as the upstream e2e suite does (rows from, columns to, ``.`` connected, ``X`` blocked), computed from
@@ -33,8 +34,9 @@ def _policies(lab: Lab) -> list[NetworkPolicy]:
     return sorted(cluster.ClusterReader(lab.store).policies().values(), key=lambda p: p.key)
 
 
-def _one(lab: Lab, ref: str) -> NetworkPolicy:
+def _one(lab: Lab, ref: str, namespace: str | None = None) -> NetworkPolicy:
     ns, _, name = ref.rpartition("/")
+    ns = ns or namespace or ""
     found = cluster.find_policies(lab.store, name, ns or None)
     if not found:
         raise NotFoundError("networkpolicy", ref, f"lab {lab.name}")
@@ -45,15 +47,18 @@ def _one(lab: Lab, ref: str) -> NetworkPolicy:
 
 
 # -- get / describe -------------------------------------------------------------------------------------------
-def netpol_items(lab: Lab, names: list[str]) -> list[dict]:
-    """The stored manifests (as ``kubectl get netpol -o json``), in the order asked; NAME or NAMESPACE/NAME."""
-    stored = sorted(lab.store.list(cluster.POLICIES),
+def netpol_items(lab: Lab, names: list[str], ns: str | None = "default") -> list[dict]:
+    """The stored manifests (as ``kubectl get netpol -o json``) of namespace ``ns`` (None: all), in the order
+    asked; NAME or NAMESPACE/NAME."""
+    stored = sorted(lab.store.list(cluster.POLICIES, ns=ns),
                     key=lambda m: (m["metadata"].get("namespace", "default"), m["metadata"]["name"]))
     if not names:
         return stored
+    stored = sorted(lab.store.list(cluster.POLICIES),
+                    key=lambda m: (m["metadata"].get("namespace", "default"), m["metadata"]["name"]))
     out = []
     for n in names:
-        p = _one(lab, n)
+        p = _one(lab, n, ns)
         out += [m for m in stored if (m["metadata"].get("namespace", "default"), m["metadata"]["name"]) == p.key]
     return out
 
@@ -63,15 +68,15 @@ def netpol_table(lab: Lab, items: list[dict], wide: bool) -> tuple[list[str], li
     rows = []
     for m in items:
         p = parse.from_store(m)
-        row = [p.namespace, p.name, p.pod_selector.text(), output.age(p.created)]
+        row = [p.name, p.pod_selector.text(), output.age(p.created)]
         if c is not None:
             row += [",".join(p.policy_types), sum(1 for q in c.pods if engine.selects(p, q))]
         rows.append(row)
-    return ["NAMESPACE", "NAME", "POD-SELECTOR", "AGE"] + (["POLICY-TYPES", "PODS"] if wide else []), rows
+    return ["NAME", "POD-SELECTOR", "AGE"] + (["POLICY-TYPES", "PODS"] if wide else []), rows
 
 
 def describe_netpol(lab: Lab, name: str, a: argparse.Namespace) -> int:
-    p = _one(lab, name)
+    p = _one(lab, name, getattr(a, "namespace", None))
     c = matrix.cluster_of(lab)
     if a.output == "json":
         output.emit_json({"policy": p.manifest(), "selected": [q.ref for q in c.pods if engine.selects(p, q)]})
@@ -82,7 +87,14 @@ def describe_netpol(lab: Lab, name: str, a: argparse.Namespace) -> int:
 
 # -- apply / delete -------------------------------------------------------------------------------------------
 def validate_netpol(lab: Lab, obj: dict, source: str) -> NetworkPolicy:
-    return parse.parse_manifest(obj, source)
+    from emulator.errors import ManifestError
+    from emulator.state import namespaces
+    p = parse.parse_manifest(obj, source)
+    if not namespaces.active(lab.store, p.namespace):
+        raise ManifestError(source, "metadata.namespace", f"namespace '{p.namespace}' does not exist (or is being "
+                            "deleted)", f"create it first (`podlab create namespace {p.namespace}`), or choose one "
+                            f"of: {', '.join(lab.namespaces)}")
+    return p
 
 
 def apply_netpol(lab: Lab, p: NetworkPolicy) -> str:
@@ -93,7 +105,7 @@ def apply_netpol(lab: Lab, p: NetworkPolicy) -> str:
 
 
 def delete_netpol(lab: Lab, name: str, a: argparse.Namespace) -> str:
-    p = _one(lab, name)
+    p = _one(lab, name, getattr(a, "namespace", None))
     cluster.delete_policy(lab.store, p.namespace, p.name)
     if getattr(a, "wait", True) and any(component.running(lab.paths, n) for n in _nodes(lab)):
         component.wait_synced(lab.paths, lab.store, _nodes(lab))
@@ -156,9 +168,14 @@ def cmd_matrix(a: argparse.Namespace) -> int:
 
 
 def _endpoint(c, text: str):
-    for p in c.pods:
-        if text in (p.ref, p.name):
-            return p
+    """A pod as ``NAMESPACE/NAME`` or ``NAME`` (of ``default``, else the one pod of that name), or an IPv4 host."""
+    named = [p for p in c.pods if text == p.ref] or sorted(
+        (p for p in c.pods if text == p.name), key=lambda p: p.namespace != "default")
+    if len(named) > 1 and named[1].namespace != "default" and named[0].namespace != "default":
+        raise UsageError(f'pod "{text}" exists in namespaces {", ".join(p.namespace for p in named)}; name one as '
+                         f"NAMESPACE/{text}", obj=text)
+    if named:
+        return named[0]
     try:
         import ipaddress
         ipaddress.IPv4Address(text)

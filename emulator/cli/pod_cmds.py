@@ -9,6 +9,7 @@ import sys
 import time
 
 from emulator.cli import common, output
+from emulator.cli.common import add_namespace_flags
 from emulator.errors import UsageError
 from emulator.lab import containers
 from emulator.lab.api import Lab
@@ -30,7 +31,7 @@ def apply_pod(lab: Lab, prepared: tuple[dict, str]) -> str:
 
 
 def delete_pod(lab: Lab, name: str, a: argparse.Namespace) -> str:
-    lab.delete_pod(name, wait=getattr(a, "wait", True))
+    lab.delete_pod(name, wait=getattr(a, "wait", True), namespace=getattr(a, "namespace", None))
     return f'pod "{name}" deleted'
 
 
@@ -42,34 +43,39 @@ def cmd_run(a: argparse.Namespace) -> int:
     if a.port:
         container["ports"] = [{"containerPort": a.port}]
     obj = {"name": a.name, "containers": [container], "labels": {"run": a.name}}
+    ns = a.namespace or "default"
+    if a.namespace:
+        obj["namespace"] = a.namespace
     if a.node:
         obj["node"] = a.node
     print(lab.apply_pod(obj), file=sys.stderr)
-    st = lab.wait_pod(a.name, timeout=a.timeout)
+    st = lab.wait_pod(a.name, timeout=a.timeout, namespace=ns)
     if not argv:
         print(f"pod {a.name} is Running with IP {st.get('podIP')} on {st.get('nodeName')}")
         return 0
     try:
         from emulator.lab.api import ns_argv
         stdin = None if a.interactive else subprocess.DEVNULL
-        return subprocess.call(ns_argv(lab.pod(a.name).netns, argv), stdin=stdin)
+        return subprocess.call(ns_argv(lab.pod(a.name, ns).netns, argv), stdin=stdin)
     finally:
         if a.rm:
-            lab.delete_pod(a.name)
+            lab.delete_pod(a.name, namespace=ns)
             print(f'pod "{a.name}" deleted', file=sys.stderr)
 
 
 # -- logs
 def cmd_logs(a: argparse.Namespace) -> int:
     lab = Lab.get(a.lab)
-    place = lab.target(f"pod/{a.pod}" if "/" not in a.pod else a.pod, iface=False)  # logs pod/NAME, as kubectl
+    target = a.pod if "/" in a.pod else f"pod/{a.pod}"  # logs pod/NAME, as kubectl
+    place = lab.target(common.namespaced_target(target, a.namespace), iface=False)
     if place.kind != "pod":
         raise UsageError(f"logs reads a pod's containers; {a.pod} is a {place.kind}", obj=a.pod)
-    pod = lab.pod(place.name).obj
+    view = lab.pod(place.name)
+    pod = view.obj
     c, note = containers.choose(pod, a.container)
     if note:
         print(note, file=sys.stderr)
-    path = lab.paths.container_log(place.name, c)
+    path = lab.paths.container_log(view.name, c, view.namespace)
     try:
         f = open(path, "rb")
     except FileNotFoundError:
@@ -92,8 +98,9 @@ def cmd_logs(a: argparse.Namespace) -> int:
 
 # -- describe pod
 def describe_pod(lab: Lab, name: str, a: argparse.Namespace) -> int:
-    obj = lab.pod(name).obj
-    evs = events.read(lab.store.root, "pod", name)
+    view = lab.pod(name, getattr(a, "namespace", None))
+    obj = view.obj
+    evs = events.read(lab.store.root, "pod", view.name, view.namespace)
     if getattr(a, "output", "text") == "json":
         output.emit_json({**obj, "events": evs})
         return 0
@@ -191,13 +198,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("-it", dest="interactive", action="store_true", help=argparse.SUPPRESS)
     s.add_argument("--timeout", type=float, default=30)
     s.add_argument("command", nargs="*", help="after --: a command to run in the pod")
+    add_namespace_flags(s)
     s.set_defaults(fn=cmd_run)
 
     s = common.verb(sub, "logs", help="print a container's output (logs POD [-c CONTAINER] [-f])")
-    s.add_argument("pod", help="POD or pod/POD")
+    s.add_argument("pod", help="POD, pod/POD or NAMESPACE/POD")
     s.add_argument("-c", "--container", help="the container (default: the pod's first)")
     s.add_argument("-f", "--follow", action="store_true", help="keep printing what the container writes (kubectl's -f)")
     s.add_argument("--tail", type=int)
+    add_namespace_flags(s)
     s.set_defaults(fn=cmd_logs)
 
     agent = common.verb(sub, "agent", help="a node's kubelet-like agent: start|stop|restart|status NODE")

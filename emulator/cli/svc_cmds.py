@@ -1,8 +1,8 @@
 """Service and Deployment verbs: the handlers ``get svc|ep|deploy``, ``describe svc|deploy``, ``apply`` (kinds
 Service and Deployment) and ``delete svc|deploy`` list in their tables, and ``scale deploy NAME --replicas N``.
-Listings have kubectl's columns, with a NAMESPACE column first because podlab lists every namespace (as
-``kubectl get -A``); ``-o json`` everywhere. A name that does not exist is ``NotFoundError`` (exit 4) through
-``Lab.get_object``."""
+Listings have kubectl's columns and its scoping (``-n NS``, default ``default``; ``-A`` adds a NAMESPACE column:
+``get_cmds``); ``-o json`` everywhere. A name that does not exist is ``NotFoundError`` (exit 4) through
+``Lab.get_object``. Applying to a namespace that does not exist (or is being deleted) is refused by name."""
 from __future__ import annotations
 
 import argparse
@@ -46,54 +46,56 @@ def endpoints_text(ep: dict | None) -> str:
     return ",".join(addrs[:3]) + (f" + {len(addrs) - 3} more..." if len(addrs) > 3 else "")
 
 
-def _objs(lab: Lab, resource: str, names: list[str], kind: str) -> list[dict]:
-    return common.select(list(lab.store.list(resource)), names, kind, lab.name)
+def _objs(lab: Lab, resource: str, names: list[str], kind: str, ns: str | None) -> list[dict]:
+    return common.select(list(lab.store.list(resource, ns=ns)), names, kind, lab.name, ns)
+
+
+def _ns(a: argparse.Namespace) -> str:
+    return getattr(a, "namespace", None) or "default"
 
 
 # -- get
-def service_items(lab: Lab, names: list[str]) -> list[dict]:
-    return _objs(lab, "services", names, "service")
+def service_items(lab: Lab, names: list[str], ns: str | None = "default") -> list[dict]:
+    return _objs(lab, "services", names, "service", ns)
 
 
 def service_table(lab: Lab, objs: list[dict], wide: bool) -> tuple[list[str], list[list]]:
-    headers = ["NAMESPACE", "NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
+    headers = ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
     headers += ["SELECTOR"] if wide else []
     rows = []
     for s in objs:
         spec, meta = s["spec"], s["metadata"]
-        row = [meta.get("namespace", "default"), meta["name"], spec.get("type", "ClusterIP"), spec.get("clusterIP"),
-               "<none>", ports_text(s), output.age(meta.get("creationTimestamp"))]
+        row = [meta["name"], spec.get("type", "ClusterIP"), spec.get("clusterIP"), "<none>", ports_text(s),
+               output.age(meta.get("creationTimestamp"))]
         if wide:
             row.append(",".join(f"{k}={v}" for k, v in (spec.get("selector") or {}).items()) or "<none>")
         rows.append(row)
     return headers, rows
 
 
-def endpoints_items(lab: Lab, names: list[str]) -> list[dict]:
-    return _objs(lab, "endpoints", names, "endpoints")
+def endpoints_items(lab: Lab, names: list[str], ns: str | None = "default") -> list[dict]:
+    return _objs(lab, "endpoints", names, "endpoints", ns)
 
 
 def endpoints_table(lab: Lab, objs: list[dict], wide: bool) -> tuple[list[str], list[list]]:
-    return ["NAMESPACE", "NAME", "ENDPOINTS", "AGE"], [
-        [e["metadata"].get("namespace", "default"), e["metadata"]["name"], endpoints_text(e),
-         output.age(e["metadata"].get("creationTimestamp"))] for e in objs]
+    return ["NAME", "ENDPOINTS", "AGE"], [
+        [e["metadata"]["name"], endpoints_text(e), output.age(e["metadata"].get("creationTimestamp"))] for e in objs]
 
 
-def deployment_items(lab: Lab, names: list[str]) -> list[dict]:
-    objs = _objs(lab, "deployments", names, "deployment")
+def deployment_items(lab: Lab, names: list[str], ns: str | None = "default") -> list[dict]:
+    objs = [dict(o) for o in _objs(lab, "deployments", names, "deployment", ns)]
     for o in objs:
-        o["status"] = lab.store.get_status("deployments", o["metadata"]["name"]) or {}
+        o["status"] = lab.store.get_status("deployments", o["metadata"]["name"], o["metadata"]["namespace"]) or {}
     return objs
 
 
 def deployment_table(lab: Lab, objs: list[dict], wide: bool) -> tuple[list[str], list[list]]:
-    headers = ["NAMESPACE", "NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    headers = ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
     headers += ["CONTAINERS", "IMAGES", "SELECTOR"] if wide else []
     rows = []
     for d in objs:
         st, spec = d["status"], d["spec"]
-        row = [d["metadata"].get("namespace", "default"), d["metadata"]["name"],
-               f"{st.get('readyReplicas', 0)}/{spec.get('replicas', 1)}", st.get("updatedReplicas", 0),
+        row = [d["metadata"]["name"], f"{st.get('readyReplicas', 0)}/{spec.get('replicas', 1)}", st.get("updatedReplicas", 0),
                st.get("availableReplicas", 0), output.age(d["metadata"].get("creationTimestamp"))]
         if wide:
             cs = spec["template"]["spec"].get("containers", [])
@@ -105,8 +107,8 @@ def deployment_table(lab: Lab, objs: list[dict], wide: bool) -> tuple[list[str],
 
 # -- describe
 def describe_service(lab: Lab, name: str, a: argparse.Namespace) -> int:
-    svc = lab.get_object("services", name)
-    ep = lab.store.get("endpoints", name)
+    svc = lab.get_object("services", name, namespace=_ns(a))
+    ep = lab.store.get("endpoints", name, _ns(a))
     if a.output == "json":
         output.emit_json({"service": svc, "endpoints": ep})
         return 0
@@ -137,9 +139,9 @@ def describe_service(lab: Lab, name: str, a: argparse.Namespace) -> int:
 
 
 def describe_deployment(lab: Lab, name: str, a: argparse.Namespace) -> int:
-    dep = lab.get_object("deployments", name)
-    st = lab.store.get_status("deployments", name) or {}
-    pods = [p for p in lab.store.list("pods") if depctl.owned_by(dep, p)]
+    dep = lab.get_object("deployments", name, namespace=_ns(a))
+    st = lab.store.get_status("deployments", name, _ns(a)) or {}
+    pods = [p for p in lab.store.list("pods", ns=_ns(a)) if depctl.owned_by(dep, p)]
     if a.output == "json":
         output.emit_json({"deployment": {**dep, "status": st}, "pods": [p["metadata"]["name"] for p in pods]})
         return 0
@@ -152,7 +154,7 @@ def describe_deployment(lab: Lab, name: str, a: argparse.Namespace) -> int:
         print(f"{k + ':':<16}{v}")
     print("Pods:")
     for p in sorted(pods, key=lambda p: p["metadata"]["name"]):
-        pst = lab.store.get_status("pods", p["metadata"]["name"]) or {}
+        pst = lab.store.get_status("pods", p["metadata"]["name"], _ns(a)) or {}
         print(f"  {p['metadata']['name']:<32} {output.pod_status_word(pst):<18} {pst.get('podIP') or '<none>':<15} "
               f"{p['spec'].get('nodeName')}")
     return 0
@@ -164,12 +166,22 @@ def _parser(lab: Lab, source: str) -> ServiceParser:
     return ServiceParser(source, ManifestError, _service_cidr(lab))
 
 
+def _in_active_namespace(lab: Lab, obj: dict, source: str, parsed):
+    from emulator.state import namespaces
+    if not namespaces.active(lab.store, parsed.namespace):
+        field = "metadata.namespace" if "metadata" in obj else "namespace"
+        raise ManifestError(source, field, f"namespace '{parsed.namespace}' does not exist (or is being deleted)",
+                            f"create it first (`podlab create namespace {parsed.namespace}`), or choose one of: "
+                            f"{', '.join(lab.namespaces)}")
+    return parsed
+
+
 def validate_service(lab: Lab, obj: dict, source: str):
-    return _parser(lab, source).service(obj, "")
+    return _in_active_namespace(lab, obj, source, _parser(lab, source).service(obj, ""))
 
 
 def validate_deployment(lab: Lab, obj: dict, source: str):
-    return _parser(lab, source).deployment(obj, "")
+    return _in_active_namespace(lab, obj, source, _parser(lab, source).deployment(obj, ""))
 
 
 def apply_service(lab: Lab, svc) -> str:
@@ -183,15 +195,17 @@ def apply_deployment(lab: Lab, dep) -> str:
 
 
 def delete_service(lab: Lab, name: str, a: argparse.Namespace) -> str:
-    lab.get_object("services", name)
-    lab.store.delete("services", name)
+    lab.get_object("services", name, namespace=_ns(a))
+    lab.store.delete("services", name, _ns(a))
     return f'service "{name}" deleted'
 
 
 def _wait_pods_gone(lab: Lab, dep: dict, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
-    while any(depctl.owned_by(dep, p) for p in lab.store.list("pods")) or any(
-            st.get("name") and lab.store.get("pods", st["name"]) is None for st in lab.store.list("pods", status=True)):
+    ns = dep["metadata"].get("namespace") or "default"
+    while any(depctl.owned_by(dep, p) for p in lab.store.list("pods", ns=ns)) or any(
+            st.get("name") and lab.store.get("pods", st["name"], ns) is None
+            for st in lab.store.list("pods", status=True, ns=ns)):
         if time.monotonic() > deadline:
             raise LabTimeoutError(f"the pods of deployment {dep['metadata']['name']} were not removed in {timeout:.0f}s",
                                 obj=dep["metadata"]["name"])
@@ -199,11 +213,11 @@ def _wait_pods_gone(lab: Lab, dep: dict, timeout: float = 30) -> None:
 
 
 def delete_deployment(lab: Lab, name: str, a: argparse.Namespace) -> str:
-    dep = lab.get_object("deployments", name)
-    lab.store.delete("deployments", name)
-    for p in list(lab.store.list("pods")):  # the garbage collector's job: owned pods go with their owner
+    dep = lab.get_object("deployments", name, namespace=_ns(a))
+    lab.store.delete("deployments", name, _ns(a))
+    for p in list(lab.store.list("pods", ns=_ns(a))):  # the garbage collector's job: owned pods go with their owner
         if depctl.owned_by(dep, p):
-            lab.store.delete("pods", p["metadata"]["name"])
+            lab.store.delete("pods", p["metadata"]["name"], _ns(a))
     if getattr(a, "wait", True):
         _wait_pods_gone(lab, dep)
     return f'deployment.apps "{name}" deleted'
@@ -217,8 +231,9 @@ def cmd_scale(a: argparse.Namespace) -> int:
     if a.replicas < 0:
         raise UsageError("--replicas must be 0 or more", obj=name)
     lab = Lab.get(a.lab)
-    if registry.scale(lab.store, name, a.replicas) is None:
-        raise NotFoundError("deployment", name, f"lab {lab.name}")
+    if registry.scale(lab.store, name, a.replicas, _ns(a)) is None:
+        raise NotFoundError("deployment", name, f"lab {lab.name}" if _ns(a) == "default" else
+                            f"namespace {_ns(a)} of lab {lab.name}")
     print(f"deployment.apps/{name} scaled")
     return 0
 
@@ -228,4 +243,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("kind", help="deploy (or deploy/NAME)")
     s.add_argument("name", nargs="?")
     s.add_argument("--replicas", type=int, required=True)
+    common.add_namespace_flags(s)
     s.set_defaults(fn=cmd_scale)

@@ -5,6 +5,9 @@
         ip = lab.pod("web-3").ip
         lab.pod("web-1").exec(["ping", "-c1", ip])
 
+Pods are named by ``name`` in the Kubernetes namespace ``default``, or by ``namespace/name`` (``lab.pod("x/a")``,
+or ``lab.pod("a", namespace="x")``), as ``kubectl -n x`` would scope them.
+
 A ``Lab`` is a handle on a lab by name; it reads the store and the lab record each time (the agents change pod
 status behind its back), and runs commands inside namespaces with ``nsenter`` (it enters only the network
 namespace, so it costs the same with 10 or 10,000 namespaces, unlike ``ip netns exec``), each recorded in the
@@ -27,7 +30,7 @@ from emulator.proc.lifecycle import alive
 from emulator.errors import LabNotFoundError, LabTimeoutError, NotFoundError, PodNotFoundError, ProcessError
 from emulator.lab import builder, targets, teardown
 from emulator.lab.nsrun import ns_argv, popen_in, run_in  # noqa: F401 (re-exported: the API's way into a namespace)
-from emulator.lab.targets import Place
+from emulator.lab.targets import Place, split_ref, where as _where  # noqa: F401 (split_ref: the API's too)
 from emulator.netlink import netns
 from emulator.state import record
 from emulator.state.paths import LabPaths
@@ -47,7 +50,8 @@ def _listdir(d: Path) -> list[str]:
 
 #: the store's resource names and the kind each holds (for messages: ``service "web" not found``)
 KINDS = {"pods": "pod", "nodes": "node", "services": "service", "endpoints": "endpoints",
-         "deployments": "deployment"}
+         "deployments": "deployment", "replicasets": "replicaset", "namespaces": "namespace",
+         "networkpolicies": "networkpolicy"}
 
 
 @dataclass(frozen=True)
@@ -65,8 +69,7 @@ class _View:
 
     @property
     def netns(self) -> str:
-        return names.pod_ns(self.lab.name, self.name) if self.resource == "pods" else \
-            names.node_ns(self.lab.name, self.name)
+        return names.node_ns(self.lab.name, self.name)
 
     def exec(self, argv: Sequence[str], **kw) -> subprocess.CompletedProcess:
         return run_in(self.netns, argv, **kw)
@@ -74,8 +77,24 @@ class _View:
 
 @dataclass(frozen=True)
 class PodView(_View):
+    """A pod, named by ``name`` and its Kubernetes ``namespace``."""
+
+    namespace: str = names.DEFAULT_NAMESPACE
     resource: ClassVar[str] = "pods"
     with_status: ClassVar[bool] = True
+
+    @property
+    def ref(self) -> str:
+        """How podlab names the pod: ``name`` in ``default``, ``namespace/name`` elsewhere."""
+        return self.name if self.namespace == names.DEFAULT_NAMESPACE else f"{self.namespace}/{self.name}"
+
+    @property
+    def obj(self) -> dict:
+        return self.lab.get_object("pods", self.name, status=True, namespace=self.namespace)
+
+    @property
+    def netns(self) -> str:
+        return names.pod_ns(self.lab.name, self.name, self.namespace)
 
     @property
     def status(self) -> dict:
@@ -88,6 +107,9 @@ class PodView(_View):
     @property
     def node(self) -> str:
         return self.obj["spec"]["nodeName"]
+
+
+SYSTEM_NAMESPACES = ("kube-system", "kube-flannel")
 
 
 @dataclass(frozen=True)
@@ -160,22 +182,62 @@ class Lab:
             raise LabNotFoundError(self.name)
         return rec
 
-    def get_object(self, resource: str, name: str, *, status: bool = False) -> dict:
-        """The stored object ``resource/name`` (``status``: with the status its controller wrote), or
-        ``NotFoundError`` naming its kind, the name and this lab (exit 4 in the CLI)."""
-        obj = self.store.with_status(resource, name) if status else self.store.get(resource, name)
+    def get_object(self, resource: str, name: str, *, status: bool = False,
+                   namespace: str = names.DEFAULT_NAMESPACE) -> dict:
+        """The stored object ``resource/name`` of ``namespace`` (``status``: with the status its controller
+        wrote), or ``NotFoundError`` naming its kind, the name and this lab (exit 4 in the CLI)."""
+        obj = self.store.with_status(resource, name, namespace) if status else self.store.get(resource, name,
+                                                                                               namespace)
         if obj is None:
-            raise NotFoundError(KINDS.get(resource, resource), name, f"lab {self.name}")
+            raise NotFoundError(KINDS.get(resource, resource), name, _where(self.name, namespace))
         return obj
 
     @property
     def pods(self) -> list[PodView]:
-        return [PodView(self, n) for n in self.store.names("pods")]
+        """Every pod of the pod network, in every namespace (``default`` first): not the hostNetwork pods of
+        the system namespaces (the mirror pods of kube-proxy, calico-node, flannel: they are their nodes)."""
+        keys = sorted(self.store.keys("pods"), key=lambda k: (k[0] != names.DEFAULT_NAMESPACE, k))
+        return [PodView(self, n, ns) for ns, n in keys if ns not in SYSTEM_NAMESPACES
+                or not ((self.store.get("pods", n, ns) or {}).get("spec") or {}).get("hostNetwork")]
 
-    def pod(self, name: str) -> PodView:
-        if self.store.get("pods", name) is None:
-            raise PodNotFoundError(name, f"lab {self.name}")
-        return PodView(self, name)
+    def pod(self, name: str, namespace: str | None = None) -> PodView:
+        """The pod ``name`` (``NAMESPACE/NAME`` or ``namespace=``: outside ``default``), or PodNotFoundError."""
+        ns, name = split_ref(name, namespace)
+        if self.store.get("pods", name, ns) is None:
+            raise PodNotFoundError(name, _where(self.name, ns))
+        return PodView(self, name, ns)
+
+    @property
+    def namespaces(self) -> list[str]:
+        return self.store.names("namespaces")
+
+    def create_namespace(self, name: str, labels: dict[str, str] | None = None) -> str:
+        """Create a Kubernetes namespace; kubectl's line ("namespace/x created" or "unchanged")."""
+        from emulator.errors import PodlabError
+        from emulator.state import namespaces
+        from emulator.topology.names import check_name
+        problem = check_name(name, "namespace")
+        if problem:
+            raise PodlabError(f"namespace name {name!r} {problem}", obj=name)
+        if self.store.get("namespaces", name) is not None:
+            return f"namespace/{name} unchanged"
+        self.store.put("namespaces", name, namespaces.manifest(name, labels))
+        return f"namespace/{name} created"
+
+    def delete_namespace(self, name: str, wait: bool = True, timeout: float = 60) -> None:
+        """Delete a namespace and everything in it (its pods stopped by their agents, as the namespace
+        controller does); with ``wait``, until the Namespace object is gone."""
+        from emulator.state import namespaces
+        if namespaces.mark_terminating(self.store, name) is None:
+            raise NotFoundError("namespace", name, f"lab {self.name}", known=self.namespaces)
+        deadline = time.monotonic() + timeout
+        while namespaces.purge(self.store, name):
+            if not wait:
+                return
+            if time.monotonic() > deadline:
+                raise LabTimeoutError(f"namespace {name} still has pods after {timeout:.0f}s (are the node agents "
+                                      "running?)", obj=name)
+            time.sleep(0.01)
 
     @property
     def nodes(self) -> list[NodeView]:
@@ -212,8 +274,14 @@ class Lab:
         counts = {n: sum(1 for e in _listdir(self.store.index_dir("pods", n)) if e.endswith(".json")) for n in nodes}
         req = podspec.parse(obj, source, nodes, counts, docker=docker)
         req = podspec.host_ports(req, self.store, nodes, counts)
-        name = req.pod.name
-        existing = self.store.get("pods", name)
+        name, ns = req.pod.name, req.pod.namespace
+        from emulator.state import namespaces
+        if not namespaces.active(self.store, ns):
+            gone = self.store.get("namespaces", ns) is None
+            raise ManifestError(source, "metadata.namespace", f"namespace '{ns}' " + (
+                "does not exist" if gone else "is being deleted"), f"create it first (`podlab create namespace "
+                f"{ns}`), or choose one of: {', '.join(self.namespaces)}")
+        existing = self.store.get("pods", name, ns)
         if existing is not None:
             if podspec.same_spec(existing, req.manifest):
                 return f"pod/{name} unchanged"
@@ -223,19 +291,20 @@ class Lab:
         self.store.put("pods", name, req.manifest)
         if req.pod.unschedulable:  # the NodePorts filter left no node: Pending, as the scheduler leaves it
             from emulator.state.manifests import unschedulable_status
-            self.store.put_status("pods", name, unschedulable_status(req.pod))
+            self.store.put_status("pods", name, unschedulable_status(req.pod), ns)
             events.emit(self.store.root, "pod", name, "FailedScheduling", req.pod.unschedulable, "default-scheduler",
-                        "Warning")
+                        "Warning", ns=ns)
             return f"pod/{name} created"
         events.emit(self.store.root, "pod", name, "Scheduled",
-                    f"Successfully assigned {req.pod.namespace}/{name} to {req.pod.node}", "default-scheduler")
+                    f"Successfully assigned {req.pod.namespace}/{name} to {req.pod.node}", "default-scheduler", ns=ns)
         return f"pod/{name} created"
 
-    def wait_pod(self, name: str, timeout: float = 30, running: bool = True) -> dict:
+    def wait_pod(self, name: str, timeout: float = 30, running: bool = True, namespace: str | None = None) -> dict:
         """Wait until the pod is Running (or, with running=False, until its agent reported anything)."""
+        ns, name = split_ref(name, namespace)
         deadline = time.monotonic() + timeout
         while True:
-            st = self.store.get_status("pods", name) or {}
+            st = self.store.get_status("pods", name, ns) or {}
             if (st.get("phase") == "Running") if running else bool(st):
                 return st
             if time.monotonic() > deadline:
@@ -243,22 +312,23 @@ class Lab:
                                     f"{st.get('reason', 'no status')} {st.get('message', '')}".strip(), obj=name)
             time.sleep(0.005)
 
-    def delete_pod(self, name: str, wait: bool = True, timeout: float = 30) -> None:
+    def delete_pod(self, name: str, wait: bool = True, timeout: float = 30, namespace: str | None = None) -> None:
         """Delete a pod: its agent stops the containers, runs CNI DEL (the IP is released), removes the netns."""
         from emulator.state import events
-        scheduled = bool(self.pod(name).obj["spec"].get("nodeName"))
-        self.store.delete("pods", name)
+        ns, name = split_ref(name, namespace)
+        scheduled = bool(self.pod(name, ns).obj["spec"].get("nodeName"))
+        self.store.delete("pods", name, ns)
         if not scheduled:  # never scheduled: no agent owns it, nothing was made for it
-            self.store.delete("pods", name, status=True)
+            self.store.delete("pods", name, ns, status=True)
         if not wait:
             return
         deadline = time.monotonic() + timeout
-        while self.store.get_status("pods", name) is not None:
+        while self.store.get_status("pods", name, ns) is not None:
             if time.monotonic() > deadline:
                 raise LabTimeoutError(f"pod {name} was not removed within {timeout:.0f}s (is node agent running?)",
                                     obj=name)
             time.sleep(0.005)
-        events.delete(self.store.root, "pod", name)
+        events.delete(self.store.root, "pod", name, ns)
 
     # -- agents
     def agent_pid(self, node: str) -> int | None:

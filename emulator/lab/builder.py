@@ -44,7 +44,7 @@ def check_new(topo: Topology) -> None:
         raise LabExistsError(f"lab {topo.name} exists with a different topology ({existing.get('source')}); "
                              f"run `podlab down {topo.name}` first or choose another name with --name",
                              obj=topo.name)
-    planned = record.infra_namespaces(topo) + [names.pod_ns(topo.name, p.name) for p in topo.pods]
+    planned = record.infra_namespaces(topo) + [names.pod_ns(topo.name, p.name, p.namespace) for p in topo.pods]
     taken = [n for n in planned if netns.exists(n)]
     if taken:
         raise NamespaceConflictError(
@@ -101,16 +101,17 @@ def wait_pods(store: Store, topo: Topology, progress: Progress, timeout: float) 
     tells how far the agents are; each status file is parsed once, when it appears (and again only while it
     says Pending), so the last poll has almost nothing left to read.
     """
-    want = {p.name for p in topo.pods}
+    want = {(p.namespace, p.name) for p in topo.pods}
     deadline = time.monotonic() + timeout
-    final: dict[str, dict] = {}  # Running, or Pending with the reason the agent gives
+    final: dict[tuple[str, str], dict] = {}  # Running, or Pending with the reason the agent gives
     shown = -1
+    spaces = sorted({p.namespace for p in topo.pods})
     while True:
-        present = want.intersection(store.names("pods", status=True))
-        for name in present.difference(final):
-            st = store.get_status("pods", name)
+        present = want.intersection(k for ns in spaces for k in store.keys("pods", status=True, ns=ns))
+        for ns, name in present.difference(final):
+            st = store.get_status("pods", name, ns)
             if st is not None and (st.get("phase") == "Running" or st.get("message")):
-                final[name] = st
+                final[(ns, name)] = st
         if len(present) != shown:
             shown = len(present)
             progress(f"pods reported: {shown}/{len(want)}")
@@ -141,15 +142,17 @@ def up(topo: Topology, progress: Progress = lambda s: None, timeout: float | Non
         step = "node files"
         store = Store(paths.store)
         store.init()
+        store.put_many("namespaces", [(ns.name, manifests.namespace_manifest(ns))
+                                      for ns in manifests.lab_namespaces(topo)])
         for n in topo.nodes:
             write_node_files(paths, topo, n)
-            store.put("nodes", n.name, manifests.node_manifest(topo, n))
+        store.put_many("nodes", [(n.name, manifests.node_manifest(topo, n)) for n in topo.nodes])
+        store.put_many("pods", [(p.name, manifests.pod_manifest(p)) for p in topo.pods])  # one lock, one journal write
         for p in topo.pods:
-            store.put("pods", p.name, manifests.pod_manifest(p))
             if p.unschedulable:  # the scheduler's verdict (topology.hostports): no kubelet ever sees the pod
-                store.put_status("pods", p.name, manifests.unschedulable_status(p))
+                store.put_status("pods", p.name, manifests.unschedulable_status(p), p.namespace)
                 events.emit(paths.store, "pod", p.name, "FailedScheduling", p.unschedulable, "default-scheduler",
-                            "Warning")
+                            "Warning", ns=p.namespace)
         step = f"routing daemons ({topo.routing})"
         for n in topo.nodes:  # each daemon records itself in the lab's process journal before it runs
             mode.start(topo, n, str(paths.node_root(n.name)))

@@ -2,12 +2,13 @@
 
 Both are checked by the topology ``Validator`` (raising ``ManifestError`` with file, field, value and fix) and
 turned into the store's manifest shape. Fields of a real manifest that do not change the network are accepted
-and ignored (probes, resources, pull policy, security context, ...) so that e2e manifests apply unchanged; any
-other field is refused by name, because silently dropping e.g. ``hostNetwork`` or ``volumes`` would teach the
-wrong thing. Placement: ``spec.nodeName``/``node`` if given (the node must exist), else the node with the fewest
-pods (the topology's spread rule), never a ``runtime: docker`` node; a pod with ``hostPort`` s then meets the
-scheduler's NodePorts filter (``host_ports``): moved to a node where they are free, or, pinned or with no such
-node, left Pending with the scheduler's FailedScheduling message. A full node is *not* refused here: as in Kubernetes, the pod is bound and then
+and ignored (probes, resources, pull policy, security context, ...) so that e2e manifests apply unchanged;
+``hostNetwork: true`` is honoured (the node agent runs the pod in its node's namespace); any other field is
+refused by name, because silently dropping e.g. ``volumes`` would teach the wrong thing. Placement:
+``spec.nodeName``/``node`` if given (the node must exist), else the node with the fewest pods (the topology's
+spread rule), never a ``runtime: docker`` node; a pod with ``hostPort`` s then meets the scheduler's NodePorts
+filter (``host_ports``): moved to a node where they are free, or, pinned or with no such node, left Pending with
+the scheduler's FailedScheduling message. A full node is *not* refused here: as in Kubernetes, the pod is bound and then
 waits in ContainerCreating with the IPAM error, which is the lesson.
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ META_KEYS = ("name", "namespace", "labels", "annotations", "uid", "creationTimes
 SPEC_KEYS = ("containers", "nodeName", "restartPolicy", "terminationGracePeriodSeconds", "dnsPolicy",
              "securityContext", "schedulerName", "enableServiceLinks", "tolerations", "priority",
              "serviceAccountName", "serviceAccount", "automountServiceAccountToken", "preemptionPolicy",
-             "nodeSelector", "hostname", "subdomain")
+             "nodeSelector", "hostname", "subdomain", "hostNetwork")
 IGNORED_CONTAINER_KEYS = ("imagePullPolicy", "resources", "livenessProbe", "readinessProbe", "startupProbe",
                           "securityContext", "terminationMessagePath", "terminationMessagePolicy", "workingDir",
                           "stdin", "stdinOnce", "tty")
@@ -67,6 +68,8 @@ def parse(obj: dict, source: str, nodes: dict[str, int], counts: dict[str, int],
             v.fail("apiVersion", f"{show(data.get('apiVersion'))} is not supported for kind Pod", "use apiVersion: v1")
         meta = v.mapping(data.get("metadata"), "metadata", META_KEYS, "metadata")
         spec = v.mapping(data.get("spec"), "spec", SPEC_KEYS, "a pod spec")
+        if not isinstance(spec.get("hostNetwork", False), bool):
+            v.fail("spec.hostNetwork", f"{show(spec.get('hostNetwork'))} is not a boolean", "use true or false")
         name, node = meta.get("name"), spec.get("nodeName")
         namespace, labels = meta.get("namespace", "default"), meta.get("labels")
         containers_raw, cfield = spec.get("containers"), "spec.containers"
@@ -80,10 +83,11 @@ def parse(obj: dict, source: str, nodes: dict[str, int], counts: dict[str, int],
         containers_raw, cfield, nfield, nodefield = data.get("containers"), "containers", "name", "node"
     name = v.dns_name(name, nfield, "pod", names.MAX_OBJECT_NAME, reserved=True, example="web-1",
                       why=" (it becomes part of the pod's network namespace name, <lab>-<pod>)")
-    if name in nodes:
+    namespace = v.dns_name(namespace, "metadata.namespace" if "kind" in obj else "namespace", "namespace",
+                           names.MAX_OBJECT_NAME, example="default")
+    if name in nodes and namespace == names.DEFAULT_NAMESPACE:
         v.fail(nfield, f"pod name '{name}' is also a node name: both would be network namespace <lab>-{name}",
                f"rename the pod, e.g. {name}-pod")
-    namespace = v.dns_name(namespace, "metadata.namespace", "namespace", names.MAX_OBJECT_NAME, example="default")
     containers = v.containers(_strip_containers(v, containers_raw, cfield), cfield)
     pinned = node
     if node is None:
@@ -123,5 +127,6 @@ def host_ports(req: PodRequest, store: Store, nodes: dict[str, int], counts: dic
 def same_spec(a: dict, b: dict) -> bool:
     """Two pod manifests differ only in generated metadata (uid, creationTimestamp)?"""
     strip = lambda m: {**m, "metadata": {k: v for k, v in m["metadata"].items()  # noqa: E731
-                                         if k not in ("uid", "creationTimestamp")}}
+                                         if k not in ("uid", "creationTimestamp", "resourceVersion",
+                                                      "generation")}}
     return strip(a) == strip(b)

@@ -1,15 +1,19 @@
 """Where a verb acts: podlab's one target grammar, for every verb that takes a place.
 
     web-1           pod web-1                        pod/web-1     the same, spelled out (po/, pods/ too)
+    x/a             pod a of Kubernetes namespace x  pod/x/a       the same (pods outside ``default``)
     node-1          node node-1                      node/node-1   the same (no/, nodes/ too)
     underlay        the underlay LAN (bridge lan0)   external      the lab's "internet" host, if it has one
     TARGET:IFACE    one interface there (web-1:eth0, node-1:cni0, underlay:node-2), where a verb means one
     container/node-3/web   Docker container web on node node-3 (container/web when one node has a "web");
-                    a bare name that is neither a pod nor a node is a container's, if just one node has it
+                    a bare name that is neither a pod nor a node is a container's, if just one node has it;
+                    NODE/NAME is a container's when namespace NODE holds no pod NAME
 
 A bare name is a pod if the lab has such a pod, else a node: the topology refuses a pod and a node of one name
 (both would be namespace ``<lab>-<name>``) and reserves ``underlay`` and ``external`` (``names.RESERVED``), so a
-bare name never means two things. ``parse`` is pure; ``resolve`` looks the name up in the lab's store and record
+bare name never means two things. A pod outside the namespace ``default`` is ``NAMESPACE/POD`` (a prefix that is
+no target kind and no other kubectl kind: ``svc/web`` is an error, not pod ``web`` of a namespace ``svc``); its
+network namespace is ``<lab>-<pod>.<namespace>`` (``names.pod_ns``). ``parse`` is pure; ``resolve`` looks the name up in the lab's store and record
 and gives the namespace. Users: ``exec`` and ``Lab.target_ns``, ``trace`` (which also takes IPs), ``capture`` and
 ``link`` (``tools.targets`` adds the interface rules: defaults, ``:veth``, the other end of a cable), the
 Mininet CLI and the testing layer. It sits in the lab layer, below every one of them.
@@ -30,7 +34,24 @@ PREFIXES: dict[str, Kind] = {"pod": "pod", "pods": "pod", "po": "pod", "node": "
                              "no": "node", "container": "container", "containers": "container"}
 CONTAINERS = "containers"  # the store's kind for Docker containers (``emulator.docker``), keyed <node>.<name>
 SINGLETONS: tuple[Kind, ...] = ("underlay", "external")
-EXAMPLES = "web-1, pod/web-1, node-1, node/node-1, underlay or external"
+EXAMPLES = "web-1, pod/web-1, x/a (pod a of namespace x), node-1, node/node-1, underlay or external"
+#: kubectl kinds that are no target: ``svc/web`` is an error, not pod web of a namespace "svc"
+OTHER_KINDS = ("svc", "service", "services", "deploy", "deployment", "deployments", "ep", "endpoints", "ns",
+               "namespace", "namespaces", "rs", "replicaset", "replicasets", "netpol", "networkpolicy",
+               "networkpolicies")
+
+
+def split_ref(ref: str, namespace: str | None = None) -> tuple[str, str]:
+    """A pod's reference as (namespace, name): ``"x/a"`` → ("x", "a"); ``"a"`` → (namespace or "default", "a")."""
+    if namespace is None and "/" in ref:
+        ns, _, name = ref.partition("/")
+        return ns, name
+    return namespace or names.DEFAULT_NAMESPACE, ref
+
+
+def where(lab: str, namespace: str = names.DEFAULT_NAMESPACE) -> str:
+    """Where an object was looked for, in a not-found message: "lab demo" or "namespace x of lab demo"."""
+    return f"lab {lab}" if namespace in ("", None, names.DEFAULT_NAMESPACE) else f"namespace {namespace} of lab {lab}"
 
 
 class LabState(Protocol):
@@ -48,7 +69,7 @@ class Target:
     """A parsed target: ``kind`` None for a bare name (a pod, else a node), ``iface`` None when not given."""
 
     kind: Kind | None
-    name: str
+    name: str  # a pod outside ``default``: NAMESPACE/POD
     iface: str | None = None
 
 
@@ -57,7 +78,8 @@ class Place:
     """A resolved target: what it is, its network namespace, and the interface named (if any)."""
 
     kind: Kind
-    name: str  # the pod's or node's name, "underlay" / "external", or a container's <node>.<name>
+    name: str  # the pod's or node's name (NAMESPACE/POD outside ``default``), "underlay" / "external", or a
+    # container's <node>.<name>
     ns: str
     iface: str | None = None
     lab: str = ""
@@ -76,11 +98,14 @@ def parse(text: str, *, iface: bool = True) -> Target:
     prefix, slash, name = head.partition("/")
     kind: Kind | None = None
     if slash:
-        if prefix not in PREFIXES:
-            raise TargetError(f"unknown target kind {prefix!r} in {text!r}; use pod/NAME, node/NAME, "
+        if prefix in PREFIXES:
+            kind, head = PREFIXES[prefix], name
+        elif prefix and name and "/" not in name and prefix not in OTHER_KINDS:
+            pass  # NAMESPACE/POD, or NODE/NAME of a Docker container: ``resolve`` tells them apart
+        else:
+            raise TargetError(f"unknown target kind {prefix!r} in {text!r}; use pod/NAME, NAMESPACE/POD, node/NAME, "
                               "container/NODE/NAME, underlay or external", obj=text)
-        kind, head = PREFIXES[prefix], name
-        if not head:
+        if not all(head.split("/")) or head.count("/") > (1 if kind in (None, "pod", "container") else 0):
             raise TargetError(f"target {text!r} names no {kind}", obj=text)
     elif head in SINGLETONS:
         kind = head  # type: ignore[assignment]
@@ -90,11 +115,13 @@ def parse(text: str, *, iface: bool = True) -> Target:
 def resolve(lab: LabState, target: str | Target, *, iface: bool = True) -> Place:
     """The namespace of ``target`` in ``lab``: ``NotFoundError`` (exit 4) naming what exists when it does not."""
     t = parse(target, iface=iface) if isinstance(target, str) else target
-    kind, where = t.kind, f"lab {lab.name}"
-    if kind in (None, "pod") and lab.store.get("pods", t.name) is not None:  # the common case: one file read
-        return Place("pod", t.name, names.pod_ns(lab.name, t.name), t.iface, lab.name)
-    if kind == "pod":
-        raise PodNotFoundError(t.name, where)
+    kind, here = t.kind, f"lab {lab.name}"
+    if kind in (None, "pod"):
+        pns, pod = split_ref(t.name)
+        if lab.store.get("pods", pod, pns) is not None:  # the common case: one file read
+            return Place("pod", t.name, names.pod_ns(lab.name, pod, pns), t.iface, lab.name)
+        if kind == "pod" or ("/" in t.name and not _containers(lab, t.name)):
+            raise PodNotFoundError(pod, where(lab.name, pns))
     rec = lab.record
     nodes = list(rec.get("nodes", []))
     if kind == "container" or (kind is None and t.name not in nodes and _containers(lab, t.name)):
@@ -104,12 +131,12 @@ def resolve(lab: LabState, target: str | Target, *, iface: bool = True) -> Place
     if kind is None:
         if t.name not in nodes:
             raise TargetError(f"{t.name!r} is neither a pod nor a node of lab {lab.name} (pods: "
-                              f"{', '.join(lab.store.names('pods')) or 'none'}; nodes: {', '.join(nodes) or 'none'})",
+                              f"{', '.join(_pod_refs(lab.store)) or 'none'}; nodes: {', '.join(nodes) or 'none'})",
                               obj=t.name)
         kind = "node"
     if kind == "node":
         if t.name not in nodes:
-            raise NotFoundError("node", t.name, where, known=nodes)
+            raise NotFoundError("node", t.name, here, known=nodes)
         ns = names.node_ns(lab.name, t.name)
     elif kind == "underlay":
         ns = rec.get("underlay") or names.underlay_ns(lab.name)
@@ -141,3 +168,7 @@ def container_key(lab: LabState, name: str) -> str:
         raise NotFoundError("container", name, f"lab {lab.name}", known=known)
     raise TargetError(f"container name {name!r} is used on {len(found)} nodes (Docker names are per host); write "
                       + " or ".join(f"container/{k.replace('.', '/', 1)}" for k in found), obj=name)
+
+
+def _pod_refs(store: Store) -> list[str]:
+    return [n if ns == names.DEFAULT_NAMESPACE else f"{ns}/{n}" for ns, n in store.keys("pods")]

@@ -68,10 +68,10 @@ def holders(inodes: set[int]) -> list[tuple[int, str]]:
 
 
 def pod_namespaces(lab: str, store: Store, statuses: list[dict] | None = None) -> list[str]:
-    found = {names.pod_ns(lab, n) for n in store.names("pods")}
+    found = {names.pod_ns(lab, n, ns) for ns, n in store.keys("pods")}
     for st in store.list("pods", status=True) if statuses is None else statuses:
         sb = st.get("sandbox") or {}
-        found.add(sb.get("netns") or names.pod_ns(lab, st.get("name", "")))
+        found.add(sb.get("netns") or names.pod_ns(lab, st.get("name", ""), st.get("namespace") or "default"))
     return sorted(n for n in found if n and n != f"{lab}-")
 
 

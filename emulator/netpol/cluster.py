@@ -5,17 +5,20 @@ report the store versions they applied, which is how a change is known to be liv
 (``wait_versions``).
 
 Written: a policy is stored as the API server stores it (validated, defaulted, ``uid`` and
-``creationTimestamp`` set; an update keeps them and says ``configured``, an identical one ``unchanged``). Pod
-and namespace labels change in place (labels are the one mutable part of a pod's metadata; the agent keys pods
-by ``uid``, so nothing restarts). The store keys policies by ``<namespace>.<name>`` so two namespaces may use
-the same policy name while pod and object names are unique per lab.
+``creationTimestamp`` set; an update keeps them and says ``configured``, an identical one ``unchanged``), in its
+namespace's directory of the store (``networkpolicies/<namespace>/<name>.json``, as every namespaced kind), so two
+namespaces may use one policy name, as they may use one pod name. Pod and namespace labels change in place
+(labels are the one mutable part of a pod's metadata; the agent keys pods by ``uid``, so nothing restarts); a
+pod is named ``NAMESPACE/POD`` (or ``POD`` in ``default``), and a namespace must exist to be labelled, as
+``kubectl label`` needs it.
 """
 from __future__ import annotations
 
 import time
 import uuid
 
-from emulator.errors import LabTimeoutError, PodNotFoundError
+from emulator.errors import LabTimeoutError, NotFoundError, PodNotFoundError
+from emulator.lab.targets import split_ref
 from emulator.netpol import parse
 from emulator.netpol.model import NetworkPolicy
 from emulator.netpol.reader import NAMESPACES, POLICIES, ClusterReader  # noqa: F401 (the readers' names too)
@@ -23,20 +26,10 @@ from emulator.state.manifests import now
 from emulator.state.store import Store
 
 
-def policy_key(namespace: str, name: str) -> str:
-    return f"{namespace}.{name}"
-
-
 # -- writes ---------------------------------------------------------------------------------------------------
-def _ensure(store: Store, kind: str) -> None:
-    (store.root / kind).mkdir(parents=True, exist_ok=True)
-
-
 def put_policy(store: Store, p: NetworkPolicy) -> str:
     """Store ``p`` (created, configured or unchanged, as kubectl says)."""
-    _ensure(store, POLICIES)
-    key = policy_key(p.namespace, p.name)
-    old = store.get(POLICIES, key)
+    old = store.get(POLICIES, p.name, p.namespace)
     if old is not None:
         prev = parse.from_store(old)
         uid, created = old["metadata"].get("uid", ""), old["metadata"].get("creationTimestamp", "")
@@ -48,30 +41,27 @@ def put_policy(store: Store, p: NetworkPolicy) -> str:
     m = p.manifest()
     m["metadata"].update({"uid": uid, "creationTimestamp": created, "generation": 1 + int(
         (old or {}).get("metadata", {}).get("generation", 0))})
-    store.put(POLICIES, key, m)
+    m["metadata"]["namespace"] = p.namespace
+    store.put(POLICIES, p.name, m)
     return word
 
 
 def delete_policy(store: Store, namespace: str, name: str) -> bool:
-    key = policy_key(namespace, name)
-    if store.get(POLICIES, key) is None:
+    if store.get(POLICIES, name, namespace) is None:
         return False
-    store.delete(POLICIES, key)
+    store.delete(POLICIES, name, namespace)
     return True
 
 
 def delete_all_policies(store: Store, namespace: str | None = None) -> int:
     n = 0
-    for m in list(store.list(POLICIES)):
-        ns = m["metadata"].get("namespace", "default")
-        if namespace is None or ns == namespace:
-            n += delete_policy(store, ns, m["metadata"]["name"])
+    for m in list(store.list(POLICIES, ns=namespace)):
+        n += delete_policy(store, m["metadata"].get("namespace", "default"), m["metadata"]["name"])
     return n
 
 
 def find_policies(store: Store, name: str, namespace: str | None = None) -> list[NetworkPolicy]:
-    return [p for p in (parse.from_store(m) for m in store.list(POLICIES))
-            if p.name == name and (namespace is None or p.namespace == namespace)]
+    return [p for p in (parse.from_store(m) for m in store.list(POLICIES, ns=namespace)) if p.name == name]
 
 
 def _merge(old: dict | None, labels: dict[str, str | None]) -> dict:
@@ -84,22 +74,25 @@ def _merge(old: dict | None, labels: dict[str, str | None]) -> dict:
     return out
 
 
-def set_pod_labels(store: Store, pod: str, labels: dict[str, str | None]) -> None:
-    """Add (or, with None, remove) labels of a pod in place, as ``kubectl label pod`` does."""
-    m = store.get("pods", pod)
+def set_pod_labels(store: Store, pod: str, labels: dict[str, str | None], namespace: str | None = None) -> None:
+    """Add (or, with None, remove) labels of a pod (``NAMESPACE/POD``, or ``POD`` and ``namespace``) in place, as
+    ``kubectl label pod`` does."""
+    ns, name = split_ref(pod, namespace)
+    m = store.get("pods", name, ns)
     if m is None:
-        raise PodNotFoundError(pod)
+        raise PodNotFoundError(name, "" if ns == "default" else f"namespace {ns}")
     m["metadata"]["labels"] = _merge(m["metadata"].get("labels"), labels)
-    store.put("pods", pod, m)
+    store.put("pods", name, m)
 
 
 def set_namespace_labels(store: Store, namespace: str, labels: dict[str, str | None]) -> None:
-    """Add or remove labels of a Namespace object (made if it does not exist yet, as its pods imply it)."""
-    _ensure(store, NAMESPACES)
-    m = store.get(NAMESPACES, namespace) or {"apiVersion": "v1", "kind": "Namespace", "metadata": {
-        "name": namespace, "uid": str(uuid.uuid4()), "creationTimestamp": now()}}
-    m["metadata"]["labels"] = _merge(m["metadata"].get("labels"), {"kubernetes.io/metadata.name": namespace,
-                                                                   **labels})
+    """Add or remove labels of a Namespace object (``kubernetes.io/metadata.name`` stays, as the API server keeps
+    it); ``NotFoundError`` if the namespace does not exist."""
+    m = store.get(NAMESPACES, namespace)
+    if m is None:
+        raise NotFoundError("namespace", namespace, known=store.names(NAMESPACES))
+    m["metadata"]["labels"] = _merge(m["metadata"].get("labels"), {**labels,
+                                                                   "kubernetes.io/metadata.name": namespace})
     store.put(NAMESPACES, namespace, m)
 
 

@@ -37,7 +37,8 @@ TITLE = "kube-network-po"  # the DaemonSet's container is kube-network-policies;
 
 def policies_of(topo: Topology):
     extra = dict(topo.extra)
-    return parse.from_topology(extra.get(SECTION), topo.source) if SECTION in extra else None
+    return parse.from_topology(extra.get(SECTION), topo.source, topo.namespace_names) \
+        if SECTION in extra else None
 
 
 def check_dependencies(node_ns: str) -> None:

@@ -230,9 +230,11 @@ class Enforcer:
                 elif changes != {} or not ok:
                     ok = self.sync(full=self.applied is None, changes=changes if ok else None, watcher=watcher)
                 dirs = self.reader.watch_dirs()
-                if dirs != watcher.dirs:  # a namespace directory appeared
+                if dirs != watcher.dirs:  # a namespace directory appeared: watch it, then read what it holds
+                    new = [d for d in dirs if d not in watcher.dirs]  # (a file made before the watch is listed)
                     watcher.dirs = dirs
                     watcher.rearm()
+                    ok = self.sync(changes={d: set(_listdir(d)) for d in new}, watcher=watcher) and ok
                 if now >= next_health:
                     next_health = now + HEALTH_PERIOD
                     problems = self.check_health()
@@ -249,3 +251,10 @@ class Enforcer:
 
     def _stop(self, *_: object) -> None:
         self.stopping = True
+
+
+def _listdir(d: Path) -> list[str]:
+    try:
+        return os.listdir(d)
+    except FileNotFoundError:
+        return []  # the namespace directory went again (its namespace was deleted)

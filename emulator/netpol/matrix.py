@@ -41,8 +41,8 @@ class PortSpec:
 
 
 def pod_netns(lab: Lab, pod: PodInfo) -> str:
-    """The network namespace of ``pod`` (the one place that knows the naming: ``<lab>-<pod>``)."""
-    return names.pod_ns(lab.name, pod.name)
+    """The network namespace of ``pod`` (``<lab>-<pod>``, ``<lab>-<pod>.<namespace>`` outside ``default``)."""
+    return names.pod_ns(lab.name, pod.name, pod.namespace)
 
 
 def cluster_of(lab: Lab) -> Cluster:
@@ -56,7 +56,7 @@ def pods_of(c: Cluster, namespace: str | None = None) -> list[PodInfo]:
 
 def service_targets(lab: Lab, c: Cluster) -> dict[tuple[str, int, str], tuple[str, int]]:
     """(pod ref, port, protocol) → (ClusterIP, service port), for Services whose one endpoint is that pod."""
-    by_name = {p.name: p for p in c.pods}
+    by_name = {(p.namespace, p.name): p for p in c.pods}
     eps = {(e["metadata"].get("namespace", "default"), e["metadata"]["name"]): e for e in lab.store.list("endpoints")}
     out: dict[tuple[str, int, str], tuple[str, int]] = {}
     for svc in lab.store.list("services"):
@@ -65,7 +65,8 @@ def service_targets(lab: Lab, c: Cluster) -> dict[tuple[str, int, str], tuple[st
         ep = eps.get((meta.get("namespace", "default"), meta["name"]))
         if not ip or ip == "None" or ep is None:
             continue
-        refs = {a.get("targetRef", {}).get("name") for s in ep.get("subsets", []) for a in s.get("addresses", [])}
+        refs = {(a.get("targetRef", {}).get("namespace") or meta.get("namespace", "default"),
+                 a.get("targetRef", {}).get("name")) for s in ep.get("subsets", []) for a in s.get("addresses", [])}
         if len(refs) != 1 or next(iter(refs)) not in by_name:
             continue
         pod = by_name[next(iter(refs))]

@@ -261,8 +261,10 @@ def from_store(obj: dict) -> NetworkPolicy:
     return PolicyParser("<store>", ManifestError).policy(obj)
 
 
-def from_topology(raw: object, source: str) -> tuple[NetworkPolicy, ...]:
-    """The topology's ``networkPolicies:`` list; policies are unique by namespace/name."""
+def from_topology(raw: object, source: str, namespaces: tuple[str, ...] | None = None) -> tuple[NetworkPolicy, ...]:
+    """The topology's ``networkPolicies:`` list; policies are unique by namespace/name, each in one of the lab's
+    ``namespaces`` (when given: a policy of a namespace the lab does not have is refused, as the API server
+    refuses it)."""
     v = PolicyParser(source, TopologyError)
     entries = v.list_of(raw, "networkPolicies", "networkPolicies", EXAMPLE)
     out: list[NetworkPolicy] = []
@@ -274,5 +276,9 @@ def from_topology(raw: object, source: str) -> tuple[NetworkPolicy, ...]:
             v.fail(field, f"network policy {p.ref} is already defined by networkPolicies[{seen[p.key]}]",
                    "give each policy of a namespace its own name")
         seen[p.key] = i
+        if namespaces is not None and p.namespace not in namespaces:
+            field = f"networkPolicies[{i}]." + ("metadata.namespace" if is_manifest(e) else "namespace")
+            v.fail(field, f"namespace '{p.namespace}' does not exist in the lab (namespaces: {', '.join(namespaces)})",
+                   f"declare it in the file's 'namespaces:' section, e.g. 'namespaces: [{{name: {p.namespace}}}]'")
         out.append(p)
     return tuple(out)

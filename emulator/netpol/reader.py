@@ -41,7 +41,11 @@ class DirCache:
         self.root = root
         self.objs: dict[str, dict] = {}
         self._stamp: dict[str, tuple[int, int]] = {}
-        self.subdirs: set[Path] = set()
+        try:  # the namespace directories there already, so that a watcher made before the first read covers them
+            self.subdirs: set[Path] = {Path(e.path) for e in os.scandir(root)
+                                       if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)}
+        except FileNotFoundError:
+            self.subdirs = set()
 
     def _load(self, key: str, path: str) -> bool:
         try:
@@ -170,8 +174,8 @@ class ClusterReader:
 
     def _pod_info(self, key: str) -> PodInfo | None:
         m = self.dirs["pods"].objs.get(key)
-        if m is None:
-            return None
+        if m is None or m.get("spec", {}).get("hostNetwork"):
+            return None  # a hostNetwork pod is its node, not a pod of the pod network: no policy applies to it
         meta = m.get("metadata", {})
         st = self.dirs["status"].objs.get(key)
         if st is not None and st.get("uid") != meta.get("uid"):

@@ -363,8 +363,9 @@ def model_cluster(protocols: tuple[str, ...] = ("TCP", "UDP", "SCTP"), nodes: in
 
 
 def lab_pod_name(namespace: str, pod: str) -> str:
-    """The lab's name for the model's pod ``pod`` of ``namespace`` (pod names are unique per lab here)."""
-    return f"{namespace}-{pod}"
+    """The lab's reference of the model's pod ``pod`` of ``namespace``: ``x/a`` (pod names are unique per
+    namespace, as in a cluster, so the model's names are the lab's)."""
+    return f"{namespace}/{pod}"
 
 
 def topology(name: str = "netpol", routing: str = "vxlan", proxy_mode: str = "iptables", nodes: int = 3) -> str:
@@ -373,14 +374,15 @@ def topology(name: str = "netpol", routing: str = "vxlan", proxy_mode: str = "ip
     and UDP on the named ports ``serve-<port>-<proto>``, one Service per pod, and NetworkPolicy enforcement on."""
     lines = [f"version: 1", f"name: {name}", f"routing: {routing}", "nodes:"]
     lines += [f"  - name: node-{i + 1}" for i in range(nodes)]
-    lines += [f"kubeProxy: {{mode: {proxy_mode}}}", "networkPolicies: []", "pods:"]
+    lines += [f"kubeProxy: {{mode: {proxy_mode}}}", "networkPolicies: []",
+              "namespaces: [" + ", ".join(f"{{name: {ns}}}" for ns in NAMESPACES) + "]", "pods:"]
     ports = ", ".join(f"{{containerPort: {port}, protocol: {proto}, name: {port_name(port, proto)}}}"
                       for port in PORTS for proto in PROTOCOLS)
     env = ", ".join(f"{{name: SERVE_{'UDP_' if proto == 'UDP' else ''}PORT_{port}, value: foo}}"
                     for port in PORTS for proto in PROTOCOLS)
     for ns in NAMESPACES:
         for j, pod in enumerate(PODS):
-            lines += [f"  - name: {lab_pod_name(ns, pod)}", f"    namespace: {ns}", f"    node: node-{j % nodes + 1}",
+            lines += [f"  - name: {pod}", f"    namespace: {ns}", f"    node: node-{j % nodes + 1}",
                       f"    labels: {{pod: {pod}}}", "    containers:",
                       f"      - {{name: cont, image: 'registry.k8s.io/e2e-test-images/agnhost:2.53', args: [porter], "
                       f"env: [{env}], ports: [{ports}]}}"]

@@ -24,6 +24,11 @@ def dns_ip(cidr: ipaddress.IPv4Network) -> str:
     return str(cidr.network_address + DNS_OFFSET)
 
 
+def api_ip(cidr: ipaddress.IPv4Network) -> str:
+    """The ``default/kubernetes`` Service's ClusterIP: the first address of the Service CIDR."""
+    return str(cidr.network_address + API_OFFSET)
+
+
 def reserved(cidr: ipaddress.IPv4Network) -> set[str]:
     return {str(cidr.network_address), str(cidr.broadcast_address), str(cidr.network_address + API_OFFSET),
             dns_ip(cidr)}

@@ -107,7 +107,7 @@ class ServicesComponent(Component):
         deadline = time.monotonic() + 30 + 0.05 * want
         shown = -1
         while want:
-            ready = sum((store.get_status("deployments", d.name) or {}).get("readyReplicas", 0)
+            ready = sum((store.get_status("deployments", d.name, d.namespace) or {}).get("readyReplicas", 0)
                         for d in cfg.deployments)
             if ready != shown:
                 ctx.progress(f"deployment pods Running: {ready}/{want}")

@@ -62,13 +62,13 @@ def settings(topo: Topology) -> ClusterServices | None:
     proxy = v.mapping(extra.get("kubeProxy"), "kubeProxy", PROXY_KEYS, "kubeProxy")
     mode = v.choice(proxy.get("mode", DEFAULT_PROXY_MODE), "kubeProxy.mode", PROXY_MODES, "kube-proxy mode")
     services, deployments = from_topology(extra.get("services"), extra.get("deployments"), topo.source, TopologyError,
-                                          topo.service_cidr)
+                                          topo.service_cidr, topo.namespace_names)
     dns_ip = alloc.dns_ip(topo.service_cidr)
     for i, s in enumerate(services):
         if s.cluster_ip == dns_ip:
             v.fail(f"services[{i}].clusterIP", f"{dns_ip} is the cluster DNS (kube-dns) address",
                    "choose another address, or drop clusterIP to have one allocated")
-        if s.name == "kube-dns":
+        if s.name == "kube-dns" and s.namespace == "kube-system":
             v.fail(f"services[{i}].name", "kube-dns is the lab's own cluster DNS service", "choose another name")
     return ClusterServices(proxy_mode=mode, services=tuple(services), deployments=tuple(deployments),
                            dns_ip=dns_ip, dns_host=str(dns_host(topo)))

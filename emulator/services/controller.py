@@ -45,29 +45,37 @@ class ControllerManager:
         return tuple(self.store.version(k, s) for k, s in WATCHED)
 
     def reconcile(self) -> None:
+        from emulator.state import namespaces
         pods = list(self.store.list("pods"))
-        statuses = {st["name"]: st for st in self.store.list("pods", status=True) if "name" in st}
+        statuses = {(st.get("namespace") or "default", st["name"]): st
+                    for st in self.store.list("pods", status=True) if "name" in st}
         nodes = self.store.names("nodes")
         counts: dict[str, int] = {}
         for p in pods:
             n = p["spec"].get("nodeName", "")
             counts[n] = counts.get(n, 0) + 1
-        for dep in sorted(self.store.list("deployments"), key=lambda d: d["metadata"]["name"]):
+        for dep in sorted(self.store.list("deployments"),
+                          key=lambda d: (d["metadata"].get("namespace", ""), d["metadata"]["name"])):
+            ns, dname = dep["metadata"].get("namespace") or "default", dep["metadata"]["name"]
             plan = deployments.plan(dep, pods, statuses, nodes, counts, self.rng)
+            if not namespaces.active(self.store, ns):
+                plan.create = []  # the namespace is being deleted: nothing new in it
             if plan.create:
                 self.resolv.ensure(plan.create, prune=False)
             for pod in plan.create:
                 self.store.put("pods", pod["metadata"]["name"], pod)
-                log(f"deployment {dep['metadata']['name']}: created pod {pod['metadata']['name']} on "
-                    f"{pod['spec']['nodeName']}")
+                log(f"deployment {ns}/{dname}: created pod {pod['metadata']['name']} on {pod['spec']['nodeName']}")
             for name in plan.delete:
-                self.store.delete("pods", name)
-                log(f"deployment {dep['metadata']['name']}: deleted pod {name}")
+                self.store.delete("pods", name, ns)
+                log(f"deployment {ns}/{dname}: deleted pod {name}")
             if plan.create or plan.delete:
-                pods = [p for p in pods if p["metadata"]["name"] not in plan.delete] + plan.create
-            old = self.store.get_status("deployments", dep["metadata"]["name"])
-            if old != plan.status:
-                self.store.put_status("deployments", dep["metadata"]["name"], plan.status)
+                pods = [p for p in pods if (p["metadata"].get("namespace") or "default", p["metadata"]["name"])
+                        not in {(ns, n) for n in plan.delete}] + plan.create
+            old = self.store.get_status("deployments", dname, ns) or {}
+            old = {k: v for k, v in old.items() if k != "resourceVersion"}
+            if old != plan.status and self.store.get("deployments", dname, ns) is not None:
+                self.store.put_status("deployments", dname, plan.status, ns)
+            self._sync_replicasets(dep, plan.replicasets)
         self.resolv.ensure(pods)
         services = list(self.store.list("services"))
         live = set()
@@ -75,20 +83,58 @@ class ControllerManager:
             want = endpoints.compute(svc, pods, statuses)
             if want is None:
                 continue
-            name = svc["metadata"]["name"]
-            live.add(name)
-            have = self.store.get("endpoints", name)
+            name, ns = svc["metadata"]["name"], svc["metadata"].get("namespace") or "default"
+            live.add((ns, name))
+            have = self.store.get("endpoints", name, ns)
             if not endpoints.same(have, want):
                 if have is not None:
                     want["metadata"]["creationTimestamp"] = have["metadata"].get("creationTimestamp")
-                self.store.put("endpoints", name, want)
-        svc_names = {s["metadata"]["name"] for s in services}
-        for name in self.store.names("endpoints"):
-            if name not in svc_names:
-                self.store.delete("endpoints", name)
-        for name in self.store.names("deployments", status=True):
-            if self.store.get("deployments", name) is None:
-                self.store.delete("deployments", name, status=True)
+                if self.store.get("services", name, ns) is not None:  # not deleted since we listed it
+                    self.store.put("endpoints", name, want)
+        svc_keys = {(s["metadata"].get("namespace") or "default", s["metadata"]["name"]) for s in services}
+        for ns, name in self.store.keys("endpoints"):
+            if (ns, name) not in svc_keys:
+                self.store.delete("endpoints", name, ns)
+        for ns, name in self.store.keys("deployments", status=True):
+            if self.store.get("deployments", name, ns) is None:
+                self.store.delete("deployments", name, ns, status=True)
+        self._collect_garbage(pods)
+
+    def _sync_replicasets(self, dep: dict, wanted: list[dict]) -> None:
+        """Write the Deployment's ReplicaSets that changed; delete its old ones that are no longer wanted."""
+        ns, uid = dep["metadata"].get("namespace") or "default", dep["metadata"].get("uid")
+        names = {rs["metadata"]["name"] for rs in wanted}
+        for rs in wanted:
+            have = self.store.get("replicasets", rs["metadata"]["name"], ns)
+            if have is None or any(have.get(k) != rs.get(k) for k in ("spec", "status")) or \
+                    (have["metadata"].get("annotations") or {}) != rs["metadata"]["annotations"]:
+                if have is not None:
+                    rs["metadata"]["creationTimestamp"] = have["metadata"].get("creationTimestamp")
+                self.store.put("replicasets", rs["metadata"]["name"], rs)
+        for rs in self.store.list("replicasets", ns=ns):
+            refs = rs["metadata"].get("ownerReferences") or []
+            if any(r.get("uid") == uid for r in refs) and rs["metadata"]["name"] not in names:
+                self.store.delete("replicasets", rs["metadata"]["name"], ns)
+
+    def _collect_garbage(self, pods: list[dict]) -> None:
+        """The garbage collector: ReplicaSets whose Deployment is gone, then the pods of ReplicaSets that are gone
+        (deleting a Deployment through the API, with kubectl's Background propagation, leaves them to us)."""
+        deps = {(d["metadata"].get("namespace") or "default", d["metadata"].get("uid")) for d in
+                self.store.list("deployments")}
+        for rs in list(self.store.list("replicasets")):
+            ns = rs["metadata"].get("namespace") or "default"
+            refs = [r for r in rs["metadata"].get("ownerReferences") or [] if r.get("kind") == "Deployment"]
+            if refs and (ns, refs[0].get("uid")) not in deps:
+                self.store.delete("replicasets", rs["metadata"]["name"], ns)
+                log(f"garbage collector: deleted replicaset {ns}/{rs['metadata']['name']} (its deployment is gone)")
+        live = {(d["metadata"].get("namespace") or "default", d["metadata"]["name"]) for d in
+                self.store.list("deployments")}
+        for p in pods:
+            rs = deployments.owner(p)
+            ns = p["metadata"].get("namespace") or "default"
+            if rs and (ns, rs.rsplit("-", 1)[0]) not in live and self.store.get("pods", p["metadata"]["name"], ns):
+                self.store.delete("pods", p["metadata"]["name"], ns)
+                log(f"garbage collector: deleted pod {ns}/{p['metadata']['name']} (its deployment is gone)")
 
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self._stop)

@@ -1,8 +1,10 @@
 """The Deployment controller, pure: which pods to create and which to delete for one Deployment.
 
-A Deployment owns the pods whose controller ownerReference names its ReplicaSet ``<deployment>-<template
-hash>`` (there is no separate ReplicaSet object; the names and the ``pod-template-hash`` label are the real
-ones, so ``get pods`` shows ``web-6d8f9c7b54-x2x9k``). Pods of the current template are kept at ``replicas``:
+A Deployment owns a ReplicaSet per template, ``<deployment>-<template hash>`` (an object in the store, owned by the
+Deployment through its ownerReference, as ``kubectl get all`` shows it), and the ReplicaSet owns the pods whose
+controller ownerReference names it (the names and the ``pod-template-hash`` label are the real ones, so ``get
+pods`` shows ``web-6d8f9c7b54-x2x9k``). ``Plan.replicasets`` are the ReplicaSets the Deployment wants now (the
+current one, and old ones while they still have pods), with their status. Pods of the current template are kept at ``replicas``:
 missing ones are created on the node with the fewest pods (ties to the first node), surplus ones deleted
 (not-Running first, then those on the most crowded node, then the newest), as a ReplicaSet does. A pod deleted by
 hand is thus replaced under a new name, and the agent gives it a new IP. A changed template rolls over: new pods
@@ -28,6 +30,7 @@ class Plan:
     create: list[dict] = field(default_factory=list)  # pod manifests to store
     delete: list[str] = field(default_factory=list)  # pod names to remove
     status: dict = field(default_factory=dict)
+    replicasets: list[dict] = field(default_factory=list)  # the ReplicaSet objects wanted (with status)
 
 
 def _encode(n: int, length: int) -> str:
@@ -61,6 +64,37 @@ def owned_by(dep: dict, pod: dict) -> bool:
             and pod["metadata"].get("namespace", "default") == dep["metadata"].get("namespace", "default"))
 
 
+def replicaset_uid(dep: dict, h: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{dep['metadata'].get('uid')}/{h}"))
+
+
+def replicaset(dep: dict, name: str, replicas: int, pods: list[dict], running: set[str], template: dict | None,
+               revision: int) -> dict:
+    """The ReplicaSet object ``name`` of ``dep`` owning ``pods``; ``template`` None for an old one (kept from the
+    pods' labels: its template is not stored anywhere else)."""
+    h = name[len(dep["metadata"]["name"]) + 1:]
+    tmpl = template if template is not None else {"metadata": {"labels": dict(
+        (pods[0]["metadata"].get("labels") if pods else {}) or {})}, "spec": {"containers": (
+            pods[0]["spec"].get("containers", []) if pods else [])}}
+    labels = {**((tmpl.get("metadata") or {}).get("labels") or {}), TEMPLATE_HASH_LABEL: h}
+    ready = sum(1 for p in pods if p["metadata"]["name"] in running)
+    sel = dict((dep["spec"].get("selector") or {}).get("matchLabels") or {})
+    meta = dep["metadata"]
+    return {"apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": name, "namespace": meta.get("namespace", "default"), "labels": labels,
+                         "uid": replicaset_uid(dep, h),
+                         "annotations": {"deployment.kubernetes.io/desired-replicas": str(dep["spec"].get("replicas", 1)),
+                                         "deployment.kubernetes.io/max-replicas": str(dep["spec"].get("replicas", 1) + 1),
+                                         "deployment.kubernetes.io/revision": str(revision)},
+                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": meta["name"],
+                                              "uid": meta.get("uid", ""), "controller": True,
+                                              "blockOwnerDeletion": True}]},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {**sel, TEMPLATE_HASH_LABEL: h}},
+                     "template": {**tmpl, "metadata": {**(tmpl.get("metadata") or {}), "labels": labels}}},
+            "status": {"replicas": len(pods), "fullyLabeledReplicas": len(pods), "readyReplicas": ready,
+                       "availableReplicas": ready, "observedGeneration": 1}}
+
+
 def new_pod(dep: dict, node: str, taken: set[str], rng: random.Random) -> dict:
     rs, h = replicaset_name(dep), template_hash(dep)
     while True:
@@ -69,7 +103,7 @@ def new_pod(dep: dict, node: str, taken: set[str], rng: random.Random) -> dict:
             break
     tmpl = dep["spec"].get("template", {})
     labels = {**((tmpl.get("metadata") or {}).get("labels") or {}), TEMPLATE_HASH_LABEL: h}
-    rs_uid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{dep['metadata'].get('uid')}/{h}"))
+    rs_uid = replicaset_uid(dep, h)
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": dep["metadata"].get("namespace", "default"), "labels": labels,
                          "uid": str(uuid.UUID(int=rng.getrandbits(128), version=4)), "creationTimestamp": now(),
@@ -79,19 +113,25 @@ def new_pod(dep: dict, node: str, taken: set[str], rng: random.Random) -> dict:
             "spec": {"nodeName": node, "containers": (tmpl.get("spec") or {}).get("containers", [])}}
 
 
-def plan(dep: dict, pods: list[dict], statuses: dict[str, dict], nodes: list[str], counts: dict[str, int],
-         rng: random.Random) -> Plan:
-    """What to do for ``dep`` given every pod in the store; ``counts`` (pods per node) is updated in place."""
+def _key(pod: dict) -> tuple[str, str]:
+    return pod["metadata"].get("namespace") or "default", pod["metadata"]["name"]
+
+
+def plan(dep: dict, pods: list[dict], statuses: dict[tuple[str, str], dict], nodes: list[str],
+         counts: dict[str, int], rng: random.Random) -> Plan:
+    """What to do for ``dep`` given every pod in the store (``statuses`` keyed by (namespace, name));
+    ``counts`` (pods per node) is updated in place."""
     want = max(int(dep["spec"].get("replicas", 1)), 0)
     rs = replicaset_name(dep)
     mine = [p for p in pods if owned_by(dep, p)]
     current = [p for p in mine if owner(p) == rs]
     old = [p for p in mine if owner(p) != rs]
     running = {p["metadata"]["name"] for p in mine
-               if (statuses.get(p["metadata"]["name"]) or {}).get("phase") == "Running"
-               and (statuses.get(p["metadata"]["name"]) or {}).get("uid") == p["metadata"].get("uid")}
+               if (statuses.get(_key(p)) or {}).get("phase") == "Running"
+               and (statuses.get(_key(p)) or {}).get("uid") == p["metadata"].get("uid")}
     out = Plan()
-    taken = {p["metadata"]["name"] for p in pods}
+    dep_ns = dep["metadata"].get("namespace") or "default"
+    taken = {p["metadata"]["name"] for p in pods if (p["metadata"].get("namespace") or "default") == dep_ns}
     if len(current) < want and nodes:
         for _ in range(want - len(current)):
             node = min(nodes, key=lambda n: (counts.get(n, 0), nodes.index(n)))
@@ -116,7 +156,18 @@ def plan(dep: dict, pods: list[dict], statuses: dict[str, dict], nodes: list[str
     ready = sum(1 for p in kept if p["metadata"]["name"] in running)
     out.status = {"replicas": len(kept) + len(out.create), "updatedReplicas": len(current) + len(out.create)
                   - sum(1 for p in current if p["metadata"]["name"] in out.delete),
-                  "readyReplicas": ready, "availableReplicas": ready}
+                  "readyReplicas": ready, "availableReplicas": ready,
+                  "observedGeneration": int(dep["metadata"].get("generation") or 1), "replicaSet": rs}
+    gone = set(out.delete)
+    now_current = [p for p in current if p["metadata"]["name"] not in gone] + out.create
+    olds: dict[str, list[dict]] = {}
+    for p in old:
+        if p["metadata"]["name"] not in gone:
+            olds.setdefault(owner(p) or "", []).append(p)
+    revision = len(olds) + 1
+    out.replicasets = [replicaset(dep, rs, want, now_current, running, dep["spec"].get("template") or {}, revision)]
+    out.replicasets += [replicaset(dep, name, len(pods), pods, running, None, i + 1)
+                        for i, (name, pods) in enumerate(sorted(olds.items())) if name]
     return out
 
 

@@ -37,8 +37,9 @@ def pod_ports(svc: dict, pod: dict) -> Ports:
     return tuple(out)
 
 
-def compute(svc: dict, pods: list[dict], statuses: dict[str, dict]) -> dict | None:
-    """The Endpoints object for ``svc`` (None when the Service has no selector: not ours to manage)."""
+def compute(svc: dict, pods: list[dict], statuses: dict[tuple[str, str], dict]) -> dict | None:
+    """The Endpoints object for ``svc`` (None when the Service has no selector: not ours to manage);
+    ``statuses`` are keyed by (namespace, pod name)."""
     selector = svc["spec"].get("selector")
     if not selector:
         return None
@@ -48,7 +49,7 @@ def compute(svc: dict, pods: list[dict], statuses: dict[str, dict]) -> dict | No
         meta = pod["metadata"]
         if meta.get("namespace", "default") != ns or not matches(selector, meta.get("labels") or {}):
             continue
-        st = statuses.get(meta["name"])
+        st = statuses.get((ns, meta["name"]))
         if not st or not st.get("podIP") or (meta.get("uid") and st.get("uid") != meta.get("uid")):
             continue
         ports = pod_ports(svc, pod)

@@ -155,9 +155,10 @@ class ServiceParser(Validator):
                 self.fail(f"{at}.protocol", f"protocol {show(protocol)} is not supported for services here",
                           f"use {' or '.join(PROTOCOLS)} (upper case)")
             pname = data.get("name", "")
-            if pname and (not isinstance(pname, str) or len(pname) > 15 or not _PORT_NAME.match(pname)):
-                self.fail(f"{at}.name", f"port name {show(pname)} is not a valid IANA service name",
-                          "use at most 15 lower-case letters, digits and single '-', with a letter, e.g. http")
+            if pname and (not isinstance(pname, str) or len(pname) > 63 or not names.DNS_LABEL.match(pname)):
+                self.fail(f"{at}.name", f"port name {show(pname)} is not a DNS-1123 label (a Service port's "
+                          "name, unlike a container port's, may be all digits: 80-8080)",
+                          "use at most 63 lower-case letters, digits and '-', e.g. http")
             if len(entries) > 1 and not pname:
                 self.fail(f"{at}.name", "a service with several ports must name every port",
                           "add e.g. 'name: http' (the name is part of the DNS SRV record and of kube-proxy's chains)")
@@ -263,8 +264,10 @@ def _strip(containers: Any, ignored: tuple[str, ...]) -> Any:
 
 
 def from_topology(raw_services: object, raw_deployments: object, file: str, error: type,
-                  service_cidr: ipaddress.IPv4Network) -> tuple[list[Service], list[Deployment]]:
-    """The ``services`` and ``deployments`` sections of a topology, checked (names unique in the lab)."""
+                  service_cidr: ipaddress.IPv4Network,
+                  namespaces: tuple[str, ...] | None = None) -> tuple[list[Service], list[Deployment]]:
+    """The ``services`` and ``deployments`` sections of a topology, checked (names unique per namespace; with
+    ``namespaces``, every object's namespace one of them)."""
     p = ServiceParser(file, error, service_cidr)
     services = [p.service(s, f"services[{i}]")
                 for i, s in enumerate(p.list_of(raw_services, "services", "services", "[{name: web, ...}]"))]
@@ -272,10 +275,18 @@ def from_topology(raw_services: object, raw_deployments: object, file: str, erro
                    for i, d in enumerate(p.list_of(raw_deployments, "deployments", "deployments",
                                                    "[{name: web, replicas: 2, ...}]"))]
     for kind, items in (("services", services), ("deployments", deployments)):
-        seen: dict[str, int] = {}
+        seen: dict[tuple[str, str], int] = {}
         for i, obj in enumerate(items):
-            if obj.name in seen:
-                p.fail(f"{kind}[{i}].name", f"name '{obj.name}' is already used by {kind}[{seen[obj.name]}]",
-                       "give each object a unique name (names are unique in a lab across namespaces)")
-            seen[obj.name] = i
+            if namespaces is not None and obj.namespace not in namespaces:
+                field = f"{kind}[{i}].namespace" if not _k8s_form(
+                    (raw_services if kind == "services" else raw_deployments)[i]) else f"{kind}[{i}].metadata.namespace"
+                hint = did_you_mean(obj.namespace, list(namespaces))
+                p.fail(field, f"namespace '{obj.namespace}' does not exist in the lab (namespaces: "
+                       f"{', '.join(namespaces)})", (hint + " " if hint else "") + "declare it in the file's "
+                       f"'namespaces:' section, e.g. 'namespaces: [{{name: {obj.namespace}}}]'")
+            key = (obj.namespace, obj.name)
+            if key in seen:
+                p.fail(f"{kind}[{i}].name", f"name '{obj.name}' is already used in namespace {obj.namespace} by "
+                       f"{kind}[{seen[key]}]", "give each object of a namespace its own name")
+            seen[key] = i
     return services, deployments

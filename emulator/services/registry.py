@@ -1,6 +1,6 @@
 """Writing Services and Deployments into a lab's store, as the API server admits them.
 
-``admit`` checks a Service against the ones already stored (names unique in the lab, a requested ClusterIP or
+``admit`` checks a Service against the ones already stored (names unique in their namespace, a requested ClusterIP or
 NodePort not taken by another service, ClusterIP immutable once given) and fills in what was left out (ClusterIP,
 NodePorts; an update keeps the values allocated before). ``put_service``/``put_deployment`` write the manifest
 under an flock on the store's kind directory, so two ``apply`` runs cannot allocate the same address, and answer
@@ -38,11 +38,7 @@ def admit(svc: Service, stored: list[dict], cidr: ipaddress.IPv4Network) -> Serv
     others: list[Service] = []
     for m in stored:
         s = service_from_manifest(m)
-        if s.name == svc.name:
-            if s.namespace != svc.namespace:
-                raise alloc.AllocationError(
-                    f"service name {svc.name} is already used in namespace {s.namespace} (names are unique in a lab)",
-                    obj=svc.name)
+        if (s.namespace, s.name) == (svc.namespace, svc.name):
             prev = s
         else:
             others.append(s)
@@ -57,7 +53,8 @@ def admit(svc: Service, stored: list[dict], cidr: ipaddress.IPv4Network) -> Serv
         o = ips[ip]
         raise alloc.AllocationError(f"clusterIP {ip} of service {key} is already the clusterIP of "
                                     f"{o.namespace}/{o.name}", obj=svc.name)
-    elif ip in alloc.reserved(cidr) - {alloc.dns_ip(cidr)}:
+    elif ip in alloc.reserved(cidr) - {alloc.dns_ip(cidr)} - ({alloc.api_ip(cidr)} if key == "default/kubernetes"
+                                                               else set()):
         raise alloc.AllocationError(f"clusterIP {ip} of service {key} is reserved", obj=svc.name)
     taken = {p.node_port: o for o in others for p in o.ports if p.node_port}
     node_ports: dict[int, int] = {}
@@ -85,7 +82,7 @@ def put_service(store: Store, svc: Service, cidr: ipaddress.IPv4Network) -> tupl
     """Admit and store ``svc``; return (manifest, "created" | "configured" | "unchanged")."""
     with locked(store, "services"):
         admitted = admit(svc, list(store.list("services")), cidr)
-        prev = store.get("services", svc.name)
+        prev = store.get("services", svc.name, svc.namespace)
         meta = (prev or {}).get("metadata", {})
         manifest = admitted.manifest(uid=meta.get("uid"), created=meta.get("creationTimestamp"))
         return _put_if_changed(store, "services", svc.name, prev, manifest)
@@ -93,19 +90,16 @@ def put_service(store: Store, svc: Service, cidr: ipaddress.IPv4Network) -> tupl
 
 def put_deployment(store: Store, dep: Deployment) -> tuple[dict, str]:
     with locked(store, "deployments"):
-        prev = store.get("deployments", dep.name)
-        if prev is not None and prev["metadata"].get("namespace", "default") != dep.namespace:
-            raise alloc.AllocationError(f"deployment name {dep.name} is already used in namespace "
-                                        f"{prev['metadata'].get('namespace')} (names are unique in a lab)", obj=dep.name)
+        prev = store.get("deployments", dep.name, dep.namespace)
         meta = (prev or {}).get("metadata", {})
         manifest = dep.manifest(uid=meta.get("uid"), created=meta.get("creationTimestamp"))
         return _put_if_changed(store, "deployments", dep.name, prev, manifest)
 
 
-def scale(store: Store, name: str, replicas: int) -> dict | None:
+def scale(store: Store, name: str, replicas: int, ns: str = "default") -> dict | None:
     """Set a Deployment's replicas (None if there is no such deployment)."""
     with locked(store, "deployments"):
-        m = store.get("deployments", name)
+        m = store.get("deployments", name, ns)
         if m is None:
             return None
         m["spec"]["replicas"] = replicas
@@ -115,7 +109,9 @@ def scale(store: Store, name: str, replicas: int) -> dict | None:
 
 def _put_if_changed(store: Store, kind: str, name: str, prev: dict | None, manifest: dict) -> tuple[dict, str]:
     """Store ``manifest`` unless it equals ``prev``; return what is stored and kubectl's word for what happened."""
-    if prev is not None and prev.get("spec") == manifest["spec"] and prev["metadata"] == manifest["metadata"]:
+    server = ("resourceVersion", "generation")
+    if prev is not None and prev.get("spec") == manifest["spec"] and \
+            {k: v for k, v in prev["metadata"].items() if k not in server} == manifest["metadata"]:
         return prev, "unchanged"
     store.put(kind, name, manifest)
     return manifest, "configured" if prev is not None else "created"

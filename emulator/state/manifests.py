@@ -10,7 +10,11 @@ import time
 import uuid
 
 from emulator.topology import units
-from emulator.topology.model import Container, LinkShape, Node, Pod, Topology
+from emulator.topology.model import BUILTIN_NAMESPACES, Container, LinkShape, Namespace, Node, Pod, Topology
+
+#: The label the API server puts on every Namespace (immutable, equal to the name): NetworkPolicies select
+#: namespaces by it.
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 
 
 def now() -> str:
@@ -59,6 +63,21 @@ def unschedulable_status(p: Pod) -> dict:
     cond = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": p.unschedulable}
     return {"name": p.name, "phase": "Pending", "nodeName": "", "reason": "Unschedulable",
             "message": p.unschedulable, "conditions": [cond]}
+
+
+def namespace_manifest(ns: Namespace) -> dict:
+    labels = {**dict(ns.labels), NAMESPACE_NAME_LABEL: ns.name}
+    return {"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": ns.name, "labels": labels, "uid": str(uuid.uuid4()), "creationTimestamp": now()},
+            "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}
+
+
+def lab_namespaces(topo: Topology) -> list[Namespace]:
+    """The built-in namespaces (default, kube-system, kube-public, kube-node-lease), then the topology's; a
+    built-in one the topology declares (to label it) is taken from the topology."""
+    declared = {ns.name: ns for ns in topo.namespaces}
+    out = [declared.pop(n, Namespace(n)) for n in BUILTIN_NAMESPACES]
+    return out + list(declared.values())
 
 
 def node_manifest(topo: Topology, n: Node) -> dict:

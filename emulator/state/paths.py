@@ -102,8 +102,9 @@ class LabPaths:
         """Append-only record of every container process an agent started: ``<sandbox id> <pid> <start>``."""
         return self.node_root(node) / "run/podlab-containers.journal"
 
-    def pod_dir(self, pod: str) -> Path:
-        return self.root / "pods" / pod
+    def pod_dir(self, pod: str, ns: str = "default") -> Path:
+        """A pod's files (container logs): ``pods/<namespace>/<pod>/``."""
+        return self.root / "pods" / (ns or "default") / pod
 
-    def container_log(self, pod: str, container: str) -> Path:
-        return self.pod_dir(pod) / f"{container}.log"
+    def container_log(self, pod: str, container: str, ns: str = "default") -> Path:
+        return self.pod_dir(pod, ns) / f"{container}.log"

@@ -2,7 +2,7 @@
 
 Written before the first kernel object is created, listing every namespace the lab will make, so that ``down``
 and ``cleanup`` remove exactly what the lab owns, even after a crash half-way through ``up`` (pod namespaces are
-named ``<lab>-<pod>`` and listed by the store's pod records). ``status`` is ``creating`` → ``ready`` →
+named ``<lab>-<pod>[.<namespace>]`` and listed by the store's pod records). ``status`` is ``creating`` → ``ready`` →
 ``deleting``; ``owner`` is the PID (with start time) of the process in charge while creating or deleting: a
 record whose owner is gone while it says creating/deleting is what a crash leaves, and what ``cleanup`` removes.
 The processes the lab runs are not listed here but in its process journal (``emulator.proc.journal``), which
@@ -25,7 +25,7 @@ from emulator.topology.model import Topology
 
 def fingerprint(topo: Topology) -> str:
     key = repr((topo.name, topo.routing, topo.pod_cidr, topo.service_cidr, topo.node_mask, topo.underlay,
-                topo.nodes, topo.pods, topo.extra) + ((topo.containers,) if topo.containers else ()))
+                topo.nodes, topo.pods, topo.extra, topo.namespaces) + ((topo.containers,) if topo.containers else ()))
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 

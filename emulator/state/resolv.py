@@ -6,7 +6,8 @@ A pod with ``dnsPolicy: ClusterFirst`` gets::
     nameserver 10.96.0.10
     options ndots:5
 
-``ip netns exec <lab>-<pod>`` bind-mounts ``/etc/netns/<lab>-<pod>/resolv.conf`` over ``/etc/resolv.conf`` (and
+``ip netns exec <lab>-<pod>`` bind-mounts ``/etc/netns/<lab>-<pod>/resolv.conf`` (``<lab>-<pod>.<namespace>``
+outside ``default``, see ``names.pod_ns``) over ``/etc/resolv.conf`` (and
 the agent starts containers that way when the directory exists), so the pod's processes resolve short names
 through the cluster DNS while the host's resolver stays untouched. The files are owned by the lab: every
 directory podlab creates is listed in ``<lab state>/resolv-owned.json`` before it is made, and only listed
@@ -14,6 +15,9 @@ directories are ever removed (a directory that existed before is left alone and 
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import shutil
 from pathlib import Path
 
@@ -44,11 +48,27 @@ class ResolvFiles:
         self.ledger.parent.mkdir(parents=True, exist_ok=True)
         write_json(self.ledger, sorted(owned))
 
+    @contextlib.contextmanager
+    def _locked(self):
+        """One writer of the ledger and the directories at a time (the controller-manager prunes while the API
+        server adds a pod's file)."""
+        self.ledger.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(str(self.ledger) + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
     def ensure(self, pods: list[dict], prune: bool = True) -> None:
         """Make the files of ``pods`` exist and (``prune``) remove those of pods that are not in the list."""
+        with self._locked():
+            self._ensure(pods, prune)
+
+    def _ensure(self, pods: list[dict], prune: bool) -> None:
         owned = self.owned()
-        want = {names.pod_ns(self.lab, p["metadata"]["name"]): p["metadata"].get("namespace", "default")
-                for p in pods}
+        want = {names.pod_ns(self.lab, p["metadata"]["name"], p["metadata"].get("namespace") or "default"):
+                p["metadata"].get("namespace") or "default" for p in pods}
         new = {ns for ns in want if ns not in owned and not (ETC_NETNS / ns).exists()}
         if new:
             self._save(owned | new)  # recorded before anything is created
@@ -63,9 +83,13 @@ class ResolvFiles:
                     write_atomic(f, text)
         gone = {ns for ns in owned if ns not in want} if prune else set()
         if gone:
-            self.remove(gone)
+            self._remove(gone)
 
     def remove(self, which: set[str] | None = None) -> None:
+        with self._locked():
+            self._remove(which)
+
+    def _remove(self, which: set[str] | None = None) -> None:
         owned = self.owned()
         for ns in sorted(owned if which is None else which & owned):
             shutil.rmtree(ETC_NETNS / ns, ignore_errors=True)  # gone already is fine; a leftover is overwritten
@@ -77,6 +101,6 @@ class ResolvFiles:
 def prepare_pod(lab: str, pod: dict) -> None:
     """Write a new pod's resolv.conf before its manifest is stored, so its agent starts it with it (a no-op in a
     lab without cluster DNS). The controller-manager would write it too, but only after noticing the pod."""
-    kube_dns = Store(LabPaths(lab).store).get("services", "kube-dns")
+    kube_dns = Store(LabPaths(lab).store).get("services", "kube-dns", "kube-system")
     if kube_dns and kube_dns.get("spec", {}).get("clusterIP"):
         ResolvFiles(lab, kube_dns["spec"]["clusterIP"]).ensure([pod], prune=False)

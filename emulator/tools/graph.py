@@ -44,11 +44,11 @@ def from_lab(lab: Lab) -> GraphModel:
         nodes.append(NodeInfo(n, obj["status"]["addresses"][0]["address"],
                               ipaddress.IPv4Network(obj["spec"]["podCIDR"])))
     pods = []
-    for p in lab.store.names("pods"):
-        obj = lab.store.with_status("pods", p) or {}
+    for view in lab.pods:
+        obj = lab.store.with_status("pods", view.name, view.namespace) or {}
         st = obj.get("status", {})
         sb = (st.get("sandbox") or {}).get("id")
-        pods.append(PodInfo(p, obj.get("spec", {}).get("nodeName", "?"), st.get("podIP"),
+        pods.append(PodInfo(view.ref, obj.get("spec", {}).get("nodeName", "?"), st.get("podIP"),
                             names.host_veth(sb) if sb and st.get("phase") == "Running" else None))
     routes, pairs = kernel_paths(lab, nodes)
     return build(f"lab {lab.name} ({routing})", routing, rec.get("cluster", {}).get("underlay", ""), nodes, pods,

@@ -5,6 +5,7 @@ The grammar is podlab's one target grammar (``emulator.lab.targets``: ``web-1``,
 means to ``capture``, ``link`` and the Mininet CLI::
 
     web-1            pod web-1, its eth0            pod/web-1:eth0   the same, spelled out
+    x/a              pod a of namespace x           pod/x/a:veth     (pods outside ``default``: NAMESPACE/POD)
     web-1:veth       the node-side veth of web-1    (vethXXXXXXXX in its node: the pod's "cable end" on cni0)
     node/node-1      node-1's eth0 (its uplink)     node-1:cni0      a node's cni0 / flannel.1 / vethXXXXXXXX
     underlay         the underlay bridge lan0       underlay:node-2  node-2's port on lan0
@@ -76,7 +77,8 @@ def check_iface(point: Point) -> None:
 
 def pod_veth(lab: Lab, pod: str) -> str:
     """The node-side veth of a pod: named after its sandbox, as the CNI bridge plugin names it."""
-    st = lab.store.get_status("pods", pod) or {}
+    view = lab.pod(pod)
+    st = lab.store.get_status("pods", view.name, view.namespace) or {}
     sandbox = (st.get("sandbox") or {}).get("id")
     if not sandbox or st.get("phase") != "Running":
         raise TargetError(f"pod {pod} has no network sandbox (phase {st.get('phase', 'unknown')})", obj=pod)
@@ -100,9 +102,9 @@ def peer(lab: Lab, point: Point) -> Point | None:
             node, _, name = key.partition(".")
             if node == point.owner and names.docker_veth(node, name) == point.iface:
                 return Point("container", key, names.container_ns(lab.name, node, name), names.POD_IFNAME, lab.name)
-        for p in lab.store.names("pods"):
-            st = lab.store.get_status("pods", p) or {}
+        for p in lab.pods:
+            st = lab.store.get_status("pods", p.name, p.namespace) or {}
             sb = (st.get("sandbox") or {}).get("id")
             if st.get("nodeName") == point.owner and sb and names.host_veth(sb, names.POD_IFNAME) == point.iface:
-                return Point("pod", p, names.pod_ns(lab.name, p), names.POD_IFNAME, lab.name)
+                return Point("pod", p.ref, p.netns, names.POD_IFNAME, lab.name)
     return None

@@ -46,10 +46,12 @@ class Ctx:
             self.nodes[n] = (obj["status"]["addresses"][0]["address"], ipaddress.IPv4Network(obj["spec"]["podCIDR"]))
         self.node_by_ip = {ip: n for n, (ip, _) in self.nodes.items()}
         self.pods: dict[str, dict] = {}
-        for p in lab.store.names("pods"):
-            st = lab.store.get_status("pods", p) or {}
+        self.pod_netns: dict[str, str] = {}  # by the pod's reference (NAMESPACE/POD outside default)
+        for p in lab.pods:
+            st = lab.store.get_status("pods", p.name, p.namespace) or {}
+            self.pod_netns[p.ref] = p.netns
             if st.get("podIP"):
-                self.pods[st["podIP"]] = {"name": p, "node": st.get("nodeName"),
+                self.pods[st["podIP"]] = {"name": p.ref, "node": st.get("nodeName"),
                                           "veth": names.host_veth((st.get("sandbox") or {}).get("id", ""))}
         self.containers: dict[str, dict] = {}  # Docker containers by store key <node>.<name>
         for key in lab.store.names(grammar.CONTAINERS):
@@ -88,7 +90,9 @@ class Ctx:
         if kind == "container":
             node, _, name = owner.partition(".")
             return names.container_ns(self.lab.name, node, name)
-        return {"pod": names.pod_ns, "node": names.node_ns}[kind](self.lab.name, owner)
+        if kind == "pod":
+            return self.pod_netns.get(owner) or self.lab.pod(owner).netns
+        return names.node_ns(self.lab.name, owner)
 
     def close(self) -> None:
         for v in self.views.values():
@@ -173,7 +177,8 @@ class Ctx:
         """A target of the one grammar (``emulator.lab.targets``): a pod, a node or ``external``."""
         place = grammar.resolve(self.lab, text, iface=False)
         if place.kind == "pod":
-            st = self.lab.store.get_status("pods", place.name) or {}
+            view = self.lab.pod(place.name)
+            st = self.lab.store.get_status("pods", view.name, view.namespace) or {}
             if not st.get("podIP"):
                 raise TargetError(f"pod {place.name} has no IP (phase {st.get('phase', 'unknown')})", obj=place.name)
             return "pod", place.name, st["podIP"]

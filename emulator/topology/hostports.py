@@ -53,14 +53,15 @@ def choose(ports: set[tuple[int, str]], pinned: str | None, spread_choice: str, 
 
 def place(parsed: list[dict[str, Any]], placed: dict[str, str], nodes: tuple[Node, ...],
           capacity: dict[str, int]) -> tuple[dict[str, str], dict[str, str]]:
-    """Apply the NodePorts filter to the spread's ``placed``; return ({pod: node}, {pod: scheduler message})."""
+    """Apply the NodePorts filter to the spread's ``placed`` (keyed by ``namespace/pod``); return ({key: node},
+    {key: the scheduler's message})."""
     kube = [n.name for n in nodes if n.runtime != "docker"]
     used: dict[str, set[tuple[int, str]]] = {n: set() for n in kube}
     count = dict.fromkeys(kube, 0)
     final: dict[str, str] = {}
     pending: dict[str, str] = {}
     for p in parsed:
-        name, ports = p["name"], {(port.host_port, port.protocol) for c in p["containers"] for port in c.ports
+        name, ports = p["key"], {(port.host_port, port.protocol) for c in p["containers"] for port in c.ports
                                   if port.host_port}
         node = placed[name]
         if ports & used[node]:

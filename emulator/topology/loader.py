@@ -11,6 +11,10 @@ Design:
   (case-insensitive ``difflib``) so ``podCidr`` points at ``podCIDR``. A key written twice in one mapping is an
   error too (PyYAML would silently keep the last one). YAML is read by ``yamlsafe``, which also refuses binary
   bytes, deep nesting and alias-expansion bombs with one line naming the file.
+* ``namespaces`` declares the lab's Kubernetes namespaces beyond the built-in ``default``, ``kube-system``,
+  ``kube-public`` and ``kube-node-lease`` (a built-in one may be listed to give it labels). Every object's
+  ``namespace`` must name one of them: a typo is an error with a "did you mean", not a namespace made up on the
+  fly (the API server answers a missing namespace with NotFound, too). Pod names are unique per namespace.
 * ``services``, ``deployments`` and ``networkPolicies`` are accepted unparsed and handed on in ``Topology.extra``
   for the layer that owns them.
 * Order of resolution: header (version, name, routing) → cluster and underlay ranges → nodes (names, explicit
@@ -30,13 +34,15 @@ from emulator.errors import TopologyError
 from emulator.topology import cidr, names, yamlsafe
 from emulator.topology.model import (CNI_MODES, RUNTIMES, DEFAULT_NODE_MASK, DEFAULT_POD_CIDR, DEFAULT_SERVICE_CIDR,
                                      DEFAULT_UNDERLAY_CIDR, DEFAULT_UNDERLAY_MTU, NODE_IP_OFFSET, ROUTING_MODES,
-                                     TOPOLOGY_VERSION, LinkShape, Node, Pod, Topology, Underlay)
+                                     BUILTIN_NAMESPACES, TOPOLOGY_VERSION, LinkShape, Namespace, Node, Pod,
+                                     Topology, Underlay)
 from emulator.topology.scheduler import Unschedulable, spread
 from emulator.topology.validate import Validator, did_you_mean, is_int, show
 from emulator.topology import bgp_section, docker_section, hostports
 
-TOP_KEYS = ("version", "name", "routing", "cluster", "underlay", "nodes", "pods", "services", "deployments", "bgp",
-            "kubeProxy", "external", "networkPolicies", "containers")
+TOP_KEYS = ("version", "name", "routing", "cluster", "underlay", "namespaces", "nodes", "pods", "services",
+            "deployments", "bgp", "kubeProxy", "external", "networkPolicies", "containers")
+NAMESPACE_KEYS = ("name", "labels")
 RAW_KEYS = ("services", "deployments", "kubeProxy", "external", "networkPolicies")
 CLUSTER_KEYS = ("podCIDR", "serviceCIDR", "nodeCIDRMaskSize")
 UNDERLAY_KEYS = ("cidr", "mtu")
@@ -87,12 +93,14 @@ class _Loader(Validator):
                 if cidr.overlaps(net_a, net_b):
                     self.fail(field_b, f"{net_b} overlaps {field_a} {net_a}: an address in both could not be "
                               "routed unambiguously", f"choose ranges that share no address, e.g. {DEFAULTS_FIX}")
+        namespaces = self.namespaces(data.get("namespaces"))
+        self.known_namespaces = BUILTIN_NAMESPACES + tuple(n.name for n in namespaces)
         nodes = self.nodes(data.get("nodes"), pod_cidr, mask, underlay)
         pods = self.pods(data.get("pods"), nodes, pod_cidr)
         containers = docker_section.parse(self, data.get("containers"), nodes, data, ranges)
         return Topology(name=lab, source=self.file, routing=mode, pod_cidr=pod_cidr,  # type: ignore[arg-type]
                         service_cidr=service_cidr, node_mask=mask, underlay=underlay, nodes=nodes, pods=pods,
-                        containers=containers,
+                        containers=containers, namespaces=namespaces,
                         extra=tuple((key, data[key]) for key in RAW_KEYS if key in data)
                         + ((("bgp", bgp_section.parse(self, data["bgp"], nodes)),) if "bgp" in data else ()))
 
@@ -149,6 +157,39 @@ class _Loader(Validator):
             self.fail("underlay.mtu", f"MTU {show(mtu)} is not an integer from {MIN_MTU} to {MAX_MTU}",
                       f"use e.g. 'mtu: {DEFAULT_UNDERLAY_MTU}'")
         return Underlay(cidr=net, mtu=mtu)
+
+    # -- namespaces -----------------------------------------------------------------------------------------
+    def namespaces(self, raw: object) -> tuple[Namespace, ...]:
+        entries = self.list_of(raw, "namespaces", "namespaces", "[{name: x, labels: {team: a}}]")
+        seen: dict[str, int] = {}
+        out: list[Namespace] = []
+        for i, entry in enumerate(entries):
+            at = f"namespaces[{i}]"
+            if isinstance(entry, str):
+                entry = {"name": entry}
+            data = self.mapping(entry, at, NAMESPACE_KEYS, "a namespace")
+            ns = self.dns_name(data.get("name"), f"{at}.name", "namespace", names.MAX_OBJECT_NAME, example="shop")
+            if ns in seen:
+                self.fail(f"{at}.name", f"namespace '{ns}' is already declared by namespaces[{seen[ns]}]",
+                          "declare each namespace once")
+            seen[ns] = i
+            labels = self.labels(data.get("labels"), f"{at}.labels")
+            if any(k == "kubernetes.io/metadata.name" and v != ns for k, v in labels):
+                self.fail(f"{at}.labels.kubernetes.io/metadata.name", "this label is set by the API server to the "
+                          f"namespace's name ('{ns}')", "drop it: every namespace carries it already")
+            out.append(Namespace(ns, tuple((k, v) for k, v in labels if k != "kubernetes.io/metadata.name")))
+        return tuple(out)
+
+    def object_namespace(self, value: object, field: str) -> str:
+        """An object's ``namespace``: a DNS label naming a namespace of the lab (built-in or declared)."""
+        ns = self.dns_name(value, field, "namespace", names.MAX_OBJECT_NAME, example="default")
+        known = getattr(self, "known_namespaces", BUILTIN_NAMESPACES)
+        if ns not in known:
+            hint = did_you_mean(ns, list(known))
+            self.fail(field, f"namespace '{ns}' does not exist in the lab (namespaces: {', '.join(known)})",
+                      (hint + " " if hint else "") + f"declare it in the file's 'namespaces:' section, e.g. "
+                      f"'namespaces: [{{name: {ns}}}]'")
+        return ns
 
     # -- nodes ----------------------------------------------------------------------------------------------
     def nodes(self, raw: object, cluster: IPv4Network, mask: int, underlay: Underlay) -> tuple[Node, ...]:
@@ -247,7 +288,7 @@ class _Loader(Validator):
     def pods(self, raw: object, nodes: tuple[Node, ...], cluster: IPv4Network) -> tuple[Pod, ...]:
         entries = self.list_of(raw, "pods", "pods", "[{name: web-1, node: node-1}]")
         node_at = {n.name: i for i, n in enumerate(nodes)}
-        seen: dict[str, int] = {}
+        seen: dict[tuple[str, str], int] = {}
         parsed: list[dict[str, Any]] = []
         for i, entry in enumerate(entries):
             at = f"pods[{i}]"
@@ -255,14 +296,14 @@ class _Loader(Validator):
             pod = self.dns_name(data.get("name"), f"{at}.name", "pod", names.MAX_OBJECT_NAME, reserved=True,
                                 why=" (it becomes part of the pod's network namespace name, <lab>-<pod>)",
                                 example=f"web-{i + 1}")
-            if pod in seen:
-                self.fail(f"{at}.name", f"pod name '{pod}' is already used by pods[{seen[pod]}] (pod names are unique "
-                          "in a lab, across Kubernetes namespaces: each names a network namespace)",
-                          "give each pod a unique name")
-            if pod in node_at:
+            namespace = self.object_namespace(data.get("namespace", "default"), f"{at}.namespace")
+            if (namespace, pod) in seen:
+                self.fail(f"{at}.name", f"pod name '{pod}' is already used in namespace {namespace} by "
+                          f"pods[{seen[(namespace, pod)]}]", "give each pod of a namespace its own name")
+            if pod in node_at and namespace == "default":
                 self.fail(f"{at}.name", f"pod name '{pod}' is also the name of nodes[{node_at[pod]}]: both would be "
                           f"network namespace <lab>-{pod}", f"rename the pod, e.g. {pod}-pod")
-            seen[pod] = i
+            seen[(namespace, pod)] = i
             node = data.get("node")
             if node is not None and (not isinstance(node, str) or node not in node_at):
                 hint = did_you_mean(node, list(node_at))
@@ -270,21 +311,19 @@ class _Loader(Validator):
                           (hint + " " if hint else "") + "use one of the known node names, or drop 'node' to let "
                           "the scheduler choose")
             parsed.append(dict(
-                name=pod, node=node,
-                namespace=self.dns_name(data.get("namespace", "default"), f"{at}.namespace", "namespace",
-                                        names.MAX_OBJECT_NAME, example="default"),
+                name=pod, node=node, namespace=namespace, key=f"{namespace}/{pod}",
                 labels=self.labels(data.get("labels"), f"{at}.labels"),
                 containers=self.containers(data.get("containers"), f"{at}.containers"),
                 link=self.link_shape(data.get("link"), f"{at}.link")))
         placed, pending = self.place(parsed, nodes, cluster)
-        return tuple(Pod(name=p["name"], node=placed.get(p["name"], ""), containers=p["containers"],
+        return tuple(Pod(name=p["name"], node=placed.get(p["key"], ""), containers=p["containers"],
                          labels=p["labels"], namespace=p["namespace"], link=p["link"],
-                         unschedulable=pending.get(p["name"], "")) for p in parsed)
+                         unschedulable=pending.get(p["key"], "")) for p in parsed)
 
     def place(self, parsed: list[dict[str, Any]], nodes: tuple[Node, ...],
               cluster: IPv4Network) -> tuple[dict[str, str], dict[str, str]]:
         """Check the pinned pods fit their node's slice, then spread the others, then the hostPort filter
-        (``hostports``); returns ({pod: node}, {pod: the scheduler's message for a pod left Pending})."""
+        (``hostports``); returns ({namespace/pod: node}, {pod: the scheduler's message for a pod left Pending})."""
         capacity = {n.name: 0 if n.runtime == "docker" else n.pod_capacity for n in nodes}
         for i, p in enumerate(parsed):
             if p["node"] is not None and capacity[p["node"]] == 0 and next(
@@ -311,13 +350,13 @@ class _Loader(Validator):
                 self.fail(f"pods[{i}].node", f"node '{node}' would hold {counts[node]} pods but its slice {slice_} "
                           f"holds {capacity[node]} (the /{slice_.prefixlen} less network, broadcast and gateway)",
                           self.room_fix(counts[node], cluster, slice_.prefixlen))
-        placed = {p["name"]: p["node"] for p in parsed if p["node"] is not None}
+        placed = {p["key"]: p["node"] for p in parsed if p["node"] is not None}
         try:
-            placed.update(spread([p["name"] for p in parsed if p["node"] is None], capacity, counts))
+            placed.update(spread([p["key"] for p in parsed if p["node"] is None], capacity, counts))
         except Unschedulable as exc:
-            i = next(i for i, p in enumerate(parsed) if p["name"] == exc.pod)
+            i = next(i for i, p in enumerate(parsed) if p["key"] == exc.pod)
             mask = nodes[0].pod_cidr.prefixlen
-            self.fail(f"pods[{i}]", f"no node has room for pod '{exc.pod}': the {len(nodes)} nodes hold "
+            self.fail(f"pods[{i}]", f"no node has room for pod '{parsed[i]['name']}': the {len(nodes)} nodes hold "
                       f"{exc.capacity} pods in all ({cidr.pod_capacity(mask)} per /{mask} slice) and are full",
                       self.room_fix(max(capacity.values()) + 1, cluster, mask))
         return hostports.place(parsed, placed, nodes, capacity)

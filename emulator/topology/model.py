@@ -28,6 +28,8 @@ DEFAULT_UNDERLAY_MTU = 1500
 #: labs); host .1 is kept for the underlay gateway.
 NODE_IP_OFFSET = 10
 VXLAN_OVERHEAD = 50
+#: Kubernetes namespaces every lab has, as every cluster has them.
+BUILTIN_NAMESPACES: tuple[str, ...] = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,14 @@ class LinkShape:
     @property
     def needs_netem(self) -> bool:
         return self.delay_us is not None or self.jitter_us is not None or self.loss_pct is not None
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """A Kubernetes namespace of the lab (``namespaces: [{name: x, labels: {team: a}}]``)."""
+
+    name: str
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -160,6 +170,12 @@ class Topology:
     containers: tuple[DockerContainer, ...] = ()
     version: int = TOPOLOGY_VERSION
     extra: tuple[tuple[str, object], ...] = field(default=(), compare=False)
+    namespaces: tuple[Namespace, ...] = ()  # declared in the file (the built-in ones are always there)
+
+    @property
+    def namespace_names(self) -> tuple[str, ...]:
+        """Every Kubernetes namespace of the lab: the built-in ones, then those the file declares."""
+        return BUILTIN_NAMESPACES + tuple(n.name for n in self.namespaces if n.name not in BUILTIN_NAMESPACES)
 
     @property
     def pod_mtu(self) -> int:
@@ -171,6 +187,12 @@ class Topology:
             if n.name == name:
                 return n
         raise KeyError(name)
+
+    def pod(self, name: str, namespace: str = "default") -> Pod:
+        for p in self.pods:
+            if p.name == name and p.namespace == namespace:
+                return p
+        raise KeyError(f"{namespace}/{name}")
 
     def pods_on(self, node: str) -> tuple[Pod, ...]:
         return tuple(p for p in self.pods if p.node == node)

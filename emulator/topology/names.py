@@ -1,7 +1,12 @@
 """Names of the kernel objects a lab owns, and the rules that keep them legal.
 
 Namespaces live in ``/run/netns`` and carry the lab name so that two labs never collide: ``<lab>-<node>``,
-``<lab>-<pod>``, ``<lab>-underlay``, ``<lab>-external``. Interface names only need to be unique
+``<lab>-<pod>`` for a pod of the Kubernetes namespace ``default``, ``<lab>-<pod>.<namespace>`` for a pod of any
+other (``demo-a.x``: read it as the DNS-like ``<pod>.<namespace>``), ``<lab>-underlay``, ``<lab>-external`` (and
+``<lab>-dns``). Lab, node, pod and namespace names are DNS labels, which have no dot, so the dot makes the
+scheme unambiguous: pod ``a`` of namespace ``x`` and pod ``a-x`` of ``default`` are ``demo-a.x`` and
+``demo-a-x``, and no pod of a non-default namespace can take a node's name (``demo-node-1.x`` is not
+``demo-node-1``). ``ip netns`` lists them readably, and the files under ``/etc/netns/<name>/`` follow suit. Interface names only need to be unique
 inside one namespace, so inside a node they are the real ones (``eth0``, ``cni0``, ``flannel.1``,
 ``veth<8 hex>``) and in the underlay namespace each node's port is named after the node (hence node names must
 fit in an interface name: at most 15 characters). Ownership is never inferred from these names: the lab's state
@@ -31,8 +36,12 @@ def node_ns(lab: str, node: str) -> str:
     return f"{lab}-{node}"
 
 
-def pod_ns(lab: str, pod: str) -> str:
-    return f"{lab}-{pod}"
+DEFAULT_NAMESPACE = "default"
+
+
+def pod_ns(lab: str, pod: str, namespace: str = DEFAULT_NAMESPACE) -> str:
+    """The network namespace of pod ``pod`` of Kubernetes namespace ``namespace`` (see the module docstring)."""
+    return f"{lab}-{pod}" if namespace in (DEFAULT_NAMESPACE, "", None) else f"{lab}-{pod}.{namespace}"
 
 
 def underlay_ns(lab: str) -> str:

@@ -38,6 +38,9 @@ TOPOLOGIES = ROOT / "topologies"
 _OURS = re.compile(rf"^[a-z]+{SESSION_TAG}\d+(-|$)")
 __all__ = ["ROOT", "TOPOLOGIES", "lab_fixture", "podlab", "podlab_argv", "podlab_env", "serving", "three_node_text", "unique_name",
            "wait_for_line"]
+#: Every lab merges a kubectl context into $KUBECONFIG (else ~/.kube/config): the test session gets a file of its
+#: own, so the machine's kubeconfig is never touched by the tests.
+KUBECONFIG = os.environ.setdefault("KUBECONFIG", f"/tmp/podlab-tests-{os.getpid()}.kubeconfig")
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest's own hook deselects by -m
@@ -63,6 +66,8 @@ def no_leftovers() -> Iterator[None]:
         return
     links0 = root_links()
     yield
+    if KUBECONFIG.startswith("/tmp/podlab-tests-"):
+        Path(KUBECONFIG).unlink(missing_ok=True)
     new_labs = {lab for lab in record.all_labs() if _OURS.match(lab)}
     for lab in new_labs:
         teardown.destroy(lab)

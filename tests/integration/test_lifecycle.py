@@ -42,7 +42,7 @@ def processes_of(name: str) -> list[int]:
     for f in paths.root.glob("nodes/*/run/podlab-agent.pid"):
         rec = json.loads(f.read_text())
         pids.append((rec["pid"], rec["start"]))
-    for f in paths.store.glob("status/pods/*.json"):
+    for f in paths.store.glob("status/pods/*/*.json"):
         for c in json.loads(f.read_text()).get("containerStatuses", []):
             if c.get("pid"):
                 pids.append((c["pid"], c.get("pidStart")))

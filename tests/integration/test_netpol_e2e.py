@@ -24,16 +24,6 @@ ADDED_POD_LABELS = ("pod2", "target")
 ADDED_NS_LABELS = ("ns2",)
 
 
-def lab_ref(ref: str) -> str:
-    ns, pod = ref.split("/")
-    return f"{ns}/{upstream.lab_pod_name(ns, pod)}"
-
-
-def to_lab(t: TruthTable) -> TruthTable:
-    return TruthTable([lab_ref(f) for f in t.froms], [lab_ref(x) for x in t.tos],
-                      {(lab_ref(f), lab_ref(x)): v for (f, x), v in t.values.items()})
-
-
 def model_ips(lab: Lab) -> dict[str, str]:
     return {f"{p.namespace}/{dict(p.labels)['pod']}": p.ip for p in matrix.cluster_of(lab).pods}
 
@@ -47,7 +37,8 @@ def reset(lab: Lab) -> None:
     for m in list(lab.store.list("pods")):
         labels = m["metadata"].get("labels") or {}
         if any(k in labels for k in ADDED_POD_LABELS):
-            cluster.set_pod_labels(lab.store, m["metadata"]["name"], dict.fromkeys(ADDED_POD_LABELS))
+            cluster.set_pod_labels(lab.store, m["metadata"]["name"], dict.fromkeys(ADDED_POD_LABELS),
+                                   m["metadata"]["namespace"])
     for m in list(lab.store.list(cluster.NAMESPACES)):
         if any(k in (m["metadata"].get("labels") or {}) for k in ADDED_NS_LABELS):
             cluster.set_namespace_labels(lab.store, m["metadata"]["name"], dict.fromkeys(ADDED_NS_LABELS))
@@ -83,11 +74,11 @@ def run_case(lab: Lab, case: upstream.Case) -> list[str]:
         for m in step.put:
             cluster.put_policy(lab.store, parse_manifest(upstream.resolve(m, ips), f"case {case.number}"))
         for ref, labels in step.pod_labels:
-            cluster.set_pod_labels(lab.store, upstream.lab_pod_name(*ref.split("/")), dict(labels))
+            cluster.set_pod_labels(lab.store, upstream.lab_pod_name(*ref.split("/")), dict(labels))  # x/a
         for ns, labels in step.ns_labels:
             cluster.set_namespace_labels(lab.store, ns, dict(labels))
         sync(lab)  # live on every node before the probes
-        jobs = [matrix.Job(matrix.PortSpec(p.port, p.protocol), via, to_lab(p.table()))
+        jobs = [matrix.Job(matrix.PortSpec(p.port, p.protocol), via, p.table())
                 for p in step.probes for via in ("pod", "service")]
         for job, (got, details) in zip(jobs, matrix.converge_many(lab, pods, jobs)):
             assert job.want is not None

@@ -156,28 +156,32 @@ spec:
         lab.delete_pod("backend")
 
 
-def test_policy_for_a_namespace_that_does_not_exist_yet(lab: Lab) -> None:
-    cluster.put_policy(lab.store, parse_manifest({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-                                                  "metadata": {"name": "deny", "namespace": "late"},
-                                                  "spec": {"podSelector": {}, "ingress": []}}))
-    sync(lab)
-    lab.apply_pod({"name": "latepod", "namespace": "late", "node": "node-2",
-                   "containers": [{"name": "c", "image": "agnhost", "args": ["porter"],
-                                   "ports": [{"containerPort": 80}]}]})
+def test_policy_for_a_namespace_whose_pods_come_later(lab: Lab) -> None:
+    """A namespace made after the enforcers started, its policy stored before its first pod: the pod's store
+    directory (pods/late/) appears later, and the enforcers watch it and isolate the pod."""
+    assert lab.create_namespace("late") == "namespace/late created"
     try:
-        lab.wait_pod("latepod")
+        cluster.put_policy(lab.store, parse_manifest({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                                                      "metadata": {"name": "deny", "namespace": "late"},
+                                                      "spec": {"podSelector": {}, "ingress": []}}))
+        sync(lab)
+        lab.apply_pod({"name": "latepod", "namespace": "late", "node": "node-2",
+                       "containers": [{"name": "c", "image": "agnhost", "args": ["porter"],
+                                       "ports": [{"containerPort": 80}]}]})
+        lab.wait_pod("late/latepod")
         sync(lab)
         time.sleep(0.3)
-        assert not tcp(lab, "client", lab.pod("latepod").ip)
+        ip = lab.pod("late/latepod").ip
+        assert not tcp(lab, "client", ip)
         cluster.delete_policy(lab.store, "late", "deny")
         sync(lab)
         deadline = time.monotonic() + 5
-        while not tcp(lab, "client", lab.pod("latepod").ip) and time.monotonic() < deadline:
+        while not tcp(lab, "client", ip) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert tcp(lab, "client", lab.pod("latepod").ip)
+        assert tcp(lab, "client", ip)
     finally:
         cluster.delete_policy(lab.store, "late", "deny")
-        lab.delete_pod("latepod")
+        lab.delete_namespace("late")  # its pod too, as the namespace controller does
 
 
 def test_stateful_an_open_flow_outlives_a_new_deny(lab: Lab) -> None:

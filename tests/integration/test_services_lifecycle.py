@@ -79,7 +79,8 @@ def test_cli_apply_get_scale_delete(lab: Lab) -> None:
     wait_synced(lab.paths, lab.store, ["node-1", "node-2"])  # the endpoints are current
     bad_service = "apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec: {ports: [{port: 99999}]}\n"
     reads = {  # commands that change nothing, run side by side
-        "deploy-json": (["get", "deploy", "hello", "-o", "json"], None), "svc": (["get", "svc"], None),
+        "deploy-json": (["get", "deploy", "hello", "-o", "json"], None), "svc": (["get", "svc", "-A"], None),
+        "svc-default": (["get", "svc"], None),
         "ep": (["get", "ep", "hello"], None), "deploy": (["get", "deploy"], None),
         "describe": (["describe", "svc", "hello"], None), "bad": (["apply", "-f", "-"], bad_service),
         "external": (["exec", "external", "--", "ip", "-4", "-o", "addr", "show", "eth0"], None)}
@@ -88,12 +89,15 @@ def test_cli_apply_get_scale_delete(lab: Lab) -> None:
     assert dep["status"].get("readyReplicas") == 2, dep
     table = out["svc"].stdout.splitlines()
     assert table[0].split() == ["NAMESPACE", "NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
+    assert any(line.split()[:2] == ["kube-system", "kube-dns"] for line in table)
     hello = next(line.split() for line in table if " hello " in line)
     np = lab.store.get("services", "hello")["spec"]["ports"][0]["nodePort"]
     assert hello[2] == "NodePort" and hello[5] == f"80:{np}/TCP"
+    table = out["svc-default"].stdout.splitlines()  # the default namespace, as kubectl lists it
+    assert table[0].split()[0] == "NAME" and " kube-dns " not in "\n".join(table)
     eps = out["ep"].stdout.splitlines()
-    assert eps[0].split() == ["NAMESPACE", "NAME", "ENDPOINTS", "AGE"] and eps[1].count(":8080") == 2
-    assert out["deploy"].stdout.splitlines()[1].split()[1:5] == ["hello", "2/2", "2", "2"]
+    assert eps[0].split() == ["NAME", "ENDPOINTS", "AGE"] and eps[1].count(":8080") == 2
+    assert out["deploy"].stdout.splitlines()[1].split()[:4] == ["hello", "2/2", "2", "2"]
     assert "KUBE-SVC-" in out["describe"].stdout
     bad = out["bad"]
     assert bad.returncode == 2 and "spec.ports[0].port" in bad.stderr and "fix:" in bad.stderr

@@ -114,11 +114,11 @@ def test_graph_of_a_topology_file(tmp_path: Path, capsys: pytest.CaptureFixture,
 # -- explicit tables -------------------------------------------------------------------------------------------
 def test_verbs_list_their_kinds() -> None:
     names = lambda table: [k.names[0] for k in table]  # noqa: E731
-    assert names(get_cmds.KINDS) == ["pods", "nodes", "services", "endpoints", "deployments", "networkpolicies",
-                                     "containers"]
+    assert names(get_cmds.KINDS) == ["pods", "nodes", "namespaces", "services", "endpoints", "deployments",
+                                     "networkpolicies", "containers"]
     assert names(describe_cmds.KINDS) == ["pods", "nodes", "services", "deployments", "networkpolicies"]
-    assert names(apply_cmds.DELETE) == ["pods", "services", "deployments", "networkpolicies"]
-    assert sorted(apply_cmds.APPLY) == ["Deployment", "NetworkPolicy", "Pod", "Service"]
+    assert names(apply_cmds.DELETE) == ["pods", "services", "deployments", "networkpolicies", "namespaces"]
+    assert sorted(apply_cmds.APPLY) == ["Deployment", "Namespace", "NetworkPolicy", "Pod", "Service"]
     for module in COMMAND_MODULES:  # nothing registers itself: no module keeps a register_* hook
         assert not [n for n in vars(module) if n.startswith("register_")], module.__name__
 
@@ -184,7 +184,7 @@ def test_not_found_is_exit_4(lab, capsys, monkeypatch, argv: list[str], words: s
 
 
 @pytest.mark.parametrize("argv,words", [
-    (["get", "foo"], 'unknown resource type "foo"; known: pods, nodes, services, endpoints, deployments'),
+    (["get", "foo"], 'unknown resource type "foo"; known: pods, nodes, namespaces, services, endpoints, deployments'),
     (["describe", "pod"], "describe needs one name"),
     (["delete", "svc"], "delete needs at least one name"),
     (["exec", "node-1", "-c", "app", "--", "true"], "-c names a container of a pod"),

@@ -21,7 +21,7 @@ def _pod(store: Store, name: str, ns: str, labels: dict, node: str, ip: str | No
     store.put("pods", name, {"metadata": {"name": name, "namespace": ns, "labels": labels, "uid": uid},
                              "spec": {"nodeName": node, "containers": [{"name": "c", "ports": list(ports)}]}})
     if ip:
-        store.put_status("pods", name, {"name": name, "uid": uid, "podIP": ip, "phase": "Running"})
+        store.put_status("pods", name, {"name": name, "uid": uid, "podIP": ip, "phase": "Running"}, ns)
     return uid
 
 
@@ -42,10 +42,11 @@ def test_reader_follows_named_changes_like_a_full_read(store: Store) -> None:
     assert {p.ref: p.ip for p in r.pods().values()} == {"x/a": "10.244.1.2", "x/b": None}
     assert r.pods()["x/a"].ports == (("http", 80, "TCP"),)
     cluster.put_policy(store, parse_manifest(upstream.policy("deny", ingress=[])))
-    cluster.set_pod_labels(store, "b", {"pod2": "updated"})
-    uid = store.get("pods", "b")["metadata"]["uid"]
-    store.put_status("pods", "b", {"name": "b", "uid": uid, "podIP": "10.244.2.2"})
-    store.put_status("pods", "a", {"name": "a", "uid": "an-older-pod", "podIP": "10.244.1.9"})
+    store.put("namespaces", "y", {"metadata": {"name": "y", "labels": {"kubernetes.io/metadata.name": "y"}}})
+    cluster.set_pod_labels(store, "x/b", {"pod2": "updated"})
+    uid = store.get("pods", "b", "x")["metadata"]["uid"]
+    store.put_status("pods", "b", {"name": "b", "uid": uid, "podIP": "10.244.2.2"}, "x")
+    store.put_status("pods", "a", {"name": "a", "uid": "an-older-pod", "podIP": "10.244.1.9"}, "x")
     cluster.set_namespace_labels(store, "y", {"team": "blue"})
     changes = w.wait_changes(0.1)
     assert changes
@@ -58,7 +59,7 @@ def test_reader_follows_named_changes_like_a_full_read(store: Store) -> None:
     assert dict(r.namespaces()["y"]) == {"kubernetes.io/metadata.name": "y", "team": "blue"}
     fresh = ClusterReader(store)
     assert fresh.pods() == pods and fresh.policies() == r.policies() and fresh.namespaces() == r.namespaces()
-    store.delete("pods", "a")
+    store.delete("pods", "a", "x")
     r.refresh(w.wait_changes(0.1))
     assert "x/a" not in r.pods() and r.changed_pods == {"x/a"}
 
@@ -87,9 +88,10 @@ def test_policy_store_words_and_keys(store: Store) -> None:
     q = parse_manifest(upstream.policy("same-name", ingress=[], ns="y"))
     assert cluster.put_policy(store, p) == "created" and cluster.put_policy(store, q) == "created"
     assert cluster.put_policy(store, p) == "unchanged"
-    uid = store.get(cluster.POLICIES, "x.same-name")["metadata"]["uid"]
+    uid = store.get(cluster.POLICIES, "same-name", "x")["metadata"]["uid"]
     assert cluster.put_policy(store, parse_manifest(upstream.policy("same-name", ingress=[{}]))) == "configured"
-    assert store.get(cluster.POLICIES, "x.same-name")["metadata"]["uid"] == uid
+    assert store.get(cluster.POLICIES, "same-name", "x")["metadata"]["uid"] == uid
+    assert (store.root / "networkpolicies" / "y" / "same-name.json").exists()  # one directory per namespace
     assert [x.namespace for x in cluster.find_policies(store, "same-name")] == ["x", "y"]
     assert cluster.delete_all_policies(store, "y") == 1 and not cluster.delete_policy(store, "y", "same-name")
 

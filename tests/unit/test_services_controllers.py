@@ -17,8 +17,13 @@ def pod(name: str, labels: dict, node: str = "node-1", ns: str = "default", port
             "spec": {"nodeName": node, "containers": [{"name": "c", "ports": ports or []}]}}
 
 
-def status(name: str, ip: str | None, phase: str = "Running", uid: str | None = None) -> dict:
-    return {"name": name, "phase": phase, "podIP": ip, "uid": uid or f"u-{name}"}
+def status(name: str, ip: str | None, phase: str = "Running", uid: str | None = None, ns: str = "default") -> dict:
+    return {"name": name, "namespace": ns, "phase": phase, "podIP": ip, "uid": uid or f"u-{name}"}
+
+
+def keyed(sts: dict[str, dict]) -> dict[tuple[str, str], dict]:
+    """Statuses keyed as the controllers key them: (namespace, name)."""
+    return {(st["namespace"], st["name"]): st for st in sts.values()}
 
 
 SVC = Service("web", selector=(("app", "web"),), cluster_ip="10.96.1.1",
@@ -31,8 +36,9 @@ def test_endpoints_select_running_pods_and_resolve_named_ports() -> None:
             pod("c", {"app": "web"}, ports=[{"containerPort": 8080, "name": "http"}]),
             pod("d", {"app": "other"}), pod("e", {"app": "web"}, ns="prod"),
             pod("f", {"app": "web"}, ports=[{"containerPort": 8080, "name": "http"}])]
-    sts = {"a": status("a", "10.244.1.2"), "b": status("b", "10.244.2.2"), "c": status("c", "10.244.1.3", "Pending"),
-           "d": status("d", "10.244.1.4"), "e": status("e", "10.244.1.5"), "f": status("f", "10.244.1.6", uid="old")}
+    sts = keyed({"a": status("a", "10.244.1.2"), "b": status("b", "10.244.2.2"),
+                 "c": status("c", "10.244.1.3", "Pending"), "d": status("d", "10.244.1.4"),
+                 "e": status("e", "10.244.1.5", ns="prod"), "f": status("f", "10.244.1.6", uid="old")})
     ep = endpoints.compute(SVC, pods, sts)
     assert ep["kind"] == "Endpoints" and ep["metadata"]["name"] == "web"
     by_port = {tuple(p["port"] for p in s["ports"]): s for s in ep["subsets"]}
@@ -48,7 +54,7 @@ def test_endpoints_select_running_pods_and_resolve_named_ports() -> None:
 
 def test_deleted_pod_leaves_endpoints_before_its_status_goes() -> None:
     pods = [pod("a", {"app": "web"}, ports=[{"containerPort": 8080, "name": "http"}])]
-    sts = {"a": status("a", "10.244.1.2"), "gone": status("gone", "10.244.1.9")}
+    sts = keyed({"a": status("a", "10.244.1.2"), "gone": status("gone", "10.244.1.9")})
     ips = {a[0] for a in endpoints.addresses(endpoints.compute(SVC, pods, sts))}
     assert ips == {"10.244.1.2"}
     assert endpoints.same(endpoints.compute(SVC, pods, sts), endpoints.compute(SVC, pods, sts))
@@ -73,7 +79,8 @@ def test_deployment_creates_spread_pods_with_kubernetes_names() -> None:
 
 
 def _run(pods: list[dict]) -> dict:
-    return {p["metadata"]["name"]: status(p["metadata"]["name"], "10.0.0.1", uid=p["metadata"]["uid"]) for p in pods}
+    return {("default", p["metadata"]["name"]): status(p["metadata"]["name"], "10.0.0.1", uid=p["metadata"]["uid"])
+            for p in pods}
 
 
 def test_deployment_replaces_deleted_pods_and_scales_down() -> None:
@@ -107,6 +114,7 @@ def test_controller_pass_over_a_store(tmp_path, monkeypatch) -> None:
     cm = ControllerManager("lab", "10.96.0.10", "cluster.local", seed=7)
     store: Store = cm.store
     store.init()
+    store.put("namespaces", "default", {"metadata": {"name": "default"}, "status": {"phase": "Active"}})
     store.put("nodes", "node-1", {"metadata": {"name": "node-1"}})
     store.put("deployments", "web", DEP)
     store.put("services", "web", Service("web", selector=(("app", "web"),), cluster_ip="10.96.1.1",
@@ -173,4 +181,30 @@ def test_prepare_pod_writes_only_in_labs_with_cluster_dns(tmp_path, monkeypatch)
     store.put("services", "kube-dns", Service("kube-dns", "kube-system", cluster_ip="10.96.0.10",
                                               ports=(ServicePort(53, 53, "UDP", "dns"),)).manifest())
     prepare_pod("lab", p)
-    assert (tmp_path / "netns" / "lab-new" / "resolv.conf").read_text().startswith("search prod.svc.cluster.local ")
+    assert (tmp_path / "netns" / "lab-new.prod" / "resolv.conf").read_text().startswith("search prod.svc.cluster.local ")
+
+
+def test_deployment_owns_a_replicaset_owning_its_pods_and_garbage_is_collected(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PODLAB_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setattr("emulator.state.resolv.ETC_NETNS", tmp_path / "netns")
+    cm = ControllerManager("lab", "10.96.0.10", "cluster.local", seed=3)
+    store: Store = cm.store
+    store.init()
+    store.put("namespaces", "default", {"metadata": {"name": "default"}, "status": {"phase": "Active"}})
+    store.put("nodes", "node-1", {"metadata": {"name": "node-1"}})
+    store.put("deployments", "web", DEP)
+    cm.reconcile()
+    (rs,) = list(store.list("replicasets"))
+    dep = store.get("deployments", "web")
+    assert rs["metadata"]["name"] == deployments.replicaset_name(dep)
+    assert rs["metadata"]["ownerReferences"][0] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web",
+                                                    "uid": dep["metadata"]["uid"], "controller": True,
+                                                    "blockOwnerDeletion": True}
+    pods = list(store.list("pods"))
+    assert len(pods) == 3 and all(p["metadata"]["ownerReferences"][0]["uid"] == rs["metadata"]["uid"] for p in pods)
+    assert rs["spec"]["replicas"] == 3 and rs["status"]["replicas"] == 3
+    assert store.get_status("deployments", "web")["observedGeneration"] == dep["metadata"]["generation"]
+    store.delete("deployments", "web")  # as the API deletes it (Background propagation): the collector's job
+    cm.reconcile()
+    assert list(store.list("replicasets")) == [] and list(store.list("pods")) == []
+    cm.resolv.remove()

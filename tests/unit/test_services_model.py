@@ -193,8 +193,9 @@ def test_admission_keeps_allocations_and_refuses_conflicts(tmp_path) -> None:
     with pytest.raises(AllocationError, match="nodePort"):
         registry.put_service(store, Service("np", type="NodePort", ports=(
             ServicePort(80, 80, node_port=m["spec"]["ports"][0]["nodePort"]),)), CIDR)
-    with pytest.raises(AllocationError, match="namespace"):
-        registry.put_service(store, Service("web", namespace="other", ports=web.ports), CIDR)
+    other, word = registry.put_service(store, Service("web", namespace="other", ports=web.ports), CIDR)
+    assert word == "created" and other["spec"]["clusterIP"] != m["spec"]["clusterIP"]  # same name, other namespace
+    assert store.get("services", "web", "other")["metadata"]["namespace"] == "other"
     kube_dns = Service("kube-dns", "kube-system", ports=(ServicePort(53, 53, "UDP", "dns"),), cluster_ip="10.96.0.10")
     assert registry.put_service(store, kube_dns, CIDR)[1] == "created"
     with pytest.raises(AllocationError, match="reserved"):

@@ -23,21 +23,116 @@ def test_store_put_get_list_index_delete(tmp_path) -> None:
     pod = {"metadata": {"name": "a"}, "spec": {"nodeName": "node-1"}}
     s.put("pods", "a", pod)
     s.put("pods", "b", {"metadata": {"name": "b"}, "spec": {"nodeName": "node-2"}})
-    assert s.get("pods", "a") == pod and s.names("pods") == ["a", "b"]
+    assert s.get("pods", "a") == pod and pod["metadata"]["namespace"] == "default" and s.names("pods") == ["a", "b"]
     assert [p["metadata"]["name"] for p in s.list_index("pods", "node-1")] == ["a"]
-    assert os.stat(tmp_path / "pods/a.json").st_ino == os.stat(tmp_path / "pods-by-node/node-1/a.json").st_ino
+    assert os.stat(tmp_path / "pods/default/a.json").st_ino == os.stat(
+        tmp_path / "pods-by-node/node-1/default.a.json").st_ino
     s.put_status("pods", "a", {"phase": "Running"})
-    assert s.with_status("pods", "a")["status"] == {"phase": "Running"}
+    assert s.with_status("pods", "a")["status"] == {"phase": "Running", "resourceVersion": "3"}
     assert s.names("pods") == ["a", "b"]  # statuses live elsewhere
     v = s.version("pods")
     s.put("pods", "a", {"metadata": {"name": "a"}, "spec": {"nodeName": "node-2"}})  # moved: index follows
     assert list(s.list_index("pods", "node-1")) == []
     assert sorted(p["metadata"]["name"] for p in s.list_index("pods", "node-2")) == ["a", "b"]
     s.delete("pods", "a")
-    assert s.get("pods", "a") is None and not (tmp_path / "pods-by-node/node-2/a.json").exists()
+    assert s.get("pods", "a") is None and not (tmp_path / "pods-by-node/node-2/default.a.json").exists()
     assert s.version("pods") != v
     s.delete("pods", "a")  # idempotent
-    assert not [f for f in os.listdir(tmp_path / "pods") if f.startswith(".")]  # no temporary files left
+    assert not [f for f in os.listdir(tmp_path / "pods/default") if f.startswith(".")]  # no temporary files left
+
+
+def test_store_namespaces_keep_same_names_apart(tmp_path) -> None:
+    s = Store(tmp_path)
+    s.init()
+    for ns in ("x", "y", "z"):
+        s.put("pods", "a", {"metadata": {"name": "a", "namespace": ns, "uid": ns}, "spec": {"nodeName": "node-1"}})
+    s.put("nodes", "node-1", {"metadata": {"name": "node-1"}})
+    assert s.keys("pods") == [("x", "a"), ("y", "a"), ("z", "a")] and s.names("pods") == []  # none in default
+    assert s.get("pods", "a", "y")["metadata"]["uid"] == "y" and s.names("pods", ns="z") == ["a"]
+    assert json.load(open(tmp_path / "pods/x/a.json"))["metadata"]["namespace"] == "x"  # readable with cat
+    assert sorted(os.listdir(tmp_path / "pods-by-node/node-1")) == ["x.a.json", "y.a.json", "z.a.json"]
+    assert [p["metadata"]["uid"] for p in s.list("pods", ns="z")] == ["z"] and s.keys("nodes") == [("", "node-1")]
+    v = s.version("pods")
+    s.put_status("pods", "a", {"phase": "Running"}, "x")
+    assert s.version("pods") == v and s.get_status("pods", "a", "y") is None  # statuses apart, per namespace
+    s.delete("pods", "a", "x")
+    assert s.version("pods") != v  # a change inside a namespace directory is seen by version()
+    assert s.keys("pods") == [("y", "a"), ("z", "a")] and len(list(s.list_index("pods", "node-1"))) == 2
+
+
+def test_namespace_purge_deletes_what_it_holds(tmp_path) -> None:
+    from emulator.state import namespaces
+    s = Store(tmp_path)
+    s.init()
+    s.put("namespaces", "x", namespaces.manifest("x", {"team": "a"}))
+    assert s.get("namespaces", "x")["metadata"]["labels"] == {"team": "a", "kubernetes.io/metadata.name": "x"}
+    assert namespaces.active(s, "x") and not namespaces.active(s, "nope")
+    for kind in ("pods", "services", "endpoints", "deployments", "networkpolicies"):
+        s.put(kind, "a", {"metadata": {"name": "a", "namespace": "x"}, "spec": {"nodeName": "node-1"}})
+    s.put("pods", "a", {"metadata": {"name": "a"}, "spec": {"nodeName": "node-1"}})  # default's a stays
+    s.put_status("pods", "a", {"name": "a", "namespace": "x"}, "x")  # its agent has not stopped it yet
+    events.emit(tmp_path, "pod", "a", "Scheduled", "m", "s", ns="x")
+    namespaces.mark_terminating(s, "x")
+    assert not namespaces.active(s, "x") and s.get("namespaces", "x")["status"]["phase"] == "Terminating"
+    assert namespaces.purge(s, "x") == 1 and s.get("namespaces", "x") is not None
+    assert all(not s.keys(k, ns="x") for k in ("pods", "services", "endpoints", "deployments", "networkpolicies"))
+    s.delete("pods", "a", "x", status=True)  # the agent stopped it
+    assert namespaces.purge(s, "x") == 0 and s.get("namespaces", "x") is None
+    assert events.read(tmp_path, "pod", "a", "x") == [] and s.keys("pods") == [("default", "a")]
+    assert not (tmp_path / "pods" / "x").exists()
+
+
+def test_resource_versions_journal_and_conflicts(tmp_path) -> None:
+    from emulator.errors import AlreadyExistsError, ConflictError
+    from emulator.state import feed as feeds
+    s = Store(tmp_path)
+    s.init()
+    assert s.resource_version() == 0
+    a = s.put("pods", "a", {"metadata": {"name": "a"}, "spec": {"nodeName": "n1", "containers": []}})
+    meta = a["metadata"]
+    assert meta["resourceVersion"] == "1" and meta["generation"] == 1 and meta["uid"] and meta["creationTimestamp"]
+    s.put_status("pods", "a", {"phase": "Running"})
+    assert s.current_rv("pods", "a") == 2  # a pod's version: the newer of manifest and status
+    with pytest.raises(ConflictError, match="has been modified"):
+        s.put("pods", "a", {"metadata": {"name": "a"}, "spec": {"nodeName": "n1", "containers": []}}, expect_rv=1)
+    b = s.put("pods", "a", {"metadata": {"name": "a", "labels": {"x": "y"}}, "spec": {"nodeName": "n1",
+                                                                                    "containers": []}}, expect_rv=2)
+    assert b["metadata"]["generation"] == 1 and b["metadata"]["uid"] == meta["uid"]  # labels: same generation
+    c = s.put("pods", "a", {"metadata": {"name": "a"}, "spec": {"nodeName": "n2", "containers": []}})
+    assert c["metadata"]["generation"] == 2 and c["metadata"]["resourceVersion"] == "4"
+    with pytest.raises(AlreadyExistsError):
+        s.put("pods", "a", {"metadata": {"name": "a"}}, create=True)
+    assert s.delete("pods", "a") and not s.delete("pods", "a")  # a second delete changes nothing
+    events.emit(tmp_path, "pod", "a", "Killing", "m", "kubelet", ns="x")
+    lines = [json.loads(line) for line in open(tmp_path / feeds.JOURNAL)]
+    assert [(e["rv"], e["op"], e["kind"], e["status"]) for e in lines] == [
+        (1, "put", "pods", False), (2, "put", "pods", True), (3, "put", "pods", False), (4, "put", "pods", False),
+        (5, "delete", "pods", False), (6, "put", "events", False)]
+    assert lines[0]["obj"]["metadata"]["resourceVersion"] == "1" and lines[5]["ns"] == "x"
+    assert events.read(tmp_path, "pod", "a", "x")[0]["rv"] == 6 and s.resource_version() == 6
+
+
+def test_feed_is_one_counter_across_processes_and_rotates(tmp_path, monkeypatch) -> None:
+    import multiprocessing
+    from emulator.state import feed as feeds
+    monkeypatch.setattr(feeds, "MAX_JOURNAL", 4096)
+    ctx = multiprocessing.get_context("fork")
+
+    def writer(k: int) -> None:
+        st = Store(tmp_path)
+        for i in range(100):
+            st.put("services", f"s{k}-{i}", {"metadata": {"name": f"s{k}-{i}"}, "spec": {"ports": []}})
+    procs = [ctx.Process(target=writer, args=(k,)) for k in range(4)]
+    for p in procs:
+        p.start()
+    writer(9)
+    for p in procs:
+        p.join()
+    assert Store(tmp_path).resource_version() == 500
+    rvs = [json.loads(line)["rv"] for f in (feeds.ROTATED, feeds.JOURNAL) for line in open(tmp_path / f)]
+    assert rvs == sorted(rvs) and rvs[-1] == 500 and len(set(rvs)) == len(rvs)  # in order, none twice
+    got = sorted(int(o["metadata"]["resourceVersion"]) for o in Store(tmp_path).list("services"))
+    assert got == list(range(1, 501))
 
 
 def test_events_round_trip(tmp_path) -> None:
@@ -64,7 +159,7 @@ def test_kubernetes_pod_manifest_is_accepted() -> None:
     ({"apiVersion": "v2", "kind": "Pod", "metadata": {"name": "a"}, "spec": {"containers": []}}, "apiVersion",
      "not supported"),
     ({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"},
-      "spec": {"hostNetwork": True, "containers": [{"name": "c"}]}}, "spec.hostNetwork", "unknown key"),
+      "spec": {"hostNetwork": "yes", "containers": [{"name": "c"}]}}, "spec.hostNetwork", "not a boolean"),
     ({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"},
       "spec": {"containers": [{"name": "c", "volumeMounts": []}]}}, "spec.containers[0].volumeMounts",
      "not supported"),

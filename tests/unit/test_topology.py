@@ -191,6 +191,17 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], object], str, tuple[str, ...]]
     ("label-value-int", lambda d: pod(d).update(labels={"tier": 1}), "pods[0].labels.tier", ("1", "quote")),
     ("label-key-bad", lambda d: pod(d).update(labels={"bad key": "x"}), "pods[0].labels.bad key", ("'bad key'",)),
     ("namespace-bad", lambda d: pod(d).update(namespace="Kube_System"), "pods[0].namespace", ("'Kube_System'",)),
+    ("namespace-undeclared", lambda d: pod(d).update(namespace="shop"), "pods[0].namespace",
+     ("'shop' does not exist", "namespaces:")),
+    ("namespace-typo", lambda d: (d.update(namespaces=[{"name": "shop"}]), pod(d).update(namespace="shpo")),
+     "pods[0].namespace", ("'shpo'", "did you mean 'shop'")),
+    ("namespaces-dup", lambda d: d.update(namespaces=[{"name": "x"}, "x"]), "namespaces[1].name",
+     ("already declared",)),
+    ("namespaces-bad-name", lambda d: d.update(namespaces=[{"name": "X_1"}]), "namespaces[0].name", ("'X_1'",)),
+    ("namespaces-bad-key", lambda d: d.update(namespaces=[{"name": "x", "lables": {}}]), "namespaces[0].lables",
+     ("unknown key", "did you mean 'labels'")),
+    ("namespaces-bad-label", lambda d: d.update(namespaces=[{"name": "x", "labels": {"team": 1}}]),
+     "namespaces[0].labels.team", ("quote",)),
     ("containers-empty", lambda d: pod(d).update(containers=[]), "pods[0].containers", ("[]",)),
     ("command-bad-item", lambda d: container(d).update(command=["sleep", 1.5]), "pods[0].containers[0].command[1]",
      ("1.5",)),
@@ -331,6 +342,7 @@ def test_container_fields() -> None:
     text = """
 version: 1
 name: x
+namespaces: [{name: shop}]
 nodes: [{name: node-1}]
 pods:
   - name: web-1
@@ -354,6 +366,38 @@ pods:
     assert app.env == (("A", "1"), ("B", "2"))
     assert app.ports == (Port(8080, "TCP", "http"), Port(8080, "UDP", None))
     assert side.image == "pause" and side.command == ("sleep", "10") and side.env == (("C", "x"), ("D", ""))
+
+
+def test_namespaces_and_same_pod_names() -> None:
+    text = """
+version: 1
+name: np
+namespaces: [{name: x, labels: {team: a}}, y, {name: z}, {name: default, labels: {env: lab}}]
+nodes: [{name: node-1}, {name: node-2}]
+pods:
+  - {name: a, namespace: x}
+  - {name: a, namespace: y}
+  - {name: a, namespace: z}
+  - {name: node-1, namespace: x}
+"""
+    topo = loader.loads(text)
+    assert [(n.name, n.labels) for n in topo.namespaces] == [("x", (("team", "a"),)), ("y", ()), ("z", ()),
+                                                             ("default", (("env", "lab"),))]
+    assert topo.namespace_names == ("default", "kube-system", "kube-public", "kube-node-lease", "x", "y", "z")
+    assert [(p.namespace, p.name) for p in topo.pods] == [("x", "a"), ("y", "a"), ("z", "a"), ("x", "node-1")]
+    assert [p.node for p in topo.pods] == ["node-1", "node-2", "node-1", "node-2"]  # spread as one list
+    from emulator.state.manifests import lab_namespaces, namespace_manifest
+    spaces = [namespace_manifest(n) for n in lab_namespaces(topo)]
+    assert [m["metadata"]["name"] for m in spaces] == list(topo.namespace_names)
+    assert spaces[0]["metadata"]["labels"] == {"env": "lab", "kubernetes.io/metadata.name": "default"}
+    assert spaces[4]["metadata"]["labels"] == {"team": "a", "kubernetes.io/metadata.name": "x"}
+    with pytest.raises(TopologyError, match=r"pods\[1\]\.name.*already used in namespace x"):
+        loader.loads("version: 1\nname: t\nnamespaces: [x]\nnodes: [{name: n1}]\npods: [{name: a, namespace: x}, "
+                     "{name: a, namespace: x}]\n")
+    from emulator.topology import names
+    assert [names.pod_ns("np", p.name, p.namespace) for p in topo.pods] == ["np-a.x", "np-a.y", "np-a.z",
+                                                                          "np-node-1.x"]
+    assert names.pod_ns("np", "a") == "np-a" and names.pod_ns("np", "a-x") != names.pod_ns("np", "a", "x")
 
 
 def test_services_and_deployments_kept_raw() -> None:
