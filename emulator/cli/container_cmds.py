@@ -16,7 +16,8 @@ from emulator.lab.api import Lab
 ALIASES = ("containers", "container")
 
 
-def container_items(lab: Lab, wanted: list[str]) -> list[dict]:
+def container_items(lab: Lab, wanted: list[str], _namespace: str | None = None) -> list[dict]:
+    """Docker containers are per host, in no Kubernetes namespace (``-n`` does not apply)."""
     objs = [o for o in (lab.store.get(targets.CONTAINERS, k) for k in sorted(lab.store.names(targets.CONTAINERS)))
             if o]
     if not wanted:

@@ -103,7 +103,8 @@ KINDS: tuple[Kind[Listing], ...] = (
     Kind(("endpoints", "endpoint", "ep"), Listing(svc_cmds.endpoints_items, svc_cmds.endpoints_table)),
     Kind(("deployments", "deployment", "deploy"), Listing(svc_cmds.deployment_items, svc_cmds.deployment_table)),
     Kind(netpol_cmds.ALIASES, Listing(netpol_cmds.netpol_items, netpol_cmds.netpol_table)),
-    Kind(container_cmds.ALIASES, Listing(container_cmds.container_items, container_cmds.container_table)),
+    Kind(container_cmds.ALIASES, Listing(container_cmds.container_items, container_cmds.container_table,
+                                                namespaced=False)),
 )
 
 

@@ -245,8 +245,8 @@ def test_mixed_builtin_and_reference_plugins(make_lab) -> None:
 def invariants(lab: Lab) -> list[str]:
     """Everything that must hold whatever happened to the agents."""
     problems = []
-    spec = set(lab.store.names("pods"))
-    sts = {s["name"]: s for s in lab.store.list("pods", status=True)}
+    spec = set(lab.store.names("pods"))  # the test's pods, in default (kube-flannel's own are hostNetwork pods)
+    sts = {s["name"]: s for s in lab.store.list("pods", status=True, ns="default")}
     running = {n: s for n, s in sts.items() if s.get("phase") == "Running"}
     ips = [s["podIP"] for s in running.values()]
     if len(ips) != len(set(ips)):

@@ -77,8 +77,11 @@ def server_pid(lab: Lab) -> int:
 def children(pid: int) -> set[int]:
     out: set[int] = set()
     for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/children") as f:
-            out |= {int(x) for x in f.read().split()}
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                out |= {int(x) for x in f.read().split()}
+        except FileNotFoundError:  # that thread ended meanwhile: it has no children left
+            continue
     return out
 
 
