@@ -89,7 +89,10 @@ def parse(obj: dict, source: str, nodes: dict[str, int], counts: dict[str, int])
                (did_you_mean(node, list(nodes)) or "") + " use one of the known nodes or leave it out")
     pod = Pod(name=name, node=node, containers=containers, labels=v.labels(labels, "metadata.labels"),
               namespace=namespace)
-    return PodRequest(pod, pod_manifest(pod))
+    manifest = pod_manifest(pod)
+    if "kind" in obj and spec.get("hostNetwork"):
+        manifest["spec"]["hostNetwork"] = True  # honoured by the node agent: the pod runs in its node
+    return PodRequest(pod, manifest)
 
 
 def same_spec(a: dict, b: dict) -> bool:
