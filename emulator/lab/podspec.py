@@ -100,7 +100,10 @@ def parse(obj: dict, source: str, nodes: dict[str, int], counts: dict[str, int],
                (did_you_mean(node, list(nodes)) or "") + " use one of the known nodes or leave it out")
     pod = Pod(name=name, node=node, containers=containers, labels=v.labels(labels, "metadata.labels"),
               namespace=namespace)
-    return PodRequest(pod, pod_manifest(pod), pinned=pinned)
+    manifest = pod_manifest(pod)
+    if "kind" in obj and spec.get("hostNetwork"):
+        manifest["spec"]["hostNetwork"] = True  # honoured by the node agent: the pod runs in its node
+    return PodRequest(pod, manifest, pinned=pinned)
 
 
 def host_ports(req: PodRequest, store: Store, nodes: dict[str, int], counts: dict[str, int]) -> PodRequest:
@@ -112,7 +115,8 @@ def host_ports(req: PodRequest, store: Store, nodes: dict[str, int], counts: dic
     used: dict[str, set] = {n: set() for n in nodes}
     for m in store.list("pods"):
         n = m["spec"].get("nodeName")
-        if n in used and m["metadata"]["name"] != req.pod.name:
+        if n in used and (m["metadata"]["name"], m["metadata"].get("namespace", "default")) != (
+                req.pod.name, req.pod.namespace):
             used[n] |= {(p["hostPort"], p.get("protocol", "TCP")) for c in m["spec"].get("containers", [])
                         for p in c.get("ports", []) if p.get("hostPort")}
     eligible = sorted((n for n in nodes if counts.get(n, 0) < nodes[n]), key=lambda n: (counts.get(n, 0),
@@ -121,7 +125,8 @@ def host_ports(req: PodRequest, store: Store, nodes: dict[str, int], counts: dic
     if node == req.pod.node:
         return req
     pod = replace(req.pod, node=node, unschedulable=message)
-    return PodRequest(pod, pod_manifest(pod), pinned=req.pinned)
+    manifest = {**req.manifest, "spec": {**req.manifest["spec"], "nodeName": node}}
+    return PodRequest(pod, manifest, pinned=req.pinned)
 
 
 def same_spec(a: dict, b: dict) -> bool:

@@ -123,8 +123,8 @@ def test_bad_input_changes_nothing(lab: Lab, tmp_path) -> None:
         "malformed.yaml": ("kind: Pod\napiVersion: v1\nmetadata: {name: [x\n", "YAML syntax error at line"),
         "node.yaml": ("{name: p1, node: node-9}", "unknown node 'node-9'"),
         "dup.yaml": ("{name: web, node: node-1}", "already exists"),
-        "field.yaml": ("apiVersion: v1\nkind: Pod\nmetadata: {name: p2}\nspec:\n  hostNetwork: true\n"
-                       "  containers: [{name: c}]\n", "spec.hostNetwork"),
+        "field.yaml": ("apiVersion: v1\nkind: Pod\nmetadata: {name: p2}\nspec:\n  hostIPC: true\n"
+                       "  containers: [{name: c}]\n", "spec.hostIPC"),
         "mixed.yaml": ("{name: ok-1, node: node-1}\n---\n{name: bad_name}", "pod name 'bad_name'"),
     }
     for fname, (text, _) in cases.items():
