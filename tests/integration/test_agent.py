@@ -293,7 +293,8 @@ def test_agent_kill_loop_keeps_invariants(make_lab) -> None:
         agents = {n: lab.agent_pid(n) for n in ("node-1", "node-2")}
         raise AssertionError(f"invariants broken: {invariants(lab)}; agents {agents}; logs {logs}") from None
     # a plain restart touches no healthy container
-    pids = {s["name"]: [c["pid"] for c in s["containerStatuses"]] for s in lab.store.list("pods", status=True)}
+    pids = {s["name"]: [c["pid"] for c in s["containerStatuses"]]
+            for s in lab.store.list("pods", status=True, ns="default")}  # the agents' pods (not kube-flannel's)
     for node in ("node-1", "node-2"):
         lab.agent_stop(node)
         lab.agent_start(node)
@@ -301,8 +302,8 @@ def test_agent_kill_loop_keeps_invariants(make_lab) -> None:
         lab.apply_pod({"name": f"zz-{node}", "node": node})
     for node in ("node-1", "node-2"):
         lab.wait_pod(f"zz-{node}")
-    after = {s["name"]: [c["pid"] for c in s["containerStatuses"]] for s in lab.store.list("pods", status=True)
-             if not s["name"].startswith("zz-")}
+    after = {s["name"]: [c["pid"] for c in s["containerStatuses"]]
+             for s in lab.store.list("pods", status=True, ns="default") if not s["name"].startswith("zz-")}
     assert after == pids and not invariants(lab)
     assert all(alive(p, None) for ps in after.values() for p in ps)
 
