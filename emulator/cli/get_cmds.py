@@ -10,7 +10,7 @@ import argparse
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from emulator.cli import common, netpol_cmds, output, routing_view, svc_cmds
+from emulator.cli import common, host_cmds, netpol_cmds, output, routing_view, svc_cmds
 from emulator.cli.common import Kind
 from emulator.lab.api import Lab
 
@@ -83,6 +83,9 @@ KINDS: tuple[Kind[Listing], ...] = (
 def cmd_get(a: argparse.Namespace) -> int:
     kind, names = common.kind_and_names(a.kind, a.names)
     listing = common.lookup(KINDS, kind, "get").handler
+    multi = host_cmds.multihost_lab(a.lab)
+    if multi is not None:
+        return host_cmds.get(a, multi, next(k.names[0] for k in KINDS if kind in k.names), list(names))
     lab = Lab.get(a.lab)
     items = listing.items(lab, names)
     if a.output == "json":

@@ -31,11 +31,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emulator.netlink.netns import NETNS_ETC_DIR, NETNS_RUN_DIR
 from emulator.proc.lifecycle import alive, start_time
 
 LAN = "192.168.57"
 CONTROLLER_IP = f"{LAN}.2"
-PRIVATE_DIRS = ("/run/netns", "/run/podlab", "/etc/netns", "/run/sshd")
+PRIVATE_DIRS = (NETNS_RUN_DIR, "/run/podlab", NETNS_ETC_DIR, "/run/sshd")
 SSHD = "/usr/sbin/sshd"
 _INIT = r"""
 import os, socket, subprocess, sys, time
@@ -235,7 +236,7 @@ def _end(holders: list[Holder]) -> None:
             try:
                 h.popen.wait(max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
-                pass
+                pass  # unshare outlived its child's death by 10 s: the alive() loop below still waits for the holder
             if h.popen.stdout:
                 h.popen.stdout.close()
         while h.alive() and time.monotonic() < deadline:
