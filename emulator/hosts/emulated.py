@@ -86,8 +86,9 @@ def _child_of(pid: int, timeout: float = 5.0) -> int:
 class EmulatedHosts:
     """``with EmulatedHosts(3) as hosts:`` three hosts ``<prefix>1..3`` reachable over SSH from the controller."""
 
-    def __init__(self, count: int, prefix: str = "mult", mtu: int = 1500, workdir: str | None = None) -> None:
-        self.count, self.prefix, self.mtu = count, prefix, mtu
+    def __init__(self, count: int, prefix: str = "mult", mtu: int = 1500, workdir: str | None = None,
+                 users: tuple[str, ...] = ()) -> None:
+        self.count, self.prefix, self.mtu, self.users = count, prefix, mtu, users
         self.dir = Path(workdir or tempfile.mkdtemp(prefix=f"{prefix}-hosts-"))
         self.holders: dict[str, Holder] = {}
         self.created_dirs: list[str] = []
@@ -112,6 +113,7 @@ class EmulatedHosts:
             if not os.path.isdir(d):
                 os.makedirs(d, mode=0o755)
                 self.created_dirs.append(d)
+        self.dir.chmod(0o755)  # the private keys in it stay 0600
         _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "podlab-test-controller", "-f", str(self.key)])
         sw = self._holder("switch", ["unshare", "--net", "sh", "-c", "echo ready && exec sleep infinity"])
         self._ns(sw, ["ip", "link", "add", "br0", "type", "bridge"])
@@ -164,8 +166,13 @@ class EmulatedHosts:
         self._cable(h, f"h{i + 1}", ip)
         d = self.dir / name
         d.mkdir()
+        if self.users:  # extra login users, in this host's /etc/passwd only (a copy bound over it in its mount ns)
+            lines = [f"{u}:x:{1500 + k}:{1500 + k}:podlab test user:/tmp:/bin/sh" for k, u in enumerate(self.users)]
+            (d / "passwd").write_text(Path("/etc/passwd").read_text() + "\n".join(lines) + "\n")
+            self._ns(h, ["mount", "--bind", str(d / "passwd"), "/etc/passwd"], all_ns=True)
         _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(d / "ssh_host_ed25519_key")])
         shutil.copy(f"{self.key}.pub", d / "authorized_keys")
+        (d / "authorized_keys").chmod(0o644)  # sshd reads it as the user logging in (a non-root user too)
         (d / "sshd_config").write_text("\n".join([
             f"ListenAddress {ip}", "Port 22", f"HostKey {d / 'ssh_host_ed25519_key'}",
             f"PidFile {d / 'sshd.pid'}", f"AuthorizedKeysFile {d / 'authorized_keys'}",
@@ -188,6 +195,10 @@ class EmulatedHosts:
                 raise RuntimeError(f"sshd of emulated host {name} is not listening: "
                                    f"{(self.dir / name / 'sshd.log').read_text(errors='replace')[-500:]}")
             time.sleep(0.02)
+
+    def set_port_mtu(self, name: str, mtu: int) -> None:
+        """The switch's port towards host ``name`` gets ``mtu``: a path that carries less than the host's NIC."""
+        self._ns(self.holders["switch"], ["ip", "link", "set", f"h{self.names.index(name) + 1}", "mtu", str(mtu)])
 
     def kill_host(self, name: str) -> None:
         """The machine ``name`` fails: its holder (PID 1 of its pid namespace) is killed, with everything in it."""

@@ -99,7 +99,8 @@ class HostSession:
         ch.exec_command(serve_command(self.host))
         self.channel = ch
         self._rfile = ch.makefile("rb")
-        threading.Thread(target=self._drain, daemon=True, name=f"stderr-{self.host.name}").start()
+        self._drainer = threading.Thread(target=self._drain, daemon=True, name=f"stderr-{self.host.name}")
+        self._drainer.start()
         ch.settimeout(30)
         try:
             first = self._rfile.readline()
@@ -128,9 +129,10 @@ class HostSession:
         assert self.channel is not None
         h = self.host
         rc = self.channel.recv_exit_status() if self.channel.exit_status_ready() or not first else -1
+        self._drainer.join(2.0)  # stderr may arrive after stdout's EOF: read all of it before judging
         err = (b"".join(self._stderr) + first).decode(errors="replace").strip()
         self.close()
-        if "sudo" in err and h.user != "root":
+        if h.user != "root" and ("sudo" in err or rc == 127):
             raise HostSudoError(f"host {h.name}: user {h.user} cannot run podlab as root without a password "
                                 f"(`sudo -n` said: {err[-200:] or 'exit ' + str(rc)}); fix: install sudo and allow "
                                 f"it without a password: echo '{h.user} ALL=(ALL) NOPASSWD: ALL' | sudo tee "
