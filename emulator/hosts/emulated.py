@@ -200,6 +200,11 @@ class EmulatedHosts:
         """The switch's port towards host ``name`` gets ``mtu``: a path that carries less than the host's NIC."""
         self._ns(self.holders["switch"], ["ip", "link", "set", f"h{self.names.index(name) + 1}", "mtu", str(mtu)])
 
+    def set_port_up(self, name: str, up: bool) -> None:
+        """Unplug (``up`` False) or plug back the cable of host ``name`` at the switch: a host that is away."""
+        self._ns(self.holders["switch"], ["ip", "link", "set", f"h{self.names.index(name) + 1}",
+                                          "up" if up else "down"])
+
     def kill_host(self, name: str) -> None:
         """The machine ``name`` fails: its holder (PID 1 of its pid namespace) is killed, with everything in it."""
         _end([self.holders[name]])

@@ -85,7 +85,7 @@ def inventory(hosts: EmulatedHosts) -> Path:
     return hosts.inventory(COMMAND)
 
 
-@pytest.mark.parametrize("routing", ["vxlan", "host-gw"])
+@pytest.mark.parametrize("routing", ["vxlan", "host-gw", "bgp"])
 def test_three_hosts_full_matrix_without_nat(hosts: EmulatedHosts, inventory: Path, tmp_path: Path,
                                              routing: str) -> None:
     topo = topology(tmp_path / "t.yaml", f"mult-{routing}", routing)
@@ -171,6 +171,23 @@ def test_mtu_the_path_cannot_carry_is_found_by_the_df_ping(hosts: EmulatedHosts,
     finally:
         hosts.set_port_mtu("mult3", hosts.mtu)
     assert r.returncode == 1 and "don't-fragment ping of 1422 bytes" in r.stderr and "mult3" in r.stderr, r.stderr
+    assert host_leftovers(hosts) == {} and controller_records(hosts) == []
+
+
+def test_host_away_at_down_then_cleanup_finishes(hosts: EmulatedHosts, inventory: Path, tmp_path: Path) -> None:
+    r = ctl(hosts, "up", str(topology(tmp_path / "t.yaml", "mult-away", nodes=3)), "--hosts", str(inventory))
+    assert r.returncode == 0, r.stderr
+    hosts.set_port_up("mult2", False)
+    try:
+        d = ctl(hosts, "down", "mult-away")
+        assert d.returncode == 1 and "NOT from unreachable mult2" in d.stdout, d.stdout + d.stderr
+        assert host_leftovers(hosts, ["mult1", "mult3"]) == {}
+        assert host_leftovers(hosts, ["mult2"], wait=0)  # its part is still there, and still listed
+        assert controller_records(hosts) == ["mult-away.json"]
+    finally:
+        hosts.set_port_up("mult2", True)
+    c = ctl(hosts, "cleanup")
+    assert c.returncode == 0 and "lab mult-away removed from hosts mult2" in c.stdout, c.stdout + c.stderr
     assert host_leftovers(hosts) == {} and controller_records(hosts) == []
 
 
