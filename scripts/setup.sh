@@ -12,7 +12,8 @@ DEMO=1
 [ "$(id -u)" = 0 ] || { echo "setup.sh: run as root (sudo)" >&2; exit 1; }
 
 APT_PACKAGES=(iproute2 iputils-ping curl netcat-openbsd util-linux procps nftables iptables tcpdump tshark bird2
-              containernetworking-plugins mininet graphviz iperf3 python3 python3-venv python3-pip)
+              containernetworking-plugins mininet graphviz iperf3 python3 python3-venv python3-pip
+              openssh-server)  # openssh-server: the hosts of a multi-host lab (and the tests' emulated hosts) run sshd
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

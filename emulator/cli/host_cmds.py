@@ -20,11 +20,13 @@ from emulator.topology.model import Topology
 
 
 def multihost_lab(name: str | None) -> str | None:
-    """The multi-host lab a verb acts on: ``name`` if it is one; with no name, the only lab if it is one."""
+    """The multi-host lab a verb acts on: ``name`` if it is one; with no name, the only lab if it is one. On a
+    controller that is also one of the lab's hosts, the lab's local part (an ordinary lab of the same name) is
+    reached through the multi-host lab, like the other hosts' parts."""
     mine = records.all_labs()
     if name is not None:
         return name if name in mine else None
-    return mine[0] if len(mine) == 1 and not record.all_labs() else None
+    return mine[0] if len(mine) == 1 and all(lab == mine[0] for lab in record.all_labs()) else None
 
 
 def up(a: argparse.Namespace, topo: Topology) -> int:

@@ -125,6 +125,22 @@ def test_three_hosts_full_matrix_without_nat(hosts: EmulatedHosts, inventory: Pa
     assert host_leftovers(hosts) == {} and controller_records(hosts) == []
 
 
+def test_controller_is_one_of_the_hosts(hosts: EmulatedHosts, inventory: Path, tmp_path: Path) -> None:
+    """As in the Vagrant setup: podlab runs on mult1 and drives mult1 (over SSH to itself), mult2 and mult3."""
+    topo = topology(tmp_path / "t.yaml", "mult-self", nodes=3)
+    run = ["env", f"PYTHONPATH={ROOT}", PY, "-m", "emulator"]
+    r = hosts.host_run("mult1", [*run, "up", str(topo), "--hosts", str(inventory)])
+    try:
+        assert r.returncode == 0, r.stderr
+        c = hosts.host_run("mult1", [*run, "check"])
+        assert c.returncode == 0 and "pod-to-pod: 9/9 pairs answer" in c.stdout, c.stdout + c.stderr
+    finally:
+        d = hosts.host_run("mult1", [*run, "down"])
+    assert d.returncode == 0 and "removed from hosts mult1, mult2, mult3" in d.stdout, d.stdout + d.stderr
+    assert host_leftovers(hosts) == {}
+    assert not hosts.host_run("mult1", ["ls", "/run/podlab/multihost"]).stdout.strip()
+
+
 def test_unreachable_host_refused_nothing_created(hosts: EmulatedHosts, tmp_path: Path) -> None:
     inv = hosts.inventory(COMMAND)
     data = json.loads(inv.read_text())
