@@ -56,12 +56,13 @@ def down(name: str) -> int:
     return 0
 
 
-def cleanup() -> int:
-    """Finish every multi-host removal still pending; returns how many labs were worked on."""
+def cleanup(everything: bool = False) -> int:
+    """Finish every multi-host removal left pending (a ``down`` that found a host away, a crashed ``up``), or
+    with ``everything`` remove every multi-host lab; returns how many labs were worked on."""
     n = 0
     for name in records.all_labs():
         rec = records.load(name) or {}
-        if rec.get("status") in ("deleting", "creating") or rec.get("status") != "ready":
+        if everything or records.crashed(rec):
             down(name)
             n += 1
     return n

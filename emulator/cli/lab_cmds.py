@@ -73,7 +73,7 @@ def cmd_down(a: argparse.Namespace) -> int:
 
 
 def cmd_cleanup(a: argparse.Namespace) -> int:
-    removed = host_cmds.cleanup()
+    removed = host_cmds.cleanup(a.all)
     for name in record.all_labs():
         rec = record.load(name) or {}
         if a.all or record.crashed(rec):

@@ -152,8 +152,7 @@ def up(topo: Topology, progress: Progress = _quiet, timeout: float | None = None
             close_all(sessions)
             down(topo.name, progress)
             raise
-        rec["status"] = "ready"
-        records.save(rec)
+        records.set_status(rec, "ready")
         stuck = [st for r in res.values() for st in r["stuck"]]  # type: ignore[index]
         return {"hosts": len(hs.hosts), "mtu": mtu, "stuck": stuck}
     finally:
@@ -192,8 +191,7 @@ def down(lab: str, progress: Progress = _quiet) -> DownReport:
     if rec is None:
         raise LabNotFoundError(lab, known=records.all_labs())
     hosts = [records.host_of(d) for d in rec["hosts"] if d["name"] in rec.get("pending", [])]
-    rec["status"] = "deleting"
-    records.save(rec)
+    rec = records.set_status(rec, "deleting")
 
     def one(h: Host) -> bool:
         with HostSession(h) as s:
@@ -239,11 +237,3 @@ def status(lab: str) -> dict[str, Any]:
             continue
         pods += [{**p, "host": host} for p in r["pods"]]
     return {"lab": lab, "nodes": nodes, "pods": pods, "unreachable": down_hosts, "record": rec}
-
-
-def find_pod_host(lab: str, pod: str) -> Host:
-    st = status(lab)
-    for p in st["pods"]:
-        if p["name"] == pod:
-            return records.host_of(next(d for d in st["record"]["hosts"] if d["name"] == p["host"]))
-    raise LabNotFoundError(message=f"pod {pod} is on no reachable host of lab {lab}")

@@ -14,7 +14,7 @@ import time
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from emulator.proc.lifecycle import start_time
+from emulator.proc.lifecycle import alive, start_time
 from emulator.state.paths import state_root
 from emulator.state.store import read_json, write_json
 from emulator.topology.hosts_section import Host
@@ -49,6 +49,19 @@ def all_labs() -> list[str]:
         return sorted(p[:-5] for p in os.listdir(records_dir()) if p.endswith(".json"))
     except FileNotFoundError:
         return []
+
+
+def set_status(rec: dict, status: str) -> dict:
+    me = os.getpid()
+    rec = {**rec, "status": status, "owner": {"pid": me, "start": start_time(me)}}
+    save(rec)
+    return rec
+
+
+def crashed(rec: dict) -> bool:
+    """Not ready, and the process that was creating or deleting it is gone: what ``cleanup`` finishes."""
+    owner = rec.get("owner") or {}
+    return rec.get("status") != "ready" and not (owner.get("pid") and alive(owner["pid"], owner.get("start")))
 
 
 def host_dict(h: Host) -> dict:
