@@ -147,6 +147,14 @@ def up(topo: Topology, progress: Progress = _quiet, timeout: float | None = None
             if err is not None:
                 raise err
             prove(built, hs, sessions, mtu, progress)
+            if topo.routing == "bgp":
+                slices = {n.name: str(n.pod_cidr) for n in topo.nodes}
+                waited = each(list(hs.hosts), lambda h: sessions[h.name].request(
+                    "converged", lab=topo.name, slices=slices, timeout=60))
+                err = first_error(waited)
+                if err is not None:
+                    raise err
+                progress(f"BGP converged across hosts: every node holds the other {len(slices) - 1} slices")
         except BaseException as e:
             progress(f"failed: {e}; removing the lab from every host")
             close_all(sessions)

@@ -25,14 +25,16 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, IO
 
 from emulator.check import probes
-from emulator.errors import HostError, NotFoundError, PodlabError
+from emulator.errors import HostError, LabTimeoutError, NotFoundError, PodlabError
 from emulator.hosts import protocol, stretch
 from emulator.lab import builder, teardown
 from emulator.lab.api import Lab
+from emulator.routing import held_routes
 from emulator.state import record
 from emulator.state.paths import ensure_state_root, state_root
 from emulator.topology import names
@@ -128,6 +130,27 @@ def op_matrix(req: dict, progress: Progress) -> list[dict]:
     return [r for _, r in probes.matrix(pairs, probe)]
 
 
+def op_converged(req: dict, progress: Progress) -> float:
+    """Wait until every local node holds a BIRD route for every other node's slice (``slices``: {node: CIDR}
+    of the whole lab, all hosts); the seconds waited, or ``LabTimeoutError`` naming a node and what it lacks."""
+    lab, slices, t0 = req["lab"], req["slices"], time.monotonic()
+    mine = [n.name for n in Lab(lab).nodes]
+    while True:
+        missing = {}
+        for node in mine:
+            have = {r.dst for r in held_routes.read(names.node_ns(lab, node)) if r.proto == held_routes.RTPROT_BIRD}
+            lacking = [c for n, c in slices.items() if n != node and c not in have]
+            if lacking:
+                missing[node] = lacking
+        if not missing:
+            return time.monotonic() - t0
+        if time.monotonic() - t0 > float(req.get("timeout", 20)):
+            node, lacking = sorted(missing.items())[0]
+            raise LabTimeoutError(f"BGP did not converge across hosts: {node} lacks {', '.join(lacking[:4])} "
+                                  "(see `podlab bgp status` on its host and the node's var/log/bird.log)", obj=node)
+        time.sleep(0.05)
+
+
 def op_exec(req: dict, progress: Progress) -> dict:
     r = Lab(req["lab"]).exec(req["target"], req["argv"], timeout=req.get("timeout", 60))
     return {"returncode": r.returncode, "stdout": r.stdout, "stderr": r.stderr}
@@ -142,7 +165,7 @@ def op_labs(req: dict, progress: Progress) -> list[str]:
 
 
 OPS: dict[str, Callable[[dict, Progress], Any]] = {
-    "info": op_info, "up": op_up, "ping": op_ping, "status": op_status, "matrix": op_matrix, "exec": op_exec,
+    "info": op_info, "up": op_up, "ping": op_ping, "converged": op_converged, "status": op_status, "matrix": op_matrix, "exec": op_exec,
     "down": op_down, "labs": op_labs}
 
 

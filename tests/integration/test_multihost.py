@@ -97,6 +97,8 @@ def test_three_hosts_full_matrix_without_nat(hosts: EmulatedHosts, inventory: Pa
         assert r.returncode == 0, r.stderr
         assert "up on 3 hosts" in r.stdout and "underlay MTU 1450" in r.stdout
         assert "DF pings of 1422 bytes across all 6 host pairs" in r.stderr
+        if routing == "bgp":
+            assert "BGP converged across hosts: every node holds the other 8 slices" in r.stderr
         # each host holds its own part only: 3 nodes + the underlay, the tunnel port inside the underlay
         for n in hosts.names:
             ns = hosts.host_run(n, ["ip", "netns", "list"]).stdout
