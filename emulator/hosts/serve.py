@@ -124,9 +124,14 @@ def op_matrix(req: dict, progress: Progress) -> list[dict]:
     pairs = [(src, t) for src in lab.store.names("pods") for t in req["targets"]]
 
     def probe(pair: tuple[str, dict]) -> dict:
+        # a pod just reported Running may still be binding its port: a pair gets a few seconds to answer
         src, t = pair
-        seen = probes.observed_source(lab, src, t["ip"], port)
-        return {"src": src, "dst": t["name"], "seen": seen}
+        deadline = time.monotonic() + float(req.get("settle", 5.0))
+        while True:
+            seen = probes.observed_source(lab, src, t["ip"], port)
+            if seen is not None or time.monotonic() > deadline:
+                return {"src": src, "dst": t["name"], "seen": seen}
+            time.sleep(0.2)
     return [r for _, r in probes.matrix(pairs, probe)]
 
 
