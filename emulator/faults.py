@@ -22,11 +22,10 @@ import shutil
 import time
 from dataclasses import dataclass, field
 
-from pyroute2.netlink.rtnl import RTM_GETLINK
-
 from emulator.errors import MissingDependencyError, PodlabError
 from emulator.lab.api import Lab, run_in
 from emulator.netlink import msgs
+from emulator.netlink.observe import Link, Snapshot
 from emulator.netlink.rtnl import Rtnl
 from emulator.topology import names
 
@@ -64,12 +63,10 @@ def _underlay(lab: Lab) -> str:
 
 # -- node faults (port down) ---------------------------------------------------------------------------------------
 
-def _ports(lab: Lab) -> dict[str, tuple[int, bool, str]]:
-    """Underlay ports by node name: (index, up, alias)."""
-    with Rtnl.in_ns(_underlay(lab)) as rt:
-        links = rt.query(msgs.link_dump(), RTM_GETLINK, dump=True)
-    return {m.get_attr("IFLA_IFNAME"): (m["index"], bool(m["flags"] & msgs.IFF_UP), m.get_attr("IFLA_IFALIAS") or "")
-            for m in links}
+def _ports(lab: Lab) -> dict[str, Link]:
+    """The underlay's links by name (a node's port is named after the node)."""
+    with Snapshot(ns=_underlay(lab)) as snap:
+        return snap.links
 
 
 def _set_port(lab: Lab, node: str, up: bool, alias: str) -> bool:
@@ -77,10 +74,10 @@ def _set_port(lab: Lab, node: str, up: bool, alias: str) -> bool:
     ports = _ports(lab)
     if node not in ports:
         raise PodlabError(f"node {node} has no port on the underlay bridge of lab {lab.name}", obj=node)
-    index, is_up, _ = ports[node]
-    if is_up == up:
+    port = ports[node]
+    if port.up == up:
         return False
-    req = msgs.link_set(index, f"underlay port {node}", up=up)
+    req = msgs.link_set(port.index, f"underlay port {node}", up=up)
     req.msg["attrs"].append(("IFLA_IFALIAS", alias))
     with Rtnl.in_ns(_underlay(lab)) as rt:
         rt.batch([req])
@@ -184,9 +181,9 @@ def list_faults(lab: Lab) -> list[Fault]:
     out = []
     ports = _ports(lab)
     for node in lab.record.get("nodes", []):
-        index_up_alias = ports.get(node)
-        if index_up_alias and not index_up_alias[1]:
-            alias = index_up_alias[2]
+        port = ports.get(node)
+        if port and not port.up:
+            alias = port.alias
             since = alias.rsplit(" at ", 1)[1] if alias.startswith(ALIAS_PREFIX) and " at " in alias else ""
             out.append(Fault("node", (node,), since))
     return out + _link_faults(lab)

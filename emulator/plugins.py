@@ -14,9 +14,11 @@ own traceback.
 from __future__ import annotations
 
 from emulator.check import core as core_checks
+from emulator.check import docker as docker_checks
 from emulator.check import netpol as netpol_checks
 from emulator.check import registry as check_registry
 from emulator.check import services as service_checks
+from emulator.docker.component import DockerComponent
 from emulator.external.component import ExternalComponent
 from emulator.lab import components
 from emulator.netpol.component import NetworkPolicyComponent
@@ -24,9 +26,9 @@ from emulator.routing.modes import MODES as ROUTING_MODES
 from emulator.services.component import ServicesComponent
 from emulator.tools.component import LinkShaping
 
-COMPONENTS: tuple[type[components.Component], ...] = (ExternalComponent, ServicesComponent, NetworkPolicyComponent,
-                                                       LinkShaping)
-CHECK_MODULES = (core_checks, service_checks, netpol_checks)
+COMPONENTS: tuple[type[components.Component], ...] = (ExternalComponent, DockerComponent, ServicesComponent,
+                                                       NetworkPolicyComponent, LinkShaping)
+CHECK_MODULES = (core_checks, service_checks, netpol_checks, docker_checks)
 
 __all__ = ["CHECK_MODULES", "COMPONENTS", "ROUTING_MODES", "install"]
 

@@ -15,7 +15,11 @@ another namespace, on 80/TCP; every fifth also restricts egress to an ipBlock an
   of its own); ``pod_live_ms``: apply → the new pod is in every node's sets (all enforcers applied it);
 - ``tcp_mbps``: iperf3 TCP goodput (3 s per run) between two pods on different nodes with no policy and between
   an identical pair whose server a policy selects and admits the client, measured side by side, alternating;
-  ``tcp_ratio`` = with / without.
+  ``tcp_ratio`` = with / without;
+- ``trace_admitted_ms`` / ``trace_dropped_ms``: ``trace`` of the admitted pair and of the other client to the same
+  server (dropped by the policy), every policy in force (each reads every ruleset on the path, the nodes' policy
+  tables included); ``nftrace_start_stop_ms``: the capture's rule watch on those two nodes started and stopped
+  (counters read, trace table added, ``nft monitor`` started, then all undone).
 """
 from __future__ import annotations
 
@@ -34,6 +38,8 @@ from emulator.lab import builder, teardown  # noqa: E402
 from emulator.lab.api import Lab, popen_in, run_in  # noqa: E402
 from emulator.netpol import cluster, component, probe  # noqa: E402
 from emulator.netpol.parse import parse_manifest  # noqa: E402
+from emulator.tools import capture_rules, targets  # noqa: E402
+from emulator.tools.trace import trace  # noqa: E402
 from emulator.topology.loader import loads  # noqa: E402
 
 plugins.install()
@@ -110,6 +116,7 @@ def main() -> int:
     ap.add_argument("--policies", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--tput-runs", type=int, default=3)
+    ap.add_argument("--trace-rounds", type=int, default=5)
     ap.add_argument("--name", default="netpbench")
     a = ap.parse_args()
     topo = loads(topology(a.name, a.nodes, a.pods), source="<bench>")
@@ -199,6 +206,25 @@ def main() -> int:
         res = probe.run([probe.Target(lab.pod(c).netns, lab.pod("srv-pol").ip or "", 5201) for c in
                          ("cli-open", "cli-pol")])
         out["tput_policy_in_force"] = [r.detail for r in res] == ["timeout", "refused"]
+
+        traces, dropped, watches = [], [], []
+        for _ in range(a.trace_rounds):  # the kernel's account, with every policy in force
+            t = time.perf_counter()
+            res_ok = trace(lab, "cli-pol", f"{lab.pod('srv-pol').ip}:5201")
+            traces.append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter()
+            res_drop = trace(lab, "cli-open", f"{lab.pod('srv-pol').ip}:5201")
+            dropped.append((time.perf_counter() - t) * 1000)
+            points = [targets.resolve(lab, p) for p in ("cli-pol", "srv-pol")]
+            t = time.perf_counter()
+            with capture_rules.RuleWatch.for_points(lab, points, None):
+                pass
+            watches.append((time.perf_counter() - t) * 1000)
+        out["trace_admitted_ms"] = stats(traces)
+        out["trace_dropped_ms"] = stats(dropped)
+        out["trace_names_policy"] = (res_ok.delivered and res_drop.problem is not None
+                                     and "default/tput" in (res_drop.problem or ""))
+        out["nftrace_start_stop_ms"] = stats(watches)
     finally:
         teardown.destroy(a.name)
     print(json.dumps(out))

@@ -45,33 +45,11 @@ from emulator.state import record  # noqa: E402
 from emulator.state.store import Store  # noqa: E402
 from emulator.state.paths import LabPaths  # noqa: E402
 from emulator.topology.loader import loads  # noqa: E402
+from bench_trees import topology_text, wait_quiet  # noqa: E402  (also for bench_pod and bench_check)
 
 plugins.install()
 
 MEMINFO_KEYS = ("Slab", "SUnreclaim", "Percpu", "KernelStack", "PageTables", "Shmem", "MemAvailable")
-
-
-def topology_text(name: str, nodes: int, pods: int, routing: str, image: str) -> str:
-    lines = ["version: 1", f"name: {name}", f"routing: {routing}", "nodes:"]
-    lines += [f"  - name: n{i}" for i in range(1, nodes + 1)]
-    lines.append("pods:")
-    for i in range(1, nodes + 1):
-        for j in range(1, pods + 1):
-            lines += [f"  - name: p{i}-{j}", f"    node: n{i}", "    containers:",
-                      f"      - {{name: c, image: {image}}}"]
-    return "\n".join(lines) + "\n"
-
-
-def netns_objects() -> int | None:
-    """Network namespaces the kernel still holds (live and being freed), from /proc/slabinfo."""
-    try:
-        with open("/proc/slabinfo") as f:
-            for line in f:
-                if line.startswith("net_namespace "):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
 
 
 def cpu_times() -> tuple[int, int]:
@@ -90,19 +68,6 @@ def meminfo() -> dict[str, int]:
             if k in MEMINFO_KEYS:
                 out[k] = int(v.split()[0])
     return out
-
-
-def wait_quiet(max_s: float = 60.0, stable_s: float = 3.0) -> None:
-    """Wait until the kernel has finished freeing earlier namespaces (a teardown still running in the kernel's
-    cleanup worker holds the RTNL lock for long stretches and would slow this run down)."""
-    deadline, last, since = time.monotonic() + max_s, netns_objects(), time.monotonic()
-    while last is not None and time.monotonic() < deadline:
-        time.sleep(0.5)
-        now = netns_objects()
-        if now != last:
-            last, since = now, time.monotonic()
-        elif time.monotonic() - since >= stable_s:
-            return
 
 
 # -- the sentinel: "the kernel has released every namespace" -------------------------------------------------------

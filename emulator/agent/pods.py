@@ -47,16 +47,23 @@ LINK_ANNOTATION = "podlab.io/link"
 
 
 def capability_args(pod: dict) -> dict:
-    """What the kubelet hands to plugins with matching ``capabilities`` (libcni's CapabilityArgs): the pod's link
-    shape for ``podlab-link`` (the annotation's JSON), as a kubelet hands its bandwidth annotations to
-    ``bandwidth``."""
+    """What the kubelet hands to plugins with matching ``capabilities`` (libcni's CapabilityArgs): the pod's
+    ``hostPort`` s as ``portMappings`` for ``portmap``, and its link shape for ``podlab-link`` (the annotation's
+    JSON), as a kubelet hands its bandwidth annotations to ``bandwidth``."""
+    out: dict = {}
+    ports = [{"hostPort": p["hostPort"], "containerPort": p["containerPort"],
+              "protocol": str(p.get("protocol", "TCP")).lower()}
+             for c in pod["spec"].get("containers", []) for p in c.get("ports", []) if p.get("hostPort")]
+    if ports:  # the kubelet's (and containerd's) portMappings, for the ``portmap`` plugin
+        out["portMappings"] = ports
     raw = (pod["metadata"].get("annotations") or {}).get(LINK_ANNOTATION)
     if not raw:
-        return {}
+        return out
     try:
-        return {"podlabLink": json.loads(raw)}
+        out["podlabLink"] = json.loads(raw)
     except ValueError:
-        return {"podlabLink": {"invalid": raw}}  # refused by the plugin with its own message
+        out["podlabLink"] = {"invalid": raw}  # refused by the plugin with its own message
+    return out
 
 
 def journal(paths: LabPaths, node: str, sandbox: str, pid: int, started: int | None) -> None:
@@ -110,9 +117,11 @@ def start(paths: LabPaths, runtime: Runtime, pod: dict, node: str, host_ip: str,
     netns.create(ns_name)
     fd = -1
     cstats: list[dict] = []
+    caps = capability_args(pod)
+    if "portMappings" in caps:  # DEL gets them again, as libcni's runtimes pass them on DEL (portmap needs them)
+        sandbox["portMappings"] = caps["portMappings"]
     try:
-        result = runtime.add(sandbox["id"], netns.path(ns_name), names.POD_IFNAME,
-                             capability_args=capability_args(pod))
+        result = runtime.add(sandbox["id"], netns.path(ns_name), names.POD_IFNAME, capability_args=caps)
         sandbox["cniResult"] = result.to_dict()
         ip = result.pod_ip() or ""
         fd = netns.open_fd(ns_name)
@@ -160,7 +169,8 @@ def teardown(runtime: Runtime, sandbox: dict, pod: str) -> None:
     if not ns_name:
         return
     try:
-        runtime.delete(sandbox["id"], netns.path(ns_name), names.POD_IFNAME, sandbox.get("cniResult"))
+        runtime.delete(sandbox["id"], netns.path(ns_name), names.POD_IFNAME, sandbox.get("cniResult"),
+                       capability_args={"portMappings": sandbox.get("portMappings", [])})
     except CniError:
         pass  # not configured (any more): removing the namespace still removes the veth; IPAM GC frees the IP
     netns.delete(ns_name)

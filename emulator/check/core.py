@@ -17,18 +17,14 @@ the way; when the way there looks whole, the way back too.
 from __future__ import annotations
 
 import ipaddress
-import json
-import socket
 from collections import Counter, defaultdict
-
-from pyroute2.netlink.rtnl import RTM_GETADDR
-from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 
 from emulator.check.context import Context
 from emulator.check.model import CheckResult, Finding
 from emulator.check.registry import check
 from emulator.check.engine import BULK
-from emulator.errors import NetlinkError
+from emulator.errors import NoRouteError
+from emulator.netlink import observe
 from emulator.netlink.rtnl import Rtnl
 from emulator.tools.trace import trace
 from emulator.tools.trace_model import TraceResult
@@ -43,15 +39,15 @@ def _route_problem(ctx: Context, node: str, dst_ip: str, cache: dict | None = No
         if key not in cache:
             cache[key] = _route_problem(ctx, node, dst_ip)
         return cache[key]
-    out = ctx.lab.node(node).exec(["ip", "-j", "route", "get", dst_ip]).stdout
     try:
-        r = json.loads(out)[0]
-    except (ValueError, IndexError):
+        with observe.Snapshot(ns=ctx.lab.node(node).netns, label=node) as snap:
+            r = snap.route_get(dst_ip)
+    except NoRouteError:
         return f"{node} has no route to {dst_ip}"
     if dst_node and dst_node != node:
         cidr = ctx.lab.node(dst_node).pod_cidr
-        if r.get("dev") == "cni0" or not r.get("gateway") and r.get("dev") not in ("flannel.1",):
-            return f"{node} has no route to {cidr} (pods of {dst_node}); `ip route get {dst_ip}` → {out.strip()}"
+        if r.dev == "cni0" or not r.gateway and r.dev not in ("flannel.1",):
+            return f"{node} has no route to {cidr} (pods of {dst_node}); `ip route get {dst_ip}` → {r.text(dst_ip)}"
     return ""
 
 
@@ -73,13 +69,7 @@ def pair_trace(ctx: Context, src: str, dst: str, both_ways: bool = False) -> str
 def _eth0_addrs(ns: str) -> list[str]:
     """The IPv4 addresses on ``eth0`` in namespace ``ns``: one address dump (a 5,000-pod lab asks 5,000 times)."""
     with Rtnl.in_ns(ns) as rt:
-        try:
-            idx = rt.link_index("eth0")
-        except NetlinkError:
-            return []
-        am = ifaddrmsg()
-        am["family"] = socket.AF_INET
-        return [m.get_attr("IFA_LOCAL") for m in rt.query(am, RTM_GETADDR, dump=True) if m["index"] == idx]
+        return [a.ip for a in observe.addresses_of(rt, "eth0")]
 
 
 @check("unique-pod-ips", "every pod has a unique IP inside its node's slice", order=10)

@@ -7,7 +7,9 @@ pod as its one endpoint, to its ClusterIP (policy acts after Service DNAT) — r
 does. A cell that differs is a finding, with the tables printed as upstream prints them (``.``/``X``, the
 differing cells marked ``*``) and a culprit: which policy and rule decide the cell, and what the kernel of the
 nodes involved holds that the policies do not ask for, or lacks (a rule removed by hand, a pod missing from a
-set), read back with ``nft -j list table`` and compared with the node's desired state. SCTP ports are skipped
+set), read back with ``nft -j list table`` and compared with the node's desired state, and what the kernel does
+to the cell's packet: the NetworkPolicy rule ``trace`` finds dropping or admitting it in the nodes' tables (for
+the first few cells). SCTP ports are skipped
 when the kernel has no SCTP sockets, and the summary says so.
 """
 from __future__ import annotations
@@ -17,10 +19,35 @@ from emulator.check.model import CheckResult, Finding
 from emulator.check.registry import check
 from emulator.netpol import component, engine, kernel, matrix, nodestate, probe
 from emulator.netpol.engine import Cluster, PodInfo
+from emulator.tools.trace import trace
+
+MAX_TRACED = 6  # cells per check whose packet is traced through the kernel's rules (about 30 ms each)
 
 
 def _enforced(ctx: Context) -> bool:
     return any(component.running(ctx.lab.paths, n.name) for n in ctx.lab.nodes)
+
+
+def lab_pod(ctx: Context, ip: str | None, cache: dict) -> str | None:
+    """The lab's name of the pod with address ``ip`` (what ``trace`` takes as its source)."""
+    if "pods-by-ip" not in cache:
+        cache["pods-by-ip"] = {(ctx.lab.store.get_status("pods", n) or {}).get("podIP"): n
+                               for n in ctx.lab.store.names("pods")}
+    return cache["pods-by-ip"].get(ip)
+
+
+def kernel_words(ctx: Context, src: PodInfo, dst: PodInfo, spec: matrix.PortSpec, cache: dict) -> str:
+    """What the nodes' rules do to the cell's first packet, from ``trace`` (the tables as the kernel holds them):
+    the NetworkPolicy rule that drops or admits it, or what else stops it ('' past ``MAX_TRACED`` cells)."""
+    cache["traced"] = cache.get("traced", 0) + 1
+    name = lab_pod(ctx, src.ip, cache)
+    if cache["traced"] > MAX_TRACED or name is None or dst.ip is None or spec.protocol not in ("TCP", "UDP"):
+        return ""
+    res = trace(ctx.lab, name, f"{dst.ip}:{spec.port}", spec.protocol.lower())
+    if res.problem:
+        return f"the kernel: {res.problem}"
+    said = [h.text for h in res.hops if (h.detail or {}).get("netpol", {}).get("sides")]
+    return "the kernel: " + ("; ".join(said) if said else "no rule stops it (delivered)")
 
 
 def culprit(ctx: Context, c: Cluster, src: PodInfo, dst: PodInfo, spec: matrix.PortSpec, cache: dict) -> str:
@@ -32,7 +59,8 @@ def culprit(ctx: Context, c: Cluster, src: PodInfo, dst: PodInfo, spec: matrix.P
             cache[n] = kernel.differences(kernel.read(ctx.lab, n), nodestate.build(c, n))
         diffs += cache[n]
     tail = "; ".join(diffs[:4]) if diffs else f"the kernels of {', '.join(nodes)} hold what the policies ask"
-    return f"{v.text()}; {tail}"
+    said = kernel_words(ctx, src, dst, spec, cache)
+    return f"{v.text()}; {tail}" + (f"; {said}" if said else "")
 
 
 @check("netpol", "NetworkPolicy: the probed truth tables equal the policies' (pod IPs and ClusterIPs)", order=95,

@@ -13,8 +13,8 @@ from emulator.check.context import Context
 from emulator.check.model import CheckResult, Finding
 from emulator.check.registry import check
 from emulator.lab.api import run_in
-from emulator.netlink import applier, netns
-from emulator.netlink.rtnl import Rtnl
+from emulator.netlink import netns
+from emulator.netlink.observe import Snapshot
 
 
 def _services(ctx: Context) -> list[dict]:
@@ -39,8 +39,8 @@ def _external(ctx: Context) -> str | None:
     ns = f"{ctx.lab.name}-external"
     if not netns.exists(ns):
         return None
-    with Rtnl.in_ns(ns) as rt:
-        addrs = [a.ip for a in applier.observe(rt).addrs if a.dev != "lo"]
+    with Snapshot(ns=ns) as snap:
+        addrs = [a.ip for a in snap.addrs if a.dev != "lo"]
     return addrs[0] if addrs else None
 
 

@@ -10,36 +10,22 @@ from __future__ import annotations
 
 import argparse
 import io
-import socket
-
-from pyroute2.netlink.rtnl import RTM_GETADDR, RTM_GETLINK
-from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 
 from emulator import faults, routing
 from emulator.cli import output, routing_view
 from emulator.lab.api import Lab
-from emulator.netlink import msgs
-from emulator.netlink.rtnl import Rtnl
+from emulator.netlink.observe import Snapshot
 from emulator.routing import held_routes
 
 
-def addresses(ns: str) -> list[dict]:
-    """Interfaces of namespace ``ns`` with their IPv4 addresses and state (loopback left out)."""
-    with Rtnl.in_ns(ns) as rt:
-        links = {m["index"]: m for m in rt.query(msgs.link_dump(), RTM_GETLINK, dump=True)}
-        am = ifaddrmsg()
-        am["family"] = socket.AF_INET
-        addrs: dict[int, list[str]] = {}
-        for m in rt.query(am, RTM_GETADDR, dump=True):
-            addrs.setdefault(m["index"], []).append(f"{m.get_attr('IFA_LOCAL')}/{m['prefixlen']}")
-    out = []
-    for idx, m in sorted(links.items()):
-        name = m.get_attr("IFLA_IFNAME")
-        if name == "lo":
-            continue
-        out.append({"name": name, "addresses": addrs.get(idx, []), "up": bool(m["flags"] & msgs.IFF_UP),
-                    "operState": m.get_attr("IFLA_OPERSTATE") or "", "mtu": m.get_attr("IFLA_MTU")})
-    return out
+def addresses(snap: Snapshot) -> list[dict]:
+    """Interfaces of the namespace with their IPv4 addresses and state (loopback left out)."""
+    addrs: dict[int, list[str]] = {}
+    for a in snap.addrs:
+        addrs.setdefault(a.index, []).append(a.text())
+    return [{"name": link.name, "addresses": addrs.get(link.index, []), "up": link.up, "operState": link.operstate,
+             "mtu": link.mtu} for link in sorted(snap.links.values(), key=lambda link: link.index)
+            if link.name != "lo"]
 
 
 def describe(lab: Lab, node: str) -> dict:
@@ -47,7 +33,9 @@ def describe(lab: Lab, node: str) -> dict:
     mode_name = lab.record.get("routing", "")
     mode = routing.get(mode_name)
     slices = {o.name: o.pod_cidr for o in lab.nodes if o.name != node}
-    held = held_routes.for_slices(held_routes.read(nv.netns), slices)
+    with Snapshot(ns=nv.netns, label=node) as snap:
+        held = held_routes.for_slices(snap.routes, slices)
+        interfaces = addresses(snap)
     try:
         report = mode.node_report(lab.name, node)
         status = routing_view.status_word(mode_name, report)
@@ -55,9 +43,9 @@ def describe(lab: Lab, node: str) -> dict:
         status = f"unknown ({e})"
     mine = [f.as_dict() for f in faults.list_faults(lab) if node in f.nodes]
     out = {"name": node, "lab": lab.name, "netns": nv.netns, "internalIP": nv.ip, "podCIDR": nv.pod_cidr,
-           "ready": nv.ready, "routing": {"mode": mode_name, "status": status},
-           "interfaces": [i for i in addresses(nv.netns) if not i["name"].startswith("veth")],
-           "podVeths": sum(1 for i in addresses(nv.netns) if i["name"].startswith("veth")),
+           "ready": nv.ready, "runtime": nv.runtime, "routing": {"mode": mode_name, "status": status},
+           "interfaces": [i for i in interfaces if not i["name"].startswith("veth")],
+           "podVeths": sum(1 for i in interfaces if i["name"].startswith("veth")),
            "routesToOtherNodes": [{"node": n, "podCIDR": slices[n], **(r.as_dict() if r else {"origin": None})}
                                   for n, r in held.items()],
            "faults": mine}
@@ -73,7 +61,8 @@ def render(d: dict, mode_lines: list[str]) -> str:
     w(f"Name:          {d['name']}\nLab:           {d['lab']}\nNetns:         {d['netns']}\n"
       f"InternalIP:    {d['internalIP']}\nPodCIDR:       {d['podCIDR']}\n"
       f"Routing:       {d['routing']['mode']}{f' ({status})' if status else ''}\n"
-      f"Ready:         {d['ready']} (agent)\nInterfaces:\n")
+      f"Ready:         {d['ready']} ({'Docker host: no kubelet, docker0' if d.get('runtime') == 'docker' else 'agent'})"
+      "\nInterfaces:\n")
     rows = [[i["name"], ", ".join(i["addresses"]) or "-", "UP" if i["up"] else "DOWN", i["operState"], i["mtu"]]
             for i in d["interfaces"]]
     sub = io.StringIO()

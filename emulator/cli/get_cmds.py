@@ -10,7 +10,7 @@ import argparse
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from emulator.cli import common, host_cmds, netpol_cmds, output, routing_view, svc_cmds
+from emulator.cli import common, container_cmds, host_cmds, netpol_cmds, output, routing_view, svc_cmds
 from emulator.cli.common import Kind
 from emulator.lab.api import Lab
 
@@ -77,6 +77,7 @@ KINDS: tuple[Kind[Listing], ...] = (
     Kind(("endpoints", "endpoint", "ep"), Listing(svc_cmds.endpoints_items, svc_cmds.endpoints_table)),
     Kind(("deployments", "deployment", "deploy"), Listing(svc_cmds.deployment_items, svc_cmds.deployment_table)),
     Kind(netpol_cmds.ALIASES, Listing(netpol_cmds.netpol_items, netpol_cmds.netpol_table)),
+    Kind(container_cmds.ALIASES, Listing(container_cmds.container_items, container_cmds.container_table)),
 )
 
 
@@ -97,7 +98,7 @@ def cmd_get(a: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    s = common.verb(sub, "get", help="list pods, nodes, services, endpoints, deployments (kubectl's columns)")
+    s = common.verb(sub, "get", help="list pods, nodes, services, endpoints, deployments, containers (kubectl's columns)")
     s.add_argument("kind", help=", ".join(k.names[0] for k in KINDS) + " (or KIND/NAME)")
     s.add_argument("names", nargs="*")
     s.add_argument("-o", "--output", choices=["text", "wide", "json"], default="text")

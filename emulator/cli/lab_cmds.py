@@ -51,6 +51,9 @@ def _neighbour_limits(topo, raise_them: bool) -> None:
 
 
 def _cni_none(topo, st: dict) -> bool:
+    """A pod the topology itself leaves Pending: on a node without CNI, or refused by the scheduler."""
+    if st.get("reason") == "Unschedulable":
+        return True
     try:
         return topo.node(st.get("nodeName", "")).cni == "none"
     except KeyError:

@@ -26,7 +26,7 @@ from emulator.lab.nsrun import journaled
 from emulator.netlink import netns
 from emulator.tools import mnimport, targets
 from emulator.errors import MininetMissingError, PodlabError
-from emulator.tools.kstate import NsView
+from emulator.netlink.observe import Snapshot
 from emulator.topology import names
 
 mnimport.load()
@@ -106,9 +106,9 @@ def _which(exe: str) -> bool:
 
 def _attach(name: str, ns: str, kind: str, order: list[str] | None = None) -> LabNode:
     node = LabNode(name, ns, kind)
-    v = NsView(ns, name)
+    v = Snapshot(ns=ns, label=name)
     try:
-        addrs = {dev: iface for dev, iface in reversed(v.addrs)}
+        addrs = {a.dev: a.interface for a in reversed(v.addrs)}
         links = sorted(v.links.values(), key=lambda l: (order.index(l.name) if order and l.name in order else 99,
                                                          l.index))
         port = 0

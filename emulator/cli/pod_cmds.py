@@ -18,8 +18,10 @@ from emulator.state import events
 # -- apply / delete
 def validate_pod(lab: Lab, obj: dict, source: str) -> tuple[dict, str]:
     from emulator.lab import podspec
-    nodes = {n.name: 1 << 30 for n in lab.nodes}
-    podspec.parse(obj, source, nodes, {})  # validate fully before anything is applied
+    docker = frozenset(n.name for n in lab.nodes
+                       if n.obj["metadata"].get("annotations", {}).get("podlab.io/runtime") == "docker")
+    nodes = {n.name: 1 << 30 for n in lab.nodes if n.name not in docker}
+    podspec.parse(obj, source, nodes, {}, docker=docker)  # validate fully before anything is applied
     return obj, source
 
 

@@ -38,21 +38,29 @@ def add_capture_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("-c", "--count", type=int, help="stop each point after N packets")
     s.add_argument("-d", "--duration", type=float, help="stop after S seconds")
     s.add_argument("--decode", action="store_true", help="print one line per packet (tshark, VXLAN decoded)")
+    s.add_argument("--nftrace", action=argparse.BooleanOptionalAction, default=None,
+                   help="trace the packets through the nodes' rules (nft monitor trace) and report where they stop "
+                        "and which rule decided (default: when a node involved enforces NetworkPolicy)")
     s.add_argument("-o", "--output", choices=["text", "json"], default="text")
 
 
 def run_capture(lab: Lab, a: argparse.Namespace, during: Callable[[], object] | None = None,
                 progress: Callable[[str], None] = lambda s: None) -> list[str]:
     """Capture to a file (``a.write`` or a temporary one); run ``during`` once capturing; return the report."""
-    from emulator.tools import capture, decode, targets
+    from contextlib import nullcontext
+
+    from emulator.tools import capture, capture_rules, decode, targets
     points = [targets.resolve(lab, t) for t in a.points]
+    watch = capture_rules.RuleWatch.for_points(lab, points, getattr(a, "nftrace", None))
     if a.write:
         path = a.write
     else:
         fd, path = tempfile.mkstemp(prefix="podlab-", suffix=".pcapng")
         os.close(fd)
     cap = capture.Capture(points, bpf=a.filter, count=a.count)
-    with cap:
+    with watch or nullcontext(), cap:
+        if watch is not None:
+            progress(f"tracing the rules of {', '.join(watch.nodes)} (nft monitor trace)")
         progress(f"capturing on {', '.join(p.label for p in points)}"
                  + (f" ({a.count} packets per point)" if a.count else "")
                  + (f" for {a.duration:g}s" if a.duration else "") + (" — Ctrl-C to stop" if not
@@ -68,12 +76,15 @@ def run_capture(lab: Lab, a: argparse.Namespace, during: Callable[[], object] | 
     n = cap.write(path)
     lines: list[str] = []
     counts = cap.per_point()
+    rules = watch.report([p.label for p in points], cap.packets) if watch is not None else None
     if a.output == "json":
         report = {"file": path if a.write else None, "packets": n,
                   "points": [{"name": p.label, "netns": p.ns, "interface": p.iface, "packets": counts[p.label]}
                              for p in points]}
         if a.decode:
             report["decoded"] = [ln.as_dict() for ln in decode.decode(path)[0]]
+        if rules is not None:
+            report["rules"] = rules.as_dict()
         lines.append(json.dumps(report, indent=2))
     else:
         per = ", ".join(f"{k} {v}" for k, v in counts.items())
@@ -82,6 +93,8 @@ def run_capture(lab: Lab, a: argparse.Namespace, during: Callable[[], object] | 
             decoded, how = decode.decode(path)
             lines.append(f"decoded by {how} (VXLAN on UDP {decode.VXLAN_PORT}):")
             lines += [ln.text() for ln in decoded]
+        if rules is not None:
+            lines += rules.lines()
     if not a.write:
         os.unlink(path)
     return lines
@@ -96,15 +109,21 @@ def cmd_capture(a: argparse.Namespace) -> int:
     if sys.stdout.isatty():
         raise ToolError("capture: standard output is a terminal; write to a file with -w FILE, print a summary "
                         "with --decode, or pipe into `wireshark -k -i -`")
-    from emulator.tools import capture, targets
+    from contextlib import nullcontext
+
+    from emulator.tools import capture, capture_rules, targets
     points = [targets.resolve(lab, t) for t in a.points]
+    watch = capture_rules.RuleWatch.for_points(lab, points, a.nftrace)
     cap = capture.Capture(points, bpf=a.filter, count=a.count, live=sys.stdout.buffer)
-    with cap:
+    with watch or nullcontext(), cap:
         output.progress(f"streaming pcapng from {', '.join(p.label for p in points)} to stdout")
         try:
             cap.wait(duration=a.duration)
         except KeyboardInterrupt:
             pass  # Ctrl-C ends a live stream: that is how it is meant to stop
+    if watch is not None:  # stdout carries the pcapng: the rules' report goes to stderr
+        for line in watch.report([p.label for p in points], cap.packets).lines():
+            output.progress(line)
     return 0
 
 
@@ -130,9 +149,10 @@ def trace_parser(prog: str = "trace") -> argparse.ArgumentParser:
 
 def trace_result(lab: Lab, a: argparse.Namespace):
     from emulator.tools.trace import trace
+    from emulator.tools.trace_netpol import dropped_by_policy
     from emulator.tools.trace_verify import verify
     res = trace(lab, a.src, a.dst, a.proto, a.port, endpoint=a.endpoint)
-    if a.verify and res.delivered:
+    if a.verify and (res.delivered or dropped_by_policy(res)):  # a drop: the probe shows the drop rule counting
         verify(lab, res)
     return res
 

@@ -26,12 +26,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyroute2.netlink.rtnl import RTM_GETLINK
-
 from emulator.cni.spec import CNI_VERSION, INVALID_CONFIG, UNKNOWN_CONTAINER, CniRequest, Result
-from emulator.errors import CniError, NetlinkError
+from emulator.errors import CniError
 from emulator.ipam.hostlocal import HostLocalStore
-from emulator.netlink import msgs
+from emulator.netlink import msgs, observe
 from emulator.netlink.rtnl import Rtnl
 from emulator.netlink.templates import fast
 from emulator.topology.names import host_veth
@@ -93,23 +91,17 @@ def _bridge_index(ctx: Context, name: str, gw: ipaddress.IPv4Address, prefix: in
     if name in ctx.bridges:
         return ctx.bridges[name]
     rt = ctx.rtnl()
-    found = rt.query(msgs.link_get(name), RTM_GETLINK, obj=name) if _exists(rt, name) else []
-    if not found:
+    found = observe.link(rt, name)
+    if found is None:
         rt.batch([msgs.link_add_bridge(name, mtu)])
-        found = rt.query(msgs.link_get(name), RTM_GETLINK, obj=name)
-    index = found[0]["index"]
+        found = observe.link(rt, name)
+        if found is None:
+            raise CniError(f"bridge {name} vanished right after it was made")
+    index = found.index
     if is_gw:
         rt.batch([msgs.addr_add(index, str(gw), prefix, name, replace=True), msgs.link_set(index, name, up=True)])
     ctx.bridges[name] = index
     return index
-
-
-def _exists(rt: Rtnl, name: str) -> bool:
-    try:
-        rt.query(msgs.link_get(name), RTM_GETLINK, obj=name)
-        return True
-    except NetlinkError:
-        return False
 
 
 def _pod_rtnl(netns_path: str) -> tuple[Rtnl, int]:
@@ -198,18 +190,16 @@ def check(req: CniRequest, conf: dict, ctx: Context | None = None, prev: dict | 
         raise CniError(f"no IP address allocated for container {req.container_id[:12]}", code=UNKNOWN_CONTAINER)
     pod_rt, fd = _pod_rtnl(req.netns)
     try:
-        try:
-            link = pod_rt.query(msgs.link_get(req.ifname), RTM_GETLINK, obj=req.ifname)[0]
-        except NetlinkError:
-            raise CniError(f"interface {req.ifname} not found in {req.netns}", code=UNKNOWN_CONTAINER) from None
-        if not link["flags"] & msgs.IFF_UP:
+        link = observe.link(pod_rt, req.ifname)
+        if link is None:
+            raise CniError(f"interface {req.ifname} not found in {req.netns}", code=UNKNOWN_CONTAINER)
+        if not link.up:
             raise CniError(f"interface {req.ifname} in {req.netns} is down")
-        from emulator.netlink.applier import observe
-        addrs = {(a.ip, a.prefixlen) for a in observe(pod_rt).addrs if a.dev == req.ifname}
+        addrs = {(a.ip, a.prefixlen) for a in observe.addresses_of(pod_rt, req.ifname)}
         if (str(held), ip.subnet.prefixlen) not in addrs:
             raise CniError(f"{req.ifname} in {req.netns} does not hold {held}/{ip.subnet.prefixlen}")
     finally:
         pod_rt.close()
         os.close(fd)
-    if not _exists(ctx.rtnl(), host_veth(req.container_id, req.ifname)):
+    if observe.link(ctx.rtnl(), host_veth(req.container_id, req.ifname)) is None:
         raise CniError(f"host veth {host_veth(req.container_id, req.ifname)} is missing")

@@ -14,11 +14,12 @@ shows how a pod gets its shape; a pod without the annotation passes through unto
 """
 from __future__ import annotations
 
-import json
+import os
 
 from emulator.cni.spec import INVALID_CONFIG, CniRequest
 from emulator.errors import CniError, PodlabError
-from emulator.netlink import tc
+from emulator.netlink import observe, tc
+from emulator.netlink.rtnl import Rtnl
 from emulator.topology import units
 
 TYPE = "podlab-link"
@@ -27,20 +28,25 @@ CAPABILITY = "podlabLink"
 
 def _host_iface(req: CniRequest, prev: dict) -> str | None:
     """The host end of the pod's veth, found as the bandwidth plugin finds it: the peer index of the pod's
-    interface (``link_index``), matched against the host-side interfaces of ``prevResult``."""
-    inside = tc.run(req.netns, ["ip", "-j", "link", "show", "dev", req.ifname])
+    interface (IFLA_LINK), matched against the host-side interfaces of ``prevResult`` (in the node's namespace,
+    where the plugin runs)."""
     try:
-        peer = int(json.loads(inside.stdout)[0]["link_index"])
-    except (ValueError, IndexError, KeyError):
+        fd = os.open(req.netns, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None  # the sandbox is gone: there is no cable to find
+    try:
+        with Rtnl.in_ns(fd) as rt:
+            inside = observe.link(rt, req.ifname)
+    finally:
+        os.close(fd)
+    if inside is None or inside.peer_index is None:
         return None
-    for i in prev.get("interfaces", []):
-        if i.get("name") and not i.get("sandbox"):
-            r = tc.run(None, ["ip", "-j", "link", "show", "dev", i["name"]])
-            try:
-                if int(json.loads(r.stdout)[0]["ifindex"]) == peer:
+    with Rtnl() as rt:
+        for i in prev.get("interfaces", []):
+            if i.get("name") and not i.get("sandbox"):
+                host = observe.link(rt, i["name"])
+                if host is not None and host.index == inside.peer_index:
                     return i["name"]
-            except (ValueError, IndexError, KeyError):
-                continue  # that interface is gone or unreadable: it is not the peer; the next one is tried
     return None
 
 

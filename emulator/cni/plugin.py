@@ -10,11 +10,11 @@ import json
 import os
 import sys
 
-from emulator.cni import bridge, linkshape, loopback
+from emulator.cni import bridge, linkshape, loopback, portmap
 from emulator.cni.spec import DECODE_FAILURE, INVALID_CONFIG, CniRequest, error_json, version_json
 from emulator.errors import CniError, PodlabError
 
-BUILTIN = {"bridge": bridge, "loopback": loopback, linkshape.TYPE: linkshape}
+BUILTIN = {"bridge": bridge, "loopback": loopback, linkshape.TYPE: linkshape, portmap.TYPE: portmap}
 
 
 def call(plugin_type: str, req: CniRequest, conf: dict, ctx: object = None) -> dict | None:

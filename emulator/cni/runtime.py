@@ -110,10 +110,12 @@ class Runtime:
             prev = self._invoke(conf, req) or prev
         return Result.from_dict(prev or {})
 
-    def delete(self, container_id: str, netns_path: str, ifname: str = "eth0", prev: dict | None = None) -> None:
+    def delete(self, container_id: str, netns_path: str, ifname: str = "eth0", prev: dict | None = None,
+               capability_args: dict | None = None) -> None:
         _, plugins = self._plugins()
         req = CniRequest("DEL", container_id, netns_path, ifname)
         for p in reversed(plugins):
+            p = self._with_capabilities(p, capability_args)
             self._invoke({**p, "prevResult": prev} if prev else p, req)
 
     def gc(self, attachments: list[tuple[str, str]], valid: set[str]) -> list[tuple[str, str, CniError | None]]:

@@ -89,9 +89,13 @@ def conflist(name: str, plugins: list[dict]) -> dict:
 
 
 def bridge_conflist(network: str, bridge: str, subnet: str, mtu: int, data_dir: str) -> dict:
-    """The configuration flannel's CNI plugin hands to the bridge plugin, written out as a conflist."""
+    """The configuration flannel's CNI plugin hands to the bridge plugin, written out as a conflist, with
+    ``podlab-link`` and ``portmap`` chained after it (flannel's default conflist chains ``portmap`` too): on a
+    built-in node both run in the agent, on a ``cni: reference`` node ``portmap`` is the real
+    ``/usr/lib/cni/portmap`` (no wrapper of that name is written into the node's CNI bin directory)."""
     return conflist(network, [{
         "type": "bridge", "bridge": bridge, "isGateway": True, "hairpinMode": True, "mtu": mtu,
         "ipam": {"type": "host-local", "ranges": [[{"subnet": subnet}]], "routes": [{"dst": "0.0.0.0/0"}],
                  "dataDir": data_dir},
-    }, {"type": "podlab-link", "capabilities": {"podlabLink": True}, "mtu": mtu}])
+    }, {"type": "podlab-link", "capabilities": {"podlabLink": True}, "mtu": mtu},
+        {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True}])

@@ -28,6 +28,7 @@ from emulator.errors import LabNotFoundError, LabTimeoutError, NotFoundError, Po
 from emulator.lab import builder, targets, teardown
 from emulator.lab.nsrun import ns_argv, popen_in, run_in  # noqa: F401 (re-exported: the API's way into a namespace)
 from emulator.lab.targets import Place
+from emulator.netlink import netns
 from emulator.state import record
 from emulator.state.paths import LabPaths
 from emulator.state.resolv import prepare_pod
@@ -102,7 +103,15 @@ class NodeView(_View):
         return self.obj["spec"]["podCIDR"]
 
     @property
+    def runtime(self) -> str:
+        """``kubelet`` (podlab's node agent runs there) or ``docker`` (a Docker host: no agent, no pods)."""
+        return self.obj["metadata"].get("annotations", {}).get("podlab.io/runtime", "kubelet")
+
+    @property
     def ready(self) -> bool:
+        """The node's agent runs (a Docker host has none: ready when its namespace exists)."""
+        if self.runtime == "docker":
+            return netns.exists(self.netns)
         pf = read_pidfile(self.lab.paths, self.name)
         return bool(pf) and alive(pf[0], pf[1])
 
@@ -196,9 +205,13 @@ class Lab:
         from emulator.errors import ManifestError
         from emulator.state import events
         from emulator.lab import podspec
-        nodes = {n.name: max(ipaddress.ip_network(n.pod_cidr).num_addresses - 3, 0) for n in self.nodes}
+        docker = frozenset(n.name for n in self.nodes
+                           if n.obj["metadata"].get("annotations", {}).get("podlab.io/runtime") == "docker")
+        nodes = {n.name: max(ipaddress.ip_network(n.pod_cidr).num_addresses - 3, 0) for n in self.nodes
+                 if n.name not in docker}
         counts = {n: sum(1 for e in _listdir(self.store.index_dir("pods", n)) if e.endswith(".json")) for n in nodes}
-        req = podspec.parse(obj, source, nodes, counts)
+        req = podspec.parse(obj, source, nodes, counts, docker=docker)
+        req = podspec.host_ports(req, self.store, nodes, counts)
         name = req.pod.name
         existing = self.store.get("pods", name)
         if existing is not None:
@@ -208,6 +221,12 @@ class Lab:
                                 "specs are immutable)", f"run `podlab delete pod {name}` first, or use another name")
         prepare_pod(self.name, req.manifest)  # with cluster DNS: its resolv.conf exists before its agent starts it
         self.store.put("pods", name, req.manifest)
+        if req.pod.unschedulable:  # the NodePorts filter left no node: Pending, as the scheduler leaves it
+            from emulator.state.manifests import unschedulable_status
+            self.store.put_status("pods", name, unschedulable_status(req.pod))
+            events.emit(self.store.root, "pod", name, "FailedScheduling", req.pod.unschedulable, "default-scheduler",
+                        "Warning")
+            return f"pod/{name} created"
         events.emit(self.store.root, "pod", name, "Scheduled",
                     f"Successfully assigned {req.pod.namespace}/{name} to {req.pod.node}", "default-scheduler")
         return f"pod/{name} created"
@@ -227,8 +246,10 @@ class Lab:
     def delete_pod(self, name: str, wait: bool = True, timeout: float = 30) -> None:
         """Delete a pod: its agent stops the containers, runs CNI DEL (the IP is released), removes the netns."""
         from emulator.state import events
-        self.pod(name)
+        scheduled = bool(self.pod(name).obj["spec"].get("nodeName"))
         self.store.delete("pods", name)
+        if not scheduled:  # never scheduled: no agent owns it, nothing was made for it
+            self.store.delete("pods", name, status=True)
         if not wait:
             return
         deadline = time.monotonic() + timeout

@@ -23,7 +23,7 @@ from emulator.agent import agent
 from emulator.cni.spec import bridge_conflist
 from emulator.errors import AlreadyUp, BuildError, LabExistsError, LabTimeoutError, NamespaceConflictError
 from emulator.lab import components, teardown
-from emulator.state import manifests, record
+from emulator.state import events, manifests, record
 from emulator.state.paths import LabPaths, ensure_state_root
 from emulator.netlink import applier, msgs, netns
 from emulator.netlink.rtnl import Rtnl
@@ -65,7 +65,7 @@ def write_node_files(paths: LabPaths, topo: Topology, node: Node) -> None:
         exe.write_text(f"#!/bin/sh\n# podlab's built-in {ptype} CNI plugin\nPYTHONPATH={pkg_parent}"
                        f"${{PYTHONPATH:+:$PYTHONPATH}} exec {sys.executable} -m emulator.cni.plugin {ptype}\n")
         exe.chmod(0o755)
-    if node.cni != "none":
+    if node.cni != "none" and node.runtime != "docker":  # a Docker host runs no kubelet: no CNI configuration
         install_cni_config(paths, topo.pod_mtu, node)
     (root / "README").write_text(f"Files of node {node.name} of lab {topo.name}, at the paths a real node uses.\n")
 
@@ -169,6 +169,10 @@ def up(topo: Topology, progress: Progress = lambda s: None, timeout: float | Non
             store.put("nodes", n.name, manifests.node_manifest(topo, n))
         for p in topo.pods:
             store.put("pods", p.name, manifests.pod_manifest(p))
+            if p.unschedulable:  # the scheduler's verdict (topology.hostports): no kubelet ever sees the pod
+                store.put_status("pods", p.name, manifests.unschedulable_status(p))
+                events.emit(paths.store, "pod", p.name, "FailedScheduling", p.unschedulable, "default-scheduler",
+                            "Warning")
         step = f"routing daemons ({topo.routing})"
         for n in topo.nodes:  # each daemon records itself in the lab's process journal before it runs
             mode.start(full, n, str(paths.node_root(n.name)))
@@ -177,7 +181,7 @@ def up(topo: Topology, progress: Progress = lambda s: None, timeout: float | Non
             step = f"component {c.name}"
             c.start(ctx)
         step = "agents"
-        agent.spawn_many(topo.name, [n.name for n in topo.nodes])
+        agent.spawn_many(topo.name, [n.name for n in topo.nodes if n.runtime != "docker"])  # Docker hosts: none
         step = "pods"
         stuck = wait_pods(store, topo, progress, timeout or 30.0 + 0.05 * len(topo.pods))
         step = f"routing ({topo.routing}) ready"

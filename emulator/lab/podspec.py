@@ -5,16 +5,19 @@ turned into the store's manifest shape. Fields of a real manifest that do not ch
 and ignored (probes, resources, pull policy, security context, ...) so that e2e manifests apply unchanged; any
 other field is refused by name, because silently dropping e.g. ``hostNetwork`` or ``volumes`` would teach the
 wrong thing. Placement: ``spec.nodeName``/``node`` if given (the node must exist), else the node with the fewest
-pods (the topology's spread rule). A full node is *not* refused here: as in Kubernetes, the pod is bound and then
+pods (the topology's spread rule), never a ``runtime: docker`` node; a pod with ``hostPort`` s then meets the
+scheduler's NodePorts filter (``host_ports``): moved to a node where they are free, or, pinned or with no such
+node, left Pending with the scheduler's FailedScheduling message. A full node is *not* refused here: as in Kubernetes, the pod is bound and then
 waits in ContainerCreating with the IPAM error, which is the lesson.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from emulator.errors import ManifestError
 from emulator.state.manifests import pod_manifest
-from emulator.topology import names
+from emulator.state.store import Store
+from emulator.topology import hostports, names
 from emulator.topology.model import Pod
 from emulator.topology.validate import CONTAINER_KEYS, Validator, did_you_mean, show
 
@@ -35,6 +38,7 @@ IGNORED_CONTAINER_KEYS = ("imagePullPolicy", "resources", "livenessProbe", "read
 class PodRequest:
     pod: Pod
     manifest: dict
+    pinned: str | None = None  # the node the manifest named (nodeName / node), if any
 
 
 def _strip_containers(v: Validator, raw: object, field: str) -> object:
@@ -52,8 +56,10 @@ def _strip_containers(v: Validator, raw: object, field: str) -> object:
     return out
 
 
-def parse(obj: dict, source: str, nodes: dict[str, int], counts: dict[str, int]) -> PodRequest:
-    """Validate one pod document; ``nodes`` maps node name → capacity, ``counts`` node → pods bound now."""
+def parse(obj: dict, source: str, nodes: dict[str, int], counts: dict[str, int],
+          docker: frozenset[str] = frozenset()) -> PodRequest:
+    """Validate one pod document; ``nodes`` maps Kubernetes node name → capacity, ``counts`` node → pods bound
+    now; ``docker`` names the ``runtime: docker`` nodes (no pod may go there)."""
     v = Validator(source, ManifestError)
     if "kind" in obj:
         data = v.mapping(obj, "", TOP_KEYS, "a Pod manifest")
@@ -79,14 +85,39 @@ def parse(obj: dict, source: str, nodes: dict[str, int], counts: dict[str, int])
                f"rename the pod, e.g. {name}-pod")
     namespace = v.dns_name(namespace, "metadata.namespace", "namespace", names.MAX_OBJECT_NAME, example="default")
     containers = v.containers(_strip_containers(v, containers_raw, cfield), cfield)
+    pinned = node
     if node is None:
         node = min(nodes, key=lambda n: (counts.get(n, 0) >= nodes[n], counts.get(n, 0), list(nodes).index(n)))
+    elif node in docker:
+        v.fail(nodefield, f"node '{node}' has runtime: docker: it runs containers, not a kubelet",
+               f"use a Kubernetes node ({', '.join(nodes) or 'none'}) or leave it out")
     elif node not in nodes:
         v.fail(nodefield, f"unknown node {show(node)}; known nodes: {', '.join(nodes)}",
                (did_you_mean(node, list(nodes)) or "") + " use one of the known nodes or leave it out")
     pod = Pod(name=name, node=node, containers=containers, labels=v.labels(labels, "metadata.labels"),
               namespace=namespace)
-    return PodRequest(pod, pod_manifest(pod))
+    return PodRequest(pod, pod_manifest(pod), pinned=pinned)
+
+
+def host_ports(req: PodRequest, store: Store, nodes: dict[str, int], counts: dict[str, int]) -> PodRequest:
+    """The scheduler's NodePorts filter for a pod with ``hostPort`` s: moved to a node whose ports are free when
+    it was not pinned, else left unscheduled (Pending) with the scheduler's message (``topology.hostports``)."""
+    ports = set(req.pod.host_ports)
+    if not ports:
+        return req
+    used: dict[str, set] = {n: set() for n in nodes}
+    for m in store.list("pods"):
+        n = m["spec"].get("nodeName")
+        if n in used and m["metadata"]["name"] != req.pod.name:
+            used[n] |= {(p["hostPort"], p.get("protocol", "TCP")) for c in m["spec"].get("containers", [])
+                        for p in c.get("ports", []) if p.get("hostPort")}
+    eligible = sorted((n for n in nodes if counts.get(n, 0) < nodes[n]), key=lambda n: (counts.get(n, 0),
+                                                                                         list(nodes).index(n)))
+    node, message = hostports.choose(ports, req.pinned, req.pod.node, used, eligible)
+    if node == req.pod.node:
+        return req
+    pod = replace(req.pod, node=node, unschedulable=message)
+    return PodRequest(pod, pod_manifest(pod), pinned=req.pinned)
 
 
 def same_spec(a: dict, b: dict) -> bool:

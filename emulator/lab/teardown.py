@@ -16,16 +16,14 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from pyroute2.netlink.rtnl import RTM_GETLINK
-
 from emulator.lab import components
 from emulator.proc import journal, lifecycle
 from emulator.agent.agent import read_pidfile
 from emulator.agent.pods import read_journal
 from emulator.state import record
 from emulator.state.paths import LabPaths
-from emulator.netlink import msgs, netns
-from emulator.netlink.rtnl import Rtnl
+from emulator.netlink import netns
+from emulator.netlink.observe import Snapshot
 from emulator.state.store import Store
 from emulator.topology import names
 
@@ -38,13 +36,8 @@ def _quiet(_: str) -> None:
 
 def _ports(fd: int, skip: set[str]) -> int:
     """How many veth links the namespace behind ``fd`` still holds (other than ``skip``)."""
-    with Rtnl.in_ns(fd) as rt:
-        n = 0
-        for m in rt.query(msgs.link_dump(), RTM_GETLINK, dump=True):
-            info = m.get_attr("IFLA_LINKINFO")
-            if info and info.get_attr("IFLA_INFO_KIND") == "veth" and m.get_attr("IFLA_IFNAME") not in skip:
-                n += 1
-        return n
+    with Snapshot(ns=fd) as snap:
+        return sum(1 for link in snap.links.values() if link.kind == "veth" and link.name not in skip)
 
 
 def _wait_released(fds: list[int], skip: set[str], timeout: float) -> bool:

@@ -7,70 +7,47 @@ re-applying an unchanged state costs four dumps and no change. Running it twice 
 from __future__ import annotations
 
 import os
-import socket
-
-from pyroute2.netlink.rtnl import RTM_GETLINK, RTM_GETNEIGH, RTM_GETROUTE
-from pyroute2.netlink.rtnl.ndmsg import ndmsg
-from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from emulator.errors import NetlinkError
 from emulator.netlink import msgs, netns
 from emulator.netlink.desired import (AddrSpec, CableSpec, FdbSpec, LinkSpec, NeighSpec, NsState, Observed, ObservedLink, Op,
                                       RouteSpec, VxlanSpec, plan)
+from emulator.netlink.observe import Link, Snapshot
 from emulator.netlink.rtnl import Request, Rtnl
-from pyroute2.netlink.rtnl import RTM_GETADDR
-from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 
 
-def _links(rt: Rtnl) -> dict[str, ObservedLink]:
-    raw = rt.query(msgs.link_dump(), RTM_GETLINK, dump=True)
-    names = {m["index"]: m.get_attr("IFLA_IFNAME") for m in raw}
-    out: dict[str, ObservedLink] = {}
-    for m in raw:
-        info = m.get_attr("IFLA_LINKINFO")
-        kind = info.get_attr("IFLA_INFO_KIND") if info else None
-        vx = None
-        if kind == "vxlan":
-            data = info.get_attr("IFLA_INFO_DATA")
-            vx = VxlanSpec(vni=data.get_attr("IFLA_VXLAN_ID"), local=data.get_attr("IFLA_VXLAN_LOCAL"),
-                           dev=names.get(data.get_attr("IFLA_VXLAN_LINK"), ""),
-                           port=data.get_attr("IFLA_VXLAN_PORT"),
-                           learning=bool(data.get_attr("IFLA_VXLAN_LEARNING")))
-        name = m.get_attr("IFLA_IFNAME")
-        out[name] = ObservedLink(name=name, index=m["index"], kind=kind, mtu=m.get_attr("IFLA_MTU"),
-                                 mac=m.get_attr("IFLA_ADDRESS") or "", up=bool(m["flags"] & msgs.IFF_UP), vxlan=vx)
-    return out
+def _observed_link(link: Link) -> ObservedLink:
+    vx = None
+    if link.kind == "vxlan":
+        vx = VxlanSpec(vni=link.vni or 0, local=link.vxlan_local or "", dev=link.vxlan_dev or "",
+                       port=link.vxlan_port or 0, learning=bool(link.learning))
+    return ObservedLink(name=link.name, index=link.index, kind=link.kind or None, mtu=link.mtu, mac=link.mac,
+                        up=link.up, vxlan=vx)
+
+
+def _links(snap: Snapshot) -> dict[str, ObservedLink]:
+    return {name: _observed_link(link) for name, link in snap.links.items()}
+
+
+def observed(snap: Snapshot) -> Observed:
+    """What ``snap`` shows, in the vocabulary of ``NsState``: the lab's own kind of state only (main-table routes
+    of protocol boot, permanent neighbours with an address, permanent FDB entries of VXLAN devices with a
+    remote)."""
+    obs = Observed(links=_links(snap))
+    obs.addrs = {AddrSpec(a.dev, a.ip, a.prefixlen) for a in snap.addrs}
+    obs.routes = {RouteSpec(dst=str(r.dst), dev=r.dev, gateway=r.gateway, onlink=r.onlink) for r in snap.routes
+                  if r.protocol == msgs.RTPROT_BOOT}
+    obs.neighs = {NeighSpec(n.dev, n.ip, n.mac) for n in snap.neighs if n.permanent and n.mac}
+    vx_devs = {link.name for link in snap.links.values() if link.kind == "vxlan"}
+    if vx_devs:
+        obs.fdbs = {FdbSpec(f.dev, f.mac, f.dst) for f in snap.fdb if f.dev in vx_devs and f.permanent and f.dst}
+    return obs
 
 
 def observe(rt: Rtnl) -> Observed:
-    obs = Observed(links=_links(rt))
-    by_index = {l.index: l.name for l in obs.links.values()}
-    am = ifaddrmsg()
-    am["family"] = socket.AF_INET
-    for m in rt.query(am, RTM_GETADDR, dump=True):
-        obs.addrs.add(AddrSpec(by_index.get(m["index"], ""), m.get_attr("IFA_LOCAL"), m["prefixlen"]))
-    rm = rtmsg()
-    rm["family"] = socket.AF_INET
-    for m in rt.query(rm, RTM_GETROUTE, dump=True):
-        table = m.get_attr("RTA_TABLE") or m["table"]
-        if table != msgs.RT_TABLE_MAIN or m["proto"] != msgs.RTPROT_BOOT:
-            continue
-        dst = f"{m.get_attr('RTA_DST') or '0.0.0.0'}/{m['dst_len']}"
-        obs.routes.add(RouteSpec(dst=dst, dev=by_index.get(m.get_attr("RTA_OIF"), ""),
-                                 gateway=m.get_attr("RTA_GATEWAY"), onlink=bool(m["flags"] & msgs.RTNH_F_ONLINK)))
-    nm = ndmsg()
-    nm["family"] = socket.AF_INET
-    for m in rt.query(nm, RTM_GETNEIGH, dump=True):
-        if m["state"] & msgs.NUD_PERMANENT and m.get_attr("NDA_LLADDR"):
-            obs.neighs.add(NeighSpec(by_index.get(m["ifindex"], ""), m.get_attr("NDA_DST"), m.get_attr("NDA_LLADDR")))
-    vx_devs = {l.index for l in obs.links.values() if l.kind == "vxlan"}
-    if vx_devs:
-        fm = ndmsg()
-        fm["family"] = msgs.AF_BRIDGE
-        for m in rt.query(fm, RTM_GETNEIGH, dump=True):
-            if m["ifindex"] in vx_devs and m["state"] & msgs.NUD_PERMANENT and m.get_attr("NDA_DST"):
-                obs.fdbs.add(FdbSpec(by_index[m["ifindex"]], m.get_attr("NDA_LLADDR"), m.get_attr("NDA_DST")))
-    return obs
+    """Dump what the namespace behind ``rt`` holds (links, addresses, routes, neighbours, and FDB where it has a
+    VXLAN device) and return it as ``observed`` does."""
+    return observed(Snapshot(rt))
 
 
 def _link_ops(op: Op, links: dict[str, ObservedLink]) -> list[Request]:
@@ -90,7 +67,8 @@ def _link_ops(op: Op, links: dict[str, ObservedLink]) -> list[Request]:
             raise NetlinkError(f"link {spec.name} is missing and has no kind to create it with (was it deleted by "
                                "hand? only the lab's own links can be re-made)", obj=spec.name)
     else:
-        reqs.append(msgs.link_set(links[spec.name].index, spec.name, up=spec.up, mtu=spec.mtu))
+        reqs.append(msgs.link_set(links[spec.name].index, spec.name, up=spec.up, mtu=spec.mtu,
+                                  mac=spec.mac if spec.mac and spec.mac != links[spec.name].mac else None))
     return reqs
 
 
@@ -107,7 +85,7 @@ def apply(rt: Rtnl, desired: NsState, ns_name: str | None = None) -> list[Op]:
     link_reqs = [r for op in ops if isinstance(op.what, LinkSpec) for r in _link_ops(op, current.links)]
     if link_reqs:
         rt.batch(link_reqs)
-        current.links = _links(rt)
+        current.links = _links(Snapshot(rt))
     idx = {name: l.index for name, l in current.links.items()}
     mid: list[Request] = []
     routes: list[Request] = []
@@ -138,7 +116,7 @@ def apply(rt: Rtnl, desired: NsState, ns_name: str | None = None) -> list[Op]:
 def plug(rt: Rtnl, cables: list[CableSpec]) -> list[str]:
     """Make the cables of the namespace behind ``rt`` exist (one batch; a cable whose end is there is left as it
     is, so plugging twice is safe); return the names of the ends created."""
-    links = _links(rt)
+    links = Snapshot(rt).links
     todo = [c for c in cables if c.name not in links]
     fds: list[int] = []
     try:

@@ -161,8 +161,8 @@ def missing_routes(topo: Topology) -> dict[str, list[str]]:
     """Per node, the other nodes' slices its kernel does not yet hold as a ``proto bird`` route."""
     out: dict[str, list[str]] = {}
     for n in topo.nodes:
-        have = {r.dst for r in held_routes.read(names.node_ns(topo.name, n.name))
-                if r.proto == held_routes.RTPROT_BIRD}
+        have = {str(r.dst) for r in held_routes.read(names.node_ns(topo.name, n.name))
+                if r.protocol == held_routes.RTPROT_BIRD}
         want = [str(o.pod_cidr) for o in topo.nodes if o.name != n.name]
         lacking = [s for s in want if s not in have]
         if lacking:

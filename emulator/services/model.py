@@ -13,12 +13,12 @@ from dataclasses import dataclass, replace
 
 from emulator.state.manifests import container_manifest, now
 from emulator.topology.model import Container, Port
+from emulator.topology.sections import NODE_PORT_MAX, NODE_PORT_MIN  # noqa: F401 (the one range; re-exported)
 
 SERVICE_TYPES = ("ClusterIP", "NodePort")
 PROTOCOLS = ("TCP", "UDP")
 AFFINITIES = ("None", "ClientIP")
 TRAFFIC_POLICIES = ("Cluster", "Local")
-NODE_PORT_MIN, NODE_PORT_MAX = 30000, 32767
 DEFAULT_AFFINITY_TIMEOUT = 10800  # seconds, Kubernetes' default for sessionAffinityConfig.clientIP
 MAX_AFFINITY_TIMEOUT = 86400
 HEADLESS = "None"

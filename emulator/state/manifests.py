@@ -25,7 +25,8 @@ def container_manifest(c: Container) -> dict:
         out["args"] = list(c.args)
     if c.ports:
         out["ports"] = [{"containerPort": p.container_port, "protocol": p.protocol, **({"name": p.name} if p.name
-                                                                                        else {})} for p in c.ports]
+                                                                                        else {}),
+                         **({"hostPort": p.host_port} if p.host_port else {})} for p in c.ports]
     if c.env:
         out["env"] = [{"name": k, "value": v} for k, v in c.env]
     return out
@@ -53,10 +54,18 @@ def pod_manifest(p: Pod) -> dict:
             "spec": {"nodeName": p.node, "containers": [container_manifest(c) for c in p.containers]}}
 
 
+def unschedulable_status(p: Pod) -> dict:
+    """A pod the scheduler could not place: Pending, PodScheduled False with its FailedScheduling message."""
+    cond = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": p.unschedulable}
+    return {"name": p.name, "phase": "Pending", "nodeName": "", "reason": "Unschedulable",
+            "message": p.unschedulable, "conditions": [cond]}
+
+
 def node_manifest(topo: Topology, n: Node) -> dict:
     return {"apiVersion": "v1", "kind": "Node",
             "metadata": {"name": n.name, "creationTimestamp": now(),
-                         "annotations": {"podlab.io/routing": topo.routing, "podlab.io/cni": n.cni}},
+                         "annotations": {"podlab.io/routing": topo.routing, "podlab.io/cni": n.cni,
+                                         "podlab.io/runtime": n.runtime}},
             "spec": {"podCIDR": str(n.pod_cidr), "podCIDRs": [str(n.pod_cidr)]},
             "status": {"addresses": [{"type": "InternalIP", "address": str(n.ip)},
                                      {"type": "Hostname", "address": n.name}]}}

@@ -25,7 +25,7 @@ from emulator.topology.model import Topology
 
 def fingerprint(topo: Topology) -> str:
     key = repr((topo.name, topo.routing, topo.pod_cidr, topo.service_cidr, topo.node_mask, topo.underlay,
-                topo.nodes, topo.pods, topo.extra))
+                topo.nodes, topo.pods, topo.extra) + ((topo.containers,) if topo.containers else ()))
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 

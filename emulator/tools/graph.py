@@ -15,7 +15,7 @@ import re
 from emulator.lab.api import Lab
 from emulator.errors import MissingDependencyError, ToolError
 from emulator.tools.graph_model import GraphModel, Line, NodeInfo, PodInfo, build, dev_id
-from emulator.tools.kstate import NsView
+from emulator.netlink.observe import Snapshot
 from emulator.topology import names
 
 FORMATS = ("svg", "png", "dot", "mmd", "json")
@@ -63,7 +63,7 @@ def kernel_paths(lab: Lab, nodes: list[NodeInfo]) -> tuple[dict[str, list[str]],
     pairs: list[Line] = []
     seen: set[tuple[str, str]] = set()
     for n in nodes:
-        v = NsView(names.node_ns(lab.name, n.name), n.name)
+        v = Snapshot(ns=names.node_ns(lab.name, n.name), label=n.name)
         try:
             routes[n.name] = []
             for other in nodes:

@@ -127,7 +127,7 @@ def expected(routing: str, nodes: list[NodeInfo]) -> tuple[dict[str, list[str]],
 
 def from_topology(topo: Topology) -> GraphModel:
     nodes = [NodeInfo(n.name, str(n.ip), n.pod_cidr) for n in topo.nodes]
-    pods = [PodInfo(p.name, p.node, None, None) for p in topo.pods]
+    pods = [PodInfo(p.name, p.node, None, None) for p in topo.pods if p.node]  # an unscheduled pod is on no node
     routes, pairs = expected(topo.routing, nodes)
     return build(f"lab {topo.name} ({topo.routing}) from {topo.source}", topo.routing, str(topo.underlay.cidr),
                  nodes, pods, routes, pairs)

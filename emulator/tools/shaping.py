@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 
 from emulator.lab.api import run_in
+from emulator.netlink import observe
+from emulator.netlink.rtnl import Rtnl
 from emulator.topology import units
 from emulator.netlink.tc import NETEM_MISSING, clear_command, need_tc, netem_available, tc_commands
 from emulator.errors import NetemUnavailableError, ToolError
@@ -19,11 +21,9 @@ from emulator.topology.model import LinkShape
 
 
 def _mtu(point: Point) -> int:
-    r = run_in(point.ns, ["ip", "-j", "link", "show", "dev", point.iface], timeout=10)
-    try:
-        return int(json.loads(r.stdout)[0]["mtu"])
-    except (ValueError, IndexError, KeyError):
-        return 1500
+    with Rtnl.in_ns(point.ns) as rt:
+        link = observe.link(rt, point.iface)
+    return link.mtu if link is not None and link.mtu else 1500
 
 
 def apply(point: Point, shape: LinkShape) -> list[str]:

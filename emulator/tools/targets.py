@@ -22,11 +22,11 @@ from emulator.errors import TargetError
 from emulator.lab import targets as grammar
 from emulator.lab.api import Lab
 from emulator.lab.targets import Kind
-from emulator.tools.kstate import NsView
+from emulator.netlink.observe import Snapshot
 from emulator.topology import names
 
 DEFAULT_IFACE = {"pod": names.POD_IFNAME, "node": names.NODE_UPLINK, "underlay": names.UNDERLAY_BRIDGE,
-                 "external": "eth0"}
+                 "external": "eth0", "container": names.POD_IFNAME}
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,8 @@ class Point:
     @property
     def description(self) -> str:
         what = {"pod": f"pod {self.owner}", "node": f"node {self.owner}", "underlay": "the underlay",
-                "external": "the external host"}[self.kind]
+                "external": "the external host",
+                "container": f"container {self.owner.replace('.', '/', 1)}"}[self.kind]
         return f"{self.iface} of {what} (lab {self.lab}, netns {self.ns})"
 
 
@@ -60,7 +61,7 @@ def resolve(lab: Lab, text: str, check: bool = True) -> Point:
 
 
 def check_iface(point: Point) -> None:
-    view = NsView(point.ns, point.owner)
+    view = Snapshot(ns=point.ns, label=point.owner)
     try:
         have = view.links
     except Exception as e:  # namespace gone (pod not running) or unreadable
@@ -87,11 +88,18 @@ def peer(lab: Lab, point: Point) -> Point | None:
     if point.kind == "pod" and point.iface == names.POD_IFNAME:
         node = lab.pod(point.owner).node
         return Point("node", node, names.node_ns(lab.name, node), pod_veth(lab, point.owner), lab.name)
+    if point.kind == "container" and point.iface == names.POD_IFNAME:  # Docker: veth<7 hex> on the node's docker0
+        node, _, name = point.owner.partition(".")
+        return Point("node", node, names.node_ns(lab.name, node), names.docker_veth(node, name), lab.name)
     if point.kind == "node" and point.iface == names.NODE_UPLINK:
         return Point("underlay", "underlay", names.underlay_ns(lab.name), point.owner, lab.name)
     if point.kind == "underlay" and point.iface in lab.record.get("nodes", []):
         return Point("node", point.iface, names.node_ns(lab.name, point.iface), names.NODE_UPLINK, lab.name)
     if point.kind == "node" and point.iface.startswith("veth"):
+        for key in lab.store.names(grammar.CONTAINERS):
+            node, _, name = key.partition(".")
+            if node == point.owner and names.docker_veth(node, name) == point.iface:
+                return Point("container", key, names.container_ns(lab.name, node, name), names.POD_IFNAME, lab.name)
         for p in lab.store.names("pods"):
             st = lab.store.get_status("pods", p) or {}
             sb = (st.get("sandbox") or {}).get("id")

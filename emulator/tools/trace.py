@@ -26,10 +26,10 @@ import ipaddress
 from typing import Sequence
 
 from emulator.cni.bridge import mac_for
-from emulator.errors import TargetError
+from emulator.errors import NoRouteError, TargetError
 from emulator.lab.api import Lab
+from emulator.netlink.observe import Route, Snapshot
 from emulator.tools import targets
-from emulator.tools.kstate import NoRouteError, NsView, Route
 from emulator.tools.trace_ctx import Ctx
 from emulator.tools.trace_model import Check, Hop, NatAt, NatHook, NatPoint, Packet, TraceResult
 from emulator.tools.trace_nat import NAT_HOOKS
@@ -184,7 +184,7 @@ class Walker:
         return None
 
     # -- VXLAN -------------------------------------------------------------------------------------------------
-    def encap(self, kind: str, owner: str, v: NsView, link, nexthop: str, pkt: Packet) -> Next | None:
+    def encap(self, kind: str, owner: str, v: Snapshot, link, nexthop: str, pkt: Packet) -> Next | None:
         neigh = v.neigh(link.name, nexthop)
         sl = self.ctx.slice_of(pkt.dst)
         remote_node = sl[0] if sl else "the remote node"
@@ -202,7 +202,7 @@ class Walker:
         self.stack.append(pkt)  # the outer packet is sent by the node itself: it meets the output hook
         return kind, owner, Packet(local, fdb.dst, "udp", link.vxlan_port, pkt.mark), "output", None
 
-    def decap(self, kind: str, owner: str, v: NsView, dev: str, outer: Packet) -> Next | None:
+    def decap(self, kind: str, owner: str, v: Snapshot, dev: str, outer: Packet) -> Next | None:
         inner = self.stack.pop().with_(mark=outer.mark)
         vx = next((l for l in v.links.values() if l.kind == "vxlan" and l.vxlan_port == outer.port), None)
         if vx is None:
@@ -212,7 +212,7 @@ class Walker:
                  f"(VNI {vx.vni}) strips the outer headers: {inner.text()}", (vx.name, "rx"))
         return kind, owner, inner, "prerouting", vx.name
     # -- L2: bridges and veth cables ----------------------------------------------------------------------------
-    def mac_of(self, v: NsView, dev: str, ip: str) -> tuple[str, str]:
+    def mac_of(self, v: Snapshot, dev: str, ip: str) -> tuple[str, str]:
         n = v.neigh(dev, ip)
         if n and n.mac:
             return n.mac, f"neigh {ip} lladdr {n.mac} {n.state}"
@@ -221,11 +221,12 @@ class Walker:
             return mac, f"no neighbour entry for {ip} yet (ARP resolves it to {mac}, 0a:58 + the IP)"
         return "", f"no neighbour entry for {ip} yet (ARP resolves it)"
 
-    def port_for(self, bv: NsView, bridge: str, mac: str, ip: str) -> tuple[str | None, str]:
+    def port_for(self, bv: Snapshot, bridge: str, mac: str, ip: str) -> tuple[str | None, str]:
         fdb = bv.fdb_port(bridge, mac) if mac else None
         if fdb is not None:
             return fdb.dev, f"fdb {mac} → port {fdb.dev}"
-        owner = self.ctx.owner_of(ip)
+        near = next((n for n in self.ctx.nodes if self.ctx.ns("node", n) == bv.ns), None)
+        owner = self.ctx.owner_of(ip, near)
         port = self.ctx.port_towards(owner) if owner else None
         if port and bv.links.get(port) and bv.links[port].master == bridge:
             return port, f"{mac or ip} not in the FDB yet: the bridge floods the first frame; port {port} leads to it"
@@ -245,7 +246,7 @@ class Walker:
             pkt = nxt
         return pkt
 
-    def bridge_out(self, kind: str, owner: str, v: NsView, bridge: str, nexthop: str, pkt: Packet) -> Next | None:
+    def bridge_out(self, kind: str, owner: str, v: Snapshot, bridge: str, nexthop: str, pkt: Packet) -> Next | None:
         mac, neigh_text = self.mac_of(v, bridge, nexthop)
         port, fdb_text = self.port_for(v, bridge, mac, nexthop)
         if port is None:
@@ -262,6 +263,12 @@ class Walker:
             pk, po, pd = peer
             self.hop(pk, po, pd, "in", f"{po}'s {pd} (cable from underlay port {port})", (pd, "rx"))
             return pk, po, pkt, "prerouting", pd
+        peer = self.ctx.cables.get((kind, owner, port))
+        if peer is not None and peer[0] == "container":
+            self.hop(kind, owner, port, "out", f"veth to container {peer[1].replace('.', '/', 1)}", (port, "tx"))
+            self.hop("container", peer[1], names.POD_IFNAME, "in", "the container's eth0 receives the frame",
+                     (names.POD_IFNAME, "rx"))
+            return "container", peer[1], pkt, "prerouting", names.POD_IFNAME
         pod = next((p for p in self.ctx.pods.values() if p["veth"] == port and p["node"] == owner), None)
         if pod is None:
             return self.fail(f"{owner}: port {port} leads to no running pod")
@@ -270,11 +277,14 @@ class Walker:
                  (names.POD_IFNAME, "rx"))
         return "pod", pod["name"], pkt, "prerouting", names.POD_IFNAME
 
-    def veth_out(self, kind: str, owner: str, v: NsView, dev: str, nexthop: str, pkt: Packet) -> Next | None:
+    def veth_out(self, kind: str, owner: str, v: Snapshot, dev: str, nexthop: str, pkt: Packet) -> Next | None:
         mac, neigh_text = self.mac_of(v, dev, nexthop)
         self.hop(kind, owner, dev, "out", f"next hop {nexthop}: {neigh_text}", (dev, "tx"))
         if kind == "pod":
             return self.pod_out(owner, mac, nexthop, pkt)
+        if kind == "container":
+            c = self.ctx.containers[owner]
+            return self.into_node(owner, c["node"], c["veth"], mac, nexthop, pkt)
         peer = self.ctx.cables.get((kind, owner, dev))
         if peer is None:
             return self.fail(f"{owner}: cannot follow a packet out of veth {dev} (the lab knows no cable there)")
@@ -294,12 +304,16 @@ class Walker:
 
     def pod_out(self, owner: str, mac: str, nexthop: str, pkt: Packet) -> Next | None:
         """From a pod's eth0 into its node: to the bridge itself (routed on) or bridged to another pod."""
-        node = self.ctx.lab.pod(owner).node
-        veth = targets.pod_veth(self.ctx.lab, owner)
+        return self.into_node(owner, self.ctx.lab.pod(owner).node, targets.pod_veth(self.ctx.lab, owner), mac,
+                              nexthop, pkt)
+
+    def into_node(self, owner: str, node: str, veth: str, mac: str, nexthop: str, pkt: Packet) -> Next | None:
+        """A frame from a pod's or Docker container's eth0 at its host veth: to the bridge (cni0, docker0)
+        itself when the next hop is the bridge's address, else bridged to another port."""
         nv = self.ctx.view("node", node)
         link = nv.links.get(veth)
         if link is None:
-            return self.fail(f"{node} has no veth {veth} for pod {owner}: the pod's cable is cut")
+            return self.fail(f"{node} has no veth {veth} for {owner}: the cable is cut")
         self.hop("node", node, veth, "in", f"veth peer of {owner} eth0, port of bridge {link.master}", (veth, "rx"))
         if link.master is None:
             return self.fail(f"{node} {veth} is not a port of any bridge (cni0): frames from {owner} stop here")
@@ -309,7 +323,11 @@ class Walker:
             return "node", node, pkt, "prerouting", link.master
         port, fdb_text = self.port_for(nv, link.master, mac, nexthop)
         if port is None:
-            return self.fail(f"{node} bridge {link.master}: {fdb_text}")
+            there = [k.replace(".", "/", 1) for k, c in self.ctx.containers.items() if c["ip"] == nexthop
+                     and c["node"] != node]
+            why = (f" ({', '.join(there)} holds {nexthop}, on another Docker host: 172.17.0.0/16 is local to every "
+                   f"one of them, so {node} never routes it off its own {link.master})" if there else "")
+            return self.fail(f"{node} bridge {link.master}: {fdb_text}{why}")
         self.hop("node", node, link.master, "bridge", f"bridged, not routed: {fdb_text}")
         bridged = self.bridged("node", node, link.master, pkt)
         return None if bridged is None else self.cross_port("node", node, port, bridged)

@@ -1,13 +1,14 @@
 """The lab as the trace walker needs it: namespaces, who owns which address, the cables, the trace's endpoints.
 
-Kernel state comes from ``NsView`` s, opened once per namespace and trace. The lab is consulted only for what one
+Kernel state comes from ``netlink.observe.Snapshot`` s, opened once per namespace and trace. The lab is consulted only for what one
 namespace's kernel cannot say: which namespace is at the other end of a veth cable (a pod's sandbox names its
 node-side veth; the rest are the lab's conventions: a node's ``eth0`` is underlay port ``<node>``, the router's
 ``eth0`` is ``gw.lan``, the DNS host's ``dns.lan``, the external host's ``eth0`` is the router's ``eth1``) and which
 pod, node or host owns an address when a bridge has not learned its MAC yet.
 
 Endpoints: the source is a target of the one grammar (``emulator.lab.targets``) that has an address — a pod, a
-node, ``external``; the destination any of those or an IPv4 address (the router's and the DNS host's too), each
+node, a Docker container (``container/NODE/NAME``: its cable is ``eth0`` ↔ the node's ``veth<7 hex>`` on
+docker0, and its 172.17.0.x means the container *of the node asking*), ``external``; the destination any of those or an IPv4 address (the router's and the DNS host's too), each
 optionally with ``:PORT``. A Service's
 ClusterIP without a port takes the Service's port (and protocol) when it has one, or the one of ``--proto``.
 """
@@ -22,7 +23,7 @@ from emulator.errors import TargetError
 from emulator.lab import targets as grammar
 from emulator.lab.api import Lab
 from emulator.netlink import netns
-from emulator.tools.kstate import NsView
+from emulator.netlink.observe import Snapshot
 from emulator.topology import names
 
 Place = tuple[str, str, str]  # (kind, owner, device)
@@ -38,7 +39,7 @@ class Ctx:
         rec = lab.record
         self.routing = rec.get("routing", "?")
         self.cluster = rec.get("cluster", {})
-        self.views: dict[str, NsView] = {}
+        self.views: dict[str, Snapshot] = {}
         self.nodes: dict[str, tuple[str, ipaddress.IPv4Network]] = {}
         for n in rec.get("nodes", []):
             obj = lab.store.get("nodes", n) or {}
@@ -50,11 +51,19 @@ class Ctx:
             if st.get("podIP"):
                 self.pods[st["podIP"]] = {"name": p, "node": st.get("nodeName"),
                                           "veth": names.host_veth((st.get("sandbox") or {}).get("id", ""))}
+        self.containers: dict[str, dict] = {}  # Docker containers by store key <node>.<name>
+        for key in lab.store.names(grammar.CONTAINERS):
+            o = lab.store.get(grammar.CONTAINERS, key) or {}
+            node, _, name = key.partition(".")
+            self.containers[key] = {"node": node, "ip": (o.get("status") or {}).get("ipAddress"),
+                                    "veth": names.docker_veth(node, name)}
         namespaces = set(rec.get("namespaces", []))
         self.hosts = {h: fn(lab.name) for h, fn in HOSTS.items() if fn(lab.name) in namespaces}
         self.cables: dict[Place, Place] = {}
         for n in self.nodes:
             self._cable(("node", n, names.NODE_UPLINK), ("underlay", "underlay", n))
+        for key, c in self.containers.items():
+            self._cable(("container", key, names.POD_IFNAME), ("node", c["node"], c["veth"]))
         if "gw" in self.hosts:
             self._cable(("host", "gw", "eth0"), ("underlay", "underlay", extnet.UNDERLAY_PORT))
         if "external" in self.hosts:
@@ -65,10 +74,10 @@ class Ctx:
     def _cable(self, a: Place, b: Place) -> None:
         self.cables[a], self.cables[b] = b, a
 
-    def view(self, kind: str, owner: str) -> NsView:
+    def view(self, kind: str, owner: str) -> Snapshot:
         ns = self.ns(kind, owner)
         if ns not in self.views:
-            self.views[ns] = NsView(ns, owner)
+            self.views[ns] = Snapshot(ns=ns, label=owner)
         return self.views[ns]
 
     def ns(self, kind: str, owner: str) -> str:
@@ -76,6 +85,9 @@ class Ctx:
             return names.underlay_ns(self.lab.name)
         if kind == "host":
             return self.hosts[owner]
+        if kind == "container":
+            node, _, name = owner.partition(".")
+            return names.container_ns(self.lab.name, node, name)
         return {"pod": names.pod_ns, "node": names.node_ns}[kind](self.lab.name, owner)
 
     def close(self) -> None:
@@ -95,14 +107,20 @@ class Ctx:
                     self.memo[key] = False
         return self.memo[key]
 
-    def owner_of(self, ip: str) -> tuple[str, str] | None:
+    def owner_of(self, ip: str, near: str | None = None) -> tuple[str, str] | None:
+        """Who holds ``ip``; a Docker container's address means the container on node ``near`` (every Docker host
+        reuses 172.17.0.0/16)."""
+        if near is not None:
+            key = next((k for k, c in self.containers.items() if c["ip"] == ip and c["node"] == near), None)
+            if key is not None:
+                return "container", key
         if ip in self.pods:
             return "pod", self.pods[ip]["name"]
         if ip in self.node_by_ip:
             return "node", self.node_by_ip[ip]
         addr = ipaddress.IPv4Address(ip)
         for h in self.hosts:
-            if any(i.ip == addr for _, i in self.view("host", h).addrs):
+            if any(a.interface.ip == addr for a in self.view("host", h).addrs):
                 return "host", h
         return None
 
@@ -112,7 +130,7 @@ class Ctx:
         if kind == "pod":
             return next((p["veth"] for p in self.pods.values() if p["name"] == name), None)
         peer = self.cables.get((kind, name, "eth0"))
-        return peer[2] if peer and peer[0] == "underlay" else None
+        return peer[2] if peer and peer[0] in ("underlay", "node") else None
 
     def slice_of(self, ip: str) -> tuple[str, ipaddress.IPv4Network] | None:
         addr = ipaddress.IPv4Address(ip)
@@ -161,8 +179,10 @@ class Ctx:
             return "pod", place.name, st["podIP"]
         if place.kind == "node":
             return "node", place.name, self.nodes[place.name][0]
+        if place.kind == "container" and self.containers.get(place.name, {}).get("ip"):
+            return "container", place.name, self.containers[place.name]["ip"]
         if place.kind == "external" and "external" in self.hosts:
-            ip = next((str(i.ip) for dev, i in self.view("host", "external").addrs if dev == "eth0"), None)
+            ip = next((a.ip for a in self.view("host", "external").addrs if a.dev == "eth0"), None)
             if ip is not None:
                 return "host", "external", ip
         raise TargetError(f"trace walks between pods, nodes and the external host; for the {place.kind} give its "

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
-    from emulator.tools.kstate import NsView
+    from emulator.netlink.observe import Snapshot
 
 Proto = Literal["icmp", "tcp", "udp"]
 NatPoint = Literal["output", "prerouting", "input", "forward", "postrouting"]
@@ -147,7 +147,7 @@ class NatContext(Protocol):
     memo: dict
     prefer: str | None  # the endpoint the user asked the trace to follow (``--endpoint``)
 
-    def view(self, kind: str, owner: str) -> "NsView": ...
+    def view(self, kind: str, owner: str) -> "Snapshot": ...
 
 
 class NatHook(Protocol):

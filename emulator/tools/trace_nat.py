@@ -27,7 +27,8 @@ from emulator.services.proxy import names as chain_names
 from emulator.services.proxy import state as proxy_state
 from emulator.services.proxy.kubeproxy import status_path
 from emulator.state.store import read_json
-from emulator.tools.kstate import NoRouteError
+from emulator.errors import NoRouteError
+from emulator.tools import trace_netpol
 from emulator.tools.netfilter import model, ruleset
 from emulator.tools.trace_model import NatAt, NatContext, NatHook, NatStep, Packet
 
@@ -90,7 +91,7 @@ def netfilter(ctx: NatContext, at: NatAt, pkt: Packet) -> NatStep | None:
             masq = v.route_get(pkt.dst).prefsrc
         except NoRouteError:
             masq = None
-    env = model.Env(at.point, frozenset(str(i.ip) for _, i in v.addrs), at.in_dev, at.out_dev, masq, rs.recent)
+    env = model.Env(at.point, frozenset(a.ip for a in v.addrs), at.in_dev, at.out_dev, masq, rs.recent)
     res = model.evaluate(rs.tables, at.point, model.Flow(pkt.src, pkt.dst, pkt.proto, pkt.port, pkt.mark), env,
                          ctx.prefer)
     if not res.decisions:
@@ -132,7 +133,7 @@ def _service_words(ctx: NatContext, at: NatAt, pkt: Packet) -> str:
     if not _in_service_range(ctx, pkt.dst):
         nodeport = next((p for p in _model(ctx, at.owner).ports if p.node_port and p.node_port == pkt.port
                          and p.protocol == pkt.proto), None)
-        if nodeport is None or pkt.dst not in frozenset(str(i.ip) for _, i in ctx.view(at.kind, at.owner).addrs):
+        if nodeport is None or pkt.dst not in frozenset(a.ip for a in ctx.view(at.kind, at.owner).addrs):
             return ""
         if not nodeport.endpoints:
             return f"NodePort {pkt.port} is {nodeport.spn}, which has no endpoints"
@@ -184,4 +185,6 @@ def untranslated_service(ctx: NatContext, at: NatAt, pkt: Packet) -> NatStep | N
     return NatStep(pkt, text, problem, {"hook": at.point, "service": target, "explanation": why})
 
 
-NAT_HOOKS: tuple[NatHook, ...] = (netfilter, untranslated_service)
+# The NetworkPolicy hook first: it walks what precedes the policy table itself and leaves any earlier drop to
+# ``netfilter``, which then also applies the NAT the later chains (masquerade) do.
+NAT_HOOKS: tuple[NatHook, ...] = (trace_netpol.netpol, netfilter, untranslated_service)

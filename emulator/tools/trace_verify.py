@@ -7,12 +7,15 @@ again and mark each hop verified when all its counters grew by at least the numb
 traffic in the lab can only add to a counter, never hide a missing packet, so a hop marked ✗ is a real break.
 Where the rules pick a Service endpoint at random, one probe may well go to another endpoint than the traced
 one: the probe is then repeated (up to ``RANDOM_TRIES`` times, counting from the first reading) until the
-traced path has seen it, and the report says how many probes it took.
+traced path has seen it, and the report says how many probes it took. Where a NetworkPolicy rule decided
+(``trace_netpol``), its packet counter is read before and after the probe too: the report says by how much it
+grew — for a packet a policy drops (the probe is sent then as well), that is the kernel confirming the drop point.
 """
 from __future__ import annotations
 
 from emulator.lab.api import Lab, run_in
-from emulator.tools.kstate import NsView
+from emulator.netlink.observe import Snapshot
+from emulator.tools import trace_netpol
 from emulator.tools.trace_model import TraceResult
 
 PINGS = 3
@@ -31,7 +34,7 @@ def probe_argv(proto: str, dst: str, port: int | None, count: int = PINGS) -> li
 def snapshot(namespaces: set[str]) -> dict[str, dict[str, tuple[int, int]]]:
     out = {}
     for ns in namespaces:
-        v = NsView(ns)
+        v = Snapshot(ns=ns)
         try:
             out[ns] = v.counters()
         finally:
@@ -66,6 +69,8 @@ def verify(lab: Lab, res: TraceResult, count: int = PINGS) -> TraceResult:
     src_ns = res.hops[0].ns
     need = count if res.packet.proto in ("icmp", "udp") else 1
     tries = RANDOM_TRIES if random_choice(res) else 1
+    rule_ns = {ns for _, ns, _ in trace_netpol.deciding_rules(res)}
+    rules_before = trace_netpol.read_counters(rule_ns)
     before = snapshot(namespaces)
     for n in range(1, tries + 1):
         r = run_in(src_ns, probe_argv(res.packet.proto, res.packet.dst, res.packet.port, count), timeout=30)
@@ -79,6 +84,8 @@ def verify(lab: Lab, res: TraceResult, count: int = PINGS) -> TraceResult:
     res.probe = (f"{what[res.packet.proto]} from {res.src_name}: {answered}{tried}; "
                  + (f"counters did not move at {', '.join(bad)}" if bad else
                     f"all {sum(1 for h in res.hops if h.verified)} checked hops saw the probe"))
+    if rule_ns:
+        res.probe += "; " + "; ".join(trace_netpol.verify_words(res, rules_before, trace_netpol.read_counters(rule_ns)))
     if res.packet.proto == "icmp" and r.returncode != 0 and res.problem is None:
         res.problem = f"the traced path looks complete but the probe was {answered}"
     return res

@@ -28,19 +28,20 @@ from typing import Any
 
 from emulator.errors import TopologyError
 from emulator.topology import cidr, names, yamlsafe
-from emulator.topology.model import (CNI_MODES, DEFAULT_NODE_MASK, DEFAULT_POD_CIDR, DEFAULT_SERVICE_CIDR,
+from emulator.topology.model import (CNI_MODES, RUNTIMES, DEFAULT_NODE_MASK, DEFAULT_POD_CIDR, DEFAULT_SERVICE_CIDR,
                                      DEFAULT_UNDERLAY_CIDR, DEFAULT_UNDERLAY_MTU, NODE_IP_OFFSET, ROUTING_MODES,
                                      TOPOLOGY_VERSION, LinkShape, Node, Pod, Topology, Underlay)
 from emulator.topology.scheduler import Unschedulable, spread
 from emulator.topology.validate import Validator, did_you_mean, is_int, show
-from emulator.topology import bgp_section, hosts_section
+from emulator.topology import bgp_section, docker_section, hostports, hosts_section
 
 TOP_KEYS = ("version", "name", "routing", "cluster", "underlay", "nodes", "pods", "services", "deployments", "bgp",
-            "kubeProxy", "external", "networkPolicies", "hosts", "placement", "tunnel")
+            "kubeProxy", "external", "networkPolicies", "containers",
+            "hosts", "placement", "tunnel")
 RAW_KEYS = ("services", "deployments", "kubeProxy", "external", "networkPolicies")
 CLUSTER_KEYS = ("podCIDR", "serviceCIDR", "nodeCIDRMaskSize")
 UNDERLAY_KEYS = ("cidr", "mtu")
-NODE_KEYS = ("name", "podCIDR", "ip", "cni", "link", "host")
+NODE_KEYS = ("name", "podCIDR", "ip", "cni", "link", "runtime", "host")
 POD_KEYS = ("name", "node", "namespace", "labels", "containers", "link")
 MIN_MTU, MAX_MTU = 1280, 9000
 DEFAULTS_FIX = f"podCIDR {DEFAULT_POD_CIDR}, serviceCIDR {DEFAULT_SERVICE_CIDR}, underlay {DEFAULT_UNDERLAY_CIDR}"
@@ -95,9 +96,11 @@ class _Loader(Validator):
                               "routed unambiguously", f"choose ranges that share no address, e.g. {DEFAULTS_FIX}")
         nodes = self.nodes(data.get("nodes"), pod_cidr, mask, underlay)
         pods = self.pods(data.get("pods"), nodes, pod_cidr)
+        containers = docker_section.parse(self, data.get("containers"), nodes, data, ranges)
         hosts = hosts_section.parse(self, data, nodes, self.inventory)
         return Topology(name=lab, source=self.file, routing=mode, pod_cidr=pod_cidr,  # type: ignore[arg-type]
                         service_cidr=service_cidr, node_mask=mask, underlay=underlay, nodes=nodes, pods=pods,
+                        containers=containers,
                         extra=tuple((key, data[key]) for key in RAW_KEYS if key in data)
                         + ((("bgp", bgp_section.parse(self, data["bgp"], nodes)),) if "bgp" in data else ())
                         + ((("hosts", hosts),) if hosts is not None else ()))
@@ -165,6 +168,7 @@ class _Loader(Validator):
         seen: dict[str, int] = {}
         parsed: list[_NodeEntry] = []
         links: dict[str, LinkShape | None] = {}
+        runtimes: dict[str, str] = {}
         for i, entry in enumerate(entries):
             at = f"nodes[{i}]"
             data = self.mapping(entry, at, NODE_KEYS, "a node")
@@ -180,6 +184,7 @@ class _Loader(Validator):
             ip = self.address(data["ip"], f"{at}.ip") if data.get("ip") is not None else None
             parsed.append((node, pod_cidr, ip, cni))
             links[node] = self.link_shape(data.get("link"), f"{at}.link")
+            runtimes[node] = self.choice(data.get("runtime", "kubelet"), f"{at}.runtime", RUNTIMES, "node runtime")
         count = cidr.slice_count(cluster, mask)
         if len(entries) > count:
             bits = (len(entries) - 1).bit_length()
@@ -204,7 +209,8 @@ class _Loader(Validator):
             owner[net] = i
         slices = cidr.allocate_node_cidrs(cluster, mask, [p[1] for p in parsed])
         ips = self.node_ips(parsed, underlay)
-        return tuple(Node(name=n, ip=ip, pod_cidr=s, cni=c, link=links.get(n))  # type: ignore[arg-type]
+        return tuple(Node(name=n, ip=ip, pod_cidr=s, cni=c, link=links.get(n),  # type: ignore[arg-type]
+                          runtime=runtimes[n])  # type: ignore[arg-type]
                      for (n, _, _, c), s, ip in zip(parsed, slices, ips))
 
     def node_ips(self, parsed: list[_NodeEntry], underlay: Underlay) -> list[IPv4Address]:
@@ -279,13 +285,26 @@ class _Loader(Validator):
                 labels=self.labels(data.get("labels"), f"{at}.labels"),
                 containers=self.containers(data.get("containers"), f"{at}.containers"),
                 link=self.link_shape(data.get("link"), f"{at}.link")))
-        placed = self.place(parsed, nodes, cluster)
-        return tuple(Pod(name=p["name"], node=placed[p["name"]], containers=p["containers"], labels=p["labels"],
-                         namespace=p["namespace"], link=p["link"]) for p in parsed)
+        placed, pending = self.place(parsed, nodes, cluster)
+        return tuple(Pod(name=p["name"], node=placed.get(p["name"], ""), containers=p["containers"],
+                         labels=p["labels"], namespace=p["namespace"], link=p["link"],
+                         unschedulable=pending.get(p["name"], "")) for p in parsed)
 
-    def place(self, parsed: list[dict[str, Any]], nodes: tuple[Node, ...], cluster: IPv4Network) -> dict[str, str]:
-        """Check the pinned pods fit their node's slice, then spread the others; returns {pod: node}."""
-        capacity = {n.name: n.pod_capacity for n in nodes}
+    def place(self, parsed: list[dict[str, Any]], nodes: tuple[Node, ...],
+              cluster: IPv4Network) -> tuple[dict[str, str], dict[str, str]]:
+        """Check the pinned pods fit their node's slice, then spread the others, then the hostPort filter
+        (``hostports``); returns ({pod: node}, {pod: the scheduler's message for a pod left Pending})."""
+        capacity = {n.name: 0 if n.runtime == "docker" else n.pod_capacity for n in nodes}
+        for i, p in enumerate(parsed):
+            if p["node"] is not None and capacity[p["node"]] == 0 and next(
+                    n for n in nodes if n.name == p["node"]).runtime == "docker":
+                kube = [n.name for n in nodes if n.runtime != "docker"]
+                self.fail(f"pods[{i}].node", f"node '{p['node']}' has runtime: docker: it runs containers, not a "
+                          "kubelet, so no pod can be placed there", f"pin the pod to a Kubernetes node "
+                          f"({', '.join(kube) or 'none'}), or declare a Docker container under 'containers:'")
+        if parsed and not any(capacity.values()):
+            self.fail("pods", "every node has runtime: docker, so no node runs a kubelet for the pods",
+                      "add a node without 'runtime: docker', or move the workloads to 'containers:'")
         counts: dict[str, int] = {n.name: 0 for n in nodes}
         for p in parsed:
             if p["node"] is not None:
@@ -310,7 +329,7 @@ class _Loader(Validator):
             self.fail(f"pods[{i}]", f"no node has room for pod '{exc.pod}': the {len(nodes)} nodes hold "
                       f"{exc.capacity} pods in all ({cidr.pod_capacity(mask)} per /{mask} slice) and are full",
                       self.room_fix(max(capacity.values()) + 1, cluster, mask))
-        return placed
+        return hostports.place(parsed, placed, nodes, capacity)
 
     @staticmethod
     def room_fix(wanted: int, cluster: IPv4Network, mask: int) -> str:

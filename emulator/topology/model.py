@@ -15,6 +15,8 @@ RoutingMode = Literal["vxlan", "host-gw", "bgp"]
 ROUTING_MODES: tuple[str, ...] = ("vxlan", "host-gw", "bgp")
 CniMode = Literal["builtin", "reference", "none"]
 CNI_MODES: tuple[str, ...] = ("builtin", "reference", "none")
+Runtime = Literal["kubelet", "docker"]
+RUNTIMES: tuple[str, ...] = ("kubelet", "docker")
 
 TOPOLOGY_VERSION = 1
 DEFAULT_POD_CIDR = "10.244.0.0/16"
@@ -33,6 +35,7 @@ class Port:
     container_port: int
     protocol: str = "TCP"  # TCP | UDP | SCTP
     name: str | None = None
+    host_port: int | None = None  # ``hostPort``: the node's port mapped to this one (CNI portmap)
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,12 @@ class Pod:
     labels: tuple[tuple[str, str], ...] = ()
     namespace: str = "default"
     link: LinkShape | None = None
+    unschedulable: str = ""  # the scheduler's message when no node fits (``node`` is then ""): stays Pending
+
+    @property
+    def host_ports(self) -> tuple[tuple[int, str], ...]:
+        """(hostPort, protocol) pairs the pod claims on its node."""
+        return tuple((p.host_port, p.protocol) for c in self.containers for p in c.ports if p.host_port)
 
     @property
     def label_dict(self) -> dict[str, str]:
@@ -84,6 +93,7 @@ class Node:
     pod_cidr: ipaddress.IPv4Network
     cni: CniMode = "builtin"
     link: LinkShape | None = None
+    runtime: Runtime = "kubelet"  # "docker": the node runs the single-host Docker model (``emulator.docker``)
 
     @property
     def gateway(self) -> ipaddress.IPv4Address:
@@ -94,6 +104,36 @@ class Node:
     def pod_capacity(self) -> int:
         """Pod addresses in the slice: all hosts but the network, broadcast and gateway addresses."""
         return max(self.pod_cidr.num_addresses - 3, 0)
+
+
+@dataclass(frozen=True)
+class Publish:
+    """One ``-p [IP:]HOST:CONTAINER[/PROTO]`` of a Docker container (``publish: ["8080:80"]``)."""
+
+    host_port: int
+    container_port: int
+    protocol: str = "tcp"  # tcp | udp, as Docker writes it
+    host_ip: str | None = None  # bind to one address of the node; None: all of them (0.0.0.0)
+
+    @property
+    def text(self) -> str:
+        ip = f"{self.host_ip}:" if self.host_ip else ""
+        return f"{ip}{self.host_port}->{self.container_port}/{self.protocol}"
+
+
+@dataclass(frozen=True)
+class DockerContainer:
+    """A container on a ``runtime: docker`` node: its own namespace, eth0 on the node's docker0.
+
+    ``ip`` is assigned by the loader as Docker's IPAM does on a fresh daemon: 172.17.0.2, .3, ... in the order the
+    node's containers are listed, *per node* (every Docker host numbers its own docker0 range from the start)."""
+
+    name: str
+    node: str
+    ip: ipaddress.IPv4Address
+    image: str = "netexec"
+    publish: tuple[Publish, ...] = ()
+    command: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -117,6 +157,7 @@ class Topology:
     underlay: Underlay
     nodes: tuple[Node, ...]
     pods: tuple[Pod, ...]
+    containers: tuple[DockerContainer, ...] = ()
     version: int = TOPOLOGY_VERSION
     extra: tuple[tuple[str, object], ...] = field(default=(), compare=False)
 
@@ -133,3 +174,10 @@ class Topology:
 
     def pods_on(self, node: str) -> tuple[Pod, ...]:
         return tuple(p for p in self.pods if p.node == node)
+
+    @property
+    def docker_nodes(self) -> tuple[Node, ...]:
+        return tuple(n for n in self.nodes if n.runtime == "docker")
+
+    def containers_on(self, node: str) -> tuple[DockerContainer, ...]:
+        return tuple(c for c in self.containers if c.node == node)

@@ -58,3 +58,22 @@ def check_name(name: object, kind: str, max_len: int = MAX_OBJECT_NAME) -> str |
     if not DNS_LABEL.match(name):
         return "must be lower-case letters, digits and '-', starting and ending with a letter or digit"
     return None
+
+
+DOCKER_BRIDGE = "docker0"
+
+
+def container_ns(lab: str, node: str, container: str) -> str:
+    """A Docker container's namespace, ``<lab>-<node>.<name>``: container names are unique per node only, and the
+    dot (never in a DNS label) keeps it apart from every pod's and node's ``<lab>-<name>``."""
+    return f"{lab}-{node}.{container}"
+
+
+def container_key(node: str, container: str) -> str:
+    """A container's name in the lab's store and in targets: ``<node>.<name>``."""
+    return f"{node}.{container}"
+
+
+def docker_veth(node: str, container: str) -> str:
+    """The host end of a container's cable on docker0: ``veth`` + 7 hex digits, as Docker names them."""
+    return "veth" + hashlib.sha256(f"docker/{node}/{container}".encode()).hexdigest()[:7]

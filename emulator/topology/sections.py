@@ -20,3 +20,11 @@ def has_gateway(topo: Topology) -> bool:
     if value is False:
         return False
     return value is not None or any(extra.get(k) not in (None, False) for k in SERVICE_KEYS)
+
+#: kube-proxy's NodePort range (the API server's --service-node-port-range default); ``services.model`` uses it
+NODE_PORT_MIN, NODE_PORT_MAX = 30000, 32767
+
+
+def kube_proxy_runs(extra: dict) -> bool:
+    """True if the lab runs kube-proxy on its nodes (the same rule as ``services.config.enabled``)."""
+    return extra.get("kubeProxy") is not False and any(extra.get(k) is not None for k in SERVICE_KEYS)

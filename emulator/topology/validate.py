@@ -19,7 +19,7 @@ from emulator.topology import cidr, names
 from emulator.topology.model import Container, LinkShape, Port
 
 CONTAINER_KEYS = ("name", "image", "command", "args", "env", "ports")
-PORT_KEYS = ("containerPort", "protocol", "name")
+PORT_KEYS = ("containerPort", "protocol", "name", "hostPort")
 ENV_KEYS = ("name", "value")
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 DEFAULT_CONTAINER = Container(name="main", image="pause")
@@ -245,4 +245,8 @@ class Validator:
                 self.fail(f"{field}.name", f"port name '{name}' is already used by {seen[name]}",
                           "name each port of a pod once")
             seen[name] = field
-        return Port(container_port=number, protocol=protocol, name=name)
+        host_port = data.get("hostPort")
+        if host_port is not None and (not is_int(host_port) or not 1 <= host_port <= 65535):
+            self.fail(f"{field}.hostPort", f"hostPort {show(host_port)} is not an integer from 1 to 65535",
+                      "write e.g. 'hostPort: 8080', or drop it (a pod needs no host port to be reached)")
+        return Port(container_port=number, protocol=protocol, name=name, host_port=host_port)

@@ -11,6 +11,7 @@ from typing import Callable
 
 from emulator.check import probes as probe
 from emulator.lab.api import Lab
+from emulator.netlink import observe
 from emulator.routing import held_routes
 
 
@@ -36,7 +37,7 @@ def expected(nodes: list[str], cut: Callable[[str, str], bool]) -> dict[tuple[st
     return {(a, b): not cut(a, b) for a, b in itertools.permutations(nodes, 2)}
 
 
-def route_to(lab: Lab, node: str, dst_node: str) -> held_routes.HeldRoute | None:
+def route_to(lab: Lab, node: str, dst_node: str) -> observe.Route | None:
     slice_ = lab.node(dst_node).pod_cidr
     return held_routes.for_slices(held_routes.read(lab.node(node).netns), {dst_node: slice_})[dst_node]
 

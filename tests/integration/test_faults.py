@@ -42,7 +42,7 @@ def test_failed_node_keeps_stale_routes_and_recovers_at_once(lab: Lab) -> None:
         assert [(f["kind"], f["nodes"]) for f in listed] == [("node", ["node-2"])]
     finally:
         t1 = time.monotonic()
-        r = podlab("--lab", lab.name, "heal", "node", "node-2")
+        r = podlab("--lab", lab.name, "heal", "node/node-2")  # the target grammar; `fail` above: TYPE NAME
     assert r.returncode == 0 and "healed" in r.stdout, r.stderr
     assert all_reachable_within(lab, t1, budget=3.0) <= 3.0
     assert faults.list_faults(lab) == []

@@ -13,14 +13,14 @@ from typing import Iterator
 
 import pytest
 
-from emulator.cli import apply_cmds, describe_cmds, get_cmds
+from emulator.cli import apply_cmds, describe_cmds, fault_cmds, get_cmds
 from emulator.cli.main import COMMAND_MODULES, parser
 from tests.unit.fakelab import fake_lab, run
 
 #: a value for each positional argument, by its dest, so that every leaf parses
 POSITIONALS = {"file": "t.yaml", "labs": [], "kind": "pods", "names": [], "name": "x", "target": "web-1",
                "command": [], "pod": "web-1", "node": "node-1", "node1": "node-1", "node2": "node-2", "src": "web-1",
-               "dst": "web-2", "points": "web-1", "targets": [], "topology": None}
+               "dst": "web-2", "points": "web-1", "targets": [], "topology": None, "fault": ["node-1"]}
 #: kubectl's own exception to "-f is a file": ``kubectl logs -f`` follows
 F_EXCEPTIONS = {("logs",): "follow"}
 
@@ -57,7 +57,7 @@ ALL_LEAVES = list(leaves(parser()))
 
 def test_the_tree_is_complete() -> None:
     paths = {p for p, _ in ALL_LEAVES}
-    assert {("link", "show"), ("bgp", "status"), ("fail", "node"), ("heal", "all"), ("agent", "restart"),
+    assert {("link", "show"), ("bgp", "status"), ("fail",), ("heal",), ("faults",), ("agent", "restart"),
             ("cni", "uninstall"), ("get",), ("exec",), ("graph",)} <= paths
 
 
@@ -114,7 +114,8 @@ def test_graph_of_a_topology_file(tmp_path: Path, capsys: pytest.CaptureFixture,
 # -- explicit tables -------------------------------------------------------------------------------------------
 def test_verbs_list_their_kinds() -> None:
     names = lambda table: [k.names[0] for k in table]  # noqa: E731
-    assert names(get_cmds.KINDS) == ["pods", "nodes", "services", "endpoints", "deployments", "networkpolicies"]
+    assert names(get_cmds.KINDS) == ["pods", "nodes", "services", "endpoints", "deployments", "networkpolicies",
+                                     "containers"]
     assert names(describe_cmds.KINDS) == ["pods", "nodes", "services", "deployments", "networkpolicies"]
     assert names(apply_cmds.DELETE) == ["pods", "services", "deployments", "networkpolicies"]
     assert sorted(apply_cmds.APPLY) == ["Deployment", "NetworkPolicy", "Pod", "Service"]
@@ -172,6 +173,9 @@ def test_lists_have_one_envelope(lab, capsys, monkeypatch) -> None:
     (["get", "pods", "--lab", "nope"], 'lab "nope" not found'),
     (["link", "show", "--lab", "nope"], 'lab "nope" not found'),
     (["fail", "node", "node-9"], 'node "node-9" not found'),
+    (["fail", "node/node-9"], 'node "node-9" not found'),
+    (["heal", "link", "node-1", "node/node-9"], 'node "node-9" not found'),
+    (["fail", "node-9"], "'node-9' is neither a pod nor a node"),
 ])
 def test_not_found_is_exit_4(lab, capsys, monkeypatch, argv: list[str], words: str) -> None:
     code, _, err = run(capsys, monkeypatch, *argv)
@@ -187,6 +191,10 @@ def test_not_found_is_exit_4(lab, capsys, monkeypatch, argv: list[str], words: s
     (["exec", "web-1", "true"], "exec needs the command after --"),
     (["exec", "web-1:eth0", "--", "true"], "acts on a whole namespace"),
     (["scale", "pod", "web-1", "--replicas", "1"], "scale needs one deployment"),
+    (["fail", "web-1"], "fail acts on a node's uplink or the link between two nodes"),
+    (["fail", "link", "node-1", "underlay"], "'underlay' is the underlay"),
+    (["fail", "all"], "fail takes node NODE, node/NODE, NODE or link NODE1 NODE2 (given: all)"),
+    (["heal", "link", "node-1"], "heal takes node NODE, node/NODE, NODE or link NODE1 NODE2 or all"),
 ])
 def test_usage_errors_are_exit_2(lab, capsys, monkeypatch, argv: list[str], words: str) -> None:
     code, _, err = run(capsys, monkeypatch, *argv)
@@ -224,3 +232,18 @@ def test_up_refuses_a_bad_file_in_one_line(tmp_path: Path, capsys, monkeypatch) 
                 fake_lab(tmp_path / "state", monkeypatch)
             code, _, err = run(capsys, monkeypatch, *argv)
             assert code == 2 and err.count("\n") == 1 and str(path) in err and "Traceback" not in err, (argv, err)
+
+
+@pytest.mark.parametrize("verb,words,parsed", [
+    ("fail", ["node", "node-1"], ("node", ("node/node-1",))),
+    ("fail", ["node", "node/node-1"], ("node", ("node/node-1",))),
+    ("fail", ["node/node-1"], ("node", ("node/node-1",))),
+    ("fail", ["no/node-1"], ("node", ("no/node-1",))),
+    ("fail", ["node-1"], ("node", ("node-1",))),
+    ("heal", ["link", "node-1", "node/node-2"], ("link", ("node-1", "node/node-2"))),
+    ("heal", ["all"], ("all", ())),
+])
+def test_fault_verbs_take_nodes_in_the_one_target_grammar(verb: str, words: list[str], parsed: tuple) -> None:
+    """``fail``/``heal`` name a node as every verb names a place (``node-1``, ``node/node-1``), and in kubectl's
+    ``TYPE NAME`` form (``node node-1``), which the guides have always shown."""
+    assert fault_cmds.parse_fault(verb, words) == parsed

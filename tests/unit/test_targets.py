@@ -67,3 +67,23 @@ def test_tool_points_use_the_same_grammar(tmp_path: Path, monkeypatch: pytest.Mo
     p = tool_targets.resolve(lab, "underlay:node-2", check=False)
     assert (p.kind, p.ns, p.iface, p.label) == ("underlay", "clig-unit-underlay", "node-2", "underlay:node-2")
     assert tool_targets.resolve(lab, "pod/web-1", check=False).iface == "eth0"
+
+
+def test_docker_containers_in_the_grammar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lab = fake_lab(tmp_path, monkeypatch)
+    assert targets.parse("container/node-3/web") == Target("container", "node-3/web")
+    assert targets.parse("containers/db:eth0") == Target("container", "db", "eth0")
+    (lab.store.root / "containers").mkdir(parents=True, exist_ok=True)
+    for key in ("node-3.web", "node-4.web", "node-4.db"):
+        node, _, name = key.partition(".")
+        lab.store.put("containers", key, {"metadata": {"name": name, "node": node}})
+    place = lab.target("container/node-3/web")
+    assert (place.kind, place.name, place.ns) == ("container", "node-3.web", "clig-unit-node-3.web")
+    assert lab.target_ns("db") == "clig-unit-node-4.db"  # a bare name one node has
+    assert lab.target_ns("container/db") == "clig-unit-node-4.db"
+    with pytest.raises(TargetError, match="used on 2 nodes .* container/node-3/web or container/node-4/web"):
+        lab.target_ns("container/web")
+    with pytest.raises(NotFoundError, match='container "node-9/web" not found'):
+        lab.target_ns("container/node-9/web")
+    p = tool_targets.resolve(lab, "container/node-4/db", check=False)
+    assert (p.kind, p.iface, p.description.split(" (")[0]) == ("container", "eth0", "eth0 of container node-4/db")

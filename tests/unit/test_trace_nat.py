@@ -15,7 +15,7 @@ import pytest
 
 from emulator.services.proxy import iptables as kp_iptables
 from emulator.services.proxy import state as kp_state
-from emulator.tools import trace, trace_nat, trace_model
+from emulator.tools import trace, trace_nat, trace_model, trace_netpol
 from emulator.tools.netfilter import iptables, model, nft, ruleset
 
 DATA = Path(__file__).parent / "data"
@@ -218,7 +218,7 @@ def test_restore_input_inserts_and_deletes() -> None:
 
 def test_trace_hooks_are_an_explicit_list() -> None:
     assert trace.trace.__kwdefaults__["nat_hooks"] is trace_nat.NAT_HOOKS
-    assert trace_nat.NAT_HOOKS == (trace_nat.netfilter, trace_nat.untranslated_service)
+    assert trace_nat.NAT_HOOKS == (trace_netpol.netpol, trace_nat.netfilter, trace_nat.untranslated_service)
     assert not hasattr(trace_model, "register_nat_hook") and not hasattr(trace_model, "nat_hooks")
 
 
