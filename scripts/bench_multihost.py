@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -114,6 +115,7 @@ def main() -> None:
             if k == a.hosts:
                 out["multi_down_s"] = round(t_down, 2)
         out["up_s_by_hosts"] = by_hosts
+    shutil.rmtree(tmp, ignore_errors=True)
     out["up_ratio"] = round(out["multi_up_s"] / out["local_up_s"], 2)
     out["down_ratio"] = round(out["multi_down_s"] / out["local_down_s"], 2)
     print(json.dumps(out))
