@@ -143,7 +143,8 @@ def op_converged(req: dict, progress: Progress) -> float:
     while True:
         missing = {}
         for node in mine:
-            have = {r.dst for r in held_routes.read(names.node_ns(lab, node)) if r.proto == held_routes.RTPROT_BIRD}
+            have = {str(r.dst) for r in held_routes.read(names.node_ns(lab, node))
+                    if r.protocol == held_routes.RTPROT_BIRD}
             lacking = [c for n, c in slices.items() if n != node and c not in have]
             if lacking:
                 missing[node] = lacking
