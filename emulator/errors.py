@@ -22,6 +22,8 @@ The classes, by what went wrong:
 - the lab's own rules: ``ConflictError`` (a write against a stale resourceVersion), ``BuildError`` (``up``
   failed and was rolled back), ``AllocationError`` (a Service CIDR or NodePort range is full or a value is taken);
 - the machine: ``MissingDependencyError`` (5) with ``NetemUnavailableError`` and ``MininetMissingError``;
+- other machines: ``HostError`` (a host of a multi-host lab, named in ``obj``) with ``HostUnreachableError``,
+  ``HostVersionError``, ``HostSudoError`` and ``MtuError``;
 - time: ``LabTimeoutError`` (6: pods not Running, a wait that took too long).
 
 Internal helper exceptions that never leave their module's caller (each is turned into one of the above with the
@@ -220,6 +222,27 @@ class NetemUnavailableError(MissingDependencyError):
 
 class MininetMissingError(MissingDependencyError):
     """Debian's python3-mininet (or its mnexec helper) is not installed."""
+
+
+# -- other machines (labs spanning several hosts: emulator.hosts) ---------------------------------------------
+class HostError(PodlabError):
+    """A host of a multi-host lab cannot take part; ``obj`` is the host's name, the message says the fix."""
+
+
+class HostUnreachableError(HostError):
+    """SSH to the host failed (no route, refused, timed out, key refused, or the connection died)."""
+
+
+class HostVersionError(HostError):
+    """The host runs another podlab version than the controller."""
+
+
+class HostSudoError(HostError):
+    """The SSH user is not root and cannot run ``sudo -n`` without a password."""
+
+
+class MtuError(HostError):
+    """The hosts' interfaces cannot carry the underlay MTU through the tunnel (or the proof ping failed)."""
 
 
 # -- time ----------------------------------------------------------------------------------------------------

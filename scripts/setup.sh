@@ -13,7 +13,8 @@ DEMO=1
 
 APT_PACKAGES=(iproute2 iputils-ping curl netcat-openbsd util-linux procps nftables iptables tcpdump tshark bird2
               containernetworking-plugins mininet graphviz iperf3 python3 python3-venv python3-pip
-              python3-cryptography)
+              python3-cryptography openssh-server)  # openssh-server: the hosts of a multi-host lab (and the tests'
+              # emulated hosts) run sshd
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -8,7 +8,7 @@ import sys
 
 from emulator.check import registry, report, runner
 from emulator.check.model import to_dict
-from emulator.cli import common, output
+from emulator.cli import common, host_cmds, output
 from emulator.lab.api import Lab
 
 
@@ -20,6 +20,8 @@ def cmd_check(a: argparse.Namespace) -> int:
     if a.file:
         reports = runner.run_file(a.file, a.routing or "all", progress=output.progress, only=only, full=full,
                                   seed=a.seed)
+    elif host_cmds.multihost_lab(a.lab) is not None:
+        return host_cmds.check(host_cmds.multihost_lab(a.lab) or "", a.output)
     else:
         lab = Lab.get(a.lab)
         if a.routing and a.routing != lab.record.get("routing"):

@@ -18,7 +18,7 @@ import argparse
 import os
 import sys
 
-from emulator.cli import common
+from emulator.cli import common, host_cmds
 from emulator.errors import UsageError
 from emulator.lab import containers
 from emulator.lab.api import Lab
@@ -30,6 +30,9 @@ def cmd_exec(a: argparse.Namespace) -> int:
     argv = list(a.command)
     if not argv or not getattr(a, "dashdash", True):  # as kubectl: options after the target are podlab's
         raise UsageError("exec needs the command after --, e.g. podlab exec web-1 -- ip addr")
+    multi = host_cmds.multihost_lab(a.lab)
+    if multi is not None:
+        return host_cmds.exec_(multi, a.target, argv)
     lab = Lab.get(a.lab)
     place = lab.target(common.namespaced_target(a.target, a.namespace), iface=False)
     env, cwd = None, None

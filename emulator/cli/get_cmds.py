@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from emulator.cli import common, container_cmds, netpol_cmds, output, routing_view, svc_cmds
+from emulator.cli import common, container_cmds, host_cmds, netpol_cmds, output, routing_view, svc_cmds
 from emulator.cli.common import Kind, add_namespace_flags  # noqa: F401 (add_namespace_flags: the verbs' too)
 from emulator.lab.api import Lab
 
@@ -111,6 +111,9 @@ KINDS: tuple[Kind[Listing], ...] = (
 def cmd_get(a: argparse.Namespace) -> int:
     kind, names = common.kind_and_names(a.kind, a.names)
     listing = common.lookup(KINDS, kind, "get").handler
+    multi = host_cmds.multihost_lab(a.lab)
+    if multi is not None:
+        return host_cmds.get(a, multi, next(k.names[0] for k in KINDS if kind in k.names), list(names))
     lab = Lab.get(a.lab)
     ns = scope(a) if listing.namespaced else None
     items = listing.items(lab, names, ns)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from emulator.cli import common, output
+from emulator.cli import common, host_cmds, output
 from emulator.errors import AlreadyUp
 from emulator.state import record
 from emulator.lab import teardown
@@ -13,7 +13,10 @@ from emulator.lab.api import Lab
 def cmd_up(a: argparse.Namespace) -> int:
     from emulator.lab import builder
     from emulator.topology.loader import load
-    topo = load(a.file, name=a.name, routing=a.routing)
+    from emulator.topology import hosts_section
+    topo = load(a.file, name=a.name, routing=a.routing, hosts=a.hosts)
+    if hosts_section.of(topo) is not None:
+        return host_cmds.up(a, topo)
     _neighbour_limits(topo, a.raise_neigh_limits)
     try:
         stuck = builder.up(topo, progress=output.progress)
@@ -60,17 +63,20 @@ def _cni_none(topo, st: dict) -> bool:
 def cmd_down(a: argparse.Namespace) -> int:
     labs = a.labs or ([a.lab] if a.lab else [])
     if not labs:
-        labs = [Lab.get().name]
+        labs = [host_cmds.multihost_lab(None) or Lab.get().name]
+    code = 0
     for name in labs:
-        if teardown.destroy(name, progress=output.progress):
+        if host_cmds.multihost_lab(name) is not None:
+            code = max(code, host_cmds.down(name))
+        elif teardown.destroy(name, progress=output.progress):
             print(f"lab {name} removed")
         else:
             print(f"lab {name} is not present; nothing to do")
-    return 0
+    return code
 
 
 def cmd_cleanup(a: argparse.Namespace) -> int:
-    removed = 0
+    removed = host_cmds.cleanup(a.all)
     for name in record.all_labs():
         rec = record.load(name) or {}
         if a.all or record.crashed(rec):
@@ -109,6 +115,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("file")
     s.add_argument("--name", help="lab name (overrides the file's)")
     s.add_argument("--routing", help="routing mode: vxlan | host-gw | bgp (overrides the file's)")
+    s.add_argument("--hosts", help="an inventory file: the hosts the lab spans (replaces the file's hosts)")
     s.add_argument("--raise-neigh-limits", action="store_true",
                    help="raise the kernel's neighbour table limits (net.ipv4.neigh.default.gc_thresh2/3, machine-wide) "
                         "to fit this lab, if they are lower; off by default: podlab then only warns")

@@ -19,11 +19,12 @@ import sys
 
 from emulator import plugins
 from emulator.cli import (apply_cmds, bgp_cmds, check_cmds, describe_cmds, exec_cmd, fault_cmds, get_cmds,
-                          kubeconfig_cmds, lab_cmds, link_cmds, mn_cmds, netpol_cmds, pod_cmds, svc_cmds, tool_cmds)
+                          host_cmds, kubeconfig_cmds, lab_cmds, link_cmds, mn_cmds, netpol_cmds, pod_cmds, svc_cmds,
+                          tool_cmds)
 from emulator.errors import PodlabError
 
 COMMAND_MODULES = [lab_cmds, get_cmds, exec_cmd, describe_cmds, apply_cmds, pod_cmds, svc_cmds, netpol_cmds, bgp_cmds,
-                   fault_cmds, check_cmds, tool_cmds, link_cmds, mn_cmds, kubeconfig_cmds]
+                   fault_cmds, check_cmds, tool_cmds, link_cmds, mn_cmds, kubeconfig_cmds, host_cmds]
 
 
 def parser() -> argparse.ArgumentParser:

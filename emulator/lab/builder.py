@@ -10,6 +10,7 @@ start-up); wait until every pod reports. Any exception on the way removes everyt
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -77,17 +78,28 @@ def install_cni_config(paths: LabPaths, mtu: int, node: Node) -> None:
     write_atomic(d / "10-flannel.conflist", json.dumps(conf, indent=2) + "\n")
 
 
-def build_network(topo: Topology, progress: Progress) -> None:
-    """Underlay, nodes and routing (everything but pods)."""
+def local_view(topo: Topology, local: frozenset[str] | None) -> Topology:
+    """The part of ``topo`` this machine builds: every node when ``local`` is None, else the nodes named in
+    ``local`` and their pods (a lab spanning several hosts, ``emulator.hosts``). Routing state is still computed
+    from the whole topology: a node routes to every other node, wherever it runs."""
+    if local is None:
+        return topo
+    return dataclasses.replace(topo, nodes=tuple(n for n in topo.nodes if n.name in local),
+                               pods=tuple(p for p in topo.pods if p.node in local))
+
+
+def build_network(topo: Topology, progress: Progress, local: frozenset[str] | None = None) -> None:
+    """Underlay, nodes and routing (everything but pods); only the ``local`` nodes if given."""
     ul = names.underlay_ns(topo.name)
+    mine = local_view(topo, local).nodes
     with netns.create(ul, then=lambda: Rtnl(label=ul)) as urt:
         urt.batch([msgs.link_add_bridge(names.UNDERLAY_BRIDGE, topo.underlay.mtu)])
-        for n in topo.nodes:
+        for n in mine:
             netns.create(names.node_ns(topo.name, n.name))
         applier.plug(urt, [underlay_cable(topo, n.name, names.node_ns(topo.name, n.name), names.NODE_UPLINK)
-                           for n in topo.nodes])
-    progress(f"underlay {topo.underlay.cidr} and {len(topo.nodes)} nodes created")
-    for n in topo.nodes:
+                           for n in mine])
+    progress(f"underlay {topo.underlay.cidr} and {len(mine)} nodes created")
+    for n in mine:
         ns = names.node_ns(topo.name, n.name)
         with Rtnl.in_ns(ns) as rt:
             applier.apply(rt, routing.full_node_state(topo, n), ns_name=ns)
@@ -125,27 +137,38 @@ def wait_pods(store: Store, topo: Topology, progress: Progress, timeout: float) 
         time.sleep(0.05)
 
 
-def up(topo: Topology, progress: Progress = lambda s: None, timeout: float | None = None) -> list[dict]:
-    """Bring the lab up; return the pods left Pending (with their reasons). Raises on failure, after rollback."""
+def up(topo: Topology, progress: Progress = lambda s: None, timeout: float | None = None, *,
+       local: frozenset[str] | None = None, after_network: Callable[[], None] | None = None,
+       record_extra: dict | None = None) -> list[dict]:
+    """Bring the lab up; return the pods left Pending (with their reasons). Raises on failure, after rollback.
+
+    A host's part of a multi-host lab (``emulator.hosts.serve``) passes ``local`` (its nodes), ``after_network``
+    (it stretches the underlay once the bridge exists) and ``record_extra`` (kept in the lab's record)."""
+    full = topo
+    topo = local_view(full, local)
     check_new(topo)
     mode = routing.get(topo.routing)
     mode.check_available()
     parts = components.active(topo)
     paths = LabPaths(topo.name)
     ensure_state_root()
-    rec = record.new(topo, extra_namespaces=[n for c in parts for n in c.namespaces(topo)])
+    rec = {**record.new(topo, extra_namespaces=[n for c in parts for n in c.namespaces(topo)]),
+           **(record_extra or {})}
     record.create(rec)
     step = "start"
     try:
         step = "network"
-        build_network(topo, progress)
+        build_network(full, progress, local)
+        if after_network is not None:
+            step = "underlay stretch"
+            after_network()
         step = "node files"
         store = Store(paths.store)
         store.init()
         store.put_many("namespaces", [(ns.name, manifests.namespace_manifest(ns))
                                       for ns in manifests.lab_namespaces(topo)])
         for n in topo.nodes:
-            write_node_files(paths, topo, n)
+            write_node_files(paths, full, n)
         store.put_many("nodes", [(n.name, manifests.node_manifest(topo, n)) for n in topo.nodes])
         store.put_many("pods", [(p.name, manifests.pod_manifest(p)) for p in topo.pods])  # one lock, one journal write
         for p in topo.pods:
@@ -155,7 +178,7 @@ def up(topo: Topology, progress: Progress = lambda s: None, timeout: float | Non
                             "Warning", ns=p.namespace)
         step = f"routing daemons ({topo.routing})"
         for n in topo.nodes:  # each daemon records itself in the lab's process journal before it runs
-            mode.start(topo, n, str(paths.node_root(n.name)))
+            mode.start(full, n, str(paths.node_root(n.name)))
         ctx = components.BuildContext(topo, paths, store, progress)
         for c in parts:
             step = f"component {c.name}"

@@ -38,34 +38,41 @@ from emulator.topology.model import (CNI_MODES, RUNTIMES, DEFAULT_NODE_MASK, DEF
                                      Topology, Underlay)
 from emulator.topology.scheduler import Unschedulable, spread
 from emulator.topology.validate import Validator, did_you_mean, is_int, show
-from emulator.topology import bgp_section, docker_section, hostports
+from emulator.topology import bgp_section, docker_section, hostports, hosts_section
 
 TOP_KEYS = ("version", "name", "routing", "cluster", "underlay", "namespaces", "nodes", "pods", "services",
-            "deployments", "bgp", "kubeProxy", "external", "networkPolicies", "containers")
+            "deployments", "bgp", "kubeProxy", "external", "networkPolicies", "containers", "hosts", "placement",
+            "tunnel")
 NAMESPACE_KEYS = ("name", "labels")
 RAW_KEYS = ("services", "deployments", "kubeProxy", "external", "networkPolicies")
 CLUSTER_KEYS = ("podCIDR", "serviceCIDR", "nodeCIDRMaskSize")
 UNDERLAY_KEYS = ("cidr", "mtu")
-NODE_KEYS = ("name", "podCIDR", "ip", "cni", "link", "runtime")
+NODE_KEYS = ("name", "podCIDR", "ip", "cni", "link", "runtime", "host")
 POD_KEYS = ("name", "node", "namespace", "labels", "containers", "link")
 MIN_MTU, MAX_MTU = 1280, 9000
 DEFAULTS_FIX = f"podCIDR {DEFAULT_POD_CIDR}, serviceCIDR {DEFAULT_SERVICE_CIDR}, underlay {DEFAULT_UNDERLAY_CIDR}"
 _NodeEntry = tuple[str, "IPv4Network | None", "IPv4Address | None", str]  # name, explicit podCIDR, ip, cni
 
 
-def load(path: str | Path, *, name: str | None = None, routing: str | None = None) -> Topology:
-    """Read and validate the topology file at ``path``; ``name``/``routing`` override the file's values."""
+def load(path: str | Path, *, name: str | None = None, routing: str | None = None,
+         hosts: str | Path | None = None) -> Topology:
+    """Read and validate the topology file at ``path``; ``name``/``routing`` override the file's values,
+    ``hosts`` names an inventory file that replaces the file's ``hosts`` (``hosts_section``)."""
     text = yamlsafe.read_text(path, TopologyError, "UTF-8 YAML topology file (see topologies/demo.yaml)")
-    return loads(text, str(path), name=name, routing=routing)
+    return loads(text, str(path), name=name, routing=routing, hosts=hosts)
 
 
 def loads(text: str, source: str = "<string>", *, name: str | None = None,
-          routing: str | None = None) -> Topology:
+          routing: str | None = None, hosts: str | Path | None = None) -> Topology:
     """Validate topology YAML given as text; ``source`` is the file name used in messages."""
-    return _Loader(source).run(text, name, routing)
+    loader = _Loader(source)
+    loader.inventory = hosts_section.load_inventory(hosts) if hosts is not None else None
+    return loader.run(text, name, routing)
 
 
 class _Loader(Validator):
+    inventory: tuple | None = None
+
     # -- the file -------------------------------------------------------------------------------------------
     def run(self, text: str, name: str | None, routing: str | None) -> Topology:
         data = self.mapping(self.parse(text), "", TOP_KEYS, "the topology file")
@@ -98,11 +105,13 @@ class _Loader(Validator):
         nodes = self.nodes(data.get("nodes"), pod_cidr, mask, underlay)
         pods = self.pods(data.get("pods"), nodes, pod_cidr)
         containers = docker_section.parse(self, data.get("containers"), nodes, data, ranges)
+        hosts = hosts_section.parse(self, data, nodes, self.inventory)
         return Topology(name=lab, source=self.file, routing=mode, pod_cidr=pod_cidr,  # type: ignore[arg-type]
                         service_cidr=service_cidr, node_mask=mask, underlay=underlay, nodes=nodes, pods=pods,
                         containers=containers, namespaces=namespaces,
                         extra=tuple((key, data[key]) for key in RAW_KEYS if key in data)
-                        + ((("bgp", bgp_section.parse(self, data["bgp"], nodes)),) if "bgp" in data else ()))
+                        + ((("bgp", bgp_section.parse(self, data["bgp"], nodes)),) if "bgp" in data else ())
+                        + ((("hosts", hosts),) if hosts is not None else ()))
 
     def parse(self, text: str) -> object:
         """The YAML document (``yamlsafe``: a syntax error, a duplicate key, binary bytes, deep nesting or an

@@ -1,0 +1,169 @@
+"""Verbs of labs that span several machines: ``host serve``, ``host check``, ``host ls``, and the multi-host
+side of ``up``, ``down``, ``cleanup``, ``get nodes/pods``, ``exec`` and ``check`` (``emulator.hosts``).
+
+The lab verbs call ``multihost_lab`` first: a lab whose controller record exists here (``hosts.records``) is
+acted on through its hosts; every other lab goes the usual way.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from emulator.cli import common, output
+from emulator.errors import AlreadyUp, HostError, UsageError
+from emulator.hosts import controller, labcheck, records, serve
+from emulator.state import record
+from emulator.topology import hosts_section
+from emulator.topology.loader import load
+from emulator.topology.model import Topology
+
+
+def multihost_lab(name: str | None) -> str | None:
+    """The multi-host lab a verb acts on: ``name`` if it is one; with no name, the only lab if it is one. On a
+    controller that is also one of the lab's hosts, the lab's local part (an ordinary lab of the same name) is
+    reached through the multi-host lab, like the other hosts' parts."""
+    mine = records.all_labs()
+    if name is not None:
+        return name if name in mine else None
+    return mine[0] if len(mine) == 1 and all(lab == mine[0] for lab in record.all_labs()) else None
+
+
+def up(a: argparse.Namespace, topo: Topology) -> int:
+    inventory = Path(a.hosts).read_text() if getattr(a, "hosts", None) else None
+    try:
+        res = controller.up(topo, progress=output.progress, text=Path(a.file).read_text(), inventory=inventory,
+                            name=a.name, routing=a.routing)
+    except AlreadyUp as e:
+        print(str(e))
+        return 0
+    hs = hosts_section.of(topo)
+    assert hs is not None
+    print(f"lab {topo.name} is up on {res['hosts']} hosts: {len(topo.nodes)} nodes, {len(topo.pods)} pods, routing "
+          f"{topo.routing}, underlay MTU {res['mtu']}")
+    for st in res["stuck"]:
+        print(f"  pod {st.get('name')} is {output.pod_status_word(st)}: {st.get('message')}")
+    return 0 if not res["stuck"] else 6
+
+
+def down(name: str) -> int:
+    rep = controller.down(name, progress=output.progress)
+    if rep.unreachable:
+        print(f"lab {name} removed from {', '.join(rep.removed) or 'no host'}; NOT from unreachable "
+              f"{', '.join(rep.unreachable)} (run `podlab down {name}` again when it is back)")
+        return 1
+    print(f"lab {name} removed from hosts {', '.join(rep.removed)}")
+    return 0
+
+
+def cleanup(everything: bool = False) -> int:
+    """Finish every multi-host removal left pending (a ``down`` that found a host away, a crashed ``up``), or
+    with ``everything`` remove every multi-host lab; returns how many labs were worked on."""
+    n = 0
+    for name in records.all_labs():
+        rec = records.load(name) or {}
+        if everything or records.crashed(rec):
+            down(name)
+            n += 1
+    return n
+
+
+def get(a: argparse.Namespace, lab: str, kind: str, names: list[str]) -> int:
+    st = controller.status(lab)
+    for h, why in st["unreachable"].items():
+        output.progress(f"warning: {why}")
+    if kind == "nodes":
+        items = [n for n in st["nodes"] if not names or n["name"] in names]
+        rec = st["record"]
+        if a.output == "json":
+            output.emit_json(common.one_or_list(items, names))
+            return 0
+        output.table(["NAME", "STATUS", "HOST", "INTERNAL-IP"],
+                     [[n["name"], n["status"], n["host"], rec["nodeIPs"].get(n["name"])] for n in items])
+        return 0
+    if kind == "pods":
+        items = [p for p in st["pods"] if not names or p["name"] in names]
+        if a.output == "json":
+            output.emit_json(common.one_or_list(items, names))
+            return 0
+        output.table(["NAME", "STATUS", "IP", "NODE", "HOST"],
+                     [[p["name"], p["phase"], p["ip"], p["node"], p["host"]] for p in items])
+        return 0
+    raise UsageError(f"get {kind} is not available for multi-host lab {lab} yet (nodes and pods are)", obj=kind)
+
+
+def exec_(lab: str, target: str, argv: list[str]) -> int:
+    st = controller.status(lab)
+    where = {p["name"]: p["host"] for p in st["pods"]} | {n["name"]: n["host"] for n in st["nodes"]}
+    if target not in where:
+        raise UsageError(f"{target} is no pod or node of multi-host lab {lab}", obj=target)
+    h = records.host_of(next(d for d in st["record"]["hosts"] if d["name"] == where[target]))
+    from emulator.hosts.transport import HostSession
+    with HostSession(h) as s:
+        r = s.request("exec", lab=lab, target=target, argv=argv, timeout=120)
+    sys.stdout.write(r["stdout"])
+    sys.stderr.write(r["stderr"])
+    return int(r["returncode"])
+
+
+def check(lab: str, fmt: str) -> int:
+    r = labcheck.lab(lab, output.progress)
+    if fmt == "json":
+        output.emit_json(r)
+    else:
+        sys.stdout.write(labcheck.lab_text(r))
+    return 0 if r["ok"] else 1
+
+
+def cmd_serve(a: argparse.Namespace) -> int:
+    return serve.serve()
+
+
+def cmd_check(a: argparse.Namespace) -> int:
+    if a.file:
+        topo = load(a.file, hosts=a.hosts)
+        hs = hosts_section.of(topo)
+        if hs is None:
+            raise UsageError(f"{a.file} names no hosts; give --hosts inventory.yaml", obj=a.file)
+        hosts, port = list(hs.hosts), hs.tunnel_port
+    elif a.hosts:
+        inv = hosts_section.load_inventory(a.hosts)
+        hosts, port = list(inv[0]), inv[2] or hosts_section.DEFAULT_TUNNEL_PORT
+    else:
+        raise UsageError("podlab host check needs a topology FILE with hosts, or --hosts inventory.yaml")
+    rows = labcheck.hosts(hosts, port)
+    if a.output == "json":
+        output.emit_list(rows)
+    else:
+        output.table(["HOST", "ADDRESS", "PODLAB", "NIC", "MTU", "UNDERLAY-MTU", "RESULT"],
+                     [[r["host"], r["address"], r.get("version", "-"), r.get("nic") or "-", r.get("mtu") or "-",
+                       r.get("underlayMtu", "-"), "ok" if r["ok"] else r.get("problem")] for r in rows])
+    return 0 if all(r["ok"] for r in rows) else 1
+
+
+def cmd_ls(a: argparse.Namespace) -> int:
+    rows = []
+    for name in records.all_labs():
+        rec = records.load(name) or {}
+        rows.append([name, rec.get("status"), ",".join(d["name"] for d in rec.get("hosts", [])),
+                     ",".join(rec.get("pending", [])) or "-", len(rec.get("nodes", [])), rec.get("routing"),
+                     rec.get("mtu")])
+    output.table(["NAME", "STATUS", "HOSTS", "PARTS-LEFT-ON", "NODES", "ROUTING", "MTU"], rows)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = common.verb(sub, "host", help="labs over several machines: serve (the host side), check, ls")
+    acts = common.actions(p, "host_action", "ACTION")
+    s = common.verb(acts, "serve", help="the host side of a multi-host lab (run by the controller over SSH)")
+    s.set_defaults(fn=cmd_serve)
+    s = common.verb(acts, "check", help="can every host take part? (SSH, sudo, podlab version, NIC MTU, vxlan, port)")
+    s.add_argument("file", nargs="?", help="a topology with a hosts section")
+    s.add_argument("--hosts", help="an inventory file (a hosts list)")
+    s.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    s.set_defaults(fn=cmd_check)
+    s = common.verb(acts, "ls", help="the multi-host labs this controller knows, and where parts are left")
+    s.set_defaults(fn=cmd_ls)
+
+
+__all__ = ["HostError", "check", "cleanup", "down", "exec_", "get", "multihost_lab", "register", "up"]

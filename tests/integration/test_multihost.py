@@ -1,0 +1,226 @@
+"""Labs over several machines: 3 emulated hosts (``emulator.hosts.emulated``: own netns, mount and pid namespaces,
+own sshd) on a LAN namespace, the podlab CLI run in a controller namespace, paramiko from there.
+
+Proven from what the hosts' kernels and the pods show: the full pod matrix across hosts without NAT (`podlab
+check` of the multi-host lab: each receiver reports the source IP it saw), the stretched underlay's MTU (a DF ping
+at full size across every host pair), a killed host's nodes NotReady and `down` removing the rest while naming
+it, and nothing left on any host. Each refusal (unreachable host, version mismatch, no sudo, an MTU the NICs or
+the path cannot carry) is one error naming the host and the fix, with nothing created anywhere.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from emulator.hosts.emulated import EmulatedHosts
+from tests.integration.conftest import ROOT
+
+PY = sys.executable
+COMMAND = f"env PYTHONPATH={ROOT} {PY} -m emulator"
+
+
+def topology(path: Path, name: str, routing: str = "vxlan", nodes: int = 9, mtu: int | None = None) -> Path:
+    lines = ["version: 1", f"name: {name}", f"routing: {routing}"]
+    if mtu is not None:
+        lines.append(f"underlay: {{mtu: {mtu}}}")
+    lines.append("nodes: [" + ", ".join(f"{{name: node-{i}}}" for i in range(1, nodes + 1)) + "]")
+    lines.append("pods:")
+    lines += [f"  - {{name: web-{i}, node: node-{i}, containers: [{{name: web, image: netexec, ports: "
+              f"[{{containerPort: 8080}}]}}]}}" for i in range(1, nodes + 1)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def ctl(hs: EmulatedHosts, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    """``podlab ARGS`` on the controller (inside its namespaces: paramiko connects from there)."""
+    return subprocess.run(hs.controller_argv(["env", f"PYTHONPATH={ROOT}", PY, "-m", "emulator", *args]),
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def host_leftovers(hs: EmulatedHosts, names: list[str] | None = None, wait: float = 3.0) -> dict[str, list[str]]:
+    """What a lab could leave on each host: named namespaces, lab state, tunnel devices, processes (all but the
+    host's PID 1, its sshd and the ps looking). Waits up to ``wait`` s: a ``host serve`` whose channel the
+    controller just closed may still be exiting."""
+    deadline = time.monotonic() + wait
+    while True:
+        found = _leftovers(hs, names)
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+def _leftovers(hs: EmulatedHosts, names: list[str] | None) -> dict[str, list[str]]:
+    out = {}
+    for n in names or hs.names:
+        r = hs.host_run(n, ["sh", "-c", "ip netns list; ls /run/podlab/labs 2>/dev/null; ip -o link show type vxlan"])
+        found = r.stdout.split()
+        ps = hs.host_run(n, ["ps", "-eo", "pid=,comm=,args="]).stdout.split("\n")
+        found += [line.strip() for line in ps if line.strip() and line.split()[0] != "1"
+                  and line.split()[1] not in ("sshd", "ps")]
+        if found:
+            out[n] = found
+    return out
+
+
+def controller_records(hs: EmulatedHosts) -> list[str]:
+    r = subprocess.run(hs.controller_argv(["ls", "/run/podlab/multihost"]), capture_output=True, text=True)
+    return r.stdout.split()
+
+
+@pytest.fixture(scope="module")
+def hosts() -> Iterator[EmulatedHosts]:
+    with EmulatedHosts(3, users=("student",)) as hs:
+        yield hs
+
+
+@pytest.fixture
+def inventory(hosts: EmulatedHosts) -> Path:
+    return hosts.inventory(COMMAND)
+
+
+@pytest.mark.parametrize("routing", ["vxlan", "host-gw", "bgp"])
+def test_three_hosts_full_matrix_without_nat(hosts: EmulatedHosts, inventory: Path, tmp_path: Path,
+                                             routing: str) -> None:
+    topo = topology(tmp_path / "t.yaml", f"mult-{routing}", routing)
+    r = ctl(hosts, "host", "check", "--hosts", str(inventory))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count(" ok") == 3 and "1450" in r.stdout
+    r = ctl(hosts, "up", str(topo), "--hosts", str(inventory))
+    try:
+        assert r.returncode == 0, r.stderr
+        assert "up on 3 hosts" in r.stdout and "underlay MTU 1450" in r.stdout
+        assert "DF pings of 1422 bytes across all 6 host pairs" in r.stderr
+        if routing == "bgp":
+            assert "BGP converged across hosts: every node holds the other 8 slices" in r.stderr
+        # each host holds its own part only: 3 nodes + the underlay, the tunnel port inside the underlay
+        for n in hosts.names:
+            ns = hosts.host_run(n, ["ip", "netns", "list"]).stdout
+            assert sum(1 for line in ns.splitlines() if f"mult-{routing}-node-" in line) == 3, (n, ns)
+            link = hosts.host_run(n, ["ip", "-n", f"mult-{routing}-underlay", "-d", "link", "show", "stretch0"]).stdout
+            assert "vxlan id" in link and "dstport 14790" in link and "master lan0" in link and "mtu 1450" in link
+            fdb = hosts.host_run(n, ["bridge", "-n", f"mult-{routing}-underlay", "fdb", "show", "dev",
+                                     "stretch0"]).stdout
+            assert sum(1 for line in fdb.splitlines() if line.startswith("00:00:00:00:00:00")) == 2, fdb
+            assert not hosts.host_run(n, ["ip", "-o", "link", "show", "type", "vxlan"]).stdout.strip()
+        nodes = json.loads(ctl(hosts, "get", "nodes", "-o", "json").stdout)["items"]
+        assert {(x["name"], x["status"]) for x in nodes} == {(f"node-{i}", "Ready") for i in range(1, 10)}
+        assert {x["host"] for x in nodes} == set(hosts.names)
+        r = ctl(hosts, "check")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "pod-to-pod: 81/81 pairs answer" in r.stdout and "PASS" in r.stdout
+        r = ctl(hosts, "exec", "web-1", "--", "curl", "-s", "10.244.9.2:8080/clientip")
+        assert r.returncode == 0 and r.stdout.startswith("10.244.1.2:"), r.stdout + r.stderr
+        if routing == "vxlan":
+            pod_mtu = hosts.host_run("mult1", ["ip", "netns", "exec", f"mult-{routing}-web-1", "cat",
+                                               "/sys/class/net/eth0/mtu"]).stdout.strip()
+            assert pod_mtu == "1400"
+    finally:
+        d = ctl(hosts, "down", f"mult-{routing}")
+    assert d.returncode == 0 and "removed from hosts mult1, mult2, mult3" in d.stdout, d.stdout + d.stderr
+    assert host_leftovers(hosts) == {} and controller_records(hosts) == []
+
+
+def test_controller_is_one_of_the_hosts(hosts: EmulatedHosts, inventory: Path, tmp_path: Path) -> None:
+    """As in the Vagrant setup: podlab runs on mult1 and drives mult1 (over SSH to itself), mult2 and mult3."""
+    topo = topology(tmp_path / "t.yaml", "mult-self", nodes=3)
+    run = ["env", f"PYTHONPATH={ROOT}", PY, "-m", "emulator"]
+    r = hosts.host_run("mult1", [*run, "up", str(topo), "--hosts", str(inventory)])
+    try:
+        assert r.returncode == 0, r.stderr
+        c = hosts.host_run("mult1", [*run, "check"])
+        assert c.returncode == 0 and "pod-to-pod: 9/9 pairs answer" in c.stdout, c.stdout + c.stderr
+    finally:
+        d = hosts.host_run("mult1", [*run, "down"])
+    assert d.returncode == 0 and "removed from hosts mult1, mult2, mult3" in d.stdout, d.stdout + d.stderr
+    assert host_leftovers(hosts) == {}
+    assert not hosts.host_run("mult1", ["ls", "/run/podlab/multihost"]).stdout.strip()
+
+
+def test_unreachable_host_refused_nothing_created(hosts: EmulatedHosts, tmp_path: Path) -> None:
+    inv = hosts.inventory(COMMAND)
+    data = json.loads(inv.read_text())
+    data["hosts"].append({**data["hosts"][0], "name": "gone", "address": "192.168.57.99"})
+    inv.write_text(json.dumps(data))
+    r = ctl(hosts, "up", str(topology(tmp_path / "t.yaml", "mult-unr")), "--hosts", str(inv))
+    assert r.returncode == 1 and "host gone" in r.stderr and "unreachable" in r.stderr and "fix:" in r.stderr
+    assert host_leftovers(hosts) == {} and controller_records(hosts) == []
+    r = ctl(hosts, "host", "check", "--hosts", str(inv))
+    assert r.returncode == 1 and r.stdout.count(" ok") == 3 and "gone" in r.stdout
+
+
+def test_version_mismatch_refused(hosts: EmulatedHosts, tmp_path: Path) -> None:
+    old = tmp_path / "old"
+    shutil.copytree(ROOT / "emulator", old / "emulator", ignore=shutil.ignore_patterns("__pycache__"))
+    init = old / "emulator" / "__init__.py"
+    init.write_text(init.read_text().replace('__version__ = "', '__version__ = "0.0.9-'))
+    inv = hosts.inventory(COMMAND, extra={"mult3": {"command": f"env PYTHONPATH={old} {PY} -m emulator"}})
+    r = ctl(hosts, "up", str(topology(tmp_path / "t.yaml", "mult-ver")), "--hosts", str(inv))
+    assert r.returncode == 1 and "host mult3 runs podlab 0.0.9-" in r.stderr and "fix:" in r.stderr, r.stderr
+    assert host_leftovers(hosts) == {} and controller_records(hosts) == []
+
+
+def test_missing_sudo_refused(hosts: EmulatedHosts, tmp_path: Path) -> None:
+    inv = hosts.inventory(COMMAND, extra={"mult2": {"user": "student"}})
+    r = ctl(hosts, "up", str(topology(tmp_path / "t.yaml", "mult-sudo")), "--hosts", str(inv))
+    assert r.returncode == 1 and "host mult2: user student cannot run podlab as root" in r.stderr, r.stderr
+    assert "NOPASSWD" in r.stderr
+    assert host_leftovers(hosts) == {} and controller_records(hosts) == []
+
+
+def test_mtu_the_nics_cannot_carry_refused(hosts: EmulatedHosts, inventory: Path, tmp_path: Path) -> None:
+    r = ctl(hosts, "up", str(topology(tmp_path / "t.yaml", "mult-mtu", mtu=1500)), "--hosts", str(inventory))
+    assert r.returncode == 1 and "interface eth1 has MTU 1500" in r.stderr and "mtu: 1450" in r.stderr, r.stderr
+    assert host_leftovers(hosts) == {} and controller_records(hosts) == []
+
+
+def test_mtu_the_path_cannot_carry_is_found_by_the_df_ping(hosts: EmulatedHosts, inventory: Path,
+                                                           tmp_path: Path) -> None:
+    """The NICs say 1500 but the switch port to mult3 carries 1400: the proof fails, everything is removed."""
+    hosts.set_port_mtu("mult3", 1400)
+    try:
+        r = ctl(hosts, "up", str(topology(tmp_path / "t.yaml", "mult-path", nodes=3)), "--hosts", str(inventory))
+    finally:
+        hosts.set_port_mtu("mult3", hosts.mtu)
+    assert r.returncode == 1 and "don't-fragment ping of 1422 bytes" in r.stderr and "mult3" in r.stderr, r.stderr
+    assert host_leftovers(hosts) == {} and controller_records(hosts) == []
+
+
+def test_host_away_at_down_then_cleanup_finishes(hosts: EmulatedHosts, inventory: Path, tmp_path: Path) -> None:
+    r = ctl(hosts, "up", str(topology(tmp_path / "t.yaml", "mult-away", nodes=3)), "--hosts", str(inventory))
+    assert r.returncode == 0, r.stderr
+    hosts.set_port_up("mult2", False)
+    try:
+        d = ctl(hosts, "down", "mult-away")
+        assert d.returncode == 1 and "NOT from unreachable mult2" in d.stdout, d.stdout + d.stderr
+        assert host_leftovers(hosts, ["mult1", "mult3"]) == {}
+        assert host_leftovers(hosts, ["mult2"], wait=0)  # its part is still there, and still listed
+        assert controller_records(hosts) == ["mult-away.json"]
+    finally:
+        hosts.set_port_up("mult2", True)
+    c = ctl(hosts, "cleanup")
+    assert c.returncode == 0 and "lab mult-away removed from hosts mult2" in c.stdout, c.stdout + c.stderr
+    assert host_leftovers(hosts) == {} and controller_records(hosts) == []
+
+
+def test_killed_host_nodes_not_ready_and_down_reports_it(tmp_path: Path) -> None:
+    with EmulatedHosts(3) as hs:
+        inv = hs.inventory(COMMAND)
+        r = ctl(hs, "up", str(topology(tmp_path / "t.yaml", "mult-kill")), "--hosts", str(inv))
+        assert r.returncode == 0, r.stderr
+        hs.kill_host("mult3")
+        nodes = json.loads(ctl(hs, "get", "nodes", "-o", "json").stdout)["items"]
+        status = {x["name"]: x["status"] for x in nodes}
+        assert {n for n, s in status.items() if s == "NotReady"} == {"node-3", "node-6", "node-9"}, status
+        assert {n for n, s in status.items() if s == "Ready"} == {f"node-{i}" for i in (1, 2, 4, 5, 7, 8)}
+        d = ctl(hs, "down", "mult-kill")
+        assert d.returncode == 1 and "NOT from unreachable mult3" in d.stdout and "host mult3" in d.stderr
+        assert host_leftovers(hs, ["mult1", "mult2"]) == {}
+        ls = ctl(hs, "host", "ls").stdout
+        assert "mult-kill" in ls and "mult3" in ls.split("mult-kill")[1]  # still listed: its part may come back

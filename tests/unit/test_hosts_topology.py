@@ -1,0 +1,83 @@
+"""The topology's hosts section: placement, the tunnel port, inventories, and errors naming file, field, fix."""
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+
+import pytest
+
+from emulator.errors import TopologyError
+from emulator.topology import hosts_section
+from emulator.topology.loader import loads
+
+BASE = """
+version: 1
+name: multi
+hosts:
+  - {name: vm1, address: 192.168.57.11}
+  - {name: vm2, address: 192.168.57.12, user: vagrant, key: /k/id, port: 2222}
+  - {name: vm3, address: 192.168.57.13}
+nodes: [{name: node-1}, {name: node-2}, {name: node-3}, {name: node-4}]
+"""
+
+
+def test_round_robin_default_and_fields() -> None:
+    topo = loads(BASE, "t.yaml")
+    hs = hosts_section.of(topo)
+    assert hs is not None and hs.strategy == "round-robin" and hs.tunnel_port == 14790 and not hs.mtu_given
+    assert hs.placement == (("node-1", "vm1"), ("node-2", "vm2"), ("node-3", "vm3"), ("node-4", "vm1"))
+    vm2 = hs.host("vm2")
+    assert (vm2.user, vm2.key, vm2.port, vm2.address) == ("vagrant", "/k/id", 2222, IPv4Address("192.168.57.12"))
+    assert hs.nodes_on("vm1") == ("node-1", "node-4")
+
+
+def test_packed_and_pinned() -> None:
+    text = BASE.replace("nodes: [{name: node-1}", "placement: packed\nnodes: [{name: node-1, host: vm3}")
+    hs = hosts_section.of(loads(text, "t.yaml"))
+    assert hs is not None
+    assert dict(hs.placement) == {"node-1": "vm3", "node-2": "vm1", "node-3": "vm1", "node-4": "vm2"}
+
+
+def test_no_hosts_is_a_local_lab() -> None:
+    assert hosts_section.of(loads("version: 1\nname: a\nnodes: [{name: n1}]\n", "t.yaml")) is None
+
+
+@pytest.mark.parametrize("change, field, fix", [
+    (("host: vm3", "host: vm9"), "nodes[0].host", "use a name from 'hosts'"),
+    (("address: 192.168.57.13", "address: 192.168.57.11"), "hosts[2].address", "its own address"),
+    (("{name: vm3, address: 192.168.57.13}", "{name: vm3}"), "hosts[2].address", "add its IPv4 address"),
+    (("port: 2222", "port: 0"), "hosts[1].port", "port: 22"),
+    (("user: vagrant", "usr: vagrant"), "hosts[1].usr", "user"),
+    (("placement: packed", "placement: random"), "placement", "round-robin"),
+    (("placement: packed", "tunnel: {port: 8472}"), "tunnel.port", "14790"),
+    (("placement: packed", "tunnel: {port: 4789}"), "tunnel.port", "14790"),
+])
+def test_errors_name_field_and_fix(change: tuple[str, str], field: str, fix: str) -> None:
+    text = BASE.replace("nodes: [{name: node-1}", "placement: packed\nnodes: [{name: node-1, host: vm3}")
+    with pytest.raises(TopologyError) as e:
+        loads(text.replace(*change), "t.yaml")
+    assert e.value.file == "t.yaml" and e.value.field == field and fix in e.value.fix
+
+
+def test_host_without_hosts_section() -> None:
+    with pytest.raises(TopologyError) as e:
+        loads("version: 1\nname: a\nnodes: [{name: n1, host: vm1}]\n", "t.yaml")
+    assert e.value.field == "nodes[0].host" and "--hosts" in e.value.fix
+
+
+def test_inventory_replaces_hosts(tmp_path) -> None:
+    inv = tmp_path / "inv.yaml"
+    inv.write_text("hosts:\n  - {name: a1, address: 10.9.0.1}\n  - {name: a2, address: 10.9.0.2}\n"
+                   "placement: packed\ntunnel: {port: 15000}\n")
+    topo = loads("version: 1\nname: a\nnodes: [{name: n1}, {name: n2}, {name: n3, host: a1}]\n", "t.yaml",
+                 hosts=inv)
+    hs = hosts_section.of(topo)
+    assert hs is not None and hs.tunnel_port == 15000 and hs.source == str(inv)
+    assert dict(hs.placement) == {"n1": "a1", "n2": "a2", "n3": "a1"}
+    inv.write_text("- {name: a1, address: nope}\n")
+    with pytest.raises(TopologyError) as e:
+        loads("version: 1\nname: a\nnodes: [{name: n1}]\n", "t.yaml", hosts=inv)
+    assert e.value.file == str(inv) and e.value.field == "hosts[0].address"
+
+
+def test_vni_is_stable_and_not_flannels() -> None:
+    assert hosts_section.vni("multi") == hosts_section.vni("multi") and hosts_section.vni("x") not in (0, 1)
