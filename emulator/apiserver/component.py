@@ -18,6 +18,7 @@ from emulator.errors import BuildError, MissingDependencyError, LabTimeoutError
 from emulator.proc.lifecycle import alive
 from emulator.apiserver.server import go_path, status_path
 from emulator.lab.components import BuildContext, Component
+from emulator.topology import hosts_section
 from emulator.services import config as services_config
 from emulator.services.alloc import api_ip
 from emulator.proc.daemon import spawn
@@ -60,7 +61,9 @@ class ApiServerComponent(Component):
     order = 200
 
     def wanted(self, topo: Topology) -> bool:
-        return True
+        # every lab on one machine has one; a lab over several hosts has none yet (its store is per host: the
+        # server would need the controller to merge them), as ``podlab up`` of such a lab says
+        return hosts_section.of(topo) is None
 
     def start(self, ctx: BuildContext) -> None:
         try:
