@@ -1,8 +1,8 @@
 """The API server as a lab component: certificates and token made, the process started (a fresh interpreter,
-so it carries none of ``up``'s memory), its PID recorded. It starts at nice 10 while the pods start: it imports
-itself, reads the store without holding its lock and follows the journal, taking only what CPU the node agents
-leave; once ``ready`` (every pod Running) says ``go`` it takes the normal priority back, has little left to catch
-up and listens, so the lab's bring-up waits for it only that long. ``ready`` then merges the ``podlab-<lab>``
+so it carries none of ``up``'s memory), its PID recorded. It starts as a SCHED_IDLE process while the pods
+start: it makes its certificates and token, imports itself, reads the store without holding its lock and follows
+the journal, on CPU time the node agents leave; once ``ready`` (every pod Running) says ``go`` it takes the
+normal policy back, has little left to catch up and listens, so the lab's bring-up waits for it only that long. ``ready`` then merges the ``podlab-<lab>``
 context into the user's kubeconfig. ``teardown`` (after the process is ended by ``down``/``cleanup``) removes
 exactly those kubeconfig entries, from the file recorded when they were written.
 """
@@ -16,10 +16,9 @@ from pathlib import Path
 from emulator.apiserver import certs, kubeconfig, kubesvc
 from emulator.errors import BuildError, MissingDependencyError, LabTimeoutError
 from emulator.proc.lifecycle import alive
-from emulator.apiserver.server import QUIET_NICE, go_path, status_path
+from emulator.apiserver.server import go_path, status_path
 from emulator.lab.components import BuildContext, Component
 from emulator.services import config as services_config
-from emulator.services.alloc import api_ip
 from emulator.proc.daemon import spawn
 from emulator.state.paths import LabPaths
 from emulator.state.store import read_json
@@ -35,7 +34,7 @@ def api_dir(paths: LabPaths) -> Path:
 def _exec_server(lab: str) -> None:
     env = dict(os.environ)
     env["PYTHONPATH"] = PKG_PARENT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    os.setpriority(os.PRIO_PROCESS, 0, QUIET_NICE)  # its start-up, too, yields to the agents (see serve)
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # its start-up, too, yields to the agents (serve)
     os.execve(sys.executable, [sys.executable, "-m", "emulator.apiserver", "--lab", lab], env)
 
 
@@ -70,11 +69,15 @@ class ApiServerComponent(Component):
             raise MissingDependencyError("the lab's API server needs the Kubernetes schemas of the "
                                          "kubernetes-validate package: pip install kubernetes-validate (setup.sh "
                                          "installs it)", obj="kubernetes-validate") from None
+        import importlib.util
+        if importlib.util.find_spec("cryptography") is None:
+            raise MissingDependencyError("the lab's API server needs the cryptography package (for its TLS "
+                                         "certificates): apt-get install python3-cryptography, or pip install "
+                                         "cryptography", obj="cryptography")
         d = api_dir(ctx.paths)
-        first = ctx.topo.nodes[0]
-        certs.make(d, ctx.topo.name, ips=(api_ip(ctx.topo.service_cidr), str(first.ip)), dns=kubesvc.dns_names())
+        d.mkdir(parents=True, exist_ok=True)  # (the server makes its certificates there: see server.serve)
         if services_config.settings(ctx.topo) is not None:  # ClusterIPs work where kube-proxy runs
-            kubesvc.put(ctx.store, ctx.topo.service_cidr, str(first.ip))
+            kubesvc.put(ctx.store, ctx.topo.service_cidr, str(ctx.topo.nodes[0].ip))
         pid = spawn(lambda: _exec_server(ctx.topo.name), d / "apiserver.log", title="kube-apiserver",
                     journal=ctx.paths.proc_journal, what="API server")
         ctx.data["apiserver"] = pid

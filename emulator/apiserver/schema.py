@@ -37,8 +37,11 @@ ANY: Node = ("o", {}, True)
 
 
 def _schema_dir() -> str:
-    import kubernetes_validate  # the real schemas (a dependency of the API server)
-    base = os.path.join(os.path.dirname(kubernetes_validate.__file__), "kubernetes-json-schema")
+    import importlib.util
+    spec = importlib.util.find_spec("kubernetes_validate")  # the real schemas (a dependency of the API server),
+    if spec is None or not spec.origin:  # found without importing the package (0.1 s: up checks it)
+        raise ImportError("kubernetes_validate")
+    base = os.path.join(os.path.dirname(spec.origin), "kubernetes-json-schema")
     versions = [d for d in os.listdir(base) if d.endswith("-local-strict")]
     key = lambda d: tuple(int(x) for x in re.findall(r"\d+", d))  # noqa: E731
     return os.path.join(base, max(versions, key=key))

@@ -33,6 +33,7 @@ from emulator.apiserver.certs import Material
 from emulator.apiserver.schema import Schema
 from emulator.apiserver.status import ApiError, too_large, unauthorized
 from emulator.proc.lifecycle import alive
+from emulator.services.alloc import api_ip
 from emulator.state.paths import LabPaths, state_root
 from emulator.state.store import Store, read_json, write_json
 
@@ -40,9 +41,6 @@ MAX_BODY = 3 * 1024 * 1024
 DRAIN_LIMIT = 64 * 1024 * 1024
 PORT_BASE, PORT_SPAN = 16443, 1000
 PLAIN_HTTP = b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
-
-
-QUIET_NICE = 10  # the server's priority while up starts the pods
 
 
 def preferred_port(lab: str) -> int:
@@ -298,6 +296,16 @@ def in_lab(lab: str, api: Api, tls: ssl.SSLContext) -> None:
                          name="in-lab").start()
 
 
+def in_lab_names(paths: LabPaths) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The server's names inside the lab, for its certificate: the ``kubernetes`` Service's ClusterIP, the
+    address its Endpoints name (the first node's), and ``kubernetes[.default[.svc[.<domain>]]]``."""
+    rec = read_json(paths.record) or {}
+    cidr = ipaddress.IPv4Network((rec.get("cluster") or {}).get("serviceCIDR", "10.96.0.0/12"))
+    ep = Store(paths.store).get("endpoints", "kubernetes", "default") or {}
+    ips = [a["ip"] for ss in ep.get("subsets") or [] for a in ss.get("addresses") or []]
+    return (api_ip(cidr), *ips), kubesvc.dns_names()
+
+
 def _node_of(store: Store, ip: str) -> str | None:
     for n in store.list("nodes"):
         if any(a.get("address") == ip for a in (n.get("status") or {}).get("addresses") or []):
@@ -312,20 +320,21 @@ def start(lab: str) -> Server:
     return listen(lab, api, port)
 
 
-def _renice(value: int, *threads: threading.Thread) -> None:
-    """Set the nice value of the calling thread and of ``threads`` (Linux: a priority is per thread)."""
+def _normal_policy(*threads: threading.Thread) -> None:
+    """SCHED_OTHER again for the calling thread and ``threads`` (Linux: a scheduling policy is per thread)."""
     for tid in (0, *(t.native_id for t in threads)):
         try:
-            os.setpriority(os.PRIO_PROCESS, tid or 0, value)
+            os.sched_setscheduler(tid or 0, os.SCHED_OTHER, os.sched_param(0))
         except (OSError, TypeError):
-            pass  # lowering it again needs CAP_SYS_NICE (root has it): only the server's speed is at stake
+            pass  # leaving SCHED_IDLE needs CAP_SYS_NICE (root has it): only the server's speed is at stake
 
 
 def serve(lab: str) -> None:
-    """Started by ``up`` while the pods are being started (the store already holds the lab's objects): load the
-    snapshot then, follow the journal at a low priority (nice 10: the CPU is the node agents' while a thousand
-    pods start, and following costs a JSON parse per change, much less than reading every file again later),
-    and on ``go`` (every pod Running) take the normal priority back, catch up and listen."""
+    """Started by ``up`` (as SCHED_IDLE: see the component) while the pods are being started, the store already
+    holding the lab's objects: make the certificates, load the snapshot, follow the journal on the CPU time the
+    node agents leave (following costs a JSON parse per change; reading every file again at the end was 0.3 s
+    of ``up`` with 1000 pods), and on ``go`` (every pod Running) take the normal policy back, catch up and
+    listen. Measured with ``scripts/bench_up.py``: SCHED_IDLE beat nice 10 (the agents lost less CPU)."""
     def stop(*_: object) -> None:  # nothing to flush: the store is the state; down removes the rest
         log("API server stopped (SIGTERM)")
         os._exit(0)
@@ -334,13 +343,15 @@ def serve(lab: str) -> None:
     os.chdir("/")  # what an exec'd command starts in, as in a container without a workingDir
     from emulator.apiserver.schema import Schema
     paths = LabPaths(lab)
+    if not Material(paths.root / "apiserver").token_file.exists():
+        from emulator.apiserver import certs
+        certs.make(paths.root / "apiserver", lab, *in_lab_names(paths))
     Schema.load(str(state_root()))  # the schema cache is made while the pods start (a child process)
     api, port = prepare(lab)
-    _renice(QUIET_NICE)
     follower = threading.Thread(target=api.cache.follow, daemon=True, name="journal")
-    follower.start()  # (it inherits the nice value)
+    follower.start()  # (it inherits the scheduling policy)
     wait_go(paths)
-    _renice(0, follower)
+    _normal_policy(follower)
     api.cache.wait_for(api.store.resource_version(), timeout=30)
     httpd = listen(lab, api, port)
     httpd.serve_forever(poll_interval=0.5)
