@@ -20,10 +20,9 @@ from emulator.apiserver.server import go_path, status_path
 from emulator.lab.components import BuildContext, Component
 from emulator.topology import hosts_section
 from emulator.services import config as services_config
-from emulator.services.alloc import api_ip
 from emulator.proc.daemon import spawn
 from emulator.state.paths import LabPaths
-from emulator.state.store import read_json, write_json
+from emulator.state.store import read_json
 from emulator.topology.model import Topology
 
 PKG_PARENT = str(Path(__file__).resolve().parents[2])
@@ -80,11 +79,8 @@ class ApiServerComponent(Component):
                                          "cryptography", obj="cryptography")
         d = api_dir(ctx.paths)
         d.mkdir(parents=True, exist_ok=True)  # (the server makes its certificates there: see server.serve)
-        first = ctx.topo.nodes[0]  # the names the certificate must carry inside the lab, for the server to use
-        write_json(d / "names.json", {"ips": [api_ip(ctx.topo.service_cidr), str(first.ip)],
-                                      "dns": list(kubesvc.dns_names())})
         if services_config.settings(ctx.topo) is not None:  # ClusterIPs work where kube-proxy runs
-            kubesvc.put(ctx.store, ctx.topo.service_cidr, str(first.ip))
+            kubesvc.put(ctx.store, ctx.topo.service_cidr, str(ctx.topo.nodes[0].ip))
         pid = spawn(lambda: _exec_server(ctx.topo.name), d / "apiserver.log", title="kube-apiserver",
                     journal=ctx.paths.proc_journal, what="API server")
         ctx.data["apiserver"] = pid

@@ -33,6 +33,7 @@ from emulator.apiserver.certs import Material
 from emulator.apiserver.schema import Schema
 from emulator.apiserver.status import ApiError, too_large, unauthorized
 from emulator.proc.lifecycle import alive
+from emulator.services.alloc import api_ip
 from emulator.state.paths import LabPaths, state_root
 from emulator.state.store import Store, read_json, write_json
 
@@ -295,6 +296,16 @@ def in_lab(lab: str, api: Api, tls: ssl.SSLContext) -> None:
                          name="in-lab").start()
 
 
+def in_lab_names(paths: LabPaths) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The server's names inside the lab, for its certificate: the ``kubernetes`` Service's ClusterIP, the
+    address its Endpoints name (the first node's), and ``kubernetes[.default[.svc[.<domain>]]]``."""
+    rec = read_json(paths.record) or {}
+    cidr = ipaddress.IPv4Network((rec.get("cluster") or {}).get("serviceCIDR", "10.96.0.0/12"))
+    ep = Store(paths.store).get("endpoints", "kubernetes", "default") or {}
+    ips = [a["ip"] for ss in ep.get("subsets") or [] for a in ss.get("addresses") or []]
+    return (api_ip(cidr), *ips), kubesvc.dns_names()
+
+
 def _node_of(store: Store, ip: str) -> str | None:
     for n in store.list("nodes"):
         if any(a.get("address") == ip for a in (n.get("status") or {}).get("addresses") or []):
@@ -334,8 +345,7 @@ def serve(lab: str) -> None:
     paths = LabPaths(lab)
     if not Material(paths.root / "apiserver").token_file.exists():
         from emulator.apiserver import certs
-        extra = read_json(paths.root / "apiserver" / "names.json") or {}  # written by the component (in-lab names)
-        certs.make(paths.root / "apiserver", lab, ips=tuple(extra.get("ips", ())), dns=tuple(extra.get("dns", ())))
+        certs.make(paths.root / "apiserver", lab, *in_lab_names(paths))
     Schema.load(str(state_root()))  # the schema cache is made while the pods start (a child process)
     api, port = prepare(lab)
     follower = threading.Thread(target=api.cache.follow, daemon=True, name="journal")
