@@ -70,10 +70,11 @@ def inner(argv: list[str]) -> int:
 
 
 def lab_rss(lab: str) -> int:
-    """Resident memory of the lab's processes: its agents/daemons from the record, and every container."""
-    from emulator.lab import record
-    rec = record.load(lab) or {}
-    pids = [a["pid"] for a in rec.get("agents", [])] + [p["pid"] for p in rec.get("pids", [])]
+    """Resident memory of the lab's processes: its agents/daemons from its process journal, and every process
+    they started (the containers)."""
+    from emulator.proc.lifecycle import alive
+    from emulator.state import record
+    pids = [e.pid for e in record.processes(lab) if alive(e.pid, e.start)]
     seen = set(pids)
     children: dict[int, list[int]] = {}
     for p in os.listdir("/proc"):

@@ -2,7 +2,7 @@
 """Acceptance run of issue 16: SIGKILL ``podlab up`` (and ``capture``, ``exec``) at many random moments and count
 what ``cleanup``/``down`` leave behind; print one JSON line per command.
 
-    sudo python3 scripts/kill_moments.py [--up 100] [--capture 100] [--exec 100] [--seed N]
+    sudo python3 scripts/kill_moments.py [--up 100] [--capture 100] [--exec 100] [--seed N] [--up-lab 6x20]
 
 ``up``: a 2-node lab with Services, a Deployment and the external host (the integration test's topology), killed
 at a moment drawn uniformly over an undisturbed bring-up, then ``podlab cleanup`` (``down`` if it had finished).
@@ -40,15 +40,34 @@ def _summary(what: str, results: list[killing.Leftovers], extra: dict) -> dict:
             "transient_helpers": sum(len(r.transient) for r in results), **extra}
 
 
-def run_up(n: int, seed: int, tmp: Path) -> dict:
+def services_lab(nodes: int, pods: int) -> str:
+    """A lab of ``nodes`` × ``pods`` (pause pods, each node's pods behind one Service), with the external host
+    and a Deployment: every kind of process ``up`` starts (agents, kube-proxy, DNS, controller-manager, the
+    external host's netexec, containers)."""
+    lines = ["version: 1", "name: x", "nodes:"] + [f"  - {{name: node-{i}}}" for i in range(1, nodes + 1)]
+    lines += ["kubeProxy: {mode: iptables}", "external: {}", "pods:"]
+    for i in range(1, nodes + 1):
+        for j in range(1, pods + 1):
+            lines.append(f"  - {{name: p{i}-{j}, node: node-{i}, labels: {{tier: n{i}}}, "
+                         f"containers: [{{name: c, image: pause}}]}}")
+    lines += ["deployments:", "  - name: web", "    replicas: 2", "    labels: {app: web}",
+              "    containers: [{name: web, image: netexec, ports: [{containerPort: 8080, name: http}]}]",
+              "services:", "  - name: web", "    selector: {app: web}",
+              "    ports: [{name: http, port: 80, targetPort: http}]"]
+    lines += [f"  - {{name: tier-{i}, selector: {{tier: n{i}}}, ports: [{{port: 80, targetPort: 8080}}]}}"
+              for i in range(1, nodes + 1)]
+    return "\n".join(lines) + "\n"
+
+
+def run_up(n: int, seed: int, tmp: Path, prefix: str = "prockill", lab: str = "") -> dict:
     topo = tmp / "lab.yaml"
-    topo.write_text(tkm.LAB)
-    full = killing.kill_up_once(topo, f"prockill{os.getpid() % 1000}u0", at=60.0)
+    topo.write_text(lab or tkm.LAB)
+    full = killing.kill_up_once(topo, f"{prefix}{os.getpid() % 1000}u0", at=60.0)
     span = full.exited_at or 1.0
     start = max((full.record_at or 0.0) - 0.05, 0.0)
     results, finished, details = [full.left], 0, []
     for i, at in enumerate(killing.moments(n, start, span, seed)):
-        name = f"prockill{os.getpid() % 1000}u{i + 1}"
+        name = f"{prefix}{os.getpid() % 1000}u{i + 1}"
         try:
             res = killing.kill_up_once(topo, name, at)
         finally:
@@ -95,7 +114,11 @@ def main() -> int:
     ap.add_argument("--capture", type=int, default=100)
     ap.add_argument("--exec", type=int, default=100)
     ap.add_argument("--seed", type=int, default=int(time.time()))
+    ap.add_argument("--up-lab", metavar="NODESxPODS", default="",
+                    help="kill `up` of a NODES x PODS lab with Services (e.g. 6x20) instead of the test's 2-node lab")
+    ap.add_argument("--prefix", default="prockill", help="lab names start with this")
     a = ap.parse_args()
+    lab = services_lab(*map(int, a.up_lab.split("x"))) if a.up_lab else ""
     killing.subreaper(True)
     ok = True
     with tempfile.TemporaryDirectory(prefix="prockill-") as d:
@@ -103,7 +126,8 @@ def main() -> int:
             if n <= 0:
                 continue
             t0 = time.monotonic()
-            res = run_up(n, a.seed, Path(d)) if what == "up" else run_tool(what, n, a.seed, Path(d))
+            res = (run_up(n, a.seed, Path(d), a.prefix, lab) if what == "up"
+                   else run_tool(what, n, a.seed, Path(d)))
             res["seconds"] = round(time.monotonic() - t0, 1)
             ok = ok and res["dirty"] == 0 and not res.get("unrecorded_after_kill")
             print(json.dumps(res), flush=True)
