@@ -95,12 +95,7 @@ def deployment(ctx: Ctx, obj: dict, ns: str, old: dict | None) -> dict:
     else:
         tmpl["spec"] = views.default_pod_spec(tmpl.get("spec") or {})
     spec["template"] = tmpl
-    strategy = dict(spec.get("strategy") or {"type": "RollingUpdate"})
-    if strategy.get("type", "RollingUpdate") == "RollingUpdate":
-        strategy.setdefault("rollingUpdate", {"maxUnavailable": "25%", "maxSurge": "25%"})
-    spec["strategy"] = strategy
-    spec.setdefault("revisionHistoryLimit", 10)
-    spec.setdefault("progressDeadlineSeconds", 600)
+    views.default_deployment_spec(spec)
     obj["spec"] = spec
     obj.pop("status", None)
     return clean_meta(obj, old)

@@ -152,6 +152,16 @@ def node(manifest: dict, ready: bool, capacity: int) -> dict:
             "status": status}
 
 
+def default_deployment_spec(spec: dict) -> None:
+    """The API server's defaults of a Deployment spec (strategy, history, deadline), set in place."""
+    strategy = dict(spec.get("strategy") or {"type": "RollingUpdate"})
+    if strategy.get("type", "RollingUpdate") == "RollingUpdate":
+        strategy.setdefault("rollingUpdate", {"maxUnavailable": "25%", "maxSurge": "25%"})
+    spec["strategy"] = strategy
+    spec.setdefault("revisionHistoryLimit", 10)
+    spec.setdefault("progressDeadlineSeconds", 600)
+
+
 def deployment(manifest: dict, st: dict | None) -> dict:
     obj = {**manifest, "apiVersion": "apps/v1", "kind": "Deployment"}
     meta = dict(manifest.get("metadata") or {})
@@ -159,12 +169,7 @@ def deployment(manifest: dict, st: dict | None) -> dict:
     obj["metadata"] = meta
     spec = dict(obj.get("spec") or {})
     spec.setdefault("replicas", 1)
-    strategy = dict(spec.get("strategy") or {"type": "RollingUpdate"})
-    if strategy.get("type", "RollingUpdate") == "RollingUpdate":
-        strategy.setdefault("rollingUpdate", {"maxUnavailable": "25%", "maxSurge": "25%"})
-    spec["strategy"] = strategy
-    spec.setdefault("revisionHistoryLimit", 10)
-    spec.setdefault("progressDeadlineSeconds", 600)
+    default_deployment_spec(spec)
     tmpl = dict(spec.get("template") or {})
     tmpl["spec"] = default_pod_spec(tmpl.get("spec") or {})
     spec["template"] = tmpl

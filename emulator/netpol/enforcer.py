@@ -133,12 +133,7 @@ class Enforcer:
         queued meanwhile is drained from ``watcher`` too: a status never covers a write whose file was not read."""
         versions = self.reader.versions()
         if watcher is not None and changes is not None:
-            more = watcher.wait_changes(0)
-            if more is None:
-                changes = None
-            else:
-                for d, n in more.items():
-                    changes.setdefault(d, set()).update(n)
+            changes = _drain(watcher, changes)
         t0 = time.monotonic()
         try:
             want = self.desired(None if full else changes)
@@ -217,12 +212,7 @@ class Enforcer:
                     break
                 if changes:
                     time.sleep(DEBOUNCE)
-                    more = watcher.wait_changes(0)
-                    if more is None:
-                        changes = None
-                    else:
-                        for d, n in more.items():
-                            changes.setdefault(d, set()).update(n)
+                    changes = _drain(watcher, changes)
                 now = time.monotonic()
                 if now >= next_full:
                     next_full = now + FULL_SYNC_PERIOD
@@ -258,3 +248,13 @@ def _listdir(d: Path) -> list[str]:
         return os.listdir(d)
     except FileNotFoundError:
         return []  # the namespace directory went again (its namespace was deleted)
+
+
+def _drain(watcher: Watcher, changes: dict[Path, set[str]]) -> dict[Path, set[str]] | None:
+    """``changes`` with every event already queued in ``watcher`` added (None: it overflowed, read everything)."""
+    more = watcher.wait_changes(0)
+    if more is None:
+        return None
+    for d, n in more.items():
+        changes.setdefault(d, set()).update(n)
+    return changes
