@@ -136,10 +136,12 @@ class Leftovers:
     in_lab_ns: list[tuple[int, str]] = field(default_factory=list)
     descendants: list[tuple[int, str]] = field(default_factory=list)
     transient: list[tuple[int, str]] = field(default_factory=list)  # descendants that ended within ``settle``
+    kubeconfig: list[str] = field(default_factory=list)  # the lab's context, or a lock, left in $KUBECONFIG
 
     @property
     def clean(self) -> bool:
-        return not (self.namespaces or self.state or self.recorded or self.in_lab_ns or self.descendants)
+        return not (self.namespaces or self.state or self.recorded or self.in_lab_ns or self.descendants
+                    or self.kubeconfig)
 
 
 def leftovers(lab: str, inodes: set[int], procs: set[tuple[int, int | None]], before: set[int],
@@ -162,7 +164,19 @@ def leftovers(lab: str, inodes: set[int], procs: set[tuple[int, int | None]], be
     out.state = LabPaths(lab).root.exists() or record.load(lab) is not None
     out.recorded = sorted(pid for pid, st in procs if alive(pid, st))
     out.in_lab_ns = in_namespaces(inodes)
+    out.kubeconfig = kubeconfig_left(lab)
     return out
+
+
+def kubeconfig_left(lab: str) -> list[str]:
+    """The lab's entries still in the session's kubeconfig, and its lock if one is left."""
+    path = Path(os.environ["KUBECONFIG"])
+    left = [f"{path}.lock"] if Path(f"{path}.lock").exists() else []
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return left
+    return left + [f"name: podlab-{lab}"] * (f"name: podlab-{lab}\n" in text)
 
 
 def sample_while(proc: subprocess.Popen, lab: str, until: float, inodes: set[int]) -> tuple[float | None,

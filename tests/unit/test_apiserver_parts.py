@@ -13,6 +13,7 @@ import yaml
 from emulator.apiserver import discovery, kubeconfig, patch, selectors, tables, views
 from emulator.apiserver.schema import Schema
 from emulator.apiserver.status import ApiError
+from emulator.proc import lifecycle
 
 SCHEMA = Schema.load()
 POD = SCHEMA.root("", "v1", "Pod")
@@ -278,3 +279,34 @@ def test_protobuf_bodies_of_kubectl_generators() -> None:
             2, _pb_field(2, _pb_field(11, 1))))
     with pytest.raises(protobuf.ProtobufError):
         protobuf.decode(b"not protobuf")
+
+
+def _dead_pid() -> int:
+    """A PID that names no running process (a child that has exited and been reaped)."""
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return pid
+
+
+def test_a_lock_left_by_a_killed_writer_is_broken_a_live_one_is_not(tmp_path) -> None:
+    path = tmp_path / "config"
+    lock = tmp_path / "config.lock"
+    lock.write_text(f"{_dead_pid()} 12345\n")  # a podlab killed while holding it
+    kubeconfig.merge(path, "demo", "https://127.0.0.1:16443", b"PEM", "tok")
+    assert not lock.exists() and "podlab-demo" in path.read_text()
+    lock.write_text("")  # kubectl's lock (empty), long ago
+    old = time.time() - kubeconfig.STALE_EMPTY_LOCK - 5
+    os.utime(lock, (old, old))
+    assert kubeconfig.remove(path, "demo") and not lock.exists()
+    lock.write_text(f"{os.getpid()} {lifecycle.start_time(os.getpid())}\n")
+    with pytest.raises(TimeoutError, match="config.lock is held"):
+        with kubeconfig._locked(path, timeout=0.2):
+            pass
+    assert lock.exists()  # a live holder's lock is left alone
+    lock.unlink()
+    lock.write_text("")  # a fresh empty lock: kubectl is writing now
+    with pytest.raises(TimeoutError):
+        with kubeconfig._locked(path, timeout=0.2):
+            pass
