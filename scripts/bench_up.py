@@ -223,7 +223,12 @@ def ref_memory(before: dict[str, int], pods: int) -> dict:
 
 # -- one run --------------------------------------------------------------------------------------------------------
 def run_podlab(a: argparse.Namespace, sentinel_prefix: str) -> dict:
-    topo = loads(topology_text(a.name, a.nodes, a.pods, a.routing, a.image), source="<bench>")
+    text = topology_text(a.name, a.nodes, a.pods, a.routing, a.image)
+    if a.kube_proxy == "none":
+        text += "kubeProxy: none\n"
+    elif a.kube_proxy:
+        text += f"kubeProxy: {{mode: {a.kube_proxy}}}\n"
+    topo = loads(text, source="<bench>")
     npods = a.nodes * a.pods
     wait_quiet()
     sen = Sentinel(sentinel_prefix)
@@ -283,6 +288,9 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--memory", action="store_true", help="also measure memory per pod (see above)")
     ap.add_argument("--no-ref", action="store_true", help="skip the ip -batch reference")
+    ap.add_argument("--kube-proxy", default="", metavar="MODE|none",
+                    help="add `kubeProxy: {mode: MODE}` (iptables, nftables) or `kubeProxy: none` to the topology "
+                         "(default: neither, the lab's default)")
     a = ap.parse_args()
     ref_prefix, sen_prefix = f"{a.name}r", f"{a.name}s"
     taken = [n for n in netns.list_names() if n.startswith((f"{a.name}-", f"{ref_prefix}-", f"{sen_prefix}-"))]
@@ -291,6 +299,7 @@ def main() -> int:
     rows = []
     for i in range(a.runs):
         row = {"run": i + 1, "nodes": a.nodes, "pods": a.nodes * a.pods, "routing": a.routing,
+               "kube_proxy": a.kube_proxy or "default",
                **run_podlab(a, sen_prefix)}
         if not a.no_ref:
             row.update(run_ref(a, ref_prefix, sen_prefix))
