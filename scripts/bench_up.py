@@ -18,6 +18,10 @@ namespace, disappears. The kernel frees namespaces in one ordered worker, batch 
 last reference went, so once the sentinel (deleted after everything else was released) is gone, so is every
 namespace before it. Both figures include the sentinel's own batch.
 
+--kube-proxy MODE adds ``kubeProxy: {mode: MODE}`` to the topology, ``--kube-proxy none`` adds ``kubeProxy: none``
+(no kube-proxy, service controllers or cluster DNS); without it the lab has the default (kube-proxy in iptables
+mode). --cpu adds the CPU seconds each kind of lab process used until every pod was Running.
+
 --memory adds, at the moment every pod is Running: podlab's processes' PSS (agents and daemons, named by the
 lab's process journal; containers apart), and the growth of the kernel's memory since before ``up``
 (/proc/meminfo Slab, SUnreclaim, Percpu, KernelStack, PageTables; Shmem is the lab's tmpfs files), per pod; and
@@ -221,6 +225,29 @@ def ref_memory(before: dict[str, int], pods: int) -> dict:
             "memavailable_drop_per_pod_kB": round(-d["MemAvailable"] / pods, 1)}
 
 
+def proc_cpu_s(pid: int) -> float:
+    """utime + stime of a process and its reaped children, in seconds (fields 14-17 of /proc/PID/stat)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def lab_cpu(lab: str) -> dict[str, float]:
+    """CPU seconds used so far by the lab's recorded processes, by what they are (kube-proxy of every node
+    summed as "kube-proxy", the agents as "agent", ...)."""
+    out: dict[str, float] = {}
+    for e in record.processes(lab):
+        if not alive(e.pid, e.start):
+            continue
+        what = e.what.split(" of ")[0] if e.what.startswith("kube-proxy") else ("agent" if e.kind == "agent"
+                                                                                  else e.what)
+        out[what] = round(out.get(what, 0.0) + proc_cpu_s(e.pid), 2)
+    return out
+
+
 # -- one run --------------------------------------------------------------------------------------------------------
 def run_podlab(a: argparse.Namespace, sentinel_prefix: str) -> dict:
     text = topology_text(a.name, a.nodes, a.pods, a.routing, a.image)
@@ -242,6 +269,8 @@ def run_podlab(a: argparse.Namespace, sentinel_prefix: str) -> dict:
             out["up_s"] = round(time.perf_counter() - t0, 3)
             c1 = cpu_times()
             out["cpu_busy_during_up"] = round((c1[0] - c0[0]) / max(c1[1] - c0[1], 1), 2)
+            if a.cpu:
+                out["cpu_s_by_process"] = lab_cpu(a.name)
             if a.memory:
                 out["memory"] = lab_memory(a.name, m0, npods)
         finally:
@@ -288,6 +317,8 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--memory", action="store_true", help="also measure memory per pod (see above)")
     ap.add_argument("--no-ref", action="store_true", help="skip the ip -batch reference")
+    ap.add_argument("--cpu", action="store_true", help="also report the CPU seconds each kind of lab process "
+                                                        "(agents, kube-proxy, controller-manager, ...) used in up")
     ap.add_argument("--kube-proxy", default="", metavar="MODE|none",
                     help="add `kubeProxy: {mode: MODE}` (iptables, nftables) or `kubeProxy: none` to the topology "
                          "(default: neither, the lab's default)")

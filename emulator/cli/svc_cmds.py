@@ -22,8 +22,8 @@ from emulator.services.proxy.state import build as proxy_state
 
 def _need_services(lab: Lab) -> None:
     if not (lab.paths.root / "controller.json").exists():
-        raise PodlabError(f"lab {lab.name} runs no kube-proxy or controllers; add e.g. 'kubeProxy: {{mode: iptables}}' "
-                          "or a 'services:' section to its topology and bring it up again", obj=lab.name)
+        raise PodlabError(f"lab {lab.name} runs no kube-proxy or controllers (its topology says 'kubeProxy: none'); "
+                          "remove that line and bring the lab up again", obj=lab.name)
 
 
 def _service_cidr(lab: Lab) -> ipaddress.IPv4Network:

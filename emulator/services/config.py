@@ -1,8 +1,9 @@
 """Whether a topology has cluster Services, and how: kube-proxy's mode, the Services and Deployments, DNS.
 
-A lab gets Services (kube-proxy on every node, the controller-manager, cluster DNS) when its topology has any of
-``services``, ``deployments`` or ``kubeProxy`` (``kubeProxy: {mode: nftables}``; the default mode is
-``iptables``, as kube-proxy's). ``settings`` validates all of it at once, before ``up`` creates anything, and
+Every lab gets Services (kube-proxy on every node, the controller-manager, cluster DNS), as a real cluster does,
+unless its topology says ``kubeProxy: none``; ``kubeProxy: {mode: nftables}`` picks the mode (the default is
+``iptables``, as kube-proxy's). A ``services`` or ``deployments`` section beside ``kubeProxy: none`` is an error
+(nothing would serve them), as is any other value of ``kubeProxy``. ``settings`` validates all of it at once, before ``up`` creates anything, and
 raises ``TopologyError`` naming the file and field. The cluster DNS answers at the tenth address of the Service
 CIDR (``kube-dns``'s ClusterIP, 10.96.0.10) and runs in the ``<lab>-dns`` namespace on the underlay, at the first
 LAN address no node uses (192.168.56.2 by default): the host the ``kube-dns`` endpoints point to.
@@ -17,13 +18,13 @@ from emulator.services import alloc
 from emulator.services.model import Deployment, Service
 from emulator.services.parse import from_topology
 from emulator.topology.model import Topology
-from emulator.topology.validate import Validator
+from emulator.topology.sections import KUBE_PROXY_NONE, kube_proxy_runs
+from emulator.topology.validate import Validator, show
 
 PROXY_KEYS = ("mode",)
 PROXY_MODES = ("iptables", "nftables")
 DEFAULT_PROXY_MODE = "iptables"
 DOMAIN = "cluster.local"
-SECTION_KEYS = ("services", "deployments", "kubeProxy")
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,26 @@ def dns_ns(lab: str) -> str:
 
 
 def enabled(topo: Topology) -> bool:
+    """True unless the topology says ``kubeProxy: none`` (``settings`` validates the value)."""
+    return kube_proxy_runs(dict(topo.extra))
+
+
+def check_proxy_value(topo: Topology) -> None:
+    """TopologyError unless ``kubeProxy`` is absent, a mapping, or ``none`` with no Services or Deployments."""
     extra = dict(topo.extra)
-    return extra.get("kubeProxy") is not False and any(extra.get(k) is not None for k in SECTION_KEYS)
+    value = extra.get("kubeProxy")
+    v = Validator(topo.source, TopologyError)
+    if value == KUBE_PROXY_NONE:
+        for key in ("services", "deployments"):
+            if extra.get(key) is not None:
+                v.fail(key, f"the topology declares {key}, but 'kubeProxy: none' runs no kube-proxy, service "
+                       "controllers or cluster DNS to serve them",
+                       f"remove 'kubeProxy: none', or remove the {key} section")
+    elif value is not None and not isinstance(value, dict):
+        hint = " (write none in lower case)" if isinstance(value, str) and value.lower() == "none" else ""
+        v.fail("kubeProxy", f"{show(value)} is not a kube-proxy setting{hint}",
+               "write 'kubeProxy: {mode: iptables}' (or nftables), leave it out for the default (iptables), or "
+               "write 'kubeProxy: none' to run no kube-proxy, service controllers or cluster DNS")
 
 
 def dns_host(topo: Topology) -> ipaddress.IPv4Address:
@@ -55,6 +74,8 @@ def dns_host(topo: Topology) -> ipaddress.IPv4Address:
 
 
 def settings(topo: Topology) -> ClusterServices | None:
+    """The lab's validated cluster Services, or None for ``kubeProxy: none``; TopologyError names the field."""
+    check_proxy_value(topo)
     if not enabled(topo):
         return None
     extra = dict(topo.extra)

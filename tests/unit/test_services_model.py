@@ -13,6 +13,7 @@ from emulator.services.model import Service, ServicePort, deployment_from_manife
 from emulator.services.parse import ServiceParser, from_topology
 from emulator.state.store import Store
 from emulator.topology.loader import loads
+from emulator.topology.sections import has_gateway, kube_proxy_runs
 
 CIDR = ipaddress.IPv4Network("10.96.0.0/12")
 
@@ -158,7 +159,41 @@ def test_topology_sections_are_validated_with_their_paths() -> None:
         from_topology([{"name": "a", "ports": [{"port": 1}]}, {"name": "a", "ports": [{"port": 1}]}], None, "f",
                       TopologyError, CIDR)
     assert e.value.field == "services[1].name"
-    assert config.settings(loads("version: 1\nname: t\nnodes: [{name: n1}]\n", "x")) is None
+
+
+PLAIN = "version: 1\nname: t\nnodes: [{name: n1}]\n"
+
+
+def test_kube_proxy_runs_by_default_and_none_turns_it_off() -> None:
+    cfg = config.settings(loads(PLAIN, "x"))  # no services, deployments or kubeProxy: on, as a real cluster
+    assert cfg is not None and cfg.proxy_mode == "iptables" and cfg.services == () and cfg.dns_ip == "10.96.0.10"
+    assert config.enabled(loads(PLAIN, "x")) and kube_proxy_runs({})
+    off = loads(PLAIN + "kubeProxy: none\n", "x")
+    assert config.settings(off) is None and not config.enabled(off) and not kube_proxy_runs(dict(off.extra))
+    assert config.settings(loads(PLAIN + "kubeProxy: {mode: nftables}\n", "x")).proxy_mode == "nftables"
+    assert config.settings(loads(PLAIN + "kubeProxy: {}\n", "x")).proxy_mode == "iptables"
+    # only declared Services give a lab its external network: kube-proxy by default or none does not
+    assert not has_gateway(loads(PLAIN, "x")) and not has_gateway(off)
+    assert has_gateway(loads(PLAIN + "kubeProxy: {mode: iptables}\n", "x"))
+
+
+@pytest.mark.parametrize("value, hint", [("None", "lower case"), ("off", "kubeProxy: none"), ("false", "none"),
+                                         ("[iptables]", "mode: iptables"), ("iptables", "mode: iptables"),
+                                         ("0", "kubeProxy: none")])
+def test_a_bad_kube_proxy_value_names_file_field_and_fix(value: str, hint: str) -> None:
+    with pytest.raises(TopologyError) as e:
+        config.settings(loads(PLAIN + f"kubeProxy: {value}\n", "lab.yaml"))
+    assert e.value.file == "lab.yaml" and e.value.field == "kubeProxy"
+    assert "is not a kube-proxy setting" in str(e.value) and hint in str(e.value)
+
+
+@pytest.mark.parametrize("section", ["services: []", "deployments: []",
+                                     "services:\n  - {name: web, ports: [{port: 80}]}"])
+def test_services_beside_kube_proxy_none_are_refused(section: str) -> None:
+    with pytest.raises(TopologyError) as e:
+        config.settings(loads(PLAIN + "kubeProxy: none\n" + section + "\n", "lab.yaml"))
+    key = section.split(":")[0]
+    assert e.value.field == key and "kubeProxy: none" in str(e.value) and f"remove the {key} section" in str(e.value)
 
 
 def test_allocation_is_reproducible_avoids_reserved_and_taken() -> None:
