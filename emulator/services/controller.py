@@ -1,7 +1,8 @@
 """The controller-manager of a lab: a real process running the endpoints and deployment controllers.
 
 Loop (every 10 ms, and a full pass every second): when pods, pod statuses, services, deployments or nodes changed
-in the store, (1) plan every Deployment (``deployments.plan``, pure) and create/delete its pods in the store
+in the store (but never sooner after a pass than three times that pass took: while 1000 pods start, their status
+writes would otherwise keep it busy from one pass to the next, on a CPU the agents need), (1) plan every Deployment (``deployments.plan``, pure) and create/delete its pods in the store
 (the node agents then start/stop them; a new pod's resolv.conf is written before its manifest, so its
 containers start with it), (2) keep every pod's resolv.conf (``resolv``), (3) recompute every selector
 Service's Endpoints (``endpoints.compute``, pure) and write only those that changed, deleting the Endpoints of
@@ -24,6 +25,10 @@ from emulator.state.store import Store, write_json
 
 POLL = 0.01
 RESYNC = 1.0
+#: the pause after a pass, in multiples of its duration (bounds the controller to ~1/4 of a core when busy)
+BACKOFF = 3.0
+#: how often the pass re-reads every pod's resolv.conf instead of trusting what it wrote (a file removed by hand)
+VERIFY = 30.0
 WATCHED = (("pods", False), ("pods", True), ("services", False), ("deployments", False), ("nodes", False),
            ("endpoints", False))
 
@@ -44,7 +49,7 @@ class ControllerManager:
     def versions(self) -> tuple[int, ...]:
         return tuple(self.store.version(k, s) for k, s in WATCHED)
 
-    def reconcile(self) -> None:
+    def reconcile(self, verify: bool = False) -> None:
         from emulator.state import namespaces
         pods = list(self.store.list("pods"))
         statuses = {(st.get("namespace") or "default", st["name"]): st
@@ -76,7 +81,7 @@ class ControllerManager:
             if old != plan.status and self.store.get("deployments", dname, ns) is not None:
                 self.store.put_status("deployments", dname, plan.status, ns)
             self._sync_replicasets(dep, plan.replicasets)
-        self.resolv.ensure(pods)
+        self.resolv.ensure(pods, verify=verify)
         services = list(self.store.list("services"))
         live = set()
         for svc in services:
@@ -141,21 +146,25 @@ class ControllerManager:
         signal.signal(signal.SIGINT, self._stop)
         log("controller-manager (endpoints, deployments) starting")
         last: tuple[int, ...] | None = None
-        last_full = 0.0
+        last_full = last_verify = time.monotonic()
         try:
             while not self.stopping:
                 v = self.versions()
                 now = time.monotonic()
+                pause = POLL
                 if v != last or now - last_full > RESYNC:
                     last, last_full = v, now
+                    verify = now - last_verify > VERIFY
+                    last_verify = now if verify else last_verify
                     try:
-                        self.reconcile()
+                        self.reconcile(verify=verify)
                         self.passes += 1
                         write_json(status_path(self.paths), {"versions": list(v), "time": time.time(),
                                                              "passes": self.passes})
                     except Exception:  # keep the control plane alive; the error goes to its log
                         traceback.print_exc()
-                time.sleep(POLL)
+                    pause = min(max(POLL, BACKOFF * (time.monotonic() - now)), 0.5)
+                time.sleep(pause)
         finally:
             self.resolv.remove()
             log("controller-manager stopped; pods' resolv.conf files removed")

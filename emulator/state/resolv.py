@@ -35,11 +35,45 @@ def content(namespace: str, nameserver: str, domain: str = "cluster.local") -> s
 
 
 class ResolvFiles:
-    """The resolv.conf files of one lab's pods."""
+    """The resolv.conf files of one lab's pods.
+
+    ``ensure`` is called by the controller-manager on every pass (1000s of pods): it remembers what it last saw
+    and wrote, and while the ledger is the file it last read or wrote (same inode and mtime: every write is a
+    rename of a new file) and every pod's file is one it wrote with the same text, it touches nothing (no lock,
+    no read). ``verify=True`` re-reads everything (a file removed by hand is made again)."""
 
     def __init__(self, lab: str, nameserver: str, domain: str = "cluster.local") -> None:
         self.lab, self.nameserver, self.domain = lab, nameserver, domain
         self.ledger = LabPaths(lab).root / "resolv-owned.json"
+        self._ledger_stamp: tuple[int, int] | None = None  # the ledger as last read or written here
+        self._owned: set[str] = set()  # ... and what it listed then
+        self._written: dict[str, str] = {}  # netns name -> the text its resolv.conf is known to hold
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.ledger)
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns)
+
+    def _want(self, pods: list[dict]) -> dict[str, str]:
+        """netns name -> Kubernetes namespace of each pod."""
+        out = {}
+        for p in pods:
+            meta = p["metadata"]
+            k8s_ns = meta.get("namespace") or "default"
+            out[names.pod_ns(self.lab, meta["name"], k8s_ns)] = k8s_ns
+        return out
+
+    def _current(self, want: dict[str, str], prune: bool) -> bool:
+        """True if nothing is to be done: the ledger is as we left it and every file is as we wrote it."""
+        if self._ledger_stamp is None or self._stamp() != self._ledger_stamp:
+            return False
+        if prune and any(ns not in want for ns in self._owned):
+            return False
+        written = self._written
+        return all(ns in self._owned and written.get(ns) == content(k8s_ns, self.nameserver, self.domain)
+                   for ns, k8s_ns in want.items())
 
     def owned(self) -> set[str]:
         return set(read_json(self.ledger) or [])
@@ -60,30 +94,48 @@ class ResolvFiles:
         finally:
             os.close(fd)
 
-    def ensure(self, pods: list[dict], prune: bool = True) -> None:
+    def ensure(self, pods: list[dict], prune: bool = True, verify: bool = False) -> None:
         """Make the files of ``pods`` exist and (``prune``) remove those of pods that are not in the list."""
+        want = self._want(pods)
+        if not verify and self._current(want, prune):
+            return
         with self._locked():
-            self._ensure(pods, prune)
+            self._ensure(want, prune, verify)
 
-    def _ensure(self, pods: list[dict], prune: bool) -> None:
+    def _ensure(self, want: dict[str, str], prune: bool, verify: bool) -> None:
         owned = self.owned()
-        want = {names.pod_ns(self.lab, p["metadata"]["name"], p["metadata"].get("namespace") or "default"):
-                p["metadata"].get("namespace") or "default" for p in pods}
-        new = {ns for ns in want if ns not in owned and not (ETC_NETNS / ns).exists()}
+        if verify or self._stamp() != self._ledger_stamp:
+            self._written = {}  # someone else changed the ledger (or we are asked to look): trust nothing
+        new = {ns for ns in want if ns not in owned and not os.path.exists(f"{ETC_NETNS}/{ns}")}
         if new:
             self._save(owned | new)  # recorded before anything is created
             owned |= new
         for ns, k8s_ns in want.items():
-            if ns in owned:
-                d = ETC_NETNS / ns
-                d.mkdir(parents=True, exist_ok=True)
-                text = content(k8s_ns, self.nameserver, self.domain)
-                f = d / "resolv.conf"
-                if not f.exists() or f.read_text() != text:
+            if ns not in owned:
+                continue
+            text = content(k8s_ns, self.nameserver, self.domain)
+            if self._written.get(ns) == text:
+                continue
+            d = f"{ETC_NETNS}/{ns}"
+            f = f"{d}/resolv.conf"
+            if ns in new:  # a directory nobody had: made and filled here, before any pod of it starts
+                os.makedirs(d, exist_ok=True)
+                _write_fresh(f, text)
+            else:
+                os.makedirs(d, exist_ok=True)
+                try:
+                    with open(f) as fh:
+                        same = fh.read() == text
+                except FileNotFoundError:
+                    same = False
+                if not same:
                     write_atomic(f, text)
+            self._written[ns] = text
         gone = {ns for ns in owned if ns not in want} if prune else set()
         if gone:
             self._remove(gone)
+        else:
+            self._remember(owned)
 
     def remove(self, which: set[str] | None = None) -> None:
         with self._locked():
@@ -95,7 +147,23 @@ class ResolvFiles:
             shutil.rmtree(ETC_NETNS / ns, ignore_errors=True)  # gone already is fine; a leftover is overwritten
             # by the next pod of that name (its files are rewritten before it starts)
             owned.discard(ns)
+            self._written.pop(ns, None)
         self._save(owned)
+        self._remember(owned)
+
+    def _remember(self, owned: set[str]) -> None:
+        self._ledger_stamp, self._owned = self._stamp(), set(owned)
+        self._written = {ns: t for ns, t in self._written.items() if ns in owned}
+
+
+def _write_fresh(path: str, text: str) -> None:
+    """A file that did not exist, written in place (no temporary file and rename: no reader can know of it
+    before its pod is stored, which happens after this returns)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
 
 
 def prepare_pod(lab: str, pod: dict) -> None:

@@ -135,7 +135,7 @@ class Store:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self._sroot = str(self.root)  # the write paths are strings: pathlib cost more than the writes on tmpfs
-        self._cache: dict[Path, tuple[int, dict]] = {}
+        self._cache: dict[str, tuple[tuple[int, int], dict]] = {}
 
     @property
     def feed(self) -> feeds.Feed:
@@ -327,7 +327,7 @@ class Store:
         """Every object of ``kind`` (or every status), in ``ns`` or (None) every namespace, parsing only files
         changed since the last call."""
         for s, n in self.keys(kind, status, ns):
-            obj = self._cached(self._path(kind, n, s, status))
+            obj = self._cached(self._spath(kind, n, s, status))
             if obj is not None:
                 yield obj
 
@@ -356,22 +356,26 @@ class Store:
             return
         for e in sorted(entries):
             if e.endswith(".json") and not e.startswith("."):
-                obj = self._cached(d / e)
+                obj = self._cached(f"{d}/{e}")
                 if obj is not None:
                     yield obj
 
-    def _cached(self, p: Path) -> dict | None:
-        """The object in ``p``, parsed again only if its mtime changed since we last read it."""
+    def _cached(self, p: str) -> dict | None:
+        """The object in ``p``, parsed again only if the file changed since we last read it: another mtime or
+        another inode (every write is a rename of a new file, so two writes within one tick of the file system's
+        clock still differ). String paths: a controller lists 1000s of them per pass, and pathlib cost more than
+        the ``stat``."""
         try:
-            mtime = os.stat(p).st_mtime_ns
+            st = os.stat(p)
         except FileNotFoundError:
             return None
+        stamp = (st.st_mtime_ns, st.st_ino)
         hit = self._cache.get(p)
-        if hit and hit[0] == mtime:
+        if hit and hit[0] == stamp:
             return hit[1]
         obj = read_json(p)
         if obj is not None:
-            self._cache[p] = (mtime, obj)
+            self._cache[p] = (stamp, obj)
         return obj
 
     def index_dir(self, kind: str, value: str) -> Path:
