@@ -1,6 +1,7 @@
 """The controller-manager of a lab: a real process running the endpoints and deployment controllers.
 
-Loop (every 10 ms, and a full pass every second): when pods, pod statuses, services, deployments or nodes changed
+Loop (woken by inotify on the store directories it follows, ``state.watch.KindsWatcher``, and a full pass every
+second): when pods, pod statuses, services, deployments or nodes changed
 in the store (but never sooner after a pass than three times that pass took: while 1000 pods start, their status
 writes would otherwise keep it busy from one pass to the next, on a CPU the agents need), (1) plan every Deployment (``deployments.plan``, pure) and create/delete its pods in the store
 (the node agents then start/stop them; a new pod's resolv.conf is written before its manifest, so its
@@ -22,6 +23,7 @@ from emulator.services import deployments, endpoints
 from emulator.proc.daemon import log
 from emulator.state.resolv import ResolvFiles
 from emulator.state.store import Store, write_json
+from emulator.state.watch import KindsWatcher
 
 POLL = 0.01
 RESYNC = 1.0
@@ -147,6 +149,8 @@ class ControllerManager:
         log("controller-manager (endpoints, deployments) starting")
         last: tuple[int, ...] | None = None
         last_full = last_verify = time.monotonic()
+        watch = KindsWatcher([self.store.root / "status" / k if st else self.store.root / k
+                              for k, st in dict.fromkeys(WATCHED)])
         try:
             while not self.stopping:
                 v = self.versions()
@@ -165,7 +169,9 @@ class ControllerManager:
                         traceback.print_exc()
                     pause = min(max(POLL, BACKOFF * (time.monotonic() - now)), 0.5)
                 time.sleep(pause)
+                watch.wait(max(0.0, RESYNC - (time.monotonic() - last_full)))
         finally:
+            watch.close()
             self.resolv.remove()
             log("controller-manager stopped; pods' resolv.conf files removed")
 

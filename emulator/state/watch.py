@@ -9,12 +9,17 @@ if it is unavailable the watcher degrades to sleeping for a short poll interval.
 watcher that keeps a copy of a large directory (the NetworkPolicy enforcer reads a thousand pods once, then
 only the files named here); None means "cannot tell" (no inotify, or the kernel's event queue overflowed) and
 the caller reads everything again.
+
+``KindsWatcher`` is the same wake-up for a process that follows whole store kinds in every namespace
+(kube-proxy: services and endpoints; the controller-manager: pods, their statuses, services, ...).
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import select
+import signal
 import struct
 from pathlib import Path
 
@@ -97,3 +102,54 @@ class Watcher:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+class KindsWatcher:
+    """Wait until objects of some store kinds may have changed: inotify on each kind's directory and on every
+    namespace directory under it (a namespace made later is added when its creation wakes the wait). A process
+    that polled ``Store.version`` every 10 ms (kube-proxy, the controller-manager) sleeps here instead; it still
+    compares versions after waking, so a spurious wake-up (a temporary file) costs one comparison, and a change
+    made before a directory was watched is caught by that comparison too. SIGTERM/SIGINT/SIGCHLD wake the wait
+    (``signal.set_wakeup_fd``), so a stopping process never sleeps out its timeout."""
+
+    def __init__(self, kind_dirs: list[Path]) -> None:
+        self.kind_dirs = kind_dirs
+        self.rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._wfd = wfd
+        try:
+            signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
+        except ValueError:  # not the main thread: signals then wake nothing, the timeout still does
+            pass
+        self.watcher = Watcher(kind_dirs, wake_fd=self.rfd)  # the kinds' directories (made if missing)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """Watch every namespace directory there is now (adding a watched one again is a no-op; one that was
+        removed and made again is watched anew). Never made here: a namespace's directory that went stays gone."""
+        w = self.watcher
+        if w.fd < 0:
+            return
+        for d in self.kind_dirs:
+            try:
+                subdirs = [e.path for e in os.scandir(d) if e.name[0] != "." and e.is_dir(follow_symlinks=False)]
+            except FileNotFoundError:
+                continue  # the kind's directory was removed (the store is going): nothing to watch in it
+            for sd in subdirs:
+                wd = w._add(w.fd, sd.encode(), MASK)
+                if wd >= 0:
+                    w.wds[wd] = Path(sd)
+
+    def wait(self, timeout: float) -> None:
+        """Block until something under the kinds changes (or a signal, or ``timeout`` seconds)."""
+        try:
+            self.watcher.wait(timeout)
+        except InterruptedError:
+            pass  # a signal: the caller looks at its flags and the store's versions
+        self._refresh()
+
+    def close(self) -> None:
+        self.watcher.close()
+        with contextlib.suppress(ValueError):
+            signal.set_wakeup_fd(-1)
+        os.close(self.rfd)
+        os.close(self._wfd)

@@ -1,6 +1,7 @@
 """The kube-proxy of one node: a real process in the node's namespace that keeps its rules equal to the store.
 
-Loop (every 10 ms): if the ``services`` or ``endpoints`` directory of the store changed, rebuild the desired
+Loop (woken by inotify on the store's ``services`` and ``endpoints`` directories, ``state.watch.KindsWatcher``; an
+idle kube-proxy costs no CPU between its health checks): if the ``services`` or ``endpoints`` of the store changed, rebuild the desired
 ``ProxyState`` (pure, ``state.build``) and sync the *difference* in one transaction (``backends``); every two
 seconds, check the canary (tables flushed or deleted by hand → the next sync is a full one, which rebuilds everything
 from the desired state); every 30 seconds, a full sync anyway. A sync that fails is retried at once as a full
@@ -25,6 +26,7 @@ from emulator.netlink import netns
 from emulator.proc.daemon import log
 from emulator.services.proxy import backends, state
 from emulator.state.store import Store, read_json, write_json
+from emulator.state.watch import KindsWatcher
 from emulator.topology import names
 
 POLL = 0.01
@@ -112,10 +114,13 @@ class KubeProxy:
             except OSError as e:
                 log(f"warning: cannot set {key}=1 ({e}); same-node Service replies will not be un-NATed")
         log(f"kube-proxy ({self.mode} mode) on node {self.node} starting; cluster CIDR {self.cluster_cidr}")
+        watch = KindsWatcher([self.store.root / "services", self.store.root / "endpoints"])
         ok = self.sync(full=True)
         last_v, last_health, last_full = self.versions(), time.monotonic(), time.monotonic()
         while not self.stopping:
-            time.sleep(POLL)
+            watch.wait(max(POLL, HEALTH_PERIOD - (time.monotonic() - last_health)))
+            if self.stopping:
+                break
             now = time.monotonic()
             v = self.versions()
             if v != last_v or not ok:
@@ -139,6 +144,7 @@ class KubeProxy:
                 ok = self.sync(full=not healthy)
                 if not healthy:
                     last_full = now
+        watch.close()
         log("kube-proxy stopping (rules stay in place, as a real kube-proxy leaves them)")
 
     def _stop(self, *_: object) -> None:
