@@ -23,7 +23,7 @@ from emulator.netlink import netns
 from emulator.services import config, dnsnet, registry
 from emulator.services.controller import ControllerManager
 from emulator.services.controller import status_path as controller_status
-from emulator.proc.daemon import spawn
+from emulator.proc.daemon import Daemon, spawn, spawn_many
 from emulator.state.store import wait_file
 from emulator.services.endpoints import manifest as endpoints_manifest
 from emulator.services.model import Service, ServicePort
@@ -81,21 +81,20 @@ class ServicesComponent(Component):
         cm = ControllerManager(topo.name, cfg.dns_ip, cfg.domain)
         spawn(cm.run, paths.root / "controller-manager.log", ns=ns, title="kube-controller",
               journal=paths.proc_journal, what="controller-manager")
+        cidr = str(topo.pod_cidr)
+        spawn_many([Daemon(KubeProxy(topo.name, n.name, cfg.proxy_mode, cidr).run, log_path(paths, n.name),
+                           paths.proc_journal, f"kube-proxy of {n.name}", names.node_ns(topo.name, n.name),
+                           "kube-proxy") for n in topo.nodes])  # while the controller's first pass runs
         wait_file(controller_status(paths), lambda st: st.get("passes", 0) >= 1, 10, "the controller-manager",
                   topo.name)
-        cidr = str(topo.pod_cidr)
-        for n in topo.nodes:
-            kp = KubeProxy(topo.name, n.name, cfg.proxy_mode, cidr)
-            spawn(kp.run, log_path(paths, n.name), ns=names.node_ns(topo.name, n.name), title="kube-proxy",
-                  journal=paths.proc_journal, what=f"kube-proxy of {n.name}")
         ctx.progress(f"services: kube-proxy ({cfg.proxy_mode}) on {len(topo.nodes)} nodes, cluster DNS "
                      f"{cfg.dns_ip} (kube-dns) at {cfg.dns_host}, {len(cfg.services)} services, "
                      f"{len(cfg.deployments)} deployments")
 
     @classmethod
     def teardown(cls, lab: str, paths) -> None:
-        """The pods' /etc/netns/<ns>/resolv.conf directories listed in the lab's ledger (the controller removes
-        them on SIGTERM; this covers a controller that was killed outright)."""
+        """The pods' /etc/netns/<ns>/resolv.conf directories listed in the lab's ledger (after the namespaces are
+        deleted, while the kernel frees them)."""
         from emulator.state.resolv import ResolvFiles
         ResolvFiles(lab, "").remove()
 

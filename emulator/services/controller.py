@@ -9,7 +9,8 @@ containers start with it), (2) keep every pod's resolv.conf (``resolv``), (3) re
 Service's Endpoints (``endpoints.compute``, pure) and write only those that changed, deleting the Endpoints of
 Services that are gone, (4) write each Deployment's status. A status file (``controller.json`` in the lab
 directory) records the store versions each pass covered, so ``up`` can wait until endpoints reflect the running
-pods. On SIGTERM (``down``) it removes the resolv.conf files it owns and exits.
+pods. On SIGTERM (``down``) it exits; ``down`` removes the resolv.conf files after deleting the lab's namespaces
+(``ServicesComponent.teardown``, from the ledger), off the path that waits for the daemons.
 """
 from __future__ import annotations
 
@@ -39,6 +40,54 @@ def status_path(paths: LabPaths):
     return paths.root / "controller.json"
 
 
+class _Statuses(dict):
+    """The pods' statuses by (namespace, name), listed from the store on first use: a lab whose Services have no
+    selector and that has no Deployments (every lab before anything is applied) never reads them, so the status
+    writes of 1000 starting pods cost each pass nothing but its version check."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__()
+        self.store, self.loaded = store, False
+
+    def _load(self) -> None:
+        if not self.loaded:
+            self.loaded = True
+            self.update({(st.get("namespace") or "default", st["name"]): st
+                         for st in self.store.list("pods", status=True) if "name" in st})
+
+    def get(self, key, default=None):
+        self._load()
+        return super().get(key, default)
+
+    def __getitem__(self, key):
+        self._load()
+        return super().__getitem__(key)
+
+    def __contains__(self, key) -> bool:
+        self._load()
+        return super().__contains__(key)
+
+    def __iter__(self):
+        self._load()
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        self._load()
+        return super().__len__()
+
+    def items(self):
+        self._load()
+        return super().items()
+
+    def values(self):
+        self._load()
+        return super().values()
+
+    def keys(self):
+        self._load()
+        return super().keys()
+
+
 class ControllerManager:
     def __init__(self, lab: str, nameserver: str, domain: str, seed: int | None = None) -> None:
         self.paths = LabPaths(lab)
@@ -54,8 +103,7 @@ class ControllerManager:
     def reconcile(self, verify: bool = False) -> None:
         from emulator.state import namespaces
         pods = list(self.store.list("pods"))
-        statuses = {(st.get("namespace") or "default", st["name"]): st
-                    for st in self.store.list("pods", status=True) if "name" in st}
+        statuses = _Statuses(self.store)  # read only if a Deployment or a selector's Endpoints need them
         nodes = self.store.names("nodes")
         counts: dict[str, int] = {}
         for p in pods:
@@ -172,8 +220,8 @@ class ControllerManager:
                 watch.wait(max(0.0, RESYNC - (time.monotonic() - last_full)))
         finally:
             watch.close()
-            self.resolv.remove()
-            log("controller-manager stopped; pods' resolv.conf files removed")
+            log("controller-manager stopped (the pods' resolv.conf files go with the lab: ServicesComponent."
+                "teardown removes them after the namespaces, while the kernel frees those)")
 
     def _stop(self, *_: object) -> None:
         self.stopping = True
