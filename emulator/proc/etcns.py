@@ -31,6 +31,7 @@ import contextlib
 import ctypes
 import hashlib
 import os
+import stat
 import threading
 from typing import Iterator
 
@@ -90,9 +91,12 @@ def read_files(name: str) -> list[tuple[str, int]] | None:
     try:
         for e in entries:
             try:
-                fd = os.open(os.path.join(d, e), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-            except (FileNotFoundError, IsADirectoryError, OSError):
-                continue  # removed meanwhile, or not a plain file: ip netns exec would skip it too
+                fd = os.open(os.path.join(d, e), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+            except OSError:
+                continue  # removed meanwhile, or a symlink: not one of the namespace's own files
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)  # a directory or a device: only plain files are bound over /etc
+                continue
             out.append((e, fd))
     except BaseException:
         for _, fd in out:

@@ -104,8 +104,10 @@ class ResolvFiles:
 
     def _ensure(self, want: dict[str, str], prune: bool, verify: bool) -> None:
         owned = self.owned()
-        if verify or self._stamp() != self._ledger_stamp:
-            self._written = {}  # someone else changed the ledger (or we are asked to look): trust nothing
+        if verify:
+            self._written = {}  # asked to look: trust nothing
+        else:  # another writer (the API server, preparing a new pod's file) only adds; what left the ledger went
+            self._written = {ns: t for ns, t in self._written.items() if ns in owned}
         new = {ns for ns in want if ns not in owned and not os.path.exists(f"{ETC_NETNS}/{ns}")}
         if new:
             self._save(owned | new)  # recorded before anything is created

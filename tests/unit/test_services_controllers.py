@@ -208,3 +208,32 @@ def test_deployment_owns_a_replicaset_owning_its_pods_and_garbage_is_collected(t
     cm.reconcile()
     assert list(store.list("replicasets")) == [] and list(store.list("pods")) == []
     cm.resolv.remove()
+
+
+def test_resolv_files_are_remembered_between_passes(tmp_path, monkeypatch) -> None:
+    """The controller's pass touches no resolv.conf it wrote while nothing changed; another writer (the API
+    server preparing a pod) and a pod that went are noticed; ``verify`` rewrites a file changed by hand."""
+    from emulator.state.resolv import ResolvFiles
+    monkeypatch.setenv("PODLAB_STATE_DIR", str(tmp_path / "state"))
+    netns_dir = tmp_path / "netns"
+    monkeypatch.setattr("emulator.state.resolv.ETC_NETNS", netns_dir)
+    rf = ResolvFiles("lab", "10.96.0.10")
+    pods = [pod(f"p{i}", {}) for i in range(3)] + [pod("q", {}, ns="prod")]
+    rf.ensure(pods)
+    assert (netns_dir / "lab-q.prod" / "resolv.conf").read_text() == content("prod", "10.96.0.10")
+    stamp = rf._stamp()
+    (netns_dir / "lab-p0" / "resolv.conf").write_text("by hand\n")
+    rf.ensure(pods)  # nothing changed that the pass follows: no read, no write, no lock
+    assert rf._stamp() == stamp and (netns_dir / "lab-p0" / "resolv.conf").read_text() == "by hand\n"
+    ResolvFiles("lab", "10.96.0.10").ensure([pod("new", {})], prune=False)  # another process adds a pod's file
+    assert rf._stamp() != stamp
+    rf.ensure(pods + [pod("new", {})])
+    assert (netns_dir / "lab-new" / "resolv.conf").exists() and rf.owned() == {
+        "lab-p0", "lab-p1", "lab-p2", "lab-q.prod", "lab-new"}
+    rf.ensure(pods[1:] + [pod("new", {})])  # p0 went: its directory goes
+    assert not (netns_dir / "lab-p0").exists() and "lab-p0" not in rf.owned()
+    (netns_dir / "lab-p1" / "resolv.conf").write_text("by hand\n")
+    rf.ensure(pods[1:] + [pod("new", {})], verify=True)
+    assert (netns_dir / "lab-p1" / "resolv.conf").read_text() == content("default", "10.96.0.10")
+    rf.remove()
+    assert not any(netns_dir.iterdir()) and rf.owned() == set()
