@@ -69,6 +69,11 @@ def _curl(lab: Lab, pod: str, url: str, timeout: float = 10) -> str:
         time.sleep(0.2)
 
 
+def _mount_points(pid: int) -> set[str]:
+    with open(f"/proc/{pid}/mountinfo") as f:
+        return {line.split()[4] for line in f}
+
+
 def _container_pid(lab: Lab, pod: str, namespace: str = "default") -> int:
     return lab.pod(pod, namespace).status["containerStatuses"][0]["pid"]
 
@@ -113,8 +118,12 @@ def test_containers_see_their_resolv_conf_through_a_shared_mount_namespace(lab: 
         assert os.readlink(f"/proc/{blue}/ns/mnt") not in (mnt1, own)  # another content, another namespace
         text = Path(f"/proc/{blue}/root/etc/resolv.conf").read_text()
         assert text == content("blue", "10.96.0.10") and text.startswith("search blue.svc.cluster.local ")
+        b_mount = f"/run/netns/{lab.pod('b', 'blue').netns}"
+        assert b_mount in _mount_points(web1)  # made after web-1's mount namespace: propagated into it
     finally:
         kubectl("delete", "-f", str(f))
+    # ... and its removal too: a shared mount namespace never pins a deleted pod's network namespace
+    assert b_mount not in _mount_points(web1) and b_mount not in _mount_points(os.getpid())
     assert (Path("/etc/resolv.conf").read_bytes(), _resolv_mounts()) == MACHINE_RESOLV  # the machine's untouched
 
 

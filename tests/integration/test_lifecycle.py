@@ -59,7 +59,8 @@ def test_cli_up_twice_down_twice(tmp_path) -> None:
         assert "pods Running: 2/2" in r.stderr
         inodes = {n: netns.inode(n) for n in lab_namespaces(name)}
         pids = processes_of(name)
-        assert len(inodes) == 5 and len(pids) == 4  # underlay + 2 nodes + 2 pods; 2 agents + 2 pause
+        assert len(inodes) == 6 and len(pids) == 4  # underlay + 2 nodes + 2 pods + the cluster DNS's (every lab
+        # runs kube-proxy, the controllers and the DNS); 2 agents + 2 pause
 
         again = podlab("up", str(topo_file), "--name", name, "--routing", "host-gw")
         assert again.returncode == 0 and "already up; nothing changed" in again.stdout
