@@ -54,6 +54,7 @@ class KubeProxy:
         self.counts = {"syncs": 0, "fullSyncs": 0, "failures": 0}
         self.last_error = ""
         self.reported: tuple[int, int] | None = None
+        self.covered: tuple[int, int] | None = None  # the store versions the last sync started from
 
     def versions(self) -> tuple[int, int]:
         return self.store.version("services"), self.store.version("endpoints")
@@ -62,7 +63,7 @@ class KubeProxy:
         return self.builder.build(list(self.store.list("services")), list(self.store.list("endpoints")))
 
     def sync(self, full: bool) -> bool:
-        versions = self.versions()
+        versions = self.covered = self.versions()  # read before the objects: a later change is a later sync
         want = self.desired()
         changed = None if full else state.changed(self.applied, want)
         if changed is not None and not changed and not self.backend.pending:
@@ -116,15 +117,13 @@ class KubeProxy:
         log(f"kube-proxy ({self.mode} mode) on node {self.node} starting; cluster CIDR {self.cluster_cidr}")
         watch = KindsWatcher([self.store.root / "services", self.store.root / "endpoints"])
         ok = self.sync(full=True)
-        last_v, last_health, last_full = self.versions(), time.monotonic(), time.monotonic()
+        last_health = last_full = time.monotonic()
         while not self.stopping:
             watch.wait(max(POLL, HEALTH_PERIOD - (time.monotonic() - last_health)))
             if self.stopping:
                 break
             now = time.monotonic()
-            v = self.versions()
-            if v != last_v or not ok:
-                last_v = v
+            if self.versions() != self.covered or not ok:  # a change since the last sync began
                 ok = self.sync(full=self.applied is None)
                 if not ok:
                     time.sleep(HEALTH_PERIOD)
