@@ -13,6 +13,7 @@ from pathlib import Path
 from emulator.cli import common, output
 from emulator.errors import AlreadyUp, HostError, UsageError
 from emulator.hosts import controller, labcheck, records, serve
+from emulator.hosts.sessions import Sessions
 from emulator.state import record
 from emulator.topology import hosts_section
 from emulator.topology.loader import load
@@ -93,14 +94,13 @@ def get(a: argparse.Namespace, lab: str, kind: str, names: list[str]) -> int:
 
 
 def exec_(lab: str, target: str, argv: list[str]) -> int:
-    st = controller.status(lab)
-    where = {p["name"]: p["host"] for p in st["pods"]} | {n["name"]: n["host"] for n in st["nodes"]}
-    if target not in where:
-        raise UsageError(f"{target} is no pod or node of multi-host lab {lab}", obj=target)
-    h = records.host_of(next(d for d in st["record"]["hosts"] if d["name"] == where[target]))
-    from emulator.hosts.transport import HostSession
-    with HostSession(h) as s:
-        r = s.request("exec", lab=lab, target=target, argv=argv, timeout=120)
+    with Sessions() as ss:  # where the target is, then the command: over the same connection to its host
+        st = controller.status(lab, ss)
+        where = {p["name"]: p["host"] for p in st["pods"]} | {n["name"]: n["host"] for n in st["nodes"]}
+        if target not in where:
+            raise UsageError(f"{target} is no pod or node of multi-host lab {lab}", obj=target)
+        h = records.host_of(next(d for d in st["record"]["hosts"] if d["name"] == where[target]))
+        r = ss.get(h).request("exec", lab=lab, target=target, argv=argv, timeout=120)
     sys.stdout.write(r["stdout"])
     sys.stderr.write(r["stderr"])
     return int(r["returncode"])
@@ -116,7 +116,7 @@ def check(lab: str, fmt: str) -> int:
 
 
 def cmd_serve(a: argparse.Namespace) -> int:
-    return serve.serve()
+    return serve.serve(lambda: None)  # reached through the full CLI, which installed the components already
 
 
 def cmd_check(a: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ from typing import Any, Callable, TypeVar
 from emulator.errors import (AlreadyUp, BuildError, HostError, HostVersionError, LabExistsError, LabNotFoundError,
                              MissingDependencyError, MtuError, PodlabError)
 from emulator.hosts import plan, protocol, records, stretch
+from emulator.hosts.sessions import Sessions
 from emulator.hosts.transport import HostSession
 from emulator.lab import components
 from emulator.topology.hosts_section import Host, HostSet, of, vni
@@ -222,17 +223,16 @@ def down(lab: str, progress: Progress = _quiet) -> DownReport:
     return report
 
 
-def status(lab: str) -> dict[str, Any]:
-    """Nodes (with host and Ready/NotReady) and pods of the lab, from every host; unreachable hosts named."""
+def status(lab: str, sessions: Sessions | None = None) -> dict[str, Any]:
+    """Nodes (with host and Ready/NotReady) and pods of the lab, from every host; unreachable hosts named.
+    ``sessions``: the command's sessions, to ask the hosts more afterwards over the same connections."""
     rec = records.load(lab)
     if rec is None:
         raise LabNotFoundError(lab, known=records.all_labs())
     hosts = [records.host_of(d) for d in rec["hosts"]]
-
-    def one(h: Host) -> dict:
-        with HostSession(h) as s:
-            return s.request("status", lab=lab, timeout=20)
-    res = each(hosts, one)
+    with Sessions() as own:
+        ss = sessions if sessions is not None else own
+        res = each(hosts, lambda h: ss.get(h).request("status", lab=lab, timeout=20))
     nodes, pods, down_hosts = [], [], {}
     for node, host in rec["placement"].items():
         r = res[host]

@@ -55,6 +55,14 @@ while True:
 """
 
 
+def podlab_command(tree: str | Path, python: str = sys.executable) -> str:
+    """A host entry's ``command`` that runs podlab from the source tree ``tree`` on an emulated host. It starts in
+    the tree: the containers the agents start (``python -m emulator.images.netexec``) get the pod's environment,
+    without ``PYTHONPATH``, and find the package through the working directory they inherit from ``host serve``
+    (an installed podlab needs neither)."""
+    return f"sh -c 'cd {tree} && exec env PYTHONPATH={tree} {python} -m emulator \"$@\"' podlab"
+
+
 @dataclass
 class Holder:
     name: str

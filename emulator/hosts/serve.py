@@ -13,6 +13,12 @@ local pod to the given pod IPs: the source address each receiver saw), ``exec``,
 
 The real stdin/stdout are moved to private descriptors at start; fd 0/1/2 then point at /dev/null and a log
 file, so the agents and daemons the build forks never hold the SSH channel open or write into the protocol.
+
+Every verb of the controller starts one serve per host, so the serve starts slim (``emulator.cli.entry`` runs it
+without the CLI): at import only the protocol, the lab records and the stretch; each op imports what it needs when
+it is first asked (``down``: the teardown; ``up``: the loader and builder; ``status``/``exec``: the Lab handle).
+The lab components, which ``up`` and ``down`` consult as on one machine, are installed by the ``install``
+callable the entry gives (the composition root lives above this layer), once, before the first op that needs them.
 """
 from __future__ import annotations
 
@@ -29,16 +35,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, IO
 
-from emulator.check import probes
 from emulator.errors import HostError, LabTimeoutError, NotFoundError, PodlabError
 from emulator.hosts import protocol, stretch
-from emulator.lab import builder, teardown
-from emulator.lab.api import Lab
-from emulator.routing import held_routes
 from emulator.state import record
 from emulator.state.paths import ensure_state_root, state_root
-from emulator.topology import names
-from emulator.topology.loader import loads
 
 Progress = Callable[[str], None]
 
@@ -68,6 +68,9 @@ def op_info(req: dict, progress: Progress) -> dict:
 
 
 def op_up(req: dict, progress: Progress) -> dict:
+    from emulator.lab import builder
+    from emulator.topology import names
+    from emulator.topology.loader import loads
     plan = req["plan"]
     inventory = None
     if plan.get("inventory") is not None:  # the hosts came from --hosts: the loader checks node `host:` by it
@@ -94,6 +97,7 @@ def op_up(req: dict, progress: Progress) -> dict:
 
 
 def _ping(lab: str, node: str, ip: str, size: int) -> bool:
+    from emulator.lab.api import Lab
     return Lab(lab).exec(node, ["ping", "-n", "-q", "-c", "2", "-i", "0.2", "-W", "2", "-M", "do", "-s", str(size),
                                 ip], timeout=10).returncode == 0
 
@@ -105,6 +109,7 @@ def op_ping(req: dict, progress: Progress) -> list[bool]:
 
 
 def op_status(req: dict, progress: Progress) -> dict:
+    from emulator.lab.api import Lab
     lab = Lab(req["lab"])
     if record.load(lab.name) is None:
         raise NotFoundError("lab", lab.name, f"host {socket.gethostname()}")
@@ -119,6 +124,8 @@ def op_status(req: dict, progress: Progress) -> dict:
 
 
 def op_matrix(req: dict, progress: Progress) -> list[dict]:
+    from emulator.check import probes
+    from emulator.lab.api import Lab
     lab = Lab(req["lab"])
     port = int(req.get("port", 8080))
     pairs = [(src, t) for src in lab.store.names("pods") for t in req["targets"]]
@@ -138,6 +145,9 @@ def op_matrix(req: dict, progress: Progress) -> list[dict]:
 def op_converged(req: dict, progress: Progress) -> float:
     """Wait until every local node holds a BIRD route for every other node's slice (``slices``: {node: CIDR}
     of the whole lab, all hosts); the seconds waited, or ``LabTimeoutError`` naming a node and what it lacks."""
+    from emulator.lab.api import Lab
+    from emulator.routing import held_routes
+    from emulator.topology import names
     lab, slices, t0 = req["lab"], req["slices"], time.monotonic()
     mine = [n.name for n in Lab(lab).nodes]
     while True:
@@ -158,11 +168,13 @@ def op_converged(req: dict, progress: Progress) -> float:
 
 
 def op_exec(req: dict, progress: Progress) -> dict:
+    from emulator.lab.api import Lab
     r = Lab(req["lab"]).exec(req["target"], req["argv"], timeout=req.get("timeout", 60))
     return {"returncode": r.returncode, "stdout": r.stdout, "stderr": r.stderr}
 
 
 def op_down(req: dict, progress: Progress) -> dict:
+    from emulator.lab import teardown
     return {"removed": teardown.destroy(req["lab"], progress=progress)}
 
 
@@ -173,6 +185,7 @@ def op_labs(req: dict, progress: Progress) -> list[str]:
 OPS: dict[str, Callable[[dict, Progress], Any]] = {
     "info": op_info, "up": op_up, "ping": op_ping, "converged": op_converged, "status": op_status, "matrix": op_matrix, "exec": op_exec,
     "down": op_down, "labs": op_labs}
+NEEDS_COMPONENTS = frozenset({"up", "down"})  # builder.up and teardown.destroy consult the installed components
 
 
 def _private_stdio() -> tuple[IO[str], IO[bytes]]:
@@ -192,8 +205,9 @@ def _private_stdio() -> tuple[IO[str], IO[bytes]]:
     return os.fdopen(rin, "r"), os.fdopen(rout, "wb", buffering=0)
 
 
-def serve() -> int:
-    """Answer the controller's requests until it closes the channel."""
+def serve(install: Callable[[], None]) -> int:
+    """Answer the controller's requests until it closes the channel; ``install`` installs the lab components
+    (called once, before the first op that needs them)."""
     if os.geteuid() != 0:
         raise HostError("podlab host serve needs root (it builds network namespaces); run it with sudo -n")
     rin, rout = _private_stdio()
@@ -203,6 +217,7 @@ def serve() -> int:
         with lock:
             rout.write(protocol.encode(msg))
     send({"hello": hello()})
+    installed = False
     for line in rin:
         if not line.strip():
             continue
@@ -213,6 +228,9 @@ def serve() -> int:
             if fn is None:
                 raise HostError(f"unknown request {req.get('op')!r}; this podlab {protocol.podlab_version()} knows "
                                 f"{', '.join(OPS)}")
+            if not installed and req.get("op") in NEEDS_COMPONENTS:
+                install()
+                installed = True
             result = fn(req, lambda s, rid=rid: send({"id": rid, "progress": s}))
             send({"id": rid, "ok": True, "result": result})
         except (PodlabError, OSError, KeyError, ValueError, subprocess.SubprocessError) as e:

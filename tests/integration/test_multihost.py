@@ -19,11 +19,11 @@ from typing import Iterator
 
 import pytest
 
-from emulator.hosts.emulated import EmulatedHosts
+from emulator.hosts.emulated import EmulatedHosts, podlab_command
 from tests.integration.conftest import ROOT
 
 PY = sys.executable
-COMMAND = f"env PYTHONPATH={ROOT} {PY} -m emulator"
+COMMAND = podlab_command(ROOT)
 
 
 def topology(path: Path, name: str, routing: str = "vxlan", nodes: int = 9, mtu: int | None = None) -> Path:
