@@ -1,5 +1,5 @@
 """Verbs of labs that span several machines: ``host serve``, ``host check``, ``host ls``, and the multi-host
-side of ``up``, ``down``, ``cleanup``, ``get nodes/pods``, ``exec`` and ``check`` (``emulator.hosts``).
+side of ``up``, ``down``, ``cleanup``, ``get nodes/pods``, ``exec``, ``check`` and ``capture`` (``emulator.hosts``).
 
 The lab verbs call ``multihost_lab`` first: a lab whose controller record exists here (``hosts.records``) is
 acted on through its hosts; every other lab goes the usual way.
@@ -106,6 +106,60 @@ def exec_(lab: str, target: str, argv: list[str]) -> int:
     return int(r["returncode"])
 
 
+COUNT_ONLY_BOUND = 60.0  # seconds a `capture -c N` across hosts waits at most for N packets at every point
+
+
+def capture(lab: str, a: argparse.Namespace) -> int:
+    """``podlab capture`` of a multi-host lab: every host captures its points, one merged pcapng is written."""
+    import json
+    import os
+    import tempfile
+
+    from emulator.hosts import capture as across
+    from emulator.tools import decode
+    from emulator.tools.capture import give_to_user
+    if not (a.write or a.decode or a.output == "json"):
+        raise UsageError(f"capture on multi-host lab {lab} writes a file: give -w FILE (or --decode, -o json); "
+                         "streaming to stdout is for one host's points", obj=lab)
+    if a.nftrace:
+        raise UsageError(f"capture --nftrace is not available across hosts yet (lab {lab})", obj=lab)
+    if not (a.count or a.duration):
+        raise UsageError(f"capture on multi-host lab {lab} needs -c N or -d SECONDS (each host captures until "
+                         "then)", obj=lab)
+    m = across.capture(lab, a.points, bpf=a.filter, count=a.count, duration=a.duration or COUNT_ONLY_BOUND,
+                       progress=output.progress)
+    if a.write:
+        path = a.write
+    else:
+        fd, path = tempfile.mkstemp(prefix="podlab-", suffix=".pcapng")
+        os.close(fd)
+    try:
+        n = across.write(path, m)
+        if a.write:
+            give_to_user(path)
+        if a.output == "json":
+            report = {"file": path if a.write else None, "packets": n,
+                      "points": [{"name": k, "packets": v} for k, v in m.counts.items()],
+                      "clockOffsets": [{"host": o.host, "seconds": o.seconds, "uncertainty": o.uncertainty}
+                                       for o in m.offsets]}
+            if a.decode:
+                report["decoded"] = [ln.as_dict() for ln in decode.decode(path)[0]]
+            print(json.dumps(report, indent=2))
+            return 0
+        per = ", ".join(f"{k} {v}" for k, v in m.counts.items())
+        print(f"{n} packets ({per})" + (f" written to {path}" if a.write else ""))
+        print("clock offsets against the controller, applied: " + ", ".join(o.text() for o in m.offsets))
+        if a.decode:
+            decoded, how = decode.decode(path)
+            print(f"decoded by {how} (VXLAN on UDP {decode.VXLAN_PORT}):")
+            for ln in decoded:
+                print(ln.text())
+    finally:
+        if not a.write:
+            os.unlink(path)
+    return 0
+
+
 def check(lab: str, fmt: str) -> int:
     r = labcheck.lab(lab, output.progress)
     if fmt == "json":
@@ -166,4 +220,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(fn=cmd_ls)
 
 
-__all__ = ["HostError", "check", "cleanup", "down", "exec_", "get", "multihost_lab", "register", "up"]
+__all__ = ["HostError", "capture", "check", "cleanup", "down", "exec_", "get", "multihost_lab", "register", "up"]

@@ -9,7 +9,8 @@ VNI and peer addresses); the host validates the topology again with its own load
 
 Ops (``protocol``): ``info`` (NIC and MTU for an address, the vxlan module, the tunnel port), ``up``, ``ping``
 (DF pings from local nodes), ``status`` (local nodes and pods as the agents report them), ``matrix`` (from every
-local pod to the given pod IPs: the source address each receiver saw), ``exec``, ``down``, ``labs``.
+local pod to the given pod IPs: the source address each receiver saw), ``exec``, ``capture`` (at local points,
+the packets sent back), ``clock``, ``down``, ``labs``.
 
 The real stdin/stdout are moved to private descriptors at start; fd 0/1/2 then point at /dev/null and a log
 file, so the agents and daemons the build forks never hold the SSH channel open or write into the protocol.
@@ -173,6 +174,28 @@ def op_exec(req: dict, progress: Progress) -> dict:
     return {"returncode": r.returncode, "stdout": r.stdout, "stderr": r.stderr}
 
 
+def op_capture(req: dict, progress: Progress) -> dict:
+    """Capture at this host's points (``capture.Capture``, the one-host machinery) until each saw ``count``
+    packets or ``duration`` passed; the packets go back to the controller, which merges every host's."""
+    import base64
+    from emulator.lab.api import Lab
+    from emulator.tools import capture, targets
+    lab = Lab(req["lab"])
+    points = [targets.resolve(lab, t) for t in req["points"]]
+    cap = capture.Capture(points, bpf=req.get("filter"), count=req.get("count"))
+    with cap:
+        progress(f"capturing on {', '.join(p.label for p in points)}")
+        cap.wait(duration=float(req["duration"]))
+    packets = list(cap.packets)  # stopped: its reader threads are joined
+    return {"interfaces": [dataclasses.asdict(i) for i in cap.interfaces], "counts": cap.per_point(),
+            "packets": [[p.ts_us, p.orig_len, p.iface, base64.b64encode(p.data).decode()] for p in packets]}
+
+
+def op_clock(req: dict, progress: Progress) -> float:
+    """This host's clock (``time.time()``): the controller measures its offset from the round trip."""
+    return time.time()
+
+
 def op_down(req: dict, progress: Progress) -> dict:
     from emulator.lab import teardown
     return {"removed": teardown.destroy(req["lab"], progress=progress)}
@@ -184,7 +207,7 @@ def op_labs(req: dict, progress: Progress) -> list[str]:
 
 OPS: dict[str, Callable[[dict, Progress], Any]] = {
     "info": op_info, "up": op_up, "ping": op_ping, "converged": op_converged, "status": op_status, "matrix": op_matrix, "exec": op_exec,
-    "down": op_down, "labs": op_labs}
+    "down": op_down, "labs": op_labs, "capture": op_capture, "clock": op_clock}
 NEEDS_COMPONENTS = frozenset({"up", "down"})  # builder.up and teardown.destroy consult the installed components
 
 
