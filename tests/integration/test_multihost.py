@@ -24,6 +24,10 @@ from tests.integration.conftest import ROOT
 
 PY = sys.executable
 COMMAND = podlab_command(ROOT)
+FEATURES = ("from pyroute2.ethtool.ioctl import IoctlEthtool as E; e = E('stretch0'); "
+            "print(e.get_features()['rx-udp-gro-forwarding']); e.close(); "
+            "[print(open('/proc/sys/net/bridge/bridge-nf-call-' + k).read().strip()) "
+            "for k in ('iptables', 'ip6tables', 'arptables')]")
 
 
 def topology(path: Path, name: str, routing: str = "vxlan", nodes: int = 9, mtu: int | None = None) -> Path:
@@ -109,6 +113,10 @@ def test_three_hosts_full_matrix_without_nat(hosts: EmulatedHosts, inventory: Pa
                                      "stretch0"]).stdout
             assert sum(1 for line in fdb.splitlines() if line.startswith("00:00:00:00:00:00")) == 2, fdb
             assert not hosts.host_run(n, ["ip", "-o", "link", "show", "type", "vxlan"]).stdout.strip()
+            # the underlay is a switch: no netfilter on its frames, UDP GRO forwarding on the stretch's port
+            tuned = hosts.host_run(n, ["ip", "netns", "exec", f"mult-{routing}-underlay", "env", f"PYTHONPATH={ROOT}",
+                                       PY, "-c", FEATURES]).stdout.split()
+            assert tuned == ["True", "0", "0", "0"], (n, tuned)
         nodes = json.loads(ctl(hosts, "get", "nodes", "-o", "json").stdout)["items"]
         assert {(x["name"], x["status"]) for x in nodes} == {(f"node-{i}", "Ready") for i in range(1, 10)}
         assert {x["host"] for x in nodes} == set(hosts.names)
