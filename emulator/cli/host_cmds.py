@@ -13,7 +13,7 @@ from pathlib import Path
 from emulator.cli import common, output
 from emulator.errors import AlreadyUp, HostError, UsageError
 from emulator.hosts import controller, labcheck, records, serve
-from emulator.hosts.sessions import Sessions
+from emulator.hosts.sessions import for_command
 from emulator.state import record
 from emulator.topology import hosts_section
 from emulator.topology.loader import load
@@ -94,7 +94,7 @@ def get(a: argparse.Namespace, lab: str, kind: str, names: list[str]) -> int:
 
 
 def exec_(lab: str, target: str, argv: list[str]) -> int:
-    with Sessions() as ss:  # where the target is, then the command: over the same connection to its host
+    with for_command() as ss:  # where the target is, then the command: over the same connection to its host
         st = controller.status(lab, ss)
         where = {p["name"]: p["host"] for p in st["pods"]} | {n["name"]: n["host"] for n in st["nodes"]}
         if target not in where:

@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from emulator.errors import HostUnreachableError, TargetError, UsageError
 from emulator.hosts import controller, records
-from emulator.hosts.sessions import Sessions
+from emulator.hosts.sessions import for_command
 from emulator.tools import pcapng
 
 Progress = Callable[[str], None]
@@ -107,7 +107,7 @@ def capture(lab: str, targets: list[str], *, bpf: str | None, count: int | None,
     """Capture at ``targets`` across the lab's hosts (see the module text); raises the first host's error."""
     if duration <= 0:
         raise UsageError("capture across hosts needs a positive --duration (it also bounds -c)", obj=lab)
-    with Sessions() as ss:
+    with for_command() as ss:
         st = controller.status(lab, ss)
         if st["unreachable"]:
             h, why = next(iter(st["unreachable"].items()))

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from emulator.errors import HostError, PodlabError
 from emulator.hosts import controller, protocol, records
-from emulator.hosts.sessions import Sessions
+from emulator.hosts.sessions import Sessions, for_command
 from emulator.hosts.transport import HostSession
 from emulator.topology.hosts_section import Host
 from emulator.topology.model import VXLAN_OVERHEAD
@@ -57,7 +57,7 @@ def hosts(hs: list[Host], port: int) -> list[dict[str, Any]]:
 
 
 def lab(name: str, progress: Progress = lambda s: None, port: int = 8080) -> dict[str, Any]:
-    with Sessions() as ss:  # one connection per host for the status, the matrix and the DF pings
+    with for_command() as ss:  # one connection per host for the status, the matrix and the DF pings
         return _lab(name, progress, port, ss)
 
 

@@ -18,8 +18,10 @@ file, so the agents and daemons the build forks never hold the SSH channel open 
 Every verb of the controller starts one serve per host, so the serve starts slim (``emulator.cli.entry`` runs it
 without the CLI): at import only the protocol, the lab records and the stretch; each op imports what it needs when
 it is first asked (``down``: the teardown; ``up``: the loader and builder; ``status``/``exec``: the Lab handle).
-The lab components, which ``up`` and ``down`` consult as on one machine, are installed by the ``install``
-callable the entry gives (the composition root lives above this layer), once, before the first op that needs them.
+Right after the hello, a background thread loads the Lab handle and the teardown and installs the lab components
+(which ``up`` and ``down`` consult as on one machine) through the ``install`` callable the entry gives (the
+composition root lives above this layer): the controller is usually still starting then. Ops that need the
+components wait for it.
 """
 from __future__ import annotations
 
@@ -228,6 +230,14 @@ def _private_stdio() -> tuple[IO[str], IO[bytes]]:
     return os.fdopen(rin, "r"), os.fdopen(rout, "wb", buffering=0)
 
 
+def _prefetch(install: Callable[[], None]) -> None:
+    try:
+        from emulator.lab import api, teardown  # noqa: F401
+        install()
+    except Exception:  # the request that needs them imports or installs them again, and reports the error
+        return
+
+
 def serve(install: Callable[[], None]) -> int:
     """Answer the controller's requests until it closes the channel; ``install`` installs the lab components
     (called once, before the first op that needs them)."""
@@ -240,6 +250,11 @@ def serve(install: Callable[[], None]) -> int:
         with lock:
             rout.write(protocol.encode(msg))
     send({"hello": hello()})
+    # While the controller is still starting (its entry connects before it imports the CLI), load what most
+    # requests need — the lab handle, the teardown, the components — in the background. Ops that need the
+    # components wait for it; the others import what they need themselves (the import system serialises).
+    prefetch = threading.Thread(target=_prefetch, args=(install,), daemon=True, name="prefetch")
+    prefetch.start()
     installed = False
     for line in rin:
         if not line.strip():
@@ -252,7 +267,8 @@ def serve(install: Callable[[], None]) -> int:
                 raise HostError(f"unknown request {req.get('op')!r}; this podlab {protocol.podlab_version()} knows "
                                 f"{', '.join(OPS)}")
             if not installed and req.get("op") in NEEDS_COMPONENTS:
-                install()
+                prefetch.join()
+                install()  # idempotent; raises here, in the request, if the prefetch could not install them
                 installed = True
             result = fn(req, lambda s, rid=rid: send({"id": rid, "progress": s}))
             send({"id": rid, "ok": True, "result": result})

@@ -101,3 +101,25 @@ def test_a_failed_host_fails_every_later_question_without_retrying(fake: type[Fa
         with pytest.raises(HostUnreachableError, match="stopped answering earlier"):
             ss.get(_host("vm1", 1))
     assert fake.opened == ["vm2", "vm1"]
+
+
+def test_warmed_sessions_serve_the_verb_and_close_with_the_command(fake: type[FakeSession]) -> None:
+    hosts = [_host(f"vm{i}", i) for i in range(1, 3)]
+    sessions.warm(hosts)
+    try:
+        with sessions.for_command() as ss:
+            assert {ss.get(h).host.name for h in hosts} == {"vm1", "vm2"}
+        with sessions.for_command() as again:  # a later question of the same command: the same sessions
+            assert again is ss and ss.get(hosts[0]).channel is not None
+    finally:
+        sessions.close_warm()
+    assert sorted(fake.opened) == ["vm1", "vm2"]
+    with sessions.for_command() as own:  # no warmed sessions: the block's own, closed at its end
+        own.get(hosts[0])
+    assert own._open == {}
+
+
+def test_the_entry_finds_the_verb_after_global_flags() -> None:
+    from emulator.cli import entry
+    assert entry._verb(["--lab", "x", "down"]) == "down" and entry._verb(["get", "pods", "--lab", "y"]) == "get"
+    assert entry._verb(["host", "serve"]) == "host"
