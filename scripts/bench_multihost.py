@@ -2,6 +2,7 @@
 """Benchmark: one lab over 3 emulated hosts against the same lab on one host, in one run; one JSON line.
 
     sudo flock /tmp/podlab-integration.lock python3 scripts/bench_multihost.py --nodes 30 --pods 20 [--hosts 3]
+        [--routing host-gw] [--tree DIR]     # --tree: measure another checkout's podlab with this harness
 
 The hosts are ``emulator.hosts.emulated`` holders (own netns/mount/pid namespaces and sshd, a LAN namespace,
 the CLI run in a controller namespace): on this one machine they share its CPUs, so the figures show podlab's
