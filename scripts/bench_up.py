@@ -89,7 +89,7 @@ def slabinfo() -> dict[str, int]:
     return out
 
 
-def slab_growth(before: dict[str, int], pods: int, top: int = 14) -> dict[str, float]:
+def slab_growth(before: dict[str, int], pods: int, top: int = 30) -> dict[str, float]:
     """The caches that grew most since ``before``, in kB per pod (the rest summed as ``other``)."""
     after = slabinfo()
     d = sorted(((after.get(k, 0) - before.get(k, 0), k) for k in set(after) | set(before)), reverse=True)
