@@ -61,7 +61,10 @@ def write_node_files(paths: LabPaths, topo: Topology, node: Node) -> None:
         d.mkdir(parents=True, exist_ok=True)
     paths.flannel_env(node.name).write_text(subnet_env(topo, node))
     pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__ + "/..")))
-    for ptype in ("bridge", "loopback", "podlab-link"):
+    # podlab's own plugins, ahead of /usr/lib/cni in the node's CNI path: on a ``cni: reference`` node only the
+    # link shaper (podlab's), so the conflist's bridge and loopback are the real ones, not podlab's namesakes
+    own = ("podlab-link",) if node.cni == "reference" else ("bridge", "loopback", "podlab-link")
+    for ptype in own:
         exe = paths.cni_bin_dir(node.name) / ptype
         exe.write_text(f"#!/bin/sh\n# podlab's built-in {ptype} CNI plugin\nPYTHONPATH={pkg_parent}"
                        f"${{PYTHONPATH:+:$PYTHONPATH}} exec {sys.executable} -m emulator.cni.plugin {ptype}\n")
