@@ -84,10 +84,10 @@ class ServicesComponent(Component):
         cidr = str(topo.pod_cidr)
         spawn_many([Daemon(KubeProxy(topo.name, n.name, cfg.proxy_mode, cidr).run, log_path(paths, n.name),
                            paths.proc_journal, f"kube-proxy of {n.name}", names.node_ns(topo.name, n.name),
-                           "kube-proxy") for n in topo.nodes])  # while the controller's first pass runs
+                           "kube-proxy") for n in topo.kube_nodes])  # while the controller's first pass runs
         wait_file(controller_status(paths), lambda st: st.get("passes", 0) >= 1, 10, "the controller-manager",
                   topo.name)
-        ctx.progress(f"services: kube-proxy ({cfg.proxy_mode}) on {len(topo.nodes)} nodes, cluster DNS "
+        ctx.progress(f"services: kube-proxy ({cfg.proxy_mode}) on {len(topo.kube_nodes)} nodes, cluster DNS "
                      f"{cfg.dns_ip} (kube-dns) at {cfg.dns_host}, {len(cfg.services)} services, "
                      f"{len(cfg.deployments)} deployments")
 
@@ -116,8 +116,8 @@ class ServicesComponent(Component):
             if time.monotonic() > deadline:
                 raise LabTimeoutError(f"only {ready} of {want} deployment pods became Running", obj=topo.name)
             time.sleep(0.05)
-        wait_synced(ctx.paths, store, [n.name for n in topo.nodes], timeout=20)
-        ctx.progress(f"services ready: endpoints current, kube-proxy synced on {len(topo.nodes)} nodes")
+        wait_synced(ctx.paths, store, [n.name for n in topo.kube_nodes], timeout=20)
+        ctx.progress(f"services ready: endpoints current, kube-proxy synced on {len(topo.kube_nodes)} nodes")
 
 
 def check_dependencies(mode: str, node_ns: str) -> None:

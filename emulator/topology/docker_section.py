@@ -16,8 +16,8 @@ Checked here, before anything is built, each broken rule one ``TopologyError`` (
   A number (``publish: [8080]``, or an unquoted ``8080:80`` that a YAML 1.1 tool read as base 60) is refused;
 * a host port is published once per node and protocol (Docker: "Bind for 0.0.0.0:8080 failed: port is already
   allocated");
-* while kube-proxy runs on the node (the lab has Services), a host port inside the NodePort range would be
-  claimed by two owners; refused with the range.
+* any host port may be published, also one in the NodePort range: kube-proxy runs on the Kubernetes nodes
+  only (a Docker host has none), so no rule of the lab claims it.
 
 docker0's range 172.17.0.0/16 may not overlap the lab's pod, Service or underlay range when a Docker node exists.
 
@@ -32,7 +32,6 @@ from typing import Any
 
 from emulator.topology import names
 from emulator.topology.model import DockerContainer, Node, Publish
-from emulator.topology.sections import NODE_PORT_MAX, NODE_PORT_MIN, kube_proxy_runs
 from emulator.topology.validate import Validator, did_you_mean, show
 
 CONTAINER_KEYS = ("name", "node", "image", "publish", "command")
@@ -58,7 +57,6 @@ def parse(v: Validator, raw: object, nodes: tuple[Node, ...], extra: dict[str, A
     seen: dict[tuple[str, str], int] = {}
     ports: dict[tuple[str, int, str], str] = {}
     next_ip: dict[str, ipaddress.IPv4Address] = {}
-    proxy = kube_proxy_runs(extra)
     out: list[DockerContainer] = []
     for i, entry in enumerate(entries):
         at = f"containers[{i}]"
@@ -91,10 +89,6 @@ def parse(v: Validator, raw: object, nodes: tuple[Node, ...], extra: dict[str, A
                        f"by {ports[key]} (Docker: Bind for 0.0.0.0:{p.host_port} failed: port is already allocated)",
                        "publish another host port, e.g. " + f"'{p.host_port + 1}:{p.container_port}'")
             ports[key] = at
-            if proxy and NODE_PORT_MIN <= p.host_port <= NODE_PORT_MAX:
-                v.fail(f"{at}.publish[{k}]", f"host port {p.host_port} is inside the NodePort range "
-                       f"{NODE_PORT_MIN}-{NODE_PORT_MAX}, which kube-proxy owns on {node} (the lab has Services)",
-                       f"publish a port outside {NODE_PORT_MIN}-{NODE_PORT_MAX}, e.g. '8080:{p.container_port}'")
             publish.append(p)
         ip = next_ip.get(node, FIRST_IP)
         next_ip[node] = ip + 1

@@ -201,5 +201,10 @@ class Topology:
     def docker_nodes(self) -> tuple[Node, ...]:
         return tuple(n for n in self.nodes if n.runtime == "docker")
 
+    @property
+    def kube_nodes(self) -> tuple[Node, ...]:
+        """The Kubernetes nodes (a kubelet, kube-proxy): every node but the Docker hosts."""
+        return tuple(n for n in self.nodes if n.runtime != "docker")
+
     def containers_on(self, node: str) -> tuple[DockerContainer, ...]:
         return tuple(c for c in self.containers if c.node == node)

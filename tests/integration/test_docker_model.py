@@ -25,7 +25,7 @@ from emulator.netlink import netns
 from emulator.proc.lifecycle import alive
 from emulator.state import record
 from emulator.topology import names
-from tests.integration.conftest import ROOT, TOPOLOGIES, lab_fixture, podlab, podlab_argv, root_links, wait_for_line
+from tests.integration.conftest import ROOT, TOPOLOGIES, kubectl_runner, lab_fixture, podlab, podlab_argv, root_links, wait_for_line
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/lib/cni/portmap"),
                                 reason="containernetworking-plugins (the real portmap) not installed")
@@ -263,3 +263,13 @@ def test_apply_after_up_meets_the_nodeports_filter(lab) -> None:
         for p in ("hp-4", "hp-5"):
             if lab.store.get("pods", p) is not None:
                 lab.delete_pod(p)
+
+
+def test_kube_proxy_runs_on_the_kubernetes_nodes_only(lab) -> None:
+    """A Docker host runs no kube-proxy (none of its rules, no kube-proxy-xxxxx pod), as a real Docker host."""
+    for node, want in (("node-1", True), ("node-2", True), ("node-3", False), ("node-4", False)):
+        rules = lab.exec(f"node/{node}", ["iptables-save", "-t", "nat"]).stdout
+        assert ("KUBE-SERVICES" in rules) == want, (node, rules[:500])
+    out = kubectl_runner(lab.name)("get", "pods", "-n", "kube-system", "-l", "k8s-app=kube-proxy", "-o",
+                                   "jsonpath={.items[*].spec.nodeName}").stdout
+    assert sorted(out.split()) == ["node-1", "node-2"]

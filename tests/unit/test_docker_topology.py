@@ -44,8 +44,6 @@ def test_containers_numbered_per_node_from_172_17_0_2():
 @pytest.mark.parametrize("body, field, words", [
     ("containers:\n  - {name: a, node: node-3, publish: ['8080:80']}\n  - {name: b, node: node-3, publish: ['8080:81']}\n",
      "containers[1].publish[0]", "already allocated"),
-    ("services: [{name: s, selector: {app: x}, ports: [{port: 80}]}]\n"
-     "containers:\n  - {name: a, node: node-3, publish: ['30080:80']}\n", "containers[0].publish[0]", "NodePort range"),
     ("containers:\n  - {name: a, node: node-3}\n  - {name: a, node: node-3}\n", "containers[1].name", "already in use"),
     ("containers:\n  - {name: a, node: node-3, publish: ['80']}\n", "containers[0].publish[0]", "random host port"),
     ("containers:\n  - {name: a, node: node-3, publish: ['8080:80/icmp']}\n", "containers[0].publish[0]", "invalid proto"),
@@ -142,3 +140,11 @@ def test_docker0_range_must_not_overlap_the_labs_ranges():
         loads(HEAD.replace("nodes:", "cluster: {podCIDR: 172.16.0.0/12}\nnodes:"), "lab.yaml")
     assert info.value.field == "cluster.podCIDR" and "172.17.0.0/16" in str(info.value)
     loads("version: 1\nname: k\ncluster: {podCIDR: 172.16.0.0/12}\nnodes: [{name: n1}]\n", "lab.yaml")  # no Docker
+
+
+def test_a_nodeport_range_host_port_is_docker_s_own():
+    """kube-proxy runs on the Kubernetes nodes only, so a Docker host may publish 30080 as Docker would."""
+    t = load("services: [{name: s, selector: {app: x}, ports: [{port: 80}]}]\n"
+             "containers:\n  - {name: a, node: node-3, publish: ['30080:80']}\n")
+    assert t.containers[0].publish[0].host_port == 30080
+    assert [n.name for n in t.kube_nodes] == ["node-1", "node-2"]
