@@ -87,7 +87,7 @@ def test_dns_runs_as_coredns_pods_behind_kube_dns(lab) -> None:
     assert sorted(a["ip"] for s in ep["subsets"] for a in s["addresses"]) == sorted(nodes.values())
     assert {(p["name"], p["port"], p["protocol"]) for s in ep["subsets"] for p in s["ports"]} == {
         ("dns", 53, "UDP"), ("dns-tcp", 53, "TCP"), ("metrics", 9153, "TCP")}
-    got = kubectl(lab, "get", "deploy,rs", "-n", "kube-system", "-o", "wide").stdout.splitlines()
+    got = [ln for ln in kubectl(lab, "get", "deploy,rs", "-n", "kube-system", "-o", "wide").stdout.splitlines() if ln]
     assert any(line.split()[:2] == ["deployment.apps/coredns", "2/2"] for line in got), got
     assert any(line.split()[0].startswith("replicaset.apps/coredns-") and line.split()[1:4] == ["2", "2", "2"]
                for line in got), got
