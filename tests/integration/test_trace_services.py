@@ -173,4 +173,3 @@ def test_pod_to_the_internet_and_to_kube_dns(lab: Lab) -> None:
     at, iface = walk(res)[-1]
     assert res.delivered and at in dns_pods and iface == "eth0", res.lines()
     assert nat_hops(res)[0].text.startswith(f"DNAT 10.96.0.10:53 → {dns_pods[at]}:53 by "), res.lines()
-    assert verify(lab, res).ok, "\n".join(res.lines() + [res.probe or ""])
