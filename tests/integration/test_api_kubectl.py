@@ -227,7 +227,7 @@ def test_deployment_replicasets_scale_rollout_and_get_all(lab: Lab, kubectl, tmp
     assert out == ['deployment.apps "hello" deleted from default namespace',
                    'service "hello" deleted from default namespace']
     deadline = time.monotonic() + 20
-    while any(netns.exists(n) for n in spaces) or lab.store.keys("replicasets"):
+    while any(netns.exists(n) for n in spaces) or lab.store.keys("replicasets", ns="default"):
         assert time.monotonic() < deadline, "the deployment's replicaset and pods were not collected"
         time.sleep(0.05)
 
