@@ -93,3 +93,12 @@ def test_a_deployment_without_anti_affinity_still_fills_the_emptiest_node() -> N
 def test_the_coredns_image_runs_podlabs_server() -> None:
     argv = images.resolve(coredns.IMAGE, [], ["-conf", "/x/Corefile"], [])
     assert argv == [sys.executable, "-m", "emulator.services.dnsserver", "-conf", "/x/Corefile"]
+
+
+def test_kube_dns_endpoints_are_printed_port_by_port_as_the_real_server_does() -> None:
+    from emulator.apiserver import tables
+    ep = {"metadata": {"name": "kube-dns"}, "subsets": [{
+        "addresses": [{"ip": "10.244.1.4"}, {"ip": "10.244.2.2"}],
+        "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}, {"name": "dns-tcp", "port": 53, "protocol": "TCP"},
+                  {"name": "metrics", "port": 9153, "protocol": "TCP"}]}]}
+    assert tables._endpoints(ep)[1] == "10.244.1.4:53,10.244.2.2:53,10.244.1.4:53 + 3 more..."
