@@ -1,5 +1,5 @@
 import sys
 
-from emulator.cli.main import main
+from emulator.cli.entry import main
 
 sys.exit(main())

@@ -2,6 +2,7 @@
 """Benchmark: one lab over 3 emulated hosts against the same lab on one host, in one run; one JSON line.
 
     sudo flock /tmp/podlab-integration.lock python3 scripts/bench_multihost.py --nodes 30 --pods 20 [--hosts 3]
+        [--routing host-gw] [--tree DIR]     # --tree: measure another checkout's podlab with this harness
 
 The hosts are ``emulator.hosts.emulated`` holders (own netns/mount/pid namespaces and sshd, a LAN namespace,
 the CLI run in a controller namespace): on this one machine they share its CPUs, so the figures show podlab's
@@ -31,10 +32,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from emulator.hosts.emulated import EmulatedHosts  # noqa: E402
+from emulator.hosts.emulated import EmulatedHosts, podlab_command  # noqa: E402
 
 PY = sys.executable
 CLI = ["env", f"PYTHONPATH={ROOT}", PY, "-m", "emulator"]
+TREE = ROOT  # the podlab tree measured (--tree): its CLI on the controller and its `host serve` on the hosts
 
 
 def topology(path: Path, name: str, nodes: int, pods: int, routing: str) -> Path:
@@ -85,9 +87,15 @@ def main() -> None:
     ap.add_argument("--pods", type=int, default=20)
     ap.add_argument("--hosts", type=int, default=3)
     ap.add_argument("--routing", default="vxlan")
+    ap.add_argument("--tree", help="measure the podlab of this source tree (the harness stays this one's)")
     a = ap.parse_args()
+    global CLI, TREE
+    if a.tree:
+        TREE = Path(a.tree).resolve()
+        CLI = ["env", f"PYTHONPATH={TREE}", PY, "-m", "emulator"]
     tmp = Path(tempfile.mkdtemp(prefix="mult-bench-"))
-    out: dict = {"nodes": a.nodes, "pods_per_node": a.pods, "hosts": a.hosts, "routing": a.routing}
+    out: dict = {"nodes": a.nodes, "pods_per_node": a.pods, "hosts": a.hosts, "routing": a.routing,
+                 "tree": str(TREE)}
 
     local = topology(tmp / "local.yaml", "mult-bl", a.nodes, a.pods, a.routing)
     out["local_up_s"] = round(timed([*CLI, "up", str(local)]), 2)
@@ -95,7 +103,7 @@ def main() -> None:
 
     with EmulatedHosts(a.hosts) as hs:
         run = hs.controller_argv(CLI)
-        full = hs.inventory(f"env PYTHONPATH={ROOT} {PY} -m emulator")
+        full = hs.inventory(podlab_command(TREE))
         inv_text = json.loads(full.read_text())
         by_hosts = {}
         for k in range(1, a.hosts + 1):

@@ -21,7 +21,9 @@ namespace before it. Both figures include the sentinel's own batch.
 --memory adds, at the moment every pod is Running: podlab's processes' PSS (agents and daemons, named by the
 lab's process journal; containers apart), and the growth of the kernel's memory since before ``up``
 (/proc/meminfo Slab, SUnreclaim, Percpu, KernelStack, PageTables; Shmem is the lab's tmpfs files), per pod; and
-the same kernel growth for the reference. Not a test: figures go to the README.
+the same kernel growth for the reference. --memory-detail also prints the growth of each slab cache (top ones,
+kB per pod), of more meminfo fields, and the lab's processes' Pss/Rss/Private_Dirty/Shared_Dirty grouped by what
+the journal calls them (agents, kube-proxy, ...), for both. Not a test: figures go to the README.
 """
 from __future__ import annotations
 
@@ -50,6 +52,8 @@ from bench_trees import topology_text, wait_quiet  # noqa: E402  (also for bench
 plugins.install()
 
 MEMINFO_KEYS = ("Slab", "SUnreclaim", "Percpu", "KernelStack", "PageTables", "Shmem", "MemAvailable")
+#: the further /proc/meminfo fields ``--memory-detail`` prints the growth of (kB)
+DETAIL_KEYS = ("SReclaimable", "AnonPages", "Cached", "Mapped", "VmallocUsed", "MemFree")
 
 
 def cpu_times() -> tuple[int, int]:
@@ -65,8 +69,46 @@ def meminfo() -> dict[str, int]:
     with open("/proc/meminfo") as f:
         for line in f:
             k, _, v = line.partition(":")
-            if k in MEMINFO_KEYS:
+            if k in MEMINFO_KEYS or k in DETAIL_KEYS:
                 out[k] = int(v.split()[0])
+    return out
+
+
+def slabinfo() -> dict[str, int]:
+    """Bytes held by each slab cache (its slabs × pages per slab), from /proc/slabinfo."""
+    out = {}
+    page = os.sysconf("SC_PAGE_SIZE")
+    with open("/proc/slabinfo") as f:
+        for line in f:
+            if line.startswith(("slabinfo", "#")):
+                continue
+            name, rest = line.split(None, 1)
+            head, _, data = rest.partition(": slabdata")
+            pages_per_slab = int(head.split()[4])
+            out[name] = int(data.split()[1]) * pages_per_slab * page
+    return out
+
+
+def slab_growth(before: dict[str, int], pods: int, top: int = 30) -> dict[str, float]:
+    """The caches that grew most since ``before``, in kB per pod (the rest summed as ``other``)."""
+    after = slabinfo()
+    d = sorted(((after.get(k, 0) - before.get(k, 0), k) for k in set(after) | set(before)), reverse=True)
+    out = {k: round(v / 1024 / pods, 1) for v, k in d[:top]}
+    out["other"] = round(sum(v for v, _ in d[top:]) / 1024 / pods, 1)
+    return out
+
+
+def smaps(pid: int) -> dict[str, int]:
+    """The Pss/Rss/Private/Shared fields of /proc/PID/smaps_rollup (kB)."""
+    out: dict[str, int] = {}
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if k in ("Rss", "Pss", "Pss_Anon", "Pss_File", "Shared_Dirty", "Private_Dirty", "Private_Clean"):
+                    out[k] = int(v.split()[0])
+    except OSError:
+        pass
     return out
 
 
@@ -193,7 +235,7 @@ def pss_kb(pid: int) -> int:
     return 0
 
 
-def lab_memory(lab: str, before: dict[str, int], pods: int) -> dict:
+def lab_memory(lab: str, before: dict[str, int], pods: int, slab_before: dict[str, int] | None = None) -> dict:
     after = meminfo()
     daemons = [e for e in record.processes(lab) if alive(e.pid, e.start)]
     pss_daemons = sum(pss_kb(e.pid) for e in daemons)
@@ -201,6 +243,17 @@ def lab_memory(lab: str, before: dict[str, int], pods: int) -> dict:
                   for c in st.get("containerStatuses", []) if c.get("pid")]
     pss_containers = sum(pss_kb(p) for p in containers)
     kernel = {k: after[k] - before[k] for k in MEMINFO_KEYS}
+    detail = {}
+    if slab_before is not None:
+        groups: dict[str, dict[str, int]] = {}
+        for e in daemons:  # by what the journal calls them, node names dropped ("agent of n3" -> "agent")
+            g = groups.setdefault(e.what.split(" of ")[0], {"n": 0})
+            g["n"] += 1
+            for k, v in smaps(e.pid).items():
+                g[k] = g.get(k, 0) + v
+        detail = {"processes_by_kind_kB": groups,
+                  "meminfo_delta_per_pod_kB": {k: round((after[k] - before[k]) / pods, 1) for k in after},
+                  "slab_caches_per_pod_kB": slab_growth(slab_before, pods)}
     per = lambda kb: round(kb / pods, 1)  # noqa: E731
     issue_kb = pss_daemons + kernel["Slab"]
     all_kb = (pss_daemons + pss_containers + kernel["Slab"] + kernel["Percpu"] + kernel["KernelStack"]
@@ -211,14 +264,18 @@ def lab_memory(lab: str, before: dict[str, int], pods: int) -> dict:
                 "slab": per(kernel["Slab"]), "sunreclaim": per(kernel["SUnreclaim"]), "percpu": per(kernel["Percpu"]),
                 "agents_daemons_pss": per(pss_daemons), "containers_pss": per(pss_containers),
                 "kernelstack+pagetables": per(kernel["KernelStack"] + kernel["PageTables"]),
-                "shmem": per(kernel["Shmem"]), "memavailable_drop": per(-kernel["MemAvailable"])}}
+                "shmem": per(kernel["Shmem"]), "memavailable_drop": per(-kernel["MemAvailable"])}, **detail}
 
 
-def ref_memory(before: dict[str, int], pods: int) -> dict:
+def ref_memory(before: dict[str, int], pods: int, slab_before: dict[str, int] | None = None) -> dict:
     after = meminfo()
     d = {k: after[k] - before[k] for k in MEMINFO_KEYS}
-    return {"slab_per_pod_kB": round(d["Slab"] / pods, 1), "percpu_per_pod_kB": round(d["Percpu"] / pods, 1),
-            "memavailable_drop_per_pod_kB": round(-d["MemAvailable"] / pods, 1)}
+    out = {"slab_per_pod_kB": round(d["Slab"] / pods, 1), "percpu_per_pod_kB": round(d["Percpu"] / pods, 1),
+           "memavailable_drop_per_pod_kB": round(-d["MemAvailable"] / pods, 1)}
+    if slab_before is not None:
+        out["meminfo_delta_per_pod_kB"] = {k: round((after[k] - before[k]) / pods, 1) for k in after}
+        out["slab_caches_per_pod_kB"] = slab_growth(slab_before, pods)
+    return out
 
 
 # -- one run --------------------------------------------------------------------------------------------------------
@@ -229,6 +286,7 @@ def run_podlab(a: argparse.Namespace, sentinel_prefix: str) -> dict:
     sen = Sentinel(sentinel_prefix)
     out: dict = {}
     try:
+        s0 = slabinfo() if a.memory_detail else None
         m0 = meminfo()
         t0 = time.perf_counter()
         c0 = cpu_times()
@@ -238,7 +296,7 @@ def run_podlab(a: argparse.Namespace, sentinel_prefix: str) -> dict:
             c1 = cpu_times()
             out["cpu_busy_during_up"] = round((c1[0] - c0[0]) / max(c1[1] - c0[1], 1), 2)
             if a.memory:
-                out["memory"] = lab_memory(a.name, m0, npods)
+                out["memory"] = lab_memory(a.name, m0, npods, s0)
         finally:
             t1 = time.perf_counter()
             teardown.destroy(a.name)
@@ -256,13 +314,14 @@ def run_ref(a: argparse.Namespace, prefix: str, sentinel_prefix: str) -> dict:
     sen = Sentinel(sentinel_prefix)
     out: dict = {}
     try:
+        s0 = slabinfo() if a.memory_detail else None
         m0 = meminfo()
         t0 = time.perf_counter()
         try:
             ref_up(prefix, a.nodes, a.pods)
             out["ref_up_s"] = round(time.perf_counter() - t0, 3)
             if a.memory:
-                out["ref_memory"] = ref_memory(m0, npods)
+                out["ref_memory"] = ref_memory(m0, npods, s0)
         finally:
             t1 = time.perf_counter()
             ref_down(prefix, a.nodes, a.pods)
@@ -282,8 +341,11 @@ def main() -> int:
     ap.add_argument("--name", default="procbench")
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--memory", action="store_true", help="also measure memory per pod (see above)")
+    ap.add_argument("--memory-detail", action="store_true",
+                    help="with --memory: also the growth of every slab cache and meminfo field, and PSS by process kind")
     ap.add_argument("--no-ref", action="store_true", help="skip the ip -batch reference")
     a = ap.parse_args()
+    a.memory = a.memory or a.memory_detail
     ref_prefix, sen_prefix = f"{a.name}r", f"{a.name}s"
     taken = [n for n in netns.list_names() if n.startswith((f"{a.name}-", f"{ref_prefix}-", f"{sen_prefix}-"))]
     if taken:

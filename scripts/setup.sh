@@ -11,7 +11,7 @@ DEMO=1
 [ "${1:-}" = "--no-demo" ] && DEMO=0
 [ "$(id -u)" = 0 ] || { echo "setup.sh: run as root (sudo)" >&2; exit 1; }
 
-APT_PACKAGES=(iproute2 iputils-ping curl netcat-openbsd util-linux procps nftables iptables tcpdump tshark bird2
+APT_PACKAGES=(iproute2 iputils-ping curl netcat-openbsd util-linux procps nftables iptables tcpdump tshark ethtool bird2
               containernetworking-plugins mininet graphviz iperf3 python3 python3-venv python3-pip
               python3-cryptography openssh-server)  # openssh-server: the hosts of a multi-host lab (and the tests'
               # emulated hosts) run sshd

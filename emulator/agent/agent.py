@@ -79,9 +79,9 @@ class Agent:
                 and "podlab.io/process" not in (p["metadata"].get("annotations") or {})}
 
     def statuses(self) -> dict[Key, dict]:
-        if self._status is None:
+        if self._status is None:  # read once, uncached: other nodes' statuses are not kept (``Store.scan``)
             self._status = {(st.get("namespace") or "default", st["name"]): st
-                            for st in self.store.list("pods", status=True)
+                            for _ns, _name, st in self.store.scan("pods", status=True)
                             if st.get("nodeName") == self.node and "name" in st
                             and not (st.get("sandbox") or {}).get("mirror")}
         return self._status

@@ -9,13 +9,13 @@ leaves the pod Pending with the reason, as a kubelet reports ``ContainerCreating
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
 from typing import Callable
 
 from emulator.agent import images
+from emulator.agent.podenv import attach_socket, container_env  # noqa: F401  (re-exported)
 from emulator.proc import lifecycle
 from emulator.proc.spawn import spawn
 from emulator.cni.runtime import Runtime
@@ -35,14 +35,6 @@ def waiting_status(pod: dict, node: str, host_ip: str, reason: str, message: str
             "phase": "Pending", "nodeName": node, "uid": pod["metadata"].get("uid"),
             "hostIP": host_ip, "reason": reason, "message": message, "containerStatuses": cs,
             "conditions": [{"type": "Ready", "status": "False"}]}
-
-
-def container_env(pod: dict, node: str, host_ip: str, ip: str, c: dict) -> dict[str, str]:
-    name = pod["metadata"]["name"]
-    env = {"PATH": os.environ.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
-           "HOSTNAME": name, "POD_NAME": name, "POD_NAMESPACE": pod["metadata"].get("namespace", "default"),
-           "POD_IP": ip, "NODE_NAME": node, "HOST_IP": host_ip}
-    return {**env, **{e["name"]: str(e.get("value", "")) for e in c.get("env", [])}}
 
 
 #: the pod annotation that carries a pod's link shape (written from the topology's ``pods[].link``)
@@ -86,13 +78,6 @@ def read_journal(paths: LabPaths, node: str) -> list[tuple[str, int, int | None]
     except FileNotFoundError:
         return []
     return [(r[0], int(r[1]), None if r[2] == "None" else int(r[2])) for r in rows if len(r) == 3]
-
-
-def attach_socket(paths: LabPaths, pod: dict, container: str) -> str:
-    """Where the holder of an attachable container (``stdin``/``tty``, ``emulator.images.attachable``) listens:
-    named by the pod's uid, so a pod made again under the same name never meets the old one's socket."""
-    key = f"{pod['metadata'].get('uid', '')}/{pod['metadata']['name']}/{container}"
-    return str(paths.root / "attach" / (hashlib.sha256(key.encode()).hexdigest()[:20] + ".sock"))
 
 
 def run_container(paths: LabPaths, pod: dict, c: dict, fd: int, ns_name: str, env: dict[str, str],

@@ -22,7 +22,7 @@ import socket
 import time
 from dataclasses import dataclass
 
-from emulator.agent.pods import attach_socket
+from emulator.agent.podenv import attach_socket
 from emulator.apiserver.exec import ERROR, STDIN, CLOSE, RESIZE, Target, flag
 from emulator.apiserver.status import ApiError
 from emulator.apiserver.stream_ws import OP_BINARY, OP_CLOSE, OP_TEXT, Closed, WebSocket

@@ -30,7 +30,7 @@ import termios
 import time
 from dataclasses import dataclass, field
 
-from emulator.agent.pods import container_env
+from emulator.agent.podenv import container_env
 from emulator.apiserver.status import ApiError, not_found
 from emulator.apiserver.stream_ws import OP_BINARY, OP_CLOSE, OP_TEXT, Closed, WebSocket
 from emulator.netlink import netns

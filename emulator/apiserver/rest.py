@@ -169,9 +169,10 @@ class Reads:
 
     def list(self, req: Request, t: Target) -> Response:
         match = self.matcher(req, t)
+        everything = not req.q("labelSelector") and not req.q("fieldSelector")  # no dict needed (slim entries)
         rv = self.cache.watch_start()
         entries = [e for e in self.cache.entries(t.resource.name, t.ns if t.resource.namespaced else None)
-                   if match(e.obj)]
+                   if everything or match(e.obj)]
         if req.table:
             return self.table(req, t, entries, rv)
         head = json.dumps({"kind": f"{t.resource.kind}List", "apiVersion": t.resource.api_version,

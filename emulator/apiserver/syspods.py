@@ -29,7 +29,7 @@ from pathlib import Path
 
 from emulator.proc import journal
 from emulator.proc.lifecycle import alive
-from emulator.routing.bgp import daemon_label, files_of
+from emulator.routing.birdfiles import daemon_label, files_of
 from emulator.services.proxy.kubeproxy import log_path as proxy_log
 from emulator.state.manifests import namespace_manifest, now
 from emulator.state.paths import LabPaths

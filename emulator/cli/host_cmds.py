@@ -1,5 +1,5 @@
 """Verbs of labs that span several machines: ``host serve``, ``host check``, ``host ls``, and the multi-host
-side of ``up``, ``down``, ``cleanup``, ``get nodes/pods``, ``exec`` and ``check`` (``emulator.hosts``).
+side of ``up``, ``down``, ``cleanup``, ``get nodes/pods``, ``exec``, ``check`` and ``capture`` (``emulator.hosts``).
 
 The lab verbs call ``multihost_lab`` first: a lab whose controller record exists here (``hosts.records``) is
 acted on through its hosts; every other lab goes the usual way.
@@ -13,6 +13,7 @@ from pathlib import Path
 from emulator.cli import common, output
 from emulator.errors import AlreadyUp, HostError, UsageError
 from emulator.hosts import controller, labcheck, records, serve
+from emulator.hosts.sessions import for_command
 from emulator.state import record
 from emulator.topology import hosts_section
 from emulator.topology.loader import load
@@ -93,17 +94,70 @@ def get(a: argparse.Namespace, lab: str, kind: str, names: list[str]) -> int:
 
 
 def exec_(lab: str, target: str, argv: list[str]) -> int:
-    st = controller.status(lab)
-    where = {p["name"]: p["host"] for p in st["pods"]} | {n["name"]: n["host"] for n in st["nodes"]}
-    if target not in where:
-        raise UsageError(f"{target} is no pod or node of multi-host lab {lab}", obj=target)
-    h = records.host_of(next(d for d in st["record"]["hosts"] if d["name"] == where[target]))
-    from emulator.hosts.transport import HostSession
-    with HostSession(h) as s:
-        r = s.request("exec", lab=lab, target=target, argv=argv, timeout=120)
+    with for_command() as ss:  # where the target is, then the command: over the same connection to its host
+        st = controller.status(lab, ss)
+        where = {p["name"]: p["host"] for p in st["pods"]} | {n["name"]: n["host"] for n in st["nodes"]}
+        if target not in where:
+            raise UsageError(f"{target} is no pod or node of multi-host lab {lab}", obj=target)
+        h = records.host_of(next(d for d in st["record"]["hosts"] if d["name"] == where[target]))
+        r = ss.get(h).request("exec", lab=lab, target=target, argv=argv, timeout=120)
     sys.stdout.write(r["stdout"])
     sys.stderr.write(r["stderr"])
     return int(r["returncode"])
+
+
+COUNT_ONLY_BOUND = 60.0  # seconds a `capture -c N` across hosts waits at most for N packets at every point
+
+
+def capture(lab: str, a: argparse.Namespace) -> int:
+    """``podlab capture`` of a multi-host lab: every host captures its points, one merged pcapng is written."""
+    import json
+    import os
+    import tempfile
+
+    from emulator.hosts import capture as across
+    from emulator.tools import decode
+    from emulator.tools.capture import give_to_user
+    if not (a.write or a.decode or a.output == "json"):
+        raise UsageError(f"capture on multi-host lab {lab} writes a file: give -w FILE (or --decode, -o json); "
+                         "streaming to stdout is for one host's points", obj=lab)
+    if a.nftrace:
+        raise UsageError(f"capture --nftrace is not available across hosts yet (lab {lab})", obj=lab)
+    if not (a.count or a.duration):
+        raise UsageError(f"capture on multi-host lab {lab} needs -c N or -d SECONDS (each host captures until "
+                         "then)", obj=lab)
+    m = across.capture(lab, a.points, bpf=a.filter, count=a.count, duration=a.duration or COUNT_ONLY_BOUND,
+                       progress=output.progress)
+    if a.write:
+        path = a.write
+    else:
+        fd, path = tempfile.mkstemp(prefix="podlab-", suffix=".pcapng")
+        os.close(fd)
+    try:
+        n = across.write(path, m)
+        if a.write:
+            give_to_user(path)
+        if a.output == "json":
+            report = {"file": path if a.write else None, "packets": n,
+                      "points": [{"name": k, "packets": v} for k, v in m.counts.items()],
+                      "clockOffsets": [{"host": o.host, "seconds": o.seconds, "uncertainty": o.uncertainty}
+                                       for o in m.offsets]}
+            if a.decode:
+                report["decoded"] = [ln.as_dict() for ln in decode.decode(path)[0]]
+            print(json.dumps(report, indent=2))
+            return 0
+        per = ", ".join(f"{k} {v}" for k, v in m.counts.items())
+        print(f"{n} packets ({per})" + (f" written to {path}" if a.write else ""))
+        print("clock offsets against the controller, applied: " + ", ".join(o.text() for o in m.offsets))
+        if a.decode:
+            decoded, how = decode.decode(path)
+            print(f"decoded by {how} (VXLAN on UDP {decode.VXLAN_PORT}):")
+            for ln in decoded:
+                print(ln.text())
+    finally:
+        if not a.write:
+            os.unlink(path)
+    return 0
 
 
 def check(lab: str, fmt: str) -> int:
@@ -116,7 +170,7 @@ def check(lab: str, fmt: str) -> int:
 
 
 def cmd_serve(a: argparse.Namespace) -> int:
-    return serve.serve()
+    return serve.serve(lambda: None)  # reached through the full CLI, which installed the components already
 
 
 def cmd_check(a: argparse.Namespace) -> int:
@@ -166,4 +220,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(fn=cmd_ls)
 
 
-__all__ = ["HostError", "check", "cleanup", "down", "exec_", "get", "multihost_lab", "register", "up"]
+__all__ = ["HostError", "capture", "check", "cleanup", "down", "exec_", "get", "multihost_lab", "register", "up"]

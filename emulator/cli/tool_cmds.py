@@ -17,7 +17,7 @@ import sys
 import tempfile
 from typing import Callable
 
-from emulator.cli import common, output
+from emulator.cli import common, host_cmds, output
 from emulator.errors import ToolError, UsageError
 from emulator.lab.api import Lab
 
@@ -101,6 +101,9 @@ def run_capture(lab: Lab, a: argparse.Namespace, during: Callable[[], object] | 
 
 
 def cmd_capture(a: argparse.Namespace) -> int:
+    multi = host_cmds.multihost_lab(a.lab)
+    if multi is not None:
+        return host_cmds.capture(multi, a)
     lab = Lab.get(a.lab)
     if a.write or a.decode or a.output == "json":
         for line in run_capture(lab, a, progress=output.progress):

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 
 from emulator.errors import CniError
+from emulator.topology.names import host_veth
 
 CNI_VERSION = "1.0.0"
 SUPPORTED_VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0"]
@@ -74,6 +75,19 @@ class Result:
         for ip in self.ips:
             return str(ip["address"]).split("/")[0]
         return None
+
+    def host_veth(self) -> str | None:
+        """The host end of the pod's veth as the plugin reported it: an interface outside the sandbox named
+        ``veth...`` (the bridge plugin lists the bridge, the host veth, then the container's interface)."""
+        return next((i["name"] for i in self.interfaces
+                     if not i.get("sandbox") and str(i.get("name", "")).startswith("veth")), None)
+
+
+def pod_host_veth(sandbox: dict, ifname: str = "eth0") -> str:
+    """A running pod's host veth: the one its CNI ADD result names (the reference bridge plugin picks a random
+    ``veth<8 hex>``), else podlab's own name for it (``names.host_veth``: the built-in plugin's)."""
+    named = Result.from_dict(sandbox.get("cniResult") or {}).host_veth()
+    return named or host_veth(sandbox.get("id", ""), ifname)
 
 
 def error_json(err: CniError, version: str = CNI_VERSION) -> str:

@@ -24,6 +24,7 @@ from typing import Any, Callable, TypeVar
 from emulator.errors import (AlreadyUp, BuildError, HostError, HostVersionError, LabExistsError, LabNotFoundError,
                              MissingDependencyError, MtuError, PodlabError)
 from emulator.hosts import plan, protocol, records, stretch
+from emulator.hosts.sessions import Sessions, for_command
 from emulator.hosts.transport import HostSession
 from emulator.lab import components
 from emulator.topology.hosts_section import Host, HostSet, of, vni
@@ -201,10 +202,9 @@ def down(lab: str, progress: Progress = _quiet) -> DownReport:
     hosts = [records.host_of(d) for d in rec["hosts"] if d["name"] in rec.get("pending", [])]
     rec = records.set_status(rec, "deleting")
 
-    def one(h: Host) -> bool:
-        with HostSession(h) as s:
-            return bool(s.request("down", lab=lab, progress=progress, timeout=60)["removed"])
-    res = each(hosts, one)
+    with for_command() as ss:
+        res = each(hosts, lambda h: bool(ss.get(h).request("down", lab=lab, progress=progress,
+                                                           timeout=60)["removed"]))
     report = DownReport()
     for h in hosts:
         r = res[h.name]
@@ -222,17 +222,16 @@ def down(lab: str, progress: Progress = _quiet) -> DownReport:
     return report
 
 
-def status(lab: str) -> dict[str, Any]:
-    """Nodes (with host and Ready/NotReady) and pods of the lab, from every host; unreachable hosts named."""
+def status(lab: str, sessions: Sessions | None = None) -> dict[str, Any]:
+    """Nodes (with host and Ready/NotReady) and pods of the lab, from every host; unreachable hosts named.
+    ``sessions``: the command's sessions, to ask the hosts more afterwards over the same connections."""
     rec = records.load(lab)
     if rec is None:
         raise LabNotFoundError(lab, known=records.all_labs())
     hosts = [records.host_of(d) for d in rec["hosts"]]
-
-    def one(h: Host) -> dict:
-        with HostSession(h) as s:
-            return s.request("status", lab=lab, timeout=20)
-    res = each(hosts, one)
+    with for_command() as own:
+        ss = sessions if sessions is not None else own
+        res = each(hosts, lambda h: ss.get(h).request("status", lab=lab, timeout=20))
     nodes, pods, down_hosts = [], [], {}
     for node, host in rec["placement"].items():
         r = res[host]

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from emulator.errors import HostError, PodlabError
 from emulator.hosts import controller, protocol, records
+from emulator.hosts.sessions import Sessions, for_command
 from emulator.hosts.transport import HostSession
 from emulator.topology.hosts_section import Host
 from emulator.topology.model import VXLAN_OVERHEAD
@@ -56,7 +57,12 @@ def hosts(hs: list[Host], port: int) -> list[dict[str, Any]]:
 
 
 def lab(name: str, progress: Progress = lambda s: None, port: int = 8080) -> dict[str, Any]:
-    st = controller.status(name)
+    with for_command() as ss:  # one connection per host for the status, the matrix and the DF pings
+        return _lab(name, progress, port, ss)
+
+
+def _lab(name: str, progress: Progress, port: int, ss: Sessions) -> dict[str, Any]:
+    st = controller.status(name, ss)
     rec = st["record"]
     result: dict[str, Any] = {"lab": name, "hosts": [d["name"] for d in rec["hosts"]], "unreachable":
                               st["unreachable"], "failures": [], "nat": [], "pairs": 0}
@@ -68,10 +74,8 @@ def lab(name: str, progress: Progress = lambda s: None, port: int = 8080) -> dic
     host_of = {p["name"]: p["host"] for p in st["pods"]}
     hs = [records.host_of(d) for d in rec["hosts"]]
 
-    def one(h: Host) -> list[dict]:
-        with HostSession(h) as s:
-            return s.request("matrix", lab=name, targets=targets, port=port, timeout=300)
-    res = controller.each(hs, one)
+    res = controller.each(hs, lambda h: ss.get(h).request("matrix", lab=name, targets=targets, port=port,
+                                                          timeout=300))
     for host, r in res.items():
         if isinstance(r, BaseException):
             raise r
@@ -83,14 +87,14 @@ def lab(name: str, progress: Progress = lambda s: None, port: int = 8080) -> dic
             elif pair["seen"] != ip_of.get(pair["src"]):
                 result["nat"].append(f"{where}: receiver saw {pair['seen']}, not {ip_of.get(pair['src'])}")
     progress(f"{result['pairs']} pod pairs probed across {len(hs)} hosts")
-    pings = _prove(name, rec, hs)
+    pings = _prove(name, rec, hs, ss)
     result["mtu"] = rec["mtu"]
     result["mtuProblem"] = pings
     result["ok"] = not result["failures"] and not result["nat"] and pings is None
     return result
 
 
-def _prove(name: str, rec: dict, hs: list[Host]) -> str | None:
+def _prove(name: str, rec: dict, hs: list[Host], ss: Sessions) -> str | None:
     by_host: dict[str, list[str]] = {}
     for node, host in rec["placement"].items():
         by_host.setdefault(host, []).append(node)
@@ -101,8 +105,7 @@ def _prove(name: str, rec: dict, hs: list[Host]) -> str | None:
             return []
         pairs = [{"from": by_host[h.name][0], "to": rec["nodeIPs"][nodes[0]], "size": size}
                  for other, nodes in by_host.items() if other != h.name]
-        with HostSession(h) as s:
-            return s.request("ping", lab=name, pairs=pairs, timeout=60)
+        return ss.get(h).request("ping", lab=name, pairs=pairs, timeout=60)
     res = controller.each(hs, one)
     for host, r in res.items():
         if isinstance(r, BaseException):

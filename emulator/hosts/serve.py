@@ -9,10 +9,19 @@ VNI and peer addresses); the host validates the topology again with its own load
 
 Ops (``protocol``): ``info`` (NIC and MTU for an address, the vxlan module, the tunnel port), ``up``, ``ping``
 (DF pings from local nodes), ``status`` (local nodes and pods as the agents report them), ``matrix`` (from every
-local pod to the given pod IPs: the source address each receiver saw), ``exec``, ``down``, ``labs``.
+local pod to the given pod IPs: the source address each receiver saw), ``exec``, ``capture`` (at local points,
+the packets sent back), ``clock``, ``down``, ``labs``.
 
 The real stdin/stdout are moved to private descriptors at start; fd 0/1/2 then point at /dev/null and a log
 file, so the agents and daemons the build forks never hold the SSH channel open or write into the protocol.
+
+Every verb of the controller starts one serve per host, so the serve starts slim (``emulator.cli.entry`` runs it
+without the CLI): at import only the protocol, the lab records and the stretch; each op imports what it needs when
+it is first asked (``down``: the teardown; ``up``: the loader and builder; ``status``/``exec``: the Lab handle).
+Right after the hello, a background thread loads the Lab handle and the teardown and installs the lab components
+(which ``up`` and ``down`` consult as on one machine) through the ``install`` callable the entry gives (the
+composition root lives above this layer): the controller is usually still starting then. Ops that need the
+components wait for it.
 """
 from __future__ import annotations
 
@@ -29,16 +38,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, IO
 
-from emulator.check import probes
 from emulator.errors import HostError, LabTimeoutError, NotFoundError, PodlabError
 from emulator.hosts import protocol, stretch
-from emulator.lab import builder, teardown
-from emulator.lab.api import Lab
-from emulator.routing import held_routes
 from emulator.state import record
 from emulator.state.paths import ensure_state_root, state_root
-from emulator.topology import names
-from emulator.topology.loader import loads
 
 Progress = Callable[[str], None]
 
@@ -68,6 +71,9 @@ def op_info(req: dict, progress: Progress) -> dict:
 
 
 def op_up(req: dict, progress: Progress) -> dict:
+    from emulator.lab import builder
+    from emulator.topology import names
+    from emulator.topology.loader import loads
     plan = req["plan"]
     inventory = None
     if plan.get("inventory") is not None:  # the hosts came from --hosts: the loader checks node `host:` by it
@@ -94,6 +100,7 @@ def op_up(req: dict, progress: Progress) -> dict:
 
 
 def _ping(lab: str, node: str, ip: str, size: int) -> bool:
+    from emulator.lab.api import Lab
     return Lab(lab).exec(node, ["ping", "-n", "-q", "-c", "2", "-i", "0.2", "-W", "2", "-M", "do", "-s", str(size),
                                 ip], timeout=10).returncode == 0
 
@@ -105,6 +112,7 @@ def op_ping(req: dict, progress: Progress) -> list[bool]:
 
 
 def op_status(req: dict, progress: Progress) -> dict:
+    from emulator.lab.api import Lab
     lab = Lab(req["lab"])
     if record.load(lab.name) is None:
         raise NotFoundError("lab", lab.name, f"host {socket.gethostname()}")
@@ -119,6 +127,8 @@ def op_status(req: dict, progress: Progress) -> dict:
 
 
 def op_matrix(req: dict, progress: Progress) -> list[dict]:
+    from emulator.check import probes
+    from emulator.lab.api import Lab
     lab = Lab(req["lab"])
     port = int(req.get("port", 8080))
     pairs = [(src, t) for src in lab.store.names("pods") for t in req["targets"]]
@@ -138,6 +148,9 @@ def op_matrix(req: dict, progress: Progress) -> list[dict]:
 def op_converged(req: dict, progress: Progress) -> float:
     """Wait until every local node holds a BIRD route for every other node's slice (``slices``: {node: CIDR}
     of the whole lab, all hosts); the seconds waited, or ``LabTimeoutError`` naming a node and what it lacks."""
+    from emulator.lab.api import Lab
+    from emulator.routing import held_routes
+    from emulator.topology import names
     lab, slices, t0 = req["lab"], req["slices"], time.monotonic()
     mine = [n.name for n in Lab(lab).nodes]
     while True:
@@ -158,11 +171,35 @@ def op_converged(req: dict, progress: Progress) -> float:
 
 
 def op_exec(req: dict, progress: Progress) -> dict:
+    from emulator.lab.api import Lab
     r = Lab(req["lab"]).exec(req["target"], req["argv"], timeout=req.get("timeout", 60))
     return {"returncode": r.returncode, "stdout": r.stdout, "stderr": r.stderr}
 
 
+def op_capture(req: dict, progress: Progress) -> dict:
+    """Capture at this host's points (``capture.Capture``, the one-host machinery) until each saw ``count``
+    packets or ``duration`` passed; the packets go back to the controller, which merges every host's."""
+    import base64
+    from emulator.lab.api import Lab
+    from emulator.tools import capture, targets
+    lab = Lab(req["lab"])
+    points = [targets.resolve(lab, t) for t in req["points"]]
+    cap = capture.Capture(points, bpf=req.get("filter"), count=req.get("count"))
+    with cap:
+        progress(f"capturing on {', '.join(p.label for p in points)}")
+        cap.wait(duration=float(req["duration"]))
+    packets = list(cap.packets)  # stopped: its reader threads are joined
+    return {"interfaces": [dataclasses.asdict(i) for i in cap.interfaces], "counts": cap.per_point(),
+            "packets": [[p.ts_us, p.orig_len, p.iface, base64.b64encode(p.data).decode()] for p in packets]}
+
+
+def op_clock(req: dict, progress: Progress) -> float:
+    """This host's clock (``time.time()``): the controller measures its offset from the round trip."""
+    return time.time()
+
+
 def op_down(req: dict, progress: Progress) -> dict:
+    from emulator.lab import teardown
     return {"removed": teardown.destroy(req["lab"], progress=progress)}
 
 
@@ -172,7 +209,8 @@ def op_labs(req: dict, progress: Progress) -> list[str]:
 
 OPS: dict[str, Callable[[dict, Progress], Any]] = {
     "info": op_info, "up": op_up, "ping": op_ping, "converged": op_converged, "status": op_status, "matrix": op_matrix, "exec": op_exec,
-    "down": op_down, "labs": op_labs}
+    "down": op_down, "labs": op_labs, "capture": op_capture, "clock": op_clock}
+NEEDS_COMPONENTS = frozenset({"up", "down"})  # builder.up and teardown.destroy consult the installed components
 
 
 def _private_stdio() -> tuple[IO[str], IO[bytes]]:
@@ -192,8 +230,17 @@ def _private_stdio() -> tuple[IO[str], IO[bytes]]:
     return os.fdopen(rin, "r"), os.fdopen(rout, "wb", buffering=0)
 
 
-def serve() -> int:
-    """Answer the controller's requests until it closes the channel."""
+def _prefetch(install: Callable[[], None]) -> None:
+    try:
+        from emulator.lab import api, teardown  # noqa: F401
+        install()
+    except Exception:  # the request that needs them imports or installs them again, and reports the error
+        return
+
+
+def serve(install: Callable[[], None]) -> int:
+    """Answer the controller's requests until it closes the channel; ``install`` installs the lab components
+    (called once, before the first op that needs them)."""
     if os.geteuid() != 0:
         raise HostError("podlab host serve needs root (it builds network namespaces); run it with sudo -n")
     rin, rout = _private_stdio()
@@ -203,6 +250,12 @@ def serve() -> int:
         with lock:
             rout.write(protocol.encode(msg))
     send({"hello": hello()})
+    # While the controller is still starting (its entry connects before it imports the CLI), load what most
+    # requests need — the lab handle, the teardown, the components — in the background. Ops that need the
+    # components wait for it; the others import what they need themselves (the import system serialises).
+    prefetch = threading.Thread(target=_prefetch, args=(install,), daemon=True, name="prefetch")
+    prefetch.start()
+    installed = False
     for line in rin:
         if not line.strip():
             continue
@@ -213,6 +266,10 @@ def serve() -> int:
             if fn is None:
                 raise HostError(f"unknown request {req.get('op')!r}; this podlab {protocol.podlab_version()} knows "
                                 f"{', '.join(OPS)}")
+            if not installed and req.get("op") in NEEDS_COMPONENTS:
+                prefetch.join()
+                install()  # idempotent; raises here, in the request, if the prefetch could not install them
+                installed = True
             result = fn(req, lambda s, rid=rid: send({"id": rid, "progress": s}))
             send({"id": rid, "ok": True, "result": result})
         except (PodlabError, OSError, KeyError, ValueError, subprocess.SubprocessError) as e:

@@ -4,8 +4,9 @@ Steps: refuse if the lab exists or a namespace name is taken (before touching an
 and open the lab's process journal (every process started from here on records itself there before it runs);
 build the underlay namespace and its bridge; create every node namespace with its uplink in one batch; apply each
 node's desired state (base + routing mode) with the idempotent applier; write each node's files (CNI config,
-flannel's subnet.env); put nodes and pods into the store; start one agent per node (forked: no interpreter
-start-up); wait until every pod reports. Any exception on the way removes everything recorded so far
+flannel's subnet.env); put nodes and pods into the store; start one agent per node (forked by the agents'
+launcher, ``emulator.agent.launcher``, a small interpreter started right after the journal so that it imports
+while the network is built: the agents do not inherit ``up``'s heap); wait until every pod reports. Any exception on the way removes everything recorded so far
 (``teardown.destroy``) and is raised as a BuildError naming the step.
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Callable
 
 from emulator import routing
 from emulator.routing.base import subnet_env, underlay_cable
-from emulator.agent import agent
+from emulator.agent import launcher as agent_launcher
 from emulator.cni.spec import bridge_conflist
 from emulator.errors import AlreadyUp, BuildError, LabExistsError, LabTimeoutError, NamespaceConflictError
 from emulator.lab import components, teardown
@@ -60,7 +61,10 @@ def write_node_files(paths: LabPaths, topo: Topology, node: Node) -> None:
         d.mkdir(parents=True, exist_ok=True)
     paths.flannel_env(node.name).write_text(subnet_env(topo, node))
     pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__ + "/..")))
-    for ptype in ("bridge", "loopback", "podlab-link"):
+    # podlab's own plugins, ahead of /usr/lib/cni in the node's CNI path: on a ``cni: reference`` node only the
+    # link shaper (podlab's), so the conflist's bridge and loopback are the real ones, not podlab's namesakes
+    own = ("podlab-link",) if node.cni == "reference" else ("bridge", "loopback", "podlab-link")
+    for ptype in own:
         exe = paths.cni_bin_dir(node.name) / ptype
         exe.write_text(f"#!/bin/sh\n# podlab's built-in {ptype} CNI plugin\nPYTHONPATH={pkg_parent}"
                        f"${{PYTHONPATH:+:$PYTHONPATH}} exec {sys.executable} -m emulator.cni.plugin {ptype}\n")
@@ -156,7 +160,11 @@ def up(topo: Topology, progress: Progress = lambda s: None, timeout: float | Non
            **(record_extra or {})}
     record.create(rec)
     step = "start"
+    agent_nodes = [n.name for n in topo.nodes if n.runtime != "docker"]  # Docker hosts run no kubelet
+    launcher: agent_launcher.Launcher | None = None
     try:
+        if agent_nodes:
+            launcher = agent_launcher.start(topo.name)
         step = "network"
         build_network(full, progress, local)
         if after_network is not None:
@@ -184,7 +192,8 @@ def up(topo: Topology, progress: Progress = lambda s: None, timeout: float | Non
             step = f"component {c.name}"
             c.start(ctx)
         step = "agents"
-        agent.spawn_many(topo.name, [n.name for n in topo.nodes if n.runtime != "docker"])  # Docker hosts: none
+        if launcher is not None:
+            launcher.spawn(agent_nodes)
         step = "pods"
         stuck = wait_pods(store, topo, progress, timeout or 30.0 + 0.05 * len(topo.pods))
         step = f"routing ({topo.routing}) ready"
@@ -196,6 +205,8 @@ def up(topo: Topology, progress: Progress = lambda s: None, timeout: float | Non
         return stuck
     except BaseException as e:
         progress(f"failed at step {step}: {e}; rolling back")
+        if launcher is not None:
+            launcher.close()
         teardown.destroy(topo.name)
         if isinstance(e, Exception):
             raise BuildError(f"bringing up lab {topo.name} failed ({step}): {e}; everything it created was "

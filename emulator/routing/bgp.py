@@ -22,7 +22,6 @@ import json
 import os
 import time
 from dataclasses import asdict
-from pathlib import Path
 from typing import Callable
 
 from emulator.proc import lifecycle
@@ -31,6 +30,7 @@ from emulator.errors import LabTimeoutError, NotFoundError, PodlabError
 from emulator.netlink import netns
 from emulator.netlink.desired import NsState
 from emulator.routing import bird, held_routes
+from emulator.routing.birdfiles import BirdFiles, daemon_label, files_of  # noqa: F401  (re-exported)
 from emulator.routing.base import RoutingMode
 from emulator.state import record
 from emulator.state.paths import LabPaths
@@ -38,26 +38,6 @@ from emulator.topology import names
 from emulator.topology.model import Node, Topology
 
 MAX_SOCKET_PATH = 107
-
-
-class BirdFiles:
-    """Where one node's BIRD keeps its files (under the node's state directory)."""
-
-    def __init__(self, node_root: str | Path) -> None:
-        self.root = Path(node_root)
-        self.conf = self.root / "etc/bird/bird.conf"
-        self.meta = self.root / "etc/bird/podlab-bgp.json"
-        self.ctl = self.root / "run/bird/bird.ctl"
-        self.pid = self.root / "run/bird/bird.pid"
-        self.log = self.root / "var/log/bird.log"
-
-
-def daemon_label(node: str) -> str:
-    return f"bgp daemon of {node}"  # the builder records mode daemons as "<mode> daemon of <node>"
-
-
-def files_of(lab: str, node: str) -> BirdFiles:
-    return BirdFiles(LabPaths(lab).node_root(node))
 
 
 def write_config(topo: Topology, node: Node, f: BirdFiles) -> None:
@@ -80,7 +60,6 @@ def spawn(lab: str, node: str, f: BirdFiles) -> tuple[int, int | None]:
     if f.ctl.exists():
         f.ctl.unlink()
     argv = [exe, "-f", "-c", str(f.conf), "-s", str(f.ctl), "-P", str(f.pid)]
-    from emulator.state.paths import LabPaths
     fd = netns.open_fd(names.node_ns(lab, node))
     try:
         return procspawn.spawn(fd, exe, argv, f.log, {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},

@@ -148,6 +148,16 @@ def of(root: Path | str) -> Feed:
     return feed
 
 
+def forget(root: Path | str) -> None:
+    """Close and drop this process's feed of the store at ``root``: the store is being made anew (``Store.init``
+    of a lab whose directory was removed and made again under the same name, e.g. ``up``/``down``/``up`` in one
+    process), and the old descriptors would go on writing to the removed files (and rotate a journal that is
+    not there)."""
+    feed = _FEEDS.pop((os.getpid(), os.fspath(root)), None)
+    if feed is not None:
+        feed.close()
+
+
 def line(rv: int, op: str, kind: str, ns: str, name: str, obj_json: str | None = None, status: bool = False) -> str:
     """One journal line: ``{"rv":..,"op":..,"kind":..,"ns":..,"name":..,"status":..,"obj":<obj_json>}``, the object
     as the JSON text already written to its file (not serialized a second time)."""

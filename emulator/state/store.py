@@ -154,6 +154,8 @@ class Store:
         return rv
 
     def init(self) -> None:
+        """Make a new store's directories (a store of that path made earlier by this process is forgotten)."""
+        feeds.forget(self.root)
         for k in KINDS:
             (self.root / k).mkdir(parents=True, exist_ok=True)
         for k in STATUS_KINDS:

@@ -16,6 +16,7 @@ from emulator.lab.api import Lab
 from emulator.errors import MissingDependencyError, ToolError
 from emulator.tools.graph_model import GraphModel, Line, NodeInfo, PodInfo, build, dev_id
 from emulator.netlink.observe import Snapshot
+from emulator.cni.spec import pod_host_veth
 from emulator.topology import names
 
 FORMATS = ("svg", "png", "dot", "mmd", "json")
@@ -47,9 +48,9 @@ def from_lab(lab: Lab) -> GraphModel:
     for view in lab.pods:
         obj = lab.store.with_status("pods", view.name, view.namespace) or {}
         st = obj.get("status", {})
-        sb = (st.get("sandbox") or {}).get("id")
+        sb = st.get("sandbox") or {}
         pods.append(PodInfo(view.ref, obj.get("spec", {}).get("nodeName", "?"), st.get("podIP"),
-                            names.host_veth(sb) if sb and st.get("phase") == "Running" else None))
+                            pod_host_veth(sb) if sb.get("id") and st.get("phase") == "Running" else None))
     routes, pairs = kernel_paths(lab, nodes)
     return build(f"lab {lab.name} ({routing})", routing, rec.get("cluster", {}).get("underlay", ""), nodes, pods,
                  routes, pairs)

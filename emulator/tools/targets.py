@@ -24,6 +24,7 @@ from emulator.lab import targets as grammar
 from emulator.lab.api import Lab
 from emulator.lab.targets import Kind
 from emulator.netlink.observe import Snapshot
+from emulator.cni.spec import pod_host_veth
 from emulator.topology import names
 
 DEFAULT_IFACE = {"pod": names.POD_IFNAME, "node": names.NODE_UPLINK, "underlay": names.UNDERLAY_BRIDGE,
@@ -79,10 +80,10 @@ def pod_veth(lab: Lab, pod: str) -> str:
     """The node-side veth of a pod: named after its sandbox, as the CNI bridge plugin names it."""
     view = lab.pod(pod)
     st = lab.store.get_status("pods", view.name, view.namespace) or {}
-    sandbox = (st.get("sandbox") or {}).get("id")
-    if not sandbox or st.get("phase") != "Running":
+    sandbox = st.get("sandbox") or {}
+    if not sandbox.get("id") or st.get("phase") != "Running":
         raise TargetError(f"pod {pod} has no network sandbox (phase {st.get('phase', 'unknown')})", obj=pod)
-    return names.host_veth(sandbox, names.POD_IFNAME)
+    return pod_host_veth(sandbox, names.POD_IFNAME)
 
 
 def peer(lab: Lab, point: Point) -> Point | None:
@@ -104,7 +105,7 @@ def peer(lab: Lab, point: Point) -> Point | None:
                 return Point("container", key, names.container_ns(lab.name, node, name), names.POD_IFNAME, lab.name)
         for p in lab.pods:
             st = lab.store.get_status("pods", p.name, p.namespace) or {}
-            sb = (st.get("sandbox") or {}).get("id")
-            if st.get("nodeName") == point.owner and sb and names.host_veth(sb, names.POD_IFNAME) == point.iface:
+            sb = st.get("sandbox") or {}
+            if st.get("nodeName") == point.owner and sb.get("id") and pod_host_veth(sb) == point.iface:
                 return Point("pod", p.ref, p.netns, names.POD_IFNAME, lab.name)
     return None

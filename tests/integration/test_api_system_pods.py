@@ -5,19 +5,15 @@ shows the process's own log and ``exec`` runs in the node's namespace."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from emulator.lab import teardown
 from emulator.lab.api import Lab
 from emulator.topology.loader import loads
-from tests.integration.conftest import podlab, unique_name
+from tests.integration.conftest import kubectl_runner, podlab, unique_name
 
-KUBECTL = Path(sys.executable).parent / "kubectl"
 TOPOLOGY = """
 version: 1
 name: x
@@ -40,15 +36,7 @@ def lab():
 
 @pytest.fixture(scope="module")
 def kubectl(lab, tmp_path_factory):
-    cache = tmp_path_factory.mktemp("kubectl-cache")
-
-    def run(*args: str, check: bool = True):
-        r = subprocess.run([str(KUBECTL), "--context", f"podlab-{lab.name}", "--cache-dir", str(cache), *args],
-                           capture_output=True, text=True, timeout=60)
-        if check:
-            assert r.returncode == 0, f"kubectl {' '.join(args)}: {r.stderr}"
-        return r
-    return run
+    return kubectl_runner(lab.name, tmp_path_factory.mktemp("kubectl-cache"))
 
 
 def rows(kubectl, *args: str) -> dict[str, list[str]]:

