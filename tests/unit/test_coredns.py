@@ -92,7 +92,8 @@ def test_a_deployment_without_anti_affinity_still_fills_the_emptiest_node() -> N
 
 def test_the_coredns_image_runs_podlabs_server() -> None:
     argv = images.resolve(coredns.IMAGE, [], ["-conf", "/x/Corefile"], [])
-    assert argv == [sys.executable, "-m", "emulator.services.dnsserver", "-conf", "/x/Corefile"]
+    assert argv == ["env", f"PYTHONPATH={Path(images.__file__).resolve().parents[2]}", sys.executable, "-m",
+                    "emulator.services.dnsserver", "-conf", "/x/Corefile"]
 
 
 def test_kube_dns_endpoints_are_printed_port_by_port_as_the_real_server_does() -> None:
