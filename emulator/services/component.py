@@ -10,20 +10,25 @@ network) and one kube-proxy per node in the node's namespace, each recorded by i
 journal before it runs. The controller's first pass writes every pod's resolv.conf and creates the Deployments'
 pods — the ``coredns`` ones too — before the agents start; the agents run them as any pods, and the endpoints
 controller points ``kube-dns`` at them. ``ready`` (every pod Running) waits until the Deployments' pods run
-(``coredns``'s included), the endpoints reflect them, and every kube-proxy has synced them: when ``up``
+(``coredns``'s included), the endpoints reflect them, every kube-proxy has synced them and every coredns pod
+answers a query on its pod IP (the readiness probe kubeadm gives them): when ``up``
 returns, every Service answers and so does cluster DNS.
 """
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import time
+
+import dns.message
 
 from emulator.errors import LabTimeoutError, MissingDependencyError
 from emulator.lab.components import BuildContext, Component
 from emulator.netlink import netns
 from emulator.services import config, coredns, registry
 from emulator.services.controller import ControllerManager
+from emulator.services.deployments import owner
 from emulator.services.controller import status_path as controller_status
 from emulator.proc.daemon import spawn
 from emulator.state.store import wait_file
@@ -96,7 +101,38 @@ class ServicesComponent(Component):
                 raise LabTimeoutError(f"only {ready} of {want} deployment pods became Running", obj=topo.name)
             time.sleep(0.05)
         wait_synced(ctx.paths, store, [n.name for n in topo.nodes], timeout=20)
+        wait_dns_answers(store, names.node_ns(topo.name, topo.nodes[0].name), topo.name)
         ctx.progress(f"services ready: endpoints current, kube-proxy synced on {len(topo.nodes)} nodes")
+
+
+def wait_dns_answers(store: Store, node_ns: str, lab: str, timeout: float = 10) -> None:
+    """Wait until every coredns pod answers a query on its pod IP (asked from the first node's namespace): a
+    Running pod's server binds its port ~0.2 s after it starts, and kubeadm's coredns pods are not Ready before
+    their server is (a readiness probe podlab's pods do not have)."""
+    wire = dns.message.make_query(f"kube-dns.{coredns.NAMESPACE}.svc.cluster.local", "A").to_wire()
+    ips = [(store.get_status("pods", p["metadata"]["name"], coredns.NAMESPACE) or {}).get("podIP")
+           for p in store.list("pods", ns=coredns.NAMESPACE) if deployments_owner(p) == coredns.NAME]
+    deadline = time.monotonic() + timeout
+    sock = netns.socket_in(node_ns, socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.settimeout(0.05)
+        for ip in ips:
+            while True:
+                try:
+                    sock.sendto(wire, (ip, 53))
+                    sock.recv(4096)
+                    break
+                except (socket.timeout, ConnectionRefusedError):
+                    if time.monotonic() > deadline:
+                        raise LabTimeoutError(f"the coredns pod at {ip} does not answer DNS queries", obj=lab) from None
+    finally:
+        sock.close()
+
+
+def deployments_owner(pod: dict) -> str | None:
+    """The Deployment a pod's ReplicaSet belongs to (``<deployment>-<hash>``), None for other pods."""
+    rs = owner(pod)
+    return rs.rsplit("-", 1)[0] if rs else None
 
 
 def check_dependencies(mode: str, node_ns: str) -> None:
