@@ -104,7 +104,8 @@ class ControllerManager:
         from emulator.state import namespaces
         pods = list(self.store.list("pods"))
         statuses = _Statuses(self.store)  # read only if a Deployment or a selector's Endpoints need them
-        nodes = self.store.names("nodes")
+        nodes = [n["metadata"]["name"] for n in self.store.list("nodes")  # a Docker host runs no kubelet
+                 if (n["metadata"].get("annotations") or {}).get("podlab.io/runtime") != "docker"]
         counts: dict[str, int] = {}
         for p in pods:
             n = p["spec"].get("nodeName", "")
