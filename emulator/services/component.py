@@ -25,6 +25,7 @@ from emulator.services.controller import ControllerManager
 from emulator.services.controller import status_path as controller_status
 from emulator.proc.daemon import Daemon, spawn, spawn_many
 from emulator.state.store import wait_file
+from emulator.topology import hosts_section
 from emulator.services.endpoints import manifest as endpoints_manifest
 from emulator.services.model import Service, ServicePort
 from emulator.services.proxy.kubeproxy import KubeProxy, log_path
@@ -51,11 +52,17 @@ def _serve_dns(store_root: str, domain: str) -> None:
     dns.serve(Store(store_root), domain)
 
 
+#: Sections that ask for kube-proxy, the controllers and DNS explicitly (every single-host lab has them anyway).
+EXPLICIT = frozenset({"services", "deployments", "kubeProxy"})
+
+
 class ServicesComponent(Component):
     name = "services"
     order = 50
 
     def wanted(self, topo: Topology) -> bool:
+        if hosts_section.of(topo) is not None and not EXPLICIT.intersection(dict(topo.extra)):
+            return False  # not yet across hosts: a multi-host lab gets them only when asked (and is refused)
         return config.settings(topo) is not None
 
     def namespaces(self, topo: Topology) -> list[str]:
