@@ -58,7 +58,7 @@ def log(msg: str) -> None:
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
-    request_queue_size = 64
+    request_queue_size = 1024  # a burst of clients (100 concurrent execs) never overflows the accept queue
 
     def __init__(self, port: int, handler: type, tls: ssl.SSLContext, api: "Api") -> None:
         self.tls, self.api = tls, api
