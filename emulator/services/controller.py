@@ -149,7 +149,8 @@ class ControllerManager:
                     self.store.put("endpoints", name, want)
         svc_keys = {(s["metadata"].get("namespace") or "default", s["metadata"]["name"]) for s in services}
         for ns, name in self.store.keys("endpoints"):
-            if (ns, name) not in svc_keys:
+            # a Service written since we listed them (the API server's ``kubernetes``) keeps its Endpoints
+            if (ns, name) not in svc_keys and self.store.get("services", name, ns) is None:
                 self.store.delete("endpoints", name, ns)
         for ns, name in self.store.keys("deployments", status=True):
             if self.store.get("deployments", name, ns) is None:
