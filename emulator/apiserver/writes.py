@@ -132,8 +132,10 @@ class Writes:
         r = t.resource
         try:
             if r.name == "pods" and create:
-                resolv.prepare_pod(self.ctx.lab, obj)  # its resolv.conf before its agent can start it
-            stored = self.store.put(r.store, name, obj, expect_rv=expect, create=create)
+                with resolv.preparing_pod(self.ctx.lab, obj):  # its resolv.conf before its agent can start it
+                    stored = self.store.put(r.store, name, obj, expect_rv=expect, create=create)
+            else:
+                stored = self.store.put(r.store, name, obj, expect_rv=expect, create=create)
         except AlreadyExistsError:
             terminating = r.name == "pods" and (t.ns or "", name) in self.cache.ghosts
             raise already_exists(r.name, name, r.group, terminating) from None

@@ -34,7 +34,7 @@ from emulator.lab.targets import Place, split_ref, where as _where  # noqa: F401
 from emulator.netlink import netns
 from emulator.state import record
 from emulator.state.paths import LabPaths
-from emulator.state.resolv import prepare_pod
+from emulator.state.resolv import preparing_pod
 from emulator.state.store import Store
 from emulator.topology import names
 from emulator.topology.loader import load
@@ -287,8 +287,8 @@ class Lab:
                 return f"pod/{name} unchanged"
             raise ManifestError(source, "metadata.name", f"pod '{name}' already exists with another spec (pod "
                                 "specs are immutable)", f"run `podlab delete pod {name}` first, or use another name")
-        prepare_pod(self.name, req.manifest)  # with cluster DNS: its resolv.conf exists before its agent starts it
-        self.store.put("pods", name, req.manifest)
+        with preparing_pod(self.name, req.manifest):  # with cluster DNS: its resolv.conf before its agent starts it
+            self.store.put("pods", name, req.manifest)
         if req.pod.unschedulable:  # the NodePorts filter left no node: Pending, as the scheduler leaves it
             from emulator.state.manifests import unschedulable_status
             self.store.put_status("pods", name, unschedulable_status(req.pod), ns)

@@ -18,6 +18,7 @@ import random
 import signal
 import time
 import traceback
+from typing import Callable
 
 from emulator.state.paths import LabPaths
 from emulator.services import deployments, endpoints
@@ -129,10 +130,12 @@ class ControllerManager:
                         not in {(ns, n) for n in plan.delete}] + plan.create
             old = self.store.get_status("deployments", dname, ns) or {}
             old = {k: v for k, v in old.items() if k != "resourceVersion"}
-            if old != plan.status and self.store.get("deployments", dname, ns) is not None:
-                self.store.put_status("deployments", dname, plan.status, ns)
+            if old != plan.status:
+                with self.store.locked():  # not deleted since we listed it (else its status would outlive it)
+                    if self.store.get("deployments", dname, ns) is not None:
+                        self.store.put_status("deployments", dname, plan.status, ns)
             self._sync_replicasets(dep, plan.replicasets)
-        self.resolv.ensure(pods, verify=verify)
+        self.resolv.ensure(pods, verify=verify, live=lambda: self.store.list("pods"))
         services = list(self.store.list("services"))
         live = set()
         for svc in services:
@@ -145,17 +148,28 @@ class ControllerManager:
             if not endpoints.same(have, want):
                 if have is not None:
                     want["metadata"]["creationTimestamp"] = have["metadata"].get("creationTimestamp")
-                if self.store.get("services", name, ns) is not None:  # not deleted since we listed it
-                    self.store.put("endpoints", name, want)
+                with self.store.locked():
+                    if self.store.get("services", name, ns) is not None:  # not deleted since we listed it
+                        self.store.put("endpoints", name, want)
         svc_keys = {(s["metadata"].get("namespace") or "default", s["metadata"]["name"]) for s in services}
         for ns, name in self.store.keys("endpoints"):
-            # a Service written since we listed them (the API server's ``kubernetes``) keeps its Endpoints
-            if (ns, name) not in svc_keys and self.store.get("services", name, ns) is None:
-                self.store.delete("endpoints", name, ns)
+            # a Service written since we listed them (the API server's ``kubernetes``, whose Endpoints follow
+            # it) keeps its Endpoints: looked up again under the write lock (``_orphan_delete``)
+            if (ns, name) not in svc_keys:
+                self._orphan_delete("endpoints", name, ns, lambda: self.store.get("services", name, ns) is None)
         for ns, name in self.store.keys("deployments", status=True):
-            if self.store.get("deployments", name, ns) is None:
-                self.store.delete("deployments", name, ns, status=True)
+            self._orphan_delete("deployments", name, ns, lambda: self.store.get("deployments", name, ns) is None,
+                                status=True)
         self._collect_garbage(pods)
+
+    def _orphan_delete(self, kind: str, name: str, ns: str, orphaned: Callable[[], bool],
+                       status: bool = False) -> bool:
+        """Delete an object (or status) that a list showed without its owner, if ``orphaned()`` (a fresh look at
+        the store) still says so *under the store's write lock*. What was listed is a past state: the owner may
+        have been written since (with a new object of its own, as the API server writes the ``kubernetes``
+        Service, then its Endpoints), and a check outside the lock could pass just before that happens."""
+        with self.store.locked():
+            return orphaned() and self.store.delete(kind, name, ns, status=status)
 
     def _sync_replicasets(self, dep: dict, wanted: list[dict]) -> None:
         """Write the Deployment's ReplicaSets that changed; delete its old ones that are no longer wanted."""
@@ -182,16 +196,21 @@ class ControllerManager:
             ns = rs["metadata"].get("namespace") or "default"
             refs = [r for r in rs["metadata"].get("ownerReferences") or [] if r.get("kind") == "Deployment"]
             if refs and (ns, refs[0].get("uid")) not in deps:
-                self.store.delete("replicasets", rs["metadata"]["name"], ns)
-                log(f"garbage collector: deleted replicaset {ns}/{rs['metadata']['name']} (its deployment is gone)")
+                ref = refs[0]
+                if self._orphan_delete("replicasets", rs["metadata"]["name"], ns,
+                                       lambda: (self.store.get("deployments", ref.get("name", ""), ns) or {})
+                                       .get("metadata", {}).get("uid") != ref.get("uid")):
+                    log(f"garbage collector: deleted replicaset {ns}/{rs['metadata']['name']} (its deployment "
+                        "is gone)")
         live = {(d["metadata"].get("namespace") or "default", d["metadata"]["name"]) for d in
                 self.store.list("deployments")}
         for p in pods:
             rs = deployments.owner(p)
-            ns = p["metadata"].get("namespace") or "default"
-            if rs and (ns, rs.rsplit("-", 1)[0]) not in live and self.store.get("pods", p["metadata"]["name"], ns):
-                self.store.delete("pods", p["metadata"]["name"], ns)
-                log(f"garbage collector: deleted pod {ns}/{p['metadata']['name']} (its deployment is gone)")
+            ns, name, uid = p["metadata"].get("namespace") or "default", p["metadata"]["name"], p["metadata"].get("uid")
+            if rs and (ns, rs.rsplit("-", 1)[0]) not in live and self._orphan_delete(
+                    "pods", name, ns, lambda: self.store.get("deployments", rs.rsplit("-", 1)[0], ns) is None
+                    and (self.store.get("pods", name, ns) or {}).get("metadata", {}).get("uid") == uid):
+                log(f"garbage collector: deleted pod {ns}/{name} (its deployment is gone)")
 
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self._stop)

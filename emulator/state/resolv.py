@@ -20,6 +20,7 @@ import fcntl
 import os
 import shutil
 from pathlib import Path
+from typing import Callable, Iterable, Iterator
 
 from emulator.netlink import netns
 from emulator.state.paths import LabPaths
@@ -94,15 +95,22 @@ class ResolvFiles:
         finally:
             os.close(fd)
 
-    def ensure(self, pods: list[dict], prune: bool = True, verify: bool = False) -> None:
-        """Make the files of ``pods`` exist and (``prune``) remove those of pods that are not in the list."""
+    def ensure(self, pods: list[dict], prune: bool = True, verify: bool = False,
+               live: Callable[[], Iterable[dict]] | None = None) -> None:
+        """Make the files of ``pods`` exist and (``prune``) remove those of pods that are not in the list.
+
+        ``pods`` is a list taken earlier: a pod stored since (the API server's, whose file ``preparing_pod``
+        wrote just before) is not in it, and its file must stay. ``live`` lists the pods again, under the
+        ledger's lock, before anything is pruned; ``preparing_pod`` holds that lock until its pod is stored, so
+        a file is either in the ledger with its pod in the store, or not yet in the ledger."""
         want = self._want(pods)
         if not verify and self._current(want, prune):
             return
         with self._locked():
-            self._ensure(want, prune, verify)
+            self._ensure(want, prune, verify, live)
 
-    def _ensure(self, want: dict[str, str], prune: bool, verify: bool) -> None:
+    def _ensure(self, want: dict[str, str], prune: bool, verify: bool,
+                live: Callable[[], Iterable[dict]] | None = None) -> None:
         owned = self.owned()
         if verify:
             self._written = {}  # asked to look: trust nothing
@@ -134,6 +142,8 @@ class ResolvFiles:
                     write_atomic(f, text)
             self._written[ns] = text
         gone = {ns for ns in owned if ns not in want} if prune else set()
+        if gone and live is not None:
+            gone -= set(self._want(list(live())))
         if gone:
             self._remove(gone)
         else:
@@ -168,9 +178,17 @@ def _write_fresh(path: str, text: str) -> None:
         os.close(fd)
 
 
-def prepare_pod(lab: str, pod: dict) -> None:
-    """Write a new pod's resolv.conf before its manifest is stored, so its agent starts it with it (a no-op in a
-    lab without cluster DNS). The controller-manager would write it too, but only after noticing the pod."""
+@contextlib.contextmanager
+def preparing_pod(lab: str, pod: dict) -> Iterator[None]:
+    """Write a new pod's resolv.conf before its manifest is stored (inside the ``with``), so its agent starts it
+    with it (a no-op in a lab without cluster DNS). The controller-manager would write it too, but only after
+    noticing the pod. The ledger stays locked until the ``with`` ends: the controller-manager, pruning the
+    files of pods it did not list, looks at the store again under that lock, and must find the pod there."""
     kube_dns = Store(LabPaths(lab).store).get("services", "kube-dns", "kube-system")
-    if kube_dns and kube_dns.get("spec", {}).get("clusterIP"):
-        ResolvFiles(lab, kube_dns["spec"]["clusterIP"]).ensure([pod], prune=False)
+    if not (kube_dns and kube_dns.get("spec", {}).get("clusterIP")):
+        yield
+        return
+    files = ResolvFiles(lab, kube_dns["spec"]["clusterIP"])
+    with files._locked():
+        files._ensure(files._want([pod]), prune=False, verify=False)
+        yield

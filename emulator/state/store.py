@@ -141,6 +141,14 @@ class Store:
     def feed(self) -> feeds.Feed:
         return feeds.of(self.root)
 
+    def locked(self):
+        """The lab-wide write lock (re-entrant): a check of the store and the write it decides, taken together,
+        are atomic for every other writer, since every write takes this lock. The controllers delete an
+        object only if its owner is still absent *under this lock* (``delete`` of an Endpoints whose Service is
+        gone): a check outside it leaves a window in which the owner and a new object of its can be written,
+        and the new object would then be deleted."""
+        return self.feed.locked()
+
     def resource_version(self) -> int:
         """The lab's current resourceVersion (the last one handed out)."""
         return self.feed.current()

@@ -170,17 +170,19 @@ def test_daemon_spawn_reports_the_daemons_pid(tmp_path) -> None:
 
 def test_prepare_pod_writes_only_in_labs_with_cluster_dns(tmp_path, monkeypatch) -> None:
     from emulator.state.paths import LabPaths
-    from emulator.state.resolv import prepare_pod
+    from emulator.state.resolv import preparing_pod
     monkeypatch.setenv("PODLAB_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setattr("emulator.state.resolv.ETC_NETNS", tmp_path / "netns")
     store = Store(LabPaths("lab").store)
     store.init()
     p = pod("new", {"app": "x"}, ns="prod")
-    prepare_pod("lab", p)
+    with preparing_pod("lab", p):
+        pass
     assert not (tmp_path / "netns").exists()  # no kube-dns: nothing to point at
     store.put("services", "kube-dns", Service("kube-dns", "kube-system", cluster_ip="10.96.0.10",
                                               ports=(ServicePort(53, 53, "UDP", "dns"),)).manifest())
-    prepare_pod("lab", p)
+    with preparing_pod("lab", p):
+        pass
     assert (tmp_path / "netns" / "lab-new.prod" / "resolv.conf").read_text().startswith("search prod.svc.cluster.local ")
 
 
