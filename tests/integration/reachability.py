@@ -1,18 +1,21 @@
 """Helpers shared by the fault and BGP timeline tests: who reaches whom, and when routes come and go.
 
 Reachability is measured with real pings between pod namespaces, run in parallel; route presence is read from
-the nodes' kernels over netlink (cheap enough to poll every few milliseconds for timelines).
+the nodes' kernels over netlink (cheap enough to poll every few milliseconds for timelines). bgp mode's
+timelines are read from BIRD's own record of when each session went down or up (``bgp_timeline_within``).
 """
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from typing import Callable
 
 from emulator.check import probes as probe
 from emulator.lab.api import Lab
 from emulator.netlink import observe
-from emulator.routing import held_routes
+from emulator.proc.lifecycle import start_time
+from emulator.routing import bgp, bird, held_routes
 
 
 def pods_by_node(lab: Lab) -> dict[str, list[tuple[str, str]]]:
@@ -40,6 +43,54 @@ def expected(nodes: list[str], cut: Callable[[str, str], bool]) -> dict[tuple[st
 def route_to(lab: Lab, node: str, dst_node: str) -> observe.Route | None:
     slice_ = lab.node(dst_node).pod_cidr
     return held_routes.for_slices(held_routes.read(lab.node(node).netns), {dst_node: slice_})[dst_node]
+
+
+def started_wall(pid: int) -> float:
+    """When process ``pid`` started, as a Unix time: its start time in /proc/PID/stat (clock ticks since boot,
+    on CLOCK_BOOTTIME; 10 ms resolution). A timeline that starts there does not include the seconds a CLI that
+    started the process spent importing itself on a loaded machine."""
+    ticks = start_time(pid)
+    assert ticks is not None, f"process {pid} is gone"
+    return time.time() - (time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK"))
+
+
+def bgp_sessions(lab: Lab) -> dict[tuple[str, str], tuple[str, float | None, str]]:
+    """(node, peer node) -> (BGP state, when the session last went up or down as BIRD logged it (Unix time, ms
+    resolution), BIRD's info: the last error) for every session of every running BIRD."""
+    out = {}
+    for n in lab.nodes:
+        for sess in bgp.node_report(lab.name, n.name)["sessions"]:
+            out[(n.name, sess["peerNode"])] = (sess["bgpState"], bird.since_epoch(sess["since"] or ""), sess["info"])
+    return out
+
+
+def bgp_timeline_within(lab: Lab, t0: float, budget: float, up: bool, node: str | None = None,
+                        wait: float = 60.0) -> float:
+    """Seconds from ``t0`` (a Unix time) until BIRD brought the sessions up again (``up``: every session of the
+    lab Established and every slice back in every kernel as ``proto bird``) or took those to ``node`` down (its
+    peers hold no route to it); fails past ``budget``.
+
+    The end state is awaited first (up to ``wait`` s, no clock involved), then the time is read from BIRD's own
+    record: the moment each session changed state, as BIRD noted it while handling the event. Polling the
+    kernel from here would time this process too, which a loaded machine starves for seconds (a poll of two
+    routing tables then takes longer than BGP needs to converge).
+    """
+    names = [n.name for n in lab.nodes]
+    pairs = [(a, b) for a, b in itertools.permutations(names, 2) if up or b == node]
+
+    def done() -> bool:
+        if up:
+            routes_ok = all((r := route_to(lab, a, b)) is not None and r.origin == "bird" for a, b in pairs)
+            return routes_ok and all(st == "Established" for st, _, _ in bgp_sessions(lab).values())
+        return all(route_to(lab, a, b) is None for a, b in pairs)
+    assert wait_for(done, timeout=wait, poll=0.05) is not None, \
+        f"BGP never got {'back up' if up else f'{node} withdrawn'} ({wait:.0f}s): {bgp_sessions(lab)}"
+    sessions = bgp_sessions(lab)
+    moments = [since for (a, b), (_st, since, _i) in sessions.items() if (a, b) in pairs and since is not None]
+    assert moments, f"no session changed: {sessions}"
+    took = max(moments) - t0
+    assert took <= budget, f"BGP took {took:.2f}s (budget {budget:.1f}s) after the event; sessions: {sessions}"
+    return took
 
 
 def wait_for(cond: Callable[[], bool], timeout: float, poll: float = 0.005) -> float | None:
