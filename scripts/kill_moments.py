@@ -62,7 +62,7 @@ def services_lab(nodes: int, pods: int) -> str:
 def run_up(n: int, seed: int, tmp: Path, prefix: str = "prockill", lab: str = "") -> dict:
     topo = tmp / "lab.yaml"
     topo.write_text(lab or tkm.LAB)
-    full = killing.kill_up_once(topo, f"{prefix}{os.getpid() % 1000}u0", at=60.0)
+    full = killing.kill_up_once(topo, f"{prefix}{os.getpid() % 1000}u0", at=tkm.UNDISTURBED)
     span = full.exited_at or 1.0
     start = max((full.record_at or 0.0) - 0.05, 0.0)
     results, finished, details = [full.left], 0, []

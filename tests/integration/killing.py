@@ -5,7 +5,8 @@
 - no process alive that any record named (the process journal, agent pidfiles, container journals, pod
   statuses), read just before the cleanup;
 - no process whose network namespace is one of the lab's (every inode seen while the command ran, sampled
-  often, and right before the cleanup);
+  often, and right before the cleanup; with the namespace's cookie, since a freed namespace's inode number is
+  soon given to a namespace of another lab);
 - no process descended from this one: the harness makes itself a child subreaper (``PR_SET_CHILD_SUBREAPER``),
   so whatever the killed command started, however it detached, is re-parented to us when its parent dies and
   is found by walking /proc. Short-lived helpers get ``settle`` seconds to finish on their own.
@@ -18,6 +19,8 @@ import json
 import os
 import random
 import signal
+import socket
+import struct
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -25,6 +28,7 @@ from pathlib import Path
 
 from emulator.agent.agent import read_pidfile
 from emulator.agent.pods import read_journal
+from emulator.errors import PodlabError
 from emulator.netlink import netns
 from emulator.proc import journal
 from emulator.proc.lifecycle import alive
@@ -33,6 +37,7 @@ from emulator.state.paths import LabPaths
 from tests.integration.conftest import ROOT, podlab, podlab_argv, podlab_env  # noqa: F401  (podlab: for the tests)
 
 PR_SET_CHILD_SUBREAPER = 36
+SO_NETNS_COOKIE = 71  # Linux >= 5.14 (asm-generic/socket.h); the socket module does not name it
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -90,8 +95,32 @@ def descendants(root: int | None = None) -> list[tuple[int, str]]:
     return out
 
 
-def lab_inodes(lab: str) -> set[int]:
-    return {i for i in (netns.inode(n) for n in netns.list_names() if n.startswith(f"{lab}-")) if i is not None}
+def netns_cookie(path: str) -> int | None:
+    """The cookie of the network namespace at ``path`` (a /run/netns file, /proc/PID/ns/net), None if it is gone:
+    a number the kernel never gives to two namespaces while it runs, which inode numbers are not (a freed
+    namespace's inode number goes to the next one made, on a machine where other labs come and go)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        with netns.entered(fd):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with s:
+            return struct.unpack("=Q", s.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8))[0]
+    except (OSError, PodlabError):  # gone, or a /run/netns file that `ip netns add` has not mounted yet
+        return None
+    finally:
+        os.close(fd)
+
+
+def lab_inodes(lab: str, known: dict[int, int | None] | None = None) -> dict[int, int | None]:
+    """inode -> cookie of each of the lab's network namespaces (cookies of inodes in ``known`` are reused)."""
+    out: dict[int, int | None] = {}
+    for n in netns.list_names():
+        if n.startswith(f"{lab}-") and (i := netns.inode(n)) is not None:
+            out[i] = known[i] if known and known.get(i) is not None else netns_cookie(netns.path(n))
+    return out
 
 
 def recorded(lab: str) -> set[tuple[int, int | None]]:
@@ -115,14 +144,21 @@ def recorded(lab: str) -> set[tuple[int, int | None]]:
     return procs
 
 
-def in_namespaces(inodes: set[int]) -> list[tuple[int, str]]:
+def in_namespaces(inodes: dict[int, int | None]) -> list[tuple[int, str]]:
+    """Processes in one of the namespaces ``inodes`` names (inode -> cookie, from ``lab_inodes``): same inode
+    and, where the cookie is known, same cookie, so a namespace made since under a freed one's number is not
+    taken for the lab's."""
     out = []
     for d in os.listdir("/proc"):
         if d.isdigit():
             try:
-                if os.stat(f"/proc/{d}/ns/net").st_ino in inodes:
-                    with open(f"/proc/{d}/comm") as f:
-                        out.append((int(d), f.read().strip()))
+                ino = os.stat(f"/proc/{d}/ns/net").st_ino
+                if ino not in inodes:
+                    continue
+                if inodes[ino] is not None and netns_cookie(f"/proc/{d}/ns/net") != inodes[ino]:
+                    continue  # another namespace, made after the lab's was freed, got its inode number
+                with open(f"/proc/{d}/comm") as f:
+                    out.append((int(d), f.read().strip()))
             except OSError:
                 continue
     return out
@@ -144,7 +180,7 @@ class Leftovers:
                     or self.kubeconfig)
 
 
-def leftovers(lab: str, inodes: set[int], procs: set[tuple[int, int | None]], before: set[int],
+def leftovers(lab: str, inodes: dict[int, int | None], procs: set[tuple[int, int | None]], before: set[int],
               settle: float = 5.0) -> Leftovers:
     """What of ``lab`` is left (after its cleanup); ``before`` are descendants that existed before the run."""
     out = Leftovers()
@@ -179,8 +215,8 @@ def kubeconfig_left(lab: str) -> list[str]:
     return left + [f"name: podlab-{lab}"] * (f"name: podlab-{lab}\n" in text)
 
 
-def sample_while(proc: subprocess.Popen, lab: str, until: float, inodes: set[int]) -> tuple[float | None,
-                                                                                            float | None]:
+def sample_while(proc: subprocess.Popen, lab: str, until: float,
+                 inodes: dict[int, int | None]) -> tuple[float | None, float | None]:
     """Let ``proc`` run until ``until`` (monotonic) or its exit, sampling the lab's namespace inodes; return
     (seconds until it exited by itself or None, seconds until the lab's record first appeared)."""
     t0, seen = time.monotonic(), None
@@ -190,7 +226,7 @@ def sample_while(proc: subprocess.Popen, lab: str, until: float, inodes: set[int
             return time.monotonic() - t0, seen
         if seen is None and record_file.exists():
             seen = time.monotonic() - t0
-        inodes |= lab_inodes(lab)
+        inodes |= lab_inodes(lab, inodes)
         time.sleep(0.005)
     return (time.monotonic() - t0 if proc.poll() is not None else None), seen
 
@@ -209,7 +245,7 @@ def kill_up_once(topo_file: Path, lab: str, at: float) -> KillResult:
     if the lab was complete (``up`` finished, or was killed after it had marked the lab ready); return what is
     left."""
     before = {pid for pid, _ in descendants()}
-    inodes: set[int] = set()
+    inodes: dict[int, int | None] = {}
     procs: set[tuple[int, int | None]] = set()
     proc = popen_podlab("up", str(topo_file), "--name", lab)
     exited_at, record_at = sample_while(proc, lab, time.monotonic() + at, inodes)
@@ -217,7 +253,7 @@ def kill_up_once(topo_file: Path, lab: str, at: float) -> KillResult:
     if not finished:
         proc.send_signal(signal.SIGKILL)
     proc.wait()
-    inodes |= lab_inodes(lab)
+    inodes |= lab_inodes(lab, inodes)
     procs |= recorded(lab)
     complete = finished or (record.load(lab) or {}).get("status") == "ready"
     r = podlab("down", lab) if complete else podlab("cleanup")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import subprocess
 import time
 
 import pytest
@@ -27,6 +28,7 @@ KILLS_UP = int(os.environ.get("PODLAB_KILLS_UP", "25"))
 KILLS_CAPTURE = int(os.environ.get("PODLAB_KILLS_CAPTURE", "15"))
 KILLS_EXEC = int(os.environ.get("PODLAB_KILLS_EXEC", "18"))
 SEED = int(os.environ.get("PODLAB_KILL_SEED", str(int(time.time()))))
+UNDISTURBED = 900.0  # "kill it after" for the run that must not be killed: only a hung `up` reaches it
 
 LAB = """version: 1
 name: x
@@ -67,7 +69,11 @@ def test_up_killed_at_random_moments_leaves_nothing(tmp_path, reaper) -> None:
     topo = tmp_path / "lab.yaml"
     topo.write_text(LAB)
     first = unique_name("ku")
-    full = killing.kill_up_once(topo, first, at=60.0)  # an undisturbed run: how long `up` takes
+    try:
+        # an undisturbed run, to learn how long `up` takes: never killed (a loaded machine makes it minutes)
+        full = killing.kill_up_once(topo, first, at=UNDISTURBED)
+    finally:
+        teardown.destroy(first)
     assert full.finished and full.left.clean, _describe(full.left)
     span = full.exited_at or 1.0
     start = max((full.record_at or 0.0) - 0.05, 0.0)  # before the record: the interpreter is still importing
@@ -95,6 +101,10 @@ def _unrecorded(lab: str, settle: float = 2.0) -> list[tuple[int, str]]:
     (a shell's own children), given ``settle`` seconds to record themselves."""
     deadline = time.monotonic() + settle
     while True:
+        # the processes first, then the journal: a process records itself before it enters a lab namespace, so
+        # every one the scan finds there is already named in a journal read after it (read before, a tool that
+        # started during the scan, which a loaded machine makes seconds long, would look unrecorded)
+        tools = _tool_procs(lab)
         named = {e.pid for e in journal.entries(LabPaths(lab).proc_journal) if alive(e.pid, e.start)}
         parent = {pid: ppid for pid, (ppid, _s, _c) in killing.ppids().items()}
 
@@ -104,13 +114,16 @@ def _unrecorded(lab: str, settle: float = 2.0) -> list[tuple[int, str]]:
                     return True
                 pid = parent.get(pid, 0)
             return False
-        bad = [(pid, comm) for pid, comm in _tool_procs(lab) if not covered(pid)]
+        bad = [(pid, comm) for pid, comm in tools if not covered(pid)]
         if not bad or time.monotonic() > deadline:
             return bad
         time.sleep(0.05)
 
 
-def _kill_loop(lab_name: str, argv_for, kills: int, span: float, leave_some: bool) -> list[str]:
+def _kill_loop(lab_name: str, argv_for, kills: int, span: float, leave_some: bool,
+               left: list[subprocess.Popen] | None = None) -> list[str]:
+    """Start and SIGKILL ``kills`` commands (every third one left running if ``leave_some``, and appended to
+    ``left``); the problems found after each kill."""
     rnd = random.Random(SEED)
     problems = []
     for i in range(kills):
@@ -120,18 +133,39 @@ def _kill_loop(lab_name: str, argv_for, kills: int, span: float, leave_some: boo
         if not (leave_some and i % 3 == 2):  # every third one is left running for `down` to end
             proc.send_signal(signal.SIGKILL)
             proc.wait()
+        elif left is not None:
+            left.append(proc)
         bad = _unrecorded(lab_name)
         if bad:
             problems.append(f"after kill {i} at {at:.3f}s (seed {SEED}): unrecorded {bad}")
     return problems
 
 
-def _down_leaves_nothing(name: str, before: set[int]) -> killing.Leftovers:
+def _down_leaves_nothing(name: str, before: set[int], running: list[subprocess.Popen] = ()) -> killing.Leftovers:
+    """``down``, then what is left. ``running`` are commands left running through it: they must end by
+    themselves once ``down`` has ended their processes (awaited without a clock of ours: a command that needs a
+    moment of CPU to finish gets it later on a loaded machine; one that never ends fails the test)."""
     inodes = killing.lab_inodes(name)
     procs = killing.recorded(name)
     r = killing.podlab("down", name)
     assert r.returncode == 0, r.stdout + r.stderr
+    stuck = []
+    for proc in running:
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            stuck.append(proc.pid)
+    assert not stuck, f"commands left running did not end after down: {stuck}"
     return killing.leftovers(name, inodes, procs, before)
+
+
+def _wait_until(cond, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def _lab(tmp_path) -> str:
@@ -148,10 +182,14 @@ def test_capture_killed_at_random_moments_then_down_leaves_nothing(tmp_path, rea
     before = {pid for pid, _ in killing.descendants()}
     try:
         out = tmp_path / "c.pcapng"
+        running: list[subprocess.Popen] = []
         problems = _kill_loop(name, lambda i: ["capture", "client", "node/node-1:cni0", "underlay", "-w", str(out),
-                                               "-d", "30"], KILLS_CAPTURE, span=1.5, leave_some=True)
-        assert [c for _p, c in _tool_procs(name)].count("tcpdump") >= 3  # some were left capturing
-        left = _down_leaves_nothing(name, before)
+                                               "-d", "60"], KILLS_CAPTURE, span=1.5, leave_some=True, left=running)
+        # some are left capturing when `down` comes: the captures left running start their tcpdumps once they
+        # get the CPU for their imports, which on a loaded machine is after the loop has ended
+        assert _wait_until(lambda: [c for _p, c in _tool_procs(name)].count("tcpdump") >= 3, timeout=120), \
+            f"no capture left running started its tcpdumps: {[p.poll() for p in running]}"
+        left = _down_leaves_nothing(name, before, running)
     finally:
         teardown.destroy(name)
     assert not problems, "\n".join(problems)
