@@ -10,9 +10,11 @@ network) and one kube-proxy per node in the node's namespace, each recorded by i
 journal before it runs. The controller's first pass writes every pod's resolv.conf and creates the Deployments'
 pods — the ``coredns`` ones too — before the agents start; the agents run them as any pods, and the endpoints
 controller points ``kube-dns`` at them. ``ready`` (every pod Running) waits until the Deployments' pods run
-(``coredns``'s included), the endpoints reflect them, every kube-proxy has synced them and every coredns pod
-answers a query on its pod IP (the readiness probe kubeadm gives them): when ``up``
-returns, every Service answers and so does cluster DNS.
+(``coredns``'s included) or are Pending for a stated reason (no Ready node to schedule them on — a ``cni: none``
+node is NotReady —, no IP left on their node: ``up`` prints a warning line for each and goes on, as a cluster
+leaves them Pending), the endpoints reflect them, every kube-proxy has synced them and every Running coredns pod
+answers a query on its pod IP (the readiness probe kubeadm gives them; skipped, with a warning, when none runs):
+when ``up`` returns, every Service answers and so does cluster DNS wherever a coredns pod could run.
 """
 from __future__ import annotations
 
@@ -28,7 +30,6 @@ from emulator.lab.components import BuildContext, Component
 from emulator.netlink import netns
 from emulator.services import config, coredns, registry
 from emulator.services.controller import ControllerManager
-from emulator.services.deployments import owner
 from emulator.services.controller import status_path as controller_status
 from emulator.proc.daemon import Daemon, spawn, spawn_many
 from emulator.state.store import wait_file
@@ -94,32 +95,71 @@ class ServicesComponent(Component):
         assert cfg is not None
         deps = [(d.name, d.namespace, d.replicas) for d in cfg.deployments] + \
             [(coredns.NAME, coredns.NAMESPACE, coredns.REPLICAS)]
-        want = sum(r for _, _, r in deps)
-        deadline = time.monotonic() + 30 + 0.05 * want
-        shown = -1
-        while want:
-            ready = sum(min(r, (store.get_status("deployments", n, ns) or {}).get("readyReplicas", 0))
-                        for n, ns, r in deps)
-            if ready != shown:
-                ctx.progress(f"deployment pods Running: {ready}/{want}")
-                shown = ready
-            if ready >= want:
-                break
-            if time.monotonic() > deadline:
-                raise LabTimeoutError(f"only {ready} of {want} deployment pods became Running", obj=topo.name)
-            time.sleep(0.05)
+        pods = wait_deployments(store, deps, ctx.progress, 30 + 0.05 * sum(r for _, _, r in deps), topo.name)
+        for (ns, name), st in sorted(pods.items()):
+            if st.get("phase") != "Running":
+                ctx.progress(f"warning: pod {ns}/{name} is Pending: {st.get('message')}")
         wait_synced(ctx.paths, store, [n.name for n in topo.kube_nodes], timeout=20)
-        wait_dns_answers(store, names.node_ns(topo.name, topo.kube_nodes[0].name), topo.name)
+        dns_ips = [st["podIP"] for (ns, name), st in sorted(pods.items()) if ns == coredns.NAMESPACE and
+                   _deployment_of(name) == coredns.NAME and st.get("phase") == "Running" and st.get("podIP")]
+        if dns_ips:
+            wait_dns_answers(dns_ips, names.node_ns(topo.name, topo.kube_nodes[0].name), topo.name)
+        else:
+            ctx.progress(f"warning: no coredns pod runs: kube-dns ({cfg.dns_ip}) has no endpoints, so name lookups "
+                         f"in pods fail until one does (it is scheduled once a node is Ready)")
         ctx.progress(f"services ready: endpoints current, kube-proxy synced on {len(topo.kube_nodes)} nodes")
 
 
-def wait_dns_answers(store: Store, node_ns: str, lab: str, timeout: float = 10) -> None:
-    """Wait until every coredns pod answers a query on its pod IP (asked from the first node's namespace): a
-    Running pod's server binds its port ~0.2 s after it starts, and kubeadm's coredns pods are not Ready before
-    their server is (a readiness probe podlab's pods do not have)."""
+def _deployment_of(pod: str) -> str:
+    """The Deployment a pod's name says it belongs to (``<deployment>-<template hash>-<5>``)."""
+    return pod.rsplit("-", 2)[0] if pod.count("-") >= 2 else ""
+
+
+def wait_deployments(store: Store, deps: list[tuple[str, str, int]], progress, timeout: float,
+                     lab: str) -> dict[tuple[str, str], dict]:
+    """Wait until every Deployment of ``deps`` (name, namespace, replicas) has its pods and each is Running or
+    Pending for a reason stated in its status — the scheduler's (no Ready node) or its node's (e.g. no IP left):
+    ``up`` leaves those Pending, as a cluster does, instead of failing. Returns the pods' final statuses.
+
+    The Deployment's status answers first (one read while its pods are all Running); only a Deployment that is
+    not yet ready has its pods' statuses read, each settled one once."""
+    want = sum(r for _, _, r in deps)
+    final: dict[tuple[str, str], dict] = {}
+    deadline = time.monotonic() + timeout
+    shown = -1
+    while True:
+        done = 0
+        for name, ns, replicas in deps:
+            mine = [k for k in store.keys("pods", ns=ns) if _deployment_of(k[1]) == name]
+            if (store.get_status("deployments", name, ns) or {}).get("readyReplicas", 0) < replicas or \
+                    len(mine) < replicas:
+                for key in mine:
+                    if key not in final:
+                        st = store.get_status("pods", key[1], key[0])
+                        if st is not None and (st.get("phase") == "Running" or st.get("message")):
+                            final[key] = st
+            else:
+                for key in mine:
+                    if key not in final or final[key].get("phase") != "Running":
+                        final[key] = store.get_status("pods", key[1], key[0]) or {"phase": "Running"}
+            done += min(replicas, sum(1 for k in mine if k in final))
+        running = sum(1 for st in final.values() if st.get("phase") == "Running")
+        if running != shown:
+            progress(f"deployment pods Running: {running}/{want}")
+            shown = running
+        if done >= want:
+            return final
+        if time.monotonic() > deadline:
+            raise LabTimeoutError(f"only {done} of {want} deployment pods became Running or stated why not",
+                                  obj=lab)
+        time.sleep(0.05)
+
+
+def wait_dns_answers(ips: list[str], node_ns: str, lab: str, timeout: float = 10) -> None:
+    """Wait until every coredns pod at ``ips`` answers a query on its pod IP (asked from the first node's
+    namespace): a Running pod's server binds its port ~0.2 s after it starts, and kubeadm's coredns pods are not
+    Ready before their server is (a readiness probe podlab's pods do not have)."""
     wire = dns.message.make_query(f"kube-dns.{coredns.NAMESPACE}.svc.cluster.local", "A").to_wire()
-    ips = [(store.get_status("pods", p["metadata"]["name"], coredns.NAMESPACE) or {}).get("podIP")
-           for p in store.list("pods", ns=coredns.NAMESPACE) if deployments_owner(p) == coredns.NAME]
     deadline = time.monotonic() + timeout
     sock = netns.socket_in(node_ns, socket.AF_INET, socket.SOCK_DGRAM)
     try:
@@ -135,12 +175,6 @@ def wait_dns_answers(store: Store, node_ns: str, lab: str, timeout: float = 10) 
                         raise LabTimeoutError(f"the coredns pod at {ip} does not answer DNS queries", obj=lab) from None
     finally:
         sock.close()
-
-
-def deployments_owner(pod: dict) -> str | None:
-    """The Deployment a pod's ReplicaSet belongs to (``<deployment>-<hash>``), None for other pods."""
-    rs = owner(pod)
-    return rs.rsplit("-", 1)[0] if rs else None
 
 
 def check_dependencies(mode: str, node_ns: str) -> None:
