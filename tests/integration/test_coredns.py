@@ -2,7 +2,9 @@
 ``coredns-<hash>``) with pod IPs of their nodes' slices, one per node, behind ``kube-dns`` whose Endpoints the
 endpoints controller writes from them; ``kubectl logs`` shows CoreDNS's start lines; each replica answers on its
 own pod IP; a deleted one is replaced and DNS keeps answering; a NetworkPolicy selecting ``k8s-app: kube-dns``
-is enforced on them (a pod's lookups time out), and lifted."""
+is enforced on them (a pod's lookups time out), and lifted. A lab whose only node has no CNI configuration
+(NotReady) comes up with both coredns pods Pending, unbound, with the scheduler's FailedScheduling message, and
+they are scheduled, run and answer once ``podlab cni install`` makes the node Ready."""
 from __future__ import annotations
 
 import ipaddress
@@ -18,8 +20,10 @@ import dns.message
 import dns.query
 import pytest
 
+from emulator.lab import teardown
+from emulator.lab.api import Lab
 from emulator.netlink import netns
-from tests.integration.conftest import lab_fixture, podlab
+from tests.integration.conftest import lab_fixture, podlab, unique_name
 
 KUBECTL = Path(sys.executable).parent / "kubectl"
 TOPOLOGY = """
@@ -161,3 +165,63 @@ def test_a_deleted_coredns_pod_is_replaced_and_dns_keeps_answering(lab) -> None:
                 break
             except dns.exception.Timeout:
                 assert time.monotonic() < deadline, f"{p['metadata']['name']} does not answer"
+
+
+NOT_READY = """
+version: 1
+name: x
+nodes: [{name: node-1, cni: none}]
+pods:
+  - {name: client, node: node-1, containers: [{name: c, image: netexec}]}
+"""
+UNSCHEDULABLE = ("0/1 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }. "
+                 "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.")
+
+
+def test_no_ready_node_leaves_the_dns_pods_pending_until_one_is(tmp_path) -> None:
+    name = unique_name("cdn")
+    f = tmp_path / "notready.yaml"
+    f.write_text(NOT_READY)
+    try:
+        r = podlab("up", str(f), "--name", name, timeout=180)
+        assert r.returncode == 0, r.stderr  # the topology's own pod waits for CNI too: not a failure
+        assert "warning: no coredns pod runs" in r.stderr, r.stderr
+        assert sum(f"is Pending: {UNSCHEDULABLE}" in ln for ln in r.stderr.splitlines()) == 2, r.stderr
+        lab = Lab(name)
+        node = json.loads(kubectl(lab, "get", "node", "node-1", "-o", "json").stdout)
+        ready = next(c for c in node["status"]["conditions"] if c["type"] == "Ready")
+        assert (ready["status"], ready["reason"]) == ("False", "KubeletNotReady"), ready
+        assert "cni plugin not initialized" in ready["message"]
+        assert {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}.items() <= node["spec"]["taints"][0].items()
+        pods = dns_pods(lab)
+        assert len(pods) == 2
+        for p in pods.values():
+            assert "nodeName" not in p["spec"] and p["status"]["phase"] == "Pending", p
+            cond = p["status"]["conditions"][0]
+            assert (cond["type"], cond["status"], cond["reason"], cond["message"]) == (
+                "PodScheduled", "False", "Unschedulable", UNSCHEDULABLE)
+        rows = [ln.split() for ln in kubectl(lab, "get", "pods", "-n", "kube-system", "-o", "wide").stdout.splitlines()
+                if ln.startswith("coredns-")]
+        assert [(r[2], r[5], r[6]) for r in rows] == [("Pending", "<none>", "<none>")] * 2, rows
+        ev = kubectl(lab, "get", "events", "-n", "kube-system", "--field-selector", "reason=FailedScheduling")
+        assert ev.returncode == 0 and ev.stdout.count("FailedScheduling") == 2, ev.stdout + ev.stderr
+        assert podlab("cni", "install", "node-1", lab=name).returncode == 0
+        deadline = time.monotonic() + 30
+        while True:
+            pods = dns_pods(lab)
+            if sorted((p["spec"].get("nodeName"), p["status"]["phase"]) for p in pods.values()) == \
+                    [("node-1", "Running")] * 2:
+                break
+            assert time.monotonic() < deadline, {n: p["status"] for n, p in pods.items()}
+            time.sleep(0.2)
+        assert sorted(pods) == sorted(dns_pods(lab))  # bound where they were: not replaced
+        lab.wait_pod("client", timeout=10)
+        deadline = time.monotonic() + 10
+        while True:  # through kube-dns's ClusterIP: the endpoints and kube-proxy follow the pods
+            try:
+                assert ask(lab, name="kube-dns.kube-system.svc.cluster.local", timeout=0.5) == ["10.96.0.10"]
+                break
+            except dns.exception.Timeout:
+                assert time.monotonic() < deadline, "cluster DNS does not answer after the node turned Ready"
+    finally:
+        teardown.destroy(name)
