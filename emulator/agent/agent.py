@@ -145,7 +145,7 @@ class Agent:
                             ns=key[0])
                 self._pending_msg.pop(key, None)
         have = {k: s for k, s in have.items() if k in want and want[k]["metadata"].get("uid") == s.get("uid")}
-        for key, pod in sorted(want.items(), key=start_order):
+        for key, pod in want.items():
             st = have.get(key)
             if st and (st.get("phase") == "Running" or st.get("sandboxReady")):
                 if supervise:
@@ -208,18 +208,6 @@ class Agent:
 
     def _on_term(self, *_: object) -> None:
         self.stopping = True
-
-
-#: priority classes whose pods a node starts before the others (the cluster's own: coredns is cluster-critical)
-CRITICAL = ("system-node-critical", "system-cluster-critical")
-
-
-def start_order(item: tuple[Key, dict]) -> tuple[bool, Key]:
-    """The order a reconcile starts pods in: the cluster's critical pods first, then by namespace and name. In a
-    cluster they run before any workload is deployed, so on a node whose slice is too small for all they are the
-    ones that hold their IPs; a lab that starts everything at once keeps that order."""
-    key, pod = item
-    return pod["spec"].get("priorityClassName") not in CRITICAL, key
 
 
 def write_pidfile(paths: LabPaths, node: str) -> None:

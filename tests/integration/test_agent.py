@@ -209,9 +209,8 @@ pods: [{name: p1}, {name: p2}, {name: p3}]
 
 def test_exhausted_slice_then_freed(make_lab) -> None:
     """A /29 slice holds 5 pod IPs (less network, broadcast and the bridge's gateway): the cluster's 2 coredns
-    pods take two of them, as in a cluster (they run before any workload; the agent starts the critical pods
-    first), the topology's 3 pods the rest; a 6th pod waits for an IP with host-local's message until one is
-    freed."""
+    pods take two of them, as in a cluster (where they also hold pod IPs of their node's slice), the topology's 3
+    pods the rest; a 6th pod waits for an IP with host-local's message until one is freed."""
     lab = make_lab(EXHAUST)
     slice_ = ipaddress.ip_network(lab.node("node-1").pod_cidr)
     every = [str(a) for a in slice_.hosts()]  # host-local's range set (it skips the gateway it is given)
