@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import threading
 import time
 
 import dns.message
@@ -99,14 +100,26 @@ class ServicesComponent(Component):
         for (ns, name), st in sorted(pods.items()):
             if st.get("phase") != "Running":
                 ctx.progress(f"warning: pod {ns}/{name} is Pending: {st.get('message')}")
-        wait_synced(ctx.paths, store, [n.name for n in topo.kube_nodes], timeout=20)
         dns_ips = [st["podIP"] for (ns, name), st in sorted(pods.items()) if ns == coredns.NAMESPACE and
                    _deployment_of(name) == coredns.NAME and st.get("phase") == "Running" and st.get("podIP")]
-        if dns_ips:
-            wait_dns_answers(dns_ips, names.node_ns(topo.name, topo.kube_nodes[0].name), topo.name)
+        failed: list[BaseException] = []
+
+        def dns_answers() -> None:
+            try:
+                wait_dns_answers(dns_ips, names.node_ns(topo.name, topo.kube_nodes[0].name), topo.name)
+            except BaseException as e:  # re-raised below, in the thread that runs ``up``
+                failed.append(e)
+        asking = threading.Thread(target=dns_answers, name="dns-answers")
+        if dns_ips:  # the pods' servers start (~0.2 s) while the endpoints and kube-proxies catch up
+            asking.start()
         else:
             ctx.progress(f"warning: no coredns pod runs: kube-dns ({cfg.dns_ip}) has no endpoints, so name lookups "
                          f"in pods fail until one does (it is scheduled once a node is Ready)")
+        wait_synced(ctx.paths, store, [n.name for n in topo.kube_nodes], timeout=20)
+        if dns_ips:
+            asking.join()
+        if failed:
+            raise failed[0]
         ctx.progress(f"services ready: endpoints current, kube-proxy synced on {len(topo.kube_nodes)} nodes")
 
 
