@@ -28,7 +28,8 @@ The classes, by what went wrong:
 
 Internal helper exceptions that never leave their module's caller (each is turned into one of the above with the
 file and field): ``topology.cidr.CidrError``, ``topology.units.UnitError`` and ``tools.pcapng.PcapError`` (all
-``ValueError``), ``topology.scheduler.Unschedulable``; in the API server, whose errors end as an HTTP reply (a
+``ValueError``), ``services.dnsserver.CorefileError`` (a ``ValueError``: the ``coredns`` pods' program prints it
+as CoreDNS's ``[FATAL]`` line and exits 1), ``topology.scheduler.Unschedulable``; in the API server, whose errors end as an HTTP reply (a
 Kubernetes ``Status`` with its code and reason), never as a podlab exit: ``apiserver.status.ApiError`` (the reply
 itself), ``apiserver.patch.PatchError`` and ``apiserver.protobuf.ProtobufError`` (a body it cannot read: 400/415), ``apiserver.spdy.ProtocolError`` (a port-forward
 client's malformed SPDY frame: the session ends with GOAWAY). ``testing.NetworkAssertionError`` is an

@@ -35,7 +35,7 @@ from emulator import plugins
 from emulator.check import engine
 from emulator.check import probes as probe
 from emulator.lab import teardown
-from emulator.lab.api import Lab
+from emulator.lab.api import SYSTEM_NAMESPACES, Lab
 from emulator.state import record
 from emulator.tools import capture as capture_tool
 from emulator.tools import packets, pcapng, targets
@@ -125,9 +125,11 @@ class LabUnderTest(Lab):
         return probe.ping(self, src, self.ip_of(dst) if not dst[0].isdigit() else dst, count=count)
 
     def wait_serving(self, port: int = 8080, pods: Iterable[str] | None = None, timeout: float = 10) -> None:
-        """Wait until the HTTP server (netexec) of every pod named (default: all) answers on ``port`` from the pod's
-        node: a Running pod's server binds its port a few milliseconds later. All pods are probed at once."""
-        views = [p for p in self.pods if pods is None or p.name in set(pods)]
+        """Wait until the HTTP server (netexec) of every pod named (default: all but the cluster's own, such as the
+        coredns pods of kube-system) answers on ``port`` from the pod's node: a Running pod's server binds its port
+        a few milliseconds later. All pods are probed at once."""
+        views = [p for p in self.pods if (p.name in set(pods) if pods is not None
+                                          else p.namespace not in SYSTEM_NAMESPACES)]
         res = probe.matrix(views, lambda p: probe.wait_http(self, f"node/{p.node}", p.ip, port, timeout),
                            workers=max(len(views), 1))
         silent = [p.name for p, ok in res if not ok]

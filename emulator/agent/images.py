@@ -6,6 +6,8 @@
 - ``busybox`` / ``shell``: sleeps, so ``podlab exec`` can run a shell in the pod;
 - ``netexec`` and ``registry.k8s.io/e2e-test-images/agnhost:*`` with ``netexec`` args: our agnhost-like echo
   server (``python -m emulator.images.netexec``);
+- ``registry.k8s.io/coredns/coredns:*``: podlab's cluster DNS server (``python -m emulator.services.dnsserver``,
+  given the container's ``args``: ``-conf <Corefile>``; through ``env PYTHONPATH=<this tree>``, which execs it), as the lab's ``coredns`` pods of kube-system run it;
 - any ``command:``/``args:`` given: run as given (``command`` replaces the image's entrypoint, as in Kubernetes).
 
 ``executable`` turns the resolved argv into the program to start; a name not on $PATH raises FileNotFoundError
@@ -16,10 +18,12 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from pathlib import Path
 
 from emulator.images import attachable as attachable_mod, pause
 
 NETEXEC_DEFAULT_ARGS = ["--http-port=8080", "--udp-port=8081"]
+PKG_PARENT = str(Path(__file__).resolve().parents[2])  # the directory holding this tree's ``emulator`` package
 
 
 def resolve(image: str, command: list[str], args: list[str], ports: list[dict] | None = None) -> list[str]:
@@ -31,6 +35,8 @@ def resolve(image: str, command: list[str], args: list[str], ports: list[dict] |
     if name in ("netexec",) or (name == "agnhost" and (not args or args[0] == "netexec")):
         rest = args[1:] if args and args[0] == "netexec" else args
         return [sys.executable, "-m", "emulator.images.netexec", *(rest or NETEXEC_DEFAULT_ARGS)]
+    if name == "coredns":  # podlab's own code: from this tree, whatever the container's cwd (``env`` execs it)
+        return ["env", f"PYTHONPATH={PKG_PARENT}", sys.executable, "-m", "emulator.services.dnsserver", *args]
     if name in ("busybox", "shell", "alpine", "ubuntu", "debian"):
         return ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done"] if not args else \
             ["sh", "-c", " ".join(args)]

@@ -104,7 +104,7 @@ def _meta_json(obj: dict) -> bytes:
 
 
 class Cache:
-    def __init__(self, store: Store, node_ready: Callable[[str], bool] = lambda n: True,
+    def __init__(self, store: Store, node_ready: Callable[[str], str] = lambda n: "Ready",
                  node_capacity: Callable[[dict], int] = lambda n: 110) -> None:
         self.store = store
         self.node_ready, self.node_capacity = node_ready, node_capacity

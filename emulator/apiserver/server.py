@@ -34,6 +34,7 @@ from emulator.apiserver.schema import Schema
 from emulator.apiserver.status import ApiError, too_large, unauthorized
 from emulator.proc.lifecycle import alive
 from emulator.services.alloc import api_ip
+from emulator.state import nodes as node_state
 from emulator.state.paths import LabPaths, state_root
 from emulator.state.store import Store, read_json, write_json
 
@@ -189,11 +190,14 @@ class Api:
         self.reads = rest.Reads(self.cache, address)
         self.writes = writes.Writes(self.ctx, self.cache, self.schema)
 
-    def node_ready(self, node: str) -> bool:
-        """The node's agent (its kubelet) runs: its pid file names a live process (read here directly, so the
-        server does not import the agent and its netlink stack)."""
+    def node_ready(self, node: str) -> str:
+        """``Unknown`` unless the node's agent (its kubelet) runs — its pid file names a live process (read here
+        directly, so the server does not import the agent and its netlink stack); then ``NetworkNotReady`` while
+        its CNI directory has no configuration (``state.nodes``), else ``Ready``."""
         pf = read_json(self.paths.agent_pid(node)) or {}
-        return bool(pf.get("pid")) and alive(pf["pid"], pf.get("start"))
+        if not (pf.get("pid") and alive(pf["pid"], pf.get("start"))):
+            return "Unknown"
+        return "Ready" if node_state.network_ready(self.paths, node) else "NetworkNotReady"
 
     @staticmethod
     def node_capacity(node: dict) -> int:

@@ -149,10 +149,9 @@ def _first3(items: list[str]) -> str:
 
 def _endpoints(o: dict) -> list:
     addrs = []
-    for s in o.get("subsets") or []:
-        ports = s.get("ports") or [{}]
-        for a in s.get("addresses") or []:
-            for p in ports:
+    for s in o.get("subsets") or []:  # port by port, each with every address, as the real server prints them
+        for p in s.get("ports") or [{}]:
+            for a in s.get("addresses") or []:
                 addrs.append(f"{a['ip']}:{p['port']}" if p.get("port") else a["ip"])
     return [_meta(o).get("name"), _first3(addrs), age(_meta(o).get("creationTimestamp"))]
 

@@ -15,6 +15,7 @@ import uuid
 
 from emulator.apiserver.discovery import GIT_VERSION
 from emulator.state.manifests import now
+from emulator.state.nodes import NETWORK_NOT_READY, NOT_READY_TAINT
 
 POD_SPEC_DEFAULTS = {"restartPolicy": "Always", "terminationGracePeriodSeconds": 30, "dnsPolicy": "ClusterFirst",
                      "serviceAccountName": "default", "serviceAccount": "default", "securityContext": {},
@@ -102,6 +103,12 @@ def pod(manifest: dict, st: dict | None, deleting: str | None = None) -> dict:
         status = {"phase": "Pending", "qosClass": "BestEffort", "conditions": [
             {"type": "PodScheduled", "status": "True", "lastProbeTime": None, "lastTransitionTime": created}]}
         return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec, "status": status}
+    if not spec.get("nodeName"):  # never bound: the scheduler's PodScheduled=False condition alone
+        spec.pop("nodeName", None)
+        status = {"phase": "Pending", "qosClass": "BestEffort", "conditions": [
+            {"lastProbeTime": None, "lastTransitionTime": created, **c} for c in st.get("conditions") or [
+                {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": st.get("message")}]]}
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec, "status": status}
     sandbox = (st.get("sandbox") or {}).get("id", "")
     cstats = {c["name"]: c for c in st.get("containerStatuses") or []}
     statuses = [container_status(cstats.get(c["name"], {"name": c["name"], "image": c.get("image")}), sandbox)
@@ -123,7 +130,10 @@ def pod(manifest: dict, st: dict | None, deleting: str | None = None) -> dict:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec, "status": status}
 
 
-def node(manifest: dict, ready: bool, capacity: int) -> dict:
+def node(manifest: dict, ready: str, capacity: int) -> dict:
+    """The Node: ``manifest`` with the kubelet's status; ``ready`` is ``Ready``, ``Unknown`` (the agent does not
+    run: the lifecycle controller's NodeStatusUnknown) or ``NetworkNotReady`` (no CNI configuration: the
+    kubelet's KubeletNotReady, and the not-ready NoSchedule taint the lifecycle controller adds)."""
     meta = dict(manifest.get("metadata") or {})
     name = meta.get("name", "")
     meta["labels"] = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": HOST["arch"],
@@ -136,10 +146,16 @@ def node(manifest: dict, ready: bool, capacity: int) -> dict:
         ("MemoryPressure", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
         ("DiskPressure", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
         ("PIDPressure", "KubeletHasSufficientPID", "kubelet has sufficient PID available"))]
-    conds.append({"type": "Ready", "status": "True" if ready else "Unknown",
-                  "reason": "KubeletReady" if ready else "NodeStatusUnknown",
-                  "message": "kubelet is posting ready status" if ready else "Kubelet stopped posting node status.",
+    status_, reason, message = {
+        "Ready": ("True", "KubeletReady", "kubelet is posting ready status"),
+        "NetworkNotReady": ("False", "KubeletNotReady", NETWORK_NOT_READY)}.get(
+        ready, ("Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status."))
+    conds.append({"type": "Ready", "status": status_, "reason": reason, "message": message,
                   "lastHeartbeatTime": since, "lastTransitionTime": since})
+    spec = dict(manifest.get("spec") or {})
+    if ready == "NetworkNotReady":
+        spec["taints"] = [*(spec.get("taints") or []), {"key": NOT_READY_TAINT, "effect": "NoSchedule",
+                                                         "timeAdded": since}]
     stored = manifest.get("status") or {}
     sysuuid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"podlab/{meta.get('uid', name)}"))
     status = {"capacity": res, "allocatable": res, "conditions": conds, "addresses": stored.get("addresses", []),
@@ -148,8 +164,7 @@ def node(manifest: dict, ready: bool, capacity: int) -> dict:
                            "kernelVersion": HOST["kernel"], "osImage": HOST["os"],
                            "containerRuntimeVersion": "podlab://0.1.0", "kubeletVersion": GIT_VERSION,
                            "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": HOST["arch"]}}
-    return {"apiVersion": "v1", "kind": "Node", "metadata": meta, "spec": manifest.get("spec") or {},
-            "status": status}
+    return {"apiVersion": "v1", "kind": "Node", "metadata": meta, "spec": spec, "status": status}
 
 
 def default_deployment_spec(spec: dict) -> None:

@@ -56,7 +56,7 @@ def cmd_show(a: argparse.Namespace) -> int:
         points = []
         for p in lab.pods:
             if p.status.get("phase") == "Running":
-                eth0 = targets.resolve(lab, f"pod/{p.name}", check=False)
+                eth0 = targets.resolve(lab, f"pod/{p.ref}", check=False)  # ns/name outside default
                 points += [eth0, targets.peer(lab, eth0)]
         points += [targets.resolve(lab, f"node/{n}", check=False) for n in lab.record.get("nodes", [])]
     rows, items = [], []

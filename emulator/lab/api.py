@@ -32,6 +32,7 @@ from emulator.lab import builder, targets, teardown
 from emulator.lab.nsrun import ns_argv, popen_in, run_in  # noqa: F401 (re-exported: the API's way into a namespace)
 from emulator.lab.targets import Place, split_ref, where as _where  # noqa: F401 (split_ref: the API's too)
 from emulator.netlink import netns
+from emulator.state import nodes as node_state
 from emulator.state import record
 from emulator.state.paths import LabPaths
 from emulator.state.resolv import preparing_pod
@@ -131,11 +132,13 @@ class NodeView(_View):
 
     @property
     def ready(self) -> bool:
-        """The node's agent runs (a Docker host has none: ready when its namespace exists)."""
+        """The node's agent runs and its CNI directory holds a configuration, as a kubelet reports Ready only
+        once the network plugin is (``state.nodes``); a Docker host has no agent: ready when its namespace
+        exists."""
         if self.runtime == "docker":
             return netns.exists(self.netns)
         pf = read_pidfile(self.lab.paths, self.name)
-        return bool(pf) and alive(pf[0], pf[1])
+        return bool(pf) and alive(pf[0], pf[1]) and node_state.network_ready(self.lab.paths, self.name)
 
 
 class Lab:

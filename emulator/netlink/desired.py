@@ -72,7 +72,7 @@ class FdbSpec:
 @dataclass(frozen=True)
 class CableSpec:
     """A veth cable from the namespace it is applied in to another: end ``name`` here (a port of bridge ``master``
-    if given), end ``peer`` in namespace ``peer_ns``. It joins a node, the router or the DNS host to the underlay
+    if given), end ``peer`` in namespace ``peer_ns``. It joins a node or the router to the underlay
     LAN; the far end's addresses and routes are that namespace's own ``NsState``."""
     name: str
     peer: str

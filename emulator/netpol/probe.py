@@ -3,7 +3,9 @@
 Every probe is a socket created by this thread inside the source's network namespace (``netns.socket_in``:
 a socket keeps the namespace it was made in), so no process is started in any pod; one ``selectors`` loop drives
 them all at once, at most ``max_inflight`` open at a time. TCP: a non-blocking connect; the handshake completing
-means *connected*. UDP: a connected datagram socket sends ``hostname``; any answer means connected. Either way
+means *connected*. UDP: a connected datagram socket sends ``hostname`` (to port 53, a DNS query for
+``hostname.`` instead, which a DNS server answers — the coredns pods of kube-system drop anything else, as CoreDNS
+does); any answer means connected. Either way
 an ICMP port unreachable / TCP reset (``ECONNREFUSED``) means the packet *reached* the pod and nothing listened:
 policy did not drop it, so it counts as connected for the truth table (the detail says "refused"); silence for
 ``timeout`` seconds means blocked, which is what a dropped SYN or datagram looks like (upstream: 1 s).
@@ -15,6 +17,7 @@ instead of timing out.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import resource
 import selectors
@@ -45,6 +48,15 @@ class Result:
     connected: bool
     detail: str  # connected | refused | reply | timeout | an error
     ms: float
+
+
+DNS_PORT = 53
+
+
+@functools.lru_cache(maxsize=1)
+def _dns_query() -> bytes:
+    import dns.message
+    return dns.message.make_query("hostname.", "A").to_wire()
 
 
 def sctp_available() -> bool:
@@ -105,7 +117,7 @@ def run(targets: Sequence[Target], timeout: float = TIMEOUT, max_inflight: int =
                 if t.protocol == "UDP":
                     try:
                         s.connect((t.ip, t.port))
-                        s.send(b"hostname\n")
+                        s.send(_dns_query() if t.port == DNS_PORT else b"hostname\n")
                     except OSError as e:
                         sel.register(s, selectors.EVENT_READ, i)
                         finish(i, e.errno == errno.ECONNREFUSED, "refused" if e.errno == errno.ECONNREFUSED

@@ -64,7 +64,7 @@ def uplink_routes(topo: Topology) -> tuple[RouteSpec, ...]:
 
 def underlay_cable(topo: Topology, port: str, ns: str, iface: str = "eth0") -> CableSpec:
     """The cable that joins namespace ``ns`` (its ``iface``) to the underlay LAN, as port ``port`` of lan0: a node
-    (port named after the node, ``eth0`` inside), the external router, the DNS host. Applied in the underlay
+    (port named after the node, ``eth0`` inside), the external router. Applied in the underlay
     namespace by ``applier.plug``."""
     return CableSpec(port, iface, ns, topo.underlay.mtu, master=names.UNDERLAY_BRIDGE)
 

@@ -1,56 +1,45 @@
-"""Cluster Services as a lab component: the DNS host, the kube-dns Service, the controllers and kube-proxies.
+"""Cluster Services as a lab component: cluster DNS, the kube-dns Service, the controllers and kube-proxies.
 
 ``wanted`` validates the topology's ``services``/``deployments``/``kubeProxy`` sections (a mistake stops ``up``
-before anything exists). ``start`` runs after the nodes exist and before the agents: it builds the ``<lab>-dns``
-namespace, stores ``kube-system/kube-dns`` (ClusterIP 10.96.0.10, ports ``dns`` 53/UDP and ``dns-tcp``
-53/TCP; no selector, so its Endpoints are written here and name the DNS host, as for a control-plane DNS on the
-host network), the topology's Services (ClusterIPs and NodePorts allocated) and Deployments, then starts the
-cluster DNS server and the controller-manager in the DNS namespace and one kube-proxy per node in the node's
-namespace, each recorded by itself in the lab's process journal before it runs. The controller's first pass writes every pod's resolv.conf
-and creates the Deployments' pods before the agents start. ``ready`` (every pod Running) waits until the
-Deployments' pods run, the endpoints reflect them, and every kube-proxy has synced them: when ``up`` returns,
-every Service answers.
+before anything exists). ``start`` runs after the nodes exist and before the agents: it stores
+``kube-system/kube-dns`` (ClusterIP 10.96.0.10, ports ``dns`` 53/UDP, ``dns-tcp`` 53/TCP, ``metrics`` 9153/TCP,
+selector ``k8s-app: kube-dns``) and the Deployment ``kube-system/coredns`` (2 replicas; ``coredns``), writes
+their Corefile, stores the topology's Services (ClusterIPs and NodePorts allocated) and Deployments, then starts
+the controller-manager in the first node's namespace (where a kubeadm control plane runs it, on the host
+network) and one kube-proxy per node in the node's namespace, each recorded by itself in the lab's process
+journal before it runs. The controller's first pass writes every pod's resolv.conf and creates the Deployments'
+pods — the ``coredns`` ones too — before the agents start; the agents run them as any pods, and the endpoints
+controller points ``kube-dns`` at them. ``ready`` (every pod Running) waits until the Deployments' pods run
+(``coredns``'s included) or are Pending for a stated reason (no Ready node to schedule them on — a ``cni: none``
+node is NotReady —, no IP left on their node: ``up`` prints a warning line for each and goes on, as a cluster
+leaves them Pending), the endpoints reflect them, every kube-proxy has synced them and every Running coredns pod
+answers a query on its pod IP (the readiness probe kubeadm gives them; skipped, with a warning, when none runs):
+when ``up`` returns, every Service answers and so does cluster DNS wherever a coredns pod could run.
 """
 from __future__ import annotations
 
 import os
 import shutil
+import socket
+import threading
 import time
+
+import dns.message
 
 from emulator.errors import LabTimeoutError, MissingDependencyError
 from emulator.lab.components import BuildContext, Component
 from emulator.netlink import netns
-from emulator.services import config, dnsnet, registry
+from emulator.services import config, coredns, registry
 from emulator.services.controller import ControllerManager
 from emulator.services.controller import status_path as controller_status
 from emulator.proc.daemon import Daemon, spawn, spawn_many
 from emulator.state.store import wait_file
 from emulator.topology import hosts_section
-from emulator.services.endpoints import manifest as endpoints_manifest
-from emulator.services.model import Service, ServicePort
 from emulator.services.proxy.kubeproxy import KubeProxy, log_path
 from emulator.services.proxy.kubeproxy import status_path as proxy_status
 from emulator.state.store import Store
 from emulator.topology import names
 from emulator.topology.model import Topology
-
-KUBE_DNS_LABELS = (("k8s-app", "kube-dns"), ("kubernetes.io/name", "CoreDNS"))
-
-
-def kube_dns(cfg: config.ClusterServices) -> tuple[Service, dict]:
-    svc = Service(name="kube-dns", namespace="kube-system", cluster_ip=cfg.dns_ip, labels=KUBE_DNS_LABELS,
-                  ports=(ServicePort(53, 53, "UDP", "dns"), ServicePort(53, 53, "TCP", "dns-tcp")))
-    ep = endpoints_manifest("kube-dns", "kube-system", [{
-        "addresses": [{"ip": cfg.dns_host, "hostname": "dns"}],
-        "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}, {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]}],
-        dict(KUBE_DNS_LABELS))
-    return svc, ep
-
-
-def _serve_dns(store_root: str, domain: str) -> None:
-    from emulator.services import dns
-    dns.serve(Store(store_root), domain)
-
 
 #: Sections that ask for kube-proxy, the controllers and DNS explicitly (every single-host lab has them anyway).
 EXPLICIT = frozenset({"services", "deployments", "kubeProxy"})
@@ -63,30 +52,26 @@ class ServicesComponent(Component):
     def wanted(self, topo: Topology) -> bool:
         if hosts_section.of(topo) is not None and not EXPLICIT.intersection(dict(topo.extra)):
             return False  # not yet across hosts: a multi-host lab gets them only when asked (and is refused)
-        return config.settings(topo) is not None
-
-    def namespaces(self, topo: Topology) -> list[str]:
-        return [config.dns_ns(topo.name)]
+        # kube-proxy, the controllers and cluster DNS are a Kubernetes cluster's: a lab of Docker hosts alone
+        # has none of them
+        return bool(topo.kube_nodes) and config.settings(topo) is not None
 
     def start(self, ctx: BuildContext) -> None:
         topo, paths, store = ctx.topo, ctx.paths, ctx.store
         cfg = config.settings(topo)
         assert cfg is not None
-        check_dependencies(cfg.proxy_mode, names.node_ns(topo.name, topo.nodes[0].name))
-        ns = config.dns_ns(topo.name)
-        dnsnet.build(topo, ns, cfg.dns_host)
-        svc, ep = kube_dns(cfg)
-        registry.put_service(store, svc, topo.service_cidr)
-        store.put("endpoints", "kube-dns", ep)
+        check_dependencies(cfg.proxy_mode, names.node_ns(topo.name, topo.kube_nodes[0].name))
+        registry.put_service(store, coredns.service(cfg.dns_ip), topo.service_cidr)
+        coredns.write_corefile(paths, cfg.domain)
+        with registry.locked(store, "deployments"):
+            store.put("deployments", coredns.NAME, coredns.deployment(paths))
         for s in cfg.services:
             registry.put_service(store, s, topo.service_cidr)
         for d in cfg.deployments:
             registry.put_deployment(store, d)
-        dns_log = paths.root / "dns" / "coredns.log"
-        spawn(lambda: _serve_dns(str(paths.store), cfg.domain), dns_log, ns=ns, title="coredns",
-              journal=paths.proc_journal, what="cluster DNS")
         cm = ControllerManager(topo.name, cfg.dns_ip, cfg.domain)
-        spawn(cm.run, paths.root / "controller-manager.log", ns=ns, title="kube-controller",
+        spawn(cm.run, paths.root / "controller-manager.log", ns=names.node_ns(topo.name, topo.kube_nodes[0].name),
+              title="kube-controller",
               journal=paths.proc_journal, what="controller-manager")
         cidr = str(topo.pod_cidr)
         spawn_many([Daemon(KubeProxy(topo.name, n.name, cfg.proxy_mode, cidr).run, log_path(paths, n.name),
@@ -95,7 +80,7 @@ class ServicesComponent(Component):
         wait_file(controller_status(paths), lambda st: st.get("passes", 0) >= 1, 10, "the controller-manager",
                   topo.name)
         ctx.progress(f"services: kube-proxy ({cfg.proxy_mode}) on {len(topo.kube_nodes)} nodes, cluster DNS "
-                     f"{cfg.dns_ip} (kube-dns) at {cfg.dns_host}, {len(cfg.services)} services, "
+                     f"{cfg.dns_ip} (kube-dns → {coredns.REPLICAS} coredns pods), {len(cfg.services)} services, "
                      f"{len(cfg.deployments)} deployments")
 
     @classmethod
@@ -109,22 +94,100 @@ class ServicesComponent(Component):
         topo, store = ctx.topo, ctx.store
         cfg = config.settings(topo)
         assert cfg is not None
-        want = sum(d.replicas for d in cfg.deployments)
-        deadline = time.monotonic() + 30 + 0.05 * want
-        shown = -1
-        while want:
-            ready = sum((store.get_status("deployments", d.name, d.namespace) or {}).get("readyReplicas", 0)
-                        for d in cfg.deployments)
-            if ready != shown:
-                ctx.progress(f"deployment pods Running: {ready}/{want}")
-                shown = ready
-            if ready >= want:
-                break
-            if time.monotonic() > deadline:
-                raise LabTimeoutError(f"only {ready} of {want} deployment pods became Running", obj=topo.name)
-            time.sleep(0.05)
+        deps = [(d.name, d.namespace, d.replicas) for d in cfg.deployments] + \
+            [(coredns.NAME, coredns.NAMESPACE, coredns.REPLICAS)]
+        pods = wait_deployments(store, deps, ctx.progress, 30 + 0.05 * sum(r for _, _, r in deps), topo.name)
+        for (ns, name), st in sorted(pods.items()):
+            if st.get("phase") != "Running":
+                ctx.progress(f"warning: pod {ns}/{name} is Pending: {st.get('message')}")
+        dns_ips = [st["podIP"] for (ns, name), st in sorted(pods.items()) if ns == coredns.NAMESPACE and
+                   _deployment_of(name) == coredns.NAME and st.get("phase") == "Running" and st.get("podIP")]
+        failed: list[BaseException] = []
+
+        def dns_answers() -> None:
+            try:
+                wait_dns_answers(dns_ips, names.node_ns(topo.name, topo.kube_nodes[0].name), topo.name)
+            except BaseException as e:  # re-raised below, in the thread that runs ``up``
+                failed.append(e)
+        asking = threading.Thread(target=dns_answers, name="dns-answers")
+        if dns_ips:  # the pods' servers start (~0.2 s) while the endpoints and kube-proxies catch up
+            asking.start()
+        else:
+            ctx.progress(f"warning: no coredns pod runs: kube-dns ({cfg.dns_ip}) has no endpoints, so name lookups "
+                         f"in pods fail until one does (it is scheduled once a node is Ready)")
         wait_synced(ctx.paths, store, [n.name for n in topo.kube_nodes], timeout=20)
+        if dns_ips:
+            asking.join()
+        if failed:
+            raise failed[0]
         ctx.progress(f"services ready: endpoints current, kube-proxy synced on {len(topo.kube_nodes)} nodes")
+
+
+def _deployment_of(pod: str) -> str:
+    """The Deployment a pod's name says it belongs to (``<deployment>-<template hash>-<5>``)."""
+    return pod.rsplit("-", 2)[0] if pod.count("-") >= 2 else ""
+
+
+def wait_deployments(store: Store, deps: list[tuple[str, str, int]], progress, timeout: float,
+                     lab: str) -> dict[tuple[str, str], dict]:
+    """Wait until every Deployment of ``deps`` (name, namespace, replicas) has its pods and each is Running or
+    Pending for a reason stated in its status — the scheduler's (no Ready node) or its node's (e.g. no IP left):
+    ``up`` leaves those Pending, as a cluster does, instead of failing. Returns the pods' final statuses.
+
+    The Deployment's status answers first (one read while its pods are all Running); only a Deployment that is
+    not yet ready has its pods' statuses read, each settled one once."""
+    want = sum(r for _, _, r in deps)
+    final: dict[tuple[str, str], dict] = {}
+    deadline = time.monotonic() + timeout
+    shown = -1
+    while True:
+        done = 0
+        for name, ns, replicas in deps:
+            mine = [k for k in store.keys("pods", ns=ns) if _deployment_of(k[1]) == name]
+            if (store.get_status("deployments", name, ns) or {}).get("readyReplicas", 0) < replicas or \
+                    len(mine) < replicas:
+                for key in mine:
+                    if key not in final:
+                        st = store.get_status("pods", key[1], key[0])
+                        if st is not None and (st.get("phase") == "Running" or st.get("message")):
+                            final[key] = st
+            else:
+                for key in mine:
+                    if key not in final or final[key].get("phase") != "Running":
+                        final[key] = store.get_status("pods", key[1], key[0]) or {"phase": "Running"}
+            done += min(replicas, sum(1 for k in mine if k in final))
+        running = sum(1 for st in final.values() if st.get("phase") == "Running")
+        if running != shown:
+            progress(f"deployment pods Running: {running}/{want}")
+            shown = running
+        if done >= want:
+            return final
+        if time.monotonic() > deadline:
+            raise LabTimeoutError(f"only {done} of {want} deployment pods became Running or stated why not",
+                                  obj=lab)
+        time.sleep(0.05)
+
+
+def wait_dns_answers(ips: list[str], node_ns: str, lab: str, timeout: float = 10) -> None:
+    """Wait until every coredns pod at ``ips`` answers a query on its pod IP (asked from the first node's
+    namespace): a Running pod's server binds its port ~0.2 s after it starts, and kubeadm's coredns pods are not
+    Ready before their server is (a readiness probe podlab's pods do not have)."""
+    wire = dns.message.make_query(f"kube-dns.{coredns.NAMESPACE}.svc.cluster.local", "A").to_wire()
+    deadline = time.monotonic() + timeout
+    sock = netns.socket_in(node_ns, socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.settimeout(0.05)
+        for ip in ips:
+            while True:
+                try:
+                    sock.sendto(wire, (ip, 53))
+                    sock.recv(4096)
+                    break
+                except (socket.timeout, ConnectionRefusedError):
+                    if time.monotonic() > deadline:
+                        raise LabTimeoutError(f"the coredns pod at {ip} does not answer DNS queries", obj=lab) from None
+    finally:
+        sock.close()
 
 
 def check_dependencies(mode: str, node_ns: str) -> None:

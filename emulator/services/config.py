@@ -5,12 +5,10 @@ unless its topology says ``kubeProxy: none``; ``kubeProxy: {mode: nftables}`` pi
 ``iptables``, as kube-proxy's). A ``services`` or ``deployments`` section beside ``kubeProxy: none`` is an error
 (nothing would serve them), as is any other value of ``kubeProxy``. ``settings`` validates all of it at once, before ``up`` creates anything, and
 raises ``TopologyError`` naming the file and field. The cluster DNS answers at the tenth address of the Service
-CIDR (``kube-dns``'s ClusterIP, 10.96.0.10) and runs in the ``<lab>-dns`` namespace on the underlay, at the first
-LAN address no node uses (192.168.56.2 by default): the host the ``kube-dns`` endpoints point to.
+CIDR (``kube-dns``'s ClusterIP, 10.96.0.10), served by the ``coredns`` pods of kube-system (``coredns``).
 """
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 
 from emulator.errors import TopologyError
@@ -33,12 +31,7 @@ class ClusterServices:
     services: tuple[Service, ...]
     deployments: tuple[Deployment, ...]
     dns_ip: str  # kube-dns's ClusterIP
-    dns_host: str  # the DNS server's address on the underlay
     domain: str = DOMAIN
-
-
-def dns_ns(lab: str) -> str:
-    return f"{lab}-dns"
 
 
 def enabled(topo: Topology) -> bool:
@@ -64,15 +57,6 @@ def check_proxy_value(topo: Topology) -> None:
                "write 'kubeProxy: none' to run no kube-proxy, service controllers or cluster DNS")
 
 
-def dns_host(topo: Topology) -> ipaddress.IPv4Address:
-    taken = {n.ip for n in topo.nodes} | {topo.underlay.gateway}
-    for ip in topo.underlay.cidr.hosts():
-        if ip not in taken:
-            return ip
-    raise TopologyError(topo.source, "underlay.cidr", f"{topo.underlay.cidr} has no free address for the cluster DNS",
-                        "use a larger underlay range")
-
-
 def settings(topo: Topology) -> ClusterServices | None:
     """The lab's validated cluster Services, or None for ``kubeProxy: none``; TopologyError names the field."""
     check_proxy_value(topo)
@@ -92,4 +76,4 @@ def settings(topo: Topology) -> ClusterServices | None:
         if s.name == "kube-dns" and s.namespace == "kube-system":
             v.fail(f"services[{i}].name", "kube-dns is the lab's own cluster DNS service", "choose another name")
     return ClusterServices(proxy_mode=mode, services=tuple(services), deployments=tuple(deployments),
-                           dns_ip=dns_ip, dns_host=str(dns_host(topo)))
+                           dns_ip=dns_ip)

@@ -5,7 +5,10 @@ second): when pods, pod statuses, services, deployments or nodes changed
 in the store (but never sooner after a pass than three times that pass took: while 1000 pods start, their status
 writes would otherwise keep it busy from one pass to the next, on a CPU the agents need), (1) plan every Deployment (``deployments.plan``, pure) and create/delete its pods in the store
 (the node agents then start/stop them; a new pod's resolv.conf is written before its manifest, so its
-containers start with it), (2) keep every pod's resolv.conf (``resolv``), (3) recompute every selector
+containers start with it), placing them as the scheduler would, on Ready nodes only (``state.nodes``: a node
+without CNI configuration is NotReady); with no such node a pod stays unbound and Pending with the scheduler's
+FailedScheduling message and event, and is bound on the first pass that finds one (e.g. after ``podlab cni
+install``: the full pass every second notices it), (2) keep every pod's resolv.conf (``resolv``), (3) recompute every selector
 Service's Endpoints (``endpoints.compute``, pure) and write only those that changed, deleting the Endpoints of
 Services that are gone, (4) write each Deployment's status. A status file (``controller.json`` in the lab
 directory) records the store versions each pass covered, so ``up`` can wait until endpoints reflect the running
@@ -23,9 +26,12 @@ from typing import Callable
 from emulator.state.paths import LabPaths
 from emulator.services import deployments, endpoints
 from emulator.proc.daemon import log
+from emulator.state import events, manifests
+from emulator.state import nodes as node_state
 from emulator.state.resolv import ResolvFiles
 from emulator.state.store import Store, write_json
 from emulator.state.watch import KindsWatcher
+from emulator.topology import hostports
 
 POLL = 0.01
 RESYNC = 1.0
@@ -105,8 +111,7 @@ class ControllerManager:
         from emulator.state import namespaces
         pods = list(self.store.list("pods"))
         statuses = _Statuses(self.store)  # read only if a Deployment or a selector's Endpoints need them
-        nodes = [n["metadata"]["name"] for n in self.store.list("nodes")  # a Docker host runs no kubelet
-                 if (n["metadata"].get("annotations") or {}).get("podlab.io/runtime") != "docker"]
+        nodes, unfit = self._schedulable()
         counts: dict[str, int] = {}
         for p in pods:
             n = p["spec"].get("nodeName", "")
@@ -121,7 +126,12 @@ class ControllerManager:
                 self.resolv.ensure(plan.create, prune=False)
             for pod in plan.create:
                 self.store.put("pods", pod["metadata"]["name"], pod)
-                log(f"deployment {ns}/{dname}: created pod {pod['metadata']['name']} on {pod['spec']['nodeName']}")
+                if pod["spec"]["nodeName"]:
+                    log(f"deployment {ns}/{dname}: created pod {pod['metadata']['name']} on {pod['spec']['nodeName']}")
+                else:
+                    self._unscheduled(pod, unfit)
+            if plan.bind:
+                pods = self._bind(pods, ns, plan.bind)
             for name in plan.delete:
                 self.store.delete("pods", name, ns)
                 log(f"deployment {ns}/{dname}: deleted pod {name}")
@@ -170,6 +180,47 @@ class ControllerManager:
         Service, then its Endpoints), and a check outside the lock could pass just before that happens."""
         with self.store.locked():
             return orphaned() and self.store.delete(kind, name, ns, status=status)
+
+    def _schedulable(self) -> tuple[list[str], dict[str, int]]:
+        """The nodes the scheduler would place a Deployment's pod on (``state.nodes.schedulable``: Ready, not
+        cordoned; a Docker host runs no kubelet and is no candidate), and how many Kubernetes nodes are left out
+        for which reason (for the FailedScheduling message)."""
+        ok, unfit = [], {"not-ready": 0, "unschedulable": 0}
+        for n in self.store.list("nodes"):
+            why = node_state.schedulable(self.paths, n)
+            if not why:
+                ok.append(n["metadata"]["name"])
+            elif why in unfit:
+                unfit[why] += 1
+        return ok, unfit
+
+    def _unscheduled(self, pod: dict, unfit: dict[str, int]) -> None:
+        """A new pod no node can take: Pending, PodScheduled False, and the scheduler's FailedScheduling event."""
+        meta = pod["metadata"]
+        ns = meta.get("namespace") or "default"
+        msg = hostports.no_ready_node_message(sum(unfit.values()), unfit["not-ready"], unfit["unschedulable"])
+        self.store.put_status("pods", meta["name"], manifests.unscheduled_status(meta["name"], ns, meta["uid"], msg),
+                              ns)
+        events.emit(self.store.root, "pod", meta["name"], "FailedScheduling", msg, "default-scheduler", "Warning",
+                    ns=ns)
+        log(f"pod {ns}/{meta['name']}: {msg}")
+
+    def _bind(self, pods: list[dict], ns: str, bind: list[tuple[str, str]]) -> list[dict]:
+        """Bind unbound pods to the nodes now offered (the scheduler's Binding): the Unschedulable status goes
+        first (the node's agent is the writer of the next one), then the pod with its ``nodeName``."""
+        placed = dict(bind)
+        out = []
+        for p in pods:
+            name = p["metadata"]["name"]
+            if (p["metadata"].get("namespace") or "default") == ns and name in placed:
+                p = {**p, "spec": {**p["spec"], "nodeName": placed[name]}}
+                self.store.delete("pods", name, ns, status=True)
+                self.store.put("pods", name, p)
+                events.emit(self.store.root, "pod", name, "Scheduled",
+                            f"Successfully assigned {ns}/{name} to {placed[name]}", "default-scheduler", ns=ns)
+                log(f"pod {ns}/{name}: bound to {placed[name]}")
+            out.append(p)
+        return out
 
     def _sync_replicasets(self, dep: dict, wanted: list[dict]) -> None:
         """Write the Deployment's ReplicaSets that changed; delete its old ones that are no longer wanted."""

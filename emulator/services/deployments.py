@@ -5,8 +5,13 @@ Deployment through its ownerReference, as ``kubectl get all`` shows it), and the
 controller ownerReference names it (the names and the ``pod-template-hash`` label are the real ones, so ``get
 pods`` shows ``web-6d8f9c7b54-x2x9k``). ``Plan.replicasets`` are the ReplicaSets the Deployment wants now (the
 current one, and old ones while they still have pods), with their status. Pods of the current template are kept at ``replicas``:
-missing ones are created on the node with the fewest pods (ties to the first node), surplus ones deleted
-(not-Running first, then those on the most crowded node, then the newest), as a ReplicaSet does. A pod deleted by
+missing ones are created on the node with the fewest pods (ties to the first node) — first among the nodes with the
+fewest of the Deployment's own pods when its template prefers pod anti-affinity on ``kubernetes.io/hostname``
+(as CoreDNS's does), so its replicas spread over the nodes as the scheduler places them — surplus ones deleted
+(not-Running first, then those on the most crowded node, then the newest), as a ReplicaSet does. The nodes
+offered are the ones the scheduler would consider (``state.nodes.schedulable``: Ready, not cordoned, not a
+Docker host); with none, a missing pod is created unbound (no ``nodeName``: Pending, as the scheduler leaves it),
+and a later plan binds it (``Plan.bind``) once a node is offered. A pod deleted by
 hand is thus replaced under a new name, and the agent gives it a new IP. A changed template rolls over: new pods
 first, the old ones deleted once the new ones are Running. Names are random (5 characters from Kubernetes'
 alphabet without vowels) but the random source is injected, so tests are reproducible.
@@ -31,6 +36,7 @@ class Plan:
     delete: list[str] = field(default_factory=list)  # pod names to remove
     status: dict = field(default_factory=dict)
     replicasets: list[dict] = field(default_factory=list)  # the ReplicaSet objects wanted (with status)
+    bind: list[tuple[str, str]] = field(default_factory=list)  # (unbound pod, the node it is now placed on)
 
 
 def _encode(n: int, length: int) -> str:
@@ -110,7 +116,32 @@ def new_pod(dep: dict, node: str, taken: set[str], rng: random.Random) -> dict:
                          "generateName": f"{rs}-",
                          "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs,
                                               "uid": rs_uid, "controller": True, "blockOwnerDeletion": True}]},
-            "spec": {"nodeName": node, "containers": (tmpl.get("spec") or {}).get("containers", [])}}
+            "spec": {"nodeName": node, "containers": (tmpl.get("spec") or {}).get("containers", []),
+                     **{k: v for k, v in (tmpl.get("spec") or {}).items() if k in POD_SPEC_FIELDS}}}
+
+
+#: the template's pod-spec fields a pod is created with besides its containers (what the agents and listings read)
+POD_SPEC_FIELDS = ("dnsPolicy", "priorityClassName", "nodeSelector", "tolerations", "affinity")
+
+
+def spreads(dep: dict) -> bool:
+    """Does the template prefer not to share a node with pods of its own (preferred pod anti-affinity on the
+    hostname whose terms select the template's labels)?"""
+    tmpl = dep["spec"].get("template") or {}
+    labels = (tmpl.get("metadata") or {}).get("labels") or {}
+    terms = ((((tmpl.get("spec") or {}).get("affinity") or {}).get("podAntiAffinity") or {})
+             .get("preferredDuringSchedulingIgnoredDuringExecution") or [])
+    for t in terms:
+        term = t.get("podAffinityTerm") or {}
+        sel = term.get("labelSelector") or {}
+        if term.get("topologyKey") != "kubernetes.io/hostname":
+            continue
+        ok = all(labels.get(k) == v for k, v in (sel.get("matchLabels") or {}).items()) and all(
+            e.get("operator") == "In" and labels.get(e.get("key")) in (e.get("values") or [])
+            for e in sel.get("matchExpressions") or [])
+        if ok and (sel.get("matchLabels") or sel.get("matchExpressions")):
+            return True
+    return False
 
 
 def _key(pod: dict) -> tuple[str, str]:
@@ -132,12 +163,27 @@ def plan(dep: dict, pods: list[dict], statuses: dict[tuple[str, str], dict], nod
     out = Plan()
     dep_ns = dep["metadata"].get("namespace") or "default"
     taken = {p["metadata"]["name"] for p in pods if (p["metadata"].get("namespace") or "default") == dep_ns}
-    if len(current) < want and nodes:
+    spread = spreads(dep)
+    own: dict[str, int] = {}  # the Deployment's pods per node, when they are to spread
+    for p in current if spread else ():
+        own[p["spec"].get("nodeName", "")] = own.get(p["spec"].get("nodeName", ""), 0) + 1
+
+    def place() -> str:
+        if not nodes:
+            return ""  # no node the scheduler would take: unbound, Pending
+        node = min(nodes, key=lambda n: (own.get(n, 0), counts.get(n, 0), nodes.index(n)))
+        if spread:
+            own[node] = own.get(node, 0) + 1
+        counts[node] = counts.get(node, 0) + 1
+        return node
+    if nodes and len(current) <= want:
+        for p in current:
+            if not p["spec"].get("nodeName"):
+                out.bind.append((p["metadata"]["name"], place()))
+    if len(current) < want:
         for _ in range(want - len(current)):
-            node = min(nodes, key=lambda n: (counts.get(n, 0), nodes.index(n)))
-            pod = new_pod(dep, node, taken, rng)
+            pod = new_pod(dep, place(), taken, rng)
             taken.add(pod["metadata"]["name"])
-            counts[node] = counts.get(node, 0) + 1
             out.create.append(pod)
     elif len(current) > want:
         per_node: dict[str, int] = {}

@@ -10,18 +10,13 @@ Records (TTL 5 s, CoreDNS's default for the kubernetes zone):
   with the zone's SOA; a name that does not exist in the zone gets NXDOMAIN with the SOA, so resolvers walking
   the search list (``ndots:5``) move on quickly; names outside the zone get REFUSED: the lab has no upstream.
 
-Messages are parsed and built with dnspython (``dns.message``), never packed by hand. ``Zone`` is rebuilt from the
-store when its ``services`` or ``endpoints`` directory changed (a stat of two directories per query), and
-``answer`` is a pure function of a query and a zone. The server listens on UDP and TCP port 53 in its own
-namespace; the ``kube-dns`` Service (10.96.0.10) points at it.
+Messages are parsed and built with dnspython (``dns.message``), never packed by hand; ``answer`` is a pure function
+of a query and a zone. The server around it (``dnsserver``: the program the ``coredns`` pods of kube-system run,
+behind the ``kube-dns`` Service at 10.96.0.10) keeps the zone current from the store and the answers it built.
 """
 from __future__ import annotations
 
 import ipaddress
-import signal
-import socketserver
-import struct
-import threading
 from dataclasses import dataclass, field
 
 import dns.flags
@@ -32,9 +27,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from emulator.proc.daemon import log
 from emulator.services.endpoints import addresses
-from emulator.state.store import Store
 
 TTL = 5
 
@@ -45,6 +38,7 @@ class Zone:
     a: dict[dns.name.Name, list[str]] = field(default_factory=dict)
     srv: dict[dns.name.Name, list[tuple[int, dns.name.Name]]] = field(default_factory=dict)
     names: set[dns.name.Name] = field(default_factory=set)  # every name that exists (for NODATA vs NXDOMAIN)
+    ttl: int = TTL
 
     def add_name(self, name: dns.name.Name) -> None:
         while name != self.domain and name.is_subdomain(self.domain):
@@ -53,9 +47,9 @@ class Zone:
         self.names.add(self.domain)
 
 
-def build_zone(services: list[dict], endpoints: list[dict], domain: str = "cluster.local") -> Zone:
+def build_zone(services: list[dict], endpoints: list[dict], domain: str = "cluster.local", ttl: int = TTL) -> Zone:
     root = dns.name.from_text(domain)
-    z = Zone(root)
+    z = Zone(root, ttl=ttl)
     z.add_name(root)
     eps = {(e["metadata"].get("namespace", "default"), e["metadata"]["name"]): e for e in endpoints}
     for svc in services:
@@ -105,13 +99,13 @@ def answer(query: dns.message.Message, zone: Zone) -> dns.message.Message:
     srv = zone.srv.get(qname)
     exists = qname in zone.names or pod_ip is not None
     if q.rdtype in (dns.rdatatype.A, dns.rdatatype.ANY) and a:
-        resp.answer.append(dns.rrset.from_text_list(q.name, TTL, dns.rdataclass.IN, dns.rdatatype.A, a))
+        resp.answer.append(dns.rrset.from_text_list(q.name, zone.ttl, dns.rdataclass.IN, dns.rdatatype.A, a))
     if q.rdtype in (dns.rdatatype.SRV, dns.rdatatype.ANY) and srv:
-        resp.answer.append(dns.rrset.from_text_list(q.name, TTL, dns.rdataclass.IN, dns.rdatatype.SRV,
+        resp.answer.append(dns.rrset.from_text_list(q.name, zone.ttl, dns.rdataclass.IN, dns.rdatatype.SRV,
                                                     [f"0 100 {port} {target}" for port, target in srv]))
         for port, target in srv:
             if zone.a.get(target):
-                resp.additional.append(dns.rrset.from_text_list(target, TTL, dns.rdataclass.IN, dns.rdatatype.A,
+                resp.additional.append(dns.rrset.from_text_list(target, zone.ttl, dns.rdataclass.IN, dns.rdatatype.A,
                                                                 zone.a[target]))
     if not resp.answer:
         if not exists:
@@ -122,70 +116,8 @@ def answer(query: dns.message.Message, zone: Zone) -> dns.message.Message:
 
 def soa(zone: Zone) -> dns.rrset.RRset:
     d = zone.domain.to_text()
-    return dns.rrset.from_text(zone.domain, TTL, dns.rdataclass.IN, dns.rdatatype.SOA,
-                               f"ns.dns.{d} hostmaster.{d} 1 7200 1800 86400 {TTL}")
-
-
-class ZoneCache:
-    """The zone for the store's current services and endpoints, rebuilt only when they changed."""
-
-    def __init__(self, store: Store, domain: str) -> None:
-        self.store, self.domain = store, domain
-        self.version: tuple[int, int] | None = None
-        self.zone = build_zone([], [], domain)
-        self.lock = threading.Lock()
-
-    def get(self) -> Zone:
-        v = (self.store.version("services"), self.store.version("endpoints"))
-        with self.lock:
-            if v != self.version:
-                self.zone = build_zone(list(self.store.list("services")), list(self.store.list("endpoints")),
-                                       self.domain)
-                self.version = v
-            return self.zone
-
-
-def handle(wire: bytes, zones: ZoneCache) -> bytes | None:
-    try:
-        query = dns.message.from_wire(wire)
-    except Exception:  # not a DNS message: no answer, as a server drops garbage
-        return None
-    return answer(query, zones.get()).to_wire()
-
-
-def serve(store: Store, domain: str, address: str = "0.0.0.0", port: int = 53,
-          ready: threading.Event | None = None) -> None:
-    zones = ZoneCache(store, domain)
-
-    class Udp(socketserver.BaseRequestHandler):
-        def handle(self) -> None:
-            data, sock = self.request
-            out = handle(data, zones)
-            if out is not None:
-                sock.sendto(out, self.client_address)
-
-    class Tcp(socketserver.StreamRequestHandler):
-        def handle(self) -> None:
-            while True:
-                head = self.rfile.read(2)
-                if len(head) < 2:
-                    return
-                out = handle(self.rfile.read(struct.unpack("!H", head)[0]), zones)
-                if out is None:
-                    return
-                self.wfile.write(struct.pack("!H", len(out)) + out)
-
-    socketserver.ThreadingUDPServer.allow_reuse_address = True
-    socketserver.ThreadingTCPServer.allow_reuse_address = True
-    udp = socketserver.ThreadingUDPServer((address, port), Udp)
-    tcp = socketserver.ThreadingTCPServer((address, port), Tcp)
-    udp.daemon_threads = tcp.daemon_threads = True
-    threading.Thread(target=tcp.serve_forever, daemon=True).start()
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=udp.shutdown, daemon=True).start())
-    log(f"cluster DNS for {domain} listening on {address}:{port} (udp, tcp)")
-    if ready:
-        ready.set()
-    udp.serve_forever(poll_interval=0.2)
+    return dns.rrset.from_text(zone.domain, zone.ttl, dns.rdataclass.IN, dns.rdatatype.SOA,
+                               f"ns.dns.{d} hostmaster.{d} 1 7200 1800 86400 {zone.ttl}")
 
 
 def lookup(server: str, name: str, rdtype: str = "A", port: int = 53, timeout: float = 2.0) -> dns.message.Message:

@@ -60,9 +60,14 @@ def pod_manifest(p: Pod) -> dict:
 
 def unschedulable_status(p: Pod) -> dict:
     """A pod the scheduler could not place: Pending, PodScheduled False with its FailedScheduling message."""
-    cond = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": p.unschedulable}
-    return {"name": p.name, "phase": "Pending", "nodeName": "", "reason": "Unschedulable",
-            "message": p.unschedulable, "conditions": [cond]}
+    return unscheduled_status(p.name, p.namespace, "", p.unschedulable)
+
+
+def unscheduled_status(name: str, ns: str, uid: str, message: str) -> dict:
+    """The status of pod ``ns/name`` (``uid``, "" if unknown) the scheduler left unbound with ``message``."""
+    cond = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}
+    return {"name": name, "namespace": ns, **({"uid": uid} if uid else {}), "phase": "Pending", "nodeName": "",
+            "reason": "Unschedulable", "message": message, "conditions": [cond]}
 
 
 def namespace_manifest(ns: Namespace) -> dict:

@@ -3,12 +3,12 @@
 Kernel state comes from ``netlink.observe.Snapshot`` s, opened once per namespace and trace. The lab is consulted only for what one
 namespace's kernel cannot say: which namespace is at the other end of a veth cable (a pod's sandbox names its
 node-side veth; the rest are the lab's conventions: a node's ``eth0`` is underlay port ``<node>``, the router's
-``eth0`` is ``gw.lan``, the DNS host's ``dns.lan``, the external host's ``eth0`` is the router's ``eth1``) and which
+``eth0`` is ``gw.lan``, the external host's ``eth0`` is the router's ``eth1``) and which
 pod, node or host owns an address when a bridge has not learned its MAC yet.
 
 Endpoints: the source is a target of the one grammar (``emulator.lab.targets``) that has an address — a pod, a
 node, a Docker container (``container/NODE/NAME``: its cable is ``eth0`` ↔ the node's ``veth<7 hex>`` on
-docker0, and its 172.17.0.x means the container *of the node asking*), ``external``; the destination any of those or an IPv4 address (the router's and the DNS host's too), each
+docker0, and its 172.17.0.x means the container *of the node asking*), ``external``; the destination any of those or an IPv4 address (the router's too), each
 optionally with ``:PORT``. A Service's
 ClusterIP without a port takes the Service's port (and protocol) when it has one, or the one of ``--proto``.
 """
@@ -17,8 +17,6 @@ from __future__ import annotations
 import ipaddress
 
 from emulator.external import network as extnet
-from emulator.services import config as svcconfig
-from emulator.services import dnsnet
 from emulator.errors import TargetError
 from emulator.lab import targets as grammar
 from emulator.lab.api import Lab
@@ -29,7 +27,7 @@ from emulator.topology import names
 
 Place = tuple[str, str, str]  # (kind, owner, device)
 BR_NF_SYSCTL = "/proc/sys/net/bridge/bridge-nf-call-iptables"
-HOSTS = {"gw": extnet.gw_ns, "external": extnet.external_ns, "dns": svcconfig.dns_ns}
+HOSTS = {"gw": extnet.gw_ns, "external": extnet.external_ns}
 
 
 class Ctx:
@@ -71,8 +69,6 @@ class Ctx:
             self._cable(("host", "gw", "eth0"), ("underlay", "underlay", extnet.UNDERLAY_PORT))
         if "external" in self.hosts:
             self._cable(("host", "external", "eth0"), ("host", "gw", "eth1"))
-        if "dns" in self.hosts:
-            self._cable(("host", "dns", "eth0"), ("underlay", "underlay", dnsnet.UNDERLAY_PORT))
 
     def _cable(self, a: Place, b: Place) -> None:
         self.cables[a], self.cables[b] = b, a

@@ -12,7 +12,7 @@ the namespace that sends it, ``prerouting`` where it arrives, ``input`` before l
 ``postrouting`` where it is routed on — as ``hook(ctx, at, packet)``: ``ctx`` the walker's view of the lab
 (``NatContext``), ``at`` the place (``NatAt``: namespace, hook, in and out devices). A hook returns None (nothing
 to say) or a ``NatStep``: the packet as it leaves the hook (addresses, port, mark), a line for the trace (e.g.
-"DNAT 10.96.0.10:53 → 192.168.56.2:53 by KUBE-SEP-…"), the same as data for ``-o json``, and, when the packet
+"DNAT 10.96.0.10:53 → 10.244.1.2:53 by KUBE-SEP-…"), the same as data for ``-o json``, and, when the packet
 goes no further (dropped, rejected, or a Service address nothing translated), the problem to report.
 """
 from __future__ import annotations
@@ -54,7 +54,7 @@ class Check:
 
 @dataclass
 class Hop:
-    at: str  # pod, node or host name (gw, external, dns), or "underlay"
+    at: str  # pod, node or host name (gw, external), or "underlay"
     kind: str  # pod | node | host | underlay
     ns: str
     iface: str

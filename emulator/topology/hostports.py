@@ -35,6 +35,20 @@ def unschedulable_message(total: int, no_ports: int, no_match: int) -> str:
     return f"0/{total} nodes are available: {parts}. preemption: 0/{total} nodes are available: {', '.join(pre)}."
 
 
+TAINT_MSG = "node(s) had untolerated taint {node.kubernetes.io/not-ready: }"
+CORDONED_MSG = "node(s) were unschedulable"
+
+
+def no_ready_node_message(total: int, not_ready: int, cordoned: int) -> str:
+    """The scheduler's FailedScheduling message when no Kubernetes node of ``total`` is Ready and schedulable
+    (``not_ready`` carry the not-ready taint, ``cordoned`` are cordoned); with no node at all, its own words."""
+    if total == 0:
+        return "no nodes available to schedule pods"
+    reasons = sorted(f"{n} {msg}" for n, msg in ((not_ready, TAINT_MSG), (cordoned, CORDONED_MSG)) if n)
+    return (f"0/{total} nodes are available: {', '.join(reasons)}. preemption: 0/{total} nodes are available: "
+            f"{total} Preemption is not helpful for scheduling.")
+
+
 def choose(ports: set[tuple[int, str]], pinned: str | None, spread_choice: str, used: dict[str, set],
            eligible: list[str]) -> tuple[str, str]:
     """One pod's node under the NodePorts filter: (node, "") or ("", the scheduler's message). ``used`` holds the

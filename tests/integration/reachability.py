@@ -19,9 +19,12 @@ from emulator.routing import bgp, bird, held_routes
 
 
 def pods_by_node(lab: Lab) -> dict[str, list[tuple[str, str]]]:
+    """The topology's pods by node (``default``; not kube-system's coredns pods, which sit on some nodes only:
+    the matrix is about routes between nodes, and the topology's pods cover every node)."""
     out: dict[str, list[tuple[str, str]]] = {}
     for p in lab.pods:
-        out.setdefault(p.node, []).append((p.name, p.ip))
+        if p.namespace == "default":
+            out.setdefault(p.node, []).append((p.name, p.ip))
     return out
 
 

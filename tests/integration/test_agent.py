@@ -178,16 +178,24 @@ pods:
 
 
 def test_node_without_cni_config_then_install(make_lab) -> None:
+    """A node without CNI configuration is NotReady (as a kubelet reports it before a network add-on is
+    installed): a pod bound to it stays ContainerCreating, and the scheduler puts the cluster's coredns pods on
+    the Ready node only; once the configuration is installed the node is Ready and the pod starts."""
     lab = make_lab(CNI_NONE)
     st = lab.pod("p2").status
     assert st["phase"] == "Pending" and "network plugin not ready: cni config uninitialized" in st["message"]
     out = podlab("get", "pods", lab=lab).stdout
     assert any(line.split()[:3] == ["p2", "0/1", "ContainerCreating"] for line in out.splitlines()), out
+    nodes = {line.split()[0]: line.split()[1] for line in podlab("get", "nodes", lab=lab).stdout.splitlines()[1:]}
+    assert nodes == {"node-1": "Ready", "node-2": "NotReady"}, nodes
+    dns = [p for p in lab.pods if p.namespace == "kube-system"]
+    assert len(dns) == 2 and {(p.node, p.status["phase"]) for p in dns} == {("node-1", "Running")}
     uid = lab.pod("p2").obj["metadata"]["uid"]
     r = podlab("cni", "install", "node-2", lab=lab)
     assert r.returncode == 0, r.stderr
     st = lab.wait_pod("p2", timeout=10)
     assert lab.pod("p2").obj["metadata"]["uid"] == uid and probe.ping(lab, "p1", st["podIP"])
+    assert lab.node("node-2").ready
 
 
 EXHAUST = """
@@ -195,20 +203,27 @@ version: 1
 name: x
 cluster: {nodeCIDRMaskSize: 29}
 nodes: [{name: node-1}]
-pods: [{name: p1}, {name: p2}, {name: p3}, {name: p4}, {name: p5}]
+pods: [{name: p1}, {name: p2}, {name: p3}]
 """
 
 
 def test_exhausted_slice_then_freed(make_lab) -> None:
+    """A /29 slice holds 5 pod IPs (less network, broadcast and the bridge's gateway): the cluster's 2 coredns
+    pods take two of them, as in a cluster (where they also hold pod IPs of their node's slice), the topology's 3
+    pods the rest; a 6th pod waits for an IP with host-local's message until one is freed."""
     lab = make_lab(EXHAUST)
-    assert len({p.ip for p in lab.pods}) == 5
+    slice_ = ipaddress.ip_network(lab.node("node-1").pod_cidr)
+    every = [str(a) for a in slice_.hosts()]  # host-local's range set (it skips the gateway it is given)
+    hosts = every[1:]  # the first is cbr0's gateway
+    ips = {f"{p.namespace}/{p.name}": p.ip for p in lab.pods}
+    assert len(ips) == 5 and sorted(ips.values(), key=ipaddress.ip_address) == hosts, ips
+    assert sum(1 for k in ips if k.startswith("kube-system/coredns-")) == 2, ips
     lab.apply_pod({"name": "p6", "node": "node-1"})
     st = wait_for(lambda: (lab.store.get_status("pods", "p6") or {}).get("message"), what="p6 pending")
-    assert "no IP addresses available in range set: 10.244.0.1-10.244.0.6" in st or \
-        "no IP addresses available in range set" in st, st
+    assert f"no IP addresses available in range set: {every[0]}-{every[-1]}" in st, st
     assert lab.pod("p6").status["phase"] == "Pending"
     lab.delete_pod("p3")
-    assert lab.wait_pod("p6", timeout=10)["podIP"]
+    assert lab.wait_pod("p6", timeout=10)["podIP"] == ips["default/p3"]
 
 
 MIXED = """
@@ -226,8 +241,9 @@ pods:
 @pytest.mark.skipif(not os.path.exists("/usr/lib/cni/bridge"), reason="containernetworking-plugins not installed")
 def test_mixed_builtin_and_reference_plugins(make_lab) -> None:
     lab = make_lab(MIXED)
-    pods = {p.name: p.ip for p in lab.pods}
-    for p in lab.pods:
+    mine = [p for p in lab.pods if p.namespace == "default"]  # the netexec pods (not kube-system's coredns pods)
+    pods = {p.name: p.ip for p in mine}
+    for p in mine:
         assert probe.wait_http(lab, f"node/{p.node}", p.ip)
     pairs = [(a, b) for a in pods for b in pods if a != b]
     seen = probe.matrix(pairs, lambda pr: probe.observed_source(lab, pr[0], pods[pr[1]]))
@@ -252,11 +268,15 @@ def test_mixed_builtin_and_reference_plugins(make_lab) -> None:
 
 
 def invariants(lab: Lab) -> list[str]:
-    """Everything that must hold whatever happened to the agents."""
+    """Everything that must hold whatever happened to the agents, for every pod the agents run: the topology's
+    and the cluster's own (kube-system's coredns pods)."""
     problems = []
-    spec = set(lab.store.names("pods"))
+    spec = {(ns, n) for ns, n in lab.store.keys("pods")
+            if "podlab.io/process" not in ((lab.store.get("pods", n, ns) or {"metadata": {}})["metadata"]
+                                           .get("annotations") or {})}
     # the agents' pods (not the API server's mirror pods of the lab's own processes, which run in the nodes)
-    sts = {s["name"]: s for s in lab.store.list("pods", status=True) if not (s.get("sandbox") or {}).get("mirror")}
+    sts = {(s.get("namespace") or "default", s["name"]): s for s in lab.store.list("pods", status=True)
+           if not (s.get("sandbox") or {}).get("mirror")}
     running = {n: s for n, s in sts.items() if s.get("phase") == "Running"}
     ips = [s["podIP"] for s in running.values()]
     if len(ips) != len(set(ips)):
@@ -272,7 +292,7 @@ def invariants(lab: Lab) -> list[str]:
         if veths != want:
             problems.append(f"{node}: veths {sorted(veths)} != pods' {sorted(want)}")
     pod_ns = {n for n in netns.list_names() if n.startswith(f"{lab.name}-")} - set(lab.record["namespaces"])
-    want_ns = {names.pod_ns(lab.name, n) for n in running}
+    want_ns = {names.pod_ns(lab.name, n, ns) for ns, n in running}
     if pod_ns != want_ns:
         problems.append(f"namespaces {sorted(pod_ns)} != running pods' {sorted(want_ns)}")
     if set(running) != spec:

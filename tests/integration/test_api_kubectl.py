@@ -129,15 +129,17 @@ def test_get_flags(lab: Lab, kubectl) -> None:
     assert [r[0] for r in rows(kubectl("get", "pods", "-n", "x").stdout)[1:]] == ["a"]
     assert kubectl("get", "pods", "-l", "app=web", "-o", "name").stdout.split() == ["pod/web-1", "pod/web-2"]
     sel = rows(kubectl("get", "pods", "-A", "--field-selector", "spec.nodeName=node-2").stdout)
-    assert [r[1] for r in sel[1:] if not r[1].startswith(("kube-proxy-", "kube-flannel-ds-"))] == ["web-2"]
-    assert sorted(r[1].rsplit("-", 1)[0] for r in sel[1:] if r[1] != "web-2") == ["kube-flannel-ds", "kube-proxy"]
+    assert [r[1] for r in sel[1:] if not r[1].startswith(("kube-proxy-", "kube-flannel-ds-", "coredns-"))] == ["web-2"]
+    assert sorted(r[1].rsplit("-", 1)[0] for r in sel[1:] if r[1] != "web-2" and not r[1].startswith("coredns-")) == [
+        "kube-flannel-ds", "kube-proxy"]
     labels = rows(kubectl("get", "pods", "--show-labels").stdout)
     assert labels[0][-1] == "LABELS" and labels[1][-1] == "app=web"
     assert rows(kubectl("get", "pods", "-L", "app").stdout)[0][-1] == "APP"
     by_ip = [r[0] for r in rows(kubectl("get", "pods", "-A", "--sort-by=.status.podIP", "-o",
                                         "custom-columns=N:.metadata.name").stdout)[1:]]
     ips = sorted(((ipaddress.ip_address(p.ip), p.name) for p in lab.pods))
-    assert [n for n in by_ip if not n.startswith(("kube-proxy-", "kube-flannel-ds-"))] == [n for _, n in ips]
+    assert [n for n in by_ip if not n.startswith(("kube-proxy-", "kube-flannel-ds-", "coredns-"))] == [
+        n for _, n in ips if not n.startswith("coredns-")]
     items = json.loads(kubectl("get", "pods", "-o", "json").stdout)["items"]
     assert [p["status"]["podIP"] for p in items] == [lab.pod("web-1").ip, lab.pod("web-2").ip]
     assert yaml.safe_load(kubectl("get", "pod", "web-1", "-o", "yaml").stdout)["spec"]["nodeName"] == "node-1"
@@ -213,7 +215,7 @@ def test_deployment_replicasets_scale_rollout_and_get_all(lab: Lab, kubectl, tmp
     assert out == ['deployment.apps "hello" deleted from default namespace',
                    'service "hello" deleted from default namespace']
     deadline = time.monotonic() + 20
-    while any(netns.exists(n) for n in spaces) or lab.store.keys("replicasets"):
+    while any(netns.exists(n) for n in spaces) or lab.store.keys("replicasets", ns="default"):
         assert time.monotonic() < deadline, "the deployment's replicaset and pods were not collected"
         time.sleep(0.05)
 

@@ -42,18 +42,25 @@ def test_missing_route_is_pinpointed(lab: Lab) -> None:
         c = result(rep, "pod-to-pod")
         assert c.status == "FAIL" and "node-1 has no route to 10.244.2" in c.summary, report.text([rep])
         assert c.findings and all(f.culprit == "node-1" for f in c.findings)
-        # both directions between node-1's and node-2's pods fail (the replies need the route too), nothing else
-        assert all({f.subject[:2], f.subject.split("→ ")[1][:2]} == {"p1", "p2"} for f in c.findings)
+        # both directions between node-1's and node-2's pods fail (the replies need the route too), nothing else;
+        # the coredns pods of kube-system are pods of those nodes too (the matrix covers every pod of the network)
+        node_of = {p.ref: p.node for p in lab.pods}
+        assert all({node_of[e] for e in pair(f)} == {"node-1", "node-2"} for f in c.findings), c.findings
         # each finding carries the trace of its pair: the way there, and the way back when that one is whole
         for f in c.findings:
-            src, dst = f.subject.split(" (")[0].split(" → ")
+            src, dst = pair(f)
             assert f.trace.startswith(f"trace {src} → {dst}: tcp "), f.trace
             assert "PROBLEM: node-1 has no route to 10.244.2.0/24 (the pod CIDR of node-2)" in f.trace, f.trace
-            assert (f"trace {dst} → {src}: tcp " in f.trace) == src.startswith("p2"), f.trace
+            assert (f"trace {dst} → {src}: tcp " in f.trace) == (node_of[src] == "node-2"), f.trace
         assert "PROBLEM: node-1 has no route" in report.text([rep])
     finally:
         restore(lab)
     assert runner.run_lab(lab, only=["pod-to-pod"]).ok
+
+
+def pair(f) -> list[str]:
+    """The (source, destination) pods a finding's subject names (``a → b (…)``)."""
+    return f.subject.split(" (")[0].split(" → ")
 
 
 def test_masquerade_between_pods_is_caught(lab: Lab) -> None:
@@ -65,7 +72,9 @@ def test_masquerade_between_pods_is_caught(lab: Lab) -> None:
         c = result(rep, "no-nat")
         assert c.status == "FAIL" and "NAT by node-2" in c.summary, report.text([rep])
         # node-2 masquerades what it routes out (to other nodes) and in (to its pods through cni0)
-        assert c.findings and all("p2-" in f.subject and f.culprit.startswith("node-2") for f in c.findings)
+        node_of = {p.ref: p.node for p in lab.pods}  # (kube-system's coredns pods among them)
+        assert c.findings and all("node-2" in {node_of[e] for e in pair(f)} and f.culprit.startswith("node-2")
+                                  for f in c.findings), c.findings
         for f in c.findings:  # the trace shows the rule that does it
             assert re.search(r"node-2 +\S+ +SNAT 10\.244\.\d+\.\d+ → 10\.244\.\d+\.\d+ \(masquerade: the address "
                              r"\S+ gives it\) by iptables nat POSTROUTING", f.trace), f.trace

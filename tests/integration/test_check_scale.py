@@ -12,7 +12,9 @@ import json
 import os
 import subprocess
 import time
+from collections import Counter
 
+from emulator.lab.api import Lab
 from emulator.netlink import neightable
 from tests.integration.conftest import ROOT, podlab, podlab_argv, podlab_env, unique_name
 
@@ -97,13 +99,20 @@ def test_check_of_520_pods_fits_the_ceiling_and_leaves_nothing(tmp_path) -> None
         assert r.returncode == 0 and report["ok"], json.dumps(mode, indent=1)[-3000:]
         assert peak < CEILING, f"the check's process tree peaked at {peak / 2**20:.0f} MB"
         plan = mode["plan"]
-        assert plan["mode"] == "spanning" and plan["seed"] == 16 and plan["of"] == 520 * 519
-        # 4 × 3 node pairs × 130 + 130 same-node pairs per node + the sample (100)
-        assert plan["pairs"] == 12 * 130 + 4 * 130 + 100
+        # the topology's 520 pods and kube-system's 2 coredns pods: every pod of the pod network is checked
+        per_node = Counter(p.node for p in Lab(name).pods)
+        total = sum(per_node.values())
+        assert total == 522 and sorted(per_node.values()) == [130, 130, 131, 131], per_node
+        assert plan["mode"] == "spanning" and plan["seed"] == 16 and plan["of"] == total * (total - 1)
+        # max(k_a, k_b) per ordered node pair (12 of them) + the same-node pairs (k per node, k + 1 when k is odd)
+        # + the sample (100)
+        cross = sum(max(per_node[a], per_node[b]) for a in per_node for b in per_node if a != b)
+        same = sum(k + k % 2 for k in per_node.values())
+        assert plan["pairs"] == cross + same + 100, (plan, per_node)
         assert any("spanning set" in n and "seed 16" in n for n in mode["notes"])
         checks = {c["name"]: c for c in mode["checks"]}
         assert f"{plan['pairs']}/{plan['pairs']} pairs connected" in checks["pod-to-pod"]["summary"]
-        assert "520/520 node→pod" in checks["node-to-pod"]["summary"]
+        assert f"{total}/{total} node→pod" in checks["node-to-pod"]["summary"]
         assert neightable.read_stats().table_fulls == fulls0, "the neighbour table overflowed during the check"
         time.sleep(0.2)
         left = [(pid, start) for pid, start in seen if (_stat(str(pid)) or (0, -1))[1] == start]

@@ -30,8 +30,11 @@ lab3 = lab_fixture(EXAMPLE, MODES, name="lab3", ready=serving())
 
 
 def test_pod_ips_unique_and_inside_node_slices(lab3: LabUnderTest) -> None:
+    """The topology's 6 pods and the cluster's 2 coredns pods of kube-system (``kubectl get pods -A`` shows them
+    with pod IPs of their nodes' slices, as in a cluster) hold 8 distinct IPs."""
     ips = [p.ip for p in lab3.pods]
-    assert len(ips) == 6 and len(set(ips)) == 6, ips
+    assert len(ips) == 8 and len(set(ips)) == 8, ips
+    assert sorted(p.namespace for p in lab3.pods) == ["default"] * 6 + ["kube-system"] * 2
     for p in lab3.pods:
         slice_ = ipaddress.ip_network(lab3.node(p.node).pod_cidr)
         assert ipaddress.ip_address(p.ip) in slice_, (p.name, p.ip, slice_)
@@ -39,16 +42,17 @@ def test_pod_ips_unique_and_inside_node_slices(lab3: LabUnderTest) -> None:
 
 
 def test_every_pod_reaches_every_pod_icmp(lab3: LabUnderTest) -> None:
-    pods = lab3.pods
-    pairs = [(a.name, b.ip) for a, b in itertools.permutations(pods, 2)]
+    pods = lab3.pods  # the coredns pods too: they are pods of the same network
+    pairs = [(a.ref, b.ip) for a, b in itertools.permutations(pods, 2)]
     results = probe.matrix(pairs, lambda pr: probe.ping(lab3, pr[0], pr[1]))
     failed = [pr for pr, ok in results if not ok]
     assert not failed, f"ping failed for {failed}"
 
 
 def test_every_pod_reaches_every_pod_tcp_without_nat(lab3: LabUnderTest) -> None:
-    pods = {p.name: p.ip for p in lab3.pods}
-    pairs = [(a, b) for a, b in itertools.permutations(pods, 2)]
+    pods = {p.ref: p.ip for p in lab3.pods}
+    servers = [p.ref for p in lab3.pods if p.namespace == "default"]  # netexec's /clientip (coredns serves DNS)
+    pairs = [(a, b) for a, b in itertools.permutations(pods, 2) if b in servers]  # the coredns pods as clients
     results = probe.matrix(pairs, lambda pr: probe.observed_source(lab3, pr[0], pods[pr[1]]))
     wrong = [(a, b, seen) for (a, b), seen in results if seen != pods[a]]
     assert not wrong, f"receiver saw the wrong source (sender, receiver, seen): {wrong}"
@@ -58,9 +62,11 @@ def test_node_reaches_its_pods(lab3: LabUnderTest) -> None:
     def node_to_pod(p) -> tuple[bool, str | None]:
         src = f"node/{p.node}"
         return probe.ping(lab3, src, p.ip), probe.observed_source(lab3, src, p.ip)
-    for p, (pinged, seen) in probe.matrix(lab3.pods, node_to_pod):
+    for p, (pinged, seen) in probe.matrix([p for p in lab3.pods if p.namespace == "default"], node_to_pod):
         cni0 = str(ipaddress.ip_network(lab3.node(p.node).pod_cidr).network_address + 1)
         assert pinged and seen == cni0, (p.name, pinged, seen)  # the node speaks from its cni0 address
+    dns = [p for p in lab3.pods if p.namespace == "kube-system"]  # no HTTP server there: ICMP only
+    assert len(dns) == 2 and all(probe.ping(lab3, f"node/{p.node}", p.ip) for p in dns)
 
 
 def test_routes_and_mtu_follow_the_mode(lab3: LabUnderTest) -> None:

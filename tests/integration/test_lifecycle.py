@@ -59,8 +59,10 @@ def test_cli_up_twice_down_twice(tmp_path) -> None:
         assert "pods Running: 2/2" in r.stderr
         inodes = {n: netns.inode(n) for n in lab_namespaces(name)}
         pids = processes_of(name)
-        assert len(inodes) == 6 and len(pids) == 4  # underlay + 2 nodes + 2 pods + the cluster DNS's (every lab
-        # runs kube-proxy, the controllers and the DNS); 2 agents + 2 pause
+        # underlay + 2 nodes + 2 pods + kube-system's 2 coredns pods (every lab runs kube-proxy, the controllers
+        # and cluster DNS as pods); 2 agents + 2 pause + the 2 coredns pods' servers
+        assert len(inodes) == 7 and len(pids) == 6, (sorted(inodes), pids)
+        assert sum(".kube-system" in n and "-coredns-" in n for n in inodes) == 2, sorted(inodes)
 
         again = podlab("up", str(topo_file), "--name", name, "--routing", "host-gw")
         assert again.returncode == 0 and "already up; nothing changed" in again.stdout

@@ -154,13 +154,19 @@ def test_down_removes_processes_namespaces_and_resolv_files(lab: Lab) -> None:
     """Runs last: it removes the module's lab."""
     pids = [{"pid": e.pid, "start": e.start, "what": e.what} for e in record.processes(lab.name)]
     whats = {p["what"] for p in pids}
-    assert {"cluster DNS", "controller-manager", "kube-proxy of node-1", "kube-proxy of node-2",
-            "external echo server"} <= whats
+    assert {"controller-manager", "kube-proxy of node-1", "kube-proxy of node-2", "external echo server"} <= whats
+    assert "cluster DNS" not in whats  # DNS runs in pods, started by the agents like any pod's containers
+    dns_pods = [p["metadata"]["name"] for p in lab.store.list("pods", ns="kube-system")
+                if p["metadata"]["name"].startswith("coredns-")]
+    dns_procs = [(st["containerStatuses"][0]["pid"], st["containerStatuses"][0]["pidStart"]) for st in
+                 (lab.store.get_status("pods", n, "kube-system") for n in dns_pods)]
+    assert len(dns_procs) == 2 and all(alive(pid, start) for pid, start in dns_procs)
     owned = [f"/etc/netns/{ns}" for ns in json.loads((lab.paths.root / "resolv-owned.json").read_text())]
     assert owned and all(os.path.isdir(d) for d in owned)
-    spaces = [f"{lab.name}-{s}" for s in ("dns", "gw", "external")]
-    assert all(netns.exists(n) for n in spaces)
+    spaces = [f"{lab.name}-{s}" for s in ("gw", "external")] + [f"{lab.name}-{n}.kube-system" for n in dns_pods]
+    assert all(netns.exists(n) for n in spaces) and not netns.exists(f"{lab.name}-dns")
     assert lab.down()
     assert not any(alive(p["pid"], p["start"]) for p in pids)
+    assert not any(alive(pid, start) for pid, start in dns_procs)
     assert not any(os.path.exists(d) for d in owned)
     assert not any(netns.exists(n) for n in spaces)

@@ -157,7 +157,7 @@ def test_a_rule_changed_by_hand_is_what_the_trace_follows(lab: Lab) -> None:
 
 def test_pod_to_the_internet_and_to_kube_dns(lab: Lab) -> None:
     """Leaving the cluster: flannel's masquerade on the way to the external host (which sees the node's address);
-    kube-dns's ClusterIP DNATed to the DNS host on the LAN."""
+    kube-dns's ClusterIP DNATed to one of the coredns pods of kube-system, which is followed to its eth0."""
     n1 = lab.node("node-1").ip
     res = trace(lab, "client", "external:80")
     assert res.delivered and walk(res)[-3:] == [("gw", "eth0"), ("gw", "eth1"), ("external", "eth0")], res.lines()
@@ -166,5 +166,10 @@ def test_pod_to_the_internet_and_to_kube_dns(lab: Lab) -> None:
     assert verify(lab, res).ok, "\n".join(res.lines() + [res.probe or ""])
     assert probe.http(lab, "client", "http://203.0.113.2/clientip").body.rsplit(":", 1)[0] == n1
     res = trace(lab, "client", "10.96.0.10:53", "udp")
-    assert res.delivered and walk(res)[-1] == ("dns", "eth0"), res.lines()
-    assert nat_hops(res)[0].text.startswith("DNAT 10.96.0.10:53 → 192.168.56.2:53 by ")
+    dns_pods = {f"kube-system/{p['metadata']['name']}": lab.store.get_status("pods", p["metadata"]["name"],
+                                                                          "kube-system")["podIP"]
+                for p in lab.store.list("pods", ns="kube-system") if p["metadata"]["name"].startswith("coredns-")}
+    assert len(dns_pods) == 2
+    at, iface = walk(res)[-1]
+    assert res.delivered and at in dns_pods and iface == "eth0", res.lines()
+    assert nat_hops(res)[0].text.startswith(f"DNAT 10.96.0.10:53 → {dns_pods[at]}:53 by "), res.lines()

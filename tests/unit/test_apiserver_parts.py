@@ -310,3 +310,30 @@ def test_a_lock_left_by_a_killed_writer_is_broken_a_live_one_is_not(tmp_path) ->
     with pytest.raises(TimeoutError):
         with kubeconfig._locked(path, timeout=0.2):
             pass
+
+
+def test_a_node_without_cni_is_not_ready_and_tainted_and_an_unbound_pod_is_unscheduled() -> None:
+    """The kubelet's KubeletNotReady (network plugin not ready) with the lifecycle controller's not-ready taint;
+    an unbound pod shows the scheduler's PodScheduled=False condition, no nodeName, no container statuses, and
+    ``kubectl get pods`` says Pending."""
+    manifest = {"metadata": {"name": "node-1"}, "spec": {"podCIDR": "10.244.1.0/24"}, "status": {}}
+    n = views.node(manifest, "NetworkNotReady", 5)
+    ready = next(c for c in n["status"]["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "KubeletNotReady")
+    assert "NetworkPluginNotReady" in ready["message"] and "cni plugin not initialized" in ready["message"]
+    assert [(t["key"], t["effect"]) for t in n["spec"]["taints"]] == [("node.kubernetes.io/not-ready", "NoSchedule")]
+    assert tables.PRINTERS["nodes"][1](n)[1] == "NotReady"
+    ok = views.node(manifest, "Ready", 5)
+    assert "taints" not in ok["spec"] and ok["status"]["conditions"][-1]["status"] == "True"
+    assert views.node(manifest, "Unknown", 5)["status"]["conditions"][-1]["status"] == "Unknown"
+    pod = {"metadata": {"name": "coredns-x", "namespace": "kube-system", "uid": "u"},
+           "spec": {"nodeName": "", "containers": [{"name": "coredns", "image": "i"}]}}
+    st = {"name": "coredns-x", "namespace": "kube-system", "uid": "u", "phase": "Pending", "reason": "Unschedulable",
+          "message": "0/1 nodes are available", "conditions": [{"type": "PodScheduled", "status": "False",
+                                                                 "reason": "Unschedulable",
+                                                                 "message": "0/1 nodes are available"}]}
+    v = views.pod(pod, st)
+    assert "nodeName" not in v["spec"] and "containerStatuses" not in v["status"]
+    assert [(c["type"], c["status"], c["reason"]) for c in v["status"]["conditions"]] == [
+        ("PodScheduled", "False", "Unschedulable")]
+    assert tables.pod_status(v) == "Pending"

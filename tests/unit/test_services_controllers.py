@@ -116,12 +116,13 @@ def test_controller_pass_over_a_store(tmp_path, monkeypatch) -> None:
     store.init()
     store.put("namespaces", "default", {"metadata": {"name": "default"}, "status": {"phase": "Active"}})
     store.put("nodes", "node-1", {"metadata": {"name": "node-1"}})
+    install_cni(cm, "node-1")
     store.put("deployments", "web", DEP)
     store.put("services", "web", Service("web", selector=(("app", "web"),), cluster_ip="10.96.1.1",
                                          ports=(ServicePort(80, 8080),)).manifest())
     cm.reconcile()
     pods = list(store.list("pods"))
-    assert len(pods) == 3
+    assert len(pods) == 3 and {p["spec"]["nodeName"] for p in pods} == {"node-1"}
     resolv = tmp_path / "netns" / f"lab-{pods[0]['metadata']['name']}" / "resolv.conf"
     assert resolv.read_text() == content("default", "10.96.0.10")
     assert "ndots:5" in resolv.read_text() and "search default.svc.cluster.local svc.cluster.local" in resolv.read_text()
@@ -138,6 +139,61 @@ def test_controller_pass_over_a_store(tmp_path, monkeypatch) -> None:
     assert store.get("endpoints", "web") is None and store.get_status("deployments", "web") is None
     cm.resolv.remove()
     assert not any((tmp_path / "netns").iterdir())
+
+
+def install_cni(cm: ControllerManager, node: str) -> None:
+    """What ``podlab cni install`` (or the lab's build) leaves on a node: a CNI configuration, so it is Ready."""
+    d = cm.paths.cni_conf_dir(node)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "10-flannel.conflist").write_text("{}")
+
+
+def test_deployment_pods_go_to_ready_nodes_only_and_wait_unbound_for_one(tmp_path, monkeypatch) -> None:
+    """As the scheduler places them: never on a node without CNI configuration (NotReady, tainted not-ready)
+    nor on a Docker host; with no node left the pods are created unbound, Pending with the scheduler's
+    FailedScheduling message and event, and bound once a node turns Ready."""
+    from emulator.state import events
+    monkeypatch.setenv("PODLAB_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setattr("emulator.state.resolv.ETC_NETNS", tmp_path / "netns")
+    cm = ControllerManager("lab", "10.96.0.10", "cluster.local", seed=3)
+    store: Store = cm.store
+    store.init()
+    store.put("namespaces", "default", {"metadata": {"name": "default"}, "status": {"phase": "Active"}})
+    store.put("nodes", "node-1", {"metadata": {"name": "node-1"}})
+    store.put("nodes", "d", {"metadata": {"name": "d", "annotations": {"podlab.io/runtime": "docker"}}})
+    store.put("deployments", "web", DEP)
+    cm.reconcile()
+    pods = list(store.list("pods"))
+    assert len(pods) == 3 and all(p["spec"]["nodeName"] == "" for p in pods)
+    msg = ("0/1 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }. "
+           "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.")
+    for p in pods:
+        st = store.get_status("pods", p["metadata"]["name"])
+        assert (st["phase"], st["reason"], st["message"], st["uid"]) == ("Pending", "Unschedulable", msg,
+                                                                          p["metadata"]["uid"])
+        assert [(e["reason"], e["message"]) for e in events.read(store.root, "pod", p["metadata"]["name"])] == \
+            [("FailedScheduling", msg)]
+    cm.reconcile()  # nothing changes while no node is Ready: no second pod, no second event
+    assert len(list(store.list("pods"))) == 3
+    assert len(events.read(store.root, "pod", pods[0]["metadata"]["name"])) == 1
+    install_cni(cm, "node-1")
+    cm.reconcile()
+    bound = {p["metadata"]["name"]: p for p in store.list("pods")}
+    assert set(bound) == {p["metadata"]["name"] for p in pods}  # the same pods, bound: none replaced
+    assert {p["spec"]["nodeName"] for p in bound.values()} == {"node-1"}
+    for name in bound:
+        assert store.get_status("pods", name) is None  # the agent of node-1 writes the next one
+        assert events.read(store.root, "pod", name)[-1]["message"] == f"Successfully assigned default/{name} to node-1"
+    assert [p["metadata"]["name"] for p in store.list_index("pods", "node-1")] != []
+
+
+def test_no_ready_node_message() -> None:
+    from emulator.topology import hostports
+    assert hostports.no_ready_node_message(0, 0, 0) == "no nodes available to schedule pods"
+    assert hostports.no_ready_node_message(3, 2, 1) == (
+        "0/3 nodes are available: 1 node(s) were unschedulable, 2 node(s) had untolerated taint "
+        "{node.kubernetes.io/not-ready: }. preemption: 0/3 nodes are available: 3 Preemption is not helpful for "
+        "scheduling.")
 
 
 def test_daemon_spawn_reports_the_daemons_pid(tmp_path) -> None:
@@ -194,6 +250,7 @@ def test_deployment_owns_a_replicaset_owning_its_pods_and_garbage_is_collected(t
     store.init()
     store.put("namespaces", "default", {"metadata": {"name": "default"}, "status": {"phase": "Active"}})
     store.put("nodes", "node-1", {"metadata": {"name": "node-1"}})
+    install_cni(cm, "node-1")
     store.put("deployments", "web", DEP)
     cm.reconcile()
     (rs,) = list(store.list("replicasets"))
