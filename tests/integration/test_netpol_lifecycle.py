@@ -17,6 +17,7 @@ from emulator.netlink import netns
 from emulator.netpol import cluster, component, enforcer, kernel, names, nodestate, probe
 from emulator.netpol.parse import parse_manifest
 from emulator.state.store import read_json
+from tests.integration import enforcer_pause
 from tests.integration.conftest import lab_fixture, podlab
 
 SERVER = ("{name: c, image: 'registry.k8s.io/e2e-test-images/agnhost:2.53', args: [porter], "
@@ -230,19 +231,16 @@ def test_break_it_a_rule_removed_by_hand(lab: Lab) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     st_path = enforcer.status_path(lab.paths, "node-1")
     before = read_json(st_path)["repairs"]
-    last = read_json(st_path)["lastHealth"]
-    deadline = time.monotonic() + enforcer.HEALTH_PERIOD + 5
-    while read_json(st_path)["lastHealth"] == last and time.monotonic() < deadline:  # just after a health check
-        time.sleep(0.02)
     chain = names.policy_chain("Ingress", "default", "allow-client")
-    handle = _handle(lab, "node-1", chain, "default/allow-client ingress[0]")
-    assert lab.node("node-1").exec(["nft", "delete", "rule", names.FAMILY, names.TABLE, chain, "handle",
-                                    str(handle)]).returncode == 0
-    r = cli(lab, "check", "netpol")
-    assert r.returncode == 1, r.stdout
-    assert "default/client → default/server 80/TCP via pod IP: expected connected, observed blocked" in r.stdout
-    assert f"node-1: chain {chain}: rule 'default/allow-client ingress[0]' is missing" in r.stdout
-    assert "allowed by default/allow-client ingress[0]" in r.stdout
+    with enforcer_pause.paused(lab, "node-1"):  # the damage is seen before the enforcer's repair
+        handle = _handle(lab, "node-1", chain, "default/allow-client ingress[0]")
+        assert lab.node("node-1").exec(["nft", "delete", "rule", names.FAMILY, names.TABLE, chain, "handle",
+                                        str(handle)]).returncode == 0
+        r = cli(lab, "check", "netpol")
+        assert r.returncode == 1, r.stdout
+        assert "default/client → default/server 80/TCP via pod IP: expected connected, observed blocked" in r.stdout
+        assert f"node-1: chain {chain}: rule 'default/allow-client ingress[0]' is missing" in r.stdout
+        assert "allowed by default/allow-client ingress[0]" in r.stdout
     deadline = time.monotonic() + enforcer.HEALTH_PERIOD + 5
     while read_json(st_path)["repairs"] == before and time.monotonic() < deadline:
         time.sleep(0.1)

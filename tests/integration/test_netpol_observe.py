@@ -15,7 +15,7 @@ from emulator.cli.tool_cmds import capture_parser, run_capture
 from emulator.lab.api import Lab, run_in
 from emulator.netpol import component, enforcer, kernel, names, probe
 from emulator.netpol.reader import POLICIES
-from emulator.state.store import read_json
+from tests.integration import enforcer_pause
 from tests.integration.conftest import ROOT, lab_fixture, podlab, podlab_argv, podlab_env, wait_for_line
 
 SERVER = ("{name: c, image: 'registry.k8s.io/e2e-test-images/agnhost:2.53', args: [porter], "
@@ -109,28 +109,21 @@ def test_trace_names_the_dropping_rule_same_node_and_cross_node(lab: Lab) -> Non
         assert grown >= 1 and f"+{grown} with the probe" in verify  # SYN and its retry: the kernel dropped them there
 
 
-def _after_a_health_check(lab: Lab, node: str) -> None:
-    st = enforcer.status_path(lab.paths, node)
-    last = read_json(st)["lastHealth"]
-    deadline = time.monotonic() + enforcer.HEALTH_PERIOD + 5
-    while read_json(st)["lastHealth"] == last and time.monotonic() < deadline:
-        time.sleep(0.02)
-
-
 def test_trace_reads_the_kernel_not_the_model_a_rule_removed_by_hand(lab: Lab) -> None:
     """The policies still admit client → server:80, but with the rule gone from node-1 the kernel drops it: the
     trace says what the kernel does (the drop rule), and once the enforcer repaired the table, the admitting rule."""
     chain = names.policy_chain("Ingress", "default", "allow-client")
-    _after_a_health_check(lab, "node-1")
-    out = lab.node("node-1").exec(["nft", "-a", "list", "chain", names.FAMILY, names.TABLE, chain]).stdout
-    handle = next(ln.rsplit("# handle", 1)[1].strip() for ln in out.splitlines() if f'"{ADMIT}"' in ln)
-    assert lab.node("node-1").exec(["nft", "delete", "rule", names.FAMILY, names.TABLE, chain, "handle",
-                                    handle]).returncode == 0
-    r = trace(lab, "client", f"{lab.pod('server').ip}:80")
-    assert r.returncode == 1 and f'DROP by chain ingress rule "{NO_INGRESS}"' in r.stdout, r.stdout
-    r = podlab("check", "netpol", lab=lab)  # the culprit: the missing rule, and the kernel's dropping one
-    assert r.returncode == 1 and f"rule '{ADMIT}' is missing" in r.stdout, r.stdout
-    assert "the kernel: node-1 drops tcp" in r.stdout and f'DROP by chain ingress rule "{NO_INGRESS}"' in r.stdout
+    with enforcer_pause.paused(lab, "node-1"):  # the damage is seen before the enforcer's repair
+        out = lab.node("node-1").exec(["nft", "-a", "list", "chain", names.FAMILY, names.TABLE, chain]).stdout
+        handle = next(ln.rsplit("# handle", 1)[1].strip() for ln in out.splitlines() if f'"{ADMIT}"' in ln)
+        assert lab.node("node-1").exec(["nft", "delete", "rule", names.FAMILY, names.TABLE, chain, "handle",
+                                        handle]).returncode == 0
+        r = trace(lab, "client", f"{lab.pod('server').ip}:80")
+        assert r.returncode == 1 and f'DROP by chain ingress rule "{NO_INGRESS}"' in r.stdout, r.stdout
+        r = podlab("check", "netpol", lab=lab)  # the culprit: the missing rule, and the kernel's dropping one
+        assert r.returncode == 1 and f"rule '{ADMIT}' is missing" in r.stdout, r.stdout
+        assert "the kernel: node-1 drops tcp" in r.stdout and \
+            f'DROP by chain ingress rule "{NO_INGRESS}"' in r.stdout
     deadline = time.monotonic() + enforcer.HEALTH_PERIOD + 5
     while (chain, ADMIT) not in kernel.read(lab, "node-1").packets and time.monotonic() < deadline:
         time.sleep(0.1)  # the enforcer's health check finds the table changed and rewrites it
