@@ -90,7 +90,43 @@ def get(a: argparse.Namespace, lab: str, kind: str, names: list[str]) -> int:
         output.table(["NAME", "STATUS", "IP", "NODE", "HOST"],
                      [[p["name"], p["phase"], p["ip"], p["node"], p["host"]] for p in items])
         return 0
-    raise UsageError(f"get {kind} is not available for multi-host lab {lab} yet (nodes and pods are)", obj=kind)
+    if kind in ("services", "endpoints"):
+        return _get_services(a, lab, kind, names)
+    raise UsageError(f"get {kind} is not available across hosts yet (lab {lab}; nodes, pods, services and "
+                     "endpoints are)", obj=kind)
+
+
+def _get_services(a: argparse.Namespace, lab: str, kind: str, names: list[str]) -> int:
+    """Services and Endpoints from the controller's store (the same objects every host has been pushed)."""
+    from emulator.cli import svc_cmds
+    from emulator.hosts import services
+    ns = None if getattr(a, "all_namespaces", False) else (getattr(a, "namespace", None) or "default")
+    items = common.select(list(services.store_of(lab).list(kind, ns=ns)), names, kind.rstrip("s"), lab, ns)
+    if a.output == "json":
+        output.emit_json(common.one_or_list(items, names))
+        return 0
+    table = svc_cmds.service_table if kind == "services" else svc_cmds.endpoints_table
+    headers, rows = table(None, items, a.output == "wide")  # type: ignore[arg-type]
+    if ns is None:
+        headers = ["NAMESPACE", *headers]
+        rows = [[o["metadata"].get("namespace") or "default", *row] for o, row in zip(items, rows)]
+    output.table(headers, rows)
+    return 0
+
+
+def apply(lab: str, docs: list[dict], source: str) -> int:
+    from emulator.hosts import changes
+    for line in changes.apply(lab, docs, source, output.progress):
+        print(line)
+    return 0
+
+
+def delete(lab: str, kind: str, names: list[str], a: argparse.Namespace) -> int:
+    from emulator.hosts import changes
+    for line in changes.delete(lab, kind, names, getattr(a, "namespace", None), getattr(a, "wait", True),
+                               output.progress):
+        print(line)
+    return 0
 
 
 def exec_(lab: str, target: str, argv: list[str]) -> int:

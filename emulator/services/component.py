@@ -52,7 +52,8 @@ def _serve_dns(store_root: str, domain: str) -> None:
     dns.serve(Store(store_root), domain)
 
 
-#: Sections that ask for kube-proxy, the controllers and DNS explicitly (every single-host lab has them anyway).
+#: Sections that ask for kube-proxy, the controllers and DNS explicitly (every single-host lab has them anyway; a
+#: multi-host lab has them only when one of these asks: its ``up`` then pushes Services and Endpoints to every host).
 EXPLICIT = frozenset({"services", "deployments", "kubeProxy"})
 
 
@@ -62,40 +63,45 @@ class ServicesComponent(Component):
 
     def wanted(self, topo: Topology) -> bool:
         if hosts_section.of(topo) is not None and not EXPLICIT.intersection(dict(topo.extra)):
-            return False  # not yet across hosts: a multi-host lab gets them only when asked (and is refused)
+            return False  # across hosts only when asked (one more round to every host at up; docs/multihost.md)
         return config.settings(topo) is not None
 
     def namespaces(self, topo: Topology) -> list[str]:
-        return [config.dns_ns(topo.name)]
+        return [config.dns_ns(topo.name)] if dns_here(topo) else []
 
     def start(self, ctx: BuildContext) -> None:
-        topo, paths, store = ctx.topo, ctx.paths, ctx.store
-        cfg = config.settings(topo)
+        topo, paths, store, whole = ctx.topo, ctx.paths, ctx.store, ctx.whole
+        multi = hosts_section.of(topo) is not None
+        cfg = config.settings(whole)  # the DNS host's address is free of every node of every host
         assert cfg is not None
-        check_dependencies(cfg.proxy_mode, names.node_ns(topo.name, topo.nodes[0].name))
+        if topo.nodes:
+            check_dependencies(cfg.proxy_mode, names.node_ns(topo.name, topo.nodes[0].name))
         ns = config.dns_ns(topo.name)
-        dnsnet.build(topo, ns, cfg.dns_host)
         svc, ep = kube_dns(cfg)
         registry.put_service(store, svc, topo.service_cidr)
         store.put("endpoints", "kube-dns", ep)
-        for s in cfg.services:
-            registry.put_service(store, s, topo.service_cidr)
-        for d in cfg.deployments:
-            registry.put_deployment(store, d)
-        dns_log = paths.root / "dns" / "coredns.log"
-        spawn(lambda: _serve_dns(str(paths.store), cfg.domain), dns_log, ns=ns, title="coredns",
-              journal=paths.proc_journal, what="cluster DNS")
-        cm = ControllerManager(topo.name, cfg.dns_ip, cfg.domain)
-        spawn(cm.run, paths.root / "controller-manager.log", ns=ns, title="kube-controller",
-              journal=paths.proc_journal, what="controller-manager")
-        cidr = str(topo.pod_cidr)
+        if not multi:  # across hosts the controller admits the Services and pushes them with their Endpoints
+            for s in cfg.services:
+                registry.put_service(store, s, topo.service_cidr)
+            for d in cfg.deployments:
+                registry.put_deployment(store, d)
+        if dns_here(topo):
+            dnsnet.build(whole, ns, cfg.dns_host)  # routes every node's slice, wherever the node runs
+            dns_log = paths.root / "dns" / "coredns.log"
+            spawn(lambda: _serve_dns(str(paths.store), cfg.domain), dns_log, ns=ns, title="coredns",
+                  journal=paths.proc_journal, what="cluster DNS")
+        cm = ControllerManager(topo.name, cfg.dns_ip, cfg.domain, endpoints=not multi)
+        spawn(cm.run, paths.root / "controller-manager.log", ns=ns if dns_here(topo) else names.underlay_ns(topo.name),
+              title="kube-controller", journal=paths.proc_journal, what="controller-manager")
+        cidr = str(whole.pod_cidr)
         spawn_many([Daemon(KubeProxy(topo.name, n.name, cfg.proxy_mode, cidr).run, log_path(paths, n.name),
                            paths.proc_journal, f"kube-proxy of {n.name}", names.node_ns(topo.name, n.name),
                            "kube-proxy") for n in topo.kube_nodes])  # while the controller's first pass runs
         wait_file(controller_status(paths), lambda st: st.get("passes", 0) >= 1, 10, "the controller-manager",
                   topo.name)
+        where = f"at {cfg.dns_host}" if dns_here(topo) else "on another host"
         ctx.progress(f"services: kube-proxy ({cfg.proxy_mode}) on {len(topo.kube_nodes)} nodes, cluster DNS "
-                     f"{cfg.dns_ip} (kube-dns) at {cfg.dns_host}, {len(cfg.services)} services, "
+                     f"{cfg.dns_ip} (kube-dns) {where}, {len(cfg.services)} services, "
                      f"{len(cfg.deployments)} deployments")
 
     @classmethod
@@ -125,6 +131,15 @@ class ServicesComponent(Component):
             time.sleep(0.05)
         wait_synced(ctx.paths, store, [n.name for n in topo.kube_nodes], timeout=20)
         ctx.progress(f"services ready: endpoints current, kube-proxy synced on {len(topo.kube_nodes)} nodes")
+
+
+def dns_here(topo: Topology) -> bool:
+    """Whether this machine runs the cluster DNS: always on one machine; across hosts, only the host of the lab's
+    first node (the underlay is one LAN across the hosts, so one DNS host at one address serves every pod)."""
+    hs = hosts_section.of(topo)
+    if hs is None:
+        return True
+    return bool(hs.placement) and any(n.name == hs.placement[0][0] for n in topo.nodes)
 
 
 def check_dependencies(mode: str, node_ns: str) -> None:

@@ -7,7 +7,9 @@ writes would otherwise keep it busy from one pass to the next, on a CPU the agen
 (the node agents then start/stop them; a new pod's resolv.conf is written before its manifest, so its
 containers start with it), (2) keep every pod's resolv.conf (``resolv``), (3) recompute every selector
 Service's Endpoints (``endpoints.compute``, pure) and write only those that changed, deleting the Endpoints of
-Services that are gone, (4) write each Deployment's status. A status file (``controller.json`` in the lab
+Services that are gone (not on a host of a multi-host lab, ``endpoints=False``: there the controller computes
+every Endpoints from the pods of all hosts and pushes them, ``emulator.hosts.services``), (4) write each
+Deployment's status. A status file (``controller.json`` in the lab
 directory) records the store versions each pass covered, so ``up`` can wait until endpoints reflect the running
 pods. On SIGTERM (``down``) it exits; ``down`` removes the resolv.conf files after deleting the lab's namespaces
 (``ServicesComponent.teardown``, from the ledger), off the path that waits for the daemons.
@@ -89,8 +91,10 @@ class _Statuses(dict):
 
 
 class ControllerManager:
-    def __init__(self, lab: str, nameserver: str, domain: str, seed: int | None = None) -> None:
+    def __init__(self, lab: str, nameserver: str, domain: str, seed: int | None = None,
+                 endpoints: bool = True) -> None:
         self.paths = LabPaths(lab)
+        self.endpoints = endpoints  # False on a host of a multi-host lab: the controller writes every Endpoints
         self.store = Store(self.paths.store)
         self.resolv = ResolvFiles(lab, nameserver, domain)
         self.rng = random.Random(seed)
@@ -133,6 +137,14 @@ class ControllerManager:
                 self.store.put_status("deployments", dname, plan.status, ns)
             self._sync_replicasets(dep, plan.replicasets)
         self.resolv.ensure(pods, verify=verify)
+        if self.endpoints:
+            self._sync_endpoints(pods, statuses)
+        for ns, name in self.store.keys("deployments", status=True):
+            if self.store.get("deployments", name, ns) is None:
+                self.store.delete("deployments", name, ns, status=True)
+        self._collect_garbage(pods)
+
+    def _sync_endpoints(self, pods: list[dict], statuses: dict) -> None:
         services = list(self.store.list("services"))
         live = set()
         for svc in services:
@@ -152,10 +164,6 @@ class ControllerManager:
             # a Service written since we listed them (the API server's ``kubernetes``) keeps its Endpoints
             if (ns, name) not in svc_keys and self.store.get("services", name, ns) is None:
                 self.store.delete("endpoints", name, ns)
-        for ns, name in self.store.keys("deployments", status=True):
-            if self.store.get("deployments", name, ns) is None:
-                self.store.delete("deployments", name, ns, status=True)
-        self._collect_garbage(pods)
 
     def _sync_replicasets(self, dep: dict, wanted: list[dict]) -> None:
         """Write the Deployment's ReplicaSets that changed; delete its old ones that are no longer wanted."""

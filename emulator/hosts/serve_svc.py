@@ -1,0 +1,63 @@
+"""The ops of ``podlab host serve`` that change a host's part after ``up``: Services pushed, pods applied/deleted.
+
+- ``objects``: this host's pods and their statuses, for the controller's endpoints computation.
+- ``services``: make this host's Services and Endpoints equal to the controller's (``svcsync.diff``: Services
+  written before their Endpoints, stale Endpoints deleted before their Services, so the local controller-manager
+  never sees Endpoints without a Service), then wait until every local kube-proxy has applied them.
+- ``apply_pod``: the pod, already placed on one of this host's nodes by the controller, applied as on one machine
+  (``Lab.apply_pod``), then waited for until Running (so its IP can go into the Endpoints the controller pushes
+  next); ``delete_pod``: deleted as on one machine, waited for until its agent removed it.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+Progress = Callable[[str], None]
+
+
+def op_objects(req: dict, progress: Progress) -> dict:
+    from emulator.lab.api import Lab
+    store = Lab(req["lab"]).store
+    return {"pods": list(store.list("pods")), "statuses": list(store.list("pods", status=True))}
+
+
+def op_services(req: dict, progress: Progress) -> dict:
+    from emulator.hosts import svcsync
+    from emulator.lab.api import Lab
+    from emulator.services.component import wait_synced
+    lab = Lab(req["lab"])
+    store = lab.store
+    svc_put, svc_gone = svcsync.diff(store.list("services"), req["services"])
+    ep_put, ep_gone = svcsync.diff(store.list("endpoints"), req["endpoints"])
+    for o in svc_put:
+        store.put("services", o["metadata"]["name"], o)
+    for o in ep_put:
+        store.put("endpoints", o["metadata"]["name"], o)
+    for ns, name in ep_gone:
+        store.delete("endpoints", name, ns)
+    for ns, name in svc_gone:
+        store.delete("services", name, ns)
+    nodes = [n.name for n in lab.nodes
+             if n.obj["metadata"].get("annotations", {}).get("podlab.io/runtime") != "docker"]
+    wait_synced(lab.paths, store, nodes, timeout=float(req.get("timeout", 20)))
+    return {"written": len(svc_put) + len(ep_put), "deleted": len(svc_gone) + len(ep_gone), "nodes": nodes}
+
+
+def op_apply_pod(req: dict, progress: Progress) -> dict:
+    from emulator.lab.api import Lab
+    lab = Lab(req["lab"])
+    line = lab.apply_pod(req["obj"], req.get("source", "<controller>"))
+    st: dict[str, Any] = {}
+    if req.get("wait", True) and not line.endswith("unchanged"):
+        st = lab.wait_pod(req["name"], timeout=float(req.get("timeout", 30)), namespace=req.get("namespace"))
+    return {"line": line, "ip": st.get("podIP")}
+
+
+def op_delete_pod(req: dict, progress: Progress) -> dict:
+    from emulator.lab.api import Lab
+    Lab(req["lab"]).delete_pod(req["name"], wait=req.get("wait", True), namespace=req.get("namespace"))
+    return {"deleted": req["name"]}
+
+
+OPS: dict[str, Callable[[dict, Progress], Any]] = {
+    "objects": op_objects, "services": op_services, "apply_pod": op_apply_pod, "delete_pod": op_delete_pod}
