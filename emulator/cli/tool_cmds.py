@@ -197,6 +197,9 @@ def cmd_graph(a: argparse.Namespace) -> int:
     if source:
         from emulator.topology.loader import load
         model = graph_model.from_topology(load(source))
+    elif host_cmds.multihost_lab(a.lab) is not None:
+        from emulator.hosts import graph_across
+        model = graph_across.model(host_cmds.multihost_lab(a.lab) or "")
     else:
         model = graph.from_lab(Lab.get(a.lab))
     fmt = a.output or (graph.output_format(a.write) if a.write else "dot")

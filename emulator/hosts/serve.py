@@ -117,7 +117,7 @@ def op_status(req: dict, progress: Progress) -> dict:
     lab = Lab(req["lab"])
     if record.load(lab.name) is None:
         raise NotFoundError("lab", lab.name, f"host {socket.gethostname()}")
-    nodes = [{"name": n.name, "ready": n.ready} for n in lab.nodes]
+    nodes = [{"name": n.name, "ready": n.ready, "ip": n.ip, "podCIDR": n.pod_cidr} for n in lab.nodes]
     pods = []
     for ns, name in lab.store.keys("pods"):
         obj = lab.store.with_status("pods", name, ns) or {}

@@ -61,3 +61,34 @@ def op_delete_pod(req: dict, progress: Progress) -> dict:
 
 OPS: dict[str, Callable[[dict, Progress], Any]] = {
     "objects": op_objects, "services": op_services, "apply_pod": op_apply_pod, "delete_pod": op_delete_pod}
+
+
+def op_fault(req: dict, progress: Progress) -> Any:
+    """``fail``/``heal`` of this host's nodes (``emulator.faults``, as on one machine): ``action`` is fail_node,
+    heal_node, fail_link or heal_link (True if it changed something), list or heal_all (the faults, as dicts)."""
+    from emulator import faults
+    from emulator.lab.api import Lab
+    lab, action = Lab(req["lab"]), req["action"]
+    if action == "list":
+        return [f.as_dict() for f in faults.list_faults(lab)]
+    if action == "heal_all":
+        return [f.as_dict() for f in faults.heal_all(lab)]
+    fn = {"fail_node": faults.fail_node, "heal_node": faults.heal_node, "fail_link": faults.fail_link,
+          "heal_link": faults.heal_link}[action]
+    return bool(fn(lab, *req["nodes"]))
+
+
+def op_graph(req: dict, progress: Progress) -> dict:
+    """This host's part of the lab's picture (``tools.graph.host_part``) against every node of the lab."""
+    import dataclasses
+    import ipaddress
+    from emulator.lab.api import Lab
+    from emulator.tools import graph
+    from emulator.tools.graph_model import NodeInfo
+    peers = [NodeInfo(p["name"], p["ip"], ipaddress.IPv4Network(p["podCIDR"])) for p in req["peers"]]
+    model, pairs = graph.host_part(Lab(req["lab"]), peers)
+    return {"model": model.as_dict(), "pairs": [dataclasses.asdict(ln) for ln in pairs]}
+
+
+OPS["fault"] = op_fault
+OPS["graph"] = op_graph

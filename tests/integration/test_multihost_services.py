@@ -139,6 +139,45 @@ def test_cluster_dns_answers_a_pod_on_another_host(hosts: EmulatedHosts, lab: di
     assert r.returncode == 0 and r.stdout.strip() == ip, r.stdout + r.stderr
 
 
+def test_fail_and_heal_act_on_the_host_of_the_node(hosts: EmulatedHosts, lab: dict) -> None:
+    r = ctl(hosts, "fail", "node", "node-5")
+    assert r.returncode == 0 and "node node-5 failed" in r.stdout, r.stdout + r.stderr
+    port = hosts.host_run("mhs2", ["ip", "-n", f"{LAB}-underlay", "-o", "link", "show", "node-5"]).stdout
+    assert "state DOWN" in port or ",UP" not in port, port
+    r = ctl(hosts, "fail", "link", "node-2", "node-5")  # both on mhs2: rules on its bridge
+    assert r.returncode == 0 and "link node-2 <-> node-5 cut" in r.stdout, r.stdout + r.stderr
+    found = json.loads(ctl(hosts, "faults", "-o", "json").stdout)["items"]
+    assert {(f["kind"], tuple(f["nodes"]), f["host"]) for f in found} == {("node", ("node-5",), "mhs2"),
+                                                                        ("link", ("node-2", "node-5"), "mhs2")}
+    r = ctl(hosts, "fail", "link", "node-1", "node-2")
+    assert r.returncode == 2 and "node-1 on mhs1, node-2 on mhs2" in r.stderr and \
+        "not available across hosts yet" in r.stderr, r.stderr
+    r = ctl(hosts, "heal", "all")
+    assert r.returncode == 0 and "healed 2 faults" in r.stdout, r.stdout + r.stderr
+    assert "node node-5 healed" not in r.stdout and "no faults" in ctl(hosts, "faults").stdout
+    assert ",UP" in hosts.host_run("mhs2", ["ip", "-n", f"{LAB}-underlay", "-o", "link", "show", "node-5"]).stdout
+
+
+def test_graph_merges_every_hosts_part(hosts: EmulatedHosts, lab: dict) -> None:
+    r = ctl(hosts, "graph", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    g = json.loads(r.stdout)
+    assert "across 3 hosts" in g["title"]
+    assert {n: label.rsplit("host ", 1)[1] for n, label in g["groups"].items()} == {
+        "node-1": "mhs1", "node-2": "mhs2", "node-3": "mhs3", "node-4": "mhs1", "node-5": "mhs2", "node-6": "mhs3"}
+    assert sum(1 for b in g["boxes"] if b["kind"] == "underlay") == 1
+    assert "stretch0" in next(b["label"] for b in g["boxes"] if b["kind"] == "underlay")
+    tunnels = {tuple(sorted((ln["a"].split("/")[0], ln["b"].split("/")[0]))) for ln in g["lines"]
+               if ln["kind"] == "tunnel"}
+    assert len(tunnels) == 15 and ("node-1", "node-2") in tunnels, tunnels  # every pair once, across hosts too
+    assert {b["id"] for b in g["boxes"] if b["kind"] == "pod"} == {"pod/client", "pod/back-2", "pod/back-3"}
+
+
+def test_trace_says_it_is_not_available_across_hosts(hosts: EmulatedHosts, lab: dict) -> None:
+    r = ctl(hosts, "trace", "client", "back-3")
+    assert r.returncode == 2 and "podlab trace is not available across hosts yet" in r.stderr, r.stderr
+
+
 def test_apply_and_delete_act_on_the_right_host(hosts: EmulatedHosts, lab: dict) -> None:
     f = lab["dir"] / "more.yaml"
     f.write_text(f"name: back-6\nnode: node-6\nlabels: {{app: back}}\n{NETEXEC}\n")
