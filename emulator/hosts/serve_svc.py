@@ -90,5 +90,19 @@ def op_graph(req: dict, progress: Progress) -> dict:
     return {"model": model.as_dict(), "pairs": [dataclasses.asdict(ln) for ln in pairs]}
 
 
+def op_trace(req: dict, progress: Progress) -> dict:
+    """This host's part of a trace: from the source (``src``, ``dst``, ...) or, with ``resume``, from the frame
+    another host sent out of its stretch; the result as data, with ``handoff`` if it left this host too."""
+    from emulator.lab.api import Lab
+    from emulator.tools import trace
+    lab = Lab(req["lab"])
+    if req.get("resume"):
+        res = trace.resume(lab, req["resume"], req["src"], req["dst"], endpoint=req.get("endpoint"))
+    else:
+        res = trace.trace(lab, req["src"], req["dst"], req.get("proto"), req.get("port"), endpoint=req.get("endpoint"))
+    return res.as_dict()
+
+
 OPS["fault"] = op_fault
+OPS["trace"] = op_trace
 OPS["graph"] = op_graph

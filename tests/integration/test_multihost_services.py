@@ -173,9 +173,28 @@ def test_graph_merges_every_hosts_part(hosts: EmulatedHosts, lab: dict) -> None:
     assert {b["id"] for b in g["boxes"] if b["kind"] == "pod"} == {"pod/client", "pod/back-2", "pod/back-3"}
 
 
-def test_trace_says_it_is_not_available_across_hosts(hosts: EmulatedHosts, lab: dict) -> None:
-    r = ctl(hosts, "trace", "client", "back-3")
-    assert r.returncode == 2 and "podlab trace is not available across hosts yet" in r.stderr, r.stderr
+def test_trace_goes_host_by_host(hosts: EmulatedHosts, lab: dict) -> None:
+    """client (mhs1) → back-3 (mhs3), then through the ClusterIP to back-2 (mhs2): each host walks its part."""
+    r = ctl(hosts, "trace", "client", "back-3:8080")
+    assert r.returncode == 0, r.stdout + r.stderr
+    path = r.stdout.split("path: ", 1)[1]
+    assert path.startswith("mhs1/client eth0") and "mhs1/underlay node-1 → lan0 → stretch0 → mhs3/underlay " \
+        "stretch0 → lan0 → mhs3/node-3 eth0" in path and path.strip().endswith("mhs3/back-3 eth0"), path
+    assert "mhs3/node-3" in path and "mhs2/" not in path
+    ips = {n: p["ip"] for n, p in pods(hosts).items()}
+    ip = cluster_ip(hosts, "back")
+    r = ctl(hosts, "trace", "client", f"{ip}:80", "--endpoint", f"{ips['back-2']}:8080", "-o", "json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = json.loads(r.stdout)
+    assert res["ok"] and res["hops"][-1]["at"] == "mhs2/back-2" and res["hops"][-1]["action"] == "deliver"
+    assert any(h["action"] == "nat" and h["at"] == "mhs1/node-1" and "DNAT" in h["text"] for h in res["hops"])
+    r = ctl(hosts, "trace", "client", "back-3", "--verify")
+    assert r.returncode == 2 and "trace --verify is not available across hosts yet" in r.stderr, r.stderr
+
+
+def test_what_one_machine_does_only_says_so(hosts: EmulatedHosts, lab: dict) -> None:
+    r = ctl(hosts, "describe", "pod", "client")
+    assert r.returncode == 2 and "podlab describe is not available across hosts yet" in r.stderr, r.stderr
 
 
 def test_apply_and_delete_act_on_the_right_host(hosts: EmulatedHosts, lab: dict) -> None:
