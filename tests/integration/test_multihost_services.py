@@ -1,4 +1,4 @@
-"""Services across hosts, and ``apply``/``delete`` acting on the right host: 3 emulated hosts (as in
+"""Services across hosts, and ``apply``/``delete``, ``fail``/``heal``, ``graph``, ``trace`` on the right hosts: 3 emulated hosts (as in
 ``test_multihost``: own network, mount and pid namespaces, own sshd; the CLI in a controller namespace).
 
 Proven from what the pods see and the hosts' stores hold: a ClusterIP reached from a pod on mhs1 lands on
@@ -6,7 +6,9 @@ endpoints on mhs2 and mhs3, whose server sees the client's pod IP (no NAT across
 another host answers; the cluster DNS (on mhs1, the host of node-1) answers a pod on mhs3; every host's store
 holds the same Services and Endpoints, and every node runs a kube-proxy. ``apply`` of a pod puts it on the host of
 its node and into the Endpoints on every host; ``delete`` removes it there; a Service applied later answers on
-every host, and once deleted is gone from all of them. Nothing is left on any host afterwards.
+every host, and once deleted is gone from all of them. ``fail``/``heal`` act on the node's host (a link across
+hosts is refused), ``graph`` merges every host's part, ``trace`` walks host by host through the stretch. Nothing
+is left on any host afterwards.
 """
 from __future__ import annotations
 
