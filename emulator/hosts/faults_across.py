@@ -36,9 +36,10 @@ def host_of_nodes(rec: dict, verb: str, nodes: list[str]) -> str:
             raise NotFoundError("node", n, f"multi-host lab {rec['name']}", known=list(where))
     hosts = {where[n] for n in nodes}
     if len(hosts) > 1:
-        raise UsageError(f"{verb} link between nodes of different hosts ({', '.join(f'{n} on {where[n]}' for n in nodes)}"
-                         f") is not available across hosts yet: the link crosses the stretch; fix: `{verb} node` one "
-                         "of them, or choose two nodes of one host", obj=nodes[0])
+        on = ", ".join(f"{n} on {where[n]}" for n in nodes)
+        raise UsageError(f"{verb} link between nodes of different hosts ({on}) is not available across hosts yet: "
+                         f"the link crosses the stretch; fix: `{verb} node` one of them, or choose two nodes of one "
+                         "host", obj=nodes[0])
     return hosts.pop()
 
 

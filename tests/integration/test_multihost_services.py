@@ -1,5 +1,6 @@
-"""Services across hosts, and ``apply``/``delete``, ``fail``/``heal``, ``graph``, ``trace`` on the right hosts: 3 emulated hosts (as in
-``test_multihost``: own network, mount and pid namespaces, own sshd; the CLI in a controller namespace).
+"""Services across hosts; ``apply``/``delete``, ``fail``/``heal``, ``graph``, ``trace`` on the right hosts: 3
+emulated hosts (as in ``test_multihost``: own network, mount and pid namespaces, own sshd; the CLI in a controller
+namespace).
 
 Proven from what the pods see and the hosts' stores hold: a ClusterIP reached from a pod on mhs1 lands on
 endpoints on mhs2 and mhs3, whose server sees the client's pod IP (no NAT across hosts); a NodePort on a node of

@@ -11,7 +11,8 @@ NODES = [NodeInfo(f"node-{i}", f"192.168.56.{10 + i}", ipaddress.IPv4Network(f"1
 def part(i: int) -> tuple:
     n = NODES[i - 1]
     other = NODES[2 - i]
-    model = build("lab x (vxlan)", "vxlan", "192.168.56.0/24", [n], [PodInfo(f"web-{i}", n.name, f"10.244.{i}.2", "veth")],
+    pods = [PodInfo(f"web-{i}", n.name, f"10.244.{i}.2", "veth")]
+    model = build("lab x (vxlan)", "vxlan", "192.168.56.0/24", [n], pods,
                   {n.name: [f"{other.pod_cidr} via {other.pod_cidr.network_address} dev flannel.1 onlink"]}, [])
     a, b = (n.name, other.name) if i == 1 else (other.name, n.name)  # both ends report the same tunnel
     tunnel = Line(dev_id(a, "flannel.1"), dev_id(b, "flannel.1"), "VXLAN VNI 1", "tunnel")

@@ -22,8 +22,10 @@ def status(name: str, ip: str, uid: str, phase: str = "Running") -> dict:
 
 
 PER_HOST = {
-    "h1": {"pods": [pod("client", "node-1", {"app": "client"}, "u0")], "statuses": [status("client", "10.244.1.2", "u0")]},
-    "h2": {"pods": [pod("back-2", "node-2", {"app": "back"}, "u2")], "statuses": [status("back-2", "10.244.2.2", "u2")]},
+    "h1": {"pods": [pod("client", "node-1", {"app": "client"}, "u0")],
+           "statuses": [status("client", "10.244.1.2", "u0")]},
+    "h2": {"pods": [pod("back-2", "node-2", {"app": "back"}, "u2")],
+           "statuses": [status("back-2", "10.244.2.2", "u2")]},
     "h3": {"pods": [pod("back-3", "node-3", {"app": "back"}, "u3"), pod("back-4", "node-3", {"app": "back"}, "u4")],
            "statuses": [status("back-3", "10.244.3.2", "u3"), status("back-4", "10.244.3.3", "u4", "Pending")]},
 }
