@@ -4,8 +4,8 @@ Design (docs/multihost.md, "Services across hosts"): a host's store holds only i
 compute a Service's Endpoints alone. The controller keeps the lab's Services in a store of its own
 (``<state root>/multihost/<lab>.d/store``, removed with the controller's record by ``records.remove``): at
 ``up`` the topology's Services are admitted there (ClusterIPs and NodePorts allocated once, for the whole lab)
-beside ``kube-dns``; ``apply``/``delete`` of a Service change them there. ``sync`` then asks every host for its pods and their
-statuses, computes every Endpoints from all of them (``svcsync``), and sends every host the same Services and
+beside ``kube-dns``; ``apply``/``delete`` of a Service change them there. ``sync`` then asks every host for its
+pods and their statuses, computes every Endpoints from all of them (``svcsync``), and sends every host the same Services and
 Endpoints in parallel; each host writes what changed into its own store, which its kube-proxies watch, and
 answers once every kube-proxy there has applied it. One round per change (``up``, each ``apply``/``delete``),
 not a watch: a pod that changes on a host by itself (its agent restarts it with a new IP after a ``fail``) is in
