@@ -68,6 +68,7 @@ def apply(lab: str, docs: list[dict], source: str, progress: Progress = lambda s
         for h, why in st["unreachable"].items():
             raise UsageError(f"apply on multi-host lab {lab}: {why}; nothing was applied", obj=h)
         hosts = {d["name"]: records.host_of(d) for d in rec["hosts"]}
+        existing = {(p.get("namespace") or "default", p["name"]): p for p in st["pods"]}
         counts = {n: 0 for n in rec["placement"]}
         for p in st["pods"]:
             if p.get("node") in counts:
@@ -78,8 +79,13 @@ def apply(lab: str, docs: list[dict], source: str, progress: Progress = lambda s
         for d in docs:
             if kind_of(d) == "Pod":
                 req = podspec.parse(d, source, {n: 1 << 30 for n in rec["placement"]}, counts)
+                have = existing.get((req.pod.namespace, req.pod.name))
+                if have is not None:  # its host says unchanged, or that pod specs are immutable
+                    node = have["node"] if req.pinned is None else req.pinned
+                    prepared.append(("Pod", (req, have["node"], _pin(d, node))))
+                    continue
                 counts[req.pod.node] = counts.get(req.pod.node, 0) + 1
-                prepared.append(("Pod", (req, _pin(d, req.pod.node))))
+                prepared.append(("Pod", (req, req.pod.node, _pin(d, req.pod.node))))
             else:
                 svc = parser.service(d, "")
                 assert store is not None
@@ -90,11 +96,11 @@ def apply(lab: str, docs: list[dict], source: str, progress: Progress = lambda s
         lines = []
         for kind, p in prepared:
             if kind == "Pod":
-                req, doc = p
-                host = hosts[rec["placement"][req.pod.node]]
+                req, node, doc = p
+                host = hosts[rec["placement"][node]]
                 r = ss.get(host).request("apply_pod", lab=lab, obj=doc, source=source, name=req.pod.name,
                                          namespace=req.pod.namespace, timeout=60)
-                lines.append(f"{r['line']} on {req.pod.node} (host {host.name})")
+                lines.append(f"{r['line']} on {node} (host {host.name})")
             else:
                 assert store is not None
                 _, word = registry.put_service(store, p, cidr)

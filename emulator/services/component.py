@@ -10,6 +10,12 @@ namespace, each recorded by itself in the lab's process journal before it runs. 
 and creates the Deployments' pods before the agents start. ``ready`` (every pod Running) waits until the
 Deployments' pods run, the endpoints reflect them, and every kube-proxy has synced them: when ``up`` returns,
 every Service answers.
+
+On a host's part of a multi-host lab (``ctx.full`` is the whole lab): the DNS namespace and server only on the
+host of the lab's first node (``dns_here``; its routes name every node of every host), the controller-manager
+there or in the underlay namespace elsewhere, without its endpoints controller; kube-proxy on the host's own
+Kubernetes nodes; no topology Services or Deployments written here: the controller admits the Services once for
+the whole lab and pushes them with their Endpoints to every host (``emulator.hosts.services``).
 """
 from __future__ import annotations
 

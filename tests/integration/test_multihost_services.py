@@ -207,6 +207,8 @@ def test_apply_and_delete_act_on_the_right_host(hosts: EmulatedHosts, lab: dict)
     assert r.returncode == 0 and "pod/back-6 created on node-6 (host mhs3)" in r.stdout, r.stdout + r.stderr
     p = pods(hosts)["back-6"]
     assert p["host"] == "mhs3" and p["phase"] == "Running"
+    r = ctl(hosts, "apply", "-f", str(f))  # again: its host answers, no second pod anywhere
+    assert r.returncode == 0 and "pod/back-6 unchanged on node-6 (host mhs3)" in r.stdout, r.stdout + r.stderr
     assert any(f"{LAB}-back-6" == line.split()[0] for line in
                hosts.host_run("mhs3", ["ip", "netns", "list"]).stdout.splitlines())
     ip = cluster_ip(hosts, "back")
