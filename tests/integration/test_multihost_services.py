@@ -107,6 +107,9 @@ def test_up_pushes_services_and_endpoints_to_every_host(hosts: EmulatedHosts, la
     ips = {n: p["ip"] for n, p in pods(hosts).items()}
     ep = json.loads(ctl(hosts, "get", "ep", "back", "-o", "json").stdout)
     assert sorted(a["ip"] for s in ep["subsets"] for a in s["addresses"]) == sorted([ips["back-2"], ips["back-3"]])
+    table = ctl(hosts, "get", "svc").stdout
+    assert "back-np" in table and "NodePort" in table and "80:30080/TCP" in table, table
+    assert "192.168.56.2:53" in ctl(hosts, "get", "ep", "-A").stdout  # kube-dns: the DNS host
     svcs = [store_view(hosts, h, "services") for h in hosts.names]
     eps = [store_view(hosts, h, "endpoints") for h in hosts.names]
     assert svcs[0] == svcs[1] == svcs[2] and {"default/back", "default/back-np", "kube-system/kube-dns"} <= set(svcs[0])
