@@ -3,14 +3,15 @@
 A node's fault (its port on the LAN down) lives in its host's part of the underlay, where the node's port is; so
 does a link fault between two nodes of one host (nftables rules on that host's bridge, matching both ports). A
 link between nodes of two hosts crosses the stretch (``stretch0``) and has no port pair on either bridge: it is
-refused, naming both hosts (not available across hosts yet). ``heal all`` and ``faults`` ask every host and
+cut on the host of the pair's first node, at that node's port, matching the other node's MAC both ways (frames
+to it, frames from it), so every other pair still talks. ``heal all`` and ``faults`` ask every host and
 merge the answers, each fault with its host.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from emulator.errors import LabNotFoundError, NotFoundError, UsageError
+from emulator.errors import LabNotFoundError, NotFoundError
 from emulator.hosts import records
 from emulator.hosts.fanout import each, raise_first
 from emulator.hosts.sessions import for_command
@@ -28,27 +29,33 @@ def node_name(target: str) -> str:
     return target.split("/", 1)[1] if target.startswith(("node/", "nodes/", "no/")) else target
 
 
-def host_of_nodes(rec: dict, verb: str, nodes: list[str]) -> str:
-    """The host holding every one of ``nodes``; NotFoundError for an unknown node, UsageError across hosts."""
+def hosts_of_nodes(rec: dict, nodes: list[str]) -> list[str]:
+    """The host of each of ``nodes``; NotFoundError for a node the lab does not have."""
     where = rec["placement"]
     for n in nodes:
         if n not in where:
             raise NotFoundError("node", n, f"multi-host lab {rec['name']}", known=list(where))
-    hosts = {where[n] for n in nodes}
-    if len(hosts) > 1:
-        on = ", ".join(f"{n} on {where[n]}" for n in nodes)
-        raise UsageError(f"{verb} link between nodes of different hosts ({on}) is not available across hosts yet: "
-                         f"the link crosses the stretch; fix: `{verb} node` one of them, or choose two nodes of one "
-                         "host", obj=nodes[0])
-    return hosts.pop()
+    return [where[n] for n in nodes]
 
 
 def act(lab: str, verb: str, what: str, nodes: list[str]) -> bool:
-    """``fail``/``heal`` ``node`` or ``link`` on the host of the node(s); True if it changed something."""
+    """``fail``/``heal`` ``node`` or ``link`` on the host of the node(s); True if it changed something. A link
+    between nodes of two hosts is cut on the host of the pair's first node (in name order), at that node's port,
+    by the other node's MAC (which its own host tells)."""
     rec = _record(lab)
-    host = records.host_of(next(d for d in rec["hosts"] if d["name"] == host_of_nodes(rec, verb, nodes)))
+    hosts = {d["name"]: records.host_of(d) for d in rec["hosts"]}
+    where = hosts_of_nodes(rec, nodes)
     with for_command() as ss:
-        return bool(ss.get(host).request("fault", lab=lab, action=f"{verb}_{what}", nodes=nodes, timeout=30))
+        if what == "node" or where[0] == where[1]:
+            return bool(ss.get(hosts[where[0]]).request("fault", lab=lab, action=f"{verb}_{what}", nodes=nodes,
+                                                        timeout=30))
+        (local, here), (remote, there) = sorted(zip(nodes, where))
+        if verb == "fail":
+            mac = ss.get(hosts[there]).request("fault", lab=lab, action="mac", nodes=[remote], timeout=30)
+            return bool(ss.get(hosts[here]).request("fault", lab=lab, action="fail_link_across",
+                                                    nodes=[local, remote], mac=mac, timeout=30))
+        return bool(ss.get(hosts[here]).request("fault", lab=lab, action="heal_link_across", nodes=[local, remote],
+                                                timeout=30))
 
 
 def every_host(lab: str, action: str) -> list[dict[str, Any]]:

@@ -65,7 +65,9 @@ OPS: dict[str, Callable[[dict, Progress], Any]] = {
 
 def op_fault(req: dict, progress: Progress) -> Any:
     """``fail``/``heal`` of this host's nodes (``emulator.faults``, as on one machine): ``action`` is fail_node,
-    heal_node, fail_link or heal_link (True if it changed something), list or heal_all (the faults, as dicts)."""
+    heal_node, fail_link or heal_link (True if it changed something), list or heal_all (the faults, as dicts);
+    across hosts, mac (a local node's uplink MAC), fail_link_across and heal_link_across (the link from a local
+    node to another host's, cut at the local node's port)."""
     from emulator import faults
     from emulator.lab.api import Lab
     lab, action = Lab(req["lab"]), req["action"]
@@ -73,6 +75,12 @@ def op_fault(req: dict, progress: Progress) -> Any:
         return [f.as_dict() for f in faults.list_faults(lab)]
     if action == "heal_all":
         return [f.as_dict() for f in faults.heal_all(lab)]
+    if action == "mac":
+        return faults.node_mac(lab, req["nodes"][0])
+    if action == "fail_link_across":  # nodes: [this host's node, another host's node]
+        return faults.fail_link_across(lab, req["nodes"][0], req["nodes"][1], req["mac"])
+    if action == "heal_link_across":
+        return faults.heal_link(lab, req["nodes"][0], req["nodes"][1], remote=True)
     fn = {"fail_node": faults.fail_node, "heal_node": faults.heal_node, "fail_link": faults.fail_link,
           "heal_link": faults.heal_link}[action]
     return bool(fn(lab, *req["nodes"]))

@@ -155,11 +155,18 @@ def test_fail_and_heal_act_on_the_host_of_the_node(hosts: EmulatedHosts, lab: di
     found = json.loads(ctl(hosts, "faults", "-o", "json").stdout)["items"]
     assert {(f["kind"], tuple(f["nodes"]), f["host"]) for f in found} == {("node", ("node-5",), "mhs2"),
                                                                         ("link", ("node-2", "node-5"), "mhs2")}
-    r = ctl(hosts, "fail", "link", "node-1", "node-2")
-    assert r.returncode == 2 and "node-1 on mhs1, node-2 on mhs2" in r.stderr and \
-        "not available across hosts yet" in r.stderr, r.stderr
+    ips = {n: p["ip"] for n, p in pods(hosts).items()}
+    r = ctl(hosts, "fail", "link", "node-2", "node-1")  # across hosts: cut at node-1's port on mhs1
+    assert r.returncode == 0 and "link node-2 <-> node-1 cut" in r.stdout, r.stdout + r.stderr
+    cut = ctl(hosts, "exec", "client", "--", "curl", "-sS", "--max-time", "2", f"{ips['back-2']}:8080/hostname")
+    assert cut.returncode != 0, cut.stdout  # node-1 ↔ node-2 only: node-1 ↔ node-3 still talks
+    assert curl(hosts, "client", f"{ips['back-3']}:8080/hostname") == "back-3"
+    found = json.loads(ctl(hosts, "faults", "-o", "json").stdout)["items"]
+    assert ("link", ("node-1", "node-2"), "mhs1") in {(f["kind"], tuple(f["nodes"]), f["host"]) for f in found}
+    assert next(f for f in found if f["host"] == "mhs1")["droppedPackets"] > 0
     r = ctl(hosts, "heal", "all")
-    assert r.returncode == 0 and "healed 2 faults" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and "healed 3 faults" in r.stdout, r.stdout + r.stderr
+    assert curl(hosts, "client", f"{ips['back-2']}:8080/hostname") == "back-2"
     assert "node node-5 healed" not in r.stdout and "no faults" in ctl(hosts, "faults").stdout
     assert ",UP" in hosts.host_run("mhs2", ["ip", "-n", f"{LAB}-underlay", "-o", "link", "show", "node-5"]).stdout
 
