@@ -3,13 +3,14 @@
 - A Pod is placed by the controller, as the scheduler of one machine places it (``lab.podspec.parse`` over every
   node of every host, with the pods each node holds now), then sent, pinned to that node, to the node's host,
   which applies it as on one machine and answers once it is Running. ``delete pod`` goes to the host that holds it.
+- A Namespace is created on every host (each host's store admits its own pods) and in the controller's store.
 - A Service is admitted into the controller's store (``hosts.services``: one allocation of ClusterIPs and
   NodePorts for the whole lab); ``delete service`` removes it there.
 - Then, if the lab has Services, one ``services.sync``: Endpoints recomputed from every host's pods and pushed with
   the Services to every host, whose kube-proxies have applied them when the command returns.
 
-Every document is validated before anything is applied (as on one machine). Kinds other than Pod and Service are
-refused by name: not available across hosts yet.
+Every document is validated before anything is applied (as on one machine). Kinds other than Namespace, Pod and
+Service are refused by name: not available across hosts yet.
 """
 from __future__ import annotations
 
@@ -18,14 +19,16 @@ from typing import Any, Callable
 
 from emulator.errors import LabNotFoundError, ManifestError, NotFoundError, UsageError
 from emulator.hosts import controller, records, services
+from emulator.hosts.fanout import each, raise_first
 from emulator.hosts.sessions import for_command
 from emulator.lab import podspec
 from emulator.services import registry
 from emulator.services.parse import ServiceParser
 from emulator.state import namespaces
+from emulator.topology.validate import Validator
 
 Progress = Callable[[str], None]
-APPLY_KINDS = ("Pod", "Service")
+APPLY_KINDS = ("Namespace", "Pod", "Service")
 DELETE_KINDS = ("pods", "services")
 
 
@@ -53,6 +56,15 @@ def kind_of(doc: dict) -> Any:
     return doc.get("kind") or ("Pod" if "name" in doc else None)
 
 
+def _namespace(doc: dict, source: str) -> tuple[str, dict]:
+    v = Validator(source, ManifestError)
+    data = v.mapping(doc, "", ("apiVersion", "kind", "metadata", "spec", "status"), "a Namespace manifest")
+    meta = v.mapping(data.get("metadata"), "metadata", ("name", "labels", "annotations", "uid", "creationTimestamp",
+                                                        "resourceVersion"), "metadata")
+    return v.dns_name(meta.get("name"), "metadata.name", "namespace", 63, example="shop"), \
+        dict(v.labels(meta.get("labels"), "metadata.labels"))
+
+
 def apply(lab: str, docs: list[dict], source: str, progress: Progress = lambda s: None) -> list[str]:
     """Apply every document (validated all first); kubectl's line for each."""
     rec = _record(lab)
@@ -60,7 +72,7 @@ def apply(lab: str, docs: list[dict], source: str, progress: Progress = lambda s
     for i, d in enumerate(docs):
         if kind_of(d) not in APPLY_KINDS:
             raise UsageError(f"apply of a {kind_of(d)} (document {i} of {source}) is not available across hosts yet "
-                             f"(lab {lab}; Pods and Services are)", obj=str(kind_of(d)))
+                             f"(lab {lab}; Namespaces, Pods and Services are)", obj=str(kind_of(d)))
         if kind_of(d) == "Service":
             _need_services(lab, rec, "apply of a Service")
     with for_command() as ss:
@@ -76,8 +88,13 @@ def apply(lab: str, docs: list[dict], source: str, progress: Progress = lambda s
         store = services.store_of(lab) if rec.get("services") else None
         parser = ServiceParser(source, ManifestError, cidr)
         prepared: list[tuple[str, Any]] = []
+        new_spaces: set[str] = set()  # namespaces this file creates first (as kubectl applies them in order)
         for d in docs:
-            if kind_of(d) == "Pod":
+            if kind_of(d) == "Namespace":
+                ns_name, labels = _namespace(d, source)
+                new_spaces.add(ns_name)
+                prepared.append(("Namespace", (ns_name, labels)))
+            elif kind_of(d) == "Pod":
                 req = podspec.parse(d, source, {n: 1 << 30 for n in rec["placement"]}, counts)
                 have = existing.get((req.pod.namespace, req.pod.name))
                 if have is not None:  # its host says unchanged, or that pod specs are immutable
@@ -89,13 +106,19 @@ def apply(lab: str, docs: list[dict], source: str, progress: Progress = lambda s
             else:
                 svc = parser.service(d, "")
                 assert store is not None
-                if not namespaces.active(store, svc.namespace):
+                if svc.namespace not in new_spaces and not namespaces.active(store, svc.namespace):
                     raise ManifestError(source, "metadata.namespace", f"namespace '{svc.namespace}' does not exist",
                                         "apply the Service to a namespace of the lab's topology")
                 prepared.append(("Service", svc))
         lines = []
         for kind, p in prepared:
-            if kind == "Pod":
+            if kind == "Namespace":  # on every host (each store admits its own pods), and here for the Services
+                said = raise_first(each(list(hosts.values()), lambda h: ss.get(h).request(
+                    "namespace", lab=lab, name=p[0], labels=p[1], timeout=30)))
+                if store is not None and store.get("namespaces", p[0]) is None:
+                    store.put("namespaces", p[0], namespaces.manifest(p[0], p[1]))
+                lines.append(f"{next(iter(said.values()))} on {len(said)} hosts")
+            elif kind == "Pod":
                 req, node, doc = p
                 host = hosts[rec["placement"][node]]
                 r = ss.get(host).request("apply_pod", lab=lab, obj=doc, source=source, name=req.pod.name,

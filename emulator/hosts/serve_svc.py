@@ -111,6 +111,12 @@ def op_trace(req: dict, progress: Progress) -> dict:
     return res.as_dict()
 
 
+def op_namespace(req: dict, progress: Progress) -> str:
+    from emulator.lab.api import Lab
+    return Lab(req["lab"]).create_namespace(req["name"], req.get("labels") or None)
+
+
 OPS["fault"] = op_fault
+OPS["namespace"] = op_namespace
 OPS["trace"] = op_trace
 OPS["graph"] = op_graph

@@ -107,6 +107,8 @@ def test_up_pushes_services_and_endpoints_to_every_host(hosts: EmulatedHosts, la
     ips = {n: p["ip"] for n, p in pods(hosts).items()}
     ep = json.loads(ctl(hosts, "get", "ep", "back", "-o", "json").stdout)
     assert sorted(a["ip"] for s in ep["subsets"] for a in s["addresses"]) == sorted([ips["back-2"], ips["back-3"]])
+    c = ctl(hosts, "check")
+    assert c.returncode == 0 and "pod-to-pod: 9/9 pairs answer" in c.stdout, c.stdout + c.stderr
     table = ctl(hosts, "get", "svc").stdout
     assert "back-np" in table and "NodePort" in table and "80:30080/TCP" in table, table
     assert "192.168.56.2:53" in ctl(hosts, "get", "ep", "-A").stdout  # kube-dns: the DNS host
@@ -248,6 +250,27 @@ def test_service_applied_later_reaches_every_host_and_deleted_leaves_all(hosts: 
         assert "default/to-client" not in store_view(hosts, h, "services"), h
         assert "default/to-client" not in store_view(hosts, h, "endpoints"), h
     assert ctl(hosts, "get", "svc", "to-client").returncode == 4
+
+
+def test_namespace_pod_and_service_applied_together(hosts: EmulatedHosts, lab: dict) -> None:
+    f = lab["dir"] / "shop.yaml"
+    f.write_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n---\n"
+                 f"name: cart\nnamespace: shop\nnode: node-5\nlabels: {{app: cart}}\n{NETEXEC}\n---\n"
+                 "apiVersion: v1\nkind: Service\nmetadata: {name: cart, namespace: shop}\nspec:\n"
+                 "  selector: {app: cart}\n  ports: [{port: 80, targetPort: 8080}]\n")
+    r = ctl(hosts, "apply", "-f", str(f))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.splitlines() == ["namespace/shop created on 3 hosts", "pod/cart created on node-5 (host mhs2)",
+                                     "service/cart created"], r.stdout
+    svc = json.loads(ctl(hosts, "get", "svc", "cart", "-n", "shop", "-o", "json").stdout)
+    assert curl(hosts, "back-3", f"{svc['spec']['clusterIP']}/hostname") == "cart"
+    r = ctl(hosts, "exec", "back-3", "--", "ip", "netns", "exec", f"{LAB}-back-3", PY, "-c", RESOLVE,
+            "cart.shop.svc.cluster.local")
+    assert r.stdout.strip() == svc["spec"]["clusterIP"], r.stdout + r.stderr
+    r = ctl(hosts, "delete", "pod", "cart", "-n", "shop")
+    assert r.returncode == 0 and 'pod "cart" deleted' in r.stdout, r.stdout + r.stderr
+    ep = json.loads(ctl(hosts, "get", "ep", "cart", "-n", "shop", "-o", "json").stdout)
+    assert ep["subsets"] == []
 
 
 def test_what_is_not_available_across_hosts_says_so(hosts: EmulatedHosts, lab: dict) -> None:
