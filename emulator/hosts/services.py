@@ -84,6 +84,6 @@ def sync(lab: str, hosts: list[Host], session: Callable[[Host], HostSession],
     body = svcsync.push(services, list(store.list("endpoints")))
     res = raise_first(each(hosts, lambda h: session(h).request("services", lab=lab, **body, timeout=60)))
     nodes = sum(len(r["nodes"]) for r in res.values())
-    progress(f"services: {len(services)} Services, their Endpoints from the pods of {len(hosts)} hosts, pushed to "
+    progress(f"services: {len(services)} Service{'' if len(services) == 1 else 's'}, their Endpoints from the pods of {len(hosts)} hosts, pushed to "
              f"every host; kube-proxy synced on {nodes} nodes")
     return {"services": len(services), "endpoints": len(eps), "nodes": nodes}
