@@ -1,5 +1,6 @@
-"""Verbs of labs that span several machines: ``host serve``, ``host check``, ``host ls``, and the multi-host
-side of ``up``, ``down``, ``cleanup``, ``get nodes/pods``, ``exec``, ``check`` and ``capture`` (``emulator.hosts``).
+"""Verbs of labs that span several machines: ``host serve``, ``host check``, ``host ls``, ``host sync``, and the
+multi-host side of ``up``, ``down``, ``cleanup``, ``get``, ``exec``, ``check``, ``capture``, ``apply`` and ``delete``
+(``emulator.hosts``).
 
 The lab verbs call ``multihost_lab`` first: a lab whose controller record exists here (``hosts.records``) is
 acted on through its hosts; every other lab goes the usual way.
@@ -231,6 +232,23 @@ def cmd_check(a: argparse.Namespace) -> int:
     return 0 if all(r["ok"] for r in rows) else 1
 
 
+def cmd_sync(a: argparse.Namespace) -> int:
+    """Push the Services and the Endpoints computed from every host's pods now (what every apply/delete does)."""
+    from emulator.hosts import services
+    lab = multihost_lab(getattr(a, "lab", None))
+    if lab is None:
+        raise UsageError("podlab host sync acts on a multi-host lab; name it with --lab", obj="sync")
+    rec = records.load(lab) or {}
+    if not rec.get("services"):
+        raise UsageError(f"multi-host lab {lab} runs no kube-proxy or Services (its topology has no services: or "
+                         "kubeProxy: section)", obj=lab)
+    with for_command() as ss:
+        r = services.sync(lab, [records.host_of(d) for d in rec["hosts"]], ss.get, output.progress)
+    print(f"lab {lab}: {r['services']} Services and their Endpoints pushed to {len(rec['hosts'])} hosts; kube-proxy "
+          f"synced on {r['nodes']} nodes")
+    return 0
+
+
 def cmd_ls(a: argparse.Namespace) -> int:
     rows = []
     for name in records.all_labs():
@@ -254,6 +272,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(fn=cmd_check)
     s = common.verb(acts, "ls", help="the multi-host labs this controller knows, and where parts are left")
     s.set_defaults(fn=cmd_ls)
+    s = common.verb(acts, "sync", help="push the Services and Endpoints (from every host's pods) to every host now")
+    s.set_defaults(fn=cmd_sync)
 
 
 __all__ = ["HostError", "capture", "check", "cleanup", "down", "exec_", "get", "multihost_lab", "register", "up"]

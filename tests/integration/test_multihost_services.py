@@ -107,6 +107,8 @@ def test_up_pushes_services_and_endpoints_to_every_host(hosts: EmulatedHosts, la
     ips = {n: p["ip"] for n, p in pods(hosts).items()}
     ep = json.loads(ctl(hosts, "get", "ep", "back", "-o", "json").stdout)
     assert sorted(a["ip"] for s in ep["subsets"] for a in s["addresses"]) == sorted([ips["back-2"], ips["back-3"]])
+    r = ctl(hosts, "host", "sync")
+    assert r.returncode == 0 and "3 Services and their Endpoints pushed to 3 hosts" in r.stdout, r.stdout + r.stderr
     c = ctl(hosts, "check")
     assert c.returncode == 0 and "pod-to-pod: 9/9 pairs answer" in c.stdout, c.stdout + c.stderr
     table = ctl(hosts, "get", "svc").stdout
