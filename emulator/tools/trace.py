@@ -19,6 +19,11 @@ Where the path breaks, the walk stops with ``problem`` naming the namespace and 
 there, or the rule that dropped the packet. VXLAN is followed through its encapsulation: the inner packet is kept
 on a stack while the outer UDP packet is walked across the underlay, and taken back where a VXLAN device
 decapsulates it.
+
+A lab across hosts: a host walks only its own namespaces. Where a frame leaves its underlay bridge through the
+stretch (a VXLAN port of ``lan0``), the walk ends with ``TraceResult.handoff`` (the packet, the stack of inner
+packets, the frame's next hop); ``resume`` goes on from there on the host that holds the next hop
+(``emulator.hosts.trace_across`` joins the parts).
 """
 from __future__ import annotations
 
