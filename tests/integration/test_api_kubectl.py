@@ -170,8 +170,11 @@ def test_apply_the_seed_sidecar_manifest(lab: Lab, kubectl, tmp_path) -> None:
     assert ipaddress.ip_address(st["podIP"]) in ipaddress.ip_network(node.pod_cidr)  # from its node's slice
     assert (lab.store.root / "pods" / "default" / "sidecar-example.json").exists()  # one store for all
     assert rows(kubectl("get", "pod", "sidecar-example").stdout)[1][1:3] == ["2/2", "Running"]
-    assert lab.pod("web-1").exec(["curl", "-s", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}",
-                                  f"http://{st['podIP']}:8080/"]).returncode == 0
+    deadline = time.monotonic() + 10  # Running once started: its server binds its port a little later
+    while lab.pod("web-1").exec(["curl", "-s", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}",
+                                 f"http://{st['podIP']}:8080/"]).returncode != 0:
+        assert time.monotonic() < deadline, "the sidecar pod's server does not answer"
+        time.sleep(0.2)
     assert kubectl("apply", "-f", str(f)).stdout.strip() == "pod/sidecar-example unchanged"
     f.write_text(SIDECAR.replace("  name: sidecar-example\n", "  name: sidecar-example\n  labels: {tier: app}\n"))
     assert kubectl("apply", "-f", str(f)).stdout.strip() == "pod/sidecar-example configured"
