@@ -9,7 +9,9 @@ their agents, pods and routing daemons keep running and see only what a real nod
 * ``fail link A B``: traffic between two nodes only is dropped by nftables rules in a table of podlab's own
   (``table bridge podlab_faults``, chain ``forward``) matching the two ports in both directions; every other pair
   still talks. Each rule carries a comment naming the pair and the time, and a counter, so ``podlab faults`` shows
-  the drops. ``heal link`` deletes the pair's rules by handle.
+  the drops. ``heal link`` deletes the pair's rules by handle. In a lab across hosts, a link between a node of
+  this host and one of another host is cut at the local node's port by the other node's MAC (its frames pass the
+  stretch, not a port of this bridge): ``fail_link_across``.
 
 The kernel is the state: ``faults`` reads port flags and the nft table back instead of keeping a file that could
 disagree, and teardown needs nothing (both go away with the underlay namespace). Failing what is failed, or healing
@@ -162,9 +164,38 @@ def fail_link(lab: Lab, a: str, b: str) -> bool:
     return True
 
 
-def heal_link(lab: Lab, a: str, b: str) -> bool:
-    """Let traffic between ``a`` and ``b`` pass again; False if the link was not failed."""
-    for n in (a, b):
+def node_mac(lab: Lab, node: str) -> str:
+    """The MAC address of ``node``'s uplink (its frames' source on the LAN)."""
+    _check_node(lab, node)
+    with Snapshot(ns=names.node_ns(lab.name, node)) as snap:
+        return snap.links[names.NODE_UPLINK].mac
+
+
+def remote_rules_script(pair: tuple[str, str], local: str, remote_mac: str, since: str) -> str:
+    """nft commands dropping both directions between the local node's port and a node of another host, known by
+    its uplink's MAC (it has no port on this bridge: its frames come and go through the stretch)."""
+    c = _comment(pair, since)
+    return (f"add table bridge {TABLE}\n"
+            f"add chain bridge {TABLE} {CHAIN} {{ type filter hook forward priority -200; policy accept; }}\n"
+            f'add rule bridge {TABLE} {CHAIN} iifname "{local}" ether daddr {remote_mac} counter drop comment "{c}"\n'
+            f'add rule bridge {TABLE} {CHAIN} oifname "{local}" ether saddr {remote_mac} counter drop comment "{c}"\n')
+
+
+def fail_link_across(lab: Lab, local: str, remote: str, remote_mac: str) -> bool:
+    """A lab across hosts: drop all traffic between this host's node ``local`` and ``remote``, a node of another
+    host (by its MAC, at ``local``'s port); False if it already was."""
+    _check_node(lab, local)
+    pair = _pair(local, remote)
+    if any(f.nodes == pair for f in _link_faults(lab)):
+        return False
+    _nft(lab, ["-f", "-"], remote_rules_script(pair, local, remote_mac, _now()))
+    return True
+
+
+def heal_link(lab: Lab, a: str, b: str, remote: bool = False) -> bool:
+    """Let traffic between ``a`` and ``b`` pass again; False if the link was not failed. ``remote``: ``b`` is a
+    node of another host (``fail_link_across``)."""
+    for n in (a,) if remote else (a, b):
         _check_node(lab, n)
     pair = _pair(a, b)
     faults = [f for f in _link_faults(lab) if f.nodes == pair]
@@ -192,9 +223,11 @@ def list_faults(lab: Lab) -> list[Fault]:
 def heal_all(lab: Lab) -> list[Fault]:
     """Undo every fault of the lab; return what was healed."""
     faults = list_faults(lab)
+    local = set(lab.record.get("nodes", []))
     for f in faults:
         if f.kind == "node":
             heal_node(lab, f.nodes[0])
-        else:
-            heal_link(lab, *f.nodes)
+        else:  # across hosts one end may be another host's node
+            a, b = f.nodes if f.nodes[0] in local else f.nodes[::-1]
+            heal_link(lab, a, b, remote=b not in local)
     return faults

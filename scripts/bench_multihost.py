@@ -2,7 +2,7 @@
 """Benchmark: one lab over 3 emulated hosts against the same lab on one host, in one run; one JSON line.
 
     sudo flock /tmp/podlab-integration.lock python3 scripts/bench_multihost.py --nodes 30 --pods 20 [--hosts 3]
-        [--routing host-gw] [--tree DIR]     # --tree: measure another checkout's podlab with this harness
+        [--routing host-gw] [--tree DIR] [--services]   # --tree: another checkout's podlab with this harness
 
 The hosts are ``emulator.hosts.emulated`` holders (own netns/mount/pid namespaces and sshd, a LAN namespace,
 the CLI run in a controller namespace): on this one machine they share its CPUs, so the figures show podlab's
@@ -39,14 +39,16 @@ CLI = ["env", f"PYTHONPATH={ROOT}", PY, "-m", "emulator"]
 TREE = ROOT  # the podlab tree measured (--tree): its CLI on the controller and its `host serve` on the hosts
 
 
-def topology(path: Path, name: str, nodes: int, pods: int, routing: str) -> Path:
+def topology(path: Path, name: str, nodes: int, pods: int, routing: str, services: bool = False) -> Path:
     lines = ["version: 1", f"name: {name}", f"routing: {routing}", "nodes:"]
     lines += [f"  - {{name: n{i}}}" for i in range(1, nodes + 1)]
     lines.append("pods:")
     for i in range(1, nodes + 1):
         lines += [f"  - {{name: p{i}-{j}, node: n{i}}}" for j in range(1, pods + 1)]
-    lines += [f"  - {{name: perf-{i}, node: n{i}, containers: [{{name: c, image: netexec}}]}}" for i in (1, 2, 4)
-              if i <= nodes]
+    lines += [f"  - {{name: perf-{i}, node: n{i}, labels: {{app: perf}}, containers: [{{name: c, image: netexec}}]}}"
+              for i in (1, 2, 4) if i <= nodes]
+    if services:  # a lab on one machine has kube-proxy anyway; across hosts a services section asks for it
+        lines += ["services:", "  - {name: perf, selector: {app: perf}, ports: [{port: 80, targetPort: 8080}]}"]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -88,6 +90,9 @@ def main() -> None:
     ap.add_argument("--hosts", type=int, default=3)
     ap.add_argument("--routing", default="vxlan")
     ap.add_argument("--tree", help="measure the podlab of this source tree (the harness stays this one's)")
+    ap.add_argument("--services", action="store_true", help="a services section in both labs (kube-proxy, DNS and "
+                    "the Services push across hosts); adds apply_pod_s/delete_pod_s: one pod applied and deleted on "
+                    "the multi-host lab, each with its Endpoints pushed to every host")
     a = ap.parse_args()
     global CLI, TREE
     if a.tree:
@@ -95,9 +100,9 @@ def main() -> None:
         CLI = ["env", f"PYTHONPATH={TREE}", PY, "-m", "emulator"]
     tmp = Path(tempfile.mkdtemp(prefix="mult-bench-"))
     out: dict = {"nodes": a.nodes, "pods_per_node": a.pods, "hosts": a.hosts, "routing": a.routing,
-                 "tree": str(TREE)}
+                 "services": a.services, "tree": str(TREE)}
 
-    local = topology(tmp / "local.yaml", "mult-bl", a.nodes, a.pods, a.routing)
+    local = topology(tmp / "local.yaml", "mult-bl", a.nodes, a.pods, a.routing, a.services)
     out["local_up_s"] = round(timed([*CLI, "up", str(local)]), 2)
     out["local_down_s"] = round(timed([*CLI, "down", "mult-bl"]), 2)
 
@@ -109,7 +114,7 @@ def main() -> None:
         for k in range(1, a.hosts + 1):
             inv = tmp / f"inv{k}.yaml"
             inv.write_text(json.dumps({"hosts": inv_text["hosts"][:k]}))
-            topo = topology(tmp / f"multi{k}.yaml", f"mult-bm{k}", a.nodes, a.pods, a.routing)
+            topo = topology(tmp / f"multi{k}.yaml", f"mult-bm{k}", a.nodes, a.pods, a.routing, a.services)
             t_up = timed([*run, "up", str(topo), "--hosts", str(inv)])
             by_hosts[k] = round(t_up, 2)
             if k == a.hosts:
@@ -119,6 +124,12 @@ def main() -> None:
                 out["tcp_same_host_mbit"] = round(iperf(run, "perf-1", "perf-4", ip1), 0)
                 out["tcp_cross_host_mbit"] = round(iperf(run, "perf-1", "perf-2", ip1), 0)
                 out["tcp_cross_vs_same"] = round(out["tcp_cross_host_mbit"] / out["tcp_same_host_mbit"], 2)
+                if a.services:
+                    extra = tmp / "extra.yaml"
+                    extra.write_text("name: perf-x\nnode: n3\nlabels: {app: perf}\n"
+                                     "containers: [{name: c, image: netexec}]\n")
+                    out["apply_pod_s"] = round(timed([*run, "apply", "-f", str(extra)]), 2)
+                    out["delete_pod_s"] = round(timed([*run, "delete", "pod", "perf-x"]), 2)
             t_down = timed([*run, "down", f"mult-bm{k}"])
             if k == a.hosts:
                 out["multi_down_s"] = round(t_down, 2)

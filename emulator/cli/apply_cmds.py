@@ -14,7 +14,7 @@ import argparse
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from emulator.cli import common, netpol_cmds, pod_cmds, svc_cmds
+from emulator.cli import common, host_cmds, netpol_cmds, pod_cmds, svc_cmds
 from emulator.cli.common import Kind, add_namespace_flags
 from emulator.errors import AlreadyExistsError, ManifestError, UsageError
 from emulator.lab.api import Lab
@@ -111,6 +111,9 @@ def set_namespace(doc: dict, ns: str | None, source: str, i: int) -> dict:
 def cmd_apply(a: argparse.Namespace) -> int:
     docs = [set_namespace(d, getattr(a, "namespace", None), a.filename, i)
             for i, d in enumerate(load_documents(a.filename))]
+    multi = host_cmds.multihost_lab(a.lab)
+    if multi is not None:
+        return host_cmds.apply(multi, docs, a.filename)
     lab = Lab.get(a.lab)
     prepared = []
     for i, d in enumerate(docs):
@@ -130,6 +133,10 @@ def cmd_delete(a: argparse.Namespace) -> int:
     fn = common.lookup(DELETE, kind, "delete").handler
     if not names:
         raise UsageError(f"delete needs at least one name, e.g. podlab delete {kind} web-1", obj=a.kind)
+    multi = host_cmds.multihost_lab(a.lab)
+    if multi is not None:
+        canonical = next(k.names[0] for k in DELETE if kind in k.names)
+        return host_cmds.delete(multi, canonical, list(names), a)
     lab = Lab.get(a.lab)
     for n in names:
         print(fn(lab, n, a))

@@ -15,7 +15,8 @@ import os
 import sys
 
 SERVE = ["host", "serve"]
-WARM_VERBS = frozenset({"down", "cleanup", "get", "exec", "check", "capture"})  # verbs that ask a lab's hosts
+WARM_VERBS = frozenset({"down", "cleanup", "get", "exec", "check", "capture", "apply", "delete", "fail", "heal",
+                        "faults", "graph"})  # verbs that ask a lab's hosts
 
 
 def _verb(args: list[str]) -> str | None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 from emulator import faults
-from emulator.cli import common, output
+from emulator.cli import common, host_cmds, output
 from emulator.errors import UsageError
 from emulator.lab import targets
 from emulator.lab.api import Lab
@@ -51,10 +51,7 @@ def _node(lab: Lab, verb: str, target: str) -> str:
 
 
 def _consequence(lab: Lab, whose: str) -> str:
-    mode = lab.record.get("routing")
-    if mode == "bgp":
-        return f"BGP withdraws {whose} routes when the hold timer (3 s) expires"
-    return f"routing {mode} is static: {whose} routes stay in place (stale) and the traffic is lost"
+    return _consequence_text(lab.record.get("routing"), whose)
 
 
 #: (verb, what) → (the fault function, what it says when it changed something, when it did not)
@@ -69,9 +66,34 @@ ACTIONS = {
 }
 
 
+def _consequence_text(mode: str | None, whose: str) -> str:
+    if mode == "bgp":
+        return f"BGP withdraws {whose} routes when the hold timer (3 s) expires"
+    return f"routing {mode} is static: {whose} routes stay in place (stale) and the traffic is lost"
+
+
+def _run_across(lab: str, verb: str, what: str, given: tuple[str, ...]) -> int:
+    """``fail``/``heal`` on a multi-host lab: the host of the node(s) acts (``hosts.faults_across``)."""
+    from emulator.hosts import faults_across, records
+    if what == "all":
+        healed = faults_across.every_host(lab, "heal_all")
+        print(f"healed {len(healed)} fault{'s' if len(healed) != 1 else ''}" +
+              "".join(f"\n  {f['kind']} {' <-> '.join(f['nodes'])} (host {f['host']})" for f in healed))
+        return 0
+    nodes = [faults_across.node_name(t) for t in given]
+    _, changed, unchanged = ACTIONS[(verb, what)]
+    text = changed if faults_across.act(lab, verb, what, nodes) else unchanged
+    mode = (records.load(lab) or {}).get("routing")
+    print(text.format(*nodes, consequence=_consequence_text(mode, "its" if what == "node" else "their")))
+    return 0
+
+
 def _run(verb: str, a: argparse.Namespace) -> int:
-    lab = Lab.get(a.lab)
     what, given = parse_fault(verb, a.fault)
+    multi = host_cmds.multihost_lab(a.lab)
+    if multi is not None:
+        return _run_across(multi, verb, what, given)
+    lab = Lab.get(a.lab)
     if what == "all":
         healed = faults.heal_all(lab)
         print(f"healed {len(healed)} fault{'s' if len(healed) != 1 else ''}" +
@@ -93,6 +115,20 @@ def cmd_heal(a: argparse.Namespace) -> int:
 
 
 def cmd_faults(a: argparse.Namespace) -> int:
+    multi = host_cmds.multihost_lab(a.lab)
+    if multi is not None:
+        from emulator.hosts import faults_across
+        found = faults_across.every_host(multi, "list")
+        if a.output == "json":
+            output.emit_list(found, lab=multi)
+        elif not found:
+            print(f"no faults in lab {multi}")
+        else:
+            output.table(["KIND", "NODES", "HOST", "SINCE", "DETAIL"], [
+                [f["kind"], " <-> ".join(f["nodes"]), f["host"], f.get("since") or "-",
+                 "port down on the LAN" if f["kind"] == "node" else f"{f.get('droppedPackets')} packets dropped"]
+                for f in found])
+        return 0
     lab = Lab.get(a.lab)
     found = faults.list_faults(lab)
     if a.output == "json":

@@ -1,5 +1,6 @@
-"""Verbs of labs that span several machines: ``host serve``, ``host check``, ``host ls``, and the multi-host
-side of ``up``, ``down``, ``cleanup``, ``get nodes/pods``, ``exec``, ``check`` and ``capture`` (``emulator.hosts``).
+"""Verbs of labs that span several machines: ``host serve``, ``host check``, ``host ls``, ``host sync``, and the
+multi-host side of ``up``, ``down``, ``cleanup``, ``get``, ``exec``, ``check``, ``capture``, ``apply`` and ``delete``
+(``emulator.hosts``).
 
 The lab verbs call ``multihost_lab`` first: a lab whose controller record exists here (``hosts.records``) is
 acted on through its hosts; every other lab goes the usual way.
@@ -90,7 +91,43 @@ def get(a: argparse.Namespace, lab: str, kind: str, names: list[str]) -> int:
         output.table(["NAME", "STATUS", "IP", "NODE", "HOST"],
                      [[p["name"], p["phase"], p["ip"], p["node"], p["host"]] for p in items])
         return 0
-    raise UsageError(f"get {kind} is not available for multi-host lab {lab} yet (nodes and pods are)", obj=kind)
+    if kind in ("services", "endpoints"):
+        return _get_services(a, lab, kind, names)
+    raise UsageError(f"get {kind} is not available across hosts yet (lab {lab}; nodes, pods, services and "
+                     "endpoints are)", obj=kind)
+
+
+def _get_services(a: argparse.Namespace, lab: str, kind: str, names: list[str]) -> int:
+    """Services and Endpoints from the controller's store (the same objects every host has been pushed)."""
+    from emulator.cli import svc_cmds
+    from emulator.hosts import services
+    ns = None if getattr(a, "all_namespaces", False) else (getattr(a, "namespace", None) or "default")
+    items = common.select(list(services.store_of(lab).list(kind, ns=ns)), names, kind.rstrip("s"), lab, ns)
+    if a.output == "json":
+        output.emit_json(common.one_or_list(items, names))
+        return 0
+    table = svc_cmds.service_table if kind == "services" else svc_cmds.endpoints_table
+    headers, rows = table(None, items, a.output == "wide")  # type: ignore[arg-type]
+    if ns is None:
+        headers = ["NAMESPACE", *headers]
+        rows = [[o["metadata"].get("namespace") or "default", *row] for o, row in zip(items, rows)]
+    output.table(headers, rows)
+    return 0
+
+
+def apply(lab: str, docs: list[dict], source: str) -> int:
+    from emulator.hosts import changes
+    for line in changes.apply(lab, docs, source, output.progress):
+        print(line)
+    return 0
+
+
+def delete(lab: str, kind: str, names: list[str], a: argparse.Namespace) -> int:
+    from emulator.hosts import changes
+    for line in changes.delete(lab, kind, names, getattr(a, "namespace", None), getattr(a, "wait", True),
+                               output.progress):
+        print(line)
+    return 0
 
 
 def exec_(lab: str, target: str, argv: list[str]) -> int:
@@ -195,6 +232,23 @@ def cmd_check(a: argparse.Namespace) -> int:
     return 0 if all(r["ok"] for r in rows) else 1
 
 
+def cmd_sync(a: argparse.Namespace) -> int:
+    """Push the Services and the Endpoints computed from every host's pods now (what every apply/delete does)."""
+    from emulator.hosts import services
+    lab = multihost_lab(getattr(a, "lab", None))
+    if lab is None:
+        raise UsageError("podlab host sync acts on a multi-host lab; name it with --lab", obj="sync")
+    rec = records.load(lab) or {}
+    if not rec.get("services"):
+        raise UsageError(f"multi-host lab {lab} runs no kube-proxy or Services (its topology has no services: or "
+                         "kubeProxy: section)", obj=lab)
+    with for_command() as ss:
+        r = services.sync(lab, [records.host_of(d) for d in rec["hosts"]], ss.get, output.progress)
+    print(f"lab {lab}: {r['services']} Services and their Endpoints pushed to {len(rec['hosts'])} hosts; kube-proxy "
+          f"synced on {r['nodes']} nodes")
+    return 0
+
+
 def cmd_ls(a: argparse.Namespace) -> int:
     rows = []
     for name in records.all_labs():
@@ -218,6 +272,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(fn=cmd_check)
     s = common.verb(acts, "ls", help="the multi-host labs this controller knows, and where parts are left")
     s.set_defaults(fn=cmd_ls)
+    s = common.verb(acts, "sync", help="push the Services and Endpoints (from every host's pods) to every host now")
+    s.set_defaults(fn=cmd_sync)
 
 
 __all__ = ["HostError", "capture", "check", "cleanup", "down", "exec_", "get", "multihost_lab", "register", "up"]

@@ -21,10 +21,24 @@ from emulator import plugins
 from emulator.cli import (apply_cmds, bgp_cmds, check_cmds, describe_cmds, exec_cmd, fault_cmds, get_cmds,
                           host_cmds, kubeconfig_cmds, lab_cmds, link_cmds, mn_cmds, netpol_cmds, pod_cmds, svc_cmds,
                           tool_cmds)
-from emulator.errors import PodlabError
+from emulator.errors import PodlabError, UsageError
 
 COMMAND_MODULES = [lab_cmds, get_cmds, exec_cmd, describe_cmds, apply_cmds, pod_cmds, svc_cmds, netpol_cmds, bgp_cmds,
                    fault_cmds, check_cmds, tool_cmds, link_cmds, mn_cmds, kubeconfig_cmds, host_cmds]
+
+
+#: verbs that act on one machine's lab only: on a multi-host lab they say so instead of "lab not found"
+NOT_ACROSS_HOSTS = frozenset({"create", "bgp", "describe", "kubeconfig", "link", "cli", "netpol", "run", "logs",
+                              "scale"})
+
+
+def refuse_across_hosts(args: argparse.Namespace) -> None:
+    """UsageError if the verb is not available on the multi-host lab it would act on."""
+    if args.verb in NOT_ACROSS_HOSTS:
+        lab = host_cmds.multihost_lab(getattr(args, "lab", None))
+        if lab is not None:
+            raise UsageError(f"podlab {args.verb} is not available across hosts yet (lab {lab} spans "
+                             "several hosts; see docs/multihost.md for the verbs that are)", obj=args.verb)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -54,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         print("podlab: needs root (network namespaces); run it with sudo", file=sys.stderr)
         return 1
     try:
+        refuse_across_hosts(args)
         return int(args.fn(args) or 0)
     except PodlabError as e:
         print(f"podlab: error: {e}", file=sys.stderr)

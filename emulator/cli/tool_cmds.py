@@ -168,8 +168,12 @@ def run_trace(lab: Lab, a: argparse.Namespace) -> list[str]:
 
 
 def cmd_trace(a: argparse.Namespace) -> int:
-    lab = Lab.get(a.lab)
-    res = trace_result(lab, a)
+    multi = host_cmds.multihost_lab(a.lab)
+    if multi is not None:
+        from emulator.hosts import trace_across
+        res = trace_across.trace(multi, a.src, a.dst, a.proto, a.port, a.endpoint, a.verify)
+    else:
+        res = trace_result(Lab.get(a.lab), a)
     if a.output == "json":
         output.emit_json(res.as_dict())
     else:
@@ -197,6 +201,9 @@ def cmd_graph(a: argparse.Namespace) -> int:
     if source:
         from emulator.topology.loader import load
         model = graph_model.from_topology(load(source))
+    elif host_cmds.multihost_lab(a.lab) is not None:
+        from emulator.hosts import graph_across
+        model = graph_across.model(host_cmds.multihost_lab(a.lab) or "")
     else:
         model = graph.from_lab(Lab.get(a.lab))
     fmt = a.output or (graph.output_format(a.write) if a.write else "dot")

@@ -16,14 +16,14 @@ reported NotReady (the Kubernetes word for a node whose kubelet stopped reportin
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable
 
 from emulator.errors import (AlreadyUp, BuildError, HostError, HostVersionError, LabExistsError, LabNotFoundError,
                              MissingDependencyError, MtuError, PodlabError)
-from emulator.hosts import plan, protocol, records, stretch
+from emulator.hosts import plan, protocol, records, services, stretch
+from emulator.hosts.fanout import each, first_error
 from emulator.hosts.sessions import Sessions, for_command
 from emulator.hosts.transport import HostSession
 from emulator.lab import components
@@ -31,27 +31,10 @@ from emulator.topology.hosts_section import Host, HostSet, of, vni
 from emulator.topology.model import Topology
 
 Progress = Callable[[str], None]
-T = TypeVar("T")
 
 
 def _quiet(_: str) -> None:
     pass
-
-
-def each(hosts: list[Host], fn: Callable[[Host], T]) -> dict[str, T | BaseException]:
-    """``fn(host)`` for every host at once; {host: result or the exception it raised}."""
-    def run(h: Host) -> T | BaseException:
-        try:
-            return fn(h)
-        except Exception as e:
-            return e
-    with ThreadPoolExecutor(max(1, len(hosts))) as ex:
-        return dict(zip([h.name for h in hosts], ex.map(run, hosts)))
-
-
-def first_error(results: dict[str, Any]) -> BaseException | None:
-    errs = [r for r in results.values() if isinstance(r, BaseException)]
-    return errs[0] if errs else None
 
 
 def connect_all(hosts: list[Host], progress: Progress = _quiet) -> dict[str, HostSession]:
@@ -115,10 +98,14 @@ def up(topo: Topology, progress: Progress = _quiet, timeout: float | None = None
     hs = of(topo)
     assert hs is not None, "up() of a lab without hosts"
     parts = components.active(topo)
-    if parts:
-        raise BuildError(f"lab {topo.name}: {', '.join(c.name for c in parts)} cannot span several hosts yet; "
-                         "fix: drop services/external/networkPolicies/link from the topology, or its hosts",
-                         obj=topo.name)
+    with_services = any(c.name == "services" for c in parts)
+    others = [c.name for c in parts if c.name != "services"]
+    if others:
+        raise BuildError(f"lab {topo.name}: {', '.join(others)} {'is' if len(others) == 1 else 'are'} not available "
+                         "across hosts yet (Services are); fix: drop external/networkPolicies/link/apiServer from "
+                         "the topology, or its hosts", obj=topo.name)
+    if with_services:
+        services.refuse_deployments(topo)
     old = records.load(topo.name)
     if old is not None:
         if old.get("status") == "ready" and old.get("source") == os.path.abspath(topo.source):
@@ -136,8 +123,11 @@ def up(topo: Topology, progress: Progress = _quiet, timeout: float | None = None
         rec = records.new(topo.name, source=os.path.abspath(topo.source), routing=topo.routing,
                           hosts=list(hs.hosts), placement=dict(hs.placement), mtu=mtu, port=hs.tunnel_port,
                           vni=vni(topo.name), node_ips={n.name: str(n.ip) for n in topo.nodes})
+        rec["services"], rec["serviceCIDR"] = with_services, str(topo.service_cidr)
         records.save(rec)
         try:
+            if with_services:
+                services.init(built)  # ClusterIPs and NodePorts allocated once, here, for every host
             plans = plan.host_plans(topo, hs, text=text if text is not None else Path(topo.source).read_text(),
                                     inventory=inventory, name=name, routing=routing, mtu=mtu,
                                     nics={h: i["nic"] for h, i in infos.items()}, timeout=timeout,
@@ -156,6 +146,8 @@ def up(topo: Topology, progress: Progress = _quiet, timeout: float | None = None
                 if err is not None:
                     raise err
                 progress(f"BGP converged across hosts: every node holds the other {len(slices) - 1} slices")
+            if with_services:
+                services.sync(topo.name, list(hs.hosts), lambda h: sessions[h.name], progress)
         except BaseException as e:
             progress(f"failed: {e}; removing the lab from every host")
             close_all(sessions)

@@ -10,6 +10,7 @@ so a later ``down``/``cleanup`` finishes the job when it is back.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -38,6 +39,8 @@ def save(rec: dict) -> None:
 
 
 def remove(lab: str) -> None:
+    """The record and the lab's directory beside it (the controller's store of its Services)."""
+    shutil.rmtree(records_dir() / f"{lab}.d", ignore_errors=True)
     try:
         os.unlink(path(lab))
     except FileNotFoundError:

@@ -10,7 +10,8 @@ VNI and peer addresses); the host validates the topology again with its own load
 Ops (``protocol``): ``info`` (NIC and MTU for an address, the vxlan module, the tunnel port), ``up``, ``ping``
 (DF pings from local nodes), ``status`` (local nodes and pods as the agents report them), ``matrix`` (from every
 local pod to the given pod IPs: the source address each receiver saw), ``exec``, ``capture`` (at local points,
-the packets sent back), ``clock``, ``down``, ``labs``.
+the packets sent back), ``clock``, ``down``, ``labs``; and those that change the part after ``up`` (Services and
+Endpoints pushed, pods applied and deleted: ``serve_svc``).
 
 The real stdin/stdout are moved to private descriptors at start; fd 0/1/2 then point at /dev/null and a log
 file, so the agents and daemons the build forks never hold the SSH channel open or write into the protocol.
@@ -39,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, IO
 
 from emulator.errors import HostError, LabTimeoutError, NotFoundError, PodlabError
-from emulator.hosts import protocol, stretch
+from emulator.hosts import protocol, serve_svc, stretch
 from emulator.state import record
 from emulator.state.paths import ensure_state_root, state_root
 
@@ -116,13 +117,13 @@ def op_status(req: dict, progress: Progress) -> dict:
     lab = Lab(req["lab"])
     if record.load(lab.name) is None:
         raise NotFoundError("lab", lab.name, f"host {socket.gethostname()}")
-    nodes = [{"name": n.name, "ready": n.ready} for n in lab.nodes]
+    nodes = [{"name": n.name, "ready": n.ready, "ip": n.ip, "podCIDR": n.pod_cidr} for n in lab.nodes]
     pods = []
-    for name in lab.store.names("pods"):
-        obj = lab.store.with_status("pods", name) or {}
+    for ns, name in lab.store.keys("pods"):
+        obj = lab.store.with_status("pods", name, ns) or {}
         st = obj.get("status") or {}
-        pods.append({"name": name, "node": (obj.get("spec") or {}).get("nodeName"), "ip": st.get("podIP"),
-                     "phase": st.get("phase", "Pending")})
+        pods.append({"name": name, "namespace": ns, "node": (obj.get("spec") or {}).get("nodeName"),
+                     "ip": st.get("podIP"), "phase": st.get("phase", "Pending")})
     return {"nodes": nodes, "pods": pods, "status": (record.load(lab.name) or {}).get("status")}
 
 
@@ -209,7 +210,7 @@ def op_labs(req: dict, progress: Progress) -> list[str]:
 
 OPS: dict[str, Callable[[dict, Progress], Any]] = {
     "info": op_info, "up": op_up, "ping": op_ping, "converged": op_converged, "status": op_status, "matrix": op_matrix, "exec": op_exec,
-    "down": op_down, "labs": op_labs, "capture": op_capture, "clock": op_clock}
+    "down": op_down, "labs": op_labs, "capture": op_capture, "clock": op_clock, **serve_svc.OPS}
 NEEDS_COMPONENTS = frozenset({"up", "down"})  # builder.up and teardown.destroy consult the installed components
 
 

@@ -187,7 +187,7 @@ def up(topo: Topology, progress: Progress = lambda s: None, timeout: float | Non
         step = f"routing daemons ({topo.routing})"
         for n in topo.nodes:  # each daemon records itself in the lab's process journal before it runs
             mode.start(full, n, str(paths.node_root(n.name)))
-        ctx = components.BuildContext(topo, paths, store, progress)
+        ctx = components.BuildContext(topo, paths, store, progress, full=full if local is not None else None)
         for c in parts:
             step = f"component {c.name}"
             c.start(ctx)

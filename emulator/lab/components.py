@@ -35,6 +35,12 @@ class BuildContext:
     store: Store
     progress: Callable[[str], None]
     data: dict = field(default_factory=dict)  # components may leave notes for each other here
+    full: Topology | None = None  # a host's part of a multi-host lab: the whole lab (``topo`` is this host's part)
+
+    @property
+    def whole(self) -> Topology:
+        """The whole lab: every node on every host (``topo`` alone on one machine)."""
+        return self.full if self.full is not None else self.topo
 
 
 class Component(ABC):

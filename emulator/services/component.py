@@ -15,6 +15,13 @@ node is NotReady —, no IP left on their node: ``up`` prints a warning line for
 leaves them Pending), the endpoints reflect them, every kube-proxy has synced them and every Running coredns pod
 answers a query on its pod IP (the readiness probe kubeadm gives them; skipped, with a warning, when none runs):
 when ``up`` returns, every Service answers and so does cluster DNS wherever a coredns pod could run.
+
+On a host's part of a multi-host lab (``ctx.whole`` is the whole lab): cluster DNS is the DNS host of
+``dnshost`` on the host of the lab's first node (no coredns Deployment: Deployments are not admitted across
+hosts yet), the controller-manager runs there or in the underlay namespace elsewhere, without its endpoints
+controller; kube-proxy on the host's own Kubernetes nodes; no topology Services or Deployments written here: the
+controller admits the Services once for the whole lab and pushes them with their Endpoints to every host
+(``emulator.hosts.services``).
 """
 from __future__ import annotations
 
@@ -29,7 +36,7 @@ import dns.message
 from emulator.errors import LabTimeoutError, MissingDependencyError
 from emulator.lab.components import BuildContext, Component
 from emulator.netlink import netns
-from emulator.services import config, coredns, registry
+from emulator.services import config, coredns, dnshost, registry
 from emulator.services.controller import ControllerManager
 from emulator.services.controller import status_path as controller_status
 from emulator.proc.daemon import Daemon, spawn, spawn_many
@@ -41,7 +48,8 @@ from emulator.state.store import Store
 from emulator.topology import names
 from emulator.topology.model import Topology
 
-#: Sections that ask for kube-proxy, the controllers and DNS explicitly (every single-host lab has them anyway).
+#: Sections that ask for kube-proxy, the controllers and DNS explicitly (every single-host lab has them anyway; a
+#: multi-host lab has them only when one of these asks: its ``up`` then pushes Services and Endpoints to every host).
 EXPLICIT = frozenset({"services", "deployments", "kubeProxy"})
 
 
@@ -51,36 +59,50 @@ class ServicesComponent(Component):
 
     def wanted(self, topo: Topology) -> bool:
         if hosts_section.of(topo) is not None and not EXPLICIT.intersection(dict(topo.extra)):
-            return False  # not yet across hosts: a multi-host lab gets them only when asked (and is refused)
+            return False  # across hosts only when asked (one more round to every host at up; docs/multihost.md)
         # kube-proxy, the controllers and cluster DNS are a Kubernetes cluster's: a lab of Docker hosts alone
-        # has none of them
-        return bool(topo.kube_nodes) and config.settings(topo) is not None
+        # has none of them (a host's part of a multi-host lab may hold no node: it still runs its share)
+        multi = hosts_section.of(topo) is not None
+        return (multi or bool(topo.kube_nodes)) and config.settings(topo) is not None
+
+    def namespaces(self, topo: Topology) -> list[str]:
+        return [dnshost.dns_ns(topo.name)] if dnshost.here(topo) else []
 
     def start(self, ctx: BuildContext) -> None:
-        topo, paths, store = ctx.topo, ctx.paths, ctx.store
-        cfg = config.settings(topo)
+        topo, paths, store, whole = ctx.topo, ctx.paths, ctx.store, ctx.whole
+        multi = hosts_section.of(topo) is not None
+        cfg = config.settings(whole)
         assert cfg is not None
-        check_dependencies(cfg.proxy_mode, names.node_ns(topo.name, topo.kube_nodes[0].name))
-        registry.put_service(store, coredns.service(cfg.dns_ip), topo.service_cidr)
+        if topo.kube_nodes:
+            check_dependencies(cfg.proxy_mode, names.node_ns(topo.name, topo.kube_nodes[0].name))
         coredns.write_corefile(paths, cfg.domain)
-        with registry.locked(store, "deployments"):
-            store.put("deployments", coredns.NAME, coredns.deployment(paths))
-        for s in cfg.services:
-            registry.put_service(store, s, topo.service_cidr)
-        for d in cfg.deployments:
-            registry.put_deployment(store, d)
-        cm = ControllerManager(topo.name, cfg.dns_ip, cfg.domain)
-        spawn(cm.run, paths.root / "controller-manager.log", ns=names.node_ns(topo.name, topo.kube_nodes[0].name),
-              title="kube-controller",
+        if multi:  # across hosts the controller admits the Services and pushes them with their Endpoints
+            dnshost.put_service(store, cfg, dnshost.address(whole), topo.service_cidr)
+            if dnshost.here(topo):
+                dnshost.start(whole, paths)
+            cm_ns = dnshost.dns_ns(topo.name) if dnshost.here(topo) else names.underlay_ns(topo.name)
+        else:
+            registry.put_service(store, coredns.service(cfg.dns_ip), topo.service_cidr)
+            with registry.locked(store, "deployments"):
+                store.put("deployments", coredns.NAME, coredns.deployment(paths))
+            for s in cfg.services:
+                registry.put_service(store, s, topo.service_cidr)
+            for d in cfg.deployments:
+                registry.put_deployment(store, d)
+            cm_ns = names.node_ns(topo.name, topo.kube_nodes[0].name)
+        cm = ControllerManager(topo.name, cfg.dns_ip, cfg.domain, endpoints=not multi)
+        spawn(cm.run, paths.root / "controller-manager.log", ns=cm_ns, title="kube-controller",
               journal=paths.proc_journal, what="controller-manager")
-        cidr = str(topo.pod_cidr)
+        cidr = str(whole.pod_cidr)
         spawn_many([Daemon(KubeProxy(topo.name, n.name, cfg.proxy_mode, cidr).run, log_path(paths, n.name),
                            paths.proc_journal, f"kube-proxy of {n.name}", names.node_ns(topo.name, n.name),
                            "kube-proxy") for n in topo.kube_nodes])  # while the controller's first pass runs
         wait_file(controller_status(paths), lambda st: st.get("passes", 0) >= 1, 10, "the controller-manager",
                   topo.name)
+        dns_what = (f"kube-dns → {coredns.REPLICAS} coredns pods" if not multi else
+                    f"kube-dns → {dnshost.address(whole)}" if dnshost.here(topo) else "kube-dns on another host")
         ctx.progress(f"services: kube-proxy ({cfg.proxy_mode}) on {len(topo.kube_nodes)} nodes, cluster DNS "
-                     f"{cfg.dns_ip} (kube-dns → {coredns.REPLICAS} coredns pods), {len(cfg.services)} services, "
+                     f"{cfg.dns_ip} ({dns_what}), {len(cfg.services)} services, "
                      f"{len(cfg.deployments)} deployments")
 
     @classmethod
@@ -92,8 +114,11 @@ class ServicesComponent(Component):
 
     def ready(self, ctx: BuildContext) -> None:
         topo, store = ctx.topo, ctx.store
-        cfg = config.settings(topo)
+        cfg = config.settings(ctx.whole)
         assert cfg is not None
+        if hosts_section.of(topo) is not None:  # a host's part: no Deployments (the DNS host answers at once)
+            wait_synced(ctx.paths, store, [n.name for n in topo.kube_nodes], timeout=20)
+            return
         deps = [(d.name, d.namespace, d.replicas) for d in cfg.deployments] + \
             [(coredns.NAME, coredns.NAMESPACE, coredns.REPLICAS)]
         pods = wait_deployments(store, deps, ctx.progress, 30 + 0.05 * sum(r for _, _, r in deps), topo.name)

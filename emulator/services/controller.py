@@ -10,7 +10,9 @@ without CNI configuration is NotReady); with no such node a pod stays unbound an
 FailedScheduling message and event, and is bound on the first pass that finds one (e.g. after ``podlab cni
 install``: the full pass every second notices it), (2) keep every pod's resolv.conf (``resolv``), (3) recompute every selector
 Service's Endpoints (``endpoints.compute``, pure) and write only those that changed, deleting the Endpoints of
-Services that are gone, (4) write each Deployment's status. A status file (``controller.json`` in the lab
+Services that are gone (not on a host of a multi-host lab, ``endpoints=False``: there the controller computes
+every Endpoints from the pods of all hosts and pushes them, ``emulator.hosts.services``), (4) write each
+Deployment's status. A status file (``controller.json`` in the lab
 directory) records the store versions each pass covered, so ``up`` can wait until endpoints reflect the running
 pods. On SIGTERM (``down``) it exits; ``down`` removes the resolv.conf files after deleting the lab's namespaces
 (``ServicesComponent.teardown``, from the ledger), off the path that waits for the daemons.
@@ -96,8 +98,10 @@ class _Statuses(dict):
 
 
 class ControllerManager:
-    def __init__(self, lab: str, nameserver: str, domain: str, seed: int | None = None) -> None:
+    def __init__(self, lab: str, nameserver: str, domain: str, seed: int | None = None,
+                 endpoints: bool = True) -> None:
         self.paths = LabPaths(lab)
+        self.endpoints = endpoints  # False on a host of a multi-host lab: the controller writes every Endpoints
         self.store = Store(self.paths.store)
         self.resolv = ResolvFiles(lab, nameserver, domain)
         self.rng = random.Random(seed)
@@ -146,6 +150,14 @@ class ControllerManager:
                         self.store.put_status("deployments", dname, plan.status, ns)
             self._sync_replicasets(dep, plan.replicasets)
         self.resolv.ensure(pods, verify=verify, live=lambda: self.store.list("pods"))
+        if self.endpoints:
+            self._sync_endpoints(pods, statuses)
+        for ns, name in self.store.keys("deployments", status=True):
+            self._orphan_delete("deployments", name, ns, lambda: self.store.get("deployments", name, ns) is None,
+                                status=True)
+        self._collect_garbage(pods)
+
+    def _sync_endpoints(self, pods: list[dict], statuses: dict) -> None:
         services = list(self.store.list("services"))
         live = set()
         for svc in services:
@@ -167,10 +179,6 @@ class ControllerManager:
             # it) keeps its Endpoints: looked up again under the write lock (``_orphan_delete``)
             if (ns, name) not in svc_keys:
                 self._orphan_delete("endpoints", name, ns, lambda: self.store.get("services", name, ns) is None)
-        for ns, name in self.store.keys("deployments", status=True):
-            self._orphan_delete("deployments", name, ns, lambda: self.store.get("deployments", name, ns) is None,
-                                status=True)
-        self._collect_garbage(pods)
 
     def _orphan_delete(self, kind: str, name: str, ns: str, orphaned: Callable[[], bool],
                        status: bool = False) -> bool:

@@ -36,14 +36,31 @@ LINE_STYLE = {
 }
 
 
-def from_lab(lab: Lab) -> GraphModel:
-    rec = lab.record
-    routing = rec.get("routing", "?")
+def lab_nodes(lab: Lab) -> list[NodeInfo]:
     nodes: list[NodeInfo] = []
-    for n in rec.get("nodes", []):
+    for n in lab.record.get("nodes", []):
         obj = lab.store.get("nodes", n) or {}
         nodes.append(NodeInfo(n, obj["status"]["addresses"][0]["address"],
                               ipaddress.IPv4Network(obj["spec"]["podCIDR"])))
+    return nodes
+
+
+def from_lab(lab: Lab) -> GraphModel:
+    args, pairs = _inputs(lab, None)
+    return build(*args, pairs)
+
+
+def host_part(lab: Lab, peers: list[NodeInfo]) -> tuple[GraphModel, list[Line]]:
+    """A host's part of a multi-host lab: its own nodes and pods, with their routes to every node of every host
+    (``peers``), and apart the node-to-node lines (tunnels, BGP sessions) the controller merges and draws."""
+    args, pairs = _inputs(lab, peers)
+    return build(*args, []), pairs
+
+
+def _inputs(lab: Lab, peers: list[NodeInfo] | None) -> tuple[tuple, list[Line]]:
+    rec = lab.record
+    routing = rec.get("routing", "?")
+    nodes = lab_nodes(lab)
     pods = []
     for view in lab.pods:
         obj = lab.store.with_status("pods", view.name, view.namespace) or {}
@@ -51,15 +68,18 @@ def from_lab(lab: Lab) -> GraphModel:
         sb = st.get("sandbox") or {}
         pods.append(PodInfo(view.ref, obj.get("spec", {}).get("nodeName", "?"), st.get("podIP"),
                             pod_host_veth(sb) if sb.get("id") and st.get("phase") == "Running" else None))
-    routes, pairs = kernel_paths(lab, nodes)
-    return build(f"lab {lab.name} ({routing})", routing, rec.get("cluster", {}).get("underlay", ""), nodes, pods,
-                 routes, pairs)
+    routes, pairs = kernel_paths(lab, nodes, peers)
+    return (f"lab {lab.name} ({routing})", routing, rec.get("cluster", {}).get("underlay", ""), nodes, pods,
+            routes), pairs
 
 
-def kernel_paths(lab: Lab, nodes: list[NodeInfo]) -> tuple[dict[str, list[str]], list[Line]]:
-    """Per node, its kernel routes to the other nodes' pod CIDRs; VXLAN tunnels (route + neighbour + FDB naming
-    the peer node) and BGP-learned routes as node-to-node lines."""
-    by_ip = {n.ip: n for n in nodes}
+def kernel_paths(lab: Lab, nodes: list[NodeInfo], peers: list[NodeInfo] | None = None
+                 ) -> tuple[dict[str, list[str]], list[Line]]:
+    """Per node, its kernel routes to the other nodes' pod CIDRs (``peers``, default ``nodes``: the nodes it may
+    route to, on any host); VXLAN tunnels (route + neighbour + FDB naming the peer node) and BGP-learned routes as
+    node-to-node lines."""
+    peers = peers if peers is not None else nodes
+    by_ip = {n.ip: n for n in peers}
     routes: dict[str, list[str]] = {}
     pairs: list[Line] = []
     seen: set[tuple[str, str]] = set()
@@ -67,7 +87,7 @@ def kernel_paths(lab: Lab, nodes: list[NodeInfo]) -> tuple[dict[str, list[str]],
         v = Snapshot(ns=names.node_ns(lab.name, n.name), label=n.name)
         try:
             routes[n.name] = []
-            for other in nodes:
+            for other in peers:
                 if other.name == n.name:
                     continue
                 r = v.match_route(str(other.pod_cidr.network_address + 1))

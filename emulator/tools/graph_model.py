@@ -131,3 +131,38 @@ def from_topology(topo: Topology) -> GraphModel:
     routes, pairs = expected(topo.routing, nodes)
     return build(f"lab {topo.name} ({topo.routing}) from {topo.source}", topo.routing, str(topo.underlay.cidr),
                  nodes, pods, routes, pairs)
+
+
+def from_dict(d: dict) -> GraphModel:
+    """A model from its ``as_dict`` form (what a host of a multi-host lab sends back)."""
+    return GraphModel(d["title"], dict(d.get("groups", {})), [Box(**b) for b in d.get("boxes", [])],
+                      [Line(**ln) for ln in d.get("lines", [])])
+
+
+def merge(title: str, parts: dict[str, tuple[GraphModel, list[Line]]], note: str = "") -> GraphModel:
+    """One picture of a lab over several hosts: every host's nodes (each group labelled with its host), pods and
+    lines, the underlay drawn once (``note`` added to its label: how it is stretched), and the node-to-node lines
+    of all hosts, each pair once (both ends report a tunnel), unless there are too many nodes to draw them."""
+    g = GraphModel(title)
+    seen_boxes: set[str] = set()
+    seen_lines: set[tuple[str, str, str]] = set()
+    pairs: list[Line] = []
+    for host in sorted(parts):
+        model, host_pairs = parts[host]
+        for group, label in model.groups.items():
+            g.groups[group] = f"{label}\nhost {host}"
+        for b in model.boxes:
+            if b.id not in seen_boxes:
+                seen_boxes.add(b.id)
+                g.boxes.append(Box(b.id, b.label + (f"\n{note}" if note and b.kind == "underlay" else ""), b.kind,
+                                   b.group))
+        for ln in list(model.lines) + list(host_pairs):
+            k = (*sorted((ln.a, ln.b)), ln.kind)
+            if k not in seen_lines:
+                seen_lines.add(k)  # type: ignore[arg-type]
+                (pairs if ln in host_pairs else g.lines).append(ln)
+    if len(g.groups) > MAX_PAIR_EDGES_NODES:
+        g.title += f" ({len(pairs)} node-to-node lines not drawn)"
+    else:
+        g.lines.extend(pairs)
+    return g

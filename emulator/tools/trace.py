@@ -19,10 +19,16 @@ Where the path breaks, the walk stops with ``problem`` naming the namespace and 
 there, or the rule that dropped the packet. VXLAN is followed through its encapsulation: the inner packet is kept
 on a stack while the outer UDP packet is walked across the underlay, and taken back where a VXLAN device
 decapsulates it.
+
+A lab across hosts: a host walks only its own namespaces. Where a frame leaves its underlay bridge through the
+stretch (a VXLAN port of ``lan0``), the walk ends with ``TraceResult.handoff`` (the packet, the stack of inner
+packets, the frame's next hop); ``resume`` goes on from there on the host that holds the next hop
+(``emulator.hosts.trace_across`` joins the parts).
 """
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import asdict
 from typing import Sequence
 
 from emulator.cni.bridge import mac_for
@@ -69,6 +75,23 @@ def trace(lab: Lab, src: str, dst: str, proto: str | None = None, port: int | No
         ctx.close()
 
 
+def resume(lab: Lab, handoff: dict, src_name: str, dst_name: str, *, nat_hooks: Sequence[NatHook] = NAT_HOOKS,
+           endpoint: str | None = None) -> TraceResult:
+    """The rest of a trace on this host of a lab across hosts: from the frame another host's walk sent out of its
+    stretch (``TraceResult.handoff``: the packet, the inner packets of a VXLAN tunnel, the frame's next hop)."""
+    ctx = Ctx(lab, prefer=endpoint)
+    try:
+        res = TraceResult(lab.name, ctx.routing, src_name, dst_name, Packet(**handoff["packet"]))
+        w = Walker(ctx, res, nat_hooks)
+        w.stack = [Packet(**p) for p in handoff.get("stack", [])]
+        nxt = w.from_stretch(handoff)
+        if nxt is not None:
+            w.run(*nxt)
+        return res
+    finally:
+        ctx.close()
+
+
 class Walker:
     def __init__(self, ctx: Ctx, res: TraceResult, nat_hooks: Sequence[NatHook]) -> None:
         self.ctx, self.res, self.nat_hooks = ctx, res, tuple(nat_hooks)
@@ -98,9 +121,7 @@ class Walker:
                 return None
         return pkt
 
-    def run(self, kind: str, owner: str, pkt: Packet) -> None:
-        point: NatPoint = "output"
-        in_dev: str | None = None
+    def run(self, kind: str, owner: str, pkt: Packet, point: NatPoint = "output", in_dev: str | None = None) -> None:
         seen: set[tuple] = set()
         for _ in range(MAX_STEPS):
             key = (kind, owner, pkt, len(self.stack))
@@ -230,6 +251,9 @@ class Walker:
         port = self.ctx.port_towards(owner) if owner else None
         if port and bv.links.get(port) and bv.links[port].master == bridge:
             return port, f"{mac or ip} not in the FDB yet: the bridge floods the first frame; port {port} leads to it"
+        stretch = next((lk.name for lk in bv.links.values() if lk.kind == "vxlan" and lk.master == bridge), None)
+        if owner is None and stretch is not None:  # a lab across hosts: no local port leads there, the stretch does
+            return stretch, f"{mac or ip} not in the FDB yet: the bridge floods the frame, out of {stretch} too"
         return None, f"no port of {bridge} leads to {ip}"
 
     def bridged(self, kind: str, owner: str, bridge: str, pkt: Packet) -> Packet | None:
@@ -292,15 +316,36 @@ class Walker:
         if pk != "underlay":
             self.hop(pk, po, pd, "in", f"{po}'s {pd} (cable from {owner} {dev})", (pd, "rx"))
             return pk, po, pkt, "prerouting", pd
-        uv = self.ctx.view("underlay", "underlay")
         self.hop("underlay", "underlay", pd, "in", f"underlay port {pd} (cable from {owner} {dev})", (pd, "rx"))
+        return self.across_underlay(mac, nexthop, pkt)
+
+    def across_underlay(self, mac: str, nexthop: str, pkt: Packet) -> Next | None:
+        """A frame in the underlay bridge, to the port of its next hop; out of the stretch (a VXLAN port of the
+        bridge: a lab across hosts) when the next hop is on another host, where ``resume`` takes it on."""
+        uv = self.ctx.view("underlay", "underlay")
         port, fdb_text = self.port_for(uv, names.UNDERLAY_BRIDGE, mac, nexthop)
         if port is None:
             return self.fail(f"underlay bridge {names.UNDERLAY_BRIDGE}: {fdb_text} (no node or host has {nexthop})")
         self.hop("underlay", "underlay", names.UNDERLAY_BRIDGE, "bridge", f"bridge {names.UNDERLAY_BRIDGE}: "
                  f"{fdb_text}", (port, "tx"))
         bridged = self.bridged("underlay", "underlay", names.UNDERLAY_BRIDGE, pkt)
-        return None if bridged is None else self.cross_port("underlay", "underlay", port, bridged)
+        if bridged is None:
+            return None
+        link = uv.links.get(port)
+        if link is not None and link.kind == "vxlan":
+            self.hop("underlay", "underlay", port, "out", f"out of {port}: VXLAN VNI {link.vni}, UDP "
+                     f"{link.vxlan_port} to the other hosts ({nexthop} is on another host)", (port, "tx"))
+            self.res.handoff = {"port": port, "mac": mac, "nexthop": nexthop, "packet": asdict(bridged),
+                                "stack": [asdict(p) for p in self.stack]}
+            return None
+        return self.cross_port("underlay", "underlay", port, bridged)
+
+    def from_stretch(self, handoff: dict) -> Next | None:
+        """A frame another host's underlay sent out of its stretch, arriving at this host's stretch port."""
+        port = handoff["port"]
+        self.hop("underlay", "underlay", port, "in", f"in from {port} (the stretch): the frame for "
+                 f"{handoff['nexthop']} from another host", (port, "rx"))
+        return self.across_underlay(handoff.get("mac") or "", handoff["nexthop"], Packet(**handoff["packet"]))
 
     def pod_out(self, owner: str, mac: str, nexthop: str, pkt: Packet) -> Next | None:
         """From a pod's eth0 into its node: to the bridge itself (routed on) or bridged to another pod."""

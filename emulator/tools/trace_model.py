@@ -76,6 +76,7 @@ class TraceResult:
     delivered: bool = False
     problem: str | None = None  # the first thing that breaks the path, with where and what is missing
     probe: str | None = None  # --verify: what the probe reported
+    handoff: dict | None = None  # across hosts: the frame left this host by its stretch (``trace.resume`` goes on)
 
     @property
     def ok(self) -> bool:
@@ -152,3 +153,11 @@ class NatContext(Protocol):
 
 class NatHook(Protocol):
     def __call__(self, ctx: NatContext, at: NatAt, packet: Packet) -> NatStep | None: ...
+
+
+def result_from_dict(d: dict) -> TraceResult:
+    """A result from its ``as_dict`` form (what a host of a multi-host lab sends back)."""
+    hops = [Hop(**{**{k: v for k, v in h.items()}, "checks": [Check(**c) for c in h.get("checks", [])]})
+            for h in d.get("hops", [])]
+    return TraceResult(d["lab"], d["routing"], d["src_name"], d["dst_name"], Packet(**d["packet"]), hops,
+                       d.get("delivered", False), d.get("problem"), d.get("probe"), d.get("handoff"))

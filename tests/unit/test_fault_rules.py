@@ -46,3 +46,14 @@ def test_rules_read_back_as_one_fault_per_pair() -> None:
 def test_no_table_means_no_link_fault() -> None:
     assert faults.parse_link_rules("") == []
     assert faults.parse_link_rules(json.dumps({"nftables": [{"metainfo": {}}]})) == []
+
+
+def test_a_link_to_another_hosts_node_is_cut_at_the_local_port_by_its_mac() -> None:
+    from emulator.faults import remote_rules_script
+    script = remote_rules_script(("node-1", "node-2"), "node-1", "0a:58:c0:a8:38:0c", "2026-12-02T05:00:00Z")
+    rules = [ln for ln in script.splitlines() if ln.startswith("add rule")]
+    assert rules == [
+        'add rule bridge podlab_faults forward iifname "node-1" ether daddr 0a:58:c0:a8:38:0c counter drop '
+        'comment "podlab link node-1 node-2 since 2026-12-02T05:00:00Z"',
+        'add rule bridge podlab_faults forward oifname "node-1" ether saddr 0a:58:c0:a8:38:0c counter drop '
+        'comment "podlab link node-1 node-2 since 2026-12-02T05:00:00Z"']

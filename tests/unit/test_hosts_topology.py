@@ -81,3 +81,18 @@ def test_inventory_replaces_hosts(tmp_path) -> None:
 
 def test_vni_is_stable_and_not_flannels() -> None:
     assert hosts_section.vni("multi") == hosts_section.vni("multi") and hosts_section.vni("x") not in (0, 1)
+
+
+def test_services_across_hosts_dns_on_the_first_nodes_host_and_no_external_unless_asked() -> None:
+    from emulator.lab.builder import local_view
+    from emulator.services.dnshost import here as dns_here
+    from emulator.topology.sections import has_gateway
+    topo = loads(BASE + "services: [{name: web, selector: {app: web}, ports: [{port: 80}]}]\n", "t.yaml")
+    hs = hosts_section.of(topo)
+    assert hs is not None
+    parts = {h.name: local_view(topo, frozenset(hs.nodes_on(h.name))) for h in hs.hosts}
+    assert {h: dns_here(t) for h, t in parts.items()} == {"vm1": True, "vm2": False, "vm3": False}
+    assert not has_gateway(topo)  # one machine's lab with services gets the external network; across hosts, not
+    assert has_gateway(loads(BASE + "external: {}\n", "t.yaml"))
+    assert has_gateway(loads(BASE.replace("hosts:", "x-hosts:").split("x-hosts:")[0] +
+                             "nodes: [{name: node-1}]\nservices: []\n", "t.yaml"))

@@ -1,0 +1,169 @@
+"""``apply -f`` and ``delete`` on a multi-host lab: each object goes where it lives, then one Services push.
+
+- A Pod is placed by the controller, as the scheduler of one machine places it (``lab.podspec.parse`` over every
+  node of every host, with the pods each node holds now), then sent, pinned to that node, to the node's host,
+  which applies it as on one machine and answers once it is Running. ``delete pod`` goes to the host that holds it.
+- A Namespace is created on every host (each host's store admits its own pods) and in the controller's store.
+- A Service is admitted into the controller's store (``hosts.services``: one allocation of ClusterIPs and
+  NodePorts for the whole lab); ``delete service`` removes it there.
+- Then, if the lab has Services, one ``services.sync``: Endpoints recomputed from every host's pods and pushed with
+  the Services to every host, whose kube-proxies have applied them when the command returns.
+
+Every document is validated before anything is applied (as on one machine). Kinds other than Namespace, Pod and
+Service are refused by name: not available across hosts yet.
+"""
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, Callable
+
+from emulator.errors import LabNotFoundError, ManifestError, NotFoundError, UsageError
+from emulator.hosts import controller, records, services
+from emulator.hosts.fanout import each, raise_first
+from emulator.hosts.sessions import for_command
+from emulator.lab import podspec
+from emulator.services import registry
+from emulator.services.parse import ServiceParser
+from emulator.state import namespaces
+from emulator.topology.validate import Validator
+
+Progress = Callable[[str], None]
+APPLY_KINDS = ("Namespace", "Pod", "Service")
+DELETE_KINDS = ("pods", "services")
+
+
+def _record(lab: str) -> dict:
+    rec = records.load(lab)
+    if rec is None:
+        raise LabNotFoundError(lab, known=records.all_labs())
+    return rec
+
+
+def _need_services(lab: str, rec: dict, what: str) -> None:
+    if not rec.get("services"):
+        raise UsageError(f"{what}: multi-host lab {lab} runs no kube-proxy or Services (its topology has no "
+                         "services: or kubeProxy: section); add one and bring the lab up again", obj=lab)
+
+
+def _pin(doc: dict, node: str) -> dict:
+    """The pod document bound to ``node`` (``spec.nodeName`` of a manifest, ``node`` of podlab's short form)."""
+    if "kind" in doc:
+        return {**doc, "spec": {**(doc.get("spec") or {}), "nodeName": node}}
+    return {**doc, "node": node}
+
+
+def kind_of(doc: dict) -> Any:
+    return doc.get("kind") or ("Pod" if "name" in doc else None)
+
+
+def _namespace(doc: dict, source: str) -> tuple[str, dict]:
+    v = Validator(source, ManifestError)
+    data = v.mapping(doc, "", ("apiVersion", "kind", "metadata", "spec", "status"), "a Namespace manifest")
+    meta = v.mapping(data.get("metadata"), "metadata", ("name", "labels", "annotations", "uid", "creationTimestamp",
+                                                        "resourceVersion"), "metadata")
+    return v.dns_name(meta.get("name"), "metadata.name", "namespace", 63, example="shop"), \
+        dict(v.labels(meta.get("labels"), "metadata.labels"))
+
+
+def apply(lab: str, docs: list[dict], source: str, progress: Progress = lambda s: None) -> list[str]:
+    """Apply every document (validated all first); kubectl's line for each."""
+    rec = _record(lab)
+    cidr = ipaddress.IPv4Network(rec.get("serviceCIDR", "10.96.0.0/12"))
+    for i, d in enumerate(docs):
+        if kind_of(d) not in APPLY_KINDS:
+            raise UsageError(f"apply of a {kind_of(d)} (document {i} of {source}) is not available across hosts yet "
+                             f"(lab {lab}; Namespaces, Pods and Services are)", obj=str(kind_of(d)))
+        if kind_of(d) == "Service":
+            _need_services(lab, rec, "apply of a Service")
+    with for_command() as ss:
+        st = controller.status(lab, ss)
+        for h, why in st["unreachable"].items():
+            raise UsageError(f"apply on multi-host lab {lab}: {why}; nothing was applied", obj=h)
+        hosts = {d["name"]: records.host_of(d) for d in rec["hosts"]}
+        existing = {(p.get("namespace") or "default", p["name"]): p for p in st["pods"]}
+        counts = {n: 0 for n in rec["placement"]}
+        for p in st["pods"]:
+            if p.get("node") in counts:
+                counts[p["node"]] += 1
+        store = services.store_of(lab) if rec.get("services") else None
+        parser = ServiceParser(source, ManifestError, cidr)
+        prepared: list[tuple[str, Any]] = []
+        new_spaces: set[str] = set()  # namespaces this file creates first (as kubectl applies them in order)
+        for d in docs:
+            if kind_of(d) == "Namespace":
+                ns_name, labels = _namespace(d, source)
+                new_spaces.add(ns_name)
+                prepared.append(("Namespace", (ns_name, labels)))
+            elif kind_of(d) == "Pod":
+                req = podspec.parse(d, source, {n: 1 << 30 for n in rec["placement"]}, counts)
+                have = existing.get((req.pod.namespace, req.pod.name))
+                if have is not None:  # its host says unchanged, or that pod specs are immutable
+                    node = have["node"] if req.pinned is None else req.pinned
+                    prepared.append(("Pod", (req, have["node"], _pin(d, node))))
+                    continue
+                counts[req.pod.node] = counts.get(req.pod.node, 0) + 1
+                prepared.append(("Pod", (req, req.pod.node, _pin(d, req.pod.node))))
+            else:
+                svc = parser.service(d, "")
+                assert store is not None
+                if svc.namespace not in new_spaces and not namespaces.active(store, svc.namespace):
+                    raise ManifestError(source, "metadata.namespace", f"namespace '{svc.namespace}' does not exist",
+                                        "apply the Service to a namespace of the lab's topology")
+                prepared.append(("Service", svc))
+        lines = []
+        for kind, p in prepared:
+            if kind == "Namespace":  # on every host (each store admits its own pods), and here for the Services
+                said = raise_first(each(list(hosts.values()), lambda h: ss.get(h).request(
+                    "namespace", lab=lab, name=p[0], labels=p[1], timeout=30)))
+                if store is not None and store.get("namespaces", p[0]) is None:
+                    store.put("namespaces", p[0], namespaces.manifest(p[0], p[1]))
+                lines.append(f"{next(iter(said.values()))} on {len(said)} hosts")
+            elif kind == "Pod":
+                req, node, doc = p
+                host = hosts[rec["placement"][node]]
+                r = ss.get(host).request("apply_pod", lab=lab, obj=doc, source=source, name=req.pod.name,
+                                         namespace=req.pod.namespace, timeout=60)
+                lines.append(f"{r['line']} on {node} (host {host.name})")
+            else:
+                assert store is not None
+                _, word = registry.put_service(store, p, cidr)
+                lines.append(f"service/{p.name} {word}")
+        if rec.get("services"):
+            services.sync(lab, list(hosts.values()), ss.get, progress)
+    return lines
+
+
+def delete(lab: str, kind: str, names: list[str], namespace: str | None, wait: bool = True,
+           progress: Progress = lambda s: None) -> list[str]:
+    """``delete pods|services NAME...`` on a multi-host lab; kubectl's line for each."""
+    rec = _record(lab)
+    if kind not in DELETE_KINDS:
+        raise UsageError(f"delete {kind} is not available across hosts yet (lab {lab}; pods and services are)",
+                         obj=kind)
+    ns = namespace or "default"
+    lines = []
+    with for_command() as ss:
+        hosts = {d["name"]: records.host_of(d) for d in rec["hosts"]}
+        if kind == "pods":
+            st = controller.status(lab, ss)
+            where = {(p.get("namespace") or "default", p["name"]): p["host"] for p in st["pods"]}
+            for n in names:
+                if (ns, n) not in where:
+                    why = "; ".join(st["unreachable"].values())
+                    raise NotFoundError("pod", n, f"multi-host lab {lab}" + (f" (unreachable: {why})" if why else ""))
+            for n in names:
+                ss.get(hosts[where[(ns, n)]]).request("delete_pod", lab=lab, name=n, namespace=ns, wait=wait,
+                                                      timeout=60)
+                lines.append(f'pod "{n}" deleted')
+        else:
+            _need_services(lab, rec, "delete of a Service")
+            store = services.store_of(lab)
+            for n in names:
+                if store.get("services", n, ns) is None:
+                    raise NotFoundError("service", n, f"namespace {ns} of multi-host lab {lab}")
+            for n in names:
+                store.delete("services", n, ns)
+                lines.append(f'service "{n}" deleted')
+        if rec.get("services"):
+            services.sync(lab, list(hosts.values()), ss.get, progress)
+    return lines
