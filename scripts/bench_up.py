@@ -93,7 +93,7 @@ def slabinfo() -> dict[str, int]:
     return out
 
 
-def slab_growth(before: dict[str, int], pods: int, top: int = 30) -> dict[str, float]:
+def slab_growth(before: dict[str, int], pods: int, top: int = 45) -> dict[str, float]:
     """The caches that grew most since ``before``, in kB per pod (the rest summed as ``other``)."""
     after = slabinfo()
     d = sorted(((after.get(k, 0) - before.get(k, 0), k) for k in set(after) | set(before)), reverse=True)
@@ -241,6 +241,8 @@ def pss_kb(pid: int) -> int:
 
 def lab_memory(lab: str, before: dict[str, int], pods: int, slab_before: dict[str, int] | None = None) -> dict:
     after = meminfo()
+    caches = slab_growth(slab_before, pods) if slab_before is not None else {}  # before reading any /proc/PID
+    # file below (each read makes /proc inodes and dentries that would show as the lab's slab)
     daemons = [e for e in record.processes(lab) if alive(e.pid, e.start)]
     pss_daemons = sum(pss_kb(e.pid) for e in daemons)
     containers = [c["pid"] for st in Store(LabPaths(lab).store).list("pods", status=True)
@@ -257,7 +259,7 @@ def lab_memory(lab: str, before: dict[str, int], pods: int, slab_before: dict[st
                 g[k] = g.get(k, 0) + v
         detail = {"processes_by_kind_kB": groups,
                   "meminfo_delta_per_pod_kB": {k: round((after[k] - before[k]) / pods, 1) for k in after},
-                  "slab_caches_per_pod_kB": slab_growth(slab_before, pods)}
+                  "slab_caches_per_pod_kB": caches}
     per = lambda kb: round(kb / pods, 1)  # noqa: E731
     issue_kb = pss_daemons + kernel["Slab"]
     all_kb = (pss_daemons + pss_containers + kernel["Slab"] + kernel["Percpu"] + kernel["KernelStack"]

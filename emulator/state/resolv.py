@@ -12,6 +12,12 @@ the agent starts containers that way when the directory exists), so the pod's pr
 through the cluster DNS while the host's resolver stays untouched. The files are owned by the lab: every
 directory podlab creates is listed in ``<lab state>/resolv-owned.json`` before it is made, and only listed
 directories are ever removed (a directory that existed before is left alone and not used).
+
+A pod's ``/etc/netns/<ns>`` is a symbolic link to the directory of its Kubernetes namespace in the lab's state
+(``<lab state>/etc-netns/<namespace>/resolv.conf``, on tmpfs): the file's content depends on the namespace only,
+and /etc is usually on a disk file system, where removing a directory is slow (~2.5 ms each on this VM's ext4
+mounted with ``discard``: 12 s for 5,000 pods at ``down``, against 0.1 s to unlink 5,000 links, which hold no
+block). ``ip netns exec`` and ``emulator.proc.etcns`` follow the link as they would read a directory.
 """
 from __future__ import annotations
 
@@ -46,6 +52,7 @@ class ResolvFiles:
     def __init__(self, lab: str, nameserver: str, domain: str = "cluster.local") -> None:
         self.lab, self.nameserver, self.domain = lab, nameserver, domain
         self.ledger = LabPaths(lab).root / "resolv-owned.json"
+        self.shared = LabPaths(lab).root / "etc-netns"  # one directory per Kubernetes namespace, linked to
         self._ledger_stamp: tuple[int, int] | None = None  # the ledger as last read or written here
         self._owned: set[str] = set()  # ... and what it listed then
         self._written: dict[str, str] = {}  # netns name -> the text its resolv.conf is known to hold
@@ -116,30 +123,26 @@ class ResolvFiles:
             self._written = {}  # asked to look: trust nothing
         else:  # another writer (the API server, preparing a new pod's file) only adds; what left the ledger went
             self._written = {ns: t for ns, t in self._written.items() if ns in owned}
-        new = {ns for ns in want if ns not in owned and not os.path.exists(f"{ETC_NETNS}/{ns}")}
+        new = {ns for ns in want if ns not in owned and not os.path.lexists(f"{ETC_NETNS}/{ns}")}
         if new:
             self._save(owned | new)  # recorded before anything is created
             owned |= new
+        shared: dict[str, str] = {}  # Kubernetes namespace -> its directory, written in this pass
         for ns, k8s_ns in want.items():
             if ns not in owned:
                 continue
             text = content(k8s_ns, self.nameserver, self.domain)
             if self._written.get(ns) == text:
                 continue
+            target = shared.get(k8s_ns)
+            if target is None:
+                target = shared[k8s_ns] = self._shared_dir(k8s_ns, text)
             d = f"{ETC_NETNS}/{ns}"
-            f = f"{d}/resolv.conf"
-            if ns in new:  # a directory nobody had: made and filled here, before any pod of it starts
-                os.makedirs(d, exist_ok=True)
-                _write_fresh(f, text)
+            if ns in new:  # a name nobody had: linked here, before any pod of it starts
+                os.makedirs(ETC_NETNS, exist_ok=True)
+                os.symlink(target, d)
             else:
-                os.makedirs(d, exist_ok=True)
-                try:
-                    with open(f) as fh:
-                        same = fh.read() == text
-                except FileNotFoundError:
-                    same = False
-                if not same:
-                    write_atomic(f, text)
+                _relink(d, target)
             self._written[ns] = text
         gone = {ns for ns in owned if ns not in want} if prune else set()
         if gone and live is not None:
@@ -156,26 +159,56 @@ class ResolvFiles:
     def _remove(self, which: set[str] | None = None) -> None:
         owned = self.owned()
         for ns in sorted(owned if which is None else which & owned):
-            shutil.rmtree(ETC_NETNS / ns, ignore_errors=True)  # gone already is fine; a leftover is overwritten
-            # by the next pod of that name (its files are rewritten before it starts)
+            _remove_entry(ETC_NETNS / ns)  # gone already is fine; a leftover is replaced by the next pod of
+            # that name (its link is made again before it starts)
             owned.discard(ns)
             self._written.pop(ns, None)
+        if which is None:
+            shutil.rmtree(self.shared, ignore_errors=True)
         self._save(owned)
         self._remember(owned)
+
+    def _shared_dir(self, k8s_ns: str, text: str) -> str:
+        """The directory whose resolv.conf holds ``text`` for the pods of ``k8s_ns`` (written if it does not)."""
+        d = self.shared / k8s_ns
+        f = d / "resolv.conf"
+        try:
+            same = f.read_text() == text
+        except FileNotFoundError:
+            same = False
+        if not same:
+            d.mkdir(parents=True, exist_ok=True)
+            write_atomic(f, text)
+        return str(d)
 
     def _remember(self, owned: set[str]) -> None:
         self._ledger_stamp, self._owned = self._stamp(), set(owned)
         self._written = {ns: t for ns, t in self._written.items() if ns in owned}
 
 
-def _write_fresh(path: str, text: str) -> None:
-    """A file that did not exist, written in place (no temporary file and rename: no reader can know of it
-    before its pod is stored, which happens after this returns)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+def _relink(path: str, target: str) -> None:
+    """Make ``path`` a link to ``target`` (a directory of an older podlab there, or a link elsewhere, replaced)."""
     try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
+        if os.readlink(path) == target:
+            return
+    except FileNotFoundError:
+        pass  # nothing there: linked below
+    except OSError:  # not a link: the per-pod directory of an older podlab
+        shutil.rmtree(path, ignore_errors=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    os.symlink(target, path)
+
+
+def _remove_entry(path: Path) -> None:
+    """Remove a pod's /etc/netns entry: the link (or an older podlab's directory)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass  # gone already: what we wanted
+    except (IsADirectoryError, PermissionError):  # unlink of a directory: EISDIR (Linux says so) or EPERM
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @contextlib.contextmanager

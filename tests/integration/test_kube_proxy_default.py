@@ -120,7 +120,10 @@ def test_containers_see_their_resolv_conf_through_a_shared_mount_namespace(lab: 
         text = Path(f"/proc/{blue}/root/etc/resolv.conf").read_text()
         assert text == content("blue", "10.96.0.10") and text.startswith("search blue.svc.cluster.local ")
         b_mount = f"/run/netns/{lab.pod('b', 'blue').netns}"
-        assert b_mount in _mount_points(web1)  # made after web-1's mount namespace: propagated into it
+        assert b_mount in _mount_points(os.getpid())
+        # ... but not into web-1's mount namespace: it has an empty /run/netns of its own (with the machine's
+        # copy, every namespace of a lab was mounted once more in every agent's mount namespace)
+        assert b_mount not in _mount_points(web1) and not os.listdir(f"/proc/{web1}/root/run/netns")
     finally:
         kubectl("delete", "pod", "b", "-n", "blue", "--ignore-not-found")  # returns once its netns is gone
         kubectl("delete", "namespace", "blue")
