@@ -23,7 +23,7 @@ from emulator.netlink import netns
 from emulator.services import config, dnsnet, registry
 from emulator.services.controller import ControllerManager
 from emulator.services.controller import status_path as controller_status
-from emulator.proc.daemon import Named, spawn_many
+from emulator.proc.daemon import Daemon, spawn, spawn_many
 from emulator.state.store import wait_file
 from emulator.topology import hosts_section
 from emulator.services.endpoints import manifest as endpoints_manifest
@@ -52,14 +52,6 @@ def _serve_dns(store_root: str, domain: str) -> None:
     dns.serve(Store(store_root), domain)
 
 
-def _run_controller(lab: str, dns_ip: str, domain: str) -> None:
-    ControllerManager(lab, dns_ip, domain).run()
-
-
-def _run_kube_proxy(lab: str, node: str, mode: str, cluster_cidr: str) -> None:
-    KubeProxy(lab, node, mode, cluster_cidr).run()
-
-
 #: Sections that ask for kube-proxy, the controllers and DNS explicitly (every single-host lab has them anyway).
 EXPLICIT = frozenset({"services", "deployments", "kubeProxy"})
 
@@ -67,7 +59,6 @@ EXPLICIT = frozenset({"services", "deployments", "kubeProxy"})
 class ServicesComponent(Component):
     name = "services"
     order = 50
-    preload = (__name__, "emulator.services.dns")
 
     def wanted(self, topo: Topology) -> bool:
         if hosts_section.of(topo) is not None and not EXPLICIT.intersection(dict(topo.extra)):
@@ -91,19 +82,16 @@ class ServicesComponent(Component):
             registry.put_service(store, s, topo.service_cidr)
         for d in cfg.deployments:
             registry.put_deployment(store, d)
-        j, cidr = str(paths.proc_journal), str(topo.pod_cidr)
-        daemons = [Named(f"{__name__}:_serve_dns", (str(paths.store), cfg.domain), str(paths.root / "dns" / "coredns.log"),
-                         j, "cluster DNS", ns, "coredns"),
-                   Named(f"{__name__}:_run_controller", (topo.name, cfg.dns_ip, cfg.domain),
-                         str(paths.root / "controller-manager.log"), j, "controller-manager", ns, "kube-controller")]
-        daemons += [Named(f"{__name__}:_run_kube_proxy", (topo.name, n.name, cfg.proxy_mode, cidr),
-                          str(log_path(paths, n.name)), j, f"kube-proxy of {n.name}", names.node_ns(topo.name, n.name),
-                          "kube-proxy") for n in topo.kube_nodes]
-        launcher = ctx.data.get("launcher")
-        if launcher is not None:  # forked by the agents' launcher: they share its imports, not up's heap
-            launcher.spawn_daemons(daemons)
-        else:
-            spawn_many([d.daemon() for d in daemons])
+        dns_log = paths.root / "dns" / "coredns.log"
+        spawn(lambda: _serve_dns(str(paths.store), cfg.domain), dns_log, ns=ns, title="coredns",
+              journal=paths.proc_journal, what="cluster DNS")
+        cm = ControllerManager(topo.name, cfg.dns_ip, cfg.domain)
+        spawn(cm.run, paths.root / "controller-manager.log", ns=ns, title="kube-controller",
+              journal=paths.proc_journal, what="controller-manager")
+        cidr = str(topo.pod_cidr)
+        spawn_many([Daemon(KubeProxy(topo.name, n.name, cfg.proxy_mode, cidr).run, log_path(paths, n.name),
+                           paths.proc_journal, f"kube-proxy of {n.name}", names.node_ns(topo.name, n.name),
+                           "kube-proxy") for n in topo.kube_nodes])  # while the controller's first pass runs
         wait_file(controller_status(paths), lambda st: st.get("passes", 0) >= 1, 10, "the controller-manager",
                   topo.name)
         ctx.progress(f"services: kube-proxy ({cfg.proxy_mode}) on {len(topo.kube_nodes)} nodes, cluster DNS "
