@@ -1,9 +1,8 @@
 """Removing a lab: exactly what its record and store say it owns, in an order that lets the kernel free it fast.
 
-Order: close the lab's process journal, so nothing of the lab can start any more, then kill the agents with their
-containers and every process the journal and the store name (by PID and start time, never by name; all
-signalled at once, awaited together at the end), delete every namespace — pods first, as soon as their containers
-are signalled (``destroy`` says why) — and wait until the node uplinks have
+Order: close the lab's process journal, so nothing of the lab can start any more, then stop the agents and every
+process the journal and the store name (by PID and start time, never by name; all signalled at once, then awaited
+together), delete every namespace in one go — pods first — and wait until the node uplinks have
 left the underlay bridge (the kernel frees namespaces in a background worker; the vanishing ports show it has
 reached the nodes, queued after the pods), then the state directory. Every step tolerates what is already gone, so ``down`` twice, or ``down`` after a crash
 half-way through ``up``, is fine. Processes we did not start that still sit in a lab namespace are reported, not
@@ -13,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -78,16 +76,16 @@ def pod_namespaces(lab: str, store: Store, statuses: list[dict] | None = None) -
     return sorted(n for n in found if n and n != f"{lab}-")
 
 
-def _kill_agents(paths: LabPaths, rec: dict, node_names: list[str]
-                 ) -> tuple[list[tuple[int, int | None]], list[tuple[int, int | None]], list[tuple[int, int | None]]]:
+def _end_processes(paths: LabPaths, rec: dict, node_names: list[str],
+                   store: Store) -> tuple[list[tuple[int, int | None]], list[dict]]:
     """Close the lab's process journal first (from then on nothing of the lab can start: see
-    ``emulator.proc.journal``), kill the agents and tools with the processes they started (``kill_trees``:
-    stopped, their children read, all killed: a dying lab needs no graceful kubelet, and a stopped agent can
-    neither restart a container nor make a namespace), and send the lab's daemons SIGTERM (so they can remove
-    what they own while the namespaces go). Returns (the killed processes, not awaited: they make nothing, so
-    their namespaces can be removed while the kernel ends them; the daemons, signalled; the containers
-    killed with their agents). (``pids``/``agents`` in the record are read too: labs made before the journal
-    kept them there.)"""
+    ``emulator.proc.journal``) and end what it names: agents and tools first, with the processes they started
+    (``kill_trees``: stopped, their children read, all killed; the agents are awaited: a dying lab needs no
+    graceful kubelet, and a live one would restart containers or make namespaces), then the lab's daemons
+    (TERM, so they can remove what they own), then every container, killed all at once. Returns the killed
+    processes that are not awaited (``wait_gone``: they make nothing, so their namespaces can be removed while
+    the kernel ends them), and the pod statuses as the dead agents left them. (``pids``/``agents`` in the
+    record are read too: labs made before the journal kept them there.)"""
     entries = journal.close(paths.proc_journal)
     by_kind: dict[str, list[tuple[int, int | None]]] = {k: [] for k in journal.KINDS}
     for e in entries:
@@ -95,31 +93,17 @@ def _kill_agents(paths: LabPaths, rec: dict, node_names: list[str]
     agents = (by_kind["agent"] + [pf for pf in (read_pidfile(paths, node) for node in node_names) if pf]
               + [(a["pid"], a.get("start")) for a in rec.get("agents", [])])
     parents, kids = lifecycle.kill_trees(agents + by_kind["tool"])
-    daemons = lifecycle.signal_many(by_kind["daemon"] + [(p["pid"], p.get("start")) for p in rec.get("pids", [])],
-                                    signal.SIGTERM)
-    return parents + kids, daemons, kids
-
-
-def _kill_containers(paths: LabPaths, node_names: list[str], statuses: list[dict],
-                     killed: list[tuple[int, int | None]]) -> list[tuple[int, int | None]]:
-    """Kill every container the pod statuses and the agents' container journals name that did not die with its
-    agent (an agent restarted since it started them, or gone); return them, not awaited."""
+    lifecycle.wait_gone(parents)
+    lifecycle.stop_many(by_kind["daemon"] + [(p["pid"], p.get("start")) for p in rec.get("pids", [])], grace=1.0)
+    statuses = list(store.list("pods", status=True))
     procs = [(c["pid"], c.get("pidStart")) for st in statuses for c in st.get("containerStatuses", []) if c.get("pid")]
     for node in node_names:  # with the containers a crashed agent started but never reported
         procs += [(pid, started) for _sandbox, pid, started in read_journal(paths, node)]
-    done = set(killed)
-    return lifecycle.kill_many([p for p in dict.fromkeys(procs) if p not in done])
+    return lifecycle.kill_many(procs) + kids, statuses
 
 
 def destroy(lab: str, progress: Progress = _quiet, timeout: float = 10.0) -> bool:
-    """Remove everything lab ``lab`` owns. Returns False if there was nothing to remove.
-
-    The kernel frees a pod's namespace once its mount and its last process are gone, in one background worker
-    that runs beside us on the other CPU; so every step that delays the first namespace's release delays the
-    whole teardown. The pods' containers are killed with their agents, and the pods' namespaces (named by the
-    store's pod manifests: one directory listing) are unmounted right away; reading every pod's status, which
-    names containers and namespaces the manifests do not (a pod deleted while its agent was down), waiting
-    for the daemons' SIGTERM, and the node and infrastructure namespaces follow while the kernel works."""
+    """Remove everything lab ``lab`` owns. Returns False if there was nothing to remove."""
     paths = LabPaths(lab)
     rec = record.load(lab)
     if rec is None and not paths.root.exists():
@@ -128,26 +112,20 @@ def destroy(lab: str, progress: Progress = _quiet, timeout: float = 10.0) -> boo
         rec = record.set_status(rec, "deleting")
     store = Store(paths.store)
     node_names = (rec or {}).get("nodes") or (store.names("nodes"))
-    dying, daemons, killed = _kill_agents(paths, rec or {}, node_names)
+    dying, statuses = _end_processes(paths, rec or {}, node_names, store)
     underlay = (rec or {}).get("underlay") or names.underlay_ns(lab)
     node_ns = [names.node_ns(lab, n) for n in node_names]
     infra = list(dict.fromkeys((rec or {}).get("namespaces") or [underlay] + node_ns))
+    pods = pod_namespaces(lab, store, statuses)
+    progress(f"deleting {len(pods)} pod and {len(infra)} node/infrastructure namespaces")
     ul_fd = netns.open_fd(underlay) if netns.exists(underlay) else None
-    inodes: set[int] = set()
+    inodes = {i for i in (netns.inode(n) for n in pods + infra) if i is not None}
     try:
-        # Pods first, then the nodes and the underlay: the kernel's cleanup worker then frees them in as few
-        # batches as possible. The node uplinks leave the underlay bridge when their node namespaces are freed,
-        # after the pods' namespaces queued before them, so an empty bridge means the kernel has released the lab.
-        first = pod_namespaces(lab, store, [])
-        _delete(first, inodes)
-        statuses = list(store.list("pods", status=True))
-        dying += _kill_containers(paths, node_names, statuses, killed)
-        rest = [n for n in pod_namespaces(lab, store, statuses) if n not in set(first)]
-        _delete(rest, inodes)
-        progress(f"deleted {len(first) + len(rest)} pod namespaces; deleting {len(infra)} node/infrastructure "
-                 "namespaces")
-        left = lifecycle.wait_gone(daemons, 1.0)  # their SIGTERM's grace
-        dying += lifecycle.kill_many(left)
+        # All at once, pods first: the kernel's cleanup worker then frees them in as few batches as possible.
+        # The node uplinks leave the underlay bridge when their node namespaces are freed, after the pods'
+        # namespaces queued before them, so an empty bridge means the kernel has released the lab. Our own
+        # remaining work (files) is done while that worker runs, on the other CPU.
+        _delete(pods, inodes)
         _delete([n for n in infra if n != underlay] + [underlay], inodes)
         components.teardown_all(lab, paths)
         lifecycle.wait_gone(dying)

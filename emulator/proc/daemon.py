@@ -12,7 +12,6 @@ file. Readiness: daemons publish a small JSON status file, and the component wai
 """
 from __future__ import annotations
 
-import importlib
 import os
 import signal
 import sys
@@ -38,33 +37,6 @@ class Daemon:
     ns: str | None = None
     title: str = ""
     kind: str = "daemon"
-
-
-@dataclass(frozen=True)
-class Named:
-    """A daemon whose target is a function named by its dotted path (``module:function``) called with JSON
-    arguments, so that another process (the agents' launcher) can fork it: ``daemon()`` resolves it there."""
-    call: str
-    args: tuple
-    log: str
-    journal: str
-    what: str
-    ns: str | None = None
-    title: str = ""
-
-    def to_json(self) -> dict:
-        return {"call": self.call, "args": list(self.args), "log": self.log, "journal": self.journal,
-                "what": self.what, "ns": self.ns, "title": self.title}
-
-    @classmethod
-    def from_json(cls, d: dict) -> "Named":
-        return cls(d["call"], tuple(d["args"]), d["log"], d["journal"], d["what"], d.get("ns"), d.get("title", ""))
-
-    def daemon(self) -> Daemon:
-        module, _, name = self.call.partition(":")
-        fn = getattr(importlib.import_module(module), name)
-        args = self.args
-        return Daemon(lambda: fn(*args), Path(self.log), Path(self.journal), self.what, self.ns, self.title)
 
 
 def spawn(target: Callable[[], None], log: Path, ns: str | None = None, title: str = "", *, journal: Path,

@@ -72,13 +72,6 @@ def stop_many(procs: list[tuple[int, int | None]], grace: float = 0.0, wait: flo
     wait_gone(kill_many(live), wait)
 
 
-def signal_many(procs: list[tuple[int, int | None]], sig: int) -> list[tuple[int, int | None]]:
-    """Send ``sig`` to every recorded process that is still the one we started, without waiting; return them."""
-    live = _ours(procs)
-    _signal(live, sig)
-    return live
-
-
 def kill_many(procs: list[tuple[int, int | None]]) -> list[tuple[int, int | None]]:
     """SIGKILL every recorded process that is still the one we started, without waiting; return them (for
     ``wait_gone``), so the caller can do other work while the kernel ends them."""
