@@ -108,13 +108,19 @@ def test_template_change_rolls_over_after_new_pods_run() -> None:
     assert sorted(plan2.delete) == sorted(p["metadata"]["name"] for p in old) and not plan2.create
 
 
-def test_controller_pass_over_a_store(tmp_path, monkeypatch) -> None:
+def controller_over_a_store(tmp_path, monkeypatch, seed: int) -> ControllerManager:
+    """A controller-manager of lab ``lab`` over a fresh store under ``tmp_path`` holding namespace ``default``."""
     monkeypatch.setenv("PODLAB_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setattr("emulator.state.resolv.ETC_NETNS", tmp_path / "netns")
-    cm = ControllerManager("lab", "10.96.0.10", "cluster.local", seed=7)
+    cm = ControllerManager("lab", "10.96.0.10", "cluster.local", seed=seed)
+    cm.store.init()
+    cm.store.put("namespaces", "default", {"metadata": {"name": "default"}, "status": {"phase": "Active"}})
+    return cm
+
+
+def test_controller_pass_over_a_store(tmp_path, monkeypatch) -> None:
+    cm = controller_over_a_store(tmp_path, monkeypatch, seed=7)
     store: Store = cm.store
-    store.init()
-    store.put("namespaces", "default", {"metadata": {"name": "default"}, "status": {"phase": "Active"}})
     store.put("nodes", "node-1", {"metadata": {"name": "node-1"}})
     install_cni(cm, "node-1")
     store.put("deployments", "web", DEP)
@@ -153,12 +159,8 @@ def test_deployment_pods_go_to_ready_nodes_only_and_wait_unbound_for_one(tmp_pat
     nor on a Docker host; with no node left the pods are created unbound, Pending with the scheduler's
     FailedScheduling message and event, and bound once a node turns Ready."""
     from emulator.state import events
-    monkeypatch.setenv("PODLAB_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setattr("emulator.state.resolv.ETC_NETNS", tmp_path / "netns")
-    cm = ControllerManager("lab", "10.96.0.10", "cluster.local", seed=3)
+    cm = controller_over_a_store(tmp_path, monkeypatch, seed=3)
     store: Store = cm.store
-    store.init()
-    store.put("namespaces", "default", {"metadata": {"name": "default"}, "status": {"phase": "Active"}})
     store.put("nodes", "node-1", {"metadata": {"name": "node-1"}})
     store.put("nodes", "d", {"metadata": {"name": "d", "annotations": {"podlab.io/runtime": "docker"}}})
     store.put("deployments", "web", DEP)
@@ -243,12 +245,8 @@ def test_prepare_pod_writes_only_in_labs_with_cluster_dns(tmp_path, monkeypatch)
 
 
 def test_deployment_owns_a_replicaset_owning_its_pods_and_garbage_is_collected(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("PODLAB_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setattr("emulator.state.resolv.ETC_NETNS", tmp_path / "netns")
-    cm = ControllerManager("lab", "10.96.0.10", "cluster.local", seed=3)
+    cm = controller_over_a_store(tmp_path, monkeypatch, seed=3)
     store: Store = cm.store
-    store.init()
-    store.put("namespaces", "default", {"metadata": {"name": "default"}, "status": {"phase": "Active"}})
     store.put("nodes", "node-1", {"metadata": {"name": "node-1"}})
     install_cni(cm, "node-1")
     store.put("deployments", "web", DEP)
