@@ -76,6 +76,16 @@ def exists(name: str) -> bool:
     return os.path.exists(path(name))
 
 
+def mounted(name: str) -> bool:
+    """True if the named file holds a namespace (a mount of nsfs): ``create`` makes the file before it mounts
+    the namespace on it, so a process killed in between leaves an empty file that ``exists`` but cannot be
+    entered (setns: EINVAL)."""
+    try:
+        return os.stat(path(name)).st_dev == os.stat("/proc/self/ns/net").st_dev
+    except FileNotFoundError:
+        return False
+
+
 def list_names() -> list[str]:
     try:
         return sorted(os.listdir(NETNS_RUN_DIR))
