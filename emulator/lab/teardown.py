@@ -2,7 +2,7 @@
 
 Order: close the lab's process journal, so nothing of the lab can start any more, then stop the agents and every
 process the journal and the store name (by PID and start time, never by name; all signalled at once, then awaited
-together) — the pods' namespaces are unmounted from the moment the agents are dead, beside the rest of this
+together) — the pods' namespaces are unmounted from the moment the agents are stopped, beside the rest of this
 (``_EarlyDelete``) — delete every namespace in one go — pods first — and wait until the node uplinks have
 left the underlay bridge (the kernel frees namespaces in a background worker; the vanishing ports show it has
 reached the nodes, queued after the pods), then the state directory. Every step tolerates what is already gone, so ``down`` twice, or ``down`` after a crash
@@ -79,7 +79,7 @@ def pod_namespaces(lab: str, store: Store, statuses: list[dict] | None = None) -
 
 
 def _end_processes(paths: LabPaths, rec: dict, node_names: list[str], store: Store,
-                   agents_gone: Callable[[], None] = lambda: None
+                   agents_stopped: Callable[[], None] = lambda: None
                    ) -> tuple[list[tuple[int, int | None]], list[dict]]:
     """Close the lab's process journal first (from then on nothing of the lab can start: see
     ``emulator.proc.journal``) and end what it names: agents and tools first, with the processes they started
@@ -87,8 +87,9 @@ def _end_processes(paths: LabPaths, rec: dict, node_names: list[str], store: Sto
     graceful kubelet, and a live one would restart containers or make namespaces), then the lab's daemons
     (TERM, so they can remove what they own), then every container, killed all at once. Returns the killed
     processes that are not awaited (``wait_gone``: they make nothing, so their namespaces can be removed while
-    the kernel ends them), and the pod statuses as the dead agents left them. ``agents_gone`` is called once
-    the agents and tools are dead: from then on nothing can make a namespace of the lab any more. (``pids``/
+    the kernel ends them), and the pod statuses as the dead agents left them. ``agents_stopped`` is called once
+    the agents and tools are stopped (SIGSTOP, before they are killed): from then on nothing can make a namespace
+    of the lab any more. (``pids``/
     ``agents`` in the record are read too: labs made before the journal kept them there.)"""
     entries = journal.close(paths.proc_journal)
     by_kind: dict[str, list[tuple[int, int | None]]] = {k: [] for k in journal.KINDS}
@@ -96,9 +97,8 @@ def _end_processes(paths: LabPaths, rec: dict, node_names: list[str], store: Sto
         by_kind[e.kind].append(e.proc)
     agents = (by_kind["agent"] + [pf for pf in (read_pidfile(paths, node) for node in node_names) if pf]
               + [(a["pid"], a.get("start")) for a in rec.get("agents", [])])
-    parents, kids = lifecycle.kill_trees(agents + by_kind["tool"])
+    parents, kids = lifecycle.kill_trees(agents + by_kind["tool"], stopped=agents_stopped)
     lifecycle.wait_gone(parents)
-    agents_gone()
     lifecycle.stop_many(by_kind["daemon"] + [(p["pid"], p.get("start")) for p in rec.get("pids", [])], grace=1.0)
     statuses = list(store.list("pods", status=True))
     procs = [(c["pid"], c.get("pidStart")) for st in statuses for c in st.get("containerStatuses", []) if c.get("pid")]
@@ -149,14 +149,16 @@ def destroy(lab: str, progress: Progress = _quiet, timeout: float = 10.0) -> boo
 
 class _EarlyDelete:
     """The pods' namespaces named by the store's manifests (one directory listing), unmounted in a thread as soon
-    as the agents are dead, while the daemons are stopped, the pod statuses read and the containers killed.
+    as the agents are stopped, while they are killed, the daemons stopped, the pod statuses read and the
+    containers killed.
 
     The kernel frees a namespace once its mount and its last process are gone, in one background worker that runs
     beside us on the other CPU, so every step before the first unmount delays the whole teardown (at 5,000 pods
-    the rest of ``_end_processes`` took ~0.6 s). Nothing can make a namespace of the lab once its agents are dead
-    (the journal is closed first: no tool or container can start either), and a container still alive keeps its
-    namespace until it is killed, so the order cannot leave anything. The full list (with the namespaces only the
-    statuses name) is deleted afterwards; what is gone by then is skipped."""
+    ``_end_processes`` took ~0.9 s). Nothing can make a namespace of the lab once its agents are stopped (the
+    journal is closed first: no tool or container can start either), and a container still alive keeps its
+    namespace until it is killed, so the order cannot leave anything. An agent stopped in the middle of a system
+    call finishes that call first (a namespace it was mounting): the full list (with the namespaces only the
+    statuses name) is deleted again once the agents are dead; what is gone by then is skipped."""
 
     def __init__(self, lab: str, store: Store) -> None:
         self.lab, self.store = lab, store

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from typing import Callable
 
 def _stat(pid: int) -> list[bytes] | None:
     """The fields of /proc/PID/stat after the command name (state first; start time is index 19)."""
@@ -108,8 +109,9 @@ def _leads_group(pid: int) -> bool:
         return False
 
 
-def kill_trees(procs: list[tuple[int, int | None]],
-               wait: float = 2.0) -> tuple[list[tuple[int, int | None]], list[tuple[int, int | None]]]:
+def kill_trees(procs: list[tuple[int, int | None]], wait: float = 2.0,
+               stopped: Callable[[], None] | None = None
+               ) -> tuple[list[tuple[int, int | None]], list[tuple[int, int | None]]]:
     """SIGKILL recorded processes together with the processes they started, without waiting for them to die;
     return (the recorded ones still running, their children), for ``wait_gone``.
 
@@ -120,14 +122,18 @@ def kill_trees(procs: list[tuple[int, int | None]],
     (``/proc/PID/task/TID/children``), and then all are killed at once — a child that leads its own process
     group (a container: started with ``setsid``) together with its group, which holds what it forked in turn.
     Only recorded processes and their descendants are touched, each by PID and a start time read while its
-    parent was stopped."""
+    parent was stopped. ``stopped()`` is called once they are (the caller may act while none of them can)."""
     top = _ours(procs)
     if not top:
+        if stopped is not None:
+            stopped()
         return [], []
     _signal(top, signal.SIGSTOP)
     deadline = time.monotonic() + wait
     while not all(_stopped(pid) for pid, _st in top) and time.monotonic() < deadline:
         time.sleep(0.001)
+    if stopped is not None:
+        stopped()
     seen = {pid for pid, _st in top}
     kids: list[tuple[int, int | None]] = []
     for pid, st in top:
