@@ -12,6 +12,7 @@ mounts a small tmpfs on ``/run/podlab`` itself (as iproute2 bind-mounts ``/run/n
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,13 +57,25 @@ def labs_dir() -> Path:
     return state_root() / "labs"
 
 
+@functools.lru_cache(maxsize=256)
+def _lab_root(state: str, lab: str) -> Path:
+    return Path(state) / "labs" / lab
+
+
+@functools.lru_cache(maxsize=4096)
+def _node_root(root: Path, node: str) -> Path:
+    return root / "nodes" / node
+
+
 @dataclass(frozen=True)
 class LabPaths:
     lab: str
 
     @property
     def root(self) -> Path:
-        return labs_dir() / self.lab
+        """``<state root>/labs/<lab>`` (cached per state root: agents ask for paths of the lab per pod, and
+        building them through pathlib each time was ~0.5 ms of CPU per pod)."""
+        return _lab_root(os.environ.get("PODLAB_STATE_DIR", DEFAULT_ROOT), self.lab)
 
     @property
     def record(self) -> Path:
@@ -78,7 +91,7 @@ class LabPaths:
         return self.root / "store"
 
     def node_root(self, node: str) -> Path:
-        return self.root / "nodes" / node
+        return _node_root(self.root, node)
 
     def cni_conf_dir(self, node: str) -> Path:
         return self.node_root(node) / "etc/cni/net.d"
