@@ -8,6 +8,7 @@ acted on through its hosts; every other lab goes the usual way.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -25,6 +26,8 @@ def multihost_lab(name: str | None) -> str | None:
     """The multi-host lab a verb acts on: ``name`` if it is one; with no name, the only lab if it is one. On a
     controller that is also one of the lab's hosts, the lab's local part (an ordinary lab of the same name) is
     reached through the multi-host lab, like the other hosts' parts."""
+    if os.environ.get("PODLAB_LOCAL_PART"):  # run by a host's serve for the controller: this machine's part
+        return None
     mine = records.all_labs()
     if name is not None:
         return name if name in mine else None
@@ -128,6 +131,39 @@ def delete(lab: str, kind: str, names: list[str], a: argparse.Namespace) -> int:
                                output.progress):
         print(line)
     return 0
+
+
+def forwarded(lab: str, args: argparse.Namespace, argv: list[str]) -> int:
+    """A verb about one pod or node (``emulator.hosts.forward.VERBS``), run on its host; that host's output and
+    exit status (several hosts: each one's output under its name, ``-o json`` merged, the worst status)."""
+    from emulator.hosts import forward
+    argv = _without_lab(argv)
+    results = forward.run(lab, args.verb, args, argv)
+    if len(results) == 1:
+        r = results[0][1]
+        sys.stdout.write(r.stdout)
+        sys.stderr.write(r.stderr)
+        return r.returncode
+    if getattr(args, "output", None) == "json" and all(r.returncode == 0 for _h, r in results):
+        sys.stdout.write(forward.merged_json(results))
+    else:
+        for host, r in results:
+            print(f"# host {host}")
+            sys.stdout.write(r.stdout)
+            sys.stderr.write(r.stderr)
+    return max(r.returncode for _h, r in results)
+
+
+def _without_lab(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for i, a in enumerate(argv):
+        if skip:
+            skip = False
+        elif a == "--lab":
+            skip = True
+        elif not a.startswith("--lab="):
+            out.append(a)
+    return out
 
 
 def exec_(lab: str, target: str, argv: list[str]) -> int:

@@ -22,14 +22,14 @@ from emulator.cli import (apply_cmds, bgp_cmds, check_cmds, describe_cmds, exec_
                           host_cmds, kubeconfig_cmds, lab_cmds, link_cmds, mn_cmds, netpol_cmds, pod_cmds, svc_cmds,
                           tool_cmds)
 from emulator.errors import PodlabError, UsageError
+from emulator.hosts import forward
 
 COMMAND_MODULES = [lab_cmds, get_cmds, exec_cmd, describe_cmds, apply_cmds, pod_cmds, svc_cmds, netpol_cmds, bgp_cmds,
                    fault_cmds, check_cmds, tool_cmds, link_cmds, mn_cmds, kubeconfig_cmds, host_cmds]
 
 
 #: verbs that act on one machine's lab only: on a multi-host lab they say so instead of "lab not found"
-NOT_ACROSS_HOSTS = frozenset({"create", "bgp", "describe", "kubeconfig", "link", "cli", "netpol", "run", "logs",
-                              "scale"})
+NOT_ACROSS_HOSTS = frozenset({"create", "kubeconfig", "cli", "netpol", "run", "scale"})
 
 
 def refuse_across_hosts(args: argparse.Namespace) -> None:
@@ -69,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         refuse_across_hosts(args)
+        if args.verb in forward.VERBS:  # about one pod or node: on a multi-host lab, run on its host
+            multi = host_cmds.multihost_lab(getattr(args, "lab", None))
+            if multi is not None:
+                return host_cmds.forwarded(multi, args, argv)
         return int(args.fn(args) or 0)
     except PodlabError as e:
         print(f"podlab: error: {e}", file=sys.stderr)

@@ -204,13 +204,23 @@ def op_down(req: dict, progress: Progress) -> dict:
     return {"removed": teardown.destroy(req["lab"], progress=progress)}
 
 
+def op_cli(req: dict, progress: Progress) -> dict:
+    """``podlab --lab LAB ARGV...`` on this host, on its part of the lab (``emulator.hosts.forward``): its output
+    and exit status. ``PODLAB_LOCAL_PART`` makes it act on the local part even where this host is the controller
+    too (whose record would send it back to the hosts)."""
+    env = dict(os.environ, PODLAB_LOCAL_PART="1")
+    r = subprocess.run([sys.executable, "-m", "emulator", "--lab", req["lab"], *req["argv"]], capture_output=True,
+                       text=True, env=env, stdin=subprocess.DEVNULL, timeout=float(req.get("timeout", 120)))
+    return {"returncode": r.returncode, "stdout": r.stdout, "stderr": r.stderr}
+
+
 def op_labs(req: dict, progress: Progress) -> list[str]:
     return record.all_labs()
 
 
 OPS: dict[str, Callable[[dict, Progress], Any]] = {
     "info": op_info, "up": op_up, "ping": op_ping, "converged": op_converged, "status": op_status, "matrix": op_matrix, "exec": op_exec,
-    "down": op_down, "labs": op_labs, "capture": op_capture, "clock": op_clock, **serve_svc.OPS}
+    "down": op_down, "labs": op_labs, "cli": op_cli, "capture": op_capture, "clock": op_clock, **serve_svc.OPS}
 NEEDS_COMPONENTS = frozenset({"up", "down"})  # builder.up and teardown.destroy consult the installed components
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -287,3 +288,47 @@ def test_what_is_not_available_across_hosts_says_so(hosts: EmulatedHosts, lab: d
     assert r.returncode == 2 and "deployments are not available across hosts yet" in r.stderr, r.stderr
     assert not any("mhs-dep" in hosts.host_run(h, ["ip", "netns", "list"]).stdout for h in hosts.names)
     assert "mhs-dep.json" not in controller_records(hosts)
+
+
+def qdisc_kinds(shown: str) -> list[str]:
+    return [q["kind"] for t in json.loads(shown)["items"] for q in t["qdiscs"]]
+
+
+def test_verbs_about_one_object_run_on_its_host(hosts: EmulatedHosts, lab: dict) -> None:
+    """``describe``, ``logs``, ``agent``, ``link`` of a pod or node on another host act there, from the controller
+    (what they print is the host's own output)."""
+    ps = pods(hosts)
+    d = ctl(hosts, "describe", "pod", "back-3")
+    assert d.returncode == 0, d.stdout + d.stderr
+    assert "node-3" in d.stdout and ps["back-3"]["ip"] in d.stdout
+    n = ctl(hosts, "describe", "node", "node-2", "-o", "json")
+    assert n.returncode == 0, n.stdout + n.stderr
+    assert "node-2" in json.dumps(json.loads(n.stdout))
+    url = f"http://{ps['back-2']['ip']}:8080/echo?msg=from-client"
+    for _ in range(20):  # netexec binds its port a moment after its pod is Running
+        r = ctl(hosts, "exec", "client", "--", "curl", "-sS", "--max-time", "3", url)
+        if r.returncode == 0:
+            break
+        time.sleep(0.25)
+    assert r.stdout.strip() == "from-client", r.stdout + r.stderr
+    lg = ctl(hosts, "logs", "back-2")  # netexec logs every request: the client's pod IP, on back-2's host
+    assert lg.returncode == 0 and ps["client"]["ip"] in lg.stdout, lg.stdout + lg.stderr
+    ag = ctl(hosts, "agent", "status", "node-3", "-o", "json")
+    assert ag.returncode == 0, ag.stdout + ag.stderr
+    assert "node-3" in ag.stdout
+    # back-2's cable (on mhs2) shaped from the controller: the tbf qdisc is in mhs2's kernel, then gone again
+    sh = ctl(hosts, "link", "set", "back-2", "--rate", "10mbit")
+    assert sh.returncode == 0, sh.stdout + sh.stderr
+    try:
+        shown = ctl(hosts, "link", "show", "back-2", "-o", "json")
+        assert shown.returncode == 0, shown.stdout + shown.stderr
+        assert "tbf" in qdisc_kinds(shown.stdout), shown.stdout
+    finally:
+        cl = ctl(hosts, "link", "clear", "back-2")
+        assert cl.returncode == 0, cl.stdout + cl.stderr
+    after = ctl(hosts, "link", "show", "back-2", "-o", "json")
+    assert "tbf" not in qdisc_kinds(after.stdout), after.stdout
+    follow = ctl(hosts, "logs", "-f", "back-2")
+    assert follow.returncode == 2 and "not available across hosts" in follow.stderr, follow.stderr
+    missing = ctl(hosts, "describe", "pod", "nosuch")
+    assert missing.returncode == 2 and "nosuch" in missing.stderr, missing.stderr

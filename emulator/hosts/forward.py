@@ -1,0 +1,118 @@
+"""Verbs about one object, run on the host that holds it: ``describe``, ``logs``, ``bgp``, ``link``, ``agent`` and
+``cni`` of a multi-host lab.
+
+Each of these verbs reads or changes one pod or node (a node's BIRD, a pod's cable, a node's agent), and the host
+holding that object has everything the verb needs in its own part of the lab: so the controller finds the
+object's host (``controller.status``: the lab's placement and every host's pods) and runs the very same command
+line there (``host serve``'s ``cli`` op: ``podlab --lab LAB ARGS...`` as a subprocess of the serve, its output and
+exit status sent back), over the command's one connection per host. What the verb prints is the host's own,
+unchanged (kubectl's forms where it has them); the only difference a user sees is that it works from the
+controller.
+
+Which host: the pod's or node's (``describe pod|node``, ``logs``, ``bgp stop|start``, ``link set|clear``,
+``agent``, ``cni``); for ``describe`` of a Service, Endpoints or Namespace, the first host (the controller pushes
+Services and Endpoints to every host); a verb with no target (``bgp status``, ``link show`` of everything) runs
+on every host, each host's output after a ``# host NAME`` line (with ``-o json``: one list of every host's
+items). ``logs -f`` needs a stream the request/response protocol does not carry: refused by name (exit 2).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from emulator.errors import UsageError
+from emulator.hosts import controller, records
+from emulator.hosts.fanout import each
+from emulator.hosts.sessions import Sessions, for_command
+
+#: verbs a multi-host lab runs on the host of their target
+VERBS = frozenset({"describe", "logs", "bgp", "link", "agent", "cni"})
+POD_KINDS = frozenset({"pod", "pods", "po"})
+NODE_KINDS = frozenset({"node", "nodes", "no"})
+
+
+@dataclass(frozen=True)
+class Result:
+    stdout: str
+    stderr: str
+    returncode: int
+
+
+def targets(verb: str, args: Any) -> tuple[str, list[str]] | None:
+    """(``pod``|``node``|``any``, names) the command acts on; None: every host."""
+    if verb == "describe":
+        kind, name = str(args.kind), args.name
+        if "/" in kind and name is None:
+            kind, name = kind.split("/", 1)
+        if name is None:
+            raise UsageError("describe across hosts needs a name (describe KIND NAME)", obj=kind)
+        if kind.lower() in POD_KINDS:
+            return "pod", [name]
+        if kind.lower() in NODE_KINDS:
+            return "node", [name]
+        return "any", []
+    if verb == "logs":
+        if getattr(args, "follow", False):
+            raise UsageError("logs -f is not available across hosts yet (the host protocol answers requests; it "
+                             "carries no stream); run it without -f", obj="logs")
+        return "pod", [str(args.pod).split("/")[-1]]
+    if verb in ("agent", "cni"):
+        return "node", [args.node]
+    if verb == "bgp":
+        node = getattr(args, "node", None)
+        return ("node", [node]) if node else None
+    if verb == "link":
+        names = [args.target] if getattr(args, "target", None) else list(getattr(args, "targets", None) or [])
+        return ("any", [n.split(":")[0] for n in names]) if names else None
+    return None
+
+
+def run(lab: str, verb: str, args: Any, argv: list[str]) -> list[tuple[str, Result]]:
+    """Run ``argv`` (the command line without ``--lab``) on the host(s) of its target; [(host, result)]."""
+    with for_command() as ss:
+        rec = records.load(lab) or {}
+        hosts = {d["name"]: records.host_of(d) for d in rec.get("hosts", [])}
+        where = targets(verb, args)
+        names = _hosts_of(lab, where, rec, ss) if where is not None else list(hosts)
+        res = each([hosts[n] for n in names],
+                   lambda h: ss.get(h).request("cli", lab=lab, argv=argv, timeout=120))
+    out = []
+    for name in names:
+        r = res[name]
+        if isinstance(r, BaseException):
+            raise r
+        out.append((name, Result(r["stdout"], r["stderr"], int(r["returncode"]))))
+    return out
+
+
+def _hosts_of(lab: str, where: tuple[str, list[str]], rec: dict, ss: Sessions) -> list[str]:
+    kind, names = where
+    placement: dict[str, str] = rec.get("placement", {})
+    if kind == "node" and all(n in placement for n in names):
+        return list(dict.fromkeys(placement[n] for n in names))
+    if kind == "any" and not names:
+        return [rec["hosts"][0]["name"]]
+    st = controller.status(lab, ss)
+    found = {n["name"]: n["host"] for n in st["nodes"]}
+    if kind in ("pod", "any"):
+        found = {p["name"]: p["host"] for p in st["pods"]} | found if kind == "any" else \
+            {p["name"]: p["host"] for p in st["pods"]}
+    missing = [n for n in names if n not in found]
+    if missing:
+        what = {"pod": "pod", "node": "node"}.get(kind, "pod or node")
+        raise UsageError(f"{what} {missing[0]} is not in multi-host lab {lab}", obj=missing[0])
+    return list(dict.fromkeys(found[n] for n in names))
+
+
+def merged_json(results: list[tuple[str, Result]]) -> str:
+    """Every host's ``-o json`` output as one: a List of their items in host order (the first host's List with
+    every host's items, where the hosts answered Lists, as ``link show`` does)."""
+    docs = [json.loads(r.stdout) if r.stdout.strip() else {"items": []} for _host, r in results]
+    items: list[Any] = []
+    for doc in docs:
+        items += doc["items"] if isinstance(doc, dict) and isinstance(doc.get("items"), list) else \
+            (doc if isinstance(doc, list) else [doc])
+    lists = [d for d in docs if isinstance(d, dict) and "items" in d]
+    merged: Any = {**lists[0], "items": items} if lists else items
+    return json.dumps(merged, indent=2) + "\n"
