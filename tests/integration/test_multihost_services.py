@@ -211,8 +211,8 @@ def test_trace_goes_host_by_host(hosts: EmulatedHosts, lab: dict) -> None:
 
 
 def test_what_one_machine_does_only_says_so(hosts: EmulatedHosts, lab: dict) -> None:
-    r = ctl(hosts, "describe", "pod", "client")
-    assert r.returncode == 2 and "podlab describe is not available across hosts yet" in r.stderr, r.stderr
+    r = ctl(hosts, "run", "tmp", "--image", "busybox")
+    assert r.returncode == 2 and "podlab run is not available across hosts yet" in r.stderr, r.stderr
 
 
 def test_apply_and_delete_act_on_the_right_host(hosts: EmulatedHosts, lab: dict) -> None:
@@ -304,31 +304,31 @@ def test_verbs_about_one_object_run_on_its_host(hosts: EmulatedHosts, lab: dict)
     n = ctl(hosts, "describe", "node", "node-2", "-o", "json")
     assert n.returncode == 0, n.stdout + n.stderr
     assert "node-2" in json.dumps(json.loads(n.stdout))
-    url = f"http://{ps['back-2']['ip']}:8080/echo?msg=from-client"
+    url = f"http://{ps['back-3']['ip']}:8080/echo?msg=from-client"
     for _ in range(20):  # netexec binds its port a moment after its pod is Running
         r = ctl(hosts, "exec", "client", "--", "curl", "-sS", "--max-time", "3", url)
         if r.returncode == 0:
             break
         time.sleep(0.25)
     assert r.stdout.strip() == "from-client", r.stdout + r.stderr
-    lg = ctl(hosts, "logs", "back-2")  # netexec logs every request: the client's pod IP, on back-2's host
+    lg = ctl(hosts, "logs", "back-3")  # netexec logs every request: the client's pod IP, on back-3's host
     assert lg.returncode == 0 and ps["client"]["ip"] in lg.stdout, lg.stdout + lg.stderr
     ag = ctl(hosts, "agent", "status", "node-3", "-o", "json")
     assert ag.returncode == 0, ag.stdout + ag.stderr
     assert "node-3" in ag.stdout
-    # back-2's cable (on mhs2) shaped from the controller: the tbf qdisc is in mhs2's kernel, then gone again
-    sh = ctl(hosts, "link", "set", "back-2", "--rate", "10mbit")
+    # back-3's cable (on mhs3) shaped from the controller: the tbf qdisc is in mhs3's kernel, then gone again
+    sh = ctl(hosts, "link", "set", "back-3", "--rate", "10mbit")
     assert sh.returncode == 0, sh.stdout + sh.stderr
     try:
-        shown = ctl(hosts, "link", "show", "back-2", "-o", "json")
+        shown = ctl(hosts, "link", "show", "back-3", "-o", "json")
         assert shown.returncode == 0, shown.stdout + shown.stderr
         assert "tbf" in qdisc_kinds(shown.stdout), shown.stdout
     finally:
-        cl = ctl(hosts, "link", "clear", "back-2")
+        cl = ctl(hosts, "link", "clear", "back-3")
         assert cl.returncode == 0, cl.stdout + cl.stderr
-    after = ctl(hosts, "link", "show", "back-2", "-o", "json")
+    after = ctl(hosts, "link", "show", "back-3", "-o", "json")
     assert "tbf" not in qdisc_kinds(after.stdout), after.stdout
-    follow = ctl(hosts, "logs", "-f", "back-2")
+    follow = ctl(hosts, "logs", "-f", "back-3")
     assert follow.returncode == 2 and "not available across hosts" in follow.stderr, follow.stderr
     missing = ctl(hosts, "describe", "pod", "nosuch")
     assert missing.returncode == 2 and "nosuch" in missing.stderr, missing.stderr
