@@ -17,6 +17,8 @@ on the controller (``hosts.api_across``) serves the whole lab from a store of it
 - **The controller's own objects**: the Services and Endpoints of the lab live in the controller's store
   (``hosts.services``); a thread copies them (and its namespaces) the same way, checking that store's
   resourceVersion five times a second.
+- **Nodes** carry the label ``podlab.io/host`` (``kubectl get nodes -L podlab.io/host``) and their readiness in
+  the annotation ``podlab.io/kubelet``, so a change of readiness is a watch event of the node.
 - **A host that does not answer**: its nodes become ``Unknown`` (kubectl: NotReady) and its pods stay as last
   seen, as a real cluster keeps the pods of a node whose kubelet stopped reporting; the thread reconnects every
   2 s and the next answer brings the host up to date. Namespaces are the union of the hosts' (the first host by
@@ -42,6 +44,9 @@ from emulator.topology.hosts_section import Host
 Key = tuple[str, str, str]  # (kind, namespace, name); kind "pods/status" for a pod's status
 WAIT = 1.0
 RETRY = 2.0
+TIMEOUT = 15.0  # a pass answers within WAIT; a host that died without a word (no FIN) is found after this
+HOST_LABEL = "podlab.io/host"
+READY_ANNOTATION = "podlab.io/kubelet"
 
 
 def stripped(obj: dict) -> dict:
@@ -59,12 +64,23 @@ def key_of(kind: str, obj: dict) -> Key:
     return kind, ("" if kind in ("nodes", "namespaces") else meta.get("namespace") or "default"), meta.get("name", "")
 
 
-def desired(part: dict, nodes: set[str]) -> dict[Key, dict]:
+def with_host(node: dict, host: str, ready: str) -> dict:
+    """A node as the mirror stores it: labelled with its host (``kubectl get nodes -L podlab.io/host``) and
+    annotated with its readiness, so that a change of it (a host away, an agent stopped) is a watch event."""
+    meta = dict(node.get("metadata") or {})
+    meta["labels"] = {**(meta.get("labels") or {}), HOST_LABEL: host}
+    meta["annotations"] = {**(meta.get("annotations") or {}), READY_ANNOTATION: ready}
+    return {**node, "metadata": meta}
+
+
+def desired(part: dict, nodes: set[str], host: str = "") -> dict[Key, dict]:
     """The objects of one host's answer that it owns: its nodes, its pods and their statuses (pure)."""
     out: dict[Key, dict] = {}
+    ready = part.get("ready") or {}
     for n in part.get("nodes", []):
-        if (n.get("metadata") or {}).get("name") in nodes:
-            out[key_of("nodes", n)] = n
+        name = (n.get("metadata") or {}).get("name")
+        if name in nodes:
+            out[key_of("nodes", n)] = with_host(n, host, ready.get(name, "Unknown"))
     for p in part.get("pods", []):
         out[key_of("pods", p)] = p
     for st in part.get("statuses", []):
@@ -133,7 +149,7 @@ class Mirror:
                 if session is None:
                     session = HostSession(h)
                     session.open()
-                r = session.request("mirror", lab=self.lab, since=since, ready=seen, wait=WAIT, timeout=30)
+                r = session.request("mirror", lab=self.lab, since=since, ready=seen, wait=WAIT, timeout=TIMEOUT)
             except Exception as e:  # unreachable, or an error there: its nodes Unknown, try again
                 if session is not None:
                     session.close()
@@ -158,6 +174,9 @@ class Mirror:
             for n in self.nodes_of[h.name]:
                 self.ready[n] = "Unknown"
             self.cond.notify_all()
+        with self.lock:  # its nodes rewritten Unknown: a watch of the nodes sees them go NotReady
+            have = self.have[h.name]
+            self._sync(have, {k: with_host(v, h.name, "Unknown") if k[0] == "nodes" else v for k, v in have.items()})
 
     def _follow_controller(self) -> None:
         while not self.stopping:
@@ -174,7 +193,7 @@ class Mirror:
                 self.ready[n] = state
         if r.get("same"):
             return
-        self._sync(self.have[h.name], desired(r, self.nodes_of[h.name]))
+        self._sync(self.have[h.name], desired(r, self.nodes_of[h.name], h.name))
         self.spaces[h.name] = {(o.get("metadata") or {}).get("name", ""): o for o in r.get("namespaces", [])}
         self._sync_namespaces()
         self._sync_events(h.name, r.get("events") or {})

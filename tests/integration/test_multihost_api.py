@@ -277,3 +277,46 @@ def test_down_ends_the_api_server_and_its_context(hosts: EmulatedHosts, tmp_path
     assert not os.path.exists(f"/proc/{pid}") or "kube-apiserver" not in open(f"/proc/{pid}/comm").read()
     assert "podlab-mha-down" not in open(KUBECONFIG).read()
     assert lab_leftovers(hosts, "mha-down") == {} and "mha-down.json" not in controller_records(hosts)
+
+
+def test_a_killed_host_makes_its_nodes_not_ready_in_a_watch(tmp_path) -> None:
+    """Hosts of its own (one is killed): the mirror finds the host gone, its nodes go NotReady — a watch of the
+    nodes sees it — and its pods stay listed as last seen; ``down`` still ends the API server."""
+    with EmulatedHosts(2, prefix="mhk") as hs:
+        topo = tmp_path / "t.yaml"
+        topo.write_text(f"version: 1\nname: mha-kill\nnodes: [{{name: node-1}}, {{name: node-2}}, {{name: node-3}}, "
+                        f"{{name: node-4}}]\npods:\n  - {{name: p-2, node: node-2, {PAUSE}}}\n")
+        r = ctl(hs, "up", str(topo), "--hosts", str(hs.inventory(COMMAND)))
+        assert r.returncode == 0, r.stdout + r.stderr
+        base = [str(KUBECTL), "--context", "podlab-mha-kill"]
+        rec = json.loads(subprocess.run(hs.controller_argv(["cat", "/run/podlab/multihost/mha-kill.json"]),
+                                        capture_output=True, text=True).stdout)
+        pid = rec["apiserver"]["pid"]
+        try:
+            labels = subprocess.run(hs.controller_argv([*base, "get", "nodes", "-L", "podlab.io/host", "--no-headers"]),
+                                    capture_output=True, text=True, timeout=60).stdout.splitlines()
+            assert {line.split()[0]: line.split()[-1] for line in labels} == {
+                "node-1": "mhk1", "node-2": "mhk2", "node-3": "mhk1", "node-4": "mhk2"}, labels
+            watch = subprocess.Popen(hs.controller_argv([*base, "get", "nodes", "-w", "--no-headers"]),
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                time.sleep(1.0)
+                hs.kill_host("mhk2")
+
+                def status() -> dict[str, str]:
+                    out = subprocess.run(hs.controller_argv([*base, "get", "nodes", "--no-headers"]),
+                                         capture_output=True, text=True, timeout=60).stdout.splitlines()
+                    return {line.split()[0]: line.split()[1] for line in out}
+                seen = eventually(lambda: s if (s := status()).get("node-2") == "NotReady" else None, timeout=60)
+                assert seen == {"node-1": "Ready", "node-2": "NotReady", "node-3": "Ready", "node-4": "NotReady"}
+                pods = subprocess.run(hs.controller_argv([*base, "get", "pods", "--no-headers"]), capture_output=True,
+                                      text=True, timeout=60).stdout
+                assert pods.split()[0] == "p-2", pods  # as last seen
+            finally:
+                watch.terminate()
+                out, err = watch.communicate(timeout=10)
+            assert any(line.split()[:2] == ["node-2", "NotReady"] for line in out.splitlines()), out + err
+        finally:
+            d = ctl(hs, "down", "mha-kill")
+        assert d.returncode == 1 and "mhk2" in d.stderr, d.stdout + d.stderr
+        assert not os.path.exists(f"/proc/{pid}") or "kube-apiserver" not in open(f"/proc/{pid}/comm").read()

@@ -14,7 +14,7 @@ def pod(name: str, rv: str = "7", node: str = "node-1") -> dict:
 def test_a_host_owns_its_nodes_pods_and_statuses_only() -> None:
     part = {"nodes": [{"metadata": {"name": "node-1"}}, {"metadata": {"name": "node-2"}}],
             "pods": [pod("a")], "statuses": [{"name": "a", "namespace": "default", "phase": "Running"}, {}]}
-    assert sorted(mirror.desired(part, {"node-1"})) == [("nodes", "", "node-1"), ("pods", "default", "a"),
+    assert sorted(mirror.desired(part, {"node-1"}, "h1")) == [("nodes", "", "node-1"), ("pods", "default", "a"),
                                                         ("pods/status", "default", "a")]
 
 
