@@ -30,28 +30,22 @@ import ssl
 import sys
 import threading
 import time
-from pathlib import Path
 
 from emulator.apiserver import rest
 from emulator.apiserver.certs import Material, make
 from emulator.apiserver.server import Api, Handler, Server, _free_port, log
 from emulator.apiserver.status import ApiError, already_exists, bad_request, not_found
-from emulator.errors import (AlreadyExistsError, HostError, LabTimeoutError, ManifestError, NotFoundError,
-                             PodlabError, UsageError)
+from emulator.errors import (AlreadyExistsError, HostError, HostUnreachableError, LabTimeoutError, ManifestError,
+                             NotFoundError, PodlabError, UsageError)
 from emulator.hosts import changes, records, services, sessions
+from emulator.hosts.records import api_dir, api_status_path as status_path
 from emulator.hosts.mirror import Mirror
 from emulator.state.store import Store, write_json
 
 CREATE = ("pods", "services", "namespaces")
+#: the exit code a host's error kept (``emulator.errors``) → the Status it is
+REMOTE = {2: (422, "Invalid"), 3: (409, "AlreadyExists"), 4: (404, "NotFound"), 6: (504, "Timeout")}
 DELETE = ("pods", "services")
-
-
-def api_dir(lab: str) -> Path:
-    return records.records_dir() / f"{lab}.d" / "api"
-
-
-def status_path(lab: str) -> Path:
-    return api_dir(lab) / "status.json"
 
 
 class AcrossApi(Api):
@@ -116,7 +110,7 @@ class AcrossApi(Api):
                 return fn()
             except PodlabError as e:
                 sessions.close_warm()  # a host that broke is reconnected by the next write
-                raise status_of(e) from None
+                raise status_of(e, {h.name for h in self.mirror.hosts}) from None
 
     def _create(self, req: rest.Request, t: rest.Target) -> rest.Response:
         if t.resource.namespaced and t.ns is None:
@@ -188,9 +182,15 @@ def clean(resource: str, obj: dict) -> dict:
     return out
 
 
-def status_of(e: PodlabError) -> ApiError:
-    """A podlab error as the Status kubectl prints (``Error from server (Invalid): ...``)."""
+def status_of(e: PodlabError, hosts: set[str] = frozenset()) -> ApiError:  # type: ignore[assignment]
+    """A podlab error as the Status kubectl prints (``Error from server (Invalid): ...``); one naming a host
+    (unreachable: nothing was applied) is 503 ServiceUnavailable."""
     text = str(e)
+    if isinstance(e, HostUnreachableError) or (isinstance(e, UsageError) and getattr(e, "obj", None) in hosts):
+        return ApiError(503, "ServiceUnavailable", text)
+    if isinstance(e, HostError) and e.exit_code in REMOTE:  # a host's error of a class with its own arguments
+        code, reason = REMOTE[e.exit_code]  # (``protocol.raise_remote`` keeps its exit code)
+        return ApiError(code, reason, text)
     if isinstance(e, NotFoundError):
         return ApiError(404, "NotFound", text)
     if isinstance(e, AlreadyExistsError):
@@ -201,8 +201,6 @@ def status_of(e: PodlabError) -> ApiError:
         return ApiError(405, "MethodNotAllowed", text)
     if isinstance(e, LabTimeoutError):
         return ApiError(504, "Timeout", text)
-    if isinstance(e, HostError):
-        return ApiError(503, "ServiceUnavailable", text)
     return ApiError(500, "InternalError", text)
 
 

@@ -20,7 +20,7 @@ from emulator.apiserver import kubeconfig
 from emulator.apiserver.certs import Material
 from emulator.errors import BuildError, LabTimeoutError
 from emulator.hosts import records
-from emulator.hosts.api_across import api_dir, status_path
+from emulator.hosts.records import api_dir, api_status_path as status_path
 from emulator.proc import journal, lifecycle
 from emulator.proc.daemon import spawn
 from emulator.state.store import read_json

@@ -32,3 +32,12 @@ def test_a_pods_manifest_goes_before_its_status() -> None:
             ("nodes", "", "node-1"): {"metadata": {"name": "node-1"}}}
     _, gone = mirror.changes(have, {("nodes", "", "node-1"): {"metadata": {"name": "node-1"}}})
     assert gone == [("pods", "default", "a"), ("pods/status", "default", "a")]
+
+
+def test_a_node_carries_its_host_and_readiness() -> None:
+    part = {"nodes": [{"metadata": {"name": "node-1", "labels": {"a": "b"}}}], "ready": {"node-1": "Ready"}}
+    node = mirror.desired(part, {"node-1"}, "vm2")[("nodes", "", "node-1")]
+    assert node["metadata"]["labels"] == {"a": "b", "podlab.io/host": "vm2"}
+    assert node["metadata"]["annotations"] == {"podlab.io/kubelet": "Ready"}
+    gone = mirror.with_host(node, "vm2", "Unknown")
+    assert mirror.changes({("nodes", "", "node-1"): mirror.stripped(node)}, {("nodes", "", "node-1"): gone})[0]
