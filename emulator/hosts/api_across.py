@@ -17,8 +17,10 @@ Service, in the controller's store. One write at a time (the sessions carry one 
 
 What is not available across hosts answers at once with a Kubernetes Status (405 MethodNotAllowed) naming what
 and why, never a hang: exec/attach/port-forward and logs (a session to a pod on another host would have to be
-relayed), updates (PUT/PATCH: pods are immutable here and Services change by delete and apply), the deletion of a
-Namespace or of a collection, Deployments, NetworkPolicies and everything else not listed above.
+relayed), updates of a pod or a Namespace (PUT/PATCH: ``kubectl label pod``), the deletion of a Namespace or of a
+collection, Deployments, NetworkPolicies and everything else not listed above. A Service is updated (``kubectl
+apply`` of a changed one, ``kubectl replace``): the patch is applied to the current object as on one machine, and
+the result applied as ``podlab apply`` applies it.
 """
 from __future__ import annotations
 
@@ -89,11 +91,13 @@ class AcrossApi(Api):
             return self._create(req, t)
         if req.method == "DELETE" and t.name is not None and t.sub is None and r in DELETE:
             return self._delete(req, t)
+        if req.method in ("PUT", "PATCH") and t.name is not None and t.sub is None and r == "services":
+            return self._update(req, t)
         verb = {"POST": "creating", "PUT": "updating", "PATCH": "updating", "DELETE": "deleting"}.get(
             req.method, req.method)
         what = f"{verb} {t.resource.qualified}" + (f' ("{t.name}")' if t.name else "")
         if r in CREATE and req.method in ("PUT", "PATCH"):
-            raise self._refuse(what, "pods are immutable and Services change by delete and create",
+            raise self._refuse(what, "a pod or namespace changes on every host that holds it; Services do",
                                "delete the object and create it again")
         if r == "namespaces" and req.method == "DELETE":
             raise self._refuse(what, "", "delete its pods and Services")
@@ -142,6 +146,30 @@ class AcrossApi(Api):
         hdrs = {"Warning": ", ".join(f'299 - "{w}"' for w in warnings)} if warnings else {}
         return rest.Response(201, e.json, headers=hdrs)
 
+    def _update(self, req: rest.Request, t: rest.Target) -> rest.Response:
+        """PUT or PATCH of a Service (``kubectl apply`` of a changed one, ``kubectl replace``): the new object
+        computed from the current one as the one-machine server does, then applied as ``podlab apply`` does."""
+        assert t.name is not None
+        e = self.cache.get("services", t.ns or "", t.name)
+        if e is None:
+            raise not_found("services", t.name)
+        if req.q("dryRun"):
+            raise self._refuse("a server-side dry run", "", "run without --dry-run=server")
+        if req.method == "PUT":
+            new, warnings = self.writes._body(req, t)
+        else:
+            new, warnings = self.writes._fields(req, t.resource, patched(req, e.obj, self.schema, t))
+        if (new.get("metadata") or {}).get("name") not in (None, t.name):
+            raise bad_request("metadata.name cannot be changed")
+        new.setdefault("metadata", {}).update(name=t.name, namespace=t.ns)
+        doc = {"apiVersion": "v1", **clean("services", new), "kind": "Service"}
+        began = time.monotonic()
+        self._write(lambda: changes.apply(self.lab, [doc], "kubectl"))
+        self.mirror.fresh(began)
+        now = self.cache.get("services", t.ns or "", t.name)
+        hdrs = {"Warning": ", ".join(f'299 - "{w}"' for w in warnings)} if warnings else {}
+        return rest.Response(200, (now or e).json, headers=hdrs)
+
     def _delete(self, req: rest.Request, t: rest.Target) -> rest.Response:
         assert t.name is not None
         e = self.cache.get(t.resource.name, t.ns or "", t.name)
@@ -168,6 +196,27 @@ class AcrossApi(Api):
             time.sleep(0.05)
 
 
+def patched(req: rest.Request, view: dict, schema, t: rest.Target) -> dict:
+    """``view`` with the request's patch applied (strategic merge, merge or JSON patch), as the one-machine
+    server applies it (``apiserver.writes``)."""
+    from emulator.apiserver import patch
+    from emulator.apiserver.writes import PATCH_TYPES, decode
+    ct = req.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ct not in PATCH_TYPES:
+        raise ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - accepted "
+                       f"media types include: {', '.join(PATCH_TYPES)}")
+    body = decode(req, "patch")
+    try:
+        if ct == PATCH_TYPES[0]:
+            r = t.resource
+            return patch.strategic(view, body, schema, schema.root(r.group, r.version, r.kind))
+        if ct == PATCH_TYPES[1]:
+            return patch.merge_patch(view, body)
+        return patch.json_patch(view, body)
+    except patch.PatchError as e:
+        raise ApiError(422, "Invalid", str(e)) from None
+
+
 def clean(resource: str, obj: dict) -> dict:
     """What podlab's parsers take of an object kubectl sends (as the one-machine admission does for a pod): its
     metadata's name, namespace, labels and annotations; a pod's spec without tolerations or an empty nodeName."""
@@ -177,8 +226,12 @@ def clean(resource: str, obj: dict) -> dict:
     if resource == "pods":
         out["spec"] = {k: v for k, v in (obj.get("spec") or {}).items()
                        if k != "tolerations" and (k != "nodeName" or v)}
-    elif resource == "services":
-        out["spec"] = obj.get("spec") or {}
+    elif resource == "services":  # what the one-machine admission gives the parser (``admission_net``)
+        spec = {k: v for k, v in (obj.get("spec") or {}).items()
+                if k not in ("clusterIPs", "ipFamilies", "ipFamilyPolicy", "internalTrafficPolicy")}
+        if spec.get("clusterIP") is None:
+            spec.pop("clusterIP", None)
+        out["spec"] = spec
     return out
 
 

@@ -6,11 +6,13 @@ procs``, before it runs), writes its PID and start time into the controller's re
 until it serves (``status.json``: every host answered the mirror once, the port is bound) and merges the
 ``podlab-<lab>`` context into ``$KUBECONFIG`` / ``~/.kube/config``, as one machine's ``up`` does; the file it
 wrote is kept beside the server, so ``stop`` removes exactly those entries. ``stop`` ends the daemon by the PID
-and start time in the record and in the journal (SIGTERM, then SIGKILL after 2 s), never by name.
+and start time in the record and in the journal (SIGTERM, then SIGKILL after 2 s), never by name, and removes its
+directory (a host left pending keeps only the record and the Services store, as before).
 """
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -91,10 +93,17 @@ def stop(rec: dict) -> None:
         procs.append((me["pid"], me.get("start")))
     lifecycle.stop_many(procs, grace=2.0)
     try:
-        target = Path((api_dir(lab) / "kubeconfig-path").read_text().strip())
+        target: Path | None = Path((api_dir(lab) / "kubeconfig-path").read_text().strip())
     except OSError:
-        return
+        target = None
+    if target is not None:
+        try:
+            kubeconfig.remove(target, lab)
+        except (OSError, ValueError):
+            pass  # the user's kubeconfig is unreadable or gone: nothing of the lab is left in it to remove
+    # nothing of it is needed any more, even if a host stays pending (its record alone lists what is left)
+    shutil.rmtree(api_dir(lab), ignore_errors=True)
     try:
-        kubeconfig.remove(target, lab)
-    except (OSError, ValueError):
-        pass  # the user's kubeconfig is unreadable or gone: nothing of the lab is left in it to remove
+        api_dir(lab).parent.rmdir()
+    except OSError:
+        pass  # not empty (the controller's Services store, kept while a host is pending) or gone: both fine

@@ -240,6 +240,14 @@ def test_namespace_and_service_created_with_kubectl_reach_every_host(hosts: Emul
     for h in hosts.names:
         assert "shop/cart" in store_view(hosts, h, "services"), h
     assert json.loads(ctl(hosts, "get", "svc", "cart", "-n", "shop", "-o", "json").stdout)["spec"]["clusterIP"] == ip
+    svc = ("apiVersion: v1\nkind: Service\nmetadata: {name: cart, namespace: shop}\nspec:\n  selector: {app: cart}\n"
+           "  ports: [{port: 80, targetPort: 8080}]\n")
+    r = kubectl(hosts, "apply", "-f", "-", input=svc)  # an update: the selector added, the ClusterIP kept
+    assert r.stdout.strip() == "service/cart configured", r.stdout + r.stderr
+    for h in hosts.names:
+        assert store_view(hosts, h, "services")["shop/cart"]["selector"] == {"app": "cart"}, h
+    assert json.loads(kubectl(hosts, "get", "svc", "cart", "-n", "shop", "-o", "json").stdout)["spec"][
+        "clusterIP"] == ip
     kubectl(hosts, "delete", "svc", "cart", "-n", "shop")
     for h in hosts.names:
         assert "shop/cart" not in store_view(hosts, h, "services"), h
