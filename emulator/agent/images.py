@@ -5,7 +5,8 @@
   so that real manifests (nginx, redis, ...) keep their network shape;
 - ``busybox`` / ``shell``: sleeps, so ``podlab exec`` can run a shell in the pod;
 - ``netexec`` and ``registry.k8s.io/e2e-test-images/agnhost:*`` with ``netexec`` args: our agnhost-like echo
-  server (``python -m emulator.images.netexec``);
+  server (``python -m emulator.images.netexec``, through ``env PYTHONPATH=<this tree>`` as coredns below: the
+  agents start in ``/``, and a pod's environment has no PYTHONPATH);
 - ``registry.k8s.io/coredns/coredns:*``: podlab's cluster DNS server (``python -m emulator.services.dnsserver``,
   given the container's ``args``: ``-conf <Corefile>``; through ``env PYTHONPATH=<this tree>``, which execs it), as the lab's ``coredns`` pods of kube-system run it;
 - any ``command:``/``args:`` given: run as given (``command`` replaces the image's entrypoint, as in Kubernetes).
@@ -34,14 +35,15 @@ def resolve(image: str, command: list[str], args: list[str], ports: list[dict] |
         return [*command, *args]
     if name in ("netexec",) or (name == "agnhost" and (not args or args[0] == "netexec")):
         rest = args[1:] if args and args[0] == "netexec" else args
-        return [sys.executable, "-m", "emulator.images.netexec", *(rest or NETEXEC_DEFAULT_ARGS)]
+        return ["env", f"PYTHONPATH={PKG_PARENT}", sys.executable, "-m", "emulator.images.netexec",
+                *(rest or NETEXEC_DEFAULT_ARGS)]
     if name == "coredns":  # podlab's own code: from this tree, whatever the container's cwd (``env`` execs it)
         return ["env", f"PYTHONPATH={PKG_PARENT}", sys.executable, "-m", "emulator.services.dnsserver", *args]
     if name in ("busybox", "shell", "alpine", "ubuntu", "debian"):
         return ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done"] if not args else \
             ["sh", "-c", " ".join(args)]
     if name != "pause" and ports:
-        return [sys.executable, "-m", "emulator.images.listen",
+        return ["env", f"PYTHONPATH={PKG_PARENT}", sys.executable, "-m", "emulator.images.listen",
                 *(f"{p['containerPort']}/{p.get('protocol', 'TCP')}" for p in ports)]
     return ["pause"]  # argv[0] shown in ps; the program is images.pause (or sleep infinity)
 
