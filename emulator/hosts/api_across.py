@@ -35,6 +35,7 @@ import time
 
 from emulator.apiserver import rest
 from emulator.apiserver.certs import Material, make
+from emulator.apiserver.schema import Schema
 from emulator.apiserver.server import Api, Handler, Server, _free_port, log
 from emulator.apiserver.status import ApiError, already_exists, bad_request, not_found
 from emulator.errors import (AlreadyExistsError, HostError, HostUnreachableError, LabTimeoutError, ManifestError,
@@ -42,6 +43,7 @@ from emulator.errors import (AlreadyExistsError, HostError, HostUnreachableError
 from emulator.hosts import changes, records, services, sessions
 from emulator.hosts.records import api_dir, api_status_path as status_path
 from emulator.hosts.mirror import Mirror
+from emulator.state.paths import state_root
 from emulator.state.store import Store, write_json
 
 CREATE = ("pods", "services", "namespaces")
@@ -258,7 +260,8 @@ def status_of(e: PodlabError, hosts: set[str] = frozenset()) -> ApiError:  # typ
 
 
 def serve(lab: str) -> None:
-    """Make the certificates, start the mirror, wait for every host's first answer, listen, write status.json."""
+    """Make the certificates, connect to every host, wait for ``go`` (``up``: every host built), mirror every
+    host once, listen, write status.json."""
     def stop(*_: object) -> None:  # the store is the state; down removes the directory
         log("API server stopped (SIGTERM)")
         os._exit(0)
@@ -276,7 +279,12 @@ def serve(lab: str) -> None:
     hosts = [records.host_of(h) for h in rec["hosts"]]
     mirror = Mirror(lab, store, hosts, rec["placement"],
                     services.store_dir(lab) if rec.get("services") else None, log)
-    mirror.start()
+    go = threading.Event()
+    mirror.start(go)  # connected to every host while they build: the first pass waits for up's go
+    Schema.load(str(state_root()))  # (its cache: the Api below finds it made)
+    while not (d / "go").exists():
+        time.sleep(0.02)
+    go.set()
     mirror.wait_first()
     mirror.fresh(0)
     sessions.keep_fresh()  # the sessions of the writes: each opened on first use, kept open

@@ -1,9 +1,11 @@
 """The multi-host lab's API server as a daemon of the controller: started by ``up``, ended by ``down``/``cleanup``.
 
-``start`` forks the server (``hosts.api_across``, a fresh interpreter) as a detached daemon
-(``proc.daemon.spawn``: it records itself in the controller's process journal for the lab, ``<lab>.d/api/
-procs``, before it runs), writes its PID and start time into the controller's record (``apiserver``), waits
-until it serves (``status.json``: every host answered the mirror once, the port is bound) and merges the
+``start`` (right after the controller's record is written) forks the server (``hosts.api_across``, a fresh
+interpreter) as a detached daemon (``proc.daemon.spawn``: it records itself in the controller's process journal
+for the lab, ``<lab>.d/api/procs``, before it runs) and writes its PID and start time into the controller's record
+(``apiserver``); the server imports itself, makes its certificates and opens its sessions to the hosts while they
+build. ``ready`` (every host built) says ``go``, waits until it serves (``status.json``: every host answered the
+mirror once, the port is bound) and merges the
 ``podlab-<lab>`` context into ``$KUBECONFIG`` / ``~/.kube/config``, as one machine's ``up`` does; the file it
 wrote is kept beside the server, so ``stop`` removes exactly those entries. ``stop`` ends the daemon by the PID
 and start time in the record and in the journal (SIGTERM, then SIGKILL after 2 s), never by name, and removes its
@@ -57,8 +59,13 @@ def write_kubeconfig(lab: str, target: Path | None = None) -> Path:
     return target
 
 
-def start(rec: dict, progress: Progress, timeout: float = 60.0) -> dict:
-    """Start the server of the lab of ``rec`` (saved with its PID) and wait until it serves; the record."""
+def go_path(lab: str) -> Path:
+    return api_dir(lab) / "go"
+
+
+def start(rec: dict) -> dict:
+    """Start the server of the lab of ``rec`` (the record, saved with its PID, is returned). It imports itself,
+    makes its certificates and connects to every host while the hosts build; it mirrors them from ``ready`` on."""
     lab = rec["name"]
     d = api_dir(lab)
     d.mkdir(parents=True, exist_ok=True)
@@ -68,6 +75,14 @@ def start(rec: dict, progress: Progress, timeout: float = 60.0) -> dict:
                 what="API server of the multi-host lab")
     rec = {**rec, "apiserver": {"pid": pid, "start": lifecycle.start_time(pid)}}
     records.save(rec)
+    return rec
+
+
+def ready(rec: dict, progress: Progress, timeout: float = 60.0) -> None:
+    """Every host's part is built: let the server mirror them, wait until it serves, merge the kubeconfig."""
+    lab, d = rec["name"], api_dir(rec["name"])
+    pid = rec["apiserver"]["pid"]
+    go_path(lab).touch()
     deadline = time.monotonic() + timeout
     while not (read_json(status_path(lab)) or {}).get("port"):
         if not lifecycle.alive(pid, None):
@@ -81,7 +96,6 @@ def start(rec: dict, progress: Progress, timeout: float = 60.0) -> dict:
     path = write_kubeconfig(lab)
     progress(f"API server {url(lab)} (every host's nodes and pods); kubectl context {kubeconfig.name_of(lab)} in "
              f"{path}")
-    return rec
 
 
 def stop(rec: dict) -> None:

@@ -128,6 +128,7 @@ def up(topo: Topology, progress: Progress = _quiet, timeout: float | None = None
         rec["services"], rec["serviceCIDR"] = with_services, str(topo.service_cidr)
         records.save(rec)
         try:
+            rec = api_daemon.start(rec)  # it starts up while the hosts build; ready() below lets it serve
             if with_services:
                 services.init(built)  # ClusterIPs and NodePorts allocated once, here, for every host
             plans = plan.host_plans(topo, hs, text=text if text is not None else Path(topo.source).read_text(),
@@ -150,7 +151,7 @@ def up(topo: Topology, progress: Progress = _quiet, timeout: float | None = None
                 progress(f"BGP converged across hosts: every node holds the other {len(slices) - 1} slices")
             if with_services:
                 services.sync(topo.name, list(hs.hosts), lambda h: sessions[h.name], progress)
-            rec = api_daemon.start(rec, progress)
+            api_daemon.ready(rec, progress)
         except BaseException as e:
             progress(f"failed: {e}; removing the lab from every host")
             close_all(sessions)

@@ -15,8 +15,8 @@ on the controller (``hosts.api_across``) serves the whole lab from a store of it
   change once. A pod's manifest is removed before its status, so the cache shows it Terminating until its host's
   agent has torn it down, as a real server does.
 - **The controller's own objects**: the Services and Endpoints of the lab live in the controller's store
-  (``hosts.services``); a thread copies them (and its namespaces) the same way, checking that store's
-  resourceVersion five times a second.
+  (``hosts.services``); a thread copies them the same way whenever that store's resourceVersion (checked five
+  times a second) changed.
 - **Nodes** carry the label ``podlab.io/host`` (``kubectl get nodes -L podlab.io/host``) and their readiness in
   the annotation ``podlab.io/kubelet``, so a change of readiness is a watch event of the node.
 - **A host that does not answer**: its nodes become ``Unknown`` (kubectl: NotReady) and its pods stay as last
@@ -115,9 +115,15 @@ class Mirror:
         self.answered: dict[str, float] = {}  # host → monotonic time its last answered pass began
         self.down: dict[str, str] = {}  # host → why it does not answer
         self.stopping = False
+        self.go: threading.Event | None = None
+        self._src: Store | None = None  # the controller's store, and its resourceVersion last copied
+        self._src_rv: int | None = None
 
     # -- running --------------------------------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, go: threading.Event | None = None) -> None:
+        """One thread per host (each connects at once, and asks its host from ``go`` on), one for the
+        controller's store."""
+        self.go = go
         for h in self.hosts:
             threading.Thread(target=self._follow_host, args=(h,), daemon=True, name=f"mirror-{h.name}").start()
         threading.Thread(target=self._follow_controller, daemon=True, name="mirror-controller").start()
@@ -149,6 +155,9 @@ class Mirror:
                 if session is None:
                     session = HostSession(h)
                     session.open()
+                if self.go is not None:
+                    self.go.wait()
+                    began = time.monotonic()
                 r = session.request("mirror", lab=self.lab, since=since, ready=seen, wait=WAIT, timeout=TIMEOUT)
             except Exception as e:  # unreachable, or an error there: its nodes Unknown, try again
                 if session is not None:
@@ -201,13 +210,19 @@ class Mirror:
     def _copy_controller(self) -> None:
         if self.controller_store is None or not (self.controller_store / feeds.JOURNAL).exists():
             return
-        src = Store(self.controller_store)
+        if self._src is None:
+            self._src = Store(self.controller_store)  # one for the process: its file cache spares re-parsing
+        src = self._src
+        rv = src.resource_version()
+        if rv == self._src_rv:
+            return
         want: dict[Key, dict] = {}
         for kind in ("services", "endpoints"):
             for o in src.list(kind):
                 want[key_of(kind, o)] = o
         with self.lock:
             self._sync(self.own, want)
+        self._src_rv = rv
 
     def _sync_namespaces(self) -> None:
         want: dict[Key, dict] = {}

@@ -2,8 +2,9 @@
 
 ``mirror`` (``emulator.hosts.mirror`` on the controller asks it in a loop, one request per pass): ``since`` is
 the store's resourceVersion the controller last saw, ``ready`` the node readiness it last saw. The op waits up to
-``wait`` seconds (at most 5) for either to change, so an idle lab costs one small answer per pass and a change
-is answered within ~50 ms (a long poll: the pass runs "every second, or on change"). It answers:
+``wait`` seconds (at most 5) for either to change — woken by inotify on the store's directory, readiness read
+twice a second — so an idle lab costs one small answer per pass and a change in the store is answered within
+milliseconds (a long poll: the pass runs "every second, or on change"). It answers:
 
 - ``{"rv", "ready", "same": true}`` when nothing changed;
 - else the whole of this host's part: ``nodes``, ``namespaces``, ``pods`` and their ``statuses`` as its store
@@ -74,13 +75,16 @@ def op_mirror(req: dict, progress: Progress) -> dict:
     since, seen = req.get("since"), req.get("ready")
     deadline = time.monotonic() + min(float(req.get("wait", 0)), 5.0)
     rv, ready = store.resource_version(), _ready(paths, names)
-    tick = 0
-    while rv == since and ready == seen and time.monotonic() < deadline:
-        time.sleep(0.05)
-        rv = store.resource_version()
-        tick += 1
-        if tick % 5 == 0:  # readiness (pid files, /proc) four times a second; the store's version 20 times
-            ready = _ready(paths, names)
+    if rv == since and ready == seen and time.monotonic() < deadline:
+        from emulator.state.watch import Watcher
+        watcher = Watcher([store.root], poll=0.05)  # inotify: a write to the store wakes it at once
+        try:
+            while rv == since and ready == seen and time.monotonic() < deadline:
+                if not watcher.wait(min(0.5, max(deadline - time.monotonic(), 0.01))):
+                    ready = _ready(paths, names)  # readiness (pid files, /proc) twice a second
+                rv = store.resource_version()
+        finally:
+            watcher.close()
     if rv == since and ready == seen:
         return {"rv": rv, "ready": ready, "same": True}
     return {"rv": rv, "ready": ready, "nodes": list(store.list("nodes")), "namespaces": list(store.list("namespaces")),
