@@ -25,7 +25,8 @@ on the controller (``hosts.api_across``) serves the whole lab from a store of it
   name that has one gives its object).
 
 ``fresh(after)`` lets a write through the API read its own write: it waits until every reachable host has
-answered a pass that began after the write returned.
+answered a pass that began after the write returned (meanwhile passes do not wait for a change: the pass in
+flight returns as soon as the write changed its host's store, the next one at once).
 """
 from __future__ import annotations
 
@@ -116,6 +117,7 @@ class Mirror:
         self.down: dict[str, str] = {}  # host → why it does not answer
         self.stopping = False
         self.go: threading.Event | None = None
+        self.hurry = 0  # writes waiting in ``fresh``
         self._src: Store | None = None  # the controller's store, and its resourceVersion last copied
         self._src_rv: int | None = None
 
@@ -140,9 +142,13 @@ class Mirror:
         """Until every host that answers has answered a pass begun after ``after`` (monotonic time)."""
         deadline = time.monotonic() + timeout
         with self.cond:
-            while time.monotonic() < deadline and any(
-                    self.answered.get(h.name, 0) <= after for h in self.hosts if h.name not in self.down):
-                self.cond.wait(0.05)
+            self.hurry += 1  # meanwhile the passes do not wait for a change: the next one answers at once
+            try:
+                while time.monotonic() < deadline and any(
+                        self.answered.get(h.name, 0) <= after for h in self.hosts if h.name not in self.down):
+                    self.cond.wait(0.05)
+            finally:
+                self.hurry -= 1
         self._copy_controller()
 
     def _follow_host(self, h: Host) -> None:
@@ -158,7 +164,8 @@ class Mirror:
                 if self.go is not None:
                     self.go.wait()
                     began = time.monotonic()
-                r = session.request("mirror", lab=self.lab, since=since, ready=seen, wait=WAIT, timeout=TIMEOUT)
+                r = session.request("mirror", lab=self.lab, since=since, ready=seen, wait=0 if self.hurry else WAIT,
+                                    timeout=TIMEOUT)
             except Exception as e:  # unreachable, or an error there: its nodes Unknown, try again
                 if session is not None:
                     session.close()
