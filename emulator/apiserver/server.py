@@ -131,7 +131,7 @@ class Handler(BaseHTTPRequestHandler):
             body = self.rfile.read(size) if size else b""
             req = rest.parse(self.command, self.path, headers, body)
             req.gone = self._gone
-            stream = streams.claim(req)
+            stream = api.claim_stream(req)
             if stream is not None:  # exec, attach, portforward: the session takes the connection over
                 self.close_connection = True
                 streams.serve(req, stream, api.store, api.paths, self.connection.sendall, self.connection)
@@ -176,15 +176,20 @@ class Handler(BaseHTTPRequestHandler):
 
 
 class Api:
-    def __init__(self, lab: str, token: str, address: str) -> None:
+    """The lab's API over its store. ``store`` and ``cidr`` are the lab's own unless given (the API server of a
+    multi-host lab, ``hosts.api_across``, serves the controller's mirror of every host's store)."""
+
+    def __init__(self, lab: str, token: str, address: str, store: Store | None = None,
+                 cidr: ipaddress.IPv4Network | None = None) -> None:
         paths = LabPaths(lab)
         self.paths, self.token = paths, token.encode()
-        self.store = Store(paths.store)
+        self.store = store if store is not None else Store(paths.store)
         self.schema = Schema.load(str(state_root()))
-        rec = read_json(paths.record) or {}
         self.cache = Cache(self.store, self.node_ready, self.node_capacity)
         self.cache.load()
-        cidr = ipaddress.IPv4Network((rec.get("cluster") or {}).get("serviceCIDR", "10.96.0.0/12"))
+        if cidr is None:
+            rec = read_json(paths.record) or {}
+            cidr = ipaddress.IPv4Network((rec.get("cluster") or {}).get("serviceCIDR", "10.96.0.0/12"))
         nodes = {n["metadata"]["name"]: self.node_capacity(n) for n in self.store.list("nodes")}
         self.ctx = admission.Ctx(self.store, lab, cidr, nodes)
         self.reads = rest.Reads(self.cache, address)
@@ -198,6 +203,10 @@ class Api:
         if not (pf.get("pid") and alive(pf["pid"], pf.get("start"))):
             return "Unknown"
         return "Ready" if node_state.network_ready(self.paths, node) else "NetworkNotReady"
+
+    def claim_stream(self, req: rest.Request) -> rest.Target | None:
+        """The pod the request's exec, attach or port-forward session is for (None: an ordinary request)."""
+        return streams.claim(req)
 
     @staticmethod
     def node_capacity(node: dict) -> int:

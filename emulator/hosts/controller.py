@@ -4,11 +4,13 @@
 if a host is unreachable, runs another podlab version, lacks the vxlan module or cannot carry the underlay MTU
 (``stretch.choose_mtu``: the smallest NIC less 50); write the controller's record; send each host its plan
 (``plan.host_plans``) and let all build at once; prove the stretch with a DF ping at full size across every
-pair of hosts; mark the record ready. Any failure after the record exists removes every host's part (``down``)
-and raises the first error, naming its host.
+pair of hosts; start the lab's API server on the controller (``api_daemon``: every host's objects mirrored,
+kubectl context ``podlab-<lab>``); mark the record ready. Any failure after the record exists removes every
+host's part (``down``) and raises the first error, naming its host.
 
-``down``/``cleanup``: each host listed as pending removes its part (an ordinary ``teardown.destroy`` there);
-an unreachable host is reported by name, stays pending and the others are removed all the same.
+``down``/``cleanup``: the API server is ended by its recorded PID; each host listed as pending removes its part
+(an ordinary ``teardown.destroy`` there); an unreachable host is reported by name, stays pending and the others
+are removed all the same.
 
 ``status`` and ``check`` ask every host for its nodes and pods; the nodes of a host that does not answer are
 reported NotReady (the Kubernetes word for a node whose kubelet stopped reporting).
@@ -22,7 +24,7 @@ from typing import Any, Callable
 
 from emulator.errors import (AlreadyUp, BuildError, HostError, HostVersionError, LabExistsError, LabNotFoundError,
                              MissingDependencyError, MtuError, PodlabError)
-from emulator.hosts import plan, protocol, records, services, stretch
+from emulator.hosts import api_daemon, plan, protocol, records, services, stretch
 from emulator.hosts.fanout import each, first_error
 from emulator.hosts.sessions import Sessions, for_command
 from emulator.hosts.transport import HostSession
@@ -102,8 +104,8 @@ def up(topo: Topology, progress: Progress = _quiet, timeout: float | None = None
     others = [c.name for c in parts if c.name != "services"]
     if others:
         raise BuildError(f"lab {topo.name}: {', '.join(others)} {'is' if len(others) == 1 else 'are'} not available "
-                         "across hosts yet (Services are); fix: drop external/networkPolicies/link/apiServer from "
-                         "the topology, or its hosts", obj=topo.name)
+                         "across hosts yet (Services and the API server are); fix: drop external/networkPolicies/link "
+                         "from the topology, or its hosts", obj=topo.name)
     if with_services:
         services.refuse_deployments(topo)
     old = records.load(topo.name)
@@ -126,6 +128,7 @@ def up(topo: Topology, progress: Progress = _quiet, timeout: float | None = None
         rec["services"], rec["serviceCIDR"] = with_services, str(topo.service_cidr)
         records.save(rec)
         try:
+            rec = api_daemon.start(rec)  # it starts up while the hosts build; ready() below lets it serve
             if with_services:
                 services.init(built)  # ClusterIPs and NodePorts allocated once, here, for every host
             plans = plan.host_plans(topo, hs, text=text if text is not None else Path(topo.source).read_text(),
@@ -148,6 +151,7 @@ def up(topo: Topology, progress: Progress = _quiet, timeout: float | None = None
                 progress(f"BGP converged across hosts: every node holds the other {len(slices) - 1} slices")
             if with_services:
                 services.sync(topo.name, list(hs.hosts), lambda h: sessions[h.name], progress)
+            api_daemon.ready(rec, progress)
         except BaseException as e:
             progress(f"failed: {e}; removing the lab from every host")
             close_all(sessions)
@@ -193,6 +197,7 @@ def down(lab: str, progress: Progress = _quiet) -> DownReport:
         raise LabNotFoundError(lab, known=records.all_labs())
     hosts = [records.host_of(d) for d in rec["hosts"] if d["name"] in rec.get("pending", [])]
     rec = records.set_status(rec, "deleting")
+    api_daemon.stop(rec)  # first: its mirror would see the hosts' parts go one by one
 
     with for_command() as ss:
         res = each(hosts, lambda h: bool(ss.get(h).request("down", lab=lab, progress=progress,

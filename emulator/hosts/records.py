@@ -29,6 +29,15 @@ def path(lab: str) -> Path:
     return records_dir() / f"{lab}.json"
 
 
+def api_dir(lab: str) -> Path:
+    """The lab's API server on the controller (``api_daemon``): certificates, log, journal, mirror store."""
+    return records_dir() / f"{lab}.d" / "api"
+
+
+def api_status_path(lab: str) -> Path:
+    return api_dir(lab) / "status.json"
+
+
 def load(lab: str) -> dict | None:
     return read_json(path(lab))
 

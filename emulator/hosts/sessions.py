@@ -57,6 +57,12 @@ class Sessions:
             self._open[host.name] = s
             return s
 
+    def alive(self) -> bool:
+        """Every session opened so far still has its connection (a long-lived user checks before reusing)."""
+        with self._lock:
+            return all(s.client is not None and (t := s.client.get_transport()) is not None and t.is_active()
+                       for s in self._open.values()) and not self._failed
+
     def close(self) -> None:
         with self._lock:
             sessions, self._open = list(self._open.values()), {}
@@ -91,6 +97,17 @@ def for_command() -> Iterator[Sessions]:
         return
     with Sessions() as ss:
         yield ss
+
+
+def keep_fresh() -> Sessions:
+    """For a process that outlives one command (the API server of a multi-host lab): the pool ``for_command``
+    uses, made again if a session in it broke or failed (one command's pool keeps a failure to the end)."""
+    global _warm
+    if _warm is not None and not _warm.alive():
+        close_warm()
+    if _warm is None:
+        _warm = Sessions()
+    return _warm
 
 
 def close_warm() -> None:

@@ -101,6 +101,10 @@ def parse(obj: dict, source: str, nodes: dict[str, int], counts: dict[str, int],
     pod = Pod(name=name, node=node, containers=containers, labels=v.labels(labels, "metadata.labels"),
               namespace=namespace)
     manifest = pod_manifest(pod)
+    given = meta.get("annotations") if "kind" in obj else None
+    if isinstance(given, dict) and given:  # kept, as an API server keeps them (kubectl apply's last-applied one)
+        manifest["metadata"]["annotations"] = {**{str(k): str(v) for k, v in given.items()},
+                                               **manifest["metadata"].get("annotations", {})}
     if "kind" in obj and spec.get("hostNetwork"):
         manifest["spec"]["hostNetwork"] = True  # honoured by the node agent: the pod runs in its node
     return PodRequest(pod, manifest, pinned=pinned)
