@@ -12,6 +12,7 @@ file. Readiness: daemons publish a small JSON status file, and the component wai
 """
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -106,8 +107,30 @@ def _become(d: Daemon, w: int) -> int:
             f.write(d.title[:15])
     os.write(w, str(os.getpid()).encode())
     os.close(w)
+    gc.freeze()  # what the parent made is never walked by this process's collector (see the module docstring)
+    if os.environ.get("PODLAB_TRACEMALLOC"):
+        _trace_allocations()
     d.target()
     return 0
+
+
+def _trace_allocations() -> None:
+    """Diagnosis (``PODLAB_TRACEMALLOC=1``): trace this daemon's own allocations from here on; on SIGUSR2 write
+    the 30 largest by line, and their total, to its log (``scripts/mem_regions.py`` shows the rest: the pages
+    of its parent it copied)."""
+    import tracemalloc
+    tracemalloc.start(int(os.environ.get("PODLAB_TRACEMALLOC_FRAMES", "1")))
+
+    def dump(*_: object) -> None:
+        snap = tracemalloc.take_snapshot()
+        stats = snap.statistics("traceback" if tracemalloc.get_traceback_limit() > 1 else "lineno")
+        total = sum(s.size for s in stats)
+        lines = [f"tracemalloc: {total / 1024:.0f} kB in {sum(s.count for s in stats)} blocks"]
+        for s in stats[:30]:
+            lines.append(f"  {s.size / 1024:8.1f} kB {s.count:7} " + " <- ".join(
+                f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno}" for f in s.traceback))
+        log("\n".join(lines))
+    signal.signal(signal.SIGUSR2, dump)
 
 
 def collect(started: tuple[int, int, Path]) -> int:
