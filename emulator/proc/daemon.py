@@ -109,12 +109,12 @@ def _become(d: Daemon, w: int) -> int:
     os.close(w)
     gc.freeze()  # what the parent made is never walked by this process's collector (see the module docstring)
     if os.environ.get("PODLAB_TRACEMALLOC"):
-        _trace_allocations()
+        trace_allocations()
     d.target()
     return 0
 
 
-def _trace_allocations() -> None:
+def trace_allocations() -> None:
     """Diagnosis (``PODLAB_TRACEMALLOC=1``): trace this daemon's own allocations from here on; on SIGUSR2 write
     the 30 largest by line, and their total, to its log (``scripts/mem_regions.py`` shows the rest: the pages
     of its parent it copied)."""
