@@ -8,11 +8,14 @@ PSS 12.3 MB, 123 kB per pod). Forked from this launcher instead, an agent shares
 agent's modules, pyroute2) and owns only what it makes itself. The launcher freezes its objects before forking
 (``gc.freeze``) so that no agent's collection ever walks, and thereby copies, the shared pages.
 
-The lab's other Python daemons (the kube-proxies, the controller-manager, the cluster DNS server) are forked here
-too, for the same reason: forked from ``up`` each kube-proxy held 9.2 MB (PSS) at 5,000 pods. A component names
-the modules its daemons need (``Component.preload``), which the launcher imports before it freezes, and asks for
-its daemons by the dotted name of a function and JSON arguments (``proc.daemon.Named``), so this layer imports
-nothing of the layers above it.
+The lab's other Python daemons (the controller-manager and every node's kube-proxy) are forked here too, for the
+same reason: forked from ``up`` at 5,000 pods each kube-proxy mapped ~70 MB of ``up``'s heap (shared by them all,
+so ~70 MB of PSS in all) and the controller-manager copied 25-40 MB of it. A component names the modules its
+daemons need (``Component.preload``), which the launcher imports before it freezes, and asks for its daemons by
+the dotted name of a function and JSON arguments (``proc.daemon.Named``), so this layer imports nothing of the
+layers above it. They are ``daemon``s of the journal like any other: teardown ends them by their own entries, never
+through the launcher (which is a ``tool``, killed with its children if it is still running; a daemon it forked that
+had not recorded itself when the journal closed exits without running, as any).
 
 Protocol. ``start(lab, preload)`` runs ``python -m emulator.agent.launcher LAB MODULE...`` as soon as the lab's
 process journal exists (recorded there by the journal's shell lines, as a ``tool``), so its start-up and imports

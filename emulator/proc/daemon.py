@@ -9,6 +9,13 @@ the whole process (it is single-threaded, so ``setns`` is safe), sends its PID b
 ``target``. ``down`` and ``cleanup`` end it by the journal's PID and start time. Output goes to the daemon's log
 file. Readiness: daemons publish a small JSON status file, and the component waits for it
 (``state.store.wait_file``).
+
+Memory. A forked daemon shares its parent's pages until it writes to them. Before forking, ``spawn_many``
+collects the parent's garbage and gives the free pages of its C heap back to the kernel (``malloc_trim``), so a
+daemon does not map them; right after the fork the daemon freezes what it inherited (``gc.freeze``), so its own
+collections never walk, and thereby copy, its parent's objects (the controller-manager forked from a 5,000-pod
+``up`` copied 14 MB less that way). ``Named`` describes a daemon by the dotted name of its function, so that a
+process other than the caller (the agents' launcher, which has imported less than ``up`` holds) can fork it.
 """
 from __future__ import annotations
 

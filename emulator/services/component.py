@@ -7,7 +7,8 @@ selector ``k8s-app: kube-dns``) and the Deployment ``kube-system/coredns`` (2 re
 their Corefile, stores the topology's Services (ClusterIPs and NodePorts allocated) and Deployments, then starts
 the controller-manager in the first node's namespace (where a kubeadm control plane runs it, on the host
 network) and one kube-proxy per node in the node's namespace, each recorded by itself in the lab's process
-journal before it runs. The controller's first pass writes every pod's resolv.conf and creates the Deployments'
+journal before it runs; both are forked by the agents' launcher when ``up`` has one (``agent.launcher``: they
+then share its imports instead of inheriting ``up``'s heap), by ``up`` itself otherwise. The controller's first pass writes every pod's resolv.conf and creates the Deployments'
 pods — the ``coredns`` ones too — before the agents start; the agents run them as any pods, and the endpoints
 controller points ``kube-dns`` at them. ``ready`` (every pod Running) waits until the Deployments' pods run
 (``coredns``'s included) or are Pending for a stated reason (no Ready node to schedule them on — a ``cni: none``
