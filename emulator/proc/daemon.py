@@ -10,7 +10,7 @@ the whole process (it is single-threaded, so ``setns`` is safe), sends its PID b
 file. Readiness: daemons publish a small JSON status file, and the component waits for it
 (``state.store.wait_file``).
 
-Memory. A forked daemon shares its parent's pages until it writes to them. Before forking, ``spawn_many``
+Memory. A forked daemon shares its parent's pages until it writes to them. Before forking a batch, ``spawn_many``
 collects the parent's garbage and gives the free pages of its C heap back to the kernel (``malloc_trim``), so a
 daemon does not map them; right after the fork the daemon freezes what it inherited (``gc.freeze``), so its own
 collections never walk, and thereby copy, its parent's objects (the controller-manager forked from a 5,000-pod
@@ -79,7 +79,7 @@ def spawn(target: Callable[[], None], log: Path, ns: str | None = None, title: s
           what: str, kind: str = "daemon") -> int:
     """Run ``target()`` as a detached daemon (inside namespace ``ns``, named ``title`` in ps), recorded in the
     process journal ``journal`` before it runs; return its PID."""
-    return spawn_many([Daemon(target, log, journal, what, ns, title, kind)])[0]
+    return collect(start(Daemon(target, log, journal, what, ns, title, kind)))
 
 
 def spawn_many(specs: list[Daemon]) -> list[int]:
