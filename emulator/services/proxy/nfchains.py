@@ -47,33 +47,38 @@ def _name(value: bytes) -> str:
     return value.split(b"\0", 1)[0].decode(errors="replace")
 
 
+def parse(data: bytes, prefix: str, out: dict[str, set[str]]) -> bool:
+    """Add the chains of the nfnetlink messages in ``data`` to ``out`` (``"<prefix> <table>"`` -> names); True
+    once the dump's end is in it (``OSError`` for an error the kernel reports)."""
+    off = 0
+    while off + _HDR.size <= len(data):
+        length, kind, _flags, _seq, _pid = _HDR.unpack_from(data, off)
+        if length < _HDR.size:
+            raise OSError("malformed nfnetlink reply")
+        if kind == NLMSG_DONE:
+            return True
+        if kind == NLMSG_ERROR:
+            err = -struct.unpack_from("=i", data, off + _HDR.size)[0]
+            if err:
+                raise OSError(err, f"nfnetlink chain dump: {os.strerror(err)}")
+            return True
+        if kind & 0xFF == NFT_MSG_NEWCHAIN:
+            a = _attrs(data[:off + length], off + _HDR.size + _GEN.size)
+            if NFTA_CHAIN_TABLE in a and NFTA_CHAIN_NAME in a:
+                out.setdefault(f"{prefix} {_name(a[NFTA_CHAIN_TABLE])}", set()).add(_name(a[NFTA_CHAIN_NAME]))
+        off += (length + 3) & ~3
+    return False
+
+
 def chains(family: int = NFPROTO_IPV4) -> dict[str, set[str]]:
     """{"<family> <table>": {chain, ...}} of every nftables chain of ``family`` in this namespace."""
     prefix = FAMILY_NAMES.get(family, str(family))
     out: dict[str, set[str]] = {}
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_NETFILTER) as s:
         s.bind((0, 0))
-        seq = os.getpid() & 0xFFFF
         body = _GEN.pack(family, 0, 0)
         s.send(_HDR.pack(_HDR.size + len(body), (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETCHAIN,
-                         NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + body)
-        while True:
-            data = s.recv(1 << 16)
-            off = 0
-            while off + _HDR.size <= len(data):
-                length, kind, _flags, _seq, _pid = _HDR.unpack_from(data, off)
-                if length < _HDR.size:
-                    raise OSError("malformed nfnetlink reply")
-                if kind == NLMSG_DONE:
-                    return out
-                if kind == NLMSG_ERROR:
-                    err = -struct.unpack_from("=i", data, off + _HDR.size)[0]
-                    if err:
-                        raise OSError(err, f"nfnetlink chain dump: {os.strerror(err)}")
-                    return out
-                if kind & 0xFF == NFT_MSG_NEWCHAIN:
-                    a = _attrs(data[:off + length], off + _HDR.size + _GEN.size)
-                    if NFTA_CHAIN_TABLE in a and NFTA_CHAIN_NAME in a:
-                        out.setdefault(f"{prefix} {_name(a[NFTA_CHAIN_TABLE])}", set()).add(
-                            _name(a[NFTA_CHAIN_NAME]))
-                off += (length + 3) & ~3
+                         NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + body)
+        while not parse(s.recv(1 << 16), prefix, out):
+            pass
+    return out
