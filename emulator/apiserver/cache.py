@@ -53,6 +53,16 @@ def _slim(st: dict) -> dict:
     return out
 
 
+def _pack(obj: dict) -> bytes:
+    """A pod's manifest or status as the cache keeps it between uses: compact JSON (~0.3-0.6 kB) instead of the
+    parsed dict (~2.2 kB each: at 5,000 pods the two took ~22 MB of the server's memory)."""
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def _unpack(v: dict | bytes | None) -> dict | None:
+    return json.loads(v) if isinstance(v, bytes) else v
+
+
 class Entry:
     """One version of an object. The API object is computed on first use (``make``), so following the journal
     during a busy ``up`` costs a JSON parse per change, not a view and a serialization nobody asked for.
@@ -114,8 +124,9 @@ class Cache:
         self.objects: dict[str, dict[Key, Entry]] = {r: {} for r in (
             "pods", "nodes", "namespaces", "services", "endpoints", "endpointslices", "deployments", "replicasets",
             "networkpolicies", "events", "daemonsets")}
-        self.spec: dict[tuple[str, str, str], dict] = {}
-        self.status: dict[tuple[str, str, str], dict] = {}
+        # what the store holds, by (kind, namespace, name); a pod's manifest and status as packed JSON (``_pack``)
+        self.spec: dict[tuple[str, str, str], dict | bytes] = {}
+        self.status: dict[tuple[str, str, str], dict | bytes] = {}
         self.event_files: dict[Key, list[str]] = {}  # (ns, "<kind>-<name>") → names of its events
         self.ghosts: dict[Key, str] = {}
         self._cold: deque[Entry] = deque()  # entries whose JSON is not computed yet (warmed when quiet)
@@ -136,10 +147,10 @@ class Cache:
         for kind in ("namespaces", "nodes", "pods", "services", "endpoints", "deployments", "replicasets",
                      "networkpolicies", "daemonsets"):
             for ns, name, obj in self.store.scan(kind):
-                self.spec[(kind, ns, name)] = obj
+                self.spec[(kind, ns, name)] = _pack(obj) if kind == "pods" else obj
         for kind in ("pods", "deployments"):
             for ns, name, st in self.store.scan(kind, status=True):
-                self.status[(kind, ns, name)] = _slim(st) if kind == "pods" else st
+                self.status[(kind, ns, name)] = _pack(_slim(st)) if kind == "pods" else st
         lines = self._read_event_files()
         for (kind, ns, name) in list(self.spec):
             self._refresh(kind, ns, name, self.rv, emit=False)
@@ -217,14 +228,14 @@ class Cache:
         key = (kind, ns, name)
         if e.get("status"):
             if e["op"] == "put":
-                self.status[key] = _slim(e["obj"]) if kind == "pods" else e["obj"]
+                self.status[key] = _pack(_slim(e["obj"])) if kind == "pods" else e["obj"]
             else:
                 self.status.pop(key, None)
         elif e["op"] == "put":
             if kind == "pods" and (ns, name) in self.ghosts:  # a new pod of the same name: the old one is gone
                 self._emit(rv, "DELETED", "pods", self.objects["pods"].pop((ns, name)))
                 self.ghosts.pop((ns, name))
-            self.spec[key] = e["obj"]
+            self.spec[key] = _pack(e["obj"]) if kind == "pods" else e["obj"]
         else:
             self.spec.pop(key, None)
         self._refresh(kind, ns, name, rv)
@@ -234,8 +245,9 @@ class Cache:
         k = (ns, name)
         spec = self.spec.get((kind, ns, name))
         if kind == "pods":
-            st = self.status.get((kind, ns, name))
+            packed = self.status.get((kind, ns, name))
             if spec is None:
+                st = _unpack(packed)
                 old = self.objects["pods"].get(k)
                 if old is None:
                     return
@@ -250,7 +262,8 @@ class Cache:
                     self.ghosts.pop(k, None)
                     self._delete("pods", k, rv, emit)
                 return
-            self._put("pods", k, lambda: views.pod(spec, st), rv, emit)
+            # the bytes are parsed when the view is made (the cold entries are warmed when the store is quiet)
+            self._put("pods", k, lambda: views.pod(_unpack(spec), _unpack(packed)), rv, emit)
         elif kind == "deployments":
             if spec is None:
                 self._delete(kind, k, rv, emit)
@@ -283,15 +296,16 @@ class Cache:
     def _add_event(self, ns: str, file_key: str, line: dict, emit: bool = True) -> None:
         short, _, name = file_key.partition("-")
         res = {"pod": "pods", "node": "nodes", "deployment": "deployments", "service": "services"}.get(short, "")
-        owner = self.spec.get((res, "" if res == "nodes" else ns, name)) if res else None
+        owner = _unpack(self.spec.get((res, "" if res == "nodes" else ns, name))) if res else None
         uid = (owner.get("metadata") or {}).get("uid", "") if owner else ""
         ename = views.event_name(file_key, int(line.get("rv", 0)))
         known = self.event_files.setdefault((ns, file_key), [])
         if ename in known:  # read from its file at start, and replayed from the journal
             return
         known.append(ename)
-        self._put("events", (ns, ename), lambda: views.event(line, ns, file_key, uid), int(line.get("rv", self.rv)),
-                  emit)
+        raw = _pack(line)  # kept packed until the event is asked for (most never are)
+        self._put("events", (ns, ename), lambda: views.event(json.loads(raw), ns, file_key, uid),
+                  int(line.get("rv", self.rv)), emit)
 
     def _drop_events(self, ns: str, file_key: str, rv: int) -> None:
         for ename in self.event_files.pop((ns, file_key), []):

@@ -35,6 +35,9 @@ def api_dir(paths: LabPaths) -> Path:
 def _exec_server(lab: str) -> None:
     env = dict(os.environ)
     env["PYTHONPATH"] = PKG_PARENT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    # one malloc arena besides the main one: its threads (the journal follower, one per request) hold the GIL
+    # anyway, and each arena of its own kept ~1 MB of free memory (11 MB at 5,000 pods)
+    env.setdefault("MALLOC_ARENA_MAX", "2")
     os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # its start-up, too, yields to the agents (serve)
     os.execve(sys.executable, [sys.executable, "-m", "emulator.apiserver", "--lab", lab], env)
 

@@ -375,6 +375,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="podlab-apiserver", description="the Kubernetes API of one podlab lab")
     ap.add_argument("--lab", required=True)
     a = ap.parse_args(argv)
+    if os.environ.get("PODLAB_TRACEMALLOC"):  # diagnosis: its allocations to its log on SIGUSR2
+        from emulator.proc.daemon import trace_allocations
+        trace_allocations()
     serve(a.lab)
     return 0
 

@@ -164,7 +164,7 @@ def up(topo: Topology, progress: Progress = lambda s: None, timeout: float | Non
     launcher: agent_launcher.Launcher | None = None
     try:
         if agent_nodes:
-            launcher = agent_launcher.start(topo.name)
+            launcher = agent_launcher.start(topo.name, [m for c in parts for m in c.preload])
         step = "network"
         build_network(full, progress, local)
         if after_network is not None:
@@ -188,6 +188,8 @@ def up(topo: Topology, progress: Progress = lambda s: None, timeout: float | Non
         for n in topo.nodes:  # each daemon records itself in the lab's process journal before it runs
             mode.start(full, n, str(paths.node_root(n.name)))
         ctx = components.BuildContext(topo, paths, store, progress, full=full if local is not None else None)
+        if launcher is not None:
+            ctx.data["launcher"] = launcher  # components fork their daemons there (``Component.preload``)
         for c in parts:
             step = f"component {c.name}"
             c.start(ctx)

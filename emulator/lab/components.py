@@ -46,6 +46,9 @@ class BuildContext:
 class Component(ABC):
     name: ClassVar[str]
     order: ClassVar[int] = 100
+    #: modules the agents' launcher imports before it forks, so that this component's daemons, forked there
+    #: (``ctx.data["launcher"].spawn_daemons``), share them instead of inheriting ``up``'s heap
+    preload: ClassVar[tuple[str, ...]] = ()
 
     def wanted(self, topo: Topology) -> bool:
         return True

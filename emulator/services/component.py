@@ -7,7 +7,8 @@ selector ``k8s-app: kube-dns``) and the Deployment ``kube-system/coredns`` (2 re
 their Corefile, stores the topology's Services (ClusterIPs and NodePorts allocated) and Deployments, then starts
 the controller-manager in the first node's namespace (where a kubeadm control plane runs it, on the host
 network) and one kube-proxy per node in the node's namespace, each recorded by itself in the lab's process
-journal before it runs. The controller's first pass writes every pod's resolv.conf and creates the Deployments'
+journal before it runs; both are forked by the agents' launcher when ``up`` has one (``agent.launcher``: they
+then share its imports instead of inheriting ``up``'s heap), by ``up`` itself otherwise. The controller's first pass writes every pod's resolv.conf and creates the Deployments'
 pods — the ``coredns`` ones too — before the agents start; the agents run them as any pods, and the endpoints
 controller points ``kube-dns`` at them. ``ready`` (every pod Running) waits until the Deployments' pods run
 (``coredns``'s included) or are Pending for a stated reason (no Ready node to schedule them on — a ``cni: none``
@@ -39,7 +40,7 @@ from emulator.netlink import netns
 from emulator.services import config, coredns, dnshost, registry
 from emulator.services.controller import ControllerManager
 from emulator.services.controller import status_path as controller_status
-from emulator.proc.daemon import Daemon, spawn, spawn_many
+from emulator.proc.daemon import Named, spawn_many
 from emulator.state.store import wait_file
 from emulator.topology import hosts_section
 from emulator.services.proxy.kubeproxy import KubeProxy, log_path
@@ -47,6 +48,16 @@ from emulator.services.proxy.kubeproxy import status_path as proxy_status
 from emulator.state.store import Store
 from emulator.topology import names
 from emulator.topology.model import Topology
+
+def run_controller(lab: str, dns_ip: str, domain: str, endpoints: bool) -> None:
+    """The controller-manager's daemon (``proc.daemon.Named``: forked by the agents' launcher)."""
+    ControllerManager(lab, dns_ip, domain, endpoints=endpoints).run()
+
+
+def run_kube_proxy(lab: str, node: str, mode: str, cluster_cidr: str) -> None:
+    """A node's kube-proxy daemon (``proc.daemon.Named``: forked by the agents' launcher)."""
+    KubeProxy(lab, node, mode, cluster_cidr).run()
+
 
 #: Sections that ask for kube-proxy, the controllers and DNS explicitly (every single-host lab has them anyway; a
 #: multi-host lab has them only when one of these asks: its ``up`` then pushes Services and Endpoints to every host).
@@ -56,6 +67,7 @@ EXPLICIT = frozenset({"services", "deployments", "kubeProxy"})
 class ServicesComponent(Component):
     name = "services"
     order = 50
+    preload = (__name__,)  # the agents' launcher imports this module: it forks the daemons below
 
     def wanted(self, topo: Topology) -> bool:
         if hosts_section.of(topo) is not None and not EXPLICIT.intersection(dict(topo.extra)):
@@ -90,13 +102,17 @@ class ServicesComponent(Component):
             for d in cfg.deployments:
                 registry.put_deployment(store, d)
             cm_ns = names.node_ns(topo.name, topo.kube_nodes[0].name)
-        cm = ControllerManager(topo.name, cfg.dns_ip, cfg.domain, endpoints=not multi)
-        spawn(cm.run, paths.root / "controller-manager.log", ns=cm_ns, title="kube-controller",
-              journal=paths.proc_journal, what="controller-manager")
-        cidr = str(whole.pod_cidr)
-        spawn_many([Daemon(KubeProxy(topo.name, n.name, cfg.proxy_mode, cidr).run, log_path(paths, n.name),
-                           paths.proc_journal, f"kube-proxy of {n.name}", names.node_ns(topo.name, n.name),
-                           "kube-proxy") for n in topo.kube_nodes])  # while the controller's first pass runs
+        j, cidr = str(paths.proc_journal), str(whole.pod_cidr)
+        daemons = [Named(f"{__name__}:run_controller", (topo.name, cfg.dns_ip, cfg.domain, not multi),
+                         str(paths.root / "controller-manager.log"), j, "controller-manager", cm_ns, "kube-controller")]
+        daemons += [Named(f"{__name__}:run_kube_proxy", (topo.name, n.name, cfg.proxy_mode, cidr),
+                          str(log_path(paths, n.name)), j, f"kube-proxy of {n.name}",
+                          names.node_ns(topo.name, n.name), "kube-proxy") for n in topo.kube_nodes]
+        launcher = ctx.data.get("launcher")
+        if launcher is not None:  # forked by the agents' launcher: they share its imports, not up's heap
+            launcher.spawn_daemons(daemons)
+        else:
+            spawn_many([d.daemon() for d in daemons])  # the kube-proxies start while the controller's first pass runs
         wait_file(controller_status(paths), lambda st: st.get("passes", 0) >= 1, 10, "the controller-manager",
                   topo.name)
         dns_what = (f"kube-dns → {coredns.REPLICAS} coredns pods" if not multi else

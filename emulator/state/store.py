@@ -309,6 +309,11 @@ class Store:
     def get_status(self, kind: str, name: str, ns: str = DEFAULT_NS) -> dict | None:
         return read_json(self._spath(kind, name, ns, True))
 
+    def cached_status(self, kind: str, name: str, ns: str = DEFAULT_NS) -> dict | None:
+        """The status of one object through the cache ``list`` keeps (parsed again only if its file changed): for a
+        controller that asks for a few statuses every pass without keeping every status of the lab."""
+        return self._cached(self._spath(kind, name, ns, True))
+
     def with_status(self, kind: str, name: str, ns: str = DEFAULT_NS) -> dict | None:
         obj = self.get(kind, name, ns)
         if obj is None:

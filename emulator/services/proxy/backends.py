@@ -5,8 +5,9 @@ network namespace of the calling process (kube-proxy lives in its node's namespa
 check run every two seconds: the ``KUBE-PROXY-CANARY`` chains kube-proxy keeps in the mangle, nat and filter tables
 (iptables mode, as kube-proxy's iptables monitor), or the ``kube-proxy`` table with its base chains (nftables
 mode); someone flushing the tables or deleting the table by hand makes it false and the next sync a full one.
-Both use one ``nft list chains ip`` (iptables-nft keeps its tables as ``ip mangle``/``ip nat``/``ip filter``;
-without nft, iptables mode asks ``iptables -S`` per table). nft commands go through libnftables in-process
+iptables mode asks the kernel for the chains' names itself (``nfchains``: one nfnetlink dump, no library in the
+process; iptables-nft keeps its tables as ``ip mangle``/``ip nat``/``ip filter``), falling back to ``nft list
+chains ip`` and, without nft, ``iptables -S`` per table; nftables mode uses ``nft list chains ip``. nft commands go through libnftables in-process
 (``libnft``): the same one-transaction semantics as ``nft -f`` without starting a process per sync.
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ import subprocess
 import time
 
 from emulator.errors import PodlabError, SyncError
-from emulator.services.proxy import iptables, nft
+from emulator.services.proxy import iptables, nfchains, nft
 from emulator.services.proxy.libnft import Nft, NftError
 from emulator.services.proxy.state import ProxyState, SvcKey
 
@@ -79,10 +80,13 @@ class IptablesBackend(Backend):
 
     def healthy(self) -> bool:
         tables = ("mangle", "nat", "filter")
-        if not self.nft.in_process and shutil.which("nft") is None:  # one iptables call per table instead
-            return all(subprocess.run(["iptables", "-w", "5", "-t", t, "-S", iptables.CANARY],
-                                      capture_output=True).returncode == 0 for t in tables)
-        chains = list_chains(self.nft)
+        try:  # one nfnetlink dump: no libnftables in this process (``nfchains``: ~4 MB less per kube-proxy)
+            chains = nfchains.chains()
+        except OSError:
+            if not self.nft.in_process and shutil.which("nft") is None:  # one iptables call per table instead
+                return all(subprocess.run(["iptables", "-w", "5", "-t", t, "-S", iptables.CANARY],
+                                          capture_output=True).returncode == 0 for t in tables)
+            chains = list_chains(self.nft)
         return all(iptables.CANARY in chains.get(f"ip {t}", set()) for t in tables)
 
     def sync(self, state: ProxyState, changed: set[SvcKey] | None, previous: ProxyState | None) -> int:
