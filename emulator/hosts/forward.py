@@ -94,10 +94,9 @@ def _hosts_of(lab: str, where: tuple[str, list[str]], rec: dict, ss: Sessions) -
     if kind == "any" and not names:
         return [rec["hosts"][0]["name"]]
     st = controller.status(lab, ss)
-    found = {n["name"]: n["host"] for n in st["nodes"]}
-    if kind in ("pod", "any"):
-        found = {p["name"]: p["host"] for p in st["pods"]} | found if kind == "any" else \
-            {p["name"]: p["host"] for p in st["pods"]}
+    pods = {p["name"]: p["host"] for p in st["pods"]}
+    nodes = {n["name"]: n["host"] for n in st["nodes"]}
+    found = {"pod": pods, "node": nodes}.get(kind, pods | nodes)
     missing = [n for n in names if n not in found]
     if missing:
         what = {"pod": "pod", "node": "node"}.get(kind, "pod or node")

@@ -73,6 +73,17 @@ def _leftovers(hs: EmulatedHosts, names: list[str] | None) -> dict[str, list[str
     return out
 
 
+def lab_store_view(hs: EmulatedHosts, host: str, lab: str, kind: str) -> dict[str, object]:
+    """What a host's own store holds for lab ``lab``: {ns/name: spec or subsets} of ``kind``."""
+    code = (f"import json,sys; sys.path.insert(0, {str(ROOT)!r}); from emulator.state.store import Store; "
+            f"from emulator.state.paths import LabPaths; s = Store(LabPaths({lab!r}).store); "
+            f"print(json.dumps({{o['metadata']['namespace'] + '/' + o['metadata']['name']: "
+            f"o.get('spec', o.get('subsets')) for o in s.list({kind!r})}}))")
+    r = hs.host_run(host, [PY, "-c", code])
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
 def controller_records(hs: EmulatedHosts) -> list[str]:
     r = subprocess.run(hs.controller_argv(["ls", "/run/podlab/multihost"]), capture_output=True, text=True)
     return r.stdout.split()

@@ -22,7 +22,8 @@ import pytest
 
 from emulator.hosts.emulated import EmulatedHosts
 from tests.integration.conftest import KUBECONFIG, KUBECTL
-from tests.integration.test_multihost import COMMAND, PY, ROOT, controller_records, ctl, host_leftovers
+from tests.integration.test_multihost import COMMAND, PY, controller_records, ctl, host_leftovers, \
+    lab_store_view
 
 LAB = "mha-api"
 #: pause containers: the pods need no program of this tree (whose package a container on an emulated host finds only
@@ -85,14 +86,7 @@ def kubectl(hosts: EmulatedHosts, *args: str, input: str | None = None, check: b
 
 
 def store_view(hosts: EmulatedHosts, host: str, kind: str) -> dict[str, object]:
-    """What a host's own store holds for the lab: {ns/name: spec or subsets}."""
-    code = (f"import json,sys; sys.path.insert(0, {str(ROOT)!r}); from emulator.state.store import Store; "
-            f"from emulator.state.paths import LabPaths; s = Store(LabPaths({LAB!r}).store); "
-            f"print(json.dumps({{o['metadata']['namespace'] + '/' + o['metadata']['name']: "
-            f"o.get('spec', o.get('subsets')) for o in s.list({kind!r})}}))")
-    r = hosts.host_run(host, [PY, "-c", code])
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
+    return lab_store_view(hosts, host, LAB, kind)
 
 
 def lab_leftovers(hosts: EmulatedHosts, lab: str) -> dict[str, list[str]]:

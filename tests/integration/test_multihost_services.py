@@ -22,7 +22,8 @@ from typing import Iterator
 import pytest
 
 from emulator.hosts.emulated import EmulatedHosts
-from tests.integration.test_multihost import COMMAND, ROOT, PY, controller_records, ctl, host_leftovers
+from tests.integration.test_multihost import COMMAND, PY, controller_records, ctl, host_leftovers, \
+    lab_store_view
 
 LAB = "mhs-svc"
 NETEXEC = "containers: [{name: web, image: netexec, ports: [{containerPort: 8080}]}]"
@@ -91,14 +92,7 @@ def answers(hosts: EmulatedHosts, pod: str, url: str, want: set[str], tries: int
 
 
 def store_view(hosts: EmulatedHosts, host: str, kind: str) -> dict[str, object]:
-    """What a host's own store holds for the lab: {ns/name: spec or subsets}."""
-    code = (f"import json,sys; sys.path.insert(0, {str(ROOT)!r}); from emulator.state.store import Store; "
-            f"from emulator.state.paths import LabPaths; s = Store(LabPaths({LAB!r}).store); "
-            f"print(json.dumps({{o['metadata']['namespace'] + '/' + o['metadata']['name']: "
-            f"o.get('spec', o.get('subsets')) for o in s.list({kind!r})}}))")
-    r = hosts.host_run(host, [PY, "-c", code])
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
+    return lab_store_view(hosts, host, LAB, kind)
 
 
 def test_up_pushes_services_and_endpoints_to_every_host(hosts: EmulatedHosts, lab: dict) -> None:
