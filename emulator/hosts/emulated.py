@@ -19,9 +19,17 @@ holder is recorded by PID and start time (``holders.json`` in the work directory
 them after a crash); ``close`` kills exactly those (a pid namespace dies with its PID 1, and with it every
 process, mount and network namespace of the host), then removes the work directory and any mount point it had
 to create. ``kill_host`` does the same to one host, which is how a test makes a machine fail.
+
+The mount points are shared by every harness on the machine (two test sessions, a benchmark beside a test):
+removing a directory that is a mount point in another mount namespace detaches that mount there (Linux ≥ 3.18),
+so one harness removing ``/run/sshd`` while another's hosts run made their sshd reset every connection. So the
+directories a harness had to create are listed in ``DIRS_LOCK`` and removed only by the last harness to close:
+each holds a shared ``flock`` on that file while it lives and removes them only if it then gets it exclusively.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -40,6 +48,7 @@ LAN = "192.168.57"
 CONTROLLER_IP = f"{LAN}.2"
 PRIVATE_DIRS = (NETNS_RUN_DIR, "/run/podlab", NETNS_ETC_DIR, "/run/sshd")
 SSHD = "/usr/sbin/sshd"
+DIRS_LOCK = "/tmp/podlab-emulated-hosts.dirs"  # lists the mount points harnesses created; flock counts them
 _INIT = r"""
 import os, socket, subprocess, sys, time
 for d in sys.argv[2:]:
@@ -102,6 +111,7 @@ class EmulatedHosts:
         self.dir = Path(workdir or tempfile.mkdtemp(prefix=f"{prefix}-hosts-"))
         self.holders: dict[str, Holder] = {}
         self.created_dirs: list[str] = []
+        self._lock: int | None = None  # fd of DIRS_LOCK, shared-locked while we live
         self.names = [f"{prefix}{i + 1}" for i in range(count)]
         self.key = self.dir / "id_ed25519"
         self.known_hosts = self.dir / "known_hosts"
@@ -119,10 +129,7 @@ class EmulatedHosts:
         self.close()
 
     def start(self) -> None:
-        for d in PRIVATE_DIRS:
-            if not os.path.isdir(d):
-                os.makedirs(d, mode=0o755)
-                self.created_dirs.append(d)
+        self._claim_dirs()
         self.dir.chmod(0o755)  # the private keys in it stay 0600
         _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "podlab-test-controller", "-f", str(self.key)])
         sw = self._holder("switch", ["unshare", "--net", "sh", "-c", "echo ready && exec sleep infinity"])
@@ -224,13 +231,43 @@ class EmulatedHosts:
 
     def close(self) -> None:
         _end(list(self.holders.values()))
-        for d in reversed(self.created_dirs):
-            try:
-                os.rmdir(d)
-            except OSError:
-                pass  # something else uses it now: not ours to remove any more
-        self.created_dirs.clear()
+        self._release_dirs()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _claim_dirs(self) -> None:
+        """Create the missing mount points (listed in ``DIRS_LOCK``) and hold a shared lock on it while we live."""
+        with _dirs_mutex():
+            self._lock = os.open(DIRS_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(self._lock, fcntl.LOCK_SH)
+            for d in PRIVATE_DIRS:
+                if not os.path.isdir(d):
+                    os.makedirs(d, mode=0o755)
+                    self.created_dirs.append(d)
+                    os.lseek(self._lock, 0, os.SEEK_END)
+                    os.write(self._lock, f"{d}\n".encode())
+
+    def _release_dirs(self) -> None:
+        """The last harness to close removes the mount points any harness created (none is in use any more)."""
+        fd, self._lock = self._lock, None
+        if fd is None:
+            return
+        with _dirs_mutex():
+            try:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return  # another harness lives: the last of them removes them
+                os.lseek(fd, 0, os.SEEK_SET)
+                for d in reversed(os.read(fd, 65536).decode().split()):
+                    try:
+                        os.rmdir(d)
+                    except OSError:
+                        pass  # not empty or gone: something else uses it now, not ours to remove
+                os.ftruncate(fd, 0)
+            finally:
+                os.close(fd)
+                self.created_dirs.clear()
 
     # -- use ------------------------------------------------------------------------------------------------
     def inventory(self, command: str, *, user: str = "root", extra: dict | None = None) -> Path:
@@ -251,6 +288,17 @@ class EmulatedHosts:
         h = self.holders[name]
         return subprocess.run(["nsenter", "-t", str(h.pid), "-n", "-m", "-p", "-u", "--", *argv], check=check,
                               capture_output=True, text=True)
+
+
+@contextlib.contextmanager
+def _dirs_mutex():
+    """Serialises creating, listing and removing the shared mount points between harnesses."""
+    fd = os.open(f"{DIRS_LOCK}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _end(holders: list[Holder]) -> None:
