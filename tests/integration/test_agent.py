@@ -172,6 +172,26 @@ def test_deleted_pod_leaves_no_process_its_containers_started(lab: Lab) -> None:
     wait_for(lambda: not writers(), timeout=3, what="no process of the deleted pod left (its sleep)")
 
 
+def test_an_exited_container_leaves_nothing_it_started(lab: Lab) -> None:
+    """A container whose first process exits ends with what it started (a real one's PID namespace dies with it)."""
+    lab.apply_pod({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "quitter"}, "spec": {
+        "nodeName": "node-1", "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox", "command": [
+            "sh", "-c", "sleep 300 & echo started; sleep 0.5; exit 1"]}]}})
+    try:
+        log = str(lab.paths.container_log("quitter", "c"))
+        wait_for(lambda: (lab.pod("quitter").obj.get("status") or {}).get("phase") == "Failed", what="the exit")
+        left = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if os.readlink(f"/proc/{pid}/fd/1").startswith(log):
+                    left.append(pid)
+            except OSError:
+                pass
+        assert left == [], left  # the background sleep ended with the container
+    finally:
+        lab.delete_pod("quitter")
+
+
 def test_pod_honours_etc_netns_files(lab: Lab) -> None:
     d = f"/etc/netns/{names.pod_ns(lab.name, 'dnsy')}"
     os.makedirs(d, exist_ok=True)
