@@ -160,6 +160,20 @@ def kill_trees(procs: list[tuple[int, int | None]], wait: float = 2.0,
     return top, kids
 
 
+def kill_groups(procs: list[tuple[int, int | None]]) -> None:
+    """SIGKILL the process group each recorded process leads or led, with what is left in it (a shell's
+    background job, once the shell has exited). A group's number stays reserved while any member lives, so a
+    group whose leader is gone is still the one the recorded process made; one whose number a live process with
+    another start time now leads is someone else's, and left alone."""
+    for pid, started in procs:
+        if not pid or (started is not None and start_time(pid) not in (None, started)):
+            continue  # the PID is another process's now (it may lead a group of its own): not ours
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass  # no such group (never made, or empty): nothing left
+
+
 def reap() -> list[tuple[int, int]]:
     """Collect exited children (the agent is their parent): [(pid, exit status)]."""
     out = []
