@@ -2,7 +2,9 @@
 
 ``up``: connect to every host in parallel and read each one's hello; refuse before anything is created anywhere
 if a host is unreachable, runs another podlab version, lacks the vxlan module or cannot carry the underlay MTU
-(``stretch.choose_mtu``: the smallest NIC less 50); write the controller's record; send each host its plan
+(``stretch.choose_mtu``: the smallest NIC less 50), or if the topology asks for a component not yet available
+across hosts (``ACROSS_HOSTS`` lists those that are); write the controller's record (with the host of the
+external network, when the lab has one: the first node's, ``HostSet.lab_host``); send each host its plan
 (``plan.host_plans``) and let all build at once; prove the stretch with a DF ping at full size across every
 pair of hosts; start the lab's API server on the controller (``api_daemon``: every host's objects mirrored,
 kubectl context ``podlab-<lab>``); mark the record ready. Any failure after the record exists removes every
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from emulator.external import config as extconfig
 from emulator.errors import (AlreadyUp, BuildError, HostError, HostVersionError, LabExistsError, LabNotFoundError,
                              MissingDependencyError, MtuError, PodlabError)
 from emulator.hosts import api_daemon, plan, protocol, records, services, stretch
@@ -132,6 +135,10 @@ def up(topo: Topology, progress: Progress = _quiet, timeout: float | None = None
                           vni=vni(topo.name), node_ips={n.name: str(n.ip) for n in topo.nodes})
         rec["services"], rec["serviceCIDR"] = with_services, str(topo.service_cidr)
         rec["external"] = hs.lab_host if with_external else None  # its router and host live there
+        if with_external:
+            ext = extconfig.settings(topo)
+            assert ext is not None
+            rec["externalIPs"] = {"router": str(ext.underlay_gateway), "host": str(ext.host)}
         records.save(rec)
         try:
             rec = api_daemon.start(rec)  # it starts up while the hosts build; ready() below lets it serve

@@ -5,7 +5,7 @@ The topology asks for ``external:`` and has Services; node-2 has a ``link:`` and
 the kernels and the external host's own programs see: the router and the external host exist once, on mhe1 (the
 host of node-1), every node on every host routes by default to the router through the stretched underlay and
 masquerades its pods; pods on mhe2 and mhe3 reach the external host, whose echo server and tcpdump see the node's
-address, never the pod's; the external host reaches a NodePort on a node of another host but no pod IP; a node's
+address, never the pod's (and ``trace`` walks it host by host); the external host reaches a NodePort on a node of another host but no pod IP; a node's
 own process reaches a ClusterIP whose one endpoint is on another host; the shapes are tbf qdiscs on the right
 host's interfaces only, and iperf3 into the shaped pod across hosts runs at its rate. ``podlab exec external``
 runs on mhe1. Nothing is left on any host afterwards.
@@ -127,6 +127,13 @@ def test_pods_on_other_hosts_reach_the_external_host_from_their_nodes_address(ho
             dump.wait()
     assert f"IP {ips['node-3']} > {EXT}: ICMP echo request" in out, out + err
     assert lab["pods"]["web-3"]["ip"] not in out, out
+    # trace walks it host by host: SNAT on node-3 (mhe3), through the stretch to the router and host on mhe1
+    t = ctl(hosts, "trace", "web-3", "external:80")
+    assert t.returncode == 0, t.stdout + t.stderr
+    web3 = lab["pods"]["web-3"]["ip"]
+    assert f"mhe3/node-3    eth0          SNAT {web3} → {ips['node-3']}" in t.stdout, t.stdout
+    assert "mhe3/underlay  stretch0" in t.stdout and "mhe1/gw        eth1" in t.stdout, t.stdout
+    assert f"{EXT} is a local address of external (eth0): delivered" in t.stdout, t.stdout
 
 
 def test_external_host_reaches_node_ports_but_no_pod(hosts: EmulatedHosts, lab: dict) -> None:
