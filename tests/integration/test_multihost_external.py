@@ -102,6 +102,10 @@ def test_external_network_lives_on_the_first_nodes_host(hosts: EmulatedHosts, la
         assert "-A FLANNEL-POSTRTG -s 10.244.0.0/16 ! -d 224.0.0.0/4" in nat and "MASQUERADE" in nat, (n, nat)
     r = ctl(hosts, "exec", "external", "--", "ip", "-4", "-o", "addr", "show", "eth0")
     assert r.returncode == 0 and f"inet {EXT}/24" in r.stdout, r.stdout + r.stderr
+    c = ctl(hosts, "check")  # every pod of every host, seen by the external host with its node's address
+    assert c.returncode == 0, c.stdout + c.stderr
+    assert "pod-to-pod: 9/9 pairs answer" in c.stdout and \
+        "ok   snat-to-external: 3/3 pods seen by the external host with their node's IP" in c.stdout, c.stdout
     gw = in_ns(hosts, "mhe1", "gw", "ip", "-4", "route").stdout  # the router knows no pod or Service range
     assert "10.244." not in gw and "10.96." not in gw and "default" not in gw, gw
 
