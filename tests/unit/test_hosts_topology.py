@@ -117,3 +117,19 @@ def test_controller_places_external_on_its_host() -> None:
     assert host_of_target("external", found, ["vm1", "vm2"]) == ["vm1"]
     assert host_of_target("external:eth0", found, ["vm1", "vm2"]) == ["vm1"]
     assert "external" not in where({**st, "record": {"external": None}})
+
+
+def test_check_across_hosts_snat_to_external_wants_the_node_address() -> None:
+    from emulator.hosts.labcheck import _snat, lab_text
+    st = {"pods": [{"name": "a", "node": "node-1"}, {"name": "b", "node": "node-2"}, {"name": "c", "node": "node-3"}]}
+    rec = {"nodeIPs": {"node-1": "192.168.56.11", "node-2": "192.168.56.12", "node-3": "192.168.56.13"}}
+    res = {"vm1": [{"src": "a", "seen": "192.168.56.11"}],
+           "vm2": [{"src": "b", "seen": "10.244.2.2"}], "vm3": [{"src": "c", "seen": None}]}
+    got = _snat(res, st, rec)
+    assert got["pods"] == 3 and got["failures"] == [
+        "b (vm2, node node-2) -> external: it saw 10.244.2.2, not the node's 192.168.56.12",
+        "c (vm3, node node-3) -> external: no answer, not the node's 192.168.56.13"]
+    text = lab_text({"lab": "l", "hosts": ["vm1"], "unreachable": {}, "failures": [], "nat": [], "pairs": 1,
+                     "mtu": 1450, "mtuProblem": None, "external": got, "ok": False})
+    assert "FAIL snat-to-external: 1/3 pods seen by the external host with their node's IP" in text
+    assert "it saw 10.244.2.2" in text and text.endswith("FAIL\n")
