@@ -158,6 +158,11 @@ def test_external_host_reaches_node_ports_but_no_pod(hosts: EmulatedHosts, lab: 
     # the router answers for the pod range it has no route to, as a real edge router would
     assert "From 203.0.113.1 icmp_seq=1 Destination Net Unreachable" in r.stdout, r.stdout + r.stderr
     assert "Couldn't connect to server" in r.stderr, r.stderr
+    t = ctl(hosts, "trace", "external", f"{ips['node-3']}:30090", "--endpoint", f"{lab['pods']['web-2']['ip']}:8080")
+    assert t.returncode == 0, t.stdout + t.stderr  # from mhe1's external host through mhe3's node-3 to mhe2's web-2
+    path = t.stdout.split("path: ", 1)[1]
+    assert path.startswith("mhe1/external eth0 → mhe1/gw eth1") and "mhe3/node-3 eth0" in path, path
+    assert path.rstrip().endswith("mhe2/web-2 eth0"), path
 
 
 def test_node_process_reaches_cluster_ip_on_another_host(hosts: EmulatedHosts, lab: dict) -> None:
