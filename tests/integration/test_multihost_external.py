@@ -8,7 +8,7 @@ masquerades its pods; pods on mhe2 and mhe3 reach the external host, whose echo 
 address, never the pod's (and ``trace`` walks it host by host); the external host reaches a NodePort on a node of another host but no pod IP; a node's
 own process reaches a ClusterIP whose one endpoint is on another host; the shapes are tbf qdiscs on the right
 host's interfaces only, and iperf3 into the shaped pod across hosts runs at its rate. ``podlab exec external``
-runs on mhe1. Nothing is left on any host afterwards.
+runs on mhe1. ``podlab cleanup`` leaves nothing on any host afterwards.
 """
 from __future__ import annotations
 
@@ -65,9 +65,11 @@ def lab(hosts: EmulatedHosts, tmp_path_factory: pytest.TempPathFactory) -> Itera
                                         capture_output=True, text=True, check=True).stdout)
         pods = {p["name"]: p for p in json.loads(ctl(hosts, "get", "pods", "-o", "json").stdout)["items"]}
         yield {"up": r, "record": rec, "pods": pods}
-    finally:
-        dn = ctl(hosts, "down", LAB)
-        assert dn.returncode == 0, dn.stdout + dn.stderr
+    finally:  # cleanup, not down (test_multihost_services ends its lab, with its external network, by down):
+        # --all in the controller's namespaces, whose /run/podlab is the harness's own, holding this lab alone
+        dn = ctl(hosts, "cleanup", "--all")
+        assert dn.returncode == 0 and f"lab {LAB} removed from hosts mhe1, mhe2, mhe3" in dn.stdout, \
+            dn.stdout + dn.stderr
         assert host_leftovers(hosts) == {} and controller_records(hosts) == []
 
 
