@@ -169,7 +169,10 @@ def _without_lab(argv: list[str]) -> list[str]:
 def exec_(lab: str, target: str, argv: list[str]) -> int:
     with for_command() as ss:  # where the target is, then the command: over the same connection to its host
         st = controller.status(lab, ss)
-        where = {p["name"]: p["host"] for p in st["pods"]} | {n["name"]: n["host"] for n in st["nodes"]}
+        where = controller.where(st)  # pods, nodes, and the external host (on the host of the first node)
+        if target == "external" and target not in where:
+            raise UsageError(f"multi-host lab {lab} has no external network (a topology gets one with an "
+                             "'external:' section or Services)", obj=target)
         if target not in where:
             raise UsageError(f"{target} is no pod or node of multi-host lab {lab}", obj=target)
         h = records.host_of(next(d for d in st["record"]["hosts"] if d["name"] == where[target]))
