@@ -94,23 +94,27 @@ def get(a: argparse.Namespace, lab: str, kind: str, names: list[str]) -> int:
         output.table(["NAME", "STATUS", "IP", "NODE", "HOST"],
                      [[p["name"], p["phase"], p["ip"], p["node"], p["host"]] for p in items])
         return 0
-    if kind in ("services", "endpoints"):
+    if kind in ("services", "endpoints", "networkpolicies"):
         return _get_services(a, lab, kind, names)
-    raise UsageError(f"get {kind} is not available across hosts yet (lab {lab}; nodes, pods, services and "
-                     "endpoints are)", obj=kind)
+    raise UsageError(f"get {kind} is not available across hosts yet (lab {lab}; nodes, pods, services, "
+                     "endpoints and networkpolicies are)", obj=kind)
 
 
 def _get_services(a: argparse.Namespace, lab: str, kind: str, names: list[str]) -> int:
-    """Services and Endpoints from the controller's store (the same objects every host has been pushed)."""
-    from emulator.cli import svc_cmds
+    """Services, Endpoints and NetworkPolicies from the controller's store (the same objects every host has been
+    pushed)."""
+    from emulator.cli import netpol_cmds, svc_cmds
     from emulator.hosts import services
     ns = None if getattr(a, "all_namespaces", False) else (getattr(a, "namespace", None) or "default")
-    items = common.select(list(services.store_of(lab).list(kind, ns=ns)), names, kind.rstrip("s"), lab, ns)
+    objs = sorted(services.store_of(lab).list(kind, ns=ns),
+                  key=lambda o: (o["metadata"].get("namespace") or "default", o["metadata"]["name"]))
+    items = common.select(objs, names, {"networkpolicies": "networkpolicy"}.get(kind, kind.rstrip("s")), lab, ns)
     if a.output == "json":
         output.emit_json(common.one_or_list(items, names))
         return 0
-    table = svc_cmds.service_table if kind == "services" else svc_cmds.endpoints_table
-    headers, rows = table(None, items, a.output == "wide")  # type: ignore[arg-type]
+    table = {"services": svc_cmds.service_table, "endpoints": svc_cmds.endpoints_table,
+             "networkpolicies": netpol_cmds.netpol_table}[kind]
+    headers, rows = table(None, items, False if kind == "networkpolicies" else a.output == "wide")  # type: ignore
     if ns is None:
         headers = ["NAMESPACE", *headers]
         rows = [[o["metadata"].get("namespace") or "default", *row] for o, row in zip(items, rows)]
@@ -269,19 +273,21 @@ def cmd_check(a: argparse.Namespace) -> int:
 
 
 def cmd_sync(a: argparse.Namespace) -> int:
-    """Push the Services and the Endpoints computed from every host's pods now (what every apply/delete does)."""
-    from emulator.hosts import services
+    """Push now what every apply/delete pushes: the Services with the Endpoints computed from every host's pods,
+    the NetworkPolicies with every host's view of the other hosts' pods."""
+    from emulator.hosts import netpols
     lab = multihost_lab(getattr(a, "lab", None))
     if lab is None:
         raise UsageError("podlab host sync acts on a multi-host lab; name it with --lab", obj="sync")
     rec = records.load(lab) or {}
-    if not rec.get("services"):
-        raise UsageError(f"multi-host lab {lab} runs no kube-proxy or Services (its topology has no services: or "
-                         "kubeProxy: section)", obj=lab)
+    if not rec.get("services") and not rec.get("netpol"):
+        raise UsageError(f"multi-host lab {lab} has neither Services (no services: or kubeProxy: section) nor "
+                         "NetworkPolicies: nothing to push", obj=lab)
     with for_command() as ss:
-        r = services.sync(lab, [records.host_of(d) for d in rec["hosts"]], ss.get, output.progress)
-    print(f"lab {lab}: {r['services']} Services and their Endpoints pushed to {len(rec['hosts'])} hosts; kube-proxy "
-          f"synced on {r['nodes']} nodes")
+        netpols.push(lab, rec, [records.host_of(d) for d in rec["hosts"]], ss.get, output.progress)
+    what = " and ".join(w for w, on in (("the Services and their Endpoints", rec.get("services")),
+                                        ("the NetworkPolicies and every host's pods", rec.get("netpol"))) if on)
+    print(f"lab {lab}: {what} pushed to {len(rec['hosts'])} hosts")
     return 0
 
 
