@@ -6,8 +6,8 @@ topology's default-deny ingress on ``back`` (mhn1) blocks ``client`` (mhn3) and 
 with ``podlab apply`` admitting ``app=client`` lets ``client`` in — the server sees the client's pod IP — while
 ``other`` stays denied; a pod with that label applied later on a host of its own is admitted once its apply
 returns; an egress policy on the clients (only to ``app=back``) cuts ``client`` → ``other`` on its own node's
-host; a policy created with kubectl through the controller's API server is enforced on every host and lifted by
-``kubectl delete``; deleting the policies restores reachability. ``podlab get netpol``, ``netpol status``,
+host; a policy created with kubectl through the controller's API server is enforced on every host, changed by
+``kubectl apply`` (a PATCH) and removed from every host by ``kubectl delete``; deleting the policies restores reachability. ``podlab get netpol``, ``netpol status``,
 ``explain`` and ``matrix`` answer across hosts. Nothing is left on any host afterwards.
 """
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Iterator
 import pytest
 
 from emulator.hosts.emulated import EmulatedHosts
-from tests.integration.conftest import KUBECTL
-from tests.integration.test_multihost import COMMAND, controller_records, ctl, host_leftovers, lab_store_view
+from tests.integration.conftest import KUBECTL, ROOT
+from tests.integration.test_multihost import COMMAND, PY, controller_records, ctl, host_leftovers
 
 LAB = "mhn-np"
 NETEXEC = "containers: [{name: web, image: netexec, ports: [{containerPort: 8080}]}]"
@@ -85,7 +85,7 @@ def lab(hosts: EmulatedHosts, tmp_path_factory: pytest.TempPathFactory) -> Itera
     r = ctl(hosts, "up", str(topo), "--hosts", str(hosts.inventory(COMMAND)))
     try:
         assert r.returncode == 0, r.stdout + r.stderr
-        yield {"up": r, "dir": d}
+        yield {"up": r, "dir": d, "ips": pod_ips(hosts)}
     finally:
         dn = ctl(hosts, "down", LAB)
         assert dn.returncode == 0, dn.stdout + dn.stderr
@@ -108,10 +108,27 @@ def pod_ips(hosts: EmulatedHosts) -> dict[str, str]:
     return {p["name"]: p["ip"] for p in json.loads(ctl(hosts, "get", "pods", "-o", "json").stdout)["items"]}
 
 
-def reach(hosts: EmulatedHosts, src: str, dst_ip: str, path: str = "hostname") -> str | None:
-    """What ``src`` gets from netexec at ``dst_ip``:8080/``path`` (None: no connection within 2 s)."""
-    r = ctl(hosts, "exec", src, "--", "curl", "-sS", "--max-time", "2", f"http://{dst_ip}:8080/{path}")
-    return r.stdout.strip() if r.returncode == 0 else None
+def reach(hosts: EmulatedHosts, src: str, *targets: str) -> dict[str, str | None]:
+    """What ``src`` gets from netexec at each target (``IP/PATH``, port 8080), all at once in one exec: {target:
+    the answer, or None when no connection was made within 2 s}."""
+    script = " ".join(f'(out=$(curl -sS --max-time 2 http://{t.replace("/", ":8080/", 1)}) && echo "{t} $out" '
+                      f'|| echo "{t} -") &' for t in targets) + " wait"
+    r = ctl(hosts, "exec", src, "--", "sh", "-c", script)
+    assert r.returncode == 0, r.stdout + r.stderr
+    got = dict(line.split(" ", 1) for line in r.stdout.splitlines() if " " in line)
+    assert set(got) == set(targets), r.stdout
+    return {t: None if got[t] == "-" else got[t] for t in targets}
+
+
+def stores(hosts: EmulatedHosts, host: str) -> dict[str, set[str]]:
+    """The NetworkPolicies and remote pods a host's store holds ({kind: {ns/name}}), read in one process."""
+    code = (f"import json,sys; sys.path.insert(0, {str(ROOT)!r}); from emulator.state.store import Store; "
+            f"from emulator.state.paths import LabPaths; s = Store(LabPaths({LAB!r}).store); "
+            "print(json.dumps({k: [o['metadata']['namespace'] + '/' + o['metadata']['name'] for o in s.list(k)] "
+            "for k in ('networkpolicies', 'remotepods')}))")
+    r = hosts.host_run(host, [PY, "-c", code])
+    assert r.returncode == 0, r.stderr
+    return {k: set(v) for k, v in json.loads(r.stdout).items()}
 
 
 def kubectl(hosts: EmulatedHosts, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
@@ -125,15 +142,15 @@ def test_up_enforces_the_topology_policy_on_every_host(hosts: EmulatedHosts, lab
     err = lab["up"].stderr
     assert "networkpolicy: 1 policy and the 3 pods of 3 hosts pushed to every host; kube-network-policies synced " \
            "on 6 nodes" in err, err
-    ips = pod_ips(hosts)
-    assert reach(hosts, "client", ips["back"]) is None  # mhn3 → mhn1: default deny
-    assert reach(hosts, "other", ips["back"]) is None  # mhn2 → mhn1
-    assert reach(hosts, "client", ips["other"]) == "other"  # other is not isolated
+    ips = lab["ips"]
+    assert reach(hosts, "client", f"{ips['back']}/hostname", f"{ips['other']}/hostname") == {
+        f"{ips['back']}/hostname": None,  # mhn3 → mhn1: default deny
+        f"{ips['other']}/hostname": "other"}  # other is not isolated
+    assert reach(hosts, "other", f"{ips['back']}/hostname") == {f"{ips['back']}/hostname": None}  # mhn2 → mhn1
+    home = {"mhn1": "default/back", "mhn2": "default/other", "mhn3": "default/client"}
     for h in hosts.names:  # every host holds the policy and the other hosts' pods, and enforces on its 2 nodes
-        assert set(lab_store_view(hosts, h, LAB, "networkpolicies")) == {"default/deny-back"}
-        remote = set(lab_store_view(hosts, h, LAB, "remotepods"))
-        assert remote == {"default/back", "default/other", "default/client"} - {
-            {"mhn1": "default/back", "mhn2": "default/other", "mhn3": "default/client"}[h]}, (h, remote)
+        assert stores(hosts, h) == {"networkpolicies": {"default/deny-back"},
+                                    "remotepods": set(home.values()) - {home[h]}}, h
         ps = hosts.host_run(h, ["ps", "-eo", "comm="]).stdout.split()
         assert ps.count("kube-network-po") == 2, (h, ps)
     st = ctl(hosts, "netpol", "status")
@@ -144,10 +161,10 @@ def test_up_enforces_the_topology_policy_on_every_host(hosts: EmulatedHosts, lab
 def test_allow_by_pod_selector_admits_the_client_of_a_third_host(hosts: EmulatedHosts, lab: dict) -> None:
     out = apply(hosts, lab, "allow.yaml", ALLOW_CLIENT)
     assert "networkpolicy.networking.k8s.io/allow-client created" in out, out
-    ips = pod_ips(hosts)
-    assert reach(hosts, "client", ips["back"], "clientip").split(":")[0] == ips["client"]  # no NAT across hosts
-    assert reach(hosts, "other", ips["back"]) is None
-    assert "unchanged" in apply(hosts, lab, "allow.yaml", ALLOW_CLIENT)
+    ips = lab["ips"]
+    seen = reach(hosts, "client", f"{ips['back']}/clientip")[f"{ips['back']}/clientip"]
+    assert seen is not None and seen.split(":")[0] == ips["client"], seen  # no NAT across hosts
+    assert reach(hosts, "other", f"{ips['back']}/hostname") == {f"{ips['back']}/hostname": None}
     table = ctl(hosts, "get", "netpol").stdout
     assert "allow-client" in table and "app=back" in table, table
     ex = ctl(hosts, "netpol", "explain", "client", "back", "--port", "8080/TCP")
@@ -155,9 +172,8 @@ def test_allow_by_pod_selector_admits_the_client_of_a_third_host(hosts: Emulated
     assert "# host mhn1" in ex.stdout and "# host mhn3" in ex.stdout  # each host: its own node's counters
     m = ctl(hosts, "netpol", "matrix", "--port", "8080/TCP", "-o", "json")
     assert m.returncode == 0, m.stderr
-    cells = json.loads(m.stdout)[0]["expected"]
-    assert cells["cells"]["default/client"]["default/back"] is True, cells
-    assert cells["cells"]["default/other"]["default/back"] is False, cells
+    cells = json.loads(m.stdout)[0]["expected"]["cells"]
+    assert cells["default/client"]["default/back"] is True and cells["default/other"]["default/back"] is False
     probe = ctl(hosts, "netpol", "matrix", "--probe")
     assert probe.returncode == 2 and "not available across hosts yet" in probe.stderr, probe.stderr
 
@@ -165,41 +181,45 @@ def test_allow_by_pod_selector_admits_the_client_of_a_third_host(hosts: Emulated
 def test_a_pod_added_later_on_another_host_is_admitted_after_its_apply(hosts: EmulatedHosts, lab: dict) -> None:
     out = apply(hosts, lab, "later.yaml", LATER)
     assert "client-2 created on node-5 (host mhn2)" in out, out
-    ips = pod_ips(hosts)
-    assert reach(hosts, "client-2", ips["back"], "clientip").split(":")[0] == ips["client-2"]
-    assert reach(hosts, "other", ips["back"]) is None  # the same host as client-2, still denied
+    ips = lab["ips"] = pod_ips(hosts)
+    seen = reach(hosts, "client-2", f"{ips['back']}/clientip")[f"{ips['back']}/clientip"]
+    assert seen is not None and seen.split(":")[0] == ips["client-2"], seen
+    assert "default/client-2" in stores(hosts, "mhn1")["remotepods"]  # back's host learnt of it
 
 
 def test_egress_policy_cuts_a_client_from_a_pod_that_is_not_its_peer(hosts: EmulatedHosts, lab: dict) -> None:
-    ips = pod_ips(hosts)
+    ips = lab["ips"]
     apply(hosts, lab, "egress.yaml", CLIENT_EGRESS)
-    assert reach(hosts, "client", ips["other"]) is None  # dropped on client's node (mhn3), other is open
-    assert reach(hosts, "client", ips["back"]) == "back"  # egress to app=back and back's ingress both allow
+    other, back = f"{ips['other']}/hostname", f"{ips['back']}/hostname"
+    # dropped on client's node (mhn3: other is open); to app=back both back's ingress and client's egress allow
+    assert reach(hosts, "client", other, back) == {other: None, back: "back"}
     r = ctl(hosts, "delete", "netpol", "clients-to-back-only")
     assert r.returncode == 0 and 'networkpolicy.networking.k8s.io "clients-to-back-only" deleted' in r.stdout, \
         r.stdout + r.stderr
-    assert reach(hosts, "client", ips["other"]) == "other"
+    assert reach(hosts, "client", other) == {other: "other"}
 
 
 def test_kubectl_apply_and_delete_of_a_policy_reach_every_host(hosts: EmulatedHosts, lab: dict) -> None:
-    ips = pod_ips(hosts)
+    back = f"{lab['ips']['back']}/hostname"
     r = kubectl(hosts, "apply", "-f", "-", input=ALLOW_OTHER)
     assert "networkpolicy.networking.k8s.io/allow-other created" in r.stdout, r.stdout + r.stderr
     got = kubectl(hosts, "get", "networkpolicy").stdout
     assert all(n in got for n in ("deny-back", "allow-client", "allow-other")), got
-    assert reach(hosts, "other", ips["back"]) == "back"
-    for h in hosts.names:
-        assert "default/allow-other" in lab_store_view(hosts, h, LAB, "networkpolicies")
+    assert reach(hosts, "other", back) == {back: "back"}
+    r = kubectl(hosts, "apply", "-f", "-", input=ALLOW_OTHER.replace("app: other", "app: nobody"))  # a PATCH
+    assert "networkpolicy.networking.k8s.io/allow-other configured" in r.stdout, r.stdout + r.stderr
+    assert reach(hosts, "other", back) == {back: None}
     kubectl(hosts, "delete", "networkpolicy", "allow-other")
     assert "allow-other" not in kubectl(hosts, "get", "networkpolicy").stdout
-    assert reach(hosts, "other", ips["back"]) is None
+    for h in hosts.names:
+        assert stores(hosts, h)["networkpolicies"] == {"default/deny-back", "default/allow-client"}, h
 
 
 def test_deleting_the_policies_restores_reachability(hosts: EmulatedHosts, lab: dict) -> None:
-    ips = pod_ips(hosts)
+    back = f"{lab['ips']['back']}/hostname"
     r = ctl(hosts, "delete", "netpol", "deny-back", "allow-client")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert reach(hosts, "other", ips["back"]) == "back"
-    assert reach(hosts, "client", ips["back"]) == "back"
+    assert reach(hosts, "other", back) == {back: "back"}
+    assert reach(hosts, "client", back) == {back: "back"}
     for h in hosts.names:
-        assert lab_store_view(hosts, h, LAB, "networkpolicies") == {}
+        assert stores(hosts, h)["networkpolicies"] == set(), h
