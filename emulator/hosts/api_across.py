@@ -14,7 +14,8 @@ waits the same way, for the Endpoints it pushes); a Service is admitted into the
 to every host; a NetworkPolicy is stored there too and pushed to every host with the pods of the others
 (``hosts.netpols``); a Namespace is created on every host. ``delete`` of a pod goes to its host without waiting
 (the pod shows Terminating until its agent is done, and kubectl waits for it to go, as against a real cluster);
-of a Service or NetworkPolicy, in the controller's store, then pushed. One write at a time (the sessions carry one request each).
+of a Service or NetworkPolicy, in the controller's store, then pushed. One write at a time (the sessions carry
+one request each).
 
 What is not available across hosts answers at once with a Kubernetes Status (405 MethodNotAllowed) naming what
 and why, never a hang: exec/attach/port-forward and logs (a session to a pod on another host would have to be

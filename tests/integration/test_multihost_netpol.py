@@ -7,8 +7,9 @@ with ``podlab apply`` admitting ``app=client`` lets ``client`` in — the server
 ``other`` stays denied; a pod with that label applied later on a host of its own is admitted once its apply
 returns; an egress policy on the clients (only to ``app=back``) cuts ``client`` → ``other`` on its own node's
 host; a policy created with kubectl through the controller's API server is enforced on every host, changed by
-``kubectl apply`` (a PATCH) and removed from every host by ``kubectl delete``; deleting the policies restores reachability. ``podlab get netpol``, ``netpol status``,
-``explain`` and ``matrix`` answer across hosts. Nothing is left on any host afterwards.
+``kubectl apply`` (a PATCH) and removed from every host by ``kubectl delete``; deleting the policies restores
+reachability. ``podlab get netpol``, ``netpol status``, ``explain`` and ``matrix`` answer across hosts. Nothing
+is left on any host afterwards.
 """
 from __future__ import annotations
 
