@@ -284,10 +284,16 @@ def cmd_sync(a: argparse.Namespace) -> int:
         raise UsageError(f"multi-host lab {lab} has neither Services (no services: or kubeProxy: section) nor "
                          "NetworkPolicies: nothing to push", obj=lab)
     with for_command() as ss:
-        netpols.push(lab, rec, [records.host_of(d) for d in rec["hosts"]], ss.get, output.progress)
-    what = " and ".join(w for w, on in (("the Services and their Endpoints", rec.get("services")),
-                                        ("the NetworkPolicies and every host's pods", rec.get("netpol"))) if on)
-    print(f"lab {lab}: {what} pushed to {len(rec['hosts'])} hosts")
+        r = netpols.push(lab, rec, [records.host_of(d) for d in rec["hosts"]], ss.get, output.progress)
+    said = []
+    if "services" in r:
+        said.append(f"{r['services']['services']} Services and their Endpoints pushed to {len(rec['hosts'])} hosts; "
+                    f"kube-proxy synced on {r['services']['nodes']} nodes")
+    if "netpol" in r:
+        n = r["netpol"]["policies"]
+        said.append(f"{n} NetworkPolic{'y' if n == 1 else 'ies'} and every host's pods pushed to {len(rec['hosts'])} "
+                    f"hosts; kube-network-policies synced on {r['netpol']['nodes']} nodes")
+    print(f"lab {lab}: " + "; ".join(said))
     return 0
 
 

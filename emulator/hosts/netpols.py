@@ -111,13 +111,16 @@ def sync(lab: str, hosts: list[Host], session: Session, progress: Progress = lam
     return {"policies": len(pols), "nodes": nodes}
 
 
-def push(lab: str, rec: dict, hosts: list[Host], session: Session, progress: Progress = lambda s: None) -> None:
+def push(lab: str, rec: dict, hosts: list[Host], session: Session,
+         progress: Progress = lambda s: None) -> dict[str, dict[str, Any]]:
     """After a change the controller made: one round of ``objects``, then the Services' push and the policies'
-    push (each if the lab has them)."""
+    push (each if the lab has them); {"services": ..., "netpol": ...} what each said."""
+    out: dict[str, dict[str, Any]] = {}
     if not rec.get("services") and not rec.get("netpol"):
-        return
+        return out
     per_host = objects(lab, hosts, session)
     if rec.get("services"):
-        services.sync(lab, hosts, session, progress, per_host=per_host)
+        out["services"] = services.sync(lab, hosts, session, progress, per_host=per_host)
     if rec.get("netpol"):
-        sync(lab, hosts, session, progress, per_host=per_host)
+        out["netpol"] = sync(lab, hosts, session, progress, per_host=per_host)
+    return out

@@ -86,7 +86,9 @@ def lab(hosts: EmulatedHosts, tmp_path_factory: pytest.TempPathFactory) -> Itera
     r = ctl(hosts, "up", str(topo), "--hosts", str(hosts.inventory(COMMAND)))
     try:
         assert r.returncode == 0, r.stdout + r.stderr
-        yield {"up": r, "dir": d, "ips": pod_ips(hosts)}
+        ips = pod_ips(hosts)
+        serving(hosts, "node-1", ips.values())
+        yield {"up": r, "dir": d, "ips": ips}
     finally:
         dn = ctl(hosts, "down", LAB)
         assert dn.returncode == 0, dn.stdout + dn.stderr
@@ -111,8 +113,9 @@ def pod_ips(hosts: EmulatedHosts) -> dict[str, str]:
 
 def reach(hosts: EmulatedHosts, src: str, *targets: str) -> dict[str, str | None]:
     """What ``src`` gets from netexec at each target (``IP/PATH``, port 8080), all at once in one exec: {target:
-    the answer, or None when no connection was made within 2 s}."""
-    script = " ".join(f'(out=$(curl -sS --max-time 2 http://{t.replace("/", ":8080/", 1)}) && echo "{t} $out" '
+    the answer, or None when two tries of 2 s each made no connection (on a VM this loaded, the first connection
+    across hosts after ``up`` may take longer than one)}."""
+    script = " ".join(f'(out=$(curl -sS --max-time 2 --retry 1 --retry-delay 0 http://{t.replace("/", ":8080/", 1)}) && echo "{t} $out" '
                       f'|| echo "{t} -") &' for t in targets) + " wait"
     r = ctl(hosts, "exec", src, "--", "sh", "-c", script)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -130,6 +133,16 @@ def stores(hosts: EmulatedHosts, host: str) -> dict[str, set[str]]:
     r = hosts.host_run(host, [PY, "-c", code])
     assert r.returncode == 0, r.stderr
     return {k: set(v) for k, v in json.loads(r.stdout).items()}
+
+
+def serving(hosts: EmulatedHosts, node: str, ips) -> None:
+    """Wait until netexec answers at every IP, asked from ``node`` (a pod reported Running may still be binding its
+    port; a node's own connections pass every policy of its own pods, and these pods' peers are not isolated)."""
+    loop = " && ".join(f"for i in $(seq 40); do curl -s --max-time 1 -o /dev/null http://{ip}:8080/hostname && "
+                       "break; sleep 0.25; done && curl -s --max-time 1 -o /dev/null "
+                       f"http://{ip}:8080/hostname" for ip in ips)
+    r = ctl(hosts, "exec", node, "--", "sh", "-c", loop)
+    assert r.returncode == 0, r.stdout + r.stderr
 
 
 def kubectl(hosts: EmulatedHosts, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
@@ -154,6 +167,9 @@ def test_up_enforces_the_topology_policy_on_every_host(hosts: EmulatedHosts, lab
                                     "remotepods": set(home.values()) - {home[h]}}, h
         ps = hosts.host_run(h, ["ps", "-eo", "comm="]).stdout.split()
         assert ps.count("kube-network-po") == 2, (h, ps)
+    r = ctl(hosts, "host", "sync")
+    assert r.returncode == 0 and "1 NetworkPolicy and every host's pods pushed to 3 hosts; kube-network-policies " \
+        "synced on 6 nodes" in r.stdout, r.stdout + r.stderr
     st = ctl(hosts, "netpol", "status")
     assert st.returncode == 0 and st.stdout.count("Running") == 6 and "# host mhn3" in st.stdout, st.stdout
     assert "deny-back" in ctl(hosts, "get", "netpol").stdout
