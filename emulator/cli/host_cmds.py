@@ -8,6 +8,7 @@ acted on through its hosts; every other lab goes the usual way.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -142,6 +143,8 @@ def forwarded(lab: str, args: argparse.Namespace, argv: list[str]) -> int:
     exit status (several hosts: each one's output under its name, ``-o json`` merged, the worst status)."""
     from emulator.hosts import forward
     argv = _without_lab(argv)
+    if args.verb == "netpol" and args.netpol_verb == "matrix" and args.probe:
+        return _probed_matrix(lab, args, argv)
     results = forward.run(lab, args.verb, args, argv)
     if len(results) == 1:
         r = results[0][1]
@@ -158,14 +161,35 @@ def forwarded(lab: str, args: argparse.Namespace, argv: list[str]) -> int:
     return max(r.returncode for _h, r in results)
 
 
+def _probed_matrix(lab: str, args: argparse.Namespace, argv: list[str]) -> int:
+    """``netpol matrix --probe`` across hosts: every host probes from its own pods to every pod of the lab
+    (``--rows-here``), the rows joined into the lab's table."""
+    from emulator.cli import netpol_cmds
+    from emulator.hosts import forward
+    argv = _without(argv, "-o", "--output")
+    results = forward.run(lab, args.verb, args, [*argv, "--rows-here", "-o", "json"])
+    parts = []
+    for host, r in results:
+        if r.returncode not in (0, 1) or not r.stdout.strip():
+            sys.stderr.write(r.stderr)
+            raise UsageError(f"host {host}: netpol matrix --probe failed (exit {r.returncode})", obj=host)
+        parts.append(netpol_cmds.from_json(json.loads(r.stdout)))
+    return netpol_cmds.show_matrix(netpol_cmds.merge_rows(parts), args.output, True, args.via)
+
+
 def _without_lab(argv: list[str]) -> list[str]:
+    return _without(argv, "--lab")
+
+
+def _without(argv: list[str], *flags: str) -> list[str]:
+    """``argv`` without the options ``flags`` (``-o json``, ``--lab=L``, ``-ojson``) and their values."""
     out, skip = [], False
-    for i, a in enumerate(argv):
+    for a in argv:
         if skip:
             skip = False
-        elif a == "--lab":
+        elif a in flags:
             skip = True
-        elif not a.startswith("--lab="):
+        elif not any(a.startswith(f + "=") or (len(f) == 2 and a.startswith(f) and len(a) > 2) for f in flags):
             out.append(a)
     return out
 

@@ -19,8 +19,9 @@ items). ``logs -f`` needs a stream the request/response protocol does not carry:
 the controller, ``hosts.netpols``), so ``netpol matrix`` (the table computed from the policies) runs on the first
 host; ``netpol explain SRC DST`` on the hosts of both pods (each shows the verdict and the packet counters of its
 own node's chains: egress on the source's host, ingress on the destination's); ``netpol status`` on every host
-(each lists its nodes' enforcers). ``netpol matrix --probe`` is refused: its probes would have to start in pods of
-every host.
+(each lists its nodes' enforcers). ``netpol matrix --probe`` runs on every host with ``--rows-here -o json``
+(each probes from its own pods to every pod of the lab) and the controller joins the rows into one table
+(``cli.netpol_cmds.merge_rows``).
 """
 from __future__ import annotations
 
@@ -80,11 +81,7 @@ def targets(verb: str, args: Any) -> tuple[str, list[str]] | None:
 
 def _netpol(args: Any) -> tuple[str, list[str]] | None:
     if args.netpol_verb == "matrix":
-        if getattr(args, "probe", False):
-            raise UsageError("netpol matrix --probe is not available across hosts yet (its probes would start in "
-                             "pods of every host); run it without --probe for the table the policies give, and "
-                             "`podlab check` or `podlab exec POD -- ...` to measure", obj="netpol")
-        return "any", []
+        return None if getattr(args, "probe", False) else ("any", [])
     if args.netpol_verb == "explain":
         return "pod", [t.split("/")[-1] for t in (args.src, args.dst) if not _is_ipv4(t)]
     return None

@@ -8,8 +8,8 @@ with ``podlab apply`` admitting ``app=client`` lets ``client`` in — the server
 returns; an egress policy on the clients (only to ``app=back``) cuts ``client`` → ``other`` on its own node's
 host; a policy created with kubectl through the controller's API server is enforced on every host, changed by
 ``kubectl apply`` (a PATCH) and removed from every host by ``kubectl delete``; deleting the policies restores
-reachability. ``podlab get netpol``, ``netpol status``, ``explain`` and ``matrix`` answer across hosts. Nothing
-is left on any host afterwards.
+reachability. ``podlab get netpol``, ``netpol status``, ``explain`` and ``matrix`` (``--probe``: each host
+probing from its own pods) answer across hosts. Nothing is left on any host afterwards.
 """
 from __future__ import annotations
 
@@ -191,8 +191,11 @@ def test_allow_by_pod_selector_admits_the_client_of_a_third_host(hosts: Emulated
     assert m.returncode == 0, m.stderr
     cells = json.loads(m.stdout)[0]["expected"]["cells"]
     assert cells["default/client"]["default/back"] is True and cells["default/other"]["default/back"] is False
-    probe = ctl(hosts, "netpol", "matrix", "--probe")
-    assert probe.returncode == 2 and "not available across hosts yet" in probe.stderr, probe.stderr
+    probe = ctl(hosts, "netpol", "matrix", "--probe", "--port", "8080/TCP")  # each host probes from its pods
+    assert probe.returncode == 0 and "all 6 probed cells as expected" in probe.stdout, probe.stdout + probe.stderr
+    observed = probe.stdout.split("observed:")[1]
+    assert [ln.split() for ln in observed.splitlines()[2:5]] == [
+        ["default/back", "?", ".", "."], ["default/client", ".", "?", "."], ["default/other", "X", ".", "?"]], observed
 
 
 def test_a_pod_added_later_on_another_host_is_admitted_after_its_apply(hosts: EmulatedHosts, lab: dict) -> None:
