@@ -94,3 +94,24 @@ def test_a_second_push_of_the_same_pods_writes_nothing(store: Store) -> None:
     for o in want:
         store.put(cluster.REMOTE, o["metadata"]["name"], dict(o))
     assert svcsync.diff(store.list(cluster.REMOTE), want) == ([], [])
+
+
+def test_hosts_rows_join_into_the_labs_table() -> None:
+    from emulator.cli import netpol_cmds
+    from emulator.netpol.truthtable import TruthTable
+    tos = ["default/a", "default/b"]
+
+    def part(row: str, values: dict, differ: list) -> list[dict]:
+        want = TruthTable([row], tos, {(row, t): v for t, v in values.items()})
+        got = TruthTable([row], tos, {(row, t): v for t, v in values.items()})
+        for f, t in differ:
+            got.set(f, t, not want.get(f, t))
+        item = {"port": "80/TCP", "expected": want, "observed": got, "differ": differ,
+                "why": {f"{f} -> {t}": "because" for f, t in differ}, "seen": {f"{f} -> {t}": "x" for f, t in differ}}
+        return netpol_cmds.from_json(netpol_cmds.as_json([item]))  # as a host prints it, read back
+    [m] = netpol_cmds.merge_rows([part("default/a", {"default/a": None, "default/b": True}, []),
+                                  part("default/b", {"default/a": False, "default/b": None},
+                                       [("default/b", "default/a")])])
+    assert m["expected"].froms == tos and m["expected"].get("default/b", "default/a") is False
+    assert m["observed"].get("default/b", "default/a") is True and m["observed"].get("default/a", "default/b")
+    assert m["differ"] == [("default/b", "default/a")] and m["why"] == {"default/b -> default/a": "because"}
