@@ -167,6 +167,9 @@ def test_up_enforces_the_topology_policy_on_every_host(hosts: EmulatedHosts, lab
                                     "remotepods": set(home.values()) - {home[h]}}, h
         ps = hosts.host_run(h, ["ps", "-eo", "comm="]).stdout.split()
         assert ps.count("kube-network-po") == 2, (h, ps)
+    tr = ctl(hosts, "trace", "client", "back:8080")  # host by host, the drop named by back's host
+    assert tr.returncode == 1 and "PROBLEM: host mhn1: node-1 drops" in tr.stdout and \
+        "isolated by default/deny-back" in tr.stdout, tr.stdout + tr.stderr
     r = ctl(hosts, "host", "sync")
     assert r.returncode == 0 and "1 NetworkPolicy and every host's pods pushed to 3 hosts; kube-network-policies " \
         "synced on 6 nodes" in r.stdout, r.stdout + r.stderr
