@@ -8,6 +8,7 @@ acted on through its hosts; every other lab goes the usual way.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -94,23 +95,27 @@ def get(a: argparse.Namespace, lab: str, kind: str, names: list[str]) -> int:
         output.table(["NAME", "STATUS", "IP", "NODE", "HOST"],
                      [[p["name"], p["phase"], p["ip"], p["node"], p["host"]] for p in items])
         return 0
-    if kind in ("services", "endpoints"):
+    if kind in ("services", "endpoints", "networkpolicies"):
         return _get_services(a, lab, kind, names)
-    raise UsageError(f"get {kind} is not available across hosts yet (lab {lab}; nodes, pods, services and "
-                     "endpoints are)", obj=kind)
+    raise UsageError(f"get {kind} is not available across hosts yet (lab {lab}; nodes, pods, services, "
+                     "endpoints and networkpolicies are)", obj=kind)
 
 
 def _get_services(a: argparse.Namespace, lab: str, kind: str, names: list[str]) -> int:
-    """Services and Endpoints from the controller's store (the same objects every host has been pushed)."""
-    from emulator.cli import svc_cmds
+    """Services, Endpoints and NetworkPolicies from the controller's store (the same objects every host has been
+    pushed)."""
+    from emulator.cli import netpol_cmds, svc_cmds
     from emulator.hosts import services
     ns = None if getattr(a, "all_namespaces", False) else (getattr(a, "namespace", None) or "default")
-    items = common.select(list(services.store_of(lab).list(kind, ns=ns)), names, kind.rstrip("s"), lab, ns)
+    objs = sorted(services.store_of(lab).list(kind, ns=ns),
+                  key=lambda o: (o["metadata"].get("namespace") or "default", o["metadata"]["name"]))
+    items = common.select(objs, names, {"networkpolicies": "networkpolicy"}.get(kind, kind.rstrip("s")), lab, ns)
     if a.output == "json":
         output.emit_json(common.one_or_list(items, names))
         return 0
-    table = svc_cmds.service_table if kind == "services" else svc_cmds.endpoints_table
-    headers, rows = table(None, items, a.output == "wide")  # type: ignore[arg-type]
+    table = {"services": svc_cmds.service_table, "endpoints": svc_cmds.endpoints_table,
+             "networkpolicies": netpol_cmds.netpol_table}[kind]
+    headers, rows = table(None, items, False if kind == "networkpolicies" else a.output == "wide")  # type: ignore
     if ns is None:
         headers = ["NAMESPACE", *headers]
         rows = [[o["metadata"].get("namespace") or "default", *row] for o, row in zip(items, rows)]
@@ -138,6 +143,8 @@ def forwarded(lab: str, args: argparse.Namespace, argv: list[str]) -> int:
     exit status (several hosts: each one's output under its name, ``-o json`` merged, the worst status)."""
     from emulator.hosts import forward
     argv = _without_lab(argv)
+    if args.verb == "netpol" and args.netpol_verb == "matrix" and args.probe:
+        return _probed_matrix(lab, args, argv)
     results = forward.run(lab, args.verb, args, argv)
     if len(results) == 1:
         r = results[0][1]
@@ -154,14 +161,35 @@ def forwarded(lab: str, args: argparse.Namespace, argv: list[str]) -> int:
     return max(r.returncode for _h, r in results)
 
 
+def _probed_matrix(lab: str, args: argparse.Namespace, argv: list[str]) -> int:
+    """``netpol matrix --probe`` across hosts: every host probes from its own pods to every pod of the lab
+    (``--rows-here``), the rows joined into the lab's table."""
+    from emulator.cli import netpol_cmds
+    from emulator.hosts import forward
+    argv = _without(argv, "-o", "--output")
+    results = forward.run(lab, args.verb, args, [*argv, "--rows-here", "-o", "json"])
+    parts = []
+    for host, r in results:
+        if r.returncode not in (0, 1) or not r.stdout.strip():
+            sys.stderr.write(r.stderr)
+            raise UsageError(f"host {host}: netpol matrix --probe failed (exit {r.returncode})", obj=host)
+        parts.append(netpol_cmds.from_json(json.loads(r.stdout)))
+    return netpol_cmds.show_matrix(netpol_cmds.merge_rows(parts), args.output, True, args.via)
+
+
 def _without_lab(argv: list[str]) -> list[str]:
+    return _without(argv, "--lab")
+
+
+def _without(argv: list[str], *flags: str) -> list[str]:
+    """``argv`` without the options ``flags`` (``-o json``, ``--lab=L``, ``-ojson``) and their values."""
     out, skip = [], False
-    for i, a in enumerate(argv):
+    for a in argv:
         if skip:
             skip = False
-        elif a == "--lab":
+        elif a in flags:
             skip = True
-        elif not a.startswith("--lab="):
+        elif not any(a.startswith(f + "=") or (len(f) == 2 and a.startswith(f) and len(a) > 2) for f in flags):
             out.append(a)
     return out
 
@@ -295,19 +323,27 @@ def cmd_check(a: argparse.Namespace) -> int:
 
 
 def cmd_sync(a: argparse.Namespace) -> int:
-    """Push the Services and the Endpoints computed from every host's pods now (what every apply/delete does)."""
-    from emulator.hosts import services
+    """Push now what every apply/delete pushes: the Services with the Endpoints computed from every host's pods,
+    the NetworkPolicies with every host's view of the other hosts' pods."""
+    from emulator.hosts import netpols
     lab = multihost_lab(getattr(a, "lab", None))
     if lab is None:
         raise UsageError("podlab host sync acts on a multi-host lab; name it with --lab", obj="sync")
     rec = records.load(lab) or {}
-    if not rec.get("services"):
-        raise UsageError(f"multi-host lab {lab} runs no kube-proxy or Services (its topology has no services: or "
-                         "kubeProxy: section)", obj=lab)
+    if not rec.get("services") and not rec.get("netpol"):
+        raise UsageError(f"multi-host lab {lab} has neither Services (no services: or kubeProxy: section) nor "
+                         "NetworkPolicies: nothing to push", obj=lab)
     with for_command() as ss:
-        r = services.sync(lab, [records.host_of(d) for d in rec["hosts"]], ss.get, output.progress)
-    print(f"lab {lab}: {r['services']} Services and their Endpoints pushed to {len(rec['hosts'])} hosts; kube-proxy "
-          f"synced on {r['nodes']} nodes")
+        r = netpols.push(lab, rec, [records.host_of(d) for d in rec["hosts"]], ss.get, output.progress)
+    said = []
+    if "services" in r:
+        said.append(f"{r['services']['services']} Services and their Endpoints pushed to {len(rec['hosts'])} hosts; "
+                    f"kube-proxy synced on {r['services']['nodes']} nodes")
+    if "netpol" in r:
+        n = r["netpol"]["policies"]
+        said.append(f"{n} NetworkPolic{'y' if n == 1 else 'ies'} and every host's pods pushed to {len(rec['hosts'])} "
+                    f"hosts; kube-network-policies synced on {r['netpol']['nodes']} nodes")
+    print(f"lab {lab}: " + "; ".join(said))
     return 0
 
 

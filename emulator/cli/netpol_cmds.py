@@ -20,6 +20,7 @@ from emulator.errors import NotFoundError, PodlabError, UsageError
 from emulator.lab.api import Lab
 from emulator.netpol import cluster, component, describe, engine, enforcer, explain, kernel, matrix, parse, probe
 from emulator.netpol.model import NetworkPolicy
+from emulator.netpol.truthtable import TruthTable
 from emulator.state.store import read_json
 
 ALIASES = ("networkpolicies", "networkpolicy", "netpol")
@@ -124,31 +125,52 @@ def cmd_matrix(a: argparse.Namespace) -> int:
     pods = matrix.pods_of(c, a.namespace)
     if not pods:
         raise PodlabError("no Running pod with an IP" + (f" in namespace {a.namespace}" if a.namespace else ""))
-    out, bad, jobs = [], False, []
+    # a host of a multi-host lab (``--rows-here``): rows from its own pods only, columns every pod of the lab
+    here = {n.name for n in lab.nodes}
+    rows = [p for p in pods if p.node in here] if getattr(a, "rows_here", False) else pods
+    out, jobs = [], []
     for spec in specs:
-        item: dict = {"port": str(spec), "expected": matrix.expected(c, pods, spec)}
+        item: dict = {"port": str(spec), "expected": matrix.expected(c, rows, spec, pods)}
         if a.probe and spec.protocol == "SCTP" and not probe.sctp_available():
             item["note"] = ("this kernel has no SCTP sockets (CONFIG_IP_SCTP is not set): SCTP cannot be probed; "
                             "shown is the expected table only")
-        elif a.probe:
-            jobs.append((item, matrix.Job(spec, a.via, item["expected"])))
+        elif a.probe and rows:
+            jobs.append((item, matrix.Job(spec, a.via, item["expected"], tuple(pods))))
         out.append(item)
-    results = matrix.converge_many(lab, pods, [j for _, j in jobs]) if jobs else []
+    results = matrix.converge_many(lab, rows, [j for _, j in jobs]) if jobs else []
     for (item, job), (got, details) in zip(jobs, results):
-        want, spec = item["expected"], job.spec
-        diff = want.differences(got)
-        bad |= bool(diff)
+        spec = job.spec
+        diff = item["expected"].differences(got)
         item.update(observed=got, differ=diff,
                     why={f"{f} -> {t}": engine.evaluate(c, c.pod(f), c.pod(t), spec.port, spec.protocol).text()
                          for f, t in diff},
                     seen={f"{f} -> {t}": details[(f, t)].detail for f, t in diff if (f, t) in details})
-    if a.output == "json":
-        output.emit_json([{**i, "expected": i["expected"].to_dict(),
-                           **({"observed": i["observed"].to_dict(), "differ": [list(d) for d in i["differ"]]}
-                              if "observed" in i else {})} for i in out])
+    return show_matrix(out, a.output, a.probe, a.via)
+
+
+def as_json(items: list[dict]) -> list[dict]:
+    return [{**i, "expected": i["expected"].to_dict(),
+             **({"observed": i["observed"].to_dict(), "differ": [list(d) for d in i["differ"]]}
+                if "observed" in i else {})} for i in items]
+
+
+def from_json(items: list[dict]) -> list[dict]:
+    """``as_json`` read back (the items a host printed with ``-o json``)."""
+    def table(d: dict) -> TruthTable:
+        return TruthTable(d["froms"], d["tos"], {(f, t): v for f, row in d["cells"].items() for t, v in row.items()})
+    return [{**i, "expected": table(i["expected"]),
+             **({"observed": table(i["observed"]), "differ": [tuple(d) for d in i["differ"]]}
+                if "observed" in i else {})} for i in items]
+
+
+def show_matrix(out: list[dict], fmt: str, probed: bool, via: str) -> int:
+    """Print the items (``-o json`` or the tables); 1 if a probed cell differs from the expected one."""
+    bad = any(i.get("differ") for i in out)
+    if fmt == "json":
+        output.emit_json(as_json(out))
         return 1 if bad else 0
     for item in out:
-        print(f"{item['port']}" + (f" via {a.via}" if a.probe else "") + ":")
+        print(f"{item['port']}" + (f" via {via}" if probed else "") + ":")
         if "observed" not in item:
             print(item["expected"].pretty("  "))
             if "note" in item:
@@ -165,6 +187,30 @@ def cmd_matrix(a: argparse.Namespace) -> int:
         else:
             print(f"  all {sum(v is not None for v in got.values.values())} probed cells as expected")
     return 1 if bad else 0
+
+
+def merge_rows(parts: list[list[dict]]) -> list[dict]:
+    """The items of several hosts' ``--rows-here`` tables (each host's rows: its own pods) as one lab-wide item per
+    port: rows in the order of the columns (every pod of the lab)."""
+    out = []
+    for k, first in enumerate(parts[0]):
+        items = [p[k] for p in parts]
+        tos = first["expected"].tos
+        merged: dict = {"port": first["port"], "expected": TruthTable(list(tos), list(tos))}
+        if "note" in first:
+            merged["note"] = first["note"]
+        probed = [i for i in items if "observed" in i]
+        if probed:
+            merged.update(observed=TruthTable(list(tos), list(tos)), differ=[], why={}, seen={})
+        for i in items:
+            merged["expected"].values.update(i["expected"].values)
+            if "observed" in i:
+                merged["observed"].values.update(i["observed"].values)
+                merged["differ"] += i["differ"]
+                merged["why"].update(i["why"])
+                merged["seen"].update(i["seen"])
+        out.append(merged)
+    return out
 
 
 def _endpoint(c, text: str):
@@ -227,6 +273,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--via", choices=["pod", "service"], default="pod",
                    help="probe pod IPs (default) or each pod's ClusterIP (as the upstream suite)")
     m.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    m.add_argument("--rows-here", action="store_true", help=argparse.SUPPRESS)  # a host's part of a multi-host lab
     m.set_defaults(fn=cmd_matrix)
     e = common.verb(verbs, "explain", help="why SRC may or may not connect to DST: the policy, rule, node, chain, "
                                          "and its packet counter")

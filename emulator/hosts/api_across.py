@@ -11,14 +11,16 @@ Writes go where ``podlab apply``/``delete`` send them across hosts (``hosts.chan
 the process keeps open): a Pod is placed over every node of every host, started on its node's host and answered
 once it runs (201 with the pod Running and its IP, as the mirror then shows it: ``podlab apply`` across hosts
 waits the same way, for the Endpoints it pushes); a Service is admitted into the controller's store and pushed
-to every host; a Namespace is created on every host. ``delete`` of a pod goes to its host without waiting (the
-pod shows Terminating until its agent is done, and kubectl waits for it to go, as against a real cluster); of a
-Service, in the controller's store. One write at a time (the sessions carry one request each).
+to every host; a NetworkPolicy is stored there too and pushed to every host with the pods of the others
+(``hosts.netpols``); a Namespace is created on every host. ``delete`` of a pod goes to its host without waiting
+(the pod shows Terminating until its agent is done, and kubectl waits for it to go, as against a real cluster);
+of a Service or NetworkPolicy, in the controller's store, then pushed. One write at a time (the sessions carry
+one request each).
 
 What is not available across hosts answers at once with a Kubernetes Status (405 MethodNotAllowed) naming what
 and why, never a hang: exec/attach/port-forward and logs (a session to a pod on another host would have to be
 relayed), updates of a pod or a Namespace (PUT/PATCH: ``kubectl label pod``), the deletion of a Namespace or of a
-collection, Deployments, NetworkPolicies and everything else not listed above. A Service is updated (``kubectl
+collection, Deployments and everything else not listed above. A Service or NetworkPolicy is updated (``kubectl
 apply`` of a changed one, ``kubectl replace``): the patch is applied to the current object as on one machine, and
 the result applied as ``podlab apply`` applies it.
 """
@@ -46,10 +48,11 @@ from emulator.hosts.mirror import Mirror
 from emulator.state.paths import state_root
 from emulator.state.store import Store, write_json
 
-CREATE = ("pods", "services", "namespaces")
+CREATE = ("pods", "services", "namespaces", "networkpolicies")
+UPDATE = ("services", "networkpolicies")  # changed in the controller's store, pushed to every host
 #: the exit code a host's error kept (``emulator.errors``) → the Status it is
 REMOTE = {2: (422, "Invalid"), 3: (409, "AlreadyExists"), 4: (404, "NotFound"), 6: (504, "Timeout")}
-DELETE = ("pods", "services")
+DELETE = ("pods", "services", "networkpolicies")
 
 
 class AcrossApi(Api):
@@ -93,19 +96,19 @@ class AcrossApi(Api):
             return self._create(req, t)
         if req.method == "DELETE" and t.name is not None and t.sub is None and r in DELETE:
             return self._delete(req, t)
-        if req.method in ("PUT", "PATCH") and t.name is not None and t.sub is None and r == "services":
+        if req.method in ("PUT", "PATCH") and t.name is not None and t.sub is None and r in UPDATE:
             return self._update(req, t)
         verb = {"POST": "creating", "PUT": "updating", "PATCH": "updating", "DELETE": "deleting"}.get(
             req.method, req.method)
         what = f"{verb} {t.resource.qualified}" + (f' ("{t.name}")' if t.name else "")
-        if r in CREATE and req.method in ("PUT", "PATCH"):
+        if r in CREATE and r not in UPDATE and req.method in ("PUT", "PATCH"):
             raise self._refuse(what, "a pod or namespace changes on every host that holds it; Services do",
                                "delete the object and create it again")
         if r == "namespaces" and req.method == "DELETE":
             raise self._refuse(what, "", "delete its pods and Services")
         if r in DELETE and t.name is None:
             raise self._refuse(f"deleting a collection of {r}", "", "delete them by name")
-        raise self._refuse(what, "only pods, Services and Namespaces are created across hosts")
+        raise self._refuse(what, "only pods, Services, NetworkPolicies and Namespaces are created across hosts")
 
     # -- writes ---------------------------------------------------------------------------------------------
     def _write(self, fn):
@@ -138,7 +141,7 @@ class AcrossApi(Api):
                                            "generateName is required")
         if self.cache.get(t.resource.name, t.ns or "", name) is not None:
             raise already_exists(t.resource.name, name)
-        doc = {"apiVersion": "v1", **clean(t.resource.name, obj), "kind": t.resource.kind}
+        doc = {"apiVersion": t.resource.api_version, **clean(t.resource.name, obj), "kind": t.resource.kind}
         began = time.monotonic()
         self._write(lambda: changes.apply(self.lab, [doc], "kubectl"))
         e = self._await(t, name, began, lambda e: t.resource.name != "pods" or bool(
@@ -149,12 +152,14 @@ class AcrossApi(Api):
         return rest.Response(201, e.json, headers=hdrs)
 
     def _update(self, req: rest.Request, t: rest.Target) -> rest.Response:
-        """PUT or PATCH of a Service (``kubectl apply`` of a changed one, ``kubectl replace``): the new object
-        computed from the current one as the one-machine server does, then applied as ``podlab apply`` does."""
+        """PUT or PATCH of a Service or NetworkPolicy (``kubectl apply`` of a changed one, ``kubectl replace``): the
+        new object computed from the current one as the one-machine server does, then applied as ``podlab apply``
+        does."""
         assert t.name is not None
-        e = self.cache.get("services", t.ns or "", t.name)
+        r = t.resource.name
+        e = self.cache.get(r, t.ns or "", t.name)
         if e is None:
-            raise not_found("services", t.name)
+            raise not_found(r, t.name)
         if req.q("dryRun"):
             raise self._refuse("a server-side dry run", "", "run without --dry-run=server")
         if req.method == "PUT":
@@ -164,11 +169,11 @@ class AcrossApi(Api):
         if (new.get("metadata") or {}).get("name") not in (None, t.name):
             raise bad_request("metadata.name cannot be changed")
         new.setdefault("metadata", {}).update(name=t.name, namespace=t.ns)
-        doc = {"apiVersion": "v1", **clean("services", new), "kind": "Service"}
+        doc = {"apiVersion": t.resource.api_version, **clean(r, new), "kind": t.resource.kind}
         began = time.monotonic()
         self._write(lambda: changes.apply(self.lab, [doc], "kubectl"))
         self.mirror.fresh(began)
-        now = self.cache.get("services", t.ns or "", t.name)
+        now = self.cache.get(r, t.ns or "", t.name)
         hdrs = {"Warning": ", ".join(f'299 - "{w}"' for w in warnings)} if warnings else {}
         return rest.Response(200, (now or e).json, headers=hdrs)
 
@@ -181,7 +186,7 @@ class AcrossApi(Api):
             raise self._refuse("a server-side dry run", "", "run without --dry-run=server")
         began = time.monotonic()
         self._write(lambda: changes.delete(self.lab, t.resource.name, [t.name], t.ns, wait=False))
-        if t.resource.name == "services":
+        if t.resource.name in ("services", "networkpolicies"):
             self._await(t, t.name, began, lambda e: False)
         self.mirror.fresh(began)
         now = self.cache.get(t.resource.name, t.ns or "", t.name)
@@ -234,6 +239,8 @@ def clean(resource: str, obj: dict) -> dict:
         if spec.get("clusterIP") is None:
             spec.pop("clusterIP", None)
         out["spec"] = spec
+    elif resource == "networkpolicies":
+        out["spec"] = obj.get("spec") or {}
     return out
 
 
@@ -277,8 +284,7 @@ def serve(lab: str) -> None:
     store = Store(d / "store")
     store.init()
     hosts = [records.host_of(h) for h in rec["hosts"]]
-    mirror = Mirror(lab, store, hosts, rec["placement"],
-                    services.store_dir(lab) if rec.get("services") else None, log)
+    mirror = Mirror(lab, store, hosts, rec["placement"], services.store_dir(lab), log)
     go = threading.Event()
     mirror.start(go)  # connected to every host while they build: the first pass waits for up's go
     Schema.load(str(state_root()))  # (its cache: the Api below finds it made)

@@ -6,11 +6,15 @@
 - A Namespace is created on every host (each host's store admits its own pods) and in the controller's store.
 - A Service is admitted into the controller's store (``hosts.services``: one allocation of ClusterIPs and
   NodePorts for the whole lab); ``delete service`` removes it there.
-- Then, if the lab has Services, one ``services.sync``: Endpoints recomputed from every host's pods and pushed with
-  the Services to every host, whose kube-proxies have applied them when the command returns.
+- A NetworkPolicy is validated as on one machine and stored in the controller's store (``hosts.netpols``);
+  ``delete networkpolicy`` removes it there. The lab's first one marks it as one whose policies are pushed.
+- Then one ``netpols.push``: every host's pods asked once; if the lab has Services, their Endpoints recomputed and
+  pushed with the Services to every host; if it has NetworkPolicies, the policies and each host's view of the
+  other hosts' pods pushed to every host. Every kube-proxy and policy enforcer has applied them when the command
+  returns.
 
-Every document is validated before anything is applied (as on one machine). Kinds other than Namespace, Pod and
-Service are refused by name: not available across hosts yet.
+Every document is validated before anything is applied (as on one machine). Kinds other than Namespace, Pod,
+Service and NetworkPolicy are refused by name: not available across hosts yet.
 """
 from __future__ import annotations
 
@@ -18,18 +22,20 @@ import ipaddress
 from typing import Any, Callable
 
 from emulator.errors import LabNotFoundError, ManifestError, NotFoundError, UsageError
-from emulator.hosts import controller, records, services
+from emulator.hosts import controller, netpols, records, services
 from emulator.hosts.fanout import each, raise_first
 from emulator.hosts.sessions import for_command
 from emulator.lab import podspec
+from emulator.netpol import cluster, parse
 from emulator.services import registry
 from emulator.services.parse import ServiceParser
 from emulator.state import namespaces
 from emulator.topology.validate import Validator
 
 Progress = Callable[[str], None]
-APPLY_KINDS = ("Namespace", "Pod", "Service")
-DELETE_KINDS = ("pods", "services")
+APPLY_KINDS = ("Namespace", "Pod", "Service", "NetworkPolicy")
+DELETE_KINDS = ("pods", "services", "networkpolicies")
+NETPOL_GROUP = "networkpolicy.networking.k8s.io"
 
 
 def _record(lab: str) -> dict:
@@ -72,7 +78,7 @@ def apply(lab: str, docs: list[dict], source: str, progress: Progress = lambda s
     for i, d in enumerate(docs):
         if kind_of(d) not in APPLY_KINDS:
             raise UsageError(f"apply of a {kind_of(d)} (document {i} of {source}) is not available across hosts yet "
-                             f"(lab {lab}; Namespaces, Pods and Services are)", obj=str(kind_of(d)))
+                             f"(lab {lab}; Namespaces, Pods, Services and NetworkPolicies are)", obj=str(kind_of(d)))
         if kind_of(d) == "Service":
             _need_services(lab, rec, "apply of a Service")
     with for_command() as ss:
@@ -85,7 +91,7 @@ def apply(lab: str, docs: list[dict], source: str, progress: Progress = lambda s
         for p in st["pods"]:
             if p.get("node") in counts:
                 counts[p["node"]] += 1
-        store = services.store_of(lab) if rec.get("services") else None
+        store = services.store_of(lab)
         parser = ServiceParser(source, ManifestError, cidr)
         prepared: list[tuple[str, Any]] = []
         new_spaces: set[str] = set()  # namespaces this file creates first (as kubectl applies them in order)
@@ -103,9 +109,14 @@ def apply(lab: str, docs: list[dict], source: str, progress: Progress = lambda s
                     continue
                 counts[req.pod.node] = counts.get(req.pod.node, 0) + 1
                 prepared.append(("Pod", (req, req.pod.node, _pin(d, req.pod.node))))
+            elif kind_of(d) == "NetworkPolicy":
+                pol = parse.parse_manifest(d, source)
+                if pol.namespace not in new_spaces and not namespaces.active(store, pol.namespace):
+                    raise ManifestError(source, "metadata.namespace", f"namespace '{pol.namespace}' does not exist",
+                                        "create it first, or apply the policy to a namespace of the lab")
+                prepared.append(("NetworkPolicy", pol))
             else:
                 svc = parser.service(d, "")
-                assert store is not None
                 if svc.namespace not in new_spaces and not namespaces.active(store, svc.namespace):
                     raise ManifestError(source, "metadata.namespace", f"namespace '{svc.namespace}' does not exist",
                                         "apply the Service to a namespace of the lab's topology")
@@ -115,7 +126,7 @@ def apply(lab: str, docs: list[dict], source: str, progress: Progress = lambda s
             if kind == "Namespace":  # on every host (each store admits its own pods), and here for the Services
                 said = raise_first(each(list(hosts.values()), lambda h: ss.get(h).request(
                     "namespace", lab=lab, name=p[0], labels=p[1], timeout=30)))
-                if store is not None and store.get("namespaces", p[0]) is None:
+                if store.get("namespaces", p[0]) is None:
                     store.put("namespaces", p[0], namespaces.manifest(p[0], p[1]))
                 lines.append(f"{next(iter(said.values()))} on {len(said)} hosts")
             elif kind == "Pod":
@@ -124,22 +135,26 @@ def apply(lab: str, docs: list[dict], source: str, progress: Progress = lambda s
                 r = ss.get(host).request("apply_pod", lab=lab, obj=doc, source=source, name=req.pod.name,
                                          namespace=req.pod.namespace, timeout=60)
                 lines.append(f"{r['line']} on {node} (host {host.name})")
+            elif kind == "NetworkPolicy":
+                word = cluster.put_policy(store, p)
+                if not rec.get("netpol"):
+                    netpols.enable(lab)
+                    rec["netpol"] = True
+                lines.append(f"{NETPOL_GROUP}/{p.name} {word}")
             else:
-                assert store is not None
                 _, word = registry.put_service(store, p, cidr)
                 lines.append(f"service/{p.name} {word}")
-        if rec.get("services"):
-            services.sync(lab, list(hosts.values()), ss.get, progress)
+        netpols.push(lab, rec, list(hosts.values()), ss.get, progress)
     return lines
 
 
 def delete(lab: str, kind: str, names: list[str], namespace: str | None, wait: bool = True,
            progress: Progress = lambda s: None) -> list[str]:
-    """``delete pods|services NAME...`` on a multi-host lab; kubectl's line for each."""
+    """``delete pods|services|networkpolicies NAME...`` on a multi-host lab; kubectl's line for each."""
     rec = _record(lab)
     if kind not in DELETE_KINDS:
-        raise UsageError(f"delete {kind} is not available across hosts yet (lab {lab}; pods and services are)",
-                         obj=kind)
+        raise UsageError(f"delete {kind} is not available across hosts yet (lab {lab}; pods, services and "
+                         "networkpolicies are)", obj=kind)
     ns = namespace or "default"
     lines = []
     with for_command() as ss:
@@ -155,6 +170,15 @@ def delete(lab: str, kind: str, names: list[str], namespace: str | None, wait: b
                 ss.get(hosts[where[(ns, n)]]).request("delete_pod", lab=lab, name=n, namespace=ns, wait=wait,
                                                       timeout=60)
                 lines.append(f'pod "{n}" deleted')
+        elif kind == "networkpolicies":
+            store = services.store_of(lab)
+            refs = [_policy_ref(n, ns) for n in names]
+            for (pns, n), given in zip(refs, names):
+                if store.get(cluster.POLICIES, n, pns) is None:
+                    raise NotFoundError("networkpolicy", given, f"namespace {pns} of multi-host lab {lab}")
+            for pns, n in refs:
+                cluster.delete_policy(store, pns, n)
+                lines.append(f'{NETPOL_GROUP} "{n}" deleted')
         else:
             _need_services(lab, rec, "delete of a Service")
             store = services.store_of(lab)
@@ -164,6 +188,11 @@ def delete(lab: str, kind: str, names: list[str], namespace: str | None, wait: b
             for n in names:
                 store.delete("services", n, ns)
                 lines.append(f'service "{n}" deleted')
-        if rec.get("services"):
-            services.sync(lab, list(hosts.values()), ss.get, progress)
+        netpols.push(lab, rec, list(hosts.values()), ss.get, progress)
     return lines
+
+
+def _policy_ref(name: str, ns: str) -> tuple[str, str]:
+    """(namespace, name) of a policy named NAME (in ``ns``) or NAMESPACE/NAME, as ``podlab delete netpol`` takes it."""
+    pns, _, n = name.rpartition("/")
+    return pns or ns, n

@@ -6,7 +6,8 @@ if a host is unreachable, runs another podlab version, lacks the vxlan module or
 across hosts (``ACROSS_HOSTS`` lists those that are); write the controller's record (with the host of the
 external network, when the lab has one: the first node's, ``HostSet.lab_host``); send each host its plan
 (``plan.host_plans``) and let all build at once; prove the stretch with a DF ping at full size across every
-pair of hosts; start the lab's API server on the controller (``api_daemon``: every host's objects mirrored,
+pair of hosts; push the Services' Endpoints and the NetworkPolicies with every host's pods to every host
+(``netpols.push``); start the lab's API server on the controller (``api_daemon``: every host's objects mirrored,
 kubectl context ``podlab-<lab>``); mark the record ready. Any failure after the record exists removes every
 host's part (``down``) and raises the first error, naming its host.
 
@@ -27,11 +28,12 @@ from typing import Any, Callable
 from emulator.external import config as extconfig
 from emulator.errors import (AlreadyUp, BuildError, HostError, HostVersionError, LabExistsError, LabNotFoundError,
                              MissingDependencyError, MtuError, PodlabError)
-from emulator.hosts import api_daemon, plan, protocol, records, services, stretch
+from emulator.hosts import api_daemon, netpols, plan, protocol, records, services, stretch
 from emulator.hosts.fanout import each, first_error
 from emulator.hosts.sessions import Sessions, for_command
 from emulator.hosts.transport import HostSession
 from emulator.lab import components
+from emulator.netpol import component as netpol_component
 from emulator.topology.hosts_section import Host, HostSet, of, vni
 from emulator.topology.model import Topology
 
@@ -39,7 +41,7 @@ Progress = Callable[[str], None]
 
 #: the lab components a multi-host lab runs (the hosts build them as on one machine: the external network on the
 #: host of the first node, ``external.component``; link shaping of each host's own nodes and pods)
-ACROSS_HOSTS = frozenset({"services", "external", "link-shaping"})
+ACROSS_HOSTS = frozenset({"services", "networkpolicy", "external", "link-shaping"})
 
 
 def _quiet(_: str) -> None:
@@ -109,11 +111,12 @@ def up(topo: Topology, progress: Progress = _quiet, timeout: float | None = None
     parts = components.active(topo)
     with_services = any(c.name == "services" for c in parts)
     with_external = any(c.name == "external" for c in parts)
+    with_netpol = any(c.name == "networkpolicy" for c in parts)
     others = [c.name for c in parts if c.name not in ACROSS_HOSTS]
     if others:
         raise BuildError(f"lab {topo.name}: {', '.join(others)} {'is' if len(others) == 1 else 'are'} not available "
-                         "across hosts yet (Services, the external network, link shaping and the API server are); "
-                         "fix: drop networkPolicies/containers from the topology, or its hosts", obj=topo.name)
+                         "across hosts yet (Services, NetworkPolicy, the external network, link shaping and the API "
+                         "server are); fix: drop containers from the topology, or its hosts", obj=topo.name)
     if with_services:
         services.refuse_deployments(topo)
     old = records.load(topo.name)
@@ -139,11 +142,16 @@ def up(topo: Topology, progress: Progress = _quiet, timeout: float | None = None
             ext = extconfig.settings(topo)
             assert ext is not None
             rec["externalIPs"] = {"router": str(ext.underlay_gateway), "host": str(ext.host)}
+        rec["netpol"] = with_netpol
         records.save(rec)
         try:
             rec = api_daemon.start(rec)  # it starts up while the hosts build; ready() below lets it serve
             if with_services:
                 services.init(built)  # ClusterIPs and NodePorts allocated once, here, for every host
+            else:
+                services.init_store(built)  # the controller's namespaces (and policies, if any)
+            if with_netpol:
+                netpols.store_policies(topo.name, netpol_component.policies_of(topo) or ())
             plans = plan.host_plans(topo, hs, text=text if text is not None else Path(topo.source).read_text(),
                                     inventory=inventory, name=name, routing=routing, mtu=mtu,
                                     nics={h: i["nic"] for h, i in infos.items()}, timeout=timeout,
@@ -162,8 +170,7 @@ def up(topo: Topology, progress: Progress = _quiet, timeout: float | None = None
                 if err is not None:
                     raise err
                 progress(f"BGP converged across hosts: every node holds the other {len(slices) - 1} slices")
-            if with_services:
-                services.sync(topo.name, list(hs.hosts), lambda h: sessions[h.name], progress)
+            netpols.push(topo.name, rec, list(hs.hosts), lambda h: sessions[h.name], progress)
             api_daemon.ready(rec, progress)
         except BaseException as e:
             progress(f"failed: {e}; removing the lab from every host")

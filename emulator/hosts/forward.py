@@ -1,5 +1,5 @@
-"""Verbs about one object, run on the host that holds it: ``describe``, ``logs``, ``bgp``, ``link``, ``agent`` and
-``cni`` of a multi-host lab.
+"""Verbs about one object, run on the host that holds it: ``describe``, ``logs``, ``bgp``, ``link``, ``agent``,
+``cni`` and ``netpol`` of a multi-host lab.
 
 Each of these verbs reads or changes one pod or node (a node's BIRD, a pod's cable, a node's agent), and the host
 holding that object has everything the verb needs in its own part of the lab: so the controller finds the
@@ -14,9 +14,18 @@ Which host: the pod's or node's (``describe pod|node``, ``logs``, ``bgp stop|sta
 Services and Endpoints to every host); a verb with no target (``bgp status``, ``link show`` of everything) runs
 on every host, each host's output after a ``# host NAME`` line (with ``-o json``: one list of every host's
 items). ``logs -f`` needs a stream the request/response protocol does not carry: refused by name (exit 2).
+
+``netpol``: every host holds every policy and every pod of the lab (its own in its store, the others' pushed by
+the controller, ``hosts.netpols``), so ``netpol matrix`` (the table computed from the policies) runs on the first
+host; ``netpol explain SRC DST`` on the hosts of both pods (each shows the verdict and the packet counters of its
+own node's chains: egress on the source's host, ingress on the destination's); ``netpol status`` on every host
+(each lists its nodes' enforcers). ``netpol matrix --probe`` runs on every host with ``--rows-here -o json``
+(each probes from its own pods to every pod of the lab) and the controller joins the rows into one table
+(``cli.netpol_cmds.merge_rows``).
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +36,7 @@ from emulator.hosts.fanout import each
 from emulator.hosts.sessions import Sessions, for_command
 
 #: verbs a multi-host lab runs on the host of their target
-VERBS = frozenset({"describe", "logs", "bgp", "link", "agent", "cni"})
+VERBS = frozenset({"describe", "logs", "bgp", "link", "agent", "cni", "netpol"})
 POD_KINDS = frozenset({"pod", "pods", "po"})
 NODE_KINDS = frozenset({"node", "nodes", "no"})
 
@@ -62,10 +71,28 @@ def targets(verb: str, args: Any) -> tuple[str, list[str]] | None:
     if verb == "bgp":
         node = getattr(args, "node", None)
         return ("node", [node]) if node else None
+    if verb == "netpol":
+        return _netpol(args)
     if verb == "link":
         names = [args.target] if getattr(args, "target", None) else list(getattr(args, "targets", None) or [])
         return ("any", [n.split(":")[0] for n in names]) if names else None
     return None
+
+
+def _netpol(args: Any) -> tuple[str, list[str]] | None:
+    if args.netpol_verb == "matrix":
+        return None if getattr(args, "probe", False) else ("any", [])
+    if args.netpol_verb == "explain":
+        return "pod", [t.split("/")[-1] for t in (args.src, args.dst) if not _is_ipv4(t)]
+    return None
+
+
+def _is_ipv4(text: str) -> bool:
+    try:
+        ipaddress.IPv4Address(text)
+        return True
+    except ValueError:
+        return False
 
 
 def run(lab: str, verb: str, args: Any, argv: list[str]) -> list[tuple[str, Result]]:

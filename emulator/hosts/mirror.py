@@ -14,9 +14,9 @@ on the controller (``hosts.api_across``) serves the whole lab from a store of it
   machine (``apiserver.cache`` follows it): an idle lab changes no resourceVersion, ``kubectl get -w`` sees each
   change once. A pod's manifest is removed before its status, so the cache shows it Terminating until its host's
   agent has torn it down, as a real server does.
-- **The controller's own objects**: the Services and Endpoints of the lab live in the controller's store
-  (``hosts.services``); a thread copies them the same way whenever that store's resourceVersion (checked five
-  times a second) changed.
+- **The controller's own objects**: the Services, Endpoints and NetworkPolicies of the lab live in the
+  controller's store (``hosts.services``, ``hosts.netpols``); a thread copies them the same way whenever that
+  store's resourceVersion (checked five times a second) changed.
 - **Nodes** carry the label ``podlab.io/host`` (``kubectl get nodes -L podlab.io/host``) and their readiness in
   the annotation ``podlab.io/kubelet``, so a change of readiness is a watch event of the node.
 - **A host that does not answer**: its nodes become ``Unknown`` (kubectl: NotReady) and its pods stay as last
@@ -224,7 +224,7 @@ class Mirror:
         if rv == self._src_rv:
             return
         want: dict[Key, dict] = {}
-        for kind in ("services", "endpoints"):
+        for kind in ("services", "endpoints", "networkpolicies"):
             for o in src.list(kind):
                 want[key_of(kind, o)] = o
         with self.lock:

@@ -11,7 +11,8 @@ Ops (``protocol``): ``info`` (NIC and MTU for an address, the vxlan module, the 
 (DF pings from local nodes), ``status`` (local nodes and pods as the agents report them), ``matrix`` (from every
 local pod to the given pod IPs: the source address each receiver saw), ``exec``, ``capture`` (at local points,
 the packets sent back), ``clock``, ``down``, ``labs``; and those that change the part after ``up`` (Services and
-Endpoints pushed, pods applied and deleted: ``serve_svc``); ``mirror`` (this host's objects, on change, for
+Endpoints pushed, pods applied and deleted: ``serve_svc``; NetworkPolicies and the other hosts' pods pushed:
+``serve_netpol``); ``mirror`` (this host's objects, on change, for
 the controller's API server: ``serve_mirror``).
 
 The real stdin/stdout are moved to private descriptors at start; fd 0/1/2 then point at /dev/null and a log
@@ -41,7 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, IO
 
 from emulator.errors import HostError, LabTimeoutError, NotFoundError, PodlabError
-from emulator.hosts import protocol, serve_mirror, serve_svc, stretch
+from emulator.hosts import protocol, serve_mirror, serve_netpol, serve_svc, stretch
 from emulator.state import record
 from emulator.state.paths import ensure_state_root, state_root
 
@@ -222,7 +223,7 @@ def op_labs(req: dict, progress: Progress) -> list[str]:
 OPS: dict[str, Callable[[dict, Progress], Any]] = {
     "info": op_info, "up": op_up, "ping": op_ping, "converged": op_converged, "status": op_status, "matrix": op_matrix, "exec": op_exec,
     "down": op_down, "labs": op_labs, "cli": op_cli, "capture": op_capture, "clock": op_clock, **serve_svc.OPS,
-    **serve_mirror.OPS}
+    **serve_mirror.OPS, **serve_netpol.OPS}
 NEEDS_COMPONENTS = frozenset({"up", "down"})  # builder.up and teardown.destroy consult the installed components
 
 

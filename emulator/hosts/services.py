@@ -51,15 +51,23 @@ def refuse_deployments(topo: Topology) -> None:
                          "declare the pods under pods:, or drop the hosts", obj=topo.name)
 
 
-def init(topo: Topology) -> Store:
-    """The controller's store of a new multi-host lab: its namespaces, kube-dns and the topology's Services."""
-    cfg = config.settings(topo)
-    assert cfg is not None
+def init_store(topo: Topology) -> Store:
+    """The controller's store of a new multi-host lab, with its namespaces (every lab has one: it holds the
+    Services if the lab has them, and the NetworkPolicies, ``hosts.netpols``)."""
     shutil.rmtree(store_dir(topo.name), ignore_errors=True)  # a store left by a crash is not this lab's
     store = store_of(topo.name)
     store.init()
     store.put_many("namespaces", [(ns.name, manifests.namespace_manifest(ns))
                                   for ns in manifests.lab_namespaces(topo)])
+    return store
+
+
+def init(topo: Topology) -> Store:
+    """The controller's store of a new multi-host lab with Services: its namespaces, kube-dns and the topology's
+    Services."""
+    cfg = config.settings(topo)
+    assert cfg is not None
+    store = init_store(topo)
     dnshost.put_service(store, cfg, dnshost.address(topo), topo.service_cidr)
     for s in cfg.services:
         registry.put_service(store, s, topo.service_cidr)
@@ -67,10 +75,12 @@ def init(topo: Topology) -> Store:
 
 
 def sync(lab: str, hosts: list[Host], session: Callable[[Host], HostSession],
-         progress: Progress = lambda s: None) -> dict[str, Any]:
-    """Endpoints from every host's pods, then the Services and Endpoints to every host; waits until each host's
-    kube-proxies applied them. Raises the first host's error (an unreachable host: its pods are unknown)."""
-    per_host = raise_first(each(hosts, lambda h: session(h).request("objects", lab=lab, timeout=30)))
+         progress: Progress = lambda s: None, per_host: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Endpoints from every host's pods (``per_host``: their ``objects`` answers, if asked already), then the
+    Services and Endpoints to every host; waits until each host's kube-proxies applied them. Raises the first
+    host's error (an unreachable host: its pods are unknown)."""
+    if per_host is None:
+        per_host = raise_first(each(hosts, lambda h: session(h).request("objects", lab=lab, timeout=30)))
     store = store_of(lab)
     services = list(store.list("services"))
     eps = svcsync.endpoints_for(services, store.list("endpoints"), per_host)  # type: ignore[arg-type]

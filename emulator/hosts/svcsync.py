@@ -81,7 +81,8 @@ def diff(have: Iterable[dict], want: Iterable[dict]) -> tuple[list[dict], list[K
     return put, gone
 
 
-def _unstamped(obj: dict) -> dict:
+def unstamped(obj: dict) -> dict:
+    """``obj`` without the store's resourceVersion and generation (each host's store stamps its own)."""
     meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in ("resourceVersion", "generation")}
     return {**obj, "metadata": meta}
 
@@ -89,4 +90,4 @@ def _unstamped(obj: dict) -> dict:
 def push(services: list[dict], endpoints: list[dict]) -> dict[str, Any]:
     """The body of one host's ``services`` request, the same for every host (each host's store stamps its own
     resource versions)."""
-    return {"services": [_unstamped(s) for s in services], "endpoints": [_unstamped(e) for e in endpoints]}
+    return {"services": [unstamped(s) for s in services], "endpoints": [unstamped(e) for e in endpoints]}

@@ -21,7 +21,7 @@ from emulator.errors import LabTimeoutError, NotFoundError, PodNotFoundError
 from emulator.lab.targets import split_ref
 from emulator.netpol import parse
 from emulator.netpol.model import NetworkPolicy
-from emulator.netpol.reader import NAMESPACES, POLICIES, ClusterReader  # noqa: F401 (the readers' names too)
+from emulator.netpol.reader import NAMESPACES, POLICIES, REMOTE, WATCHED, ClusterReader  # noqa: F401
 from emulator.state.manifests import now
 from emulator.state.store import Store
 

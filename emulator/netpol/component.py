@@ -86,7 +86,8 @@ def ensure_running(lab: str, nodes: list[str], progress=lambda s: None) -> bool:
     start_enforcers(lab, missing)
     progress(f"NetworkPolicy: no enforcer was running on {', '.join(missing)} (the topology has no "
              f"{SECTION}: section); started kube-network-policies there")
-    cluster.wait_versions(lambda n: read_json(enforcer.status_path(paths, n)), missing, (0, 0, 0, 0), 20, lab)
+    cluster.wait_versions(lambda n: read_json(enforcer.status_path(paths, n)), missing,
+                          (0,) * len(cluster.WATCHED), 20, lab)
     return True
 
 

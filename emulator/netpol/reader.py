@@ -11,6 +11,13 @@ inode or mtime moved, the JSON), and ``changed_pods`` tells the node builder whi
 ``<kind>/<name>.json``, or one subdirectory per Kubernetes namespace (``<kind>/<ns>/<name>.json``); files
 starting with a dot are writes in progress.
 
+On a host of a multi-host lab the store holds only that host's pods; the controller pushes the other hosts' pods
+into ``remotepods/<ns>/<name>.json`` (``emulator.hosts.netpols``: each a pod trimmed to its metadata, node, named
+container ports and ``status.podIP``), and they are read here as pods like the others, so a node's peer sets hold
+pods of every host while only its own pods are ever selected (their ``nodeName`` is another host's node). A local
+pod wins over a remote one of the same name (a pod moved between hosts, until the next push). On one machine that
+directory stays empty.
+
 ``versions`` is the store's change counter of every input (the directories' mtimes), read *before* the files,
 so a status that reports it never claims a change it has not read.
 """
@@ -25,8 +32,9 @@ from emulator.netpol.engine import Cluster, PodInfo
 from emulator.netpol.model import Labels, NetworkPolicy
 from emulator.state.store import Store
 
-POLICIES, NAMESPACES = "networkpolicies", "namespaces"
-WATCHED = (("pods", False), ("pods", True), (POLICIES, False), (NAMESPACES, False))
+POLICIES, NAMESPACES, REMOTE = "networkpolicies", "namespaces", "remotepods"
+WATCHED = (("pods", False), ("pods", True), (POLICIES, False), (NAMESPACES, False), (REMOTE, False))
+_REMOTE = "remote:"  # the prefix of a remote pod's key among the pods read
 
 
 def container_ports(pod: dict) -> tuple[tuple[str, int, str], ...]:
@@ -119,7 +127,8 @@ class ClusterReader:
         self.store = store
         root = store.root
         self.dirs = {"pods": DirCache(root / "pods"), "status": DirCache(root / "status" / "pods"),
-                     "policies": DirCache(root / POLICIES), "namespaces": DirCache(root / NAMESPACES)}
+                     "policies": DirCache(root / POLICIES), "namespaces": DirCache(root / NAMESPACES),
+                     "remote": DirCache(root / REMOTE)}
         self._pods: dict[str, PodInfo] = {}  # file key → PodInfo
         self._policies: dict[str, NetworkPolicy] = {}
         self._namespaces: dict[str, Labels] = {}
@@ -150,7 +159,7 @@ class ClusterReader:
                     if d == c.root or d in c.subdirs:
                         keys |= c.touch(d, names)
                 touched[k] = keys
-        pod_keys = touched["pods"] | touched["status"]
+        pod_keys = touched["pods"] | touched["status"] | {_REMOTE + k for k in touched["remote"]}
         changed_refs: set[str] = set()
         for key in pod_keys:
             old = self._pods.pop(key, None)
@@ -173,6 +182,9 @@ class ClusterReader:
         return any(touched.values())
 
     def _pod_info(self, key: str) -> PodInfo | None:
+        if key.startswith(_REMOTE):
+            m = self.dirs["remote"].objs.get(key[len(_REMOTE):])
+            return None if m is None else _info(m, (m.get("status") or {}).get("podIP"))
         m = self.dirs["pods"].objs.get(key)
         if m is None or m.get("spec", {}).get("hostNetwork"):
             return None  # a hostNetwork pod is its node, not a pod of the pod network: no policy applies to it
@@ -180,10 +192,7 @@ class ClusterReader:
         st = self.dirs["status"].objs.get(key)
         if st is not None and st.get("uid") != meta.get("uid"):
             st = None  # the status of an earlier pod of that name
-        return PodInfo(namespace=meta.get("namespace") or "default", name=meta.get("name", key),
-                       labels=tuple(sorted((meta.get("labels") or {}).items())),
-                       ip=(st or {}).get("podIP") or None, node=m.get("spec", {}).get("nodeName", ""),
-                       ports=container_ports(m))
+        return _info(m, (st or {}).get("podIP"), key)
 
     def _ensure(self) -> None:
         if not self._read:
@@ -191,7 +200,9 @@ class ClusterReader:
 
     def pods(self) -> dict[str, PodInfo]:
         self._ensure()
-        return {p.ref: p for p in self._pods.values()}
+        out = {p.ref: p for k, p in self._pods.items() if k.startswith(_REMOTE)}
+        out.update({p.ref: p for k, p in self._pods.items() if not k.startswith(_REMOTE)})  # a local one wins
+        return out
 
     def namespaces(self) -> dict[str, Labels]:
         self._ensure()
@@ -203,3 +214,12 @@ class ClusterReader:
 
     def cluster(self) -> Cluster:
         return Cluster(list(self.pods().values()), self.namespaces(), list(self.policies().values()))
+
+
+def _info(m: dict, ip: str | None, key: str = "") -> PodInfo | None:
+    if m.get("spec", {}).get("hostNetwork"):
+        return None
+    meta = m.get("metadata", {})
+    return PodInfo(namespace=meta.get("namespace") or "default", name=meta.get("name", key),
+                   labels=tuple(sorted((meta.get("labels") or {}).items())), ip=ip or None,
+                   node=m.get("spec", {}).get("nodeName", ""), ports=container_ports(m))

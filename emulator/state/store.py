@@ -48,7 +48,9 @@ from emulator.state import feed as feeds
 
 DEFAULT_NS = "default"
 CLUSTER_KINDS = ("nodes", "namespaces")
-NAMESPACED_KINDS = ("pods", "services", "endpoints", "deployments", "replicasets", "networkpolicies", "daemonsets")
+#: ``remotepods``: on a host of a multi-host lab, the other hosts' pods as NetworkPolicy peers (``netpol.reader``)
+NAMESPACED_KINDS = ("pods", "services", "endpoints", "deployments", "replicasets", "networkpolicies", "daemonsets",
+                    "remotepods")
 KINDS = CLUSTER_KINDS + NAMESPACED_KINDS
 #: kinds whose status is a file of its own (written by an agent or controller)
 STATUS_KINDS = ("pods", "deployments")

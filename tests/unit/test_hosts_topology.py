@@ -135,16 +135,18 @@ def test_check_across_hosts_snat_to_external_wants_the_node_address() -> None:
     assert "it saw 10.244.2.2" in text and text.endswith("FAIL\n")
 
 
-def test_up_across_hosts_takes_external_and_link_but_refuses_network_policies_by_name() -> None:
+def test_up_across_hosts_takes_external_link_and_policies_but_refuses_docker_by_name() -> None:
     from emulator import plugins
     from emulator.errors import BuildError
     from emulator.hosts import controller
     from emulator.lab import components
     plugins.install()
-    shaped = loads(BASE.replace("{name: node-2}", "{name: node-2, link: {rate: 10mbit}}") + "external: {}\n",
-                   "t.yaml")
+    shaped = loads(BASE.replace("{name: node-2}", "{name: node-2, link: {rate: 10mbit}}") + "external: {}\n"
+                   "networkPolicies: []\n", "t.yaml")
     assert {c.name for c in components.active(shaped)} - controller.ACROSS_HOSTS == set()
+    docker = BASE.replace("{name: node-4}", "{name: node-4, runtime: docker}") + \
+        "containers: [{name: web, node: node-4}]\n"
     with pytest.raises(BuildError) as e:  # before any host is asked anything
-        controller.up(loads(BASE + "external: {}\nnetworkPolicies: []\n", "t.yaml"))
-    assert "networkpolicy is not available across hosts yet" in str(e.value)
-    assert "the external network, link shaping" in str(e.value) and "drop networkPolicies" in str(e.value)
+        controller.up(loads(docker, "t.yaml"))
+    assert "docker is not available across hosts yet" in str(e.value)
+    assert "NetworkPolicy, the external network, link shaping" in str(e.value) and "drop containers" in str(e.value)
