@@ -1,6 +1,6 @@
 """Verbs of labs that span several machines: ``host serve``, ``host check``, ``host ls``, ``host sync``, and the
-multi-host side of ``up``, ``down``, ``cleanup``, ``get``, ``exec``, ``check``, ``capture``, ``apply`` and ``delete``
-(``emulator.hosts``).
+multi-host side of ``up``, ``down``, ``cleanup``, ``get``, ``exec``, ``check``, ``capture``, ``apply``, ``delete``
+and ``scale`` (``emulator.hosts``).
 
 The lab verbs call ``multihost_lab`` first: a lab whose controller record exists here (``hosts.records``) is
 acted on through its hosts; every other lab goes the usual way.
@@ -94,22 +94,28 @@ def get(a: argparse.Namespace, lab: str, kind: str, names: list[str]) -> int:
         output.table(["NAME", "STATUS", "IP", "NODE", "HOST"],
                      [[p["name"], p["phase"], p["ip"], p["node"], p["host"]] for p in items])
         return 0
-    if kind in ("services", "endpoints"):
+    if kind in ("services", "endpoints", "deployments"):
         return _get_services(a, lab, kind, names)
-    raise UsageError(f"get {kind} is not available across hosts yet (lab {lab}; nodes, pods, services and "
-                     "endpoints are)", obj=kind)
+    raise UsageError(f"get {kind} is not available across hosts yet (lab {lab}; nodes, pods, services, "
+                     "endpoints and deployments are)", obj=kind)
 
 
 def _get_services(a: argparse.Namespace, lab: str, kind: str, names: list[str]) -> int:
-    """Services and Endpoints from the controller's store (the same objects every host has been pushed)."""
+    """Services and Endpoints (the same objects every host has been pushed) and Deployments (with the status the
+    controller's reconcile wrote) from the controller's store."""
     from emulator.cli import svc_cmds
     from emulator.hosts import services
     ns = None if getattr(a, "all_namespaces", False) else (getattr(a, "namespace", None) or "default")
-    items = common.select(list(services.store_of(lab).list(kind, ns=ns)), names, kind.rstrip("s"), lab, ns)
+    store = services.store_of(lab)
+    items = common.select(list(store.list(kind, ns=ns)), names, kind.rstrip("s"), lab, ns)
+    if kind == "deployments":
+        items = [{**o, "status": store.get_status(kind, o["metadata"]["name"], o["metadata"].get("namespace")
+                                                  or "default") or {}} for o in items]
     if a.output == "json":
         output.emit_json(common.one_or_list(items, names))
         return 0
-    table = svc_cmds.service_table if kind == "services" else svc_cmds.endpoints_table
+    table = {"services": svc_cmds.service_table, "endpoints": svc_cmds.endpoints_table,
+             "deployments": svc_cmds.deployment_table}[kind]
     headers, rows = table(None, items, a.output == "wide")  # type: ignore[arg-type]
     if ns is None:
         headers = ["NAMESPACE", *headers]
@@ -130,6 +136,12 @@ def delete(lab: str, kind: str, names: list[str], a: argparse.Namespace) -> int:
     for line in changes.delete(lab, kind, names, getattr(a, "namespace", None), getattr(a, "wait", True),
                                output.progress):
         print(line)
+    return 0
+
+
+def scale(lab: str, name: str, replicas: int, namespace: str | None) -> int:
+    from emulator.hosts import changes
+    print(changes.scale(lab, name, replicas, namespace, output.progress))
     return 0
 
 
@@ -269,8 +281,9 @@ def cmd_check(a: argparse.Namespace) -> int:
 
 
 def cmd_sync(a: argparse.Namespace) -> int:
-    """Push the Services and the Endpoints computed from every host's pods now (what every apply/delete does)."""
-    from emulator.hosts import services
+    """Reconcile the Deployments across the hosts, then push the Services and the Endpoints computed from every
+    host's pods now (what every apply/delete does)."""
+    from emulator.hosts import deploy_across
     lab = multihost_lab(getattr(a, "lab", None))
     if lab is None:
         raise UsageError("podlab host sync acts on a multi-host lab; name it with --lab", obj="sync")
@@ -279,7 +292,7 @@ def cmd_sync(a: argparse.Namespace) -> int:
         raise UsageError(f"multi-host lab {lab} runs no kube-proxy or Services (its topology has no services: or "
                          "kubeProxy: section)", obj=lab)
     with for_command() as ss:
-        r = services.sync(lab, [records.host_of(d) for d in rec["hosts"]], ss.get, output.progress)
+        r = deploy_across.converge(lab, [records.host_of(d) for d in rec["hosts"]], ss.get, output.progress)
     print(f"lab {lab}: {r['services']} Services and their Endpoints pushed to {len(rec['hosts'])} hosts; kube-proxy "
           f"synced on {r['nodes']} nodes")
     return 0

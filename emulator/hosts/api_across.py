@@ -7,18 +7,21 @@ cache, Status wording) over the controller's mirror of every host's store (``hos
 nodes|pods -A -o wide|svc|ep|events``, ``get -w`` and the client libraries see every host's nodes and pods, with
 their IPs and node names, as one cluster.
 
-Writes go where ``podlab apply``/``delete`` send them across hosts (``hosts.changes``, the same code, over sessions
-the process keeps open): a Pod is placed over every node of every host, started on its node's host and answered
-once it runs (201 with the pod Running and its IP, as the mirror then shows it: ``podlab apply`` across hosts
-waits the same way, for the Endpoints it pushes); a Service is admitted into the controller's store and pushed
-to every host; a Namespace is created on every host. ``delete`` of a pod goes to its host without waiting (the
+Writes go where ``podlab apply``/``delete``/``scale`` send them across hosts (``hosts.changes``, the same code,
+over sessions the process keeps open): a Pod is placed over every node of every host, started on its node's host
+and answered once it runs (201 with the pod Running and its IP, as the mirror then shows it: ``podlab apply``
+across hosts waits the same way, for the Endpoints it pushes); a Service is admitted into the controller's store
+and pushed to every host; a Deployment is admitted there and its pods created across the hosts
+(``deploy_across``), answered once they run; ``kubectl scale`` sets its replicas the same way; a Namespace is
+created on every host. When the mirror sees a Deployment's pod go away or fail on its host, a thread here
+reconciles the Deployments (the pod is replaced, under a new name and with a new IP). ``delete`` of a pod goes to its host without waiting (the
 pod shows Terminating until its agent is done, and kubectl waits for it to go, as against a real cluster); of a
 Service, in the controller's store. One write at a time (the sessions carry one request each).
 
 What is not available across hosts answers at once with a Kubernetes Status (405 MethodNotAllowed) naming what
 and why, never a hang: exec/attach/port-forward and logs (a session to a pod on another host would have to be
 relayed), updates of a pod or a Namespace (PUT/PATCH: ``kubectl label pod``), the deletion of a Namespace or of a
-collection, Deployments, NetworkPolicies and everything else not listed above. A Service is updated (``kubectl
+collection, NetworkPolicies and everything else not listed above. A Service or Deployment is updated (``kubectl
 apply`` of a changed one, ``kubectl replace``): the patch is applied to the current object as on one machine, and
 the result applied as ``podlab apply`` applies it.
 """
@@ -46,10 +49,11 @@ from emulator.hosts.mirror import Mirror
 from emulator.state.paths import state_root
 from emulator.state.store import Store, write_json
 
-CREATE = ("pods", "services", "namespaces")
+CREATE = ("pods", "services", "namespaces", "deployments")
 #: the exit code a host's error kept (``emulator.errors``) → the Status it is
 REMOTE = {2: (422, "Invalid"), 3: (409, "AlreadyExists"), 4: (404, "NotFound"), 6: (504, "Timeout")}
-DELETE = ("pods", "services")
+DELETE = ("pods", "services", "deployments")
+UPDATE = ("services", "deployments")  # PUT/PATCH of the object (a Deployment's scale subresource too)
 
 
 class AcrossApi(Api):
@@ -93,19 +97,21 @@ class AcrossApi(Api):
             return self._create(req, t)
         if req.method == "DELETE" and t.name is not None and t.sub is None and r in DELETE:
             return self._delete(req, t)
-        if req.method in ("PUT", "PATCH") and t.name is not None and t.sub is None and r == "services":
+        if req.method in ("PUT", "PATCH") and t.name is not None and t.sub is None and r in UPDATE:
             return self._update(req, t)
+        if req.method in ("PUT", "PATCH") and t.name is not None and t.sub == "scale" and r == "deployments":
+            return self._scale(req, t)
         verb = {"POST": "creating", "PUT": "updating", "PATCH": "updating", "DELETE": "deleting"}.get(
             req.method, req.method)
         what = f"{verb} {t.resource.qualified}" + (f' ("{t.name}")' if t.name else "")
         if r in CREATE and req.method in ("PUT", "PATCH"):
-            raise self._refuse(what, "a pod or namespace changes on every host that holds it; Services do",
-                               "delete the object and create it again")
+            raise self._refuse(what, "a pod or namespace changes on every host that holds it; Services and "
+                               "Deployments do", "delete the object and create it again")
         if r == "namespaces" and req.method == "DELETE":
             raise self._refuse(what, "", "delete its pods and Services")
         if r in DELETE and t.name is None:
             raise self._refuse(f"deleting a collection of {r}", "", "delete them by name")
-        raise self._refuse(what, "only pods, Services and Namespaces are created across hosts")
+        raise self._refuse(what, "only pods, Services, Deployments and Namespaces are created across hosts")
 
     # -- writes ---------------------------------------------------------------------------------------------
     def _write(self, fn):
@@ -138,7 +144,7 @@ class AcrossApi(Api):
                                            "generateName is required")
         if self.cache.get(t.resource.name, t.ns or "", name) is not None:
             raise already_exists(t.resource.name, name)
-        doc = {"apiVersion": "v1", **clean(t.resource.name, obj), "kind": t.resource.kind}
+        doc = {"apiVersion": t.resource.api_version, **clean(t.resource.name, obj), "kind": t.resource.kind}
         began = time.monotonic()
         self._write(lambda: changes.apply(self.lab, [doc], "kubectl"))
         e = self._await(t, name, began, lambda e: t.resource.name != "pods" or bool(
@@ -149,12 +155,14 @@ class AcrossApi(Api):
         return rest.Response(201, e.json, headers=hdrs)
 
     def _update(self, req: rest.Request, t: rest.Target) -> rest.Response:
-        """PUT or PATCH of a Service (``kubectl apply`` of a changed one, ``kubectl replace``): the new object
-        computed from the current one as the one-machine server does, then applied as ``podlab apply`` does."""
+        """PUT or PATCH of a Service or Deployment (``kubectl apply`` of a changed one, ``kubectl replace``): the
+        new object computed from the current one as the one-machine server does, then applied as ``podlab apply``
+        does."""
         assert t.name is not None
-        e = self.cache.get("services", t.ns or "", t.name)
+        r = t.resource.name
+        e = self.cache.get(r, t.ns or "", t.name)
         if e is None:
-            raise not_found("services", t.name)
+            raise not_found(r, t.name)
         if req.q("dryRun"):
             raise self._refuse("a server-side dry run", "", "run without --dry-run=server")
         if req.method == "PUT":
@@ -164,13 +172,49 @@ class AcrossApi(Api):
         if (new.get("metadata") or {}).get("name") not in (None, t.name):
             raise bad_request("metadata.name cannot be changed")
         new.setdefault("metadata", {}).update(name=t.name, namespace=t.ns)
-        doc = {"apiVersion": "v1", **clean("services", new), "kind": "Service"}
+        doc = {"apiVersion": t.resource.api_version, **clean(r, new), "kind": t.resource.kind}
         began = time.monotonic()
         self._write(lambda: changes.apply(self.lab, [doc], "kubectl"))
         self.mirror.fresh(began)
-        now = self.cache.get("services", t.ns or "", t.name)
+        now = self.cache.get(r, t.ns or "", t.name)
         hdrs = {"Warning": ", ".join(f'299 - "{w}"' for w in warnings)} if warnings else {}
         return rest.Response(200, (now or e).json, headers=hdrs)
+
+    def _scale(self, req: rest.Request, t: rest.Target) -> rest.Response:
+        """``kubectl scale deployment``: the Scale subresource, set as ``podlab scale`` sets it (answers once the
+        pods run or are gone on their hosts)."""
+        from emulator.apiserver.writes import decode
+        assert t.name is not None
+        e = self.cache.get("deployments", t.ns or "", t.name)
+        if e is None:
+            raise not_found("deployments", t.name)
+        if req.q("dryRun"):
+            raise self._refuse("a server-side dry run", "", "run without --dry-run=server")
+        body = decode(req, "scale")
+        if isinstance(body, list):  # a JSON patch
+            body = patched(req, rest.scale_of(e.obj), self.schema, t)
+        replicas = ((body or {}).get("spec") or {}).get("replicas") if isinstance(body, dict) else None
+        if not isinstance(replicas, int) or replicas < 0:
+            raise ApiError(422, "Invalid", f'Scale.autoscaling "{t.name}" is invalid: spec.replicas: Invalid '
+                           f"value: {replicas}: must be greater than or equal to 0")
+        began = time.monotonic()
+        self._write(lambda: changes.scale(self.lab, t.name or "", replicas, t.ns))
+        self.mirror.fresh(began)
+        now = self.cache.get("deployments", t.ns or "", t.name)
+        return rest.json_response(rest.scale_of((now or e).obj))
+
+    def reconcile_when_kicked(self, kick: threading.Event) -> None:
+        """The API server's share of the deployment controller: when the mirror saw a Deployment's pod go away or
+        fail on its host, reconcile (``changes.reconcile``: a replacement placed and started across the hosts)."""
+        while True:
+            kick.wait()
+            time.sleep(0.2)  # the deletions of one command come together
+            kick.clear()
+            try:
+                lines = self._write(lambda: changes.reconcile(self.lab))
+                log(f"deployments reconciled after a pod of theirs went away or failed: {lines}")
+            except ApiError as err:
+                log(f"deployments could not be reconciled: {err}")
 
     def _delete(self, req: rest.Request, t: rest.Target) -> rest.Response:
         assert t.name is not None
@@ -181,9 +225,11 @@ class AcrossApi(Api):
             raise self._refuse("a server-side dry run", "", "run without --dry-run=server")
         began = time.monotonic()
         self._write(lambda: changes.delete(self.lab, t.resource.name, [t.name], t.ns, wait=False))
-        if t.resource.name == "services":
-            self._await(t, t.name, began, lambda e: False)
         self.mirror.fresh(began)
+        deadline = time.monotonic() + 10.0
+        while t.resource.name in ("services", "deployments") and time.monotonic() < deadline and \
+                self.cache.get(t.resource.name, t.ns or "", t.name) is not None:
+            time.sleep(0.05)  # gone from the controller's store: the mirror copies that within 0.2 s
         now = self.cache.get(t.resource.name, t.ns or "", t.name)
         return rest.Response(200, (now or e).json)
 
@@ -228,6 +274,13 @@ def clean(resource: str, obj: dict) -> dict:
     if resource == "pods":
         out["spec"] = {k: v for k, v in (obj.get("spec") or {}).items()
                        if k != "tolerations" and (k != "nodeName" or v)}
+    elif resource == "deployments":  # what the one-machine admission checks (``admission_net.deployment``)
+        spec = obj.get("spec") or {}
+        tmpl = spec.get("template") or {}
+        out["apiVersion"] = "apps/v1"
+        out["spec"] = {"replicas": spec.get("replicas", 1), "selector": spec.get("selector"), "template": {
+            "metadata": {k: v for k, v in (tmpl.get("metadata") or {}).items() if k in ("labels", "annotations")},
+            "spec": {k: v for k, v in (tmpl.get("spec") or {}).items() if k != "tolerations"}}}
     elif resource == "services":  # what the one-machine admission gives the parser (``admission_net``)
         spec = {k: v for k, v in (obj.get("spec") or {}).items()
                 if k not in ("clusterIPs", "ipFamilies", "ipFamilyPolicy", "internalTrafficPolicy")}
@@ -279,6 +332,9 @@ def serve(lab: str) -> None:
     hosts = [records.host_of(h) for h in rec["hosts"]]
     mirror = Mirror(lab, store, hosts, rec["placement"],
                     services.store_dir(lab) if rec.get("services") else None, log)
+    kick = threading.Event()
+    if rec.get("services"):
+        mirror.on_owned_pod = kick.set
     go = threading.Event()
     mirror.start(go)  # connected to every host while they build: the first pass waits for up's go
     Schema.load(str(state_root()))  # (its cache: the Api below finds it made)
@@ -292,6 +348,7 @@ def serve(lab: str) -> None:
     api = AcrossApi(lab, Material(d).token, f"127.0.0.1:{port}", store,
                     ipaddress.IPv4Network(rec.get("serviceCIDR", "10.96.0.0/12")), mirror, len(hosts))
     threading.Thread(target=api.cache.follow, daemon=True, name="journal").start()
+    threading.Thread(target=api.reconcile_when_kicked, args=(kick,), daemon=True, name="deployments").start()
     m = Material(d)
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.minimum_version = ssl.TLSVersion.TLSv1_2

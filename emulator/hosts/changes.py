@@ -6,11 +6,15 @@
 - A Namespace is created on every host (each host's store admits its own pods) and in the controller's store.
 - A Service is admitted into the controller's store (``hosts.services``: one allocation of ClusterIPs and
   NodePorts for the whole lab); ``delete service`` removes it there.
-- Then, if the lab has Services, one ``services.sync``: Endpoints recomputed from every host's pods and pushed with
-  the Services to every host, whose kube-proxies have applied them when the command returns.
+- A Deployment is admitted into the controller's store too; ``delete deployment`` removes it there and ``scale``
+  sets its replicas there.
+- Then, if the lab has Services, one ``deploy_across.converge``: every Deployment's pods created and deleted
+  across the hosts (a deleted pod of a Deployment is replaced, a deleted Deployment's pods are collected), then
+  the Endpoints recomputed from every host's pods and pushed with the Services to every host, whose kube-proxies
+  have applied them when the command returns.
 
-Every document is validated before anything is applied (as on one machine). Kinds other than Namespace, Pod and
-Service are refused by name: not available across hosts yet.
+Every document is validated before anything is applied (as on one machine). Kinds other than Namespace, Pod,
+Service and Deployment are refused by name: not available across hosts yet.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ import ipaddress
 from typing import Any, Callable
 
 from emulator.errors import LabNotFoundError, ManifestError, NotFoundError, UsageError
-from emulator.hosts import controller, records, services
+from emulator.hosts import controller, deploy_across, records, services
 from emulator.hosts.fanout import each, raise_first
 from emulator.hosts.sessions import for_command
 from emulator.lab import podspec
@@ -28,8 +32,8 @@ from emulator.state import namespaces
 from emulator.topology.validate import Validator
 
 Progress = Callable[[str], None]
-APPLY_KINDS = ("Namespace", "Pod", "Service")
-DELETE_KINDS = ("pods", "services")
+APPLY_KINDS = ("Namespace", "Pod", "Service", "Deployment")
+DELETE_KINDS = ("pods", "services", "deployments")
 
 
 def _record(lab: str) -> dict:
@@ -72,9 +76,9 @@ def apply(lab: str, docs: list[dict], source: str, progress: Progress = lambda s
     for i, d in enumerate(docs):
         if kind_of(d) not in APPLY_KINDS:
             raise UsageError(f"apply of a {kind_of(d)} (document {i} of {source}) is not available across hosts yet "
-                             f"(lab {lab}; Namespaces, Pods and Services are)", obj=str(kind_of(d)))
-        if kind_of(d) == "Service":
-            _need_services(lab, rec, "apply of a Service")
+                             f"(lab {lab}; Namespaces, Pods, Services and Deployments are)", obj=str(kind_of(d)))
+        if kind_of(d) in ("Service", "Deployment"):
+            _need_services(lab, rec, f"apply of a {kind_of(d)}")
     with for_command() as ss:
         st = controller.status(lab, ss)
         for h, why in st["unreachable"].items():
@@ -104,12 +108,12 @@ def apply(lab: str, docs: list[dict], source: str, progress: Progress = lambda s
                 counts[req.pod.node] = counts.get(req.pod.node, 0) + 1
                 prepared.append(("Pod", (req, req.pod.node, _pin(d, req.pod.node))))
             else:
-                svc = parser.service(d, "")
+                obj = parser.service(d, "") if kind_of(d) == "Service" else parser.deployment(d, "")
                 assert store is not None
-                if svc.namespace not in new_spaces and not namespaces.active(store, svc.namespace):
-                    raise ManifestError(source, "metadata.namespace", f"namespace '{svc.namespace}' does not exist",
-                                        "apply the Service to a namespace of the lab's topology")
-                prepared.append(("Service", svc))
+                if obj.namespace not in new_spaces and not namespaces.active(store, obj.namespace):
+                    raise ManifestError(source, "metadata.namespace", f"namespace '{obj.namespace}' does not exist",
+                                        f"apply the {kind_of(d)} to a namespace of the lab's topology")
+                prepared.append((kind_of(d), obj))
         lines = []
         for kind, p in prepared:
             if kind == "Namespace":  # on every host (each store admits its own pods), and here for the Services
@@ -124,22 +128,26 @@ def apply(lab: str, docs: list[dict], source: str, progress: Progress = lambda s
                 r = ss.get(host).request("apply_pod", lab=lab, obj=doc, source=source, name=req.pod.name,
                                          namespace=req.pod.namespace, timeout=60)
                 lines.append(f"{r['line']} on {node} (host {host.name})")
-            else:
+            elif kind == "Service":
                 assert store is not None
                 _, word = registry.put_service(store, p, cidr)
                 lines.append(f"service/{p.name} {word}")
+            else:
+                assert store is not None
+                _, word = registry.put_deployment(store, p)
+                lines.append(f"deployment.apps/{p.name} {word}")
         if rec.get("services"):
-            services.sync(lab, list(hosts.values()), ss.get, progress)
+            deploy_across.converge(lab, list(hosts.values()), ss.get, progress)
     return lines
 
 
 def delete(lab: str, kind: str, names: list[str], namespace: str | None, wait: bool = True,
            progress: Progress = lambda s: None) -> list[str]:
-    """``delete pods|services NAME...`` on a multi-host lab; kubectl's line for each."""
+    """``delete pods|services|deployments NAME...`` on a multi-host lab; kubectl's line for each."""
     rec = _record(lab)
     if kind not in DELETE_KINDS:
-        raise UsageError(f"delete {kind} is not available across hosts yet (lab {lab}; pods and services are)",
-                         obj=kind)
+        raise UsageError(f"delete {kind} is not available across hosts yet (lab {lab}; pods, services and "
+                         "deployments are)", obj=kind)
     ns = namespace or "default"
     lines = []
     with for_command() as ss:
@@ -156,14 +164,40 @@ def delete(lab: str, kind: str, names: list[str], namespace: str | None, wait: b
                                                       timeout=60)
                 lines.append(f'pod "{n}" deleted')
         else:
-            _need_services(lab, rec, "delete of a Service")
+            word = {"services": "service", "deployments": "deployment"}[kind]
+            _need_services(lab, rec, f"delete of a {word}")
             store = services.store_of(lab)
             for n in names:
-                if store.get("services", n, ns) is None:
-                    raise NotFoundError("service", n, f"namespace {ns} of multi-host lab {lab}")
+                if store.get(kind, n, ns) is None:
+                    raise NotFoundError(word, n, f"namespace {ns} of multi-host lab {lab}")
             for n in names:
-                store.delete("services", n, ns)
-                lines.append(f'service "{n}" deleted')
-        if rec.get("services"):
-            services.sync(lab, list(hosts.values()), ss.get, progress)
+                store.delete(kind, n, ns)
+                lines.append(f'service "{n}" deleted' if kind == "services" else f'deployment.apps "{n}" deleted')
+        if rec.get("services"):  # a deleted Deployment's pods go with it (the garbage collector's part)
+            deploy_across.converge(lab, list(hosts.values()), ss.get, progress)
     return lines
+
+
+def scale(lab: str, name: str, replicas: int, namespace: str | None,
+          progress: Progress = lambda s: None) -> str:
+    """``scale deployment NAME --replicas N`` on a multi-host lab: set in the controller's store, then the pods
+    created or deleted across the hosts (returns when they run or are gone)."""
+    rec = _record(lab)
+    _need_services(lab, rec, "scale of a deployment")
+    ns = namespace or "default"
+    if registry.scale(services.store_of(lab), name, replicas, ns) is None:
+        raise NotFoundError("deployment", name, f"namespace {ns} of multi-host lab {lab}")
+    with for_command() as ss:
+        deploy_across.converge(lab, [records.host_of(d) for d in rec["hosts"]], ss.get, progress)
+    return f"deployment.apps/{name} scaled"
+
+
+def reconcile(lab: str, progress: Progress = lambda s: None) -> str:
+    """The Deployments reconciled across the hosts and the Endpoints pushed, nothing else changed (the API
+    server's answer to a Deployment's pod gone or failed on its host)."""
+    rec = _record(lab)
+    said: list[str] = []
+    with for_command() as ss:
+        deploy_across.converge(lab, [records.host_of(d) for d in rec["hosts"]], ss.get,
+                               lambda s: (said.append(s), progress(s)))
+    return "; ".join(said)

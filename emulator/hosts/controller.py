@@ -4,7 +4,8 @@
 if a host is unreachable, runs another podlab version, lacks the vxlan module or cannot carry the underlay MTU
 (``stretch.choose_mtu``: the smallest NIC less 50); write the controller's record; send each host its plan
 (``plan.host_plans``) and let all build at once; prove the stretch with a DF ping at full size across every
-pair of hosts; start the lab's API server on the controller (``api_daemon``: every host's objects mirrored,
+pair of hosts; with Services, create the Deployments' pods across the hosts and push the Services and Endpoints
+(``deploy_across.converge``); start the lab's API server on the controller (``api_daemon``: every host's objects mirrored,
 kubectl context ``podlab-<lab>``); mark the record ready. Any failure after the record exists removes every
 host's part (``down``) and raises the first error, naming its host.
 
@@ -24,7 +25,7 @@ from typing import Any, Callable
 
 from emulator.errors import (AlreadyUp, BuildError, HostError, HostVersionError, LabExistsError, LabNotFoundError,
                              MissingDependencyError, MtuError, PodlabError)
-from emulator.hosts import api_daemon, plan, protocol, records, services, stretch
+from emulator.hosts import api_daemon, deploy_across, plan, protocol, records, services, stretch
 from emulator.hosts.fanout import each, first_error
 from emulator.hosts.sessions import Sessions, for_command
 from emulator.hosts.transport import HostSession
@@ -106,8 +107,6 @@ def up(topo: Topology, progress: Progress = _quiet, timeout: float | None = None
         raise BuildError(f"lab {topo.name}: {', '.join(others)} {'is' if len(others) == 1 else 'are'} not available "
                          "across hosts yet (Services and the API server are); fix: drop external/networkPolicies/link "
                          "from the topology, or its hosts", obj=topo.name)
-    if with_services:
-        services.refuse_deployments(topo)
     old = records.load(topo.name)
     if old is not None:
         if old.get("status") == "ready" and old.get("source") == os.path.abspath(topo.source):
@@ -149,8 +148,8 @@ def up(topo: Topology, progress: Progress = _quiet, timeout: float | None = None
                 if err is not None:
                     raise err
                 progress(f"BGP converged across hosts: every node holds the other {len(slices) - 1} slices")
-            if with_services:
-                services.sync(topo.name, list(hs.hosts), lambda h: sessions[h.name], progress)
+            if with_services:  # the Deployments' pods created across the hosts, then the Endpoints pushed
+                deploy_across.converge(topo.name, list(hs.hosts), lambda h: sessions[h.name], progress)
             api_daemon.ready(rec, progress)
         except BaseException as e:
             progress(f"failed: {e}; removing the lab from every host")
