@@ -14,9 +14,11 @@ across hosts waits the same way, for the Endpoints it pushes); a Service is admi
 and pushed to every host; a Deployment is admitted there and its pods created across the hosts
 (``deploy_across``), answered once they run; ``kubectl scale`` sets its replicas the same way; a Namespace is
 created on every host. When the mirror sees a Deployment's pod go away or fail on its host, a thread here
-reconciles the Deployments (the pod is replaced, under a new name and with a new IP). ``delete`` of a pod goes to its host without waiting (the
-pod shows Terminating until its agent is done, and kubectl waits for it to go, as against a real cluster); of a
-Service, in the controller's store. One write at a time (the sessions carry one request each).
+reconciles the Deployments (the pod is replaced, under a new name and with a new IP). ``delete`` of a pod goes
+to its host without waiting (the pod shows Terminating until its agent is done, and kubectl waits for it to go,
+as against a real cluster; a Deployment's pod is replaced at once); of a Service or Deployment, in the
+controller's store (a Deployment's pods are then deleted on their hosts). One write at a time (the sessions
+carry one request each).
 
 What is not available across hosts answers at once with a Kubernetes Status (405 MethodNotAllowed) naming what
 and why, never a hang: exec/attach/port-forward and logs (a session to a pod on another host would have to be

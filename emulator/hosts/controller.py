@@ -4,10 +4,10 @@
 if a host is unreachable, runs another podlab version, lacks the vxlan module or cannot carry the underlay MTU
 (``stretch.choose_mtu``: the smallest NIC less 50); write the controller's record; send each host its plan
 (``plan.host_plans``) and let all build at once; prove the stretch with a DF ping at full size across every
-pair of hosts; with Services, create the Deployments' pods across the hosts and push the Services and Endpoints
-(``deploy_across.converge``); start the lab's API server on the controller (``api_daemon``: every host's objects mirrored,
-kubectl context ``podlab-<lab>``); mark the record ready. Any failure after the record exists removes every
-host's part (``down``) and raises the first error, naming its host.
+pair of hosts; with Services, create the Deployments' pods across the hosts and push the Services and
+Endpoints (``deploy_across.converge``); start the lab's API server on the controller (``api_daemon``: every
+host's objects mirrored, kubectl context ``podlab-<lab>``); mark the record ready. Any failure after the
+record exists removes every host's part (``down``) and raises the first error, naming its host.
 
 ``down``/``cleanup``: the API server is ended by its recorded PID; each host listed as pending removes its part
 (an ordinary ``teardown.destroy`` there); an unreachable host is reported by name, stays pending and the others
