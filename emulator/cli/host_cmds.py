@@ -149,6 +149,9 @@ def forwarded(lab: str, args: argparse.Namespace, argv: list[str]) -> int:
     """A verb about one pod or node (``emulator.hosts.forward.VERBS``), run on its host; that host's output and
     exit status (several hosts: each one's output under its name, ``-o json`` merged, the worst status)."""
     from emulator.hosts import forward
+    kind = str(args.kind).split("/")[0].lower() if args.verb == "describe" else ""
+    if kind in ("deploy", "deployment", "deployments"):  # the controller's, not a host's
+        return describe_deployment(lab, args)
     argv = _without_lab(argv)
     results = forward.run(lab, args.verb, args, argv)
     if len(results) == 1:
@@ -164,6 +167,38 @@ def forwarded(lab: str, args: argparse.Namespace, argv: list[str]) -> int:
             sys.stdout.write(r.stdout)
             sys.stderr.write(r.stderr)
     return max(r.returncode for _h, r in results)
+
+
+def describe_deployment(lab: str, a: argparse.Namespace) -> int:
+    """``describe deploy NAME`` of a multi-host lab: the Deployment from the controller's store, its pods from
+    every host (each with its node and host)."""
+    from emulator.errors import NotFoundError
+    from emulator.hosts import services
+    from emulator.services import deployments as depctl
+    name = a.name if a.name else str(a.kind).split("/", 1)[-1]
+    ns = getattr(a, "namespace", None) or "default"
+    store = services.store_of(lab)
+    dep = store.get("deployments", name, ns)
+    if dep is None:
+        raise NotFoundError("deployment", name, f"namespace {ns} of multi-host lab {lab}")
+    st = store.get_status("deployments", name, ns) or {}
+    rs = depctl.replicaset_name(dep)
+    pods = sorted((p for p in controller.status(lab)["pods"] if (p.get("namespace") or "default") == ns
+                   and p["name"].startswith(rs + "-")), key=lambda p: p["name"])
+    if a.output == "json":
+        output.emit_json({"deployment": {**dep, "status": st}, "pods": [p["name"] for p in pods]})
+        return 0
+    spec = dep["spec"]
+    for k, v in [("Name", name), ("Namespace", ns),
+                 ("Selector", ",".join(f"{k}={v}" for k, v in spec["selector"].get("matchLabels", {}).items())),
+                 ("Replicas", f"{spec.get('replicas', 1)} desired | {st.get('updatedReplicas', 0)} updated | "
+                              f"{st.get('replicas', 0)} total | {st.get('availableReplicas', 0)} available"),
+                 ("NewReplicaSet", rs)]:
+        print(f"{k + ':':<16}{v}")
+    print("Pods:")
+    for p in pods:
+        print(f"  {p['name']:<32} {p['phase']:<18} {p.get('ip') or '<none>':<15} {p.get('node')} (host {p['host']})")
+    return 0
 
 
 def _without_lab(argv: list[str]) -> list[str]:

@@ -139,6 +139,9 @@ def test_up_spreads_the_deployment_over_the_hosts(hosts: EmulatedHosts, lab: dic
     items = json.loads(kubectl(hosts, "get", "pods", "-l", "app=web", "-o", "json").stdout)["items"]
     assert {p["metadata"]["ownerReferences"][0]["kind"] for p in items} == {"ReplicaSet"}
     assert {p["metadata"]["labels"]["pod-template-hash"] for p in items} == {rs_line.split()[0].rsplit("-", 1)[1]}
+    r = ctl(hosts, "describe", "deploy", "web")
+    assert r.returncode == 0 and "3 desired | 3 updated | 3 total | 3 available" in r.stdout, r.stdout + r.stderr
+    assert all(f"(host {h})" in r.stdout for h in hosts.names), r.stdout
 
 
 def test_service_answers_from_pods_on_every_host_with_the_client_ip(hosts: EmulatedHosts, lab: dict) -> None:
@@ -210,7 +213,15 @@ def test_kubectl_applies_scales_and_deletes_a_deployment_across_hosts(hosts: Emu
     assert {p["host"] for p in agree(hosts, 3, "api-").values()} == {"mhd1", "mhd2", "mhd3"}
     r = kubectl(hosts, "apply", "-f", "-", input=API_DEPLOYMENT.replace("replicas: 2", "replicas: 1"))
     assert "deployment.apps/api configured" in r.stdout, r.stdout + r.stderr
-    agree(hosts, 1, "api-")
+    old = agree(hosts, 1, "api-")
+    rolled = API_DEPLOYMENT.replace("replicas: 2", "replicas: 1").replace("labels: {app: api}}",
+                                                                          "labels: {app: api, v: '2'}}")
+    r = kubectl(hosts, "apply", "-f", "-", input=rolled)  # a changed template: a new ReplicaSet, the old pod goes
+    assert "deployment.apps/api configured" in r.stdout, r.stdout + r.stderr
+    new = agree(hosts, 1, "api-")
+    assert set(new) != set(old) and {n.rsplit("-", 1)[0] for n in new} != {n.rsplit("-", 1)[0] for n in old}
+    rs = kubectl(hosts, "get", "rs", "-o", "name").stdout.split()
+    assert [n for n in rs if "/api-" in n] == [f"replicaset.apps/{next(iter(new)).rsplit('-', 1)[0]}"], rs
     kubectl(hosts, "delete", "deployment", "api")
     assert on_hosts(hosts, "api-") == {h: set() for h in hosts.names}
     assert "api" not in kubectl(hosts, "get", "deploy,rs", "-o", "name").stdout
