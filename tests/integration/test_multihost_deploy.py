@@ -14,16 +14,17 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
 import pytest
 
 from emulator.hosts.emulated import EmulatedHosts
 from tests.integration.conftest import KUBECTL, ROOT
-from tests.integration.test_multihost import COMMAND, PY, controller_records, ctl, host_leftovers, \
-    lab_store_view
+from tests.integration.test_multihost import COMMAND, PY, controller_records, ctl, host_leftovers
 
 LAB = "mhd-dep"
+STORE_PODS = f"/run/podlab/labs/{LAB}/store/pods/default"  # a host's own store (``state.store``)
 NETEXEC = "containers: [{name: web, image: netexec, ports: [{containerPort: 8080}]}]"
 TOPOLOGY = f"""version: 1
 name: {LAB}
@@ -84,9 +85,12 @@ def pods(hosts: EmulatedHosts, prefix: str = "web-") -> dict[str, dict]:
 
 
 def on_hosts(hosts: EmulatedHosts, prefix: str = "web-") -> dict[str, set[str]]:
-    """{host: the pods named ``prefix``... its own store holds}."""
-    return {h: {k.split("/", 1)[1] for k in lab_store_view(hosts, h, LAB, "pods") if k.split("/", 1)[1]
-                .startswith(prefix)} for h in hosts.names}
+    """{host: the pods named ``prefix``... its own store holds} (the manifests in its store's directory)."""
+    with ThreadPoolExecutor(3) as ex:
+        listed = dict(zip(hosts.names, ex.map(lambda h: hosts.host_run(h, ["ls", STORE_PODS]).stdout.split(),
+                                              hosts.names)))
+    return {h: {f[:-len(".json")] for f in files if f.startswith(prefix) and f.endswith(".json")}
+            for h, files in listed.items()}
 
 
 def deployment(hosts: EmulatedHosts, name: str = "web") -> dict:
