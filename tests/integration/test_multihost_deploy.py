@@ -151,7 +151,7 @@ def test_up_spreads_the_deployment_over_the_hosts(hosts: EmulatedHosts, lab: dic
 def test_service_answers_from_pods_on_every_host_with_the_client_ip(hosts: EmulatedHosts, lab: dict) -> None:
     ip = json.loads(ctl(hosts, "get", "svc", "web", "-o", "json").stdout)["spec"]["clusterIP"]
     want = set(pods(hosts))
-    script = f"for i in $(seq 40); do curl -sS --max-time 3 {ip}/hostname; echo; done"
+    script = f"for i in $(seq 24); do curl -sS --max-time 3 {ip}/hostname; echo; done"
     r = ctl(hosts, "exec", "client", "--", "sh", "-c", script)
     assert r.returncode == 0, r.stdout + r.stderr
     assert {ln.strip() for ln in r.stdout.splitlines() if ln.strip()} == want
