@@ -1,6 +1,6 @@
 """Verbs of labs that span several machines: ``host serve``, ``host check``, ``host ls``, ``host sync``, and the
-multi-host side of ``up``, ``down``, ``cleanup``, ``get``, ``exec``, ``check``, ``capture``, ``apply`` and ``delete``
-(``emulator.hosts``).
+multi-host side of ``up``, ``down``, ``cleanup``, ``get``, ``exec``, ``check``, ``capture``, ``apply``, ``delete``
+and ``scale`` (``emulator.hosts``).
 
 The lab verbs call ``multihost_lab`` first: a lab whose controller record exists here (``hosts.records``) is
 acted on through its hosts; every other lab goes the usual way.
@@ -95,26 +95,30 @@ def get(a: argparse.Namespace, lab: str, kind: str, names: list[str]) -> int:
         output.table(["NAME", "STATUS", "IP", "NODE", "HOST"],
                      [[p["name"], p["phase"], p["ip"], p["node"], p["host"]] for p in items])
         return 0
-    if kind in ("services", "endpoints", "networkpolicies"):
+    if kind in ("services", "endpoints", "deployments", "networkpolicies"):
         return _get_services(a, lab, kind, names)
     raise UsageError(f"get {kind} is not available across hosts yet (lab {lab}; nodes, pods, services, "
-                     "endpoints and networkpolicies are)", obj=kind)
+                     "endpoints, deployments and networkpolicies are)", obj=kind)
 
 
 def _get_services(a: argparse.Namespace, lab: str, kind: str, names: list[str]) -> int:
-    """Services, Endpoints and NetworkPolicies from the controller's store (the same objects every host has been
-    pushed)."""
+    """Services, Endpoints and NetworkPolicies (the same objects every host has been pushed) and Deployments (with
+    the status the controller's reconcile wrote) from the controller's store."""
     from emulator.cli import netpol_cmds, svc_cmds
     from emulator.hosts import services
     ns = None if getattr(a, "all_namespaces", False) else (getattr(a, "namespace", None) or "default")
-    objs = sorted(services.store_of(lab).list(kind, ns=ns),
-                  key=lambda o: (o["metadata"].get("namespace") or "default", o["metadata"]["name"]))
+    store = services.store_of(lab)
+    objs = sorted(store.list(kind, ns=ns), key=lambda o: (o["metadata"].get("namespace") or "default",
+                                                           o["metadata"]["name"]))
     items = common.select(objs, names, {"networkpolicies": "networkpolicy"}.get(kind, kind.rstrip("s")), lab, ns)
+    if kind == "deployments":
+        items = [{**o, "status": store.get_status(kind, o["metadata"]["name"], o["metadata"].get("namespace")
+                                                  or "default") or {}} for o in items]
     if a.output == "json":
         output.emit_json(common.one_or_list(items, names))
         return 0
     table = {"services": svc_cmds.service_table, "endpoints": svc_cmds.endpoints_table,
-             "networkpolicies": netpol_cmds.netpol_table}[kind]
+             "deployments": svc_cmds.deployment_table, "networkpolicies": netpol_cmds.netpol_table}[kind]
     headers, rows = table(None, items, False if kind == "networkpolicies" else a.output == "wide")  # type: ignore
     if ns is None:
         headers = ["NAMESPACE", *headers]
@@ -138,10 +142,19 @@ def delete(lab: str, kind: str, names: list[str], a: argparse.Namespace) -> int:
     return 0
 
 
+def scale(lab: str, name: str, replicas: int, namespace: str | None) -> int:
+    from emulator.hosts import changes
+    print(changes.scale(lab, name, replicas, namespace, output.progress))
+    return 0
+
+
 def forwarded(lab: str, args: argparse.Namespace, argv: list[str]) -> int:
     """A verb about one pod or node (``emulator.hosts.forward.VERBS``), run on its host; that host's output and
     exit status (several hosts: each one's output under its name, ``-o json`` merged, the worst status)."""
     from emulator.hosts import forward
+    kind = str(args.kind).split("/")[0].lower() if args.verb == "describe" else ""
+    if kind in ("deploy", "deployment", "deployments"):  # the controller's, not a host's
+        return describe_deployment(lab, args)
     argv = _without_lab(argv)
     if args.verb == "netpol" and args.netpol_verb == "matrix" and args.probe:
         return _probed_matrix(lab, args, argv)
@@ -175,6 +188,38 @@ def _probed_matrix(lab: str, args: argparse.Namespace, argv: list[str]) -> int:
             raise UsageError(f"host {host}: netpol matrix --probe failed (exit {r.returncode})", obj=host)
         parts.append(netpol_cmds.from_json(json.loads(r.stdout)))
     return netpol_cmds.show_matrix(netpol_cmds.merge_rows(parts), args.output, True, args.via)
+
+
+def describe_deployment(lab: str, a: argparse.Namespace) -> int:
+    """``describe deploy NAME`` of a multi-host lab: the Deployment from the controller's store, its pods from
+    every host (each with its node and host)."""
+    from emulator.errors import NotFoundError
+    from emulator.hosts import services
+    from emulator.services import deployments as depctl
+    name = a.name if a.name else str(a.kind).split("/", 1)[-1]
+    ns = getattr(a, "namespace", None) or "default"
+    store = services.store_of(lab)
+    dep = store.get("deployments", name, ns)
+    if dep is None:
+        raise NotFoundError("deployment", name, f"namespace {ns} of multi-host lab {lab}")
+    st = store.get_status("deployments", name, ns) or {}
+    rs = depctl.replicaset_name(dep)
+    pods = sorted((p for p in controller.status(lab)["pods"] if (p.get("namespace") or "default") == ns
+                   and p["name"].startswith(rs + "-")), key=lambda p: p["name"])
+    if a.output == "json":
+        output.emit_json({"deployment": {**dep, "status": st}, "pods": [p["name"] for p in pods]})
+        return 0
+    spec = dep["spec"]
+    for k, v in [("Name", name), ("Namespace", ns),
+                 ("Selector", ",".join(f"{k}={v}" for k, v in spec["selector"].get("matchLabels", {}).items())),
+                 ("Replicas", f"{spec.get('replicas', 1)} desired | {st.get('updatedReplicas', 0)} updated | "
+                              f"{st.get('replicas', 0)} total | {st.get('availableReplicas', 0)} available"),
+                 ("NewReplicaSet", rs)]:
+        print(f"{k + ':':<16}{v}")
+    print("Pods:")
+    for p in pods:
+        print(f"  {p['name']:<32} {p['phase']:<18} {p.get('ip') or '<none>':<15} {p.get('node')} (host {p['host']})")
+    return 0
 
 
 def _without_lab(argv: list[str]) -> list[str]:
@@ -323,9 +368,9 @@ def cmd_check(a: argparse.Namespace) -> int:
 
 
 def cmd_sync(a: argparse.Namespace) -> int:
-    """Push now what every apply/delete pushes: the Services with the Endpoints computed from every host's pods,
-    the NetworkPolicies with every host's view of the other hosts' pods."""
-    from emulator.hosts import netpols
+    """Push now what every apply/delete pushes: the Deployments reconciled across the hosts, the Services with
+    the Endpoints computed from every host's pods, the NetworkPolicies with every host's view of the others' pods."""
+    from emulator.hosts import converge
     lab = multihost_lab(getattr(a, "lab", None))
     if lab is None:
         raise UsageError("podlab host sync acts on a multi-host lab; name it with --lab", obj="sync")
@@ -334,7 +379,7 @@ def cmd_sync(a: argparse.Namespace) -> int:
         raise UsageError(f"multi-host lab {lab} has neither Services (no services: or kubeProxy: section) nor "
                          "NetworkPolicies: nothing to push", obj=lab)
     with for_command() as ss:
-        r = netpols.push(lab, rec, [records.host_of(d) for d in rec["hosts"]], ss.get, output.progress)
+        r = converge.after_change(lab, rec, [records.host_of(d) for d in rec["hosts"]], ss.get, output.progress)
     said = []
     if "services" in r:
         said.append(f"{r['services']['services']} Services and their Endpoints pushed to {len(rec['hosts'])} hosts; "

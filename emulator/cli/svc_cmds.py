@@ -230,6 +230,10 @@ def cmd_scale(a: argparse.Namespace) -> int:
     name = names[0]
     if a.replicas < 0:
         raise UsageError("--replicas must be 0 or more", obj=name)
+    from emulator.cli import host_cmds
+    multi = host_cmds.multihost_lab(a.lab)
+    if multi is not None:  # the controller's store holds the Deployment; its pods change on the hosts
+        return host_cmds.scale(multi, name, a.replicas, getattr(a, "namespace", None))
     lab = Lab.get(a.lab)
     if registry.scale(lab.store, name, a.replicas, _ns(a)) is None:
         raise NotFoundError("deployment", name, f"lab {lab.name}" if _ns(a) == "default" else

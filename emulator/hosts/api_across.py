@@ -7,20 +7,24 @@ cache, Status wording) over the controller's mirror of every host's store (``hos
 nodes|pods -A -o wide|svc|ep|events``, ``get -w`` and the client libraries see every host's nodes and pods, with
 their IPs and node names, as one cluster.
 
-Writes go where ``podlab apply``/``delete`` send them across hosts (``hosts.changes``, the same code, over sessions
-the process keeps open): a Pod is placed over every node of every host, started on its node's host and answered
-once it runs (201 with the pod Running and its IP, as the mirror then shows it: ``podlab apply`` across hosts
-waits the same way, for the Endpoints it pushes); a Service is admitted into the controller's store and pushed
-to every host; a NetworkPolicy is stored there too and pushed to every host with the pods of the others
-(``hosts.netpols``); a Namespace is created on every host. ``delete`` of a pod goes to its host without waiting
-(the pod shows Terminating until its agent is done, and kubectl waits for it to go, as against a real cluster);
-of a Service or NetworkPolicy, in the controller's store, then pushed. One write at a time (the sessions carry
-one request each).
+Writes go where ``podlab apply``/``delete``/``scale`` send them across hosts (``hosts.changes``, the same code,
+over sessions the process keeps open): a Pod is placed over every node of every host, started on its node's host
+and answered once it runs (201 with the pod Running and its IP, as the mirror then shows it: ``podlab apply``
+across hosts waits the same way, for the Endpoints it pushes); a Service is admitted into the controller's store
+and pushed to every host; a NetworkPolicy is stored there too and pushed to every host with the pods of the
+others (``hosts.netpols``); a Deployment is admitted there and its pods created across the hosts
+(``deploy_across``), answered once they run; ``kubectl scale`` sets its replicas the same way; a Namespace is
+created on every host. When the mirror sees a Deployment's pod go away or fail on its host, a thread here
+reconciles the Deployments (the pod is replaced, under a new name and with a new IP). ``delete`` of a pod goes
+to its host without waiting (the pod shows Terminating until its agent is done, and kubectl waits for it to go,
+as against a real cluster; a Deployment's pod is replaced at once); of a Service, NetworkPolicy or Deployment, in
+the controller's store, then pushed (a Deployment's pods are then deleted on their hosts). One write at a time
+(the sessions carry one request each).
 
 What is not available across hosts answers at once with a Kubernetes Status (405 MethodNotAllowed) naming what
 and why, never a hang: exec/attach/port-forward and logs (a session to a pod on another host would have to be
 relayed), updates of a pod or a Namespace (PUT/PATCH: ``kubectl label pod``), the deletion of a Namespace or of a
-collection, Deployments and everything else not listed above. A Service or NetworkPolicy is updated (``kubectl
+collection and everything else not listed above. A Service, NetworkPolicy or Deployment is updated (``kubectl
 apply`` of a changed one, ``kubectl replace``): the patch is applied to the current object as on one machine, and
 the result applied as ``podlab apply`` applies it.
 """
@@ -48,11 +52,12 @@ from emulator.hosts.mirror import Mirror
 from emulator.state.paths import state_root
 from emulator.state.store import Store, write_json
 
-CREATE = ("pods", "services", "namespaces", "networkpolicies")
-UPDATE = ("services", "networkpolicies")  # changed in the controller's store, pushed to every host
+CREATE = ("pods", "services", "namespaces", "deployments", "networkpolicies")
+#: changed in the controller's store, pushed to every host (a Deployment's scale subresource too)
+UPDATE = ("services", "deployments", "networkpolicies")
 #: the exit code a host's error kept (``emulator.errors``) → the Status it is
 REMOTE = {2: (422, "Invalid"), 3: (409, "AlreadyExists"), 4: (404, "NotFound"), 6: (504, "Timeout")}
-DELETE = ("pods", "services", "networkpolicies")
+DELETE = ("pods", "services", "deployments", "networkpolicies")
 
 
 class AcrossApi(Api):
@@ -98,17 +103,20 @@ class AcrossApi(Api):
             return self._delete(req, t)
         if req.method in ("PUT", "PATCH") and t.name is not None and t.sub is None and r in UPDATE:
             return self._update(req, t)
+        if req.method in ("PUT", "PATCH") and t.name is not None and t.sub == "scale" and r == "deployments":
+            return self._scale(req, t)
         verb = {"POST": "creating", "PUT": "updating", "PATCH": "updating", "DELETE": "deleting"}.get(
             req.method, req.method)
         what = f"{verb} {t.resource.qualified}" + (f' ("{t.name}")' if t.name else "")
         if r in CREATE and r not in UPDATE and req.method in ("PUT", "PATCH"):
-            raise self._refuse(what, "a pod or namespace changes on every host that holds it; Services do",
-                               "delete the object and create it again")
+            raise self._refuse(what, "a pod or namespace changes on every host that holds it; Services, Deployments "
+                               "and NetworkPolicies do", "delete the object and create it again")
         if r == "namespaces" and req.method == "DELETE":
             raise self._refuse(what, "", "delete its pods and Services")
         if r in DELETE and t.name is None:
             raise self._refuse(f"deleting a collection of {r}", "", "delete them by name")
-        raise self._refuse(what, "only pods, Services, NetworkPolicies and Namespaces are created across hosts")
+        raise self._refuse(what, "only pods, Services, Deployments, NetworkPolicies and Namespaces are created "
+                           "across hosts")
 
     # -- writes ---------------------------------------------------------------------------------------------
     def _write(self, fn):
@@ -152,9 +160,9 @@ class AcrossApi(Api):
         return rest.Response(201, e.json, headers=hdrs)
 
     def _update(self, req: rest.Request, t: rest.Target) -> rest.Response:
-        """PUT or PATCH of a Service or NetworkPolicy (``kubectl apply`` of a changed one, ``kubectl replace``): the
-        new object computed from the current one as the one-machine server does, then applied as ``podlab apply``
-        does."""
+        """PUT or PATCH of a Service, Deployment or NetworkPolicy (``kubectl apply`` of a changed one, ``kubectl
+        replace``): the new object computed from the current one as the one-machine server does, then applied as
+        ``podlab apply`` does."""
         assert t.name is not None
         r = t.resource.name
         e = self.cache.get(r, t.ns or "", t.name)
@@ -177,6 +185,42 @@ class AcrossApi(Api):
         hdrs = {"Warning": ", ".join(f'299 - "{w}"' for w in warnings)} if warnings else {}
         return rest.Response(200, (now or e).json, headers=hdrs)
 
+    def _scale(self, req: rest.Request, t: rest.Target) -> rest.Response:
+        """``kubectl scale deployment``: the Scale subresource, set as ``podlab scale`` sets it (answers once the
+        pods run or are gone on their hosts)."""
+        from emulator.apiserver.writes import decode
+        assert t.name is not None
+        e = self.cache.get("deployments", t.ns or "", t.name)
+        if e is None:
+            raise not_found("deployments", t.name)
+        if req.q("dryRun"):
+            raise self._refuse("a server-side dry run", "", "run without --dry-run=server")
+        body = decode(req, "scale")
+        if isinstance(body, list):  # a JSON patch
+            body = patched(req, rest.scale_of(e.obj), self.schema, t)
+        replicas = ((body or {}).get("spec") or {}).get("replicas") if isinstance(body, dict) else None
+        if not isinstance(replicas, int) or replicas < 0:
+            raise ApiError(422, "Invalid", f'Scale.autoscaling "{t.name}" is invalid: spec.replicas: Invalid '
+                           f"value: {replicas}: must be greater than or equal to 0")
+        began = time.monotonic()
+        self._write(lambda: changes.scale(self.lab, t.name or "", replicas, t.ns))
+        self.mirror.fresh(began)
+        now = self.cache.get("deployments", t.ns or "", t.name)
+        return rest.json_response(rest.scale_of((now or e).obj))
+
+    def reconcile_when_kicked(self, kick: threading.Event) -> None:
+        """The API server's share of the deployment controller: when the mirror saw a Deployment's pod go away or
+        fail on its host, reconcile (``changes.reconcile``: a replacement placed and started across the hosts)."""
+        while True:
+            kick.wait()
+            time.sleep(0.2)  # the deletions of one command come together
+            kick.clear()
+            try:
+                lines = self._write(lambda: changes.reconcile(self.lab))
+                log(f"deployments reconciled after a pod of theirs went away or failed: {lines}")
+            except ApiError as err:
+                log(f"deployments could not be reconciled: {err}")
+
     def _delete(self, req: rest.Request, t: rest.Target) -> rest.Response:
         assert t.name is not None
         e = self.cache.get(t.resource.name, t.ns or "", t.name)
@@ -186,9 +230,12 @@ class AcrossApi(Api):
             raise self._refuse("a server-side dry run", "", "run without --dry-run=server")
         began = time.monotonic()
         self._write(lambda: changes.delete(self.lab, t.resource.name, [t.name], t.ns, wait=False))
-        if t.resource.name in ("services", "networkpolicies"):
-            self._await(t, t.name, began, lambda e: False)
         self.mirror.fresh(began)
+        deadline = time.monotonic() + 10.0
+        while t.resource.name in ("services", "deployments", "networkpolicies") and \
+                time.monotonic() < deadline and \
+                self.cache.get(t.resource.name, t.ns or "", t.name) is not None:
+            time.sleep(0.05)  # gone from the controller's store: the mirror copies that within 0.2 s
         now = self.cache.get(t.resource.name, t.ns or "", t.name)
         return rest.Response(200, (now or e).json)
 
@@ -233,6 +280,13 @@ def clean(resource: str, obj: dict) -> dict:
     if resource == "pods":
         out["spec"] = {k: v for k, v in (obj.get("spec") or {}).items()
                        if k != "tolerations" and (k != "nodeName" or v)}
+    elif resource == "deployments":  # what the one-machine admission checks (``admission_net.deployment``)
+        spec = obj.get("spec") or {}
+        tmpl = spec.get("template") or {}
+        out["apiVersion"] = "apps/v1"
+        out["spec"] = {"replicas": spec.get("replicas", 1), "selector": spec.get("selector"), "template": {
+            "metadata": {k: v for k, v in (tmpl.get("metadata") or {}).items() if k in ("labels", "annotations")},
+            "spec": {k: v for k, v in (tmpl.get("spec") or {}).items() if k != "tolerations"}}}
     elif resource == "services":  # what the one-machine admission gives the parser (``admission_net``)
         spec = {k: v for k, v in (obj.get("spec") or {}).items()
                 if k not in ("clusterIPs", "ipFamilies", "ipFamilyPolicy", "internalTrafficPolicy")}
@@ -285,6 +339,9 @@ def serve(lab: str) -> None:
     store.init()
     hosts = [records.host_of(h) for h in rec["hosts"]]
     mirror = Mirror(lab, store, hosts, rec["placement"], services.store_dir(lab), log)
+    kick = threading.Event()
+    if rec.get("services"):
+        mirror.on_owned_pod = kick.set
     go = threading.Event()
     mirror.start(go)  # connected to every host while they build: the first pass waits for up's go
     Schema.load(str(state_root()))  # (its cache: the Api below finds it made)
@@ -298,6 +355,7 @@ def serve(lab: str) -> None:
     api = AcrossApi(lab, Material(d).token, f"127.0.0.1:{port}", store,
                     ipaddress.IPv4Network(rec.get("serviceCIDR", "10.96.0.0/12")), mirror, len(hosts))
     threading.Thread(target=api.cache.follow, daemon=True, name="journal").start()
+    threading.Thread(target=api.reconcile_when_kicked, args=(kick,), daemon=True, name="deployments").start()
     m = Material(d)
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.minimum_version = ssl.TLSVersion.TLSv1_2

@@ -8,13 +8,15 @@
   NodePorts for the whole lab); ``delete service`` removes it there.
 - A NetworkPolicy is validated as on one machine and stored in the controller's store (``hosts.netpols``);
   ``delete networkpolicy`` removes it there. The lab's first one marks it as one whose policies are pushed.
-- Then one ``netpols.push``: every host's pods asked once; if the lab has Services, their Endpoints recomputed and
-  pushed with the Services to every host; if it has NetworkPolicies, the policies and each host's view of the
-  other hosts' pods pushed to every host. Every kube-proxy and policy enforcer has applied them when the command
-  returns.
+- A Deployment is admitted into the controller's store too; ``delete deployment`` removes it there and ``scale``
+  sets its replicas there.
+- Then one ``converge.after_change``: every Deployment's pods created and deleted across the hosts (a deleted pod
+  of a Deployment is replaced, a deleted Deployment's pods are collected), then, from that last look at every
+  host's pods, the Services with their Endpoints and the NetworkPolicies with each host's view of the other hosts'
+  pods pushed to every host. Every kube-proxy and policy enforcer has applied them when the command returns.
 
 Every document is validated before anything is applied (as on one machine). Kinds other than Namespace, Pod,
-Service and NetworkPolicy are refused by name: not available across hosts yet.
+Service, Deployment and NetworkPolicy are refused by name: not available across hosts yet.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import ipaddress
 from typing import Any, Callable
 
 from emulator.errors import LabNotFoundError, ManifestError, NotFoundError, UsageError
-from emulator.hosts import controller, netpols, records, services
+from emulator.hosts import controller, converge, netpols, records, services
 from emulator.hosts.fanout import each, raise_first
 from emulator.hosts.sessions import for_command
 from emulator.lab import podspec
@@ -33,8 +35,8 @@ from emulator.state import namespaces
 from emulator.topology.validate import Validator
 
 Progress = Callable[[str], None]
-APPLY_KINDS = ("Namespace", "Pod", "Service", "NetworkPolicy")
-DELETE_KINDS = ("pods", "services", "networkpolicies")
+APPLY_KINDS = ("Namespace", "Pod", "Service", "Deployment", "NetworkPolicy")
+DELETE_KINDS = ("pods", "services", "deployments", "networkpolicies")
 NETPOL_GROUP = "networkpolicy.networking.k8s.io"
 
 
@@ -78,9 +80,9 @@ def apply(lab: str, docs: list[dict], source: str, progress: Progress = lambda s
     for i, d in enumerate(docs):
         if kind_of(d) not in APPLY_KINDS:
             raise UsageError(f"apply of a {kind_of(d)} (document {i} of {source}) is not available across hosts yet "
-                             f"(lab {lab}; Namespaces, Pods, Services and NetworkPolicies are)", obj=str(kind_of(d)))
-        if kind_of(d) == "Service":
-            _need_services(lab, rec, "apply of a Service")
+                             f"(lab {lab}; Namespaces, Pods, Services and Deployments are)", obj=str(kind_of(d)))
+        if kind_of(d) in ("Service", "Deployment"):
+            _need_services(lab, rec, f"apply of a {kind_of(d)}")
     with for_command() as ss:
         st = controller.status(lab, ss)
         for h, why in st["unreachable"].items():
@@ -116,11 +118,11 @@ def apply(lab: str, docs: list[dict], source: str, progress: Progress = lambda s
                                         "create it first, or apply the policy to a namespace of the lab")
                 prepared.append(("NetworkPolicy", pol))
             else:
-                svc = parser.service(d, "")
-                if svc.namespace not in new_spaces and not namespaces.active(store, svc.namespace):
-                    raise ManifestError(source, "metadata.namespace", f"namespace '{svc.namespace}' does not exist",
-                                        "apply the Service to a namespace of the lab's topology")
-                prepared.append(("Service", svc))
+                obj = parser.service(d, "") if kind_of(d) == "Service" else parser.deployment(d, "")
+                if obj.namespace not in new_spaces and not namespaces.active(store, obj.namespace):
+                    raise ManifestError(source, "metadata.namespace", f"namespace '{obj.namespace}' does not exist",
+                                        f"apply the {kind_of(d)} to a namespace of the lab's topology")
+                prepared.append((kind_of(d), obj))
         lines = []
         for kind, p in prepared:
             if kind == "Namespace":  # on every host (each store admits its own pods), and here for the Services
@@ -141,20 +143,23 @@ def apply(lab: str, docs: list[dict], source: str, progress: Progress = lambda s
                     netpols.enable(lab)
                     rec["netpol"] = True
                 lines.append(f"{NETPOL_GROUP}/{p.name} {word}")
-            else:
+            elif kind == "Service":
                 _, word = registry.put_service(store, p, cidr)
                 lines.append(f"service/{p.name} {word}")
-        netpols.push(lab, rec, list(hosts.values()), ss.get, progress)
+            else:
+                _, word = registry.put_deployment(store, p)
+                lines.append(f"deployment.apps/{p.name} {word}")
+        converge.after_change(lab, rec, list(hosts.values()), ss.get, progress)
     return lines
 
 
 def delete(lab: str, kind: str, names: list[str], namespace: str | None, wait: bool = True,
            progress: Progress = lambda s: None) -> list[str]:
-    """``delete pods|services|networkpolicies NAME...`` on a multi-host lab; kubectl's line for each."""
+    """``delete pods|services|deployments|networkpolicies NAME...`` on a multi-host lab; kubectl's line for each."""
     rec = _record(lab)
     if kind not in DELETE_KINDS:
-        raise UsageError(f"delete {kind} is not available across hosts yet (lab {lab}; pods, services and "
-                         "networkpolicies are)", obj=kind)
+        raise UsageError(f"delete {kind} is not available across hosts yet (lab {lab}; pods, services, "
+                         "deployments and networkpolicies are)", obj=kind)
     ns = namespace or "default"
     lines = []
     with for_command() as ss:
@@ -180,15 +185,16 @@ def delete(lab: str, kind: str, names: list[str], namespace: str | None, wait: b
                 cluster.delete_policy(store, pns, n)
                 lines.append(f'{NETPOL_GROUP} "{n}" deleted')
         else:
-            _need_services(lab, rec, "delete of a Service")
+            word = {"services": "service", "deployments": "deployment"}[kind]
+            _need_services(lab, rec, f"delete of a {word}")
             store = services.store_of(lab)
             for n in names:
-                if store.get("services", n, ns) is None:
-                    raise NotFoundError("service", n, f"namespace {ns} of multi-host lab {lab}")
+                if store.get(kind, n, ns) is None:
+                    raise NotFoundError(word, n, f"namespace {ns} of multi-host lab {lab}")
             for n in names:
-                store.delete("services", n, ns)
-                lines.append(f'service "{n}" deleted')
-        netpols.push(lab, rec, list(hosts.values()), ss.get, progress)
+                store.delete(kind, n, ns)
+                lines.append(f'service "{n}" deleted' if kind == "services" else f'deployment.apps "{n}" deleted')
+        converge.after_change(lab, rec, list(hosts.values()), ss.get, progress)  # a deleted Deployment's pods too
     return lines
 
 
@@ -196,3 +202,28 @@ def _policy_ref(name: str, ns: str) -> tuple[str, str]:
     """(namespace, name) of a policy named NAME (in ``ns``) or NAMESPACE/NAME, as ``podlab delete netpol`` takes it."""
     pns, _, n = name.rpartition("/")
     return pns or ns, n
+
+
+def scale(lab: str, name: str, replicas: int, namespace: str | None,
+          progress: Progress = lambda s: None) -> str:
+    """``scale deployment NAME --replicas N`` on a multi-host lab: set in the controller's store, then the pods
+    created or deleted across the hosts (returns when they run or are gone)."""
+    rec = _record(lab)
+    _need_services(lab, rec, "scale of a deployment")
+    ns = namespace or "default"
+    if registry.scale(services.store_of(lab), name, replicas, ns) is None:
+        raise NotFoundError("deployment", name, f"namespace {ns} of multi-host lab {lab}")
+    with for_command() as ss:
+        converge.after_change(lab, rec, [records.host_of(d) for d in rec["hosts"]], ss.get, progress)
+    return f"deployment.apps/{name} scaled"
+
+
+def reconcile(lab: str, progress: Progress = lambda s: None) -> str:
+    """The Deployments reconciled across the hosts and the Endpoints and policies pushed, nothing else changed (the
+    API server's answer to a Deployment's pod gone or failed on its host)."""
+    rec = _record(lab)
+    said: list[str] = []
+    with for_command() as ss:
+        converge.after_change(lab, rec, [records.host_of(d) for d in rec["hosts"]], ss.get,
+                              lambda s: (said.append(s), progress(s)))
+    return "; ".join(said)

@@ -6,10 +6,11 @@ if a host is unreachable, runs another podlab version, lacks the vxlan module or
 across hosts (``ACROSS_HOSTS`` lists those that are); write the controller's record (with the host of the
 external network, when the lab has one: the first node's, ``HostSet.lab_host``); send each host its plan
 (``plan.host_plans``) and let all build at once; prove the stretch with a DF ping at full size across every
-pair of hosts; push the Services' Endpoints and the NetworkPolicies with every host's pods to every host
-(``netpols.push``); start the lab's API server on the controller (``api_daemon``: every host's objects mirrored,
-kubectl context ``podlab-<lab>``); mark the record ready. Any failure after the record exists removes every
-host's part (``down``) and raises the first error, naming its host.
+pair of hosts; then, once every host's part runs, create the Deployments' pods across the hosts and push the
+Services' Endpoints and the NetworkPolicies with every host's pods to every host (``converge.after_change``);
+start the lab's API server on the controller (``api_daemon``: every host's objects mirrored, kubectl context
+``podlab-<lab>``); mark the record ready. Any failure after the record exists removes every host's part
+(``down``) and raises the first error, naming its host.
 
 ``down``/``cleanup``: the API server is ended by its recorded PID; each host listed as pending removes its part
 (an ordinary ``teardown.destroy`` there); an unreachable host is reported by name, stays pending and the others
@@ -28,7 +29,7 @@ from typing import Any, Callable
 from emulator.external import config as extconfig
 from emulator.errors import (AlreadyUp, BuildError, HostError, HostVersionError, LabExistsError, LabNotFoundError,
                              MissingDependencyError, MtuError, PodlabError)
-from emulator.hosts import api_daemon, netpols, plan, protocol, records, services, stretch
+from emulator.hosts import api_daemon, converge, netpols, plan, protocol, records, services, stretch
 from emulator.hosts.fanout import each, first_error
 from emulator.hosts.sessions import Sessions, for_command
 from emulator.hosts.transport import HostSession
@@ -115,10 +116,8 @@ def up(topo: Topology, progress: Progress = _quiet, timeout: float | None = None
     others = [c.name for c in parts if c.name not in ACROSS_HOSTS]
     if others:
         raise BuildError(f"lab {topo.name}: {', '.join(others)} {'is' if len(others) == 1 else 'are'} not available "
-                         "across hosts yet (Services, NetworkPolicy, the external network, link shaping and the API "
-                         "server are); fix: drop containers from the topology, or its hosts", obj=topo.name)
-    if with_services:
-        services.refuse_deployments(topo)
+                         "across hosts yet (Services, Deployments, NetworkPolicy, the external network, link shaping "
+                         "and the API server are); fix: drop containers from the topology, or its hosts", obj=topo.name)
     old = records.load(topo.name)
     if old is not None:
         if old.get("status") == "ready" and old.get("source") == os.path.abspath(topo.source):
@@ -170,7 +169,8 @@ def up(topo: Topology, progress: Progress = _quiet, timeout: float | None = None
                 if err is not None:
                     raise err
                 progress(f"BGP converged across hosts: every node holds the other {len(slices) - 1} slices")
-            netpols.push(topo.name, rec, list(hs.hosts), lambda h: sessions[h.name], progress)
+            # the Deployments' pods created across the hosts, then the Endpoints and the policies pushed
+            converge.after_change(topo.name, rec, list(hs.hosts), lambda h: sessions[h.name], progress)
             api_daemon.ready(rec, progress)
         except BaseException as e:
             progress(f"failed: {e}; removing the lab from every host")

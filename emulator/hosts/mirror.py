@@ -14,9 +14,12 @@ on the controller (``hosts.api_across``) serves the whole lab from a store of it
   machine (``apiserver.cache`` follows it): an idle lab changes no resourceVersion, ``kubectl get -w`` sees each
   change once. A pod's manifest is removed before its status, so the cache shows it Terminating until its host's
   agent has torn it down, as a real server does.
-- **The controller's own objects**: the Services, Endpoints and NetworkPolicies of the lab live in the
-  controller's store (``hosts.services``, ``hosts.netpols``); a thread copies them the same way whenever that
-  store's resourceVersion (checked five times a second) changed.
+- **The controller's own objects**: the Services, Endpoints, NetworkPolicies, Deployments (with their statuses)
+  and ReplicaSets of the lab live in the controller's store (``hosts.services``, ``hosts.netpols``,
+  ``hosts.deploy_across``); a thread copies them the same way whenever that store's resourceVersion (checked five
+  times a second) changed.
+- **A Deployment's pod gone or failed** on its host (deleted there, its phase Failed) calls ``on_owned_pod``
+  (the API server reconciles the Deployments then, which replaces it: ``api_across``).
 - **Nodes** carry the label ``podlab.io/host`` (``kubectl get nodes -L podlab.io/host``) and their readiness in
   the annotation ``podlab.io/kubelet``, so a change of readiness is a watch event of the node.
 - **A host that does not answer**: its nodes become ``Unknown`` (kubectl: NotReady) and its pods stay as last
@@ -37,12 +40,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 from emulator.hosts.transport import HostSession
+from emulator.services.deployments import owner
 from emulator.state import events as event_log
 from emulator.state import feed as feeds
 from emulator.state.store import Store, dumps
 from emulator.topology.hosts_section import Host
 
-Key = tuple[str, str, str]  # (kind, namespace, name); kind "pods/status" for a pod's status
+Key = tuple[str, str, str]  # (kind, namespace, name); kind "pods/status" for a pod's status (and deployments')
+#: copied from the controller's store
+OWN_KINDS = ("services", "endpoints", "networkpolicies", "deployments", "replicasets")
 WAIT = 1.0
 RETRY = 2.0
 TIMEOUT = 15.0  # a pass answers within WAIT; a host that died without a word (no FIN) is found after this
@@ -59,7 +65,7 @@ def stripped(obj: dict) -> dict:
 
 
 def key_of(kind: str, obj: dict) -> Key:
-    if kind == "pods/status":
+    if kind.endswith("/status"):
         return kind, obj.get("namespace") or "default", obj.get("name", "")
     meta = obj.get("metadata") or {}
     return kind, ("" if kind in ("nodes", "namespaces") else meta.get("namespace") or "default"), meta.get("name", "")
@@ -95,8 +101,21 @@ def changes(have: dict[Key, dict], want: dict[Key, dict]) -> tuple[list[Key], li
     pods' manifests come before their statuses (the cache shows the pod Terminating in between)."""
     put = [k for k, o in want.items() if k not in have or have[k] != stripped(o)]
     gone = [k for k in have if k not in want]
-    gone.sort(key=lambda k: (k[0] == "pods/status", k))
+    gone.sort(key=lambda k: (k[0].endswith("/status"), k))
     return put, gone
+
+
+def owned_pod_changed(have: dict[Key, dict], want: dict[Key, dict]) -> bool:
+    """Did a pod owned by a ReplicaSet go away, or turn Failed, between ``have`` and ``want`` (pure)?"""
+    for k, o in have.items():
+        if k[0] == "pods" and k not in want and owner(o):
+            return True
+    for k, st in want.items():
+        pod = want.get(("pods", k[1], k[2]))
+        if k[0] == "pods/status" and st.get("phase") == "Failed" and (have.get(k) or {}).get("phase") != "Failed" \
+                and pod is not None and owner(pod):
+            return True
+    return False
 
 
 class Mirror:
@@ -120,6 +139,7 @@ class Mirror:
         self.hurry = 0  # writes waiting in ``fresh``
         self._src: Store | None = None  # the controller's store, and its resourceVersion last copied
         self._src_rv: int | None = None
+        self.on_owned_pod: Callable[[], None] | None = None  # a Deployment's pod gone or failed on a host
 
     # -- running --------------------------------------------------------------------------------------------
     def start(self, go: threading.Event | None = None) -> None:
@@ -174,7 +194,9 @@ class Mirror:
                 time.sleep(RETRY)
                 continue
             with self.lock:
-                self._apply_host(h, r)
+                owned = self._apply_host(h, r)
+            if owned and self.on_owned_pod is not None:
+                self.on_owned_pod()
             since, seen = r["rv"], r["ready"]
             with self.cond:
                 if self.down.pop(h.name, None) is not None:
@@ -203,16 +225,20 @@ class Mirror:
             time.sleep(0.2)
 
     # -- applying -------------------------------------------------------------------------------------------
-    def _apply_host(self, h: Host, r: dict) -> None:
+    def _apply_host(self, h: Host, r: dict) -> bool:
+        """Take one host's answer in; True if a Deployment's pod went away or failed there."""
         for n, state in r["ready"].items():
             if n in self.nodes_of[h.name]:
                 self.ready[n] = state
         if r.get("same"):
-            return
-        self._sync(self.have[h.name], desired(r, self.nodes_of[h.name], h.name))
+            return False
+        want = desired(r, self.nodes_of[h.name], h.name)
+        owned = owned_pod_changed(self.have[h.name], want)
+        self._sync(self.have[h.name], want)
         self.spaces[h.name] = {(o.get("metadata") or {}).get("name", ""): o for o in r.get("namespaces", [])}
         self._sync_namespaces()
         self._sync_events(h.name, r.get("events") or {})
+        return owned
 
     def _copy_controller(self) -> None:
         if self.controller_store is None or not (self.controller_store / feeds.JOURNAL).exists():
@@ -224,9 +250,13 @@ class Mirror:
         if rv == self._src_rv:
             return
         want: dict[Key, dict] = {}
-        for kind in ("services", "endpoints", "networkpolicies"):
+        for kind in OWN_KINDS:
             for o in src.list(kind):
                 want[key_of(kind, o)] = o
+        for ns, name in src.keys("deployments", status=True):
+            st = src.get_status("deployments", name, ns)
+            if st is not None:
+                want[("deployments/status", ns, name)] = st
         with self.lock:
             self._sync(self.own, want)
         self._src_rv = rv
@@ -243,15 +273,15 @@ class Mirror:
         for k in put:
             kind, ns, name = k
             obj = copy.deepcopy(want[k])
-            if kind == "pods/status":
-                self.store.put_status("pods", name, stripped(obj), ns)
+            if kind.endswith("/status"):
+                self.store.put_status(kind.split("/")[0], name, stripped(obj), ns)
             else:
                 self.store.put(kind, name, stripped(obj))
             have[k] = stripped(want[k])
         for k in gone:
             kind, ns, name = k
-            if kind == "pods/status":
-                self.store.delete("pods", name, ns, status=True)
+            if kind.endswith("/status"):
+                self.store.delete(kind.split("/")[0], name, ns, status=True)
             else:
                 self.store.delete(kind, name, ns or "default")
             have.pop(k, None)

@@ -10,7 +10,7 @@ not put a client on another host into its peer set. The controller therefore:
   ``hosts.services``): the topology's ``networkPolicies:`` at ``up``, ``apply``/``delete`` of a NetworkPolicy
   (``podlab`` or kubectl through the controller's API server) after it;
 - **asks every host for its pods** and their statuses (``objects``, the round the Services' Endpoints use too:
-  one round feeds both, ``push``) and sends each host the policies plus the *other* hosts' pods that have an IP,
+  one round feeds both, ``converge.after_change``) and sends each host the policies plus the *other* hosts' pods that have an IP,
   each trimmed to what a policy can match on (namespace, name, labels, node, named container ports, the IP:
   ``remote``). The host (``serve_netpol``) writes what changed into its store — the policies into
   ``networkpolicies/`` as on one machine, the remote pods into ``remotepods/``, which the enforcers' reader
@@ -109,18 +109,3 @@ def sync(lab: str, hosts: list[Host], session: Session, progress: Progress = lam
     progress(f"networkpolicy: {len(pols)} polic{'y' if len(pols) == 1 else 'ies'} and the {pods} pods of "
              f"{len(hosts)} hosts pushed to every host; kube-network-policies synced on {nodes} nodes")
     return {"policies": len(pols), "nodes": nodes}
-
-
-def push(lab: str, rec: dict, hosts: list[Host], session: Session,
-         progress: Progress = lambda s: None) -> dict[str, dict[str, Any]]:
-    """After a change the controller made: one round of ``objects``, then the Services' push and the policies'
-    push (each if the lab has them); {"services": ..., "netpol": ...} what each said."""
-    out: dict[str, dict[str, Any]] = {}
-    if not rec.get("services") and not rec.get("netpol"):
-        return out
-    per_host = objects(lab, hosts, session)
-    if rec.get("services"):
-        out["services"] = services.sync(lab, hosts, session, progress, per_host=per_host)
-    if rec.get("netpol"):
-        out["netpol"] = sync(lab, hosts, session, progress, per_host=per_host)
-    return out

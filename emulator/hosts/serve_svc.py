@@ -1,12 +1,17 @@
 """The ops of ``podlab host serve`` that change a host's part after ``up``: Services pushed, pods applied/deleted.
 
-- ``objects``: this host's pods and their statuses, for the controller's endpoints computation.
+- ``objects``: this host's pods and their statuses, for the controller's endpoints computation and its
+  deployment controller (``deploy_across``), with why each local node would not take a pod ("" if it would:
+  ``state.nodes.schedulable``).
 - ``services``: make this host's Services and Endpoints equal to the controller's (``svcsync.diff``: Services
   written before their Endpoints, stale Endpoints deleted before their Services, so the local controller-manager
   never sees Endpoints without a Service), then wait until every local kube-proxy has applied them.
 - ``apply_pod``: the pod, already placed on one of this host's nodes by the controller, applied as on one machine
   (``Lab.apply_pod``), then waited for until Running (so its IP can go into the Endpoints the controller pushes
   next); ``delete_pod``: deleted as on one machine, waited for until its agent removed it.
+- ``pods``: the pods a Deployment's reconcile wants on this host (placed by the controller), all at once: each
+  created with ``Lab.apply_pod`` (the code of ``apply_pod``) and each deleted with ``Lab.delete_pod``, then waited
+  for together (the new ones Running, the old ones gone): one round per host whatever the number of pods.
 """
 from __future__ import annotations
 
@@ -17,8 +22,11 @@ Progress = Callable[[str], None]
 
 def op_objects(req: dict, progress: Progress) -> dict:
     from emulator.lab.api import Lab
-    store = Lab(req["lab"]).store
-    return {"pods": list(store.list("pods")), "statuses": list(store.list("pods", status=True))}
+    from emulator.state import nodes as node_state
+    lab = Lab(req["lab"])
+    store = lab.store
+    return {"pods": list(store.list("pods")), "statuses": list(store.list("pods", status=True)),
+            "nodes": {n["metadata"]["name"]: node_state.schedulable(lab.paths, n) for n in store.list("nodes")}}
 
 
 def op_services(req: dict, progress: Progress) -> dict:
@@ -59,8 +67,40 @@ def op_delete_pod(req: dict, progress: Progress) -> dict:
     return {"deleted": req["name"]}
 
 
+def op_pods(req: dict, progress: Progress) -> dict:
+    """Create ``create`` (pod manifests bound to this host's nodes) and delete ``delete`` ([namespace, name]),
+    then wait until every new pod is Running and every deleted one is gone; kubectl's line for each."""
+    import time
+    from emulator.errors import LabTimeoutError, NotFoundError
+    from emulator.lab.api import Lab
+    lab = Lab(req["lab"])
+    lines, made = [], []
+    for ns, name in req.get("delete", []):
+        try:
+            lab.delete_pod(name, wait=False, namespace=ns)
+            lines.append(f'pod "{name}" deleted')
+        except NotFoundError:  # gone since the controller looked
+            pass
+    for obj in req.get("create", []):
+        lines.append(lab.apply_pod(obj, req.get("source", "<controller>")))
+        made.append((obj["metadata"].get("namespace") or "default", obj["metadata"]["name"]))
+    deadline = time.monotonic() + float(req.get("timeout", 30))
+    waiting = [("run", k) for k in made] + [("gone", tuple(k)) for k in req.get("delete", [])]
+    while waiting:
+        waiting = [(w, (ns, n)) for w, (ns, n) in waiting if
+                   ((lab.store.get_status("pods", n, ns) or {}).get("phase") != "Running" if w == "run"
+                    else lab.store.get_status("pods", n, ns) is not None)]
+        if waiting and time.monotonic() > deadline:
+            w, (ns, n) = waiting[0]
+            raise LabTimeoutError(f"pod {ns}/{n} " + ("is not Running" if w == "run" else "was not removed") +
+                                  f" after {req.get('timeout', 30)}s", obj=n)
+        time.sleep(0.02 if waiting else 0)
+    return {"lines": lines}
+
+
 OPS: dict[str, Callable[[dict, Progress], Any]] = {
-    "objects": op_objects, "services": op_services, "apply_pod": op_apply_pod, "delete_pod": op_delete_pod}
+    "objects": op_objects, "services": op_services, "apply_pod": op_apply_pod, "delete_pod": op_delete_pod,
+    "pods": op_pods}
 
 
 def op_fault(req: dict, progress: Progress) -> Any:

@@ -13,8 +13,9 @@ the Endpoints after the next change the controller makes, or ``podlab apply`` of
 
 The cluster DNS runs on one host, the one holding the lab's first node (``services.dnshost.here``): the
 underlay is one LAN across the hosts, so every pod's queries to 10.96.0.10 reach it at its one address, and it
-answers from that host's store, which holds every Service as pushed. Deployments stay one machine's
-(``refuse_deployments``): their pods would have to be placed and started across hosts.
+answers from that host's store, which holds every Service as pushed. The topology's Deployments are admitted
+here too; the controller is their deployment controller (``deploy_across``), whose last look at every host's
+pods ``sync`` then takes instead of asking again.
 """
 from __future__ import annotations
 
@@ -22,7 +23,6 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable
 
-from emulator.errors import UsageError
 from emulator.hosts import records, svcsync
 from emulator.hosts.fanout import each, raise_first
 from emulator.hosts.transport import HostSession
@@ -44,16 +44,9 @@ def store_of(lab: str) -> Store:
     return Store(store_dir(lab))
 
 
-def refuse_deployments(topo: Topology) -> None:
-    extra = dict(topo.extra)
-    if extra.get("deployments"):
-        raise UsageError(f"lab {topo.name}: deployments are not available across hosts yet (Services are); fix: "
-                         "declare the pods under pods:, or drop the hosts", obj=topo.name)
-
-
 def init_store(topo: Topology) -> Store:
     """The controller's store of a new multi-host lab, with its namespaces (every lab has one: it holds the
-    Services if the lab has them, and the NetworkPolicies, ``hosts.netpols``)."""
+    Services and Deployments if the lab has them, and the NetworkPolicies, ``hosts.netpols``)."""
     shutil.rmtree(store_dir(topo.name), ignore_errors=True)  # a store left by a crash is not this lab's
     store = store_of(topo.name)
     store.init()
@@ -71,6 +64,8 @@ def init(topo: Topology) -> Store:
     dnshost.put_service(store, cfg, dnshost.address(topo), topo.service_cidr)
     for s in cfg.services:
         registry.put_service(store, s, topo.service_cidr)
+    for d in cfg.deployments:
+        registry.put_deployment(store, d)
     return store
 
 

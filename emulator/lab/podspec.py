@@ -9,7 +9,9 @@ refused by name, because silently dropping e.g. ``volumes`` would teach the wron
 spread rule), never a ``runtime: docker`` node; a pod with ``hostPort`` s then meets the scheduler's NodePorts
 filter (``host_ports``): moved to a node where they are free, or, pinned or with no such node, left Pending with
 the scheduler's FailedScheduling message. A full node is *not* refused here: as in Kubernetes, the pod is bound and then
-waits in ContainerCreating with the IPAM error, which is the lesson.
+waits in ContainerCreating with the IPAM error, which is the lesson. A manifest's ``ownerReferences`` and
+``generateName`` are kept as an API server keeps them (a multi-host lab's controller sends a Deployment's pods to
+their hosts this way: ``emulator.hosts.deploy_across``).
 """
 from __future__ import annotations
 
@@ -25,7 +27,9 @@ from emulator.topology.validate import CONTAINER_KEYS, Validator, did_you_mean, 
 PODLAB_KEYS = ("name", "node", "namespace", "labels", "containers")
 TOP_KEYS = ("apiVersion", "kind", "metadata", "spec", "status")
 META_KEYS = ("name", "namespace", "labels", "annotations", "uid", "creationTimestamp", "resourceVersion",
-             "generation", "managedFields", "ownerReferences")
+             "generation", "managedFields", "ownerReferences", "generateName")
+#: metadata an API server keeps as given on a create (a ReplicaSet's pods: their owner and the name's prefix)
+KEPT_META = ("ownerReferences", "generateName")
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
 SPEC_KEYS = ("containers", "nodeName", "restartPolicy", "terminationGracePeriodSeconds", "dnsPolicy",
              "securityContext", "schedulerName", "enableServiceLinks", "tolerations", "priority",
@@ -106,6 +110,9 @@ def parse(obj: dict, source: str, nodes: dict[str, int], counts: dict[str, int],
     if isinstance(given, dict) and given:  # kept, as an API server keeps them (kubectl apply's last-applied one)
         manifest["metadata"]["annotations"] = {**{str(k): str(v) for k, v in given.items()},
                                                **manifest["metadata"].get("annotations", {})}
+    for k in KEPT_META if "kind" in obj else ():
+        if meta.get(k):
+            manifest["metadata"][k] = meta[k]
     if "kind" in obj and spec.get("hostNetwork"):
         manifest["spec"]["hostNetwork"] = True  # honoured by the node agent: the pod runs in its node
     if "kind" in obj and spec.get("restartPolicy") is not None:  # honoured by the agent's supervision

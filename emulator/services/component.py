@@ -49,9 +49,9 @@ from emulator.state.store import Store
 from emulator.topology import names
 from emulator.topology.model import Topology
 
-def run_controller(lab: str, dns_ip: str, domain: str, endpoints: bool) -> None:
+def run_controller(lab: str, dns_ip: str, domain: str, whole: bool) -> None:
     """The controller-manager's daemon (``proc.daemon.Named``: forked by the agents' launcher)."""
-    ControllerManager(lab, dns_ip, domain, endpoints=endpoints).run()
+    ControllerManager(lab, dns_ip, domain, whole=whole).run()
 
 
 def run_kube_proxy(lab: str, node: str, mode: str, cluster_cidr: str) -> None:

@@ -10,9 +10,10 @@ without CNI configuration is NotReady); with no such node a pod stays unbound an
 FailedScheduling message and event, and is bound on the first pass that finds one (e.g. after ``podlab cni
 install``: the full pass every second notices it), (2) keep every pod's resolv.conf (``resolv``), (3) recompute every selector
 Service's Endpoints (``endpoints.compute``, pure) and write only those that changed, deleting the Endpoints of
-Services that are gone (not on a host of a multi-host lab, ``endpoints=False``: there the controller computes
+Services that are gone (not on a host of a multi-host lab, ``whole=False``: there the controller computes
 every Endpoints from the pods of all hosts and pushes them, ``emulator.hosts.services``), (4) write each
-Deployment's status. A status file (``controller.json`` in the lab
+Deployment's status, (5) collect garbage (not on a host of a multi-host lab either: the Deployments and
+ReplicaSets owning pods there are in the controller's store, ``emulator.hosts.deploy_across``). A status file (``controller.json`` in the lab
 directory) records the store versions each pass covered, so ``up`` can wait until endpoints reflect the running
 pods. On SIGTERM (``down``) it exits; ``down`` removes the resolv.conf files after deleting the lab's namespaces
 (``ServicesComponent.teardown``, from the ledger), off the path that waits for the daemons.
@@ -45,6 +46,24 @@ WATCHED = (("pods", False), ("pods", True), ("services", False), ("deployments",
            ("endpoints", False))
 
 
+def sync_replicasets(store: Store, dep: dict, wanted: list[dict]) -> None:
+    """Write the Deployment's ReplicaSets that changed; delete its old ones that are no longer wanted (also the
+    deployment controller of a multi-host lab's controller, over its own store: ``hosts.deploy_across``)."""
+    ns, uid = dep["metadata"].get("namespace") or "default", dep["metadata"].get("uid")
+    names = {rs["metadata"]["name"] for rs in wanted}
+    for rs in wanted:
+        have = store.get("replicasets", rs["metadata"]["name"], ns)
+        if have is None or any(have.get(k) != rs.get(k) for k in ("spec", "status")) or \
+                (have["metadata"].get("annotations") or {}) != rs["metadata"]["annotations"]:
+            if have is not None:
+                rs["metadata"]["creationTimestamp"] = have["metadata"].get("creationTimestamp")
+            store.put("replicasets", rs["metadata"]["name"], rs)
+    for rs in store.list("replicasets", ns=ns):
+        refs = rs["metadata"].get("ownerReferences") or []
+        if any(r.get("uid") == uid for r in refs) and rs["metadata"]["name"] not in names:
+            store.delete("replicasets", rs["metadata"]["name"], ns)
+
+
 def status_path(paths: LabPaths):
     return paths.root / "controller.json"
 
@@ -69,9 +88,11 @@ class _Statuses:
 
 class ControllerManager:
     def __init__(self, lab: str, nameserver: str, domain: str, seed: int | None = None,
-                 endpoints: bool = True) -> None:
+                 whole: bool = True) -> None:
         self.paths = LabPaths(lab)
-        self.endpoints = endpoints  # False on a host of a multi-host lab: the controller writes every Endpoints
+        # False on a host of a multi-host lab: its store holds only this host's pods; the controller computes
+        # every Endpoints and owns the Deployments (their pods here are owned by ReplicaSets only it holds)
+        self.whole = whole
         self.store = Store(self.paths.store)
         self.resolv = ResolvFiles(lab, nameserver, domain)
         self.rng = random.Random(seed)
@@ -120,12 +141,13 @@ class ControllerManager:
                         self.store.put_status("deployments", dname, plan.status, ns)
             self._sync_replicasets(dep, plan.replicasets)
         self.resolv.ensure(pods, verify=verify, live=lambda: self.store.list("pods"))
-        if self.endpoints:
+        if self.whole:
             self._sync_endpoints(pods, statuses)
         for ns, name in self.store.keys("deployments", status=True):
             self._orphan_delete("deployments", name, ns, lambda: self.store.get("deployments", name, ns) is None,
                                 status=True)
-        self._collect_garbage(pods)
+        if self.whole:
+            self._collect_garbage(pods)
 
     def _sync_endpoints(self, pods: list[dict], statuses: _Statuses) -> None:
         services = list(self.store.list("services"))
@@ -201,20 +223,7 @@ class ControllerManager:
         return out
 
     def _sync_replicasets(self, dep: dict, wanted: list[dict]) -> None:
-        """Write the Deployment's ReplicaSets that changed; delete its old ones that are no longer wanted."""
-        ns, uid = dep["metadata"].get("namespace") or "default", dep["metadata"].get("uid")
-        names = {rs["metadata"]["name"] for rs in wanted}
-        for rs in wanted:
-            have = self.store.get("replicasets", rs["metadata"]["name"], ns)
-            if have is None or any(have.get(k) != rs.get(k) for k in ("spec", "status")) or \
-                    (have["metadata"].get("annotations") or {}) != rs["metadata"]["annotations"]:
-                if have is not None:
-                    rs["metadata"]["creationTimestamp"] = have["metadata"].get("creationTimestamp")
-                self.store.put("replicasets", rs["metadata"]["name"], rs)
-        for rs in self.store.list("replicasets", ns=ns):
-            refs = rs["metadata"].get("ownerReferences") or []
-            if any(r.get("uid") == uid for r in refs) and rs["metadata"]["name"] not in names:
-                self.store.delete("replicasets", rs["metadata"]["name"], ns)
+        sync_replicasets(self.store, dep, wanted)
 
     def _collect_garbage(self, pods: list[dict]) -> None:
         """The garbage collector: ReplicaSets whose Deployment is gone, then the pods of ReplicaSets that are gone

@@ -2,8 +2,10 @@
 
 On one machine cluster DNS is the ``coredns`` Deployment of kube-system (``coredns``), whose pods the
 controller-manager places like any Deployment's. Across hosts every host runs its own controller-manager over
-its own store, and Deployments are not yet admitted across hosts, so two coredns pods cannot be placed for the
-whole lab. There, as on a control plane that runs DNS on its host network, the host of the lab's first node
+its own store; Deployments are the controller's there (``emulator.hosts.deploy_across``), but ``coredns`` is not
+one of them yet (its pods' ``dnsPolicy: Default``, ``affinity`` and ``priorityClassName`` would have to reach
+the hosts, and ``trace`` follows this host: docs/multihost.md, "Deployments across hosts"). There, as on a
+control plane that runs DNS on its host network, the host of the lab's first node
 runs the same DNS program (``dnsserver``, with the lab's Corefile) in a ``<lab>-dns`` namespace on the underlay
 (``dnsnet``: its routes name every node's slice, wherever the node runs), at the first underlay address no node
 uses (192.168.56.2 by default). Service ``kube-system/kube-dns`` then has no selector, and its Endpoints, written

@@ -6,7 +6,7 @@ Proven with the real kubectl and the official Python client: ``get nodes`` and `
 every host's nodes and pods, with the IPs and nodes the hosts themselves report; ``apply -f`` of a pod puts it on
 its node's host, Running with an IP of its node's slice (seen in the pod's namespace there); ``get -w`` sees it
 come and go; ``delete`` removes it from its host; a Service and a Namespace created with kubectl reach every
-host; exec, logs and Deployments answer with a Status saying they are not available across hosts; ``down``
+host; exec, logs and DaemonSets answer with a Status saying they are not available across hosts; ``down``
 ends the API server (by PID) and leaves nothing on any host nor in the kubeconfig.
 """
 from __future__ import annotations
@@ -253,8 +253,10 @@ def test_what_is_not_available_across_hosts_says_so_at_once(hosts: EmulatedHosts
     assert "podlab exec web-1" in r.stderr
     r = kubectl(hosts, "logs", "web-2", check=False, timeout=30)
     assert r.returncode != 0 and "(MethodNotAllowed)" in r.stderr and "not available across hosts" in r.stderr
-    r = kubectl(hosts, "create", "deployment", "d", "--image=pause", check=False, timeout=30)
-    assert r.returncode != 0 and "creating deployments.apps is not available across hosts yet" in r.stderr, r.stderr
+    r = kubectl(hosts, "create", "-f", "-", input="apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: d}\n"
+                "spec: {selector: {matchLabels: {a: b}}, template: {metadata: {labels: {a: b}}, spec: {containers: "
+                "[{name: c, image: pause}]}}}\n", check=False, timeout=30)
+    assert r.returncode != 0 and "creating daemonsets.apps is not available across hosts yet" in r.stderr, r.stderr
     r = kubectl(hosts, "label", "pod", "web-3", "x=y", check=False, timeout=30)
     assert r.returncode != 0 and "updating pods (\"web-3\") is not available across hosts yet" in r.stderr, r.stderr
 

@@ -287,17 +287,17 @@ def test_namespace_pod_and_service_applied_together(hosts: EmulatedHosts, lab: d
 
 
 def test_what_is_not_available_across_hosts_says_so(hosts: EmulatedHosts, lab: dict) -> None:
-    f = lab["dir"] / "dep.yaml"
-    f.write_text("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec: {}\n")
+    f = lab["dir"] / "ds.yaml"
+    f.write_text("apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: d}\nspec: {}\n")
     r = ctl(hosts, "apply", "-f", str(f))
-    assert r.returncode != 0 and "apply of a Deployment" in r.stderr and "not available across hosts yet" in r.stderr
-    t = lab["dir"] / "dep-topo.yaml"
-    t.write_text(TOPOLOGY.replace(f"name: {LAB}", "name: mhs-dep") + "deployments:\n  - {name: web, replicas: 2, "
-                 "labels: {app: web}, containers: [{name: c, image: netexec}]}\n")
+    assert r.returncode != 0 and "apply of a DaemonSet" in r.stderr and "not available across hosts yet" in r.stderr
+    t = lab["dir"] / "docker-topo.yaml"
+    t.write_text(TOPOLOGY.replace(f"name: {LAB}", "name: mhs-dk").replace("{name: node-6}", "{name: node-6, "
+                 "runtime: docker}") + "containers: [{name: web, node: node-6}]\n")
     r = ctl(hosts, "up", str(t), "--hosts", str(hosts.inventory(COMMAND)))
-    assert r.returncode == 2 and "deployments are not available across hosts yet" in r.stderr, r.stderr
-    assert not any("mhs-dep" in hosts.host_run(h, ["ip", "netns", "list"]).stdout for h in hosts.names)
-    assert "mhs-dep.json" not in controller_records(hosts)
+    assert r.returncode != 0 and "docker is not available across hosts yet" in r.stderr, r.stderr
+    assert not any("mhs-dk" in hosts.host_run(h, ["ip", "netns", "list"]).stdout for h in hosts.names)
+    assert "mhs-dk.json" not in controller_records(hosts)
 
 
 def qdisc_kinds(shown: str) -> list[str]:
