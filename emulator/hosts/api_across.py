@@ -209,17 +209,19 @@ class AcrossApi(Api):
         return rest.json_response(rest.scale_of((now or e).obj))
 
     def reconcile_when_kicked(self, kick: threading.Event) -> None:
-        """The API server's share of the deployment controller: when the mirror saw a Deployment's pod go away or
-        fail on its host, reconcile (``changes.reconcile``: a replacement placed and started across the hosts)."""
+        """The API server's share of the deployment and endpoints controllers: when the mirror saw a Deployment's
+        pod go away or fail on its host, or any pod get a new IP or stop running, reconcile and push
+        (``changes.reconcile``: a replacement placed and started across the hosts, then the Endpoints and the
+        policies' peers pushed to every host from that look at their pods)."""
         while True:
             kick.wait()
             time.sleep(0.2)  # the deletions of one command come together
             kick.clear()
             try:
                 lines = self._write(lambda: changes.reconcile(self.lab))
-                log(f"deployments reconciled after a pod of theirs went away or failed: {lines}")
+                log(f"reconciled and pushed after a pod went away, failed or moved: {lines}")
             except ApiError as err:
-                log(f"deployments could not be reconciled: {err}")
+                log(f"could not reconcile and push: {err}")
 
     def _delete(self, req: rest.Request, t: rest.Target) -> rest.Response:
         assert t.name is not None
@@ -342,6 +344,7 @@ def serve(lab: str) -> None:
     kick = threading.Event()
     if rec.get("services"):
         mirror.on_owned_pod = kick.set
+    mirror.on_pod_moved = kick.set  # the Endpoints and the policies' peers follow a pod's new IP (if the lab has them)
     go = threading.Event()
     mirror.start(go)  # connected to every host while they build: the first pass waits for up's go
     Schema.load(str(state_root()))  # (its cache: the Api below finds it made)

@@ -19,7 +19,11 @@ on the controller (``hosts.api_across``) serves the whole lab from a store of it
   ``hosts.deploy_across``); a thread copies them the same way whenever that store's resourceVersion (checked five
   times a second) changed.
 - **A Deployment's pod gone or failed** on its host (deleted there, its phase Failed) calls ``on_owned_pod``
-  (the API server reconciles the Deployments then, which replaces it: ``api_across``).
+  (the API server reconciles the Deployments then, which replaces it: ``api_across``); **a pod whose IP changed
+  on its own** (its agent made its sandbox again, after a ``fail`` or a host's restart) or that stopped running
+  calls ``on_pod_moved``: the API server then pushes the Endpoints and the policies' peers again, so they follow
+  the pod without waiting for the controller's next change (a pod's first IP needs no push: the controller's own
+  ``apply`` made it and pushes it).
 - **Nodes** carry the label ``podlab.io/host`` (``kubectl get nodes -L podlab.io/host``) and their readiness in
   the annotation ``podlab.io/kubelet``, so a change of readiness is a watch event of the node.
 - **A host that does not answer**: its nodes become ``Unknown`` (kubectl: NotReady) and its pods stay as last
@@ -118,6 +122,31 @@ def owned_pod_changed(have: dict[Key, dict], want: dict[Key, dict]) -> bool:
     return False
 
 
+def pod_moved(have: dict[Key, dict], want: dict[Key, dict], remaking: set[Key]) -> bool:
+    """Did a pod that had an IP get another one (or lose it), or stop running, between ``have`` and ``want``
+    (pure but for ``remaking``: the statuses dropped while their pod stayed, an agent making the sandbox again,
+    whose next IP is a move too)? Its Endpoints and the policies' peer sets name the old address until pushed."""
+    moved = False
+    for k, old in have.items():
+        if k[0] != "pods/status" or not old.get("podIP"):
+            continue
+        if k not in want:  # its status dropped while the pod stays: its agent is making the sandbox again
+            if ("pods", k[1], k[2]) in want:
+                remaking.add(k)
+                moved = True
+            continue  # the pod went with it (a delete, which the controller pushed itself)
+        new = want[k]
+        if new.get("podIP") != old["podIP"] or (old.get("phase") == "Running") != (new.get("phase") == "Running"):
+            moved = True
+    for k in list(remaking):
+        if ("pods", k[1], k[2]) not in want:
+            remaking.discard(k)  # deleted meanwhile
+        elif (want.get(k) or {}).get("podIP"):
+            remaking.discard(k)  # its new address
+            moved = True
+    return moved
+
+
 class Mirror:
     def __init__(self, lab: str, store: Store, hosts: list[Host], placement: dict[str, str],
                  controller_store: Path | None = None, log: Callable[[str], None] = lambda s: None) -> None:
@@ -140,6 +169,8 @@ class Mirror:
         self._src: Store | None = None  # the controller's store, and its resourceVersion last copied
         self._src_rv: int | None = None
         self.on_owned_pod: Callable[[], None] | None = None  # a Deployment's pod gone or failed on a host
+        self.on_pod_moved: Callable[[], None] | None = None  # a pod's IP changed on its own, or it stopped
+        self.remaking: set[Key] = set()  # pods whose sandbox their agent is making again (``pod_moved``)
 
     # -- running --------------------------------------------------------------------------------------------
     def start(self, go: threading.Event | None = None) -> None:
@@ -194,9 +225,11 @@ class Mirror:
                 time.sleep(RETRY)
                 continue
             with self.lock:
-                owned = self._apply_host(h, r)
+                owned, moved = self._apply_host(h, r)
             if owned and self.on_owned_pod is not None:
                 self.on_owned_pod()
+            if moved and self.on_pod_moved is not None:
+                self.on_pod_moved()
             since, seen = r["rv"], r["ready"]
             with self.cond:
                 if self.down.pop(h.name, None) is not None:
@@ -225,20 +258,22 @@ class Mirror:
             time.sleep(0.2)
 
     # -- applying -------------------------------------------------------------------------------------------
-    def _apply_host(self, h: Host, r: dict) -> bool:
-        """Take one host's answer in; True if a Deployment's pod went away or failed there."""
+    def _apply_host(self, h: Host, r: dict) -> tuple[bool, bool]:
+        """Take one host's answer in; (a Deployment's pod went away or failed there, a pod's IP changed on its own
+        or it stopped running there)."""
         for n, state in r["ready"].items():
             if n in self.nodes_of[h.name]:
                 self.ready[n] = state
         if r.get("same"):
-            return False
+            return False, False
         want = desired(r, self.nodes_of[h.name], h.name)
         owned = owned_pod_changed(self.have[h.name], want)
+        moved = pod_moved(self.have[h.name], want, self.remaking)
         self._sync(self.have[h.name], want)
         self.spaces[h.name] = {(o.get("metadata") or {}).get("name", ""): o for o in r.get("namespaces", [])}
         self._sync_namespaces()
         self._sync_events(h.name, r.get("events") or {})
-        return owned
+        return owned, moved
 
     def _copy_controller(self) -> None:
         if self.controller_store is None or not (self.controller_store / feeds.JOURNAL).exists():

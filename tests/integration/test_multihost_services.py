@@ -342,3 +342,31 @@ def test_verbs_about_one_object_run_on_its_host(hosts: EmulatedHosts, lab: dict)
     assert follow.returncode == 2 and "not available across hosts" in follow.stderr, follow.stderr
     missing = ctl(hosts, "describe", "pod", "nosuch")
     assert missing.returncode == 2 and "nosuch" in missing.stderr, missing.stderr
+
+
+def test_endpoints_follow_a_pod_that_changes_ip_on_its_own(hosts: EmulatedHosts, lab: dict) -> None:
+    """back-3's sandbox broken on its host and its agent restarted there: the agent makes the sandbox again with a
+    new IP, and with no podlab change at the controller the Endpoints on every host follow it (the API server's
+    mirror sees the pod move and pushes)."""
+    old = pods(hosts)["back-3"]["ip"]
+    hosts.host_run("mhs3", ["ip", "-n", f"{LAB}-back-3", "link", "del", "eth0"], check=True)
+    r = ctl(hosts, "agent", "restart", "node-3")
+    assert r.returncode == 0, r.stdout + r.stderr
+    deadline, new = time.monotonic() + 60, None
+    while time.monotonic() < deadline:
+        new = pods(hosts).get("back-3", {}).get("ip")
+        if new and new != old:
+            break
+        time.sleep(0.5)
+    assert new and new != old, (old, new)
+
+    def addresses(host: str) -> list[str]:
+        subsets = store_view(hosts, host, "endpoints").get("default/back") or []
+        return sorted(a["ip"] for s in subsets for a in s.get("addresses", []))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not all(new in addresses(h) for h in hosts.names):
+        time.sleep(0.5)
+    assert all(new in addresses(h) and old not in addresses(h) for h in hosts.names), \
+        {h: addresses(h) for h in hosts.names}
+    # the client's node's kube-proxy (on mhs1) sends to the new address: back-3 answers through the ClusterIP
+    assert "back-3" in answers(hosts, "client", f"http://{cluster_ip(hosts, 'back')}/hostname", {"back-3"})

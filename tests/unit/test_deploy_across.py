@@ -135,3 +135,19 @@ def test_a_hosts_controller_manager_leaves_the_controllers_pods_alone(tmp_path, 
         cm.store.put("pods", pod["metadata"]["name"], pod)
         cm.reconcile()
         assert (cm.store.get("pods", pod["metadata"]["name"]) is not None) == kept, whole
+
+
+def test_the_mirror_notices_a_pod_moving_on_its_own() -> None:
+    pod = {"metadata": {"name": "back", "namespace": "default"}, "spec": {}}
+    k, st = ("pods", "default", "back"), ("pods/status", "default", "back")
+    running = {"phase": "Running", "podIP": "10.244.3.2"}
+    remaking: set = set()
+    assert not mirror.pod_moved({k: pod, st: {"phase": "Pending"}}, {k: pod, st: running}, remaking)  # its first IP
+    assert mirror.pod_moved({k: pod, st: running}, {k: pod, st: {**running, "podIP": "10.244.3.3"}}, remaking)
+    assert mirror.pod_moved({k: pod, st: running}, {k: pod, st: {**running, "phase": "Failed"}}, remaking)
+    assert not mirror.pod_moved({k: pod, st: running}, {}, remaking)  # deleted: the controller pushed that itself
+    # the agent makes the sandbox again: the status goes (a move), comes back Pending, then with its new IP (a move)
+    assert mirror.pod_moved({k: pod, st: running}, {k: pod}, remaking) and remaking == {st}
+    assert not mirror.pod_moved({k: pod}, {k: pod, st: {"phase": "Pending"}}, remaking)
+    assert mirror.pod_moved({k: pod, st: {"phase": "Pending"}}, {k: pod, st: {**running, "podIP": "10.244.3.4"}},
+                            remaking) and remaking == set()
