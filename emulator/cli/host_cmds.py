@@ -137,6 +137,8 @@ def forwarded(lab: str, args: argparse.Namespace, argv: list[str]) -> int:
     """A verb about one pod or node (``emulator.hosts.forward.VERBS``), run on its host; that host's output and
     exit status (several hosts: each one's output under its name, ``-o json`` merged, the worst status)."""
     from emulator.hosts import forward
+    if args.verb == "logs" and getattr(args, "follow", False):
+        return forward.follow(lab, args, sys.stdout.buffer)
     argv = _without_lab(argv)
     results = forward.run(lab, args.verb, args, argv)
     if len(results) == 1:
