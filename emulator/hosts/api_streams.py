@@ -60,44 +60,54 @@ def stream_command(host: Host, spec: dict) -> str:
 
 
 class Links:
-    """One SSH connection per host for the sessions, opened on first use, made again once it broke."""
+    """SSH connections to each host for the sessions, opened on first use, kept, made again once broken. A host
+    whose sshd refuses another channel on a connection (``MaxSessions``, 10 by default) gets one more connection."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._clients: dict[str, paramiko.SSHClient] = {}
+        self._clients: dict[str, list[paramiko.SSHClient]] = {}
 
     def open(self, host: Host, spec: dict, pty: bool = False) -> tuple[paramiko.Channel, dict]:
         """A channel running ``host stream SPEC`` on ``host``, and the host's first line (its check)."""
         try:
-            ch = self._transport(host).open_session(timeout=CONNECT_TIMEOUT)
+            ch = self._channel(host)
             if pty:
                 ch.get_pty(term="xterm", width=80, height=24)
             ch.exec_command(stream_command(host, spec))
             return ch, first_line(ch, host)
         except (OSError, EOFError, paramiko.SSHException) as e:
-            with self._lock:
-                self._clients.pop(host.name, None)
             raise ApiError(503, "ServiceUnavailable", f"host {host.name} did not answer for the session "
                            f"({e or type(e).__name__}); check that it is up") from None
 
-    def _transport(self, host: Host) -> paramiko.Transport:
+    def _channel(self, host: Host) -> paramiko.Channel:
+        for t in self._transports(host):
+            try:
+                return t.open_session(timeout=CONNECT_TIMEOUT)
+            except paramiko.ChannelException:
+                continue  # this connection carries as many channels as the host allows: try the next
+        return self._connect(host).open_session(timeout=CONNECT_TIMEOUT)
+
+    def _transports(self, host: Host) -> list[paramiko.Transport]:
         with self._lock:
-            c = self._clients.get(host.name)
-            t = c.get_transport() if c is not None else None
-            if t is None or not t.is_active():
-                try:
-                    c = HostSession(host).connect()
-                except HostUnreachableError as e:
-                    raise ApiError(503, "ServiceUnavailable", str(e)) from None
-                self._clients[host.name] = c
-                t = c.get_transport()
-                assert t is not None
-                t.set_keepalive(5)
-            return t
+            live = [c for c in self._clients.get(host.name, []) if (t := c.get_transport()) and t.is_active()]
+            self._clients[host.name] = live
+            return [t for c in live if (t := c.get_transport()) is not None]
+
+    def _connect(self, host: Host) -> paramiko.Transport:
+        try:
+            c = HostSession(host).connect()
+        except HostUnreachableError as e:
+            raise ApiError(503, "ServiceUnavailable", str(e)) from None
+        t = c.get_transport()
+        assert t is not None
+        t.set_keepalive(5)
+        with self._lock:
+            self._clients.setdefault(host.name, []).append(c)
+        return t
 
     def close(self) -> None:
         with self._lock:
-            clients, self._clients = list(self._clients.values()), {}
+            clients, self._clients = [c for cs in self._clients.values() for c in cs], {}
         for c in clients:
             c.close()
 
