@@ -244,6 +244,11 @@ def check(lab: str, fmt: str) -> int:
     return 0 if r["ok"] else 1
 
 
+def cmd_stream(a: argparse.Namespace) -> int:
+    from emulator.hosts import serve_stream  # (the entry runs it without the CLI; this is the same, reached here)
+    return serve_stream.main(a.spec)
+
+
 def cmd_serve(a: argparse.Namespace) -> int:
     return serve.serve(lambda: None)  # reached through the full CLI, which installed the components already
 
@@ -303,6 +308,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     acts = common.actions(p, "host_action", "ACTION")
     s = common.verb(acts, "serve", help="the host side of a multi-host lab (run by the controller over SSH)")
     s.set_defaults(fn=cmd_serve)
+    s = common.verb(acts, "stream", help="one exec, logs or port-forward session of the controller's API server, on "
+                                         "the pod's host (run by the controller over SSH)")
+    s.add_argument("spec", help="the session, as JSON (emulator/hosts/serve_stream.py)")
+    s.set_defaults(fn=cmd_stream)
     s = common.verb(acts, "check", help="can every host take part? (SSH, sudo, podlab version, NIC MTU, vxlan, port)")
     s.add_argument("file", nargs="?", help="a topology with a hosts section")
     s.add_argument("--hosts", help="an inventory file (a hosts list)")
