@@ -15,11 +15,11 @@ to every host; a Namespace is created on every host. ``delete`` of a pod goes to
 pod shows Terminating until its agent is done, and kubectl waits for it to go, as against a real cluster); of a
 Service, in the controller's store. One write at a time (the sessions carry one request each).
 
-exec, port-forward and logs of a pod on any host are relayed to its host over SSH (``api_streams``: a fresh
+exec, attach, port-forward and logs of a pod on any host are relayed to its host over SSH (``api_streams``: a fresh
 channel per session running ``podlab host stream`` there), the protocols spoken here by the one-machine code.
 
 What is not available across hosts answers at once with a Kubernetes Status (405 MethodNotAllowed) naming what
-and why, never a hang: attach (a container's process holder is not relayed), updates of a pod or a Namespace (PUT/PATCH: ``kubectl label pod``), the deletion of a Namespace or of a
+and why, never a hang: updates of a pod or a Namespace (PUT/PATCH: ``kubectl label pod``), the deletion of a Namespace or of a
 collection, Deployments, NetworkPolicies and everything else not listed above. A Service is updated (``kubectl
 apply`` of a changed one, ``kubectl replace``): the patch is applied to the current object as on one machine, and
 the result applied as ``podlab apply`` applies it.
@@ -77,15 +77,8 @@ class AcrossApi(Api):
             (f"; {why}" if why else "") + ")" + (f"; {fix}" if fix else "")
         return ApiError(405, "MethodNotAllowed", text)
 
-    def claim_stream(self, req: rest.Request) -> rest.Target | None:
-        t = super().claim_stream(req)
-        if t is not None and t.sub == "attach":
-            raise self._refuse(f'attach to pod "{t.name}"', "a container's process holder is not relayed to the "
-                               "controller; exec and port-forward are", f"use `kubectl exec -it {t.name} -- sh`")
-        return t
-
     def serve_stream(self, req: rest.Request, t: rest.Target, send_raw, sock) -> None:
-        """exec and port-forward: the session relayed to the pod's host (``api_streams``)."""
+        """exec, attach and port-forward: the session relayed to the pod's host (``api_streams``)."""
         streams.serve(req, t, self.remote, send_raw, sock)
 
     def handle(self, req: rest.Request) -> rest.Response:

@@ -1,4 +1,4 @@
-"""The streaming verbs of a multi-host lab's API server: exec, port-forward and logs of a pod on any host.
+"""The streaming verbs of a multi-host lab's API server: exec, attach, port-forward and logs of a pod on any host.
 
 The controller's API server (``hosts.api_across``) speaks the protocols itself, with the one-machine code
 (``apiserver.streams``: the WebSocket and SPDY upgrades; ``exec_session.Session``: the channels of an exec;
@@ -24,7 +24,8 @@ the session's:
 - **logs**: the host's answer, streamed as it comes (``follow``: until the container's process changes there, or
   the client leaves: the channel is then closed and the host's relay ends).
 
-``attach`` is not relayed (its holder's frames would need their own relay on the host): refused with a 405.
+- **attach**: as exec, the host joining the channel to the container's holder (its frames, ``images.attachable``)
+  or, for a container without stdin or tty, following its log; the holder's exit ends it with Success.
 """
 from __future__ import annotations
 
@@ -253,18 +254,22 @@ class Remote:
         return {"op": op, "lab": self.lab, "namespace": t.ns, "name": t.name, "query": query, **more}
 
     def exec(self, req: Request, t: Target) -> Prepared:
+        """exec, and attach (the container's own process: a tty only if the container has one)."""
         host = self._where(t)
         tty = pexec.flag(req.query, "tty")
-        ch, st = self.links.open(host, self._spec("exec", t, req.query), pty=tty)
+        if t.sub == "attach":
+            containers = (self.store.get("pods", t.name, t.ns) or {}).get("spec", {}).get("containers") or []
+            c = req.q("container") or (containers[0]["name"] if len(containers) == 1 else None)
+            tty = tty and any(x.get("name") == c and x.get("tty") for x in containers)
+        ch, st = self.links.open(host, self._spec(t.sub or "exec", t, req.query), pty=tty)
         checked(ch, st)
-        return Prepared(lambda conn, proto: self._exec(conn, proto, ch, st, host, req.query), cancel=ch.close)
+        return Prepared(lambda conn, proto: self._exec(conn, proto, ch, st, host, req.query, tty), cancel=ch.close)
 
-    def _exec(self, conn, proto: str, ch: paramiko.Channel, st: dict, host: Host, query: dict) -> None:
+    def _exec(self, conn, proto: str, ch: paramiko.Channel, st: dict, host: Host, query: dict, tty: bool) -> None:
         if "failure" in st:
             ch.close()
             pexec.finish(conn, None, str(st["failure"]).encode())
             return
-        tty = pexec.flag(query, "tty")
         cmd = RemoteCommand(ch, host, pexec.flag(query, "stdin"), pexec.flag(query, "stdout"),
                             pexec.flag(query, "stderr"), tty)
         s = Session(conn, proto.startswith("v5"), cmd.stdin, dict(cmd.outputs), cmd,

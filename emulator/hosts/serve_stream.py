@@ -2,8 +2,8 @@
 
 The controller's API server (``hosts.api_streams``) and ``podlab logs -f`` across hosts open a fresh SSH channel
 on their connection to the pod's host for each session and run this there (the host's ``command``, as ``host
-serve`` is started; the slim entry, no CLI). SPEC is one JSON object: ``op`` (``exec``, ``logs`` or
-``portforward``), ``lab``, ``namespace``, ``name`` and the request's ``query`` (the pod's ``port`` for
+serve`` is started; the slim entry, no CLI). SPEC is one JSON object: ``op`` (``exec``, ``attach``, ``logs``
+or ``portforward``), ``lab``, ``namespace``, ``name`` and the request's ``query`` (the pod's ``port`` for
 ``portforward``). The host checks the request with the one-machine server's own code and wording against its own
 store and namespaces (``apiserver.exec.target``, ``apiserver.logs.serve``, ``apiserver.portforward.target``) and
 says how it went in one JSON line on stdout: ``{"ok": true}``; ``{"error": {code, reason, message}}`` (the
@@ -17,6 +17,10 @@ Then the channel carries the session's raw bytes:
   tty (the controller asked the channel for a pty) that pty is set raw, so bytes pass unchanged, and the command
   gets a pty of its own, as on one machine, this process copying bytes between the two and the window size on
   SIGWINCH (sshd's answer to ``resize_pty``). The exit code is this process's (a signal N: 128 + N).
+- ``attach``: the container's holder (``apiserver.attach.plan``) joined to the channel: its output frames become
+  the channel's stdout/stderr, the channel's bytes its stdin frames, the channel's EOF its end of stdin, the pty's
+  size (on SIGWINCH) its resize frames; its exit ends the session (exit 0: Success, as on one machine). A
+  container without stdin or tty: its log from now on.
 - ``logs``: the log's bytes (``follow``: until the container's process changes, as on one machine).
 - ``portforward``: a connection made inside the pod's namespace to its localhost (``apiserver.portforward
   .connect``: the socket is born in the pod's namespace; nothing is opened in the host's own), relayed.
@@ -35,6 +39,7 @@ import os
 import select
 import signal
 import socket
+import struct
 import termios
 import time
 import tty as ttymod
@@ -77,14 +82,15 @@ def main(text: str) -> int:
     spec = json.loads(text)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     query = spec.get("query") or {}
-    if spec["op"] == "exec" and os.isatty(0):
+    if spec["op"] in ("exec", "attach") and os.isatty(0):
         ttymod.setraw(0)  # the channel's pty carries bytes; the command's own pty does the terminal's work
     elif os.isatty(1):  # a sudo that puts the command on a pty of its own (use_pty): keep the bytes unchanged
         ttymod.setraw(1)
     paths = LabPaths(spec["lab"])
     store = Store(paths.store)
     try:
-        return {"exec": exec_, "logs": logs, "portforward": portforward}[spec["op"]](spec, query, paths, store)
+        return {"exec": exec_, "attach": attach, "logs": logs, "portforward": portforward}[spec["op"]](
+            spec, query, paths, store)
     except ApiError as e:
         say({"error": {"code": e.code, "reason": e.reason, "message": e.message, "details": e.details}})
         return 0
@@ -174,6 +180,100 @@ def _tty(pexec: Any, t: Any, argv: list[str], env: dict[str, str], paths: LabPat
                 return 129
             else:
                 p.unregister(0)
+
+
+def attach(spec: dict, query: dict, paths: LabPaths, store: Store) -> int:
+    """The container's own process: its holder's frames (``images.attachable``) to and from the channel's bytes;
+    a container without stdin or tty: its log from now on, until its process changes (``apiserver.attach``)."""
+    from emulator.apiserver import attach as pattach, exec as pexec
+    t = pexec.target(store, spec["namespace"], spec["name"], (query.get("container") or [None])[-1])
+    plan = pattach.plan(paths, t, query)
+    say({"ok": True})
+    if plan.holder is None:
+        return _follow_log(t, plan.log)
+    from emulator.images.attachable import EXIT, RESIZE, STDIN, STDIN_END, pack, unpack
+    h = plan.holder
+    h.settimeout(None)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)  # SIGWINCH wakes the loop, which sends the size (no frame cut by a handler)
+    signal.signal(signal.SIGWINCH, lambda *_: None)
+
+    def size() -> None:
+        try:
+            rows, cols = struct.unpack("HHHH", fcntl.ioctl(0, termios.TIOCGWINSZ, b"\0" * 8))[:2]
+        except OSError:
+            return  # no pty on the channel
+        h.sendall(pack(RESIZE, json.dumps({"Width": cols, "Height": rows}).encode()))
+    if plan.tty:
+        size()
+    p = select.poll()
+    for fd, mask in ((0, select.POLLIN), (1, 0), (h.fileno(), select.POLLIN), (wake_r, select.POLLIN)):
+        p.register(fd, mask)
+    buf = bytearray()
+    try:
+        while True:
+            for fd, ev in p.poll():
+                if fd == wake_r:
+                    os.read(wake_r, 512)
+                    if plan.tty:
+                        size()
+                elif fd == 1:
+                    return 0  # the channel is gone
+                elif fd == 0:
+                    try:
+                        data = os.read(0, CHUNK)
+                    except OSError:  # EIO: the channel's pty hung up
+                        return 0
+                    if data and plan.stdin:
+                        h.sendall(pack(STDIN, data))
+                    elif not data:
+                        if plan.tty:
+                            return 0  # a pty's end is the channel's
+                        p.unregister(0)
+                        if plan.stdin:
+                            h.sendall(pack(STDIN_END))
+                            plan.stdin = False
+                else:
+                    data = h.recv(CHUNK)
+                    if not data:
+                        return 0
+                    buf += data
+                    for kind, payload in unpack(buf):
+                        if kind == EXIT:
+                            return 0
+                        if payload and not write_all(1 if plan.tty or kind != 2 else 2, payload):
+                            return 0
+    except OSError:
+        return 0  # the holder went away: its process ended
+    finally:
+        try:
+            if plan.stdin:
+                h.sendall(pack(STDIN_END))
+        except OSError:
+            pass  # the holder is gone: nothing to tell it
+        h.close()
+
+
+def _follow_log(t, log: str) -> int:
+    from emulator.proc.lifecycle import alive
+    cs = next((c for c in t.status.get("containerStatuses") or [] if c.get("name") == t.container), {})
+    running = (cs.get("pid"), cs.get("pidStart"))
+    with open(log, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        last = time.monotonic()
+        while not hung_up(1):
+            data = f.read(CHUNK)
+            if data:
+                if not write_all(1, data):
+                    return 0
+                continue
+            if time.monotonic() - last > 1.0:
+                last = time.monotonic()
+                if not alive(*running):
+                    return 0
+            time.sleep(0.1)
+    return 0
 
 
 def logs(spec: dict, query: dict, paths: LabPaths, store: Store) -> int:

@@ -6,8 +6,9 @@ pod's own host (the host's hostname, the pod's IP on its eth0), passes the exit 
 exit code N", kubectl exits N), stdin (``-i``) and a tty (``-it`` under a real pty: ``tty`` names a pts, ``stty
 size`` the window kubectl sent); a kubectl that goes away leaves no process on the host; ``kubectl logs --tail``
 and ``-f`` (a line the container writes after the follow started arrives); ``podlab logs -f`` across hosts, until
-Ctrl-C and until the pod ends; ``kubectl port-forward`` to a pod's port on another host; ``attach`` answers a
-405 saying why. One lab for the module; nothing left on any host afterwards.
+Ctrl-C and until the pod ends; ``kubectl port-forward`` to a pod's port on another host; ``kubectl attach -i``
+and ``-it`` to a container's own process on another host. One lab for the module; nothing left on any host
+afterwards.
 """
 from __future__ import annotations
 
@@ -232,9 +233,56 @@ def test_port_forward_to_a_pod_on_another_host(hosts: EmulatedHosts, lab: dict) 
     assert no_stream_processes(hosts) == {}
 
 
-def test_attach_says_it_is_not_available(hosts: EmulatedHosts, lab: dict) -> None:
-    r = kubectl(hosts, "attach", "sh-2", check=False, timeout=30)
-    assert r.returncode != 0 and 'attach to pod "sh-2" is not available across hosts yet' in r.stderr, r.stderr
+ATTACHABLE = """apiVersion: v1
+kind: Pod
+metadata: {name: echo-3}
+spec:
+  nodeName: node-3
+  restartPolicy: Never
+  containers:
+  - {name: echo, image: busybox, stdin: true, stdinOnce: true, command: [sh, -c, 'while read l; do echo "echo:$l"; done; echo bye']}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: term-2}
+spec:
+  nodeName: node-2
+  restartPolicy: Never
+  containers:
+  - {name: term, image: busybox, stdin: true, tty: true, command: [sh]}
+"""
+
+
+def test_attach_to_a_containers_own_process_on_other_hosts(hosts: EmulatedHosts, lab: dict) -> None:
+    """``kubectl attach -i`` joins the container's own process (stdinOnce: its input ends with ours); ``attach
+    -it`` from a pty of 33x111 reaches the container's own tty, with that size."""
+    kubectl(hosts, "apply", "-f", "-", input=ATTACHABLE)
+    try:
+        r = kubectl(hosts, "attach", "-i", "echo-3", input="a\nb\n", timeout=60)
+        assert r.stdout.split() == ["echo:a", "echo:b", "bye"], r.stdout + r.stderr
+        master, slave = pty.openpty()
+        import fcntl
+        import struct
+        import termios
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 111, 0, 0))
+        p = subprocess.Popen(kubectl_argv(hosts, "attach", "-it", "term-2"), stdin=slave, stdout=slave,
+                             stderr=slave, start_new_session=True)
+        os.close(slave)
+        try:
+            time.sleep(1.0)
+            os.write(master, b"echo size $(stty size) on $(tty)\r")
+            out = read_until(master, b"/dev/pts/")
+            assert b"size 33 111 on /dev/pts/" in out, out
+            os.write(master, b"exit\r")
+            assert p.wait(timeout=20) == 0
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            os.close(master)
+    finally:
+        kubectl(hosts, "delete", "pod", "echo-3", "term-2", "--wait=false")
+    assert no_stream_processes(hosts) == {}
 
 
 def test_podlab_logs_follow_until_ctrl_c_and_until_the_pod_ends(hosts: EmulatedHosts, lab: dict) -> None:
