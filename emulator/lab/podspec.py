@@ -3,7 +3,8 @@
 Both are checked by the topology ``Validator`` (raising ``ManifestError`` with file, field, value and fix) and
 turned into the store's manifest shape. Fields of a real manifest that do not change the network are accepted
 and ignored (probes, resources, pull policy, security context, ...) so that e2e manifests apply unchanged; a
-container's ``stdin``/``stdinOnce``/``tty`` are kept (its agent then starts it attachable, as for kubectl's pods);
+container's ``stdin``/``stdinOnce``/``tty`` and the pod's ``restartPolicy`` are kept (its agent then starts it
+attachable and restarts it as the policy says, as for kubectl's pods);
 ``hostNetwork: true`` is honoured (the node agent runs the pod in its node's namespace); any other field is
 refused by name, because silently dropping e.g. ``volumes`` would teach the wrong thing. Placement:
 ``spec.nodeName``/``node`` if given (the node must exist), else the node with the fewest pods (the topology's
@@ -110,6 +111,11 @@ def parse(obj: dict, source: str, nodes: dict[str, int], counts: dict[str, int],
         manifest["spec"]["hostNetwork"] = True  # honoured by the node agent: the pod runs in its node
     if "kind" in obj:
         _keep_attachable(containers_raw, manifest)
+        policy = spec.get("restartPolicy", "Always")
+        if policy not in ("Always", "OnFailure", "Never"):
+            v.fail("spec.restartPolicy", f"{show(policy)} is not a restart policy", "use Always, OnFailure or Never")
+        if policy != "Always":  # honoured by the node agent (a pod of `kubectl run --restart=Never` completes)
+            manifest["spec"]["restartPolicy"] = policy
     return PodRequest(pod, manifest, pinned=pinned)
 
 

@@ -7,7 +7,7 @@ exit code N", kubectl exits N), stdin (``-i``) and a tty (``-it`` under a real p
 size`` the window kubectl sent); a kubectl that goes away leaves no process on the host; ``kubectl logs --tail``
 and ``-f`` (a line the container writes after the follow started arrives); ``podlab logs -f`` across hosts, until
 Ctrl-C and until the pod ends; ``kubectl port-forward`` to a pod's port on another host; ``kubectl attach -i``
-and ``-it`` to a container's own process on another host. One lab for the module; nothing left on any host
+and ``-it`` to a container's own process on another host, ``kubectl run -i --rm --restart=Never``. One lab for the module; nothing left on any host
 afterwards.
 """
 from __future__ import annotations
@@ -255,7 +255,8 @@ spec:
 
 def test_attach_to_a_containers_own_process_on_other_hosts(hosts: EmulatedHosts, lab: dict) -> None:
     """``kubectl attach -i`` joins the container's own process (stdinOnce: its input ends with ours); ``attach
-    -it`` from a pty of 33x111 reaches the container's own tty, with that size."""
+    -it`` from a pty of 33x111 reaches the container's own tty, with that size; ``kubectl run -i --rm
+    --restart=Never`` on another host gets its input, and exits with the container's exit code."""
     kubectl(hosts, "apply", "-f", "-", input=ATTACHABLE)
     try:
         r = kubectl(hosts, "attach", "-i", "echo-3", input="a\nb\n", timeout=60)
@@ -280,6 +281,12 @@ def test_attach_to_a_containers_own_process_on_other_hosts(hosts: EmulatedHosts,
                 p.kill()
                 p.wait()
             os.close(master)
+        r = kubectl(hosts, "run", "-i", "--rm", "--restart=Never", "--image=busybox", "--overrides",
+                    '{"spec": {"nodeName": "node-3"}}', "--command", "mhx-run", "--", "sh", "-c",
+                    "read x; echo got $x; exit 3", input="hi\n", check=False, timeout=90)
+        assert r.stdout.splitlines()[0] == "got hi", r.stdout + r.stderr
+        assert r.returncode == 3 and "pod default/mhx-run terminated (Error)" in r.stderr, r.stdout + r.stderr  # its code
+        assert 'pod "mhx-run" deleted' in r.stdout, r.stdout
     finally:
         kubectl(hosts, "delete", "pod", "echo-3", "term-2", "--wait=false")
     assert no_stream_processes(hosts) == {}

@@ -201,6 +201,10 @@ def test_an_attachable_container_stays_attachable() -> None:
     cs = podspec.parse(obj, "f.yaml", NODES, {}).manifest["spec"]["containers"]
     assert {k: cs[0].get(k) for k in podspec.ATTACH_KEYS} == {"stdin": True, "stdinOnce": None, "tty": True}
     assert not any(k in cs[1] for k in podspec.ATTACH_KEYS)
+    never = podspec.parse({**obj, "spec": {**obj["spec"], "restartPolicy": "Never"}}, "f.yaml", NODES, {})
+    assert never.manifest["spec"]["restartPolicy"] == "Never"
+    with pytest.raises(ManifestError, match="spec.restartPolicy"):
+        podspec.parse({**obj, "spec": {**obj["spec"], "restartPolicy": "Sometimes"}}, "f.yaml", NODES, {})
 
 
 def test_same_spec_ignores_generated_metadata() -> None:
