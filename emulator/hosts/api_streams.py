@@ -144,24 +144,21 @@ def checked(ch: paramiko.Channel, st: dict) -> dict:
     return st
 
 
-def _pump(read: Callable[[int], bytes], fd: int | None, end: Callable[[], None] = lambda: None) -> None:
-    """Copy ``read``'s bytes into ``fd`` (None: drop them) until it ends; then close ``fd`` and call ``end``."""
+def _pump(read: Callable[[int], bytes], fd: int | None) -> None:
+    """Copy ``read``'s bytes into ``fd`` (None: drop them) until it ends; then close ``fd``."""
+    sink = fd
     try:
-        while True:
-            data = read(CHUNK)
-            if not data:
-                return
-            while fd is not None and data:
+        while data := read(CHUNK):
+            while sink is not None and data:
                 try:
-                    data = data[os.write(fd, data):]
+                    data = data[os.write(sink, data):]
                 except OSError:  # the session closed its end: the rest is not wanted
-                    fd = None
+                    sink = None
     except (OSError, EOFError, paramiko.SSHException):
         return  # the channel broke: the reader sees the pipe end
     finally:
         if fd is not None:
             os.close(fd)
-        end()
 
 
 def _thread(fn: Callable, *args) -> None:
