@@ -216,6 +216,10 @@ def test_logs_tail_and_follow(hosts: EmulatedHosts, lab: dict) -> None:
 
 
 def test_port_forward_to_a_pod_on_another_host(hosts: EmulatedHosts, lab: dict) -> None:
+    """Two connections through one forward (a channel each); a refused port says so in the kubelet's words."""
+    # a pod reported Running may still be binding its port (kubectl's forward ends at the first refusal)
+    kubectl(hosts, "exec", "web-1", "--", "sh", "-c", "for i in $(seq 150); do ss -Hltn 'sport = :8080' | grep -q . "
+            "&& exit 0; sleep 0.1; done; exit 1")
     p = subprocess.Popen(kubectl_argv(hosts, "port-forward", "pod/web-1", "18631:8080"), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE)
     try:
@@ -225,6 +229,22 @@ def test_port_forward_to_a_pod_on_another_host(hosts: EmulatedHosts, lab: dict) 
         for _ in range(2):  # two connections: a channel each
             r = subprocess.run(hosts.controller_argv([PY, "-c", code]), capture_output=True, text=True, timeout=30)
             assert r.returncode == 0 and r.stdout.strip() == "web-1", r.stdout + r.stderr
+    finally:
+        p.kill()
+        p.wait()
+        for f in (p.stdout, p.stderr):
+            f and f.close()
+    p = subprocess.Popen(kubectl_argv(hosts, "port-forward", "pod/web-1", "18632:81"), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    try:
+        assert p.stdout is not None and p.stderr is not None
+        assert b"Forwarding from 127.0.0.1:18632" in read_until(p.stdout.fileno(), b"\n")
+        code = "import socket; s = socket.create_connection(('127.0.0.1', 18632), timeout=10); print(s.recv(1))"
+        subprocess.run(hosts.controller_argv([PY, "-c", code]), capture_output=True, text=True, timeout=30)
+        err = read_until(p.stderr.fileno(), b"refused", timeout=15).decode()
+        assert f"network namespace \\\"/run/netns/{LAB}-web-1\\\"" in err, err  # (klog quotes it: \")
+        assert "failed to connect to localhost:81 inside namespace" in err, err
+        assert "dial tcp4 127.0.0.1:81: connect: connection refused" in err, err
     finally:
         p.kill()
         p.wait()
