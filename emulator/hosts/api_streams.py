@@ -16,7 +16,8 @@ the session's:
   kubectl prints "command terminated with exit code N"), ``kill`` closes the channel (the host then kills the
   command's whole session). ``-t`` asks the channel for a pty (``get_pty``) and channel 4's sizes become
   ``resize_pty``; the end of stdin on a tty is ^D, as on one machine. A host that stops answering mid-session
-  ends it with a Failure Status naming the host.
+  (its TCP acknowledges nothing of the keepalives for 15 s: ``TCP_USER_TIMEOUT``) ends it with a Failure Status
+  naming the host.
 - **port-forward**: the target's ``dial`` opens a channel per connection, whose far end connects inside the
   pod's namespace on its host to the pod's localhost (so nothing is opened in any host's root namespace toward
   an emulated address; no direct-tcpip); the channel is joined to a local socketpair the port-forward session
@@ -53,6 +54,8 @@ from emulator.topology.hosts_section import Host
 
 CHUNK = 256 * 1024
 STATUS_TIMEOUT = 30.0  # the host's podlab starts and checks the request within this
+KEEPALIVE = 5  # seconds between the connection's keepalives
+DEAD_AFTER = 15.0  # a host whose TCP does not acknowledge for this long is gone: its sessions end, naming it
 
 
 def stream_command(host: Host, spec: dict) -> str:
@@ -101,7 +104,9 @@ class Links:
             raise ApiError(503, "ServiceUnavailable", str(e)) from None
         t = c.get_transport()
         assert t is not None
-        t.set_keepalive(5)
+        t.set_keepalive(KEEPALIVE)
+        if isinstance(t.sock, socket.socket):  # a host gone without a FIN: the keepalive's bytes stay unacked
+            t.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(DEAD_AFTER * 1000))
         with self._lock:
             self._clients.setdefault(host.name, []).append(c)
         return t

@@ -341,3 +341,26 @@ def test_podlab_logs_follow_until_ctrl_c_and_until_the_pod_ends(hosts: EmulatedH
         for f in (p.stdout, p.stderr):
             f and f.close()
     assert no_stream_processes(hosts) == {}
+
+
+def test_a_host_that_goes_away_mid_exec_ends_it_naming_the_host(hosts: EmulatedHosts, lab: dict) -> None:
+    """The cable of the pod's host is pulled while an exec runs there: no FIN ever comes, the relay's connection
+    finds the host gone by its unacknowledged keepalives, and kubectl ends with a Status naming the host. Once the
+    host is back, the command's next output meets the closed connection and the host's relay ends it."""
+    p = subprocess.Popen(kubectl_argv(hosts, "exec", "sh-2", "--", "sh", "-c", "while :; do echo tick; sleep 1; done"),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None
+        assert p.stdout.readline() == "tick\n"
+        hosts.set_port_up("mhx2", False)
+        t0 = time.monotonic()
+        _, err = p.communicate(timeout=40)
+        took = time.monotonic() - t0
+    finally:
+        hosts.set_port_up("mhx2", True)
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode != 0 and "host mhx2 stopped answering during the exec" in err, err
+    assert took < 30, took
+    assert no_stream_processes(hosts, wait=20) == {}
