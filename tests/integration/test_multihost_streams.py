@@ -64,7 +64,9 @@ def lab(hosts: EmulatedHosts, tmp_path_factory: pytest.TempPathFactory) -> Itera
             os.unlink(SAY)
         dn = ctl(hosts, "down", LAB)
         assert dn.returncode == 0, dn.stdout + dn.stderr
-        assert host_leftovers(hosts) == {} and controller_records(hosts) == []
+        # a session whose connection lived through the cable pulled from mhx2 (the last test) has its FIN delivered
+        # at its next retransmission, backed off during the outage (measured: 8.8 s): until then its host serve runs
+        assert host_leftovers(hosts, wait=30) == {} and controller_records(hosts) == []
 
 
 def kubectl_argv(hosts: EmulatedHosts, *args: str) -> list[str]:
