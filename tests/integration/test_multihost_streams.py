@@ -3,7 +3,7 @@
 
 Proven from what the hosts' kernels and processes show: ``kubectl exec`` runs in the pod's namespace on the
 pod's own host (the host's hostname, the pod's IP on its eth0), passes the exit code ("command terminated with
-exit code N", kubectl exits N), stdin (``-i``) and a tty (``-it`` under a real pty: ``tty`` names a pts, ``stty
+exit code N", kubectl exits N), stdin (``-i``; ``kubectl cp`` both ways, byte-exact) and a tty (``-it`` under a real pty: ``tty`` names a pts, ``stty
 size`` the window kubectl sent); a kubectl that goes away leaves no process on the host; ``kubectl logs --tail``
 and ``-f`` (a line the container writes after the follow started arrives); ``podlab logs -f`` across hosts, until
 Ctrl-C and until the pod ends; ``kubectl port-forward`` to a pod's port on another host; ``kubectl attach -i``
@@ -139,6 +139,23 @@ def test_exec_passes_stdin(hosts: EmulatedHosts, lab: dict) -> None:
     r = kubectl(hosts, "exec", "-i", "logger-3", "--", "sh", "-c", "tr a-z A-Z | md5sum; echo end", input=data)
     import hashlib
     assert r.stdout.split()[0] == hashlib.md5(data.upper().encode()).hexdigest() and r.stdout.split()[-1] == "end"
+
+
+def test_kubectl_cp_both_ways_is_byte_exact(hosts: EmulatedHosts, lab: dict, tmp_path) -> None:
+    """``kubectl cp`` is tar over exec's stdin and stdout: binary, both directions, through a pod on another host
+    (its file system is the host's: the file is removed at the end)."""
+    data = os.urandom(300_000)
+    (tmp_path / "blob").write_bytes(data)
+    remote = f"/tmp/mhx-cp-{os.getpid()}"
+    try:
+        kubectl(hosts, "cp", str(tmp_path / "blob"), f"sh-2:{remote}")
+        import hashlib
+        r = kubectl(hosts, "exec", "sh-2", "--", "md5sum", remote)
+        assert r.stdout.split()[0] == hashlib.md5(data).hexdigest()
+        kubectl(hosts, "cp", f"sh-2:{remote}", str(tmp_path / "back"))
+        assert (tmp_path / "back").read_bytes() == data
+    finally:
+        kubectl(hosts, "exec", "sh-2", "--", "rm", "-f", remote, check=False)
 
 
 def test_exec_with_a_tty_under_a_real_terminal(hosts: EmulatedHosts, lab: dict) -> None:
