@@ -18,11 +18,11 @@ Service, in the controller's store. One write at a time (the sessions carry one 
 exec, attach, port-forward and logs of a pod on any host are relayed to its host over SSH (``api_streams``: a fresh
 channel per session running ``podlab host stream`` there), the protocols spoken here by the one-machine code.
 
-What is not available across hosts answers at once with a Kubernetes Status (405 MethodNotAllowed) naming what
-and why, never a hang: updates of a pod or a Namespace (PUT/PATCH: ``kubectl label pod``), the deletion of a Namespace or of a
-collection, Deployments, NetworkPolicies and everything else not listed above. A Service is updated (``kubectl
-apply`` of a changed one, ``kubectl replace``): the patch is applied to the current object as on one machine, and
-the result applied as ``podlab apply`` applies it.
+What is not available across hosts answers at once with a Kubernetes Status (405 MethodNotAllowed) naming what and
+why, never a hang: updates of a pod or a Namespace (PUT/PATCH: ``kubectl label pod``), the deletion of a Namespace
+or of a collection, Deployments, NetworkPolicies and everything else not listed above. A Service is updated
+(``kubectl apply`` of a changed one, ``kubectl replace``): the patch is applied to the current object as on one
+machine, and the result applied as ``podlab apply`` applies it.
 """
 from __future__ import annotations
 

@@ -1,14 +1,16 @@
-"""kubectl exec, logs and port-forward of pods on any of 3 emulated hosts, through the controller's API server
-(fixtures as in ``test_multihost_api``: the real kubectl and the Python client inside the controller's namespaces).
+"""kubectl exec, attach, logs and port-forward of pods on any of 3 emulated hosts, through the controller's API
+server (fixtures as in ``test_multihost_api``: the real kubectl and the Python client inside the controller's
+namespaces).
 
-Proven from what the hosts' kernels and processes show: ``kubectl exec`` runs in the pod's namespace on the
-pod's own host (the host's hostname, the pod's IP on its eth0), passes the exit code ("command terminated with
-exit code N", kubectl exits N), stdin (``-i``; ``kubectl cp`` both ways, byte-exact) and a tty (``-it`` under a real pty: ``tty`` names a pts, ``stty
-size`` the window kubectl sent); a kubectl that goes away leaves no process on the host; ``kubectl logs --tail``
-and ``-f`` (a line the container writes after the follow started arrives); ``podlab logs -f`` across hosts, until
-Ctrl-C and until the pod ends; ``kubectl port-forward`` to a pod's port on another host; ``kubectl attach -i``
-and ``-it`` to a container's own process on another host, ``kubectl run -i --rm --restart=Never``. One lab for the module; nothing left on any host
-afterwards.
+Proven from what the hosts' kernels and processes show: ``kubectl exec`` runs in the pod's namespace on the pod's
+own host (the host's hostname, the pod's IP on its eth0), passes the exit code ("command terminated with exit code
+N", kubectl exits N), stdin (``-i``; ``kubectl cp`` both ways, byte-exact) and a tty (``-it`` under a real pty:
+``tty`` names a pts, ``stty size`` the window kubectl sent); a kubectl that goes away leaves no process on the host;
+``kubectl logs --tail`` and ``-f`` (a line the container writes after the follow started arrives); ``podlab logs
+-f`` across hosts, until Ctrl-C and until the pod ends; ``kubectl port-forward`` to a pod's port on another host; a
+host whose cable is pulled mid-exec named in kubectl's error (the command ended there once it is back); ``kubectl
+attach -i`` and ``-it`` to a container's own process on another host, ``kubectl run -i --rm --restart=Never``. One
+lab for the module; nothing left on any host afterwards.
 """
 from __future__ import annotations
 
@@ -244,7 +246,8 @@ def test_port_forward_to_a_pod_on_another_host(hosts: EmulatedHosts, lab: dict) 
     try:
         assert p.stdout is not None
         assert b"Forwarding from 127.0.0.1:18631" in read_until(p.stdout.fileno(), b"\n")
-        code = "import urllib.request as u; print(u.urlopen('http://127.0.0.1:18631/hostname', timeout=10).read().decode())"
+        code = ("import urllib.request as u; "
+                "print(u.urlopen('http://127.0.0.1:18631/hostname', timeout=10).read().decode())")
         for _ in range(2):  # two connections: a channel each
             r = subprocess.run(hosts.controller_argv([PY, "-c", code]), capture_output=True, text=True, timeout=30)
             assert r.returncode == 0 and r.stdout.strip() == "web-1", r.stdout + r.stderr
@@ -279,7 +282,11 @@ spec:
   nodeName: node-3
   restartPolicy: Never
   containers:
-  - {name: echo, image: busybox, stdin: true, stdinOnce: true, command: [sh, -c, 'while read l; do echo "echo:$l"; done; echo bye']}
+  - name: echo
+    image: busybox
+    stdin: true
+    stdinOnce: true
+    command: [sh, -c, 'while read l; do echo "echo:$l"; done; echo bye']
 ---
 apiVersion: v1
 kind: Pod
@@ -324,7 +331,8 @@ def test_attach_to_a_containers_own_process_on_other_hosts(hosts: EmulatedHosts,
                     '{"spec": {"nodeName": "node-3"}}', "--command", "mhx-run", "--", "sh", "-c",
                     "read x; echo got $x; exit 3", input="hi\n", check=False, timeout=90)
         assert r.stdout.splitlines()[0] == "got hi", r.stdout + r.stderr
-        assert r.returncode == 3 and "pod default/mhx-run terminated (Error)" in r.stderr, r.stdout + r.stderr  # its code
+        assert r.returncode == 3, r.stdout + r.stderr  # the container's exit code
+        assert "pod default/mhx-run terminated (Error)" in r.stderr, r.stderr
         assert 'pod "mhx-run" deleted' in r.stdout, r.stdout
     finally:
         kubectl(hosts, "delete", "pod", "echo-3", "term-2", "--wait=false")

@@ -106,7 +106,8 @@ def test_a_status_the_host_answered_is_raised_as_it_is() -> None:
 
 def test_remote_command_joins_the_channel_to_pipes() -> None:
     ch = FakeChannel(b"out", b"err", code=3)
-    cmd = api_streams.RemoteCommand(ch, host(), stdin=True, stdout=True, stderr=True, tty=False)  # type: ignore[arg-type]
+    cmd = api_streams.RemoteCommand(ch, host(), stdin=True, stdout=True, stderr=True,  # type: ignore[arg-type]
+                                    tty=False)
     assert sorted(cmd.outputs.values()) == [pexec.STDOUT, pexec.STDERR]
     assert cmd.stdin is not None
     os.write(cmd.stdin, b"typed")
@@ -127,7 +128,8 @@ def test_remote_command_joins_the_channel_to_pipes() -> None:
 
 def test_a_channel_that_closes_without_exit_status_is_lost() -> None:
     ch = FakeChannel(code=-1)
-    cmd = api_streams.RemoteCommand(ch, host(), stdin=False, stdout=True, stderr=False, tty=True)  # type: ignore[arg-type]
+    cmd = api_streams.RemoteCommand(ch, host(), stdin=False, stdout=True, stderr=False,  # type: ignore[arg-type]
+                                    tty=True)
     assert list(cmd.outputs.values()) == [pexec.STDOUT]  # a tty: one output, no stderr
     cmd.kill()
     assert select.select([cmd.fileno()], [], [], 5)[0]
