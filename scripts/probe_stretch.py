@@ -11,7 +11,7 @@ into frames and where GRO merges them again), the IP, UDP and TCP counters of ev
 idle). ``--set`` changes something first, to compare within one run; steps apply in order and accumulate:
 ``ethtool:HOST:NS:DEV:FEATURE=on|off`` (HOST ``*`` for both, ``sw`` for the emulated switch; NS ``-`` for the host's
 own namespace, else the lab namespace's suffix: ``underlay``, ``node-1``, ``a``) and
-``sysctl:HOST:NS:KEY=VALUE``; several steps joined by ``+`` make one configuration. Needs ``ethtool`` on the
+``sysctl:HOST:NS:KEY=VALUE``, ``threaded:HOST:NS:DEV=1`` (NAPI in a kernel thread); several steps joined by ``+`` make one configuration. Needs ``ethtool`` on the
 machine for the feature listing (and ``ethtool:`` steps). Not a test: the figures go to docs/multihost.md.
 """
 from __future__ import annotations
@@ -90,6 +90,9 @@ class Probe:
                 dev, kv = rest.split(":")
                 feat, val = kv.split("=")
                 r = self.run(h, where, ["ethtool", "-K", dev, feat, val])
+            elif kind == "threaded":  # NAPI in a kernel thread of its own (the veth needs GRO on for NAPI)
+                dev, val = rest.split("=")
+                r = self.run(h, where, ["sh", "-c", f"echo {val} > /sys/class/net/{dev}/threaded"])
             else:
                 r = self.run(h, where, ["sysctl", "-q", "-w", rest])
             print(f"set {h} {ns} {rest}: {'ok' if r.returncode == 0 else r.stderr.strip()}", flush=True)

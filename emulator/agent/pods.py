@@ -195,7 +195,7 @@ def pod_phase(cstats: list[dict]) -> str:
 def stop_processes(cstats: list[dict]) -> None:
     for c in cstats:
         if c.get("pid"):
-            lifecycle.stop(c["pid"], c.get("pidStart"))
+            lifecycle.stop(c["pid"], c.get("pidStart"), group=True)  # with what it started (a shell's sleep)
 
 
 def teardown(runtime: Runtime, sandbox: dict, pod: str) -> None:

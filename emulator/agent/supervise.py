@@ -6,10 +6,16 @@ the agent is that process's parent it also knows the exit code (from ``waitpid``
 containers are no longer its children, so the code is unknown and reported as such. The message of a failed
 container is the last line of its log — e.g. "OSError: [Errno 98] Address already in use" when two containers
 of a pod bind one port, which is how that mistake shows in a real pod too.
+
+A container ends with everything it started, as a real one does (its PID namespace dies with its first
+process): a container is a process group of its own (started with ``setsid``), so once the agent has reaped its
+first process, what is left in that group (a shell's ``sleep &``) is killed then, instead of living on under
+init outside any record. The group's number stays reserved while any member lives, so it names only them.
 """
 from __future__ import annotations
 
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 
@@ -35,6 +41,10 @@ class Supervisor:
     def reaped(self, items: list[tuple[int, int]]) -> None:
         for pid, code in items:
             self.exit_codes[pid] = code
+            try:
+                os.killpg(pid, signal.SIGKILL)  # what the container left behind (a child that led no group: none)
+            except (ProcessLookupError, PermissionError):
+                pass  # nothing left in its group: the usual case
 
     def last_log_line(self, pod: str, container: str, ns: str = "default") -> str:
         try:

@@ -10,7 +10,11 @@ environment — for a pod, what its containers see of the network (its /etc/reso
 ``podlab exec`` becomes the command (it execs in place: same PID, so a SIGKILL of it ends the command and nothing
 is left behind). Before it enters the namespace it records itself in the lab's process journal, so ``down`` and
 ``cleanup`` end a command still running there (a ``sleep`` left in a pod would otherwise keep the pod's
-namespace alive after ``down``); once the lab is being removed, nothing is started.
+namespace alive after ``down``); once the lab is being removed, nothing is started. What the command starts in the
+background (``sh -c 'server &'``, which lives on in the pod as it would under ``kubectl exec``) stays in the
+command's process group, which ``exec`` makes its own when no terminal controls it (a script, CI, a test: with a
+terminal, the shell's job control has already given it one), so the group's number is the journal's PID and
+``down`` ends the group with it (``lifecycle.kill_groups``), even once the command itself has exited.
 """
 from __future__ import annotations
 
@@ -45,6 +49,7 @@ def cmd_exec(a: argparse.Namespace) -> int:
         ctx = containers.exec_context(pod, name)
         env, cwd = ctx.env, ctx.cwd
     journal.enter(lab.paths.proc_journal, f"exec {' '.join(argv)[:80]} in {place.ns}", kind="tool")
+    _own_group()
     wrapped = netns.exec_argv(place.ns, argv)  # the pod's own resolv.conf etc.: as its containers see them
     if wrapped:
         argv = wrapped
@@ -60,6 +65,22 @@ def cmd_exec(a: argparse.Namespace) -> int:
         print(f'podlab: exec: "{argv[0]}": executable file not found in $PATH', file=sys.stderr)
         return 127
     return 126  # not reached: exec replaced this process
+
+
+def _own_group() -> None:
+    """Lead a process group of our own (its number: our recorded PID) unless a terminal controls us: then job
+    control must keep the terminal's foreground group (Ctrl-C), and an interactive shell made us a leader anyway."""
+    if os.getpgrp() == os.getpid():
+        return
+    try:
+        os.close(os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY))
+        return  # a controlling terminal: leave job control alone
+    except OSError:
+        pass  # no controlling terminal (ENXIO): nothing's job control to keep
+    try:
+        os.setpgid(0, 0)
+    except OSError:
+        pass  # a session leader already (setsid): its group is its own
 
 
 def register(sub: argparse._SubParsersAction) -> None:

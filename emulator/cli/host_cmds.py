@@ -171,7 +171,10 @@ def _without_lab(argv: list[str]) -> list[str]:
 def exec_(lab: str, target: str, argv: list[str]) -> int:
     with for_command() as ss:  # where the target is, then the command: over the same connection to its host
         st = controller.status(lab, ss)
-        where = {p["name"]: p["host"] for p in st["pods"]} | {n["name"]: n["host"] for n in st["nodes"]}
+        where = controller.where(st)  # pods, nodes, and the external host (on the host of the first node)
+        if target == "external" and target not in where:
+            raise UsageError(f"multi-host lab {lab} has no external network (a topology gets one with an "
+                             "'external:' section or Services)", obj=target)
         if target not in where:
             raise UsageError(f"{target} is no pod or node of multi-host lab {lab}", obj=target)
         h = records.host_of(next(d for d in st["record"]["hosts"] if d["name"] == where[target]))
@@ -179,6 +182,29 @@ def exec_(lab: str, target: str, argv: list[str]) -> int:
     sys.stdout.write(r["stdout"])
     sys.stderr.write(r["stderr"])
     return int(r["returncode"])
+
+
+def run(lab: str, pod: dict, argv: list[str], a: argparse.Namespace) -> int:
+    """``podlab run`` on a multi-host lab: the pod applied as ``apply`` places it (on any host, answering once it
+    runs), then the command in it on its host (its output and exit status), then ``--rm`` deletes it."""
+    from emulator.hosts import changes
+    if a.interactive and argv:
+        raise UsageError(f"run -i on multi-host lab {lab}: a command's stdin does not reach another host yet; run "
+                         "it without -i (its output and exit status come back)", obj=pod["name"])
+    for line in changes.apply(lab, [pod], "podlab run", output.progress):
+        print(line, file=sys.stderr)
+    ns = pod.get("namespace") or "default"
+    st = controller.status(lab)
+    me = next((p for p in st["pods"] if p["name"] == pod["name"] and (p.get("namespace") or "default") == ns), {})
+    if not argv:
+        print(f"pod {pod['name']} is Running with IP {me.get('ip')} on {me.get('node')} (host {me.get('host')})")
+        return 0
+    try:
+        return exec_(lab, pod["name"], argv)
+    finally:
+        if a.rm:
+            for line in changes.delete(lab, "pods", [pod["name"]], ns, True, output.progress):
+                print(line, file=sys.stderr)
 
 
 COUNT_ONLY_BOUND = 60.0  # seconds a `capture -c N` across hosts waits at most for N packets at every point
@@ -323,4 +349,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(fn=cmd_sync)
 
 
-__all__ = ["HostError", "capture", "check", "cleanup", "down", "exec_", "get", "multihost_lab", "register", "up"]
+__all__ = ["HostError", "capture", "check", "cleanup", "down", "exec_", "get", "multihost_lab", "register", "run", "up"]

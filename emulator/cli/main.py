@@ -29,7 +29,7 @@ COMMAND_MODULES = [lab_cmds, get_cmds, exec_cmd, describe_cmds, apply_cmds, pod_
 
 
 #: verbs that act on one machine's lab only: on a multi-host lab they say so instead of "lab not found"
-NOT_ACROSS_HOSTS = frozenset({"create", "cli", "netpol", "run", "scale"})
+NOT_ACROSS_HOSTS = frozenset({"create", "cli", "netpol", "scale"})
 
 
 def refuse_across_hosts(args: argparse.Namespace) -> None:

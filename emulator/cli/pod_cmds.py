@@ -36,19 +36,28 @@ def delete_pod(lab: Lab, name: str, a: argparse.Namespace) -> str:
 
 
 # -- run
-def cmd_run(a: argparse.Namespace) -> int:
-    lab = Lab.get(a.lab)
-    argv = [x for x in a.command if x != "--"] if a.command else []
+def run_pod(a: argparse.Namespace) -> dict:
+    """The pod ``podlab run`` starts, in podlab's short form (as ``kubectl run``: label ``run=NAME``)."""
     container = {"name": a.name, "image": a.image}
     if a.port:
         container["ports"] = [{"containerPort": a.port}]
     obj = {"name": a.name, "containers": [container], "labels": {"run": a.name}}
-    ns = a.namespace or "default"
     if a.namespace:
         obj["namespace"] = a.namespace
     if a.node:
         obj["node"] = a.node
-    print(lab.apply_pod(obj), file=sys.stderr)
+    return obj
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    from emulator.cli import host_cmds
+    argv = [x for x in a.command if x != "--"] if a.command else []
+    multi = host_cmds.multihost_lab(a.lab)
+    if multi is not None:
+        return host_cmds.run(multi, run_pod(a), argv, a)
+    lab = Lab.get(a.lab)
+    ns = a.namespace or "default"
+    print(lab.apply_pod(run_pod(a)), file=sys.stderr)
     st = lab.wait_pod(a.name, timeout=a.timeout, namespace=ns)
     if not argv:
         print(f"pod {a.name} is Running with IP {st.get('podIP')} on {st.get('nodeName')}")

@@ -2,7 +2,7 @@
 
 Each point is captured where it is: a pod or node on the host that holds it, ``underlay`` (and
 ``underlay:stretch0``, ``underlay:lan0``) on every host — each host's ``lan0`` is one segment of the stretched LAN —
-and ``underlay:NODE`` on that node's host. Every host runs the one-host capture (``tools.capture``: one tcpdump per
+and ``underlay:NODE`` on that node's host, ``external`` on the host of the external network (the first node's). Every host runs the one-host capture (``tools.capture``: one tcpdump per
 point, in the lab's process journal there) inside ``host serve`` until each point saw ``count`` packets or
 ``duration`` passed, and sends its packets back. The controller writes one pcapng: one interface per point and
 host, named ``HOST/POINT`` (``mult2/node-2:flannel.1``; ``frame.interface_name`` in Wireshark), described with the
@@ -57,7 +57,8 @@ class Merged:
 
 
 def host_of_target(text: str, where: dict[str, str], hosts: list[str]) -> list[str]:
-    """The hosts a target is captured on (pure): its pod's or node's host, or every host for the underlay."""
+    """The hosts a target is captured on (pure): its pod's or node's host (``external``: the external network's),
+    or every host for the underlay."""
     if text in EVERY_HOST or text.startswith("underlay:") and text.split(":", 1)[1] not in where:
         return list(hosts)
     place, _, iface = text.partition(":")
@@ -114,7 +115,7 @@ def capture(lab: str, targets: list[str], *, bpf: str | None, count: int | None,
             raise HostUnreachableError(why, obj=h)
         rec = st["record"]
         hosts = {d["name"]: records.host_of(d) for d in rec["hosts"]}
-        where = {p["name"]: p["host"] for p in st["pods"]} | {n["name"]: n["host"] for n in st["nodes"]}
+        where = controller.where(st)
         plan = plan_points(targets, where, list(hosts))
 
         def clock(name: str) -> Offset:

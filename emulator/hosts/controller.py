@@ -2,7 +2,9 @@
 
 ``up``: connect to every host in parallel and read each one's hello; refuse before anything is created anywhere
 if a host is unreachable, runs another podlab version, lacks the vxlan module or cannot carry the underlay MTU
-(``stretch.choose_mtu``: the smallest NIC less 50); write the controller's record; send each host its plan
+(``stretch.choose_mtu``: the smallest NIC less 50), or if the topology asks for a component not yet available
+across hosts (``ACROSS_HOSTS`` lists those that are); write the controller's record (with the host of the
+external network, when the lab has one: the first node's, ``HostSet.lab_host``); send each host its plan
 (``plan.host_plans``) and let all build at once; prove the stretch with a DF ping at full size across every
 pair of hosts; start the lab's API server on the controller (``api_daemon``: every host's objects mirrored,
 kubectl context ``podlab-<lab>``); mark the record ready. Any failure after the record exists removes every
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from emulator.external import config as extconfig
 from emulator.errors import (AlreadyUp, BuildError, HostError, HostVersionError, LabExistsError, LabNotFoundError,
                              MissingDependencyError, MtuError, PodlabError)
 from emulator.hosts import api_daemon, plan, protocol, records, services, stretch
@@ -33,6 +36,10 @@ from emulator.topology.hosts_section import Host, HostSet, of, vni
 from emulator.topology.model import Topology
 
 Progress = Callable[[str], None]
+
+#: the lab components a multi-host lab runs (the hosts build them as on one machine: the external network on the
+#: host of the first node, ``external.component``; link shaping of each host's own nodes and pods)
+ACROSS_HOSTS = frozenset({"services", "external", "link-shaping"})
 
 
 def _quiet(_: str) -> None:
@@ -101,11 +108,12 @@ def up(topo: Topology, progress: Progress = _quiet, timeout: float | None = None
     assert hs is not None, "up() of a lab without hosts"
     parts = components.active(topo)
     with_services = any(c.name == "services" for c in parts)
-    others = [c.name for c in parts if c.name != "services"]
+    with_external = any(c.name == "external" for c in parts)
+    others = [c.name for c in parts if c.name not in ACROSS_HOSTS]
     if others:
         raise BuildError(f"lab {topo.name}: {', '.join(others)} {'is' if len(others) == 1 else 'are'} not available "
-                         "across hosts yet (Services and the API server are); fix: drop external/networkPolicies/link "
-                         "from the topology, or its hosts", obj=topo.name)
+                         "across hosts yet (Services, the external network, link shaping and the API server are); "
+                         "fix: drop networkPolicies/containers from the topology, or its hosts", obj=topo.name)
     if with_services:
         services.refuse_deployments(topo)
     old = records.load(topo.name)
@@ -126,6 +134,11 @@ def up(topo: Topology, progress: Progress = _quiet, timeout: float | None = None
                           hosts=list(hs.hosts), placement=dict(hs.placement), mtu=mtu, port=hs.tunnel_port,
                           vni=vni(topo.name), node_ips={n.name: str(n.ip) for n in topo.nodes})
         rec["services"], rec["serviceCIDR"] = with_services, str(topo.service_cidr)
+        rec["external"] = hs.lab_host if with_external else None  # its router and host live there
+        if with_external:
+            ext = extconfig.settings(topo)
+            assert ext is not None
+            rec["externalIPs"] = {"router": str(ext.underlay_gateway), "host": str(ext.host)}
         records.save(rec)
         try:
             rec = api_daemon.start(rec)  # it starts up while the hosts build; ready() below lets it serve
@@ -241,3 +254,12 @@ def status(lab: str, sessions: Sessions | None = None) -> dict[str, Any]:
             continue
         pods += [{**p, "host": host} for p in r["pods"]]
     return {"lab": lab, "nodes": nodes, "pods": pods, "unreachable": down_hosts, "record": rec}
+
+
+def where(st: dict[str, Any]) -> dict[str, str]:
+    """{place: host} from ``status``: every pod and node, and ``external`` (the external network's host) if the
+    lab has one."""
+    out = {p["name"]: p["host"] for p in st["pods"]} | {n["name"]: n["host"] for n in st["nodes"]}
+    if st["record"].get("external"):
+        out["external"] = st["record"]["external"]
+    return out

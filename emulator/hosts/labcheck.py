@@ -6,14 +6,18 @@ the host's address and its MTU (the underlay gets MTU - 50), the vxlan module, t
 
 ``lab``: the network model across machines, proven from inside the pods: every Running pod, on every host, opens
 a TCP connection to every pod's netexec (``/clientip``) and the *receiver* reports the source address it saw —
-equal to the sender's pod IP, or the pair is a NAT failure; no answer is a reachability failure. Then the DF
-pings of ``controller.prove`` again (the underlay still carries its MTU between every pair of hosts).
+equal to the sender's pod IP, or the pair is a NAT failure; no answer is a reachability failure. With an external
+network, every pod also asks the external host's echo server (on the host of the first node) for ``/clientip``:
+it must see the pod's node's address (SNAT at the cluster's edge, as the one-machine ``snat-to-external`` check
+says). Then the DF pings of ``controller.prove`` again (the underlay still carries its MTU between every pair of
+hosts).
 """
 from __future__ import annotations
 
 from typing import Any, Callable
 
 from emulator.errors import HostError, PodlabError
+from emulator.external.component import ECHO_HTTP_PORT
 from emulator.hosts import controller, protocol, records
 from emulator.hosts.sessions import Sessions, for_command
 from emulator.hosts.transport import HostSession
@@ -76,6 +80,10 @@ def _lab(name: str, progress: Progress, port: int, ss: Sessions) -> dict[str, An
 
     res = controller.each(hs, lambda h: ss.get(h).request("matrix", lab=name, targets=targets, port=port,
                                                           timeout=300))
+    ext = (rec.get("externalIPs") or {}).get("host")
+    snat = controller.each(hs, lambda h: ss.get(h).request(
+        "matrix", lab=name, targets=[{"name": "external", "ip": ext}], port=ECHO_HTTP_PORT,
+        timeout=120)) if ext else {}
     for host, r in res.items():
         if isinstance(r, BaseException):
             raise r
@@ -87,11 +95,30 @@ def _lab(name: str, progress: Progress, port: int, ss: Sessions) -> dict[str, An
             elif pair["seen"] != ip_of.get(pair["src"]):
                 result["nat"].append(f"{where}: receiver saw {pair['seen']}, not {ip_of.get(pair['src'])}")
     progress(f"{result['pairs']} pod pairs probed across {len(hs)} hosts")
+    result["external"] = _snat(snat, st, rec) if ext else None
     pings = _prove(name, rec, hs, ss)
     result["mtu"] = rec["mtu"]
     result["mtuProblem"] = pings
-    result["ok"] = not result["failures"] and not result["nat"] and pings is None
+    result["ok"] = not result["failures"] and not result["nat"] and pings is None and \
+        not (result["external"] or {}).get("failures")
     return result
+
+
+def _snat(res: dict[str, Any], st: dict[str, Any], rec: dict) -> dict[str, Any]:
+    """What the external host saw of each pod: its node's address, or a failure naming the pair."""
+    node_of = {p["name"]: p.get("node") for p in st["pods"]}
+    out: dict[str, Any] = {"pods": 0, "failures": []}
+    for host, r in res.items():
+        if isinstance(r, BaseException):
+            raise r
+        for pair in r:  # type: ignore[union-attr]
+            out["pods"] += 1
+            want = rec["nodeIPs"].get(node_of.get(pair["src"]) or "")
+            if pair["seen"] != want:
+                got = "no answer" if pair["seen"] is None else f"it saw {pair['seen']}"
+                out["failures"].append(f"{pair['src']} ({host}, node {node_of.get(pair['src'])}) -> external: "
+                                       f"{got}, not the node's {want}")
+    return out
 
 
 def _prove(name: str, rec: dict, hs: list[Host], ss: Sessions) -> str | None:
@@ -125,6 +152,12 @@ def lab_text(r: dict[str, Any]) -> str:
         lines += [f"       no answer: {f}" for f in r["failures"][:20]]
         lines.append(f"  {'ok  ' if not r['nat'] else 'FAIL'} no NAT: every receiver saw the sender's pod IP")
         lines += [f"       {f}" for f in r["nat"][:20]]
+        ext = r.get("external")
+        if ext is not None:
+            good = ext["pods"] - len(ext["failures"])
+            lines.append(f"  {'ok  ' if not ext['failures'] else 'FAIL'} snat-to-external: {good}/{ext['pods']} "
+                         "pods seen by the external host with their node's IP")
+            lines += [f"       {f}" for f in ext["failures"][:20]]
         lines.append(f"  {'ok  ' if not r['mtuProblem'] else 'FAIL'} underlay MTU {r['mtu']} across every host "
                      f"pair (DF ping)" + (f": {r['mtuProblem']}" if r["mtuProblem"] else ""))
     lines.append("PASS" if r["ok"] else "FAIL")

@@ -4,8 +4,9 @@ The source's host walks first (``tools.trace.trace``, as on one machine; a desti
 given to it as that pod's or node's address). Where the frame leaves that host's underlay through its stretch
 (``stretch0``, a VXLAN port of ``lan0``), the walk stops there with a ``handoff``: the packet, the inner packets
 of a VXLAN tunnel it carries, and the frame's next hop on the LAN. The controller finds the host holding that next
-hop (a node's address, or the DNS host's) and asks it to go on (``tools.trace.resume``) from its own stretch
-port; and so on until the packet is delivered or dropped. The hops of every host are put together, each named
+hop (a node's address, the DNS host's, the external network's router or host: ``external`` named as a destination
+on another host is given as its address) and asks it to go on (``tools.trace.resume``) from its own stretch port;
+and so on until the packet is delivered or dropped. The hops of every host are put together, each named
 ``HOST/PLACE`` (``vm2/node-2 flannel.1``), so the path reads hop by hop across the hosts.
 """
 from __future__ import annotations
@@ -56,9 +57,11 @@ def trace(lab: str, src: str, dst: str, proto: str | None, port: int | None, end
     hosts = {d["name"]: records.host_of(d) for d in rec["hosts"]}
     with for_command() as ss:
         st = controller.status(lab, ss)
-        where = {p["name"]: p["host"] for p in st["pods"]} | dict(rec["placement"])
+        where = controller.where(st)
         ip_host = {ip: rec["placement"][n] for n, ip in rec["nodeIPs"].items()}
         ip_host |= {p["ip"]: p["host"] for p in st["pods"] if p.get("ip")}
+        ext_ips = rec.get("externalIPs") or {}
+        ip_host |= {ip: rec["external"] for ip in ext_ips.values()}  # the router on the LAN, the host behind it
         if rec.get("services"):
             dns = services.store_of(lab).get("endpoints", "kube-dns", "kube-system") or {}
             for s in dns.get("subsets", []):
@@ -70,7 +73,8 @@ def trace(lab: str, src: str, dst: str, proto: str | None, port: int | None, end
         dname, suffix = _split_port(dst)
         given = dst
         if _name(dname) in where and where[_name(dname)] != host:  # named on another host: its address here
-            ip = rec["nodeIPs"].get(_name(dname)) or next(p["ip"] for p in st["pods"] if p["name"] == _name(dname))
+            ip = (ext_ips["host"] if _name(dname) == "external" else rec["nodeIPs"].get(_name(dname))
+                  or next(p["ip"] for p in st["pods"] if p["name"] == _name(dname)))
             given = f"{ip}{suffix}"
         r = ss.get(hosts[host]).request("trace", lab=lab, src=src, dst=given, proto=proto, port=port,
                                         endpoint=endpoint, timeout=60)

@@ -28,6 +28,7 @@ PODLAB_KEYS = ("name", "node", "namespace", "labels", "containers")
 TOP_KEYS = ("apiVersion", "kind", "metadata", "spec", "status")
 META_KEYS = ("name", "namespace", "labels", "annotations", "uid", "creationTimestamp", "resourceVersion",
              "generation", "managedFields", "ownerReferences")
+RESTART_POLICIES = ("Always", "OnFailure", "Never")
 SPEC_KEYS = ("containers", "nodeName", "restartPolicy", "terminationGracePeriodSeconds", "dnsPolicy",
              "securityContext", "schedulerName", "enableServiceLinks", "tolerations", "priority",
              "serviceAccountName", "serviceAccount", "automountServiceAccountToken", "preemptionPolicy",
@@ -111,11 +112,11 @@ def parse(obj: dict, source: str, nodes: dict[str, int], counts: dict[str, int],
         manifest["spec"]["hostNetwork"] = True  # honoured by the node agent: the pod runs in its node
     if "kind" in obj:
         _keep_attachable(containers_raw, manifest)
-        policy = spec.get("restartPolicy", "Always")
-        if policy not in ("Always", "OnFailure", "Never"):
-            v.fail("spec.restartPolicy", f"{show(policy)} is not a restart policy", "use Always, OnFailure or Never")
-        if policy != "Always":  # honoured by the node agent (a pod of `kubectl run --restart=Never` completes)
-            manifest["spec"]["restartPolicy"] = policy
+    if "kind" in obj and spec.get("restartPolicy") is not None:  # honoured by the agent's supervision
+        if spec["restartPolicy"] not in RESTART_POLICIES:
+            v.fail("spec.restartPolicy", f"{show(spec['restartPolicy'])} is not a restart policy",
+                   f"use one of {', '.join(RESTART_POLICIES)} (default Always)")
+        manifest["spec"]["restartPolicy"] = spec["restartPolicy"]
     return PodRequest(pod, manifest, pinned=pinned)
 
 

@@ -98,6 +98,7 @@ def _end_processes(paths: LabPaths, rec: dict, node_names: list[str], store: Sto
     agents = (by_kind["agent"] + [pf for pf in (read_pidfile(paths, node) for node in node_names) if pf]
               + [(a["pid"], a.get("start")) for a in rec.get("agents", [])])
     parents, kids = lifecycle.kill_trees(agents + by_kind["tool"], stopped=agents_stopped)
+    lifecycle.kill_groups(by_kind["tool"])  # what an exec'd command left in its group (a `sleep &`)
     lifecycle.wait_gone(parents)
     lifecycle.stop_many(by_kind["daemon"] + [(p["pid"], p.get("start")) for p in rec.get("pids", [])], grace=1.0)
     statuses = list(store.list("pods", status=True))

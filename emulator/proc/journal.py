@@ -31,8 +31,11 @@ meanwhile), compares the path with that file (``-ef``) and then ``exec``s the pr
 the start time. Wrappers that ``exec`` in turn (``nsenter``, ``ip netns exec``) keep them too, so the journal
 names the process that ends up inside the lab's namespace.
 
-What the journal cannot name: processes that a recorded process forks itself (a shell's background jobs under
-``podlab exec``) — those are reported by ``down`` as holders of a lab namespace, never killed by name.
+What the journal cannot name: processes that a recorded process forks itself. Those still running under it are
+ended with it (``kill_trees`` reads its children); those that outlive it stay in its process group (a shell's
+background job under ``podlab exec``, which leads a group of its own: its number is the recorded PID), which
+``kill_groups`` ends. Only one that left the group too (``setsid``, a daemon's double fork) is reported by
+``down`` as a holder of a lab namespace, never killed by name.
 """
 from __future__ import annotations
 

@@ -33,10 +33,12 @@ def alive(pid: int, started: int | None) -> bool:
     return fields is not None and fields[0] != b"Z" and (started is None or int(fields[19]) == started)
 
 
-def stop(pid: int, started: int | None, grace: float = 0.0, wait: float = 2.0) -> None:
+def stop(pid: int, started: int | None, grace: float = 0.0, wait: float = 2.0, group: bool = False) -> None:
     """Signal a recorded process (only if it is still the one we started): TERM, then KILL after ``grace``;
-    return once it is gone (or ``wait`` seconds after the KILL), so a caller can rely on it being dead."""
-    stop_many([(pid, started)], grace=grace, wait=wait)
+    return once it is gone (or ``wait`` seconds after the KILL), so a caller can rely on it being dead.
+    ``group``: a process leading its own process group (a container, started with ``setsid``) is signalled with
+    its group, so what it started (a shell's ``sleep``) ends with it instead of living on under init."""
+    stop_many([(pid, started)], grace=grace, wait=wait, group=group)
 
 
 def _ours(procs: list[tuple[int, int | None]]) -> list[tuple[int, int | None]]:
@@ -44,10 +46,13 @@ def _ours(procs: list[tuple[int, int | None]]) -> list[tuple[int, int | None]]:
     return list(dict.fromkeys((pid, st) for pid, st in procs if pid and alive(pid, st)))
 
 
-def _signal(procs: list[tuple[int, int | None]], sig: int) -> None:
+def _signal(procs: list[tuple[int, int | None]], sig: int, group: bool = False) -> None:
     for pid, _st in procs:
         try:
-            os.kill(pid, sig)
+            if group and _leads_group(pid):
+                os.killpg(pid, sig)
+            else:
+                os.kill(pid, sig)
         except ProcessLookupError:
             pass  # it ended since it was checked: the signal's purpose is served
 
@@ -62,15 +67,18 @@ def wait_gone(procs: list[tuple[int, int | None]], seconds: float = 5.0) -> list
     return procs
 
 
-def stop_many(procs: list[tuple[int, int | None]], grace: float = 0.0, wait: float = 5.0) -> None:
+def stop_many(procs: list[tuple[int, int | None]], grace: float = 0.0, wait: float = 5.0,
+              group: bool = False) -> None:
     """End every recorded process that is still the one we started — SIGTERM and ``grace`` seconds first if
     asked, then SIGKILL — signalling them all at once and waiting for them together (a thousand pods'
-    containers die in parallel instead of one after the other)."""
+    containers die in parallel instead of one after the other). ``group``: as for ``stop``."""
     live = _ours(procs)
     if grace:
-        _signal(live, signal.SIGTERM)
+        _signal(live, signal.SIGTERM, group)
         live = wait_gone(live, grace)
-    wait_gone(kill_many(live), wait)
+    live = _ours(live)
+    _signal(live, signal.SIGKILL, group)
+    wait_gone(live, wait)
 
 
 def kill_many(procs: list[tuple[int, int | None]]) -> list[tuple[int, int | None]]:
@@ -150,6 +158,20 @@ def kill_trees(procs: list[tuple[int, int | None]], wait: float = 2.0,
             pass
     _signal(top, signal.SIGKILL)
     return top, kids
+
+
+def kill_groups(procs: list[tuple[int, int | None]]) -> None:
+    """SIGKILL the process group each recorded process leads or led, with what is left in it (a shell's
+    background job, once the shell has exited). A group's number stays reserved while any member lives, so a
+    group whose leader is gone is still the one the recorded process made; one whose number a live process with
+    another start time now leads is someone else's, and left alone."""
+    for pid, started in procs:
+        if not pid or (started is not None and start_time(pid) not in (None, started)):
+            continue  # the PID is another process's now (it may lead a group of its own): not ours
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass  # no such group (never made, or empty): nothing left
 
 
 def reap() -> list[tuple[int, int]]:

@@ -42,8 +42,7 @@ def address(topo: Topology) -> str:
 
 def here(topo: Topology) -> bool:
     """Whether this host's part runs the DNS host: the part that holds the lab's first node."""
-    hs = hosts_section.of(topo)
-    return hs is not None and bool(hs.placement) and any(n.name == hs.placement[0][0] for n in topo.nodes)
+    return hosts_section.holds_lab_host(topo)
 
 
 def put_service(store: Store, cfg: ClusterServices, host: str, cidr: ipaddress.IPv4Network) -> None:

@@ -79,6 +79,12 @@ class HostSet:
     def nodes_on(self, host: str) -> tuple[str, ...]:
         return tuple(n for n, h in self.placement if h == host)
 
+    @property
+    def lab_host(self) -> str:
+        """The host of the lab's first node: it also holds what a lab has once, on the underlay (the cluster DNS
+        host, the external network's router and host), since the underlay is one LAN across the hosts."""
+        return self.placement[0][1]
+
 
 def vni(lab: str) -> int:
     """The stretch's VXLAN network identifier for lab ``lab``: stable, 24 bits, never 0 or flannel's 1."""
@@ -89,6 +95,13 @@ def of(topo: Topology) -> HostSet | None:
     """The lab's hosts, or None for a lab on this machine alone."""
     value = dict(topo.extra).get("hosts")
     return value if isinstance(value, HostSet) else None
+
+
+def holds_lab_host(topo: Topology) -> bool:
+    """Whether ``topo`` (a host's part: its own nodes) is the part of ``HostSet.lab_host``, the one that builds the
+    lab's one-of-a-kind namespaces on its underlay; False on one machine (no hosts)."""
+    hs = of(topo)
+    return hs is not None and bool(hs.placement) and any(n.name == hs.placement[0][0] for n in topo.nodes)
 
 
 def parse_hosts(v: Validator, raw: object, field: str = "hosts") -> tuple[Host, ...]:

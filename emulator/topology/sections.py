@@ -10,8 +10,8 @@ from __future__ import annotations
 from emulator.topology.model import Topology
 
 #: sections whose presence gives a lab an external network by default (NodePorts, SNAT and node-to-ClusterIP
-#: traffic all need the nodes' default route); ``kubeProxy: none`` does not; nor any of them in a lab across hosts,
-#: where the external network is not available yet
+#: traffic all need the nodes' default route); ``kubeProxy: none`` does not. The same rule across hosts: there a lab
+#: runs Services only when one of these asks (``services.component.EXPLICIT``), and then has the external network
 SERVICE_KEYS = ("services", "deployments", "kubeProxy")
 #: the ``kubeProxy`` value that runs no kube-proxy, no service controllers and no cluster DNS
 KUBE_PROXY_NONE = "none"
@@ -23,8 +23,6 @@ def has_gateway(topo: Topology) -> bool:
     value = extra.get("external")
     if value is False:
         return False
-    if extra.get("hosts") is not None:  # across hosts (not available there yet) only when asked by name
-        return value is not None
     return value is not None or any(extra.get(k) not in (None, False, KUBE_PROXY_NONE) for k in SERVICE_KEYS)
 
 #: kube-proxy's NodePort range (the API server's --service-node-port-range default); ``services.model`` uses it

@@ -151,6 +151,47 @@ def test_recreated_pod_gets_a_new_ip(lab: Lab) -> None:
         lab.delete_pod("again")
 
 
+def test_deleted_pod_leaves_no_process_its_containers_started(lab: Lab) -> None:
+    """busybox's container is a shell looping on ``sleep``: deleting the pod ends the sleep too (the container's
+    process group), not only the shell, which would leave the sleep to init, outside any record, until reboot."""
+    lab.apply_pod({"name": "shell", "node": "node-1", "containers": [{"name": "c", "image": "busybox"}]})
+    lab.wait_pod("shell")
+    log = str(lab.paths.container_log("shell", "c"))
+
+    def writers() -> list[int]:  # the processes whose stdout is the container's log: its shell and its sleep
+        out = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if os.readlink(f"/proc/{pid}/fd/1").startswith(log):
+                    out.append(int(pid))
+            except OSError:
+                pass
+        return out
+    assert len(wait_for(lambda: len(writers()) >= 2 and writers(), what="the shell and its sleep")) >= 2
+    lab.delete_pod("shell")
+    wait_for(lambda: not writers(), timeout=3, what="no process of the deleted pod left (its sleep)")
+
+
+def test_an_exited_container_leaves_nothing_it_started(lab: Lab) -> None:
+    """A container whose first process exits ends with what it started (a real one's PID namespace dies with it)."""
+    lab.apply_pod({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "quitter"}, "spec": {
+        "nodeName": "node-1", "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox", "command": [
+            "sh", "-c", "sleep 300 & echo started; sleep 0.5; exit 1"]}]}})
+    try:
+        log = str(lab.paths.container_log("quitter", "c"))
+        wait_for(lambda: (lab.pod("quitter").obj.get("status") or {}).get("phase") == "Failed", what="the exit")
+        left = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if os.readlink(f"/proc/{pid}/fd/1").startswith(log):
+                    left.append(pid)
+            except OSError:
+                pass
+        assert left == [], left  # the background sleep ended with the container
+    finally:
+        lab.delete_pod("quitter")
+
+
 def test_pod_honours_etc_netns_files(lab: Lab) -> None:
     d = f"/etc/netns/{names.pod_ns(lab.name, 'dnsy')}"
     os.makedirs(d, exist_ok=True)

@@ -86,6 +86,9 @@ def test_cli_up_twice_down_twice(tmp_path) -> None:
         ex = podlab("--lab", name, "exec", "a", "--", "ping", "-c1", "-W2", b_ip)
         assert ex.returncode == 0 and "1 received" in ex.stdout
         assert podlab("--lab", name, "exec", "a", "--", "sh", "-c", "exit 7").returncode == 7
+        bg = podlab("--lab", name, "exec", "a", "--", "sh", "-c", "sleep 307 >/dev/null 2>&1 & echo $!")
+        left = (int(bg.stdout), start_time(int(bg.stdout)))  # a background job the exec'd shell left in the pod
+        assert alive(*left)
         route = podlab("--lab", name, "exec", "node/node-1", "--", "ip", "route").stdout
         assert "10.244.2.0/24 via 192.168.56.12 dev eth0" in route
         ls = json.loads(podlab("ls", "-o", "json").stdout)["items"]
@@ -97,6 +100,7 @@ def test_cli_up_twice_down_twice(tmp_path) -> None:
     assert second.returncode == 0 and "not present" in second.stdout
     assert lab_namespaces(name) == []
     assert not any(alive(p, None) for p in pids)
+    assert not alive(*left), "down left the exec'd shell's background job running"
     assert not LabPaths(name).root.exists()
 
 

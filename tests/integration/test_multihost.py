@@ -290,3 +290,4 @@ def test_capture_across_hosts_merges_one_pcapng(hosts: EmulatedHosts, inventory:
         d = ctl(hosts, "down", "mult-cap")
     assert d.returncode == 0, d.stdout + d.stderr
     assert host_leftovers(hosts) == {} and controller_records(hosts) == []
+

@@ -207,8 +207,24 @@ def test_trace_goes_host_by_host(hosts: EmulatedHosts, lab: dict) -> None:
 
 
 def test_what_one_machine_does_only_says_so(hosts: EmulatedHosts, lab: dict) -> None:
-    r = ctl(hosts, "run", "tmp", "--image", "busybox")
-    assert r.returncode == 2 and "podlab run is not available across hosts yet" in r.stderr, r.stderr
+    r = ctl(hosts, "cli")
+    assert r.returncode == 2 and "podlab cli is not available across hosts yet" in r.stderr, r.stderr
+
+
+def test_run_starts_a_pod_on_any_host_and_runs_a_command_there(hosts: EmulatedHosts, lab: dict) -> None:
+    back = pods(hosts)["back-2"]["ip"]
+    r = ctl(hosts, "run", "probe", "--node", "node-6", "--rm", "--", "sh", "-c",
+            f"curl -sS --max-time 3 {back}:8080/clientip; exit 3")
+    assert r.returncode == 3, r.stdout + r.stderr  # the command's own exit status, from host mhs3
+    assert r.stdout.startswith("10.244.6."), r.stdout  # the pod's IP in node-6's slice: no NAT across hosts
+    assert "pod/probe created on node-6 (host mhs3)" in r.stderr and 'pod "probe" deleted' in r.stderr, r.stderr
+    assert "probe" not in pods(hosts)
+    r = ctl(hosts, "run", "idle", "--image", "pause")
+    assert r.returncode == 0 and "pod idle is Running with IP 10.244." in r.stdout, r.stdout + r.stderr
+    host = r.stdout.split("(host ")[1].rstrip(")\n")
+    assert "default/idle" in store_view(hosts, host, "pods")  # on the host the placement chose, and only there
+    assert not any("default/idle" in store_view(hosts, h, "pods") for h in hosts.names if h != host)
+    assert ctl(hosts, "delete", "pod", "idle").returncode == 0
 
 
 def test_apply_and_delete_act_on_the_right_host(hosts: EmulatedHosts, lab: dict) -> None:

@@ -83,16 +83,68 @@ def test_vni_is_stable_and_not_flannels() -> None:
     assert hosts_section.vni("multi") == hosts_section.vni("multi") and hosts_section.vni("x") not in (0, 1)
 
 
-def test_services_across_hosts_dns_on_the_first_nodes_host_and_no_external_unless_asked() -> None:
+def test_services_across_hosts_bring_the_external_network_on_the_first_nodes_host() -> None:
+    from emulator.external.component import ExternalComponent, builds_here
     from emulator.lab.builder import local_view
     from emulator.services.dnshost import here as dns_here
     from emulator.topology.sections import has_gateway
     topo = loads(BASE + "services: [{name: web, selector: {app: web}, ports: [{port: 80}]}]\n", "t.yaml")
     hs = hosts_section.of(topo)
-    assert hs is not None
+    assert hs is not None and hs.lab_host == "vm1"
     parts = {h.name: local_view(topo, frozenset(hs.nodes_on(h.name))) for h in hs.hosts}
     assert {h: dns_here(t) for h, t in parts.items()} == {"vm1": True, "vm2": False, "vm3": False}
-    assert not has_gateway(topo)  # one machine's lab with services gets the external network; across hosts, not
-    assert has_gateway(loads(BASE + "external: {}\n", "t.yaml"))
-    assert has_gateway(loads(BASE.replace("hosts:", "x-hosts:").split("x-hosts:")[0] +
-                             "nodes: [{name: node-1}]\nservices: []\n", "t.yaml"))
+    # as on one machine, Services bring the external network (the nodes' default route, SNAT, node-to-ClusterIP);
+    # its router and host are built once, on the host of the first node, and recorded only there
+    assert has_gateway(topo) and has_gateway(loads(BASE + "external: {}\n", "t.yaml"))
+    assert not has_gateway(loads(BASE + "services: []\nexternal: false\n", "t.yaml"))
+    assert not has_gateway(loads(BASE, "t.yaml"))
+    assert {h: builds_here(t) for h, t in parts.items()} == {"vm1": True, "vm2": False, "vm3": False}
+    assert {h: ExternalComponent().namespaces(t) for h, t in parts.items()} == {
+        "vm1": ["multi-gw", "multi-external"], "vm2": [], "vm3": []}
+    pinned = loads(BASE.replace("{name: node-1}", "{name: node-1, host: vm3}") + "external: {}\n", "t.yaml")
+    hp = hosts_section.of(pinned)
+    assert hp is not None and hp.lab_host == "vm3"
+    assert builds_here(loads("version: 1\nname: a\nnodes: [{name: n1}]\nexternal: {}\n", "t.yaml"))
+
+
+def test_controller_places_external_on_its_host() -> None:
+    from emulator.hosts.capture import host_of_target
+    from emulator.hosts.controller import where
+    st = {"pods": [{"name": "web-2", "host": "vm2"}], "nodes": [{"name": "node-1", "host": "vm1"}],
+          "record": {"external": "vm1"}}
+    found = where(st)
+    assert found == {"web-2": "vm2", "node-1": "vm1", "external": "vm1"}
+    assert host_of_target("external", found, ["vm1", "vm2"]) == ["vm1"]
+    assert host_of_target("external:eth0", found, ["vm1", "vm2"]) == ["vm1"]
+    assert "external" not in where({**st, "record": {"external": None}})
+
+
+def test_check_across_hosts_snat_to_external_wants_the_node_address() -> None:
+    from emulator.hosts.labcheck import _snat, lab_text
+    st = {"pods": [{"name": "a", "node": "node-1"}, {"name": "b", "node": "node-2"}, {"name": "c", "node": "node-3"}]}
+    rec = {"nodeIPs": {"node-1": "192.168.56.11", "node-2": "192.168.56.12", "node-3": "192.168.56.13"}}
+    res = {"vm1": [{"src": "a", "seen": "192.168.56.11"}],
+           "vm2": [{"src": "b", "seen": "10.244.2.2"}], "vm3": [{"src": "c", "seen": None}]}
+    got = _snat(res, st, rec)
+    assert got["pods"] == 3 and got["failures"] == [
+        "b (vm2, node node-2) -> external: it saw 10.244.2.2, not the node's 192.168.56.12",
+        "c (vm3, node node-3) -> external: no answer, not the node's 192.168.56.13"]
+    text = lab_text({"lab": "l", "hosts": ["vm1"], "unreachable": {}, "failures": [], "nat": [], "pairs": 1,
+                     "mtu": 1450, "mtuProblem": None, "external": got, "ok": False})
+    assert "FAIL snat-to-external: 1/3 pods seen by the external host with their node's IP" in text
+    assert "it saw 10.244.2.2" in text and text.endswith("FAIL\n")
+
+
+def test_up_across_hosts_takes_external_and_link_but_refuses_network_policies_by_name() -> None:
+    from emulator import plugins
+    from emulator.errors import BuildError
+    from emulator.hosts import controller
+    from emulator.lab import components
+    plugins.install()
+    shaped = loads(BASE.replace("{name: node-2}", "{name: node-2, link: {rate: 10mbit}}") + "external: {}\n",
+                   "t.yaml")
+    assert {c.name for c in components.active(shaped)} - controller.ACROSS_HOSTS == set()
+    with pytest.raises(BuildError) as e:  # before any host is asked anything
+        controller.up(loads(BASE + "external: {}\nnetworkPolicies: []\n", "t.yaml"))
+    assert "networkpolicy is not available across hosts yet" in str(e.value)
+    assert "the external network, link shaping" in str(e.value) and "drop networkPolicies" in str(e.value)

@@ -170,6 +170,9 @@ def test_kubernetes_pod_manifest_is_accepted() -> None:
     assert req.pod.node == "node-2" and req.manifest["spec"]["nodeName"] == "node-2"
     assert req.manifest["spec"]["containers"][0]["args"] == ["netexec", "--http-port=8083"]
     assert "imagePullPolicy" not in req.manifest["spec"]["containers"][0]
+    assert "restartPolicy" not in req.manifest["spec"]  # the agent's default: Always
+    never = podspec.parse({**obj, "spec": {**obj["spec"], "restartPolicy": "Never"}}, "f.yaml", NODES, {})
+    assert never.manifest["spec"]["restartPolicy"] == "Never"  # kept for the agent's supervision
 
 
 @pytest.mark.parametrize("obj, field, words", [
@@ -177,6 +180,9 @@ def test_kubernetes_pod_manifest_is_accepted() -> None:
      "not supported"),
     ({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"},
       "spec": {"hostNetwork": "yes", "containers": [{"name": "c"}]}}, "spec.hostNetwork", "not a boolean"),
+    ({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"},
+      "spec": {"restartPolicy": "Sometimes", "containers": [{"name": "c"}]}}, "spec.restartPolicy",
+     "not a restart policy"),
     ({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"},
       "spec": {"containers": [{"name": "c", "volumeMounts": []}]}}, "spec.containers[0].volumeMounts",
      "not supported"),
