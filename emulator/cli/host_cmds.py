@@ -168,7 +168,9 @@ def _without_lab(argv: list[str]) -> list[str]:
     return out
 
 
-def exec_(lab: str, target: str, argv: list[str]) -> int:
+def exec_(lab: str, target: str, argv: list[str], interactive: bool = False) -> int:
+    """``podlab exec`` of a multi-host lab, on the target's host: its output and exit status; ``interactive``
+    (``-i``): over a channel of its own, stdin streamed, the output as it comes (``forward.interactive``)."""
     with for_command() as ss:  # where the target is, then the command: over the same connection to its host
         st = controller.status(lab, ss)
         where = controller.where(st)  # pods, nodes, and the external host (on the host of the first node)
@@ -178,7 +180,12 @@ def exec_(lab: str, target: str, argv: list[str]) -> int:
         if target not in where:
             raise UsageError(f"{target} is no pod or node of multi-host lab {lab}", obj=target)
         h = records.host_of(next(d for d in st["record"]["hosts"] if d["name"] == where[target]))
-        r = ss.get(h).request("exec", lab=lab, target=target, argv=argv, timeout=120)
+        if not interactive:
+            r = ss.get(h).request("exec", lab=lab, target=target, argv=argv, timeout=120)
+    if interactive:
+        from emulator.hosts import forward
+        return forward.interactive(lab, h, ["exec", target, "--", *argv], sys.stdin.buffer, sys.stdout.buffer,
+                                   sys.stderr.buffer)
     sys.stdout.write(r["stdout"])
     sys.stderr.write(r["stderr"])
     return int(r["returncode"])
@@ -188,9 +195,6 @@ def run(lab: str, pod: dict, argv: list[str], a: argparse.Namespace) -> int:
     """``podlab run`` on a multi-host lab: the pod applied as ``apply`` places it (on any host, answering once it
     runs), then the command in it on its host (its output and exit status), then ``--rm`` deletes it."""
     from emulator.hosts import changes
-    if a.interactive and argv:
-        raise UsageError(f"run -i on multi-host lab {lab}: a command's stdin does not reach another host yet; run "
-                         "it without -i (its output and exit status come back)", obj=pod["name"])
     for line in changes.apply(lab, [pod], "podlab run", output.progress):
         print(line, file=sys.stderr)
     ns = pod.get("namespace") or "default"
@@ -200,7 +204,7 @@ def run(lab: str, pod: dict, argv: list[str], a: argparse.Namespace) -> int:
         print(f"pod {pod['name']} is Running with IP {me.get('ip')} on {me.get('node')} (host {me.get('host')})")
         return 0
     try:
-        return exec_(lab, pod["name"], argv)
+        return exec_(lab, pod["name"], argv, interactive=bool(a.interactive))
     finally:
         if a.rm:
             for line in changes.delete(lab, "pods", [pod["name"]], ns, True, output.progress):

@@ -21,13 +21,15 @@ Ctrl-C closes the channel (the host's relay then ends).
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from emulator.errors import NotFoundError, UsageError
+from emulator.errors import HostUnreachableError, NotFoundError, UsageError
 from emulator.hosts import controller, records
 from emulator.hosts.fanout import each
 from emulator.hosts.sessions import Sessions, for_command
+from emulator.topology.hosts_section import Host
 
 #: verbs a multi-host lab runs on the host of their target
 VERBS = frozenset({"describe", "logs", "bgp", "link", "agent", "cni"})
@@ -121,6 +123,49 @@ def follow(lab: str, args: Any, out: BinaryIO) -> int:
     finally:
         links.close()
     return 0
+
+
+def interactive(lab: str, host: Host, argv: list[str], stdin: BinaryIO, out: BinaryIO, err: BinaryIO) -> int:
+    """``podlab ARGV`` (``exec -i``, ``run -i``) on ``host``'s part over a channel of its own (``host stream``'s
+    ``podlab`` op): ``stdin`` streamed to it (its end, the command's), its output as it comes; its exit status."""
+    import threading
+    from emulator.apiserver.status import ApiError
+    from emulator.hosts.api_streams import Links
+    links = Links()
+    try:
+        ch, st = links.open(host, {"op": "podlab", "lab": lab, "argv": argv})
+    except ApiError as e:
+        links.close()
+        raise HostUnreachableError(e.message, obj=host.name) from None
+
+    def feed() -> None:
+        try:
+            while data := os.read(stdin.fileno(), 1 << 16):
+                ch.sendall(data)
+            ch.shutdown_write()
+        except (OSError, EOFError):
+            return  # the channel ended first
+
+    def errors() -> None:
+        while data := ch.recv_stderr(1 << 16):
+            err.write(data)
+            err.flush()
+    threading.Thread(target=feed, daemon=True, name="stdin").start()
+    t = threading.Thread(target=errors, daemon=True, name="stderr")
+    t.start()
+    try:
+        with ch:
+            while data := ch.recv(1 << 16):
+                out.write(data)
+                out.flush()
+            t.join(5)
+            code = ch.recv_exit_status()
+    finally:
+        links.close()
+    if code < 0:
+        raise HostUnreachableError(f"host {host.name} stopped answering during `podlab {' '.join(argv)[:60]}`; "
+                                   "check that it is up", obj=host.name)
+    return code
 
 
 def _hosts_of(lab: str, where: tuple[str, list[str]], rec: dict, ss: Sessions) -> list[str]:

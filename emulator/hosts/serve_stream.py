@@ -2,8 +2,8 @@
 
 The controller's API server (``hosts.api_streams``) and ``podlab logs -f`` across hosts open a fresh SSH channel
 on their connection to the pod's host for each session and run this there (the host's ``command``, as ``host
-serve`` is started; the slim entry, no CLI). SPEC is one JSON object: ``op`` (``exec``, ``attach``, ``logs``
-or ``portforward``), ``lab``, ``namespace``, ``name`` and the request's ``query`` (the pod's ``port`` for
+serve`` is started; the slim entry, no CLI). SPEC is one JSON object: ``op`` (``exec``, ``attach``, ``logs``,
+``portforward`` or ``podlab``), ``lab``, ``namespace``, ``name`` and the request's ``query`` (the pod's ``port`` for
 ``portforward``). The host checks the request with the one-machine server's own code and wording against its own
 store and namespaces (``apiserver.exec.target``, ``apiserver.logs.serve``, ``apiserver.portforward.target``) and
 says how it went in one JSON line on stdout: ``{"ok": true}``; ``{"error": {code, reason, message}}`` (the
@@ -21,6 +21,7 @@ Then the channel carries the session's raw bytes:
   the channel's stdout/stderr, the channel's bytes its stdin frames, the channel's EOF its end of stdin, the pty's
   size (on SIGWINCH) its resize frames; its exit ends the session (exit 0: Success, as on one machine). A
   container without stdin or tty: its log from now on.
+- ``podlab``: ``podlab --lab LAB ARGV...`` on this host's part with the channel's stdio (``podlab exec -i``).
 - ``logs``: the log's bytes (``follow``: until the container's process changes, as on one machine).
 - ``portforward``: a connection made inside the pod's namespace to its localhost (``apiserver.portforward
   .connect``: the socket is born in the pod's namespace; nothing is opened in the host's own), relayed.
@@ -89,8 +90,8 @@ def main(text: str) -> int:
     paths = LabPaths(spec["lab"])
     store = Store(paths.store)
     try:
-        return {"exec": exec_, "attach": attach, "logs": logs, "portforward": portforward}[spec["op"]](
-            spec, query, paths, store)
+        return {"exec": exec_, "attach": attach, "logs": logs, "portforward": portforward, "podlab": podlab}[
+            spec["op"]](spec, query, paths, store)
     except ApiError as e:
         say({"error": {"code": e.code, "reason": e.reason, "message": e.message, "details": e.details}})
         return 0
@@ -117,6 +118,29 @@ def exec_(spec: dict, query: dict, paths: LabPaths, store: Store) -> int:
         child = pexec.Child(pexec.spawn(t.netns, [exe, *argv[1:]], env, paths.proc_journal, what, stdio=stdio))
     finally:
         os.close(null)
+    os.close(0)  # the command's now; this process keeps fd 1 only to see the channel close
+    p = select.poll()
+    p.register(child.fileno(), select.POLLIN)
+    p.register(1, 0)
+    while True:
+        for fd, ev in p.poll():
+            if fd == child.fileno():
+                return child.reap()
+            if ev & HANGUP:
+                child.kill()
+                return 129
+
+
+def podlab(spec: dict, query: dict, paths: LabPaths, store: Store) -> int:
+    """``podlab --lab LAB ARGV...`` on this host's part (``PODLAB_LOCAL_PART``, as ``host serve``'s ``cli`` op) with
+    the channel's stdin, stdout and stderr: ``podlab exec -i`` and ``run -i`` across hosts. Its exit status is this
+    process's; the channel closing kills its whole session."""
+    import sys
+    from emulator.apiserver.exec_session import Child
+    say({"ok": True})
+    env = dict(os.environ, PODLAB_LOCAL_PART="1")
+    argv = [sys.executable, "-m", "emulator", "--lab", spec["lab"], *spec["argv"]]
+    child = Child(os.posix_spawn(sys.executable, argv, env, setsid=True, setsigdef=(signal.SIGHUP, signal.SIGPIPE)))
     os.close(0)  # the command's now; this process keeps fd 1 only to see the channel close
     p = select.poll()
     p.register(child.fileno(), select.POLLIN)

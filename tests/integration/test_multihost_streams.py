@@ -9,8 +9,9 @@ N", kubectl exits N), stdin (``-i``; ``kubectl cp`` both ways, byte-exact) and a
 ``kubectl logs --tail`` and ``-f`` (a line the container writes after the follow started arrives); ``podlab logs
 -f`` across hosts, until Ctrl-C and until the pod ends; ``kubectl port-forward`` to a pod's port on another host; a
 host whose cable is pulled mid-exec named in kubectl's error (the command ended there once it is back); ``kubectl
-attach -i`` and ``-it`` to a container's own process on another host, ``kubectl run -i --rm --restart=Never``. One
-lab for the module; nothing left on any host afterwards.
+attach -i`` and ``-it`` to a container's own process on another host, ``kubectl run -i --rm --restart=Never``;
+``podlab exec -i`` and ``podlab run -i --rm`` there too. One lab for the module; nothing left on any host
+afterwards.
 """
 from __future__ import annotations
 
@@ -367,6 +368,22 @@ def test_podlab_logs_follow_until_ctrl_c_and_until_the_pod_ends(hosts: EmulatedH
             p.wait()
         for f in (p.stdout, p.stderr):
             f and f.close()
+    assert no_stream_processes(hosts) == {}
+
+
+def test_podlab_exec_and_run_with_stdin_on_other_hosts(hosts: EmulatedHosts, lab: dict) -> None:
+    """``podlab exec -i`` and ``podlab run -i --rm`` across hosts: stdin reaches the command on the pod's host, its
+    output and exit status come back."""
+    def podlab(*args: str, input: str) -> subprocess.CompletedProcess:
+        return subprocess.run(hosts.controller_argv(["env", f"PYTHONPATH={ROOT}", PY, "-m", "emulator", *args]),
+                              capture_output=True, text=True, input=input, timeout=120, cwd=ROOT)
+    r = podlab("exec", "-i", "sh-2", "--", "sh", "-c", "tr a-z A-Z; cat /proc/sys/kernel/hostname; exit 4",
+               input="across hosts\n")
+    assert (r.returncode, r.stdout) == (4, "ACROSS HOSTS\nmhx2\n"), r.stdout + r.stderr
+    r = podlab("run", "mhx-in", "--image", "busybox", "--node", "node-3", "-i", "--rm", "--", "sh", "-c",
+               "read x; echo got $x on $(cat /proc/sys/kernel/hostname)", input="hi\n")
+    assert r.returncode == 0 and r.stdout == "got hi on mhx3\n", r.stdout + r.stderr
+    assert "mhx-in" not in kubectl(hosts, "get", "pods").stdout
     assert no_stream_processes(hosts) == {}
 
 
