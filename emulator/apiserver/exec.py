@@ -14,33 +14,30 @@ v5), its stdout/stderr (or the pty) to channels 1/2, and a pidfd says when it ex
 drained (up to 2 s, a background child may hold the pipe) and the Status is sent: ``Success``, or ``Failure``
 with reason ``NonZeroExitCode`` and the code in ``details.causes`` (kubectl prints "command terminated with exit
 code N" and exits N). If the client goes away first, the process's whole process group is killed (SIGKILL)
-before it is reaped, so no exec outlives its client. ``Session`` is shared with ``attach``.
+before it is reaped, so no exec outlives its client. ``Session`` waits for a ``Process``: a child here
+(``Child``), or, in a multi-host lab, a command on the pod's host (``hosts.api_streams``).
 """
 from __future__ import annotations
 
-import errno
 import fcntl
 import json
 import os
-import select
 import shutil
 import signal
 import struct
 import termios
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from emulator.agent.podenv import container_env
+from emulator.apiserver.exec_session import (CLOSE, ERROR, RESIZE, STDERR, STDIN, STDOUT, Child, Process,  # noqa: F401
+                                             Session, session_members)  # (the names attach and the hosts use)
 from emulator.apiserver.status import ApiError, not_found
-from emulator.apiserver.stream_ws import OP_BINARY, OP_CLOSE, OP_TEXT, Closed, WebSocket
+from emulator.apiserver.stream_ws import Closed, WebSocket
 from emulator.netlink import netns
 from emulator.proc import journal
 from emulator.state.store import Store
 
-STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
-DRAIN_AFTER_EXIT = 2.0
-STDIN_BUFFER = 1 << 20
 RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 
@@ -118,22 +115,6 @@ def spawn(ns_name: str, argv: list[str], env: dict[str, str], journal_path, what
                               setsigdef=RESET_SIGNALS)
 
 
-def session_members(sid: int) -> list[int]:
-    """The processes whose session is ``sid`` (field 6 of /proc/PID/stat)."""
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue  # ended while we looked
-        if int(fields[3]) == sid:
-            out.append(int(d))
-    return out
-
-
 def exit_status(code: int) -> bytes:
     if code == 0:
         return b'{"metadata":{},"status":"Success"}'
@@ -148,187 +129,47 @@ def failure_status(message: str) -> bytes:
                        "code": 500}, separators=(",", ":")).encode()
 
 
-def set_winsize(fd: int, payload: bytes) -> None:
+def size_of(payload: bytes) -> tuple[int, int] | None:
+    """(width, height) of channel 4's message, each at most 65535; None if it is no valid size."""
     try:
         size = json.loads(payload)
         w, h = int(size.get("Width", 0)), int(size.get("Height", 0))
     except (ValueError, TypeError, AttributeError):
-        return
-    if w > 0 and h > 0:
+        return None
+    return (min(w, 65535), min(h, 65535)) if w > 0 and h > 0 else None
+
+
+def set_winsize(fd: int, payload: bytes) -> None:
+    size = size_of(payload)
+    if size is not None:
+        w, h = size
         try:
-            fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", min(h, 65535), min(w, 65535), 0, 0))
+            fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", h, w, 0, 0))
         except OSError:
             pass  # the pty is gone (the process ended): a late resize is moot
 
 
-@dataclass
-class Session:
-    """One WebSocket client and the file descriptors it is joined to (see the module docstring).
+def not_started(argv: list[str], env: dict[str, str]) -> tuple[str | None, bytes | None]:
+    """(the executable, None), or (None, the Status the runtime's failure to start it is)."""
+    exe = which(argv[0], env) if argv else None
+    if exe is not None:
+        return exe, None
+    what = f'exec: "{argv[0]}": executable file not found in $PATH' if argv else "no command given"
+    return None, failure_status(f"Internal error occurred: error executing command in container: failed to exec in "
+                                f"container: OCI runtime exec failed: exec failed: unable to start container "
+                                f"process: {what}: unknown")
 
-    ``stdin``: where channel 0 goes (None: dropped); ``outputs``: fd -> channel; ``resize``: the pty to size;
-    ``pid``: a child of this process to wait for (None for an attach, which ends when the outputs end).
-    Every fd given is closed once, at the end (a pty master is stdin, output and resize target at once).
-    """
-    ws: WebSocket
-    v5: bool
-    stdin: int | None
-    outputs: dict[int, int]
-    resize: int | None = None
-    pid: int | None = None
-    owned: list[int] = field(default_factory=list)
-    code: int | None = None
-    pending: bytearray = field(default_factory=bytearray)
-    close_stdin: bool = False
 
-    def run(self) -> int | None:
-        """Pump until the process exits (its code) or the client leaves (None, the process killed)."""
-        self.poller = poller = select.poll()
-        self.masks: dict[int, int] = {}
-        self._set(self.ws.fileno(), select.POLLIN)
-        for fd in self.outputs:
-            os.set_blocking(fd, False)
-            self._set(fd, select.POLLIN)
-        pidfd = os.pidfd_open(self.pid) if self.pid else -1
-        if pidfd >= 0:
-            self.owned.append(pidfd)
-            self._set(pidfd, select.POLLIN)
-        if self.stdin is not None:
-            os.set_blocking(self.stdin, False)
-        drain_until = None
-        try:
-            while True:
-                if self.pid is None and not self.outputs:
-                    return 0
-                if self.code is not None and (not self.outputs or time.monotonic() > drain_until):
-                    return self.code
-                timeout = 1000 if drain_until is None else max(int((drain_until - time.monotonic()) * 1000), 0)
-                ready = self.ws.readable_now() and len(self.pending) <= STDIN_BUFFER
-                events = [(self.ws.fileno(), select.POLLIN)] if ready else poller.poll(timeout)
-                for fd, ev in events:
-                    if fd == self.ws.fileno():
-                        if not self._from_client():
-                            return None
-                    elif fd == pidfd:
-                        self._set(pidfd, 0)
-                        self.code = self._reap()
-                        drain_until = time.monotonic() + DRAIN_AFTER_EXIT
-                    else:
-                        if fd == self.stdin and ev & select.POLLOUT:
-                            self._flush_stdin()
-                        if fd in self.outputs and ev & (select.POLLIN | select.POLLHUP | select.POLLERR):
-                            self._from_process(fd)
-        except Closed:
-            return None
-        finally:
-            if self.code is None and self.pid:
-                self._kill()
-            fds = {*self.owned, *self.outputs, *([self.stdin] if self.stdin is not None else [])}
-            for fd in fds:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass  # closed by the process's own end (EBADF) or already gone
-
-    def _set(self, fd: int, mask: int) -> None:
-        """Poll ``fd`` for ``mask`` (0: not at all)."""
-        old = self.masks.get(fd)
-        if mask == old or (not mask and old is None):
-            return
-        if not mask:
-            self.poller.unregister(fd)
-            del self.masks[fd]
-        elif old is None:
-            self.poller.register(fd, mask)
-            self.masks[fd] = mask
-        else:
-            self.poller.modify(fd, mask)
-            self.masks[fd] = mask
-
-    def _mask(self, fd: int) -> int:
-        return (select.POLLIN if fd in self.outputs else 0) | \
-            (select.POLLOUT if fd == self.stdin and self.pending else 0)
-
-    def _from_client(self) -> bool:
-        self.ws.fill()
-        for op, data in self.ws.messages():
-            if op == OP_CLOSE:
-                return False
-            if op not in (OP_BINARY, OP_TEXT) or not data:  # the Python client sends text frames
-                continue
-            ch, body = data[0], data[1:]
-            if ch == STDIN and self.stdin is not None and body:
-                self.pending += body
-                self._flush_stdin()
-            elif ch == RESIZE and self.resize is not None:
-                set_winsize(self.resize, body)
-            elif ch == CLOSE and self.v5 and body[:1] == bytes([STDIN]):
-                self.close_stdin = True
-                self._flush_stdin()
-        return True
-
-    def _flush_stdin(self) -> None:
-        fd = self.stdin
-        if fd is None:
-            return
-        while self.pending:
-            try:
-                n = os.write(fd, self.pending)
-            except BlockingIOError:
-                break
-            except OSError:  # the process closed its stdin: what it did not read is dropped
-                self.pending.clear()
-                break
-            del self.pending[:n]
-        # backpressure: while the process has not taken 1 MiB of input, the client is not read
-        self._set(self.ws.fileno(), 0 if len(self.pending) > STDIN_BUFFER else select.POLLIN)
-        self._set(fd, self._mask(fd))
-        if self.pending or not self.close_stdin:
-            return
-        self.close_stdin = False
-        if fd == self.resize or fd in self.outputs:  # a tty: the end of input is ^D
-            try:
-                os.write(fd, b"\x04")
-            except OSError:
-                pass  # the process closed the pty: its input has ended anyway
-            return
-        self.stdin = None
-        self._set(fd, 0)
-        os.close(fd)
-
-    def _from_process(self, fd: int) -> None:
-        try:
-            data = os.read(fd, 256 * 1024)
-        except BlockingIOError:
-            return
-        except OSError as e:  # EIO: the pty's last slave is closed
-            if e.errno != errno.EIO:
-                raise
-            data = b""
-        if data:
-            self.ws.send_binary(bytes([self.outputs[fd]]) + data)
-            return
-        del self.outputs[fd]
-        self._set(fd, self._mask(fd))
-        if fd != self.stdin and fd not in self.owned:
-            os.close(fd)
-
-    def _reap(self) -> int:
-        _, status = os.waitpid(self.pid, 0)
-        code = os.waitstatus_to_exitcode(status)
-        return 128 - code if code < 0 else code  # killed by signal N: 128 + N, as a shell and runc report it
-
-    def _kill(self) -> None:
-        """The process, its group and every process of its session (a shell's background jobs on a tty have
-        groups of their own): SIGKILL, before it is reaped, so its PID cannot have been reused meanwhile."""
-        for who in (-self.pid, self.pid, *(p for p in session_members(self.pid) if p != self.pid)):
-            try:
-                os.kill(who, signal.SIGKILL)
-            except OSError:
-                pass  # the group or the process is already gone
-        try:
-            os.waitpid(self.pid, 0)
-        except ChildProcessError:
-            pass  # already reaped
+def finish(ws: WebSocket, code: int | None, failure: bytes | None = None) -> None:
+    """End the session: the exit code's (or a failure's) Status on channel 3; None: the client left, just close."""
+    if code is None and failure is None:
+        ws.close()
+        return
+    try:
+        ws.send_binary(bytes([ERROR]) + (failure if failure is not None else exit_status(code or 0)))
+    except Closed:
+        pass  # the client left as the process ended: nothing to tell it
+    ws.finish()
 
 
 def serve(ws: WebSocket, protocol: str, t: Target, query: dict[str, list[str]], journal_path) -> None:
@@ -337,13 +178,9 @@ def serve(ws: WebSocket, protocol: str, t: Target, query: dict[str, list[str]], 
     tty, want_in = flag(query, "tty"), flag(query, "stdin")
     want_out, want_err = flag(query, "stdout"), flag(query, "stderr") and not tty
     env = t.env(tty)
-    exe = which(argv[0], env) if argv else None
+    exe, failure = not_started(argv, env)
     if exe is None:
-        what = f'exec: "{argv[0]}": executable file not found in $PATH' if argv else "no command given"
-        ws.send_binary(bytes([ERROR]) + failure_status(
-            f"Internal error occurred: error executing command in container: failed to exec in container: "
-            f"OCI runtime exec failed: exec failed: unable to start container process: {what}: unknown"))
-        ws.finish()
+        finish(ws, None, failure)
         return
     what = f"kubectl exec {' '.join(argv)[:60]} in {t.netns}/{t.container}"
     owned: list[int] = []
@@ -355,8 +192,8 @@ def serve(ws: WebSocket, protocol: str, t: Target, query: dict[str, list[str]], 
             pid = spawn(t.netns, [exe, *argv[1:]], env, journal_path, what, tty=path)
         finally:
             os.close(slave)
-        s = Session(ws, protocol.startswith("v5"), master if want_in else None, {master: STDOUT},
-                    resize=master, pid=pid, owned=owned)
+        s = Session(ws, protocol.startswith("v5"), master if want_in else None, {master: STDOUT}, Child(pid),
+                    resize=lambda body: set_winsize(master, body), tty=True, owned=owned)
     else:
         ends: list[int] = []
         pipes = {}
@@ -378,13 +215,5 @@ def serve(ws: WebSocket, protocol: str, t: Target, query: dict[str, list[str]], 
             for fd in ends:
                 os.close(fd)
         s = Session(ws, protocol.startswith("v5"), pipes.get("in"),
-                    {pipes[i]: (STDOUT if i == 1 else STDERR) for i in (1, 2) if i in pipes}, pid=pid)
-    code = s.run()
-    if code is None:
-        ws.close()
-        return
-    try:
-        ws.send_binary(bytes([ERROR]) + exit_status(code))
-    except Closed:
-        pass  # the client left as the process ended: nothing to tell it
-    ws.finish()
+                    {pipes[i]: (STDOUT if i == 1 else STDERR) for i in (1, 2) if i in pipes}, Child(pid))
+    finish(ws, s.run())

@@ -28,6 +28,7 @@ import errno
 import select
 import socket
 from dataclasses import dataclass, field
+from typing import Callable
 
 from emulator.apiserver import spdy
 from emulator.apiserver.status import ApiError, not_found
@@ -46,6 +47,12 @@ class Target:
     name: str
     uid: str
     netns: str
+    #: how a connection to the pod's port is made: here, from inside its namespace (``connect``); in a multi-host
+    #: lab, by a relay inside the pod's namespace on its host (``hosts.api_streams``)
+    dial: Callable[[int], socket.socket] | None = None
+
+    def connect(self, port: int) -> socket.socket:
+        return self.dial(port) if self.dial is not None else connect(self.netns, port)
 
 
 def target(store: Store, ns: str, name: str) -> Target:
@@ -270,7 +277,7 @@ class SpdySession:
                       *self._error_stream_done(rid, f'invalid port header: "{f.headers.get("port", "")}"'))
             return
         try:
-            sock = connect(self.t.netns, port)
+            sock = self.t.connect(port)
         except OSError as e:
             msg = (f"error forwarding port {port} to pod {self.t.uid}, uid : failed to execute portforward in "
                    f"network namespace \"/run/netns/{self.t.netns}\": failed to connect to localhost:{port} inside "
@@ -303,7 +310,7 @@ def channel_session(ws: WebSocket, t: Target, query: dict[str, list[str]]) -> No
         ws.send_binary(bytes([2 * i]) + pb)
         ws.send_binary(bytes([2 * i + 1]) + pb)
         try:
-            loop.add(i, connect(t.netns, port))
+            loop.add(i, t.connect(port))
         except OSError as e:
             ws.send_binary(bytes([2 * i + 1]) + f"failed to connect to localhost:{port} inside namespace "
                                                 f"{t.name}: {e.strerror or e}".encode())

@@ -134,7 +134,7 @@ class Handler(BaseHTTPRequestHandler):
             stream = api.claim_stream(req)
             if stream is not None:  # exec, attach, portforward: the session takes the connection over
                 self.close_connection = True
-                streams.serve(req, stream, api.store, api.paths, self.connection.sendall, self.connection)
+                api.serve_stream(req, stream, self.connection.sendall, self.connection)
                 return
             resp = api.handle(req)
         except ApiError as e:
@@ -207,6 +207,10 @@ class Api:
     def claim_stream(self, req: rest.Request) -> rest.Target | None:
         """The pod the request's exec, attach or port-forward session is for (None: an ordinary request)."""
         return streams.claim(req)
+
+    def serve_stream(self, req: rest.Request, t: rest.Target, send_raw, sock) -> None:
+        """Run a claimed session on the connection (its pods are this machine's)."""
+        streams.serve(req, t, streams.Local(self.store, self.paths), send_raw, sock)
 
     @staticmethod
     def node_capacity(node: dict) -> int:

@@ -10,11 +10,15 @@ exec and attach, ``SPDY/3.1+portforward.k8s.io`` (SPDY tunnelled in WebSocket, k
 connection's thread until it ends; the connection is then closed. A raw SPDY/3.1 upgrade (kubectl <= 1.29, or
 the fallback of a newer one) runs the same sessions through ``spdy_streams``. A plain request without an
 upgrade gets 400 "Upgrade request required", as from the real server.
+
+Where the session runs is the ``Backend``'s: ``Local`` (this machine's pods), or the multi-host lab's relay to the
+pod's host (``hosts.api_streams``); the protocol code here and in ``exec_session`` is the same for both.
 """
 from __future__ import annotations
 
 import traceback
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Protocol
 
 from emulator.apiserver import attach, exec as pexec, portforward, spdy_streams
 from emulator.apiserver.rest import Request, Target, route
@@ -61,27 +65,62 @@ def _run(ws: WebSocket, fn: Callable, *args) -> None:
         ws.close()
 
 
-def serve(req: Request, t: Target, store: Store, paths: LabPaths, send_raw: Callable[[bytes], None],
-          sock) -> None:
+@dataclass
+class Prepared:
+    """A checked session, ready to run on the upgraded connection (``run(conn, protocol)``); ``cancel`` undoes
+    what preparing it opened, if the upgrade is refused."""
+    run: Callable[..., None]
+    cancel: Callable[[], None] = lambda: None
+
+
+class Backend(Protocol):
+    """Where a pod's sessions run: this machine (``Local``) or, in a multi-host lab, the pod's host
+    (``hosts.api_streams``). Each method checks the request (ApiError before the upgrade) and prepares it."""
+
+    def exec(self, req: Request, t: Target) -> Prepared: ...  # exec and attach
+    def portforward(self, req: Request, t: Target) -> Prepared: ...
+
+
+class Local:
+    """The pod's processes and namespaces are on this machine."""
+
+    def __init__(self, store: Store, paths: LabPaths) -> None:
+        self.store, self.paths = store, paths
+
+    def exec(self, req: Request, t: Target) -> Prepared:
+        tgt = pexec.target(self.store, t.ns, t.name, req.q("container"))
+        if t.sub == "attach":
+            plan = attach.plan(self.paths, tgt, req.query)
+            return Prepared(lambda conn, proto: attach.serve(conn, proto, plan))
+        return Prepared(lambda conn, proto: pexec.serve(conn, proto, tgt, req.query, self.paths.proc_journal))
+
+    def portforward(self, req: Request, t: Target) -> Prepared:
+        ft = portforward.target(self.store, t.ns, t.name)
+        return Prepared(lambda conn, proto: portforward.serve(conn, proto, ft, req.query))
+
+
+def serve(req: Request, t: Target, backend: Backend, send_raw: Callable[[bytes], None], sock) -> None:
     """Check, upgrade and run the session (raises ApiError before the upgrade for a bad request)."""
     if req.method not in ("GET", "POST"):
         raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
-    if t.sub == "portforward":
-        ft = portforward.target(store, t.ns, t.name)
-        proto, raw = _upgrade(req, portforward.PROTOCOLS, spdy_streams.PORTFORWARD_VERSIONS)
-        if raw:  # the same SPDY session, its bytes straight off the socket instead of in WebSocket messages
-            send_raw(spdy_streams.handshake(proto))
-            _run(spdy_streams.RawConn(sock), portforward.serve, portforward.SPDY_WS, ft, req.query)
-            return
-        send_raw(handshake(req.headers, proto))
-        _run(WebSocket(sock), portforward.serve, proto, ft, req.query)
-        return
-    container = req.q("container")
-    tgt = pexec.target(store, t.ns, t.name, container)
     if t.sub == "exec" and not req.query.get("command"):
         raise ApiError(400, "BadRequest", "you must specify at least 1 command")
-    proto, raw = _upgrade(req, pexec.PROTOCOLS, spdy_streams.EXEC_VERSIONS)
-    plan = attach.plan(paths, tgt, req.query) if t.sub == "attach" else None  # raises before the upgrade
+    pf = t.sub == "portforward"
+    prep = backend.portforward(req, t) if pf else backend.exec(req, t)
+    try:
+        proto, raw = _upgrade(req, portforward.PROTOCOLS, spdy_streams.PORTFORWARD_VERSIONS) if pf else \
+            _upgrade(req, pexec.PROTOCOLS, spdy_streams.EXEC_VERSIONS)
+    except ApiError:
+        prep.cancel()
+        raise
+    if pf:
+        if raw:  # the same SPDY session, its bytes straight off the socket instead of in WebSocket messages
+            send_raw(spdy_streams.handshake(proto))
+            _run(spdy_streams.RawConn(sock), prep.run, portforward.SPDY_WS)
+            return
+        send_raw(handshake(req.headers, proto))
+        _run(WebSocket(sock), prep.run, proto)
+        return
     if raw:
         send_raw(spdy_streams.handshake(proto))
         ch = spdy_streams.SpdyChannels(spdy_streams.RawConn(sock))
@@ -93,6 +132,7 @@ def serve(req: Request, t: Target, store: Store, paths: LabPaths, send_raw: Call
         try:
             ch.wait_streams(wanted)
         except Closed:
+            prep.cancel()
             ch.close()
             return
         # SPDY closes stdin with a FIN, which the channel view reports as v5's close of channel 0
@@ -101,7 +141,4 @@ def serve(req: Request, t: Target, store: Store, paths: LabPaths, send_raw: Call
     else:
         send_raw(handshake(req.headers, proto))
         session_proto, conn = proto, WebSocket(sock)
-    if plan is not None:
-        _run(conn, attach.serve, session_proto, plan)
-    else:
-        _run(conn, pexec.serve, session_proto, tgt, req.query, paths.proc_journal)
+    _run(conn, prep.run, session_proto)

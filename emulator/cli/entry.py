@@ -4,7 +4,8 @@
 is on the path of every multi-host command: it skips the CLI (whose imports, every verb group and the composition
 root, cost ~0.6 s of CPU per start) and runs ``emulator.hosts.serve`` directly, which imports what each request
 needs when it comes. The lab components are installed through the composition root only when a request needs them
-(``up``, ``down``), so a host's part is built and removed by the same code as a local lab. Every other command line
+(``up``, ``down``), so a host's part is built and removed by the same code as a local lab. ``podlab host stream
+SPEC`` (one streaming session for the controller, ``emulator.hosts.serve_stream``) starts slim too. Every other command line
 goes to ``emulator.cli.main``; for a verb that acts on an existing multi-host lab, the entry first starts
 connecting to that lab's hosts (``hosts.sessions.warm``: threads that wait on the network and on the hosts while
 this process imports the CLI), and closes those sessions when the verb ends.
@@ -15,6 +16,7 @@ import os
 import sys
 
 SERVE = ["host", "serve"]
+STREAM = ["host", "stream"]  # + SPEC: one session of the controller's API server (hosts.serve_stream)
 WARM_VERBS = frozenset({"down", "cleanup", "get", "exec", "check", "capture", "apply", "delete", "fail", "heal",
                         "faults", "graph"})  # verbs that ask a lab's hosts
 
@@ -72,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         except PodlabError as e:
             print(f"podlab: error: {e}", file=sys.stderr)
             return e.exit_code or 1
+    if args[:2] == STREAM and len(args) == 3:
+        from emulator.hosts import serve_stream
+        return serve_stream.main(args[2])
     warmed = warm_hosts(args)
     from emulator.cli.main import main as cli_main
     try:

@@ -36,7 +36,7 @@ def cmd_exec(a: argparse.Namespace) -> int:
         raise UsageError("exec needs the command after --, e.g. podlab exec web-1 -- ip addr")
     multi = host_cmds.multihost_lab(a.lab)
     if multi is not None:
-        return host_cmds.exec_(multi, a.target, argv)
+        return host_cmds.exec_(multi, a.target, argv, interactive=bool(getattr(a, "stdin", False)))
     lab = Lab.get(a.lab)
     place = lab.target(common.namespaced_target(a.target, a.namespace), iface=False)
     env, cwd = None, None
@@ -90,8 +90,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                   "external")
     s.add_argument("-n", "--namespace", help="the pod's Kubernetes namespace (default: default)")
     s.add_argument("-c", "--container", help="a container of the pod: its environment and working directory")
-    s.add_argument("-i", "--stdin", action="store_true", help="(accepted for kubectl compatibility: stdin is "
-                                                              "always passed)")
+    s.add_argument("-i", "--stdin", action="store_true", help="(on one machine stdin is always passed; on a "
+                                                              "multi-host lab -i streams it to the pod's host)")
     s.add_argument("-t", "--tty", action="store_true", help="(accepted for kubectl compatibility)")
     s.add_argument("command", nargs="*", help="after --: the command and its arguments")
     s.set_defaults(fn=cmd_exec)

@@ -152,6 +152,8 @@ def forwarded(lab: str, args: argparse.Namespace, argv: list[str]) -> int:
     """A verb about one pod or node (``emulator.hosts.forward.VERBS``), run on its host; that host's output and
     exit status (several hosts: each one's output under its name, ``-o json`` merged, the worst status)."""
     from emulator.hosts import forward
+    if args.verb == "logs" and getattr(args, "follow", False):
+        return forward.follow(lab, args, sys.stdout.buffer)
     kind = str(args.kind).split("/")[0].lower() if args.verb == "describe" else ""
     if kind in ("deploy", "deployment", "deployments"):  # the controller's, not a host's
         return describe_deployment(lab, args)
@@ -239,7 +241,9 @@ def _without(argv: list[str], *flags: str) -> list[str]:
     return out
 
 
-def exec_(lab: str, target: str, argv: list[str]) -> int:
+def exec_(lab: str, target: str, argv: list[str], interactive: bool = False) -> int:
+    """``podlab exec`` of a multi-host lab, on the target's host: its output and exit status; ``interactive``
+    (``-i``): over a channel of its own, stdin streamed, the output as it comes (``forward.interactive``)."""
     with for_command() as ss:  # where the target is, then the command: over the same connection to its host
         st = controller.status(lab, ss)
         where = controller.where(st)  # pods, nodes, and the external host (on the host of the first node)
@@ -249,7 +253,12 @@ def exec_(lab: str, target: str, argv: list[str]) -> int:
         if target not in where:
             raise UsageError(f"{target} is no pod or node of multi-host lab {lab}", obj=target)
         h = records.host_of(next(d for d in st["record"]["hosts"] if d["name"] == where[target]))
-        r = ss.get(h).request("exec", lab=lab, target=target, argv=argv, timeout=120)
+        if not interactive:
+            r = ss.get(h).request("exec", lab=lab, target=target, argv=argv, timeout=120)
+    if interactive:
+        from emulator.hosts import forward
+        return forward.interactive(lab, h, ["exec", target, "--", *argv], sys.stdin.buffer, sys.stdout.buffer,
+                                   sys.stderr.buffer)
     sys.stdout.write(r["stdout"])
     sys.stderr.write(r["stderr"])
     return int(r["returncode"])
@@ -259,9 +268,6 @@ def run(lab: str, pod: dict, argv: list[str], a: argparse.Namespace) -> int:
     """``podlab run`` on a multi-host lab: the pod applied as ``apply`` places it (on any host, answering once it
     runs), then the command in it on its host (its output and exit status), then ``--rm`` deletes it."""
     from emulator.hosts import changes
-    if a.interactive and argv:
-        raise UsageError(f"run -i on multi-host lab {lab}: a command's stdin does not reach another host yet; run "
-                         "it without -i (its output and exit status come back)", obj=pod["name"])
     for line in changes.apply(lab, [pod], "podlab run", output.progress):
         print(line, file=sys.stderr)
     ns = pod.get("namespace") or "default"
@@ -271,7 +277,7 @@ def run(lab: str, pod: dict, argv: list[str], a: argparse.Namespace) -> int:
         print(f"pod {pod['name']} is Running with IP {me.get('ip')} on {me.get('node')} (host {me.get('host')})")
         return 0
     try:
-        return exec_(lab, pod["name"], argv)
+        return exec_(lab, pod["name"], argv, interactive=bool(a.interactive))
     finally:
         if a.rm:
             for line in changes.delete(lab, "pods", [pod["name"]], ns, True, output.progress):
@@ -341,6 +347,11 @@ def check(lab: str, fmt: str) -> int:
     return 0 if r["ok"] else 1
 
 
+def cmd_stream(a: argparse.Namespace) -> int:
+    from emulator.hosts import serve_stream  # (the entry runs it without the CLI; this is the same, reached here)
+    return serve_stream.main(a.spec)
+
+
 def cmd_serve(a: argparse.Namespace) -> int:
     return serve.serve(lambda: None)  # reached through the full CLI, which installed the components already
 
@@ -408,6 +419,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     acts = common.actions(p, "host_action", "ACTION")
     s = common.verb(acts, "serve", help="the host side of a multi-host lab (run by the controller over SSH)")
     s.set_defaults(fn=cmd_serve)
+    s = common.verb(acts, "stream", help="one exec, logs or port-forward session of the controller's API server, on "
+                                         "the pod's host (run by the controller over SSH)")
+    s.add_argument("spec", help="the session, as JSON (emulator/hosts/serve_stream.py)")
+    s.set_defaults(fn=cmd_stream)
     s = common.verb(acts, "check", help="can every host take part? (SSH, sudo, podlab version, NIC MTU, vxlan, port)")
     s.add_argument("file", nargs="?", help="a topology with a hosts section")
     s.add_argument("--hosts", help="an inventory file (a hosts list)")

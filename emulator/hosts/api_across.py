@@ -21,12 +21,14 @@ as against a real cluster; a Deployment's pod is replaced at once); of a Service
 the controller's store, then pushed (a Deployment's pods are then deleted on their hosts). One write at a time
 (the sessions carry one request each).
 
-What is not available across hosts answers at once with a Kubernetes Status (405 MethodNotAllowed) naming what
-and why, never a hang: exec/attach/port-forward and logs (a session to a pod on another host would have to be
-relayed), updates of a pod or a Namespace (PUT/PATCH: ``kubectl label pod``), the deletion of a Namespace or of a
-collection and everything else not listed above. A Service, NetworkPolicy or Deployment is updated (``kubectl
-apply`` of a changed one, ``kubectl replace``): the patch is applied to the current object as on one machine, and
-the result applied as ``podlab apply`` applies it.
+exec, attach, port-forward and logs of a pod on any host are relayed to its host over SSH (``api_streams``: a fresh
+channel per session running ``podlab host stream`` there), the protocols spoken here by the one-machine code.
+
+What is not available across hosts answers at once with a Kubernetes Status (405 MethodNotAllowed) naming what and
+why, never a hang: updates of a pod or a Namespace (PUT/PATCH: ``kubectl label pod``), the deletion of a Namespace
+or of a collection and everything else not listed above. A Service, NetworkPolicy or Deployment is updated
+(``kubectl apply`` of a changed one, ``kubectl replace``): the patch is applied to the current object as on one
+machine, and the result applied as ``podlab apply`` applies it.
 """
 from __future__ import annotations
 
@@ -39,14 +41,14 @@ import sys
 import threading
 import time
 
-from emulator.apiserver import rest
+from emulator.apiserver import rest, streams
 from emulator.apiserver.certs import Material, make
 from emulator.apiserver.schema import Schema
 from emulator.apiserver.server import Api, Handler, Server, _free_port, log
 from emulator.apiserver.status import ApiError, already_exists, bad_request, not_found
 from emulator.errors import (AlreadyExistsError, HostError, HostUnreachableError, LabTimeoutError, ManifestError,
                              NotFoundError, PodlabError, UsageError)
-from emulator.hosts import changes, records, services, sessions
+from emulator.hosts import api_streams, changes, records, services, sessions
 from emulator.hosts.records import api_dir, api_status_path as status_path
 from emulator.hosts.mirror import Mirror
 from emulator.state.paths import state_root
@@ -69,6 +71,10 @@ class AcrossApi(Api):
         self.write_lock = threading.Lock()
         super().__init__(lab, token, address, store, cidr)
         self.lab = lab
+        by_name = {h.name: h for h in mirror.hosts}
+        node_host = {n: by_name[h] for h, nodes in mirror.nodes_of.items() for n in nodes}
+        self.links = api_streams.Links()
+        self.remote = api_streams.Remote(lab, store, self.links, node_host.get)
 
     def node_ready(self, node: str) -> str:
         return self.mirror.ready.get(node, "Unknown")
@@ -79,14 +85,9 @@ class AcrossApi(Api):
             (f"; {why}" if why else "") + ")" + (f"; {fix}" if fix else "")
         return ApiError(405, "MethodNotAllowed", text)
 
-    def claim_stream(self, req: rest.Request) -> rest.Target | None:
-        t = super().claim_stream(req)
-        if t is not None:
-            word = {"portforward": "port-forward"}.get(t.sub or "", t.sub)
-            raise self._refuse(f'{word} to pod "{t.name}"', "the controller's API server would have to relay the "
-                               "session to the pod's host", f"use `podlab exec {t.name} -- CMD` (exec is)"
-                               if t.sub == "exec" else "")
-        return None
+    def serve_stream(self, req: rest.Request, t: rest.Target, send_raw, sock) -> None:
+        """exec, attach and port-forward: the session relayed to the pod's host (``api_streams``)."""
+        streams.serve(req, t, self.remote, send_raw, sock)
 
     def handle(self, req: rest.Request) -> rest.Response:
         t = rest.route(req.path)
@@ -94,8 +95,8 @@ class AcrossApi(Api):
             return super().handle(req)
         r = t.resource.name
         if req.method == "GET":
-            if r == "pods" and t.sub == "log":
-                raise self._refuse(f'the log of pod "{t.name}"', "its container's log is on the pod's host")
+            if r == "pods" and t.sub == "log" and t.name and t.ns:
+                return self.remote.logs(req, t)
             return super().handle(req)
         if req.method == "POST" and t.name is None and r in CREATE:
             return self._create(req, t)

@@ -13,7 +13,10 @@ Which host: the pod's or node's (``describe pod|node``, ``logs``, ``bgp stop|sta
 ``agent``, ``cni``); for ``describe`` of a Service, Endpoints or Namespace, the first host (the controller pushes
 Services and Endpoints to every host); a verb with no target (``bgp status``, ``link show`` of everything) runs
 on every host, each host's output after a ``# host NAME`` line (with ``-o json``: one list of every host's
-items). ``logs -f`` needs a stream the request/response protocol does not carry: refused by name (exit 2).
+items). ``logs -f`` needs a stream the request/response protocol does not carry: ``follow`` runs it over a
+channel of its own to the pod's host (``host stream``, as the API server's ``kubectl logs -f``: ``api_streams``),
+printing what comes until the container's process there changes (the pod ended, or its container restarted) or
+Ctrl-C closes the channel (the host's relay then ends).
 
 ``netpol``: every host holds every policy and every pod of the lab (its own in its store, the others' pushed by
 the controller, ``hosts.netpols``), so ``netpol matrix`` (the table computed from the policies) runs on the first
@@ -27,13 +30,15 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
-from emulator.errors import UsageError
+from emulator.errors import HostUnreachableError, NotFoundError, UsageError
 from emulator.hosts import controller, records
 from emulator.hosts.fanout import each
 from emulator.hosts.sessions import Sessions, for_command
+from emulator.topology.hosts_section import Host
 
 #: verbs a multi-host lab runs on the host of their target
 VERBS = frozenset({"describe", "logs", "bgp", "link", "agent", "cni", "netpol"})
@@ -62,9 +67,6 @@ def targets(verb: str, args: Any) -> tuple[str, list[str]] | None:
             return "node", [name]
         return "any", []
     if verb == "logs":
-        if getattr(args, "follow", False):
-            raise UsageError("logs -f is not available across hosts yet (the host protocol answers requests; it "
-                             "carries no stream); run it without -f", obj="logs")
         return "pod", [str(args.pod).split("/")[-1]]
     if verb in ("agent", "cni"):
         return "node", [args.node]
@@ -111,6 +113,86 @@ def run(lab: str, verb: str, args: Any, argv: list[str]) -> list[tuple[str, Resu
             raise r
         out.append((name, Result(r["stdout"], r["stderr"], int(r["returncode"]))))
     return out
+
+
+def logs_query(args: Any) -> tuple[str, str, dict[str, list[str]]]:
+    """(namespace, pod, the ``pods/log`` query) of ``podlab logs`` arguments (``POD``, ``pod/POD``, ``NS/POD``)."""
+    ns, _, name = str(args.pod).rpartition("/")
+    ns = getattr(args, "namespace", None) or (ns if ns not in ("", "pod", "pods", "po") else "default")
+    query = {"follow": ["true"] if getattr(args, "follow", False) else ["false"]}
+    if getattr(args, "container", None):
+        query["container"] = [args.container]
+    if getattr(args, "tail", None) is not None:
+        query["tailLines"] = [str(args.tail)]
+    return ns, name, query
+
+
+def follow(lab: str, args: Any, out: BinaryIO) -> int:
+    """``podlab logs -f`` of a pod on any host: its log written to ``out`` as it comes (see the docstring)."""
+    from emulator.apiserver.status import ApiError
+    from emulator.hosts.api_streams import Links, checked
+    ns, name, query = logs_query(args)
+    with for_command() as ss:
+        rec = records.load(lab) or {}
+        hosts = {d["name"]: records.host_of(d) for d in rec.get("hosts", [])}
+        host = hosts[_hosts_of(lab, ("pod", [name]), rec, ss)[0]]
+    links = Links()
+    try:
+        ch, st = links.open(host, {"op": "logs", "lab": lab, "namespace": ns, "name": name, "query": query})
+        checked(ch, st)
+        with ch:
+            while data := ch.recv(1 << 16):
+                out.write(data)
+                out.flush()
+    except ApiError as e:
+        raise (NotFoundError("pod", name, f"multi-host lab {lab}") if e.code == 404 else
+               UsageError(f"host {host.name}: {e.message}", obj=name)) from None
+    finally:
+        links.close()
+    return 0
+
+
+def interactive(lab: str, host: Host, argv: list[str], stdin: BinaryIO, out: BinaryIO, err: BinaryIO) -> int:
+    """``podlab ARGV`` (``exec -i``, ``run -i``) on ``host``'s part over a channel of its own (``host stream``'s
+    ``podlab`` op): ``stdin`` streamed to it (its end, the command's), its output as it comes; its exit status."""
+    import threading
+    from emulator.apiserver.status import ApiError
+    from emulator.hosts.api_streams import Links
+    links = Links()
+    try:
+        ch, st = links.open(host, {"op": "podlab", "lab": lab, "argv": argv})
+    except ApiError as e:
+        links.close()
+        raise HostUnreachableError(e.message, obj=host.name) from None
+
+    def feed() -> None:
+        try:
+            while data := os.read(stdin.fileno(), 1 << 16):
+                ch.sendall(data)
+            ch.shutdown_write()
+        except (OSError, EOFError):
+            return  # the channel ended first
+
+    def errors() -> None:
+        while data := ch.recv_stderr(1 << 16):
+            err.write(data)
+            err.flush()
+    threading.Thread(target=feed, daemon=True, name="stdin").start()
+    t = threading.Thread(target=errors, daemon=True, name="stderr")
+    t.start()
+    try:
+        with ch:
+            while data := ch.recv(1 << 16):
+                out.write(data)
+                out.flush()
+            t.join(5)
+            code = ch.recv_exit_status()
+    finally:
+        links.close()
+    if code < 0:
+        raise HostUnreachableError(f"host {host.name} stopped answering during `podlab {' '.join(argv)[:60]}`; "
+                                   "check that it is up", obj=host.name)
+    return code
 
 
 def _hosts_of(lab: str, where: tuple[str, list[str]], rec: dict, ss: Sessions) -> list[str]:

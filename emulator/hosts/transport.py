@@ -54,7 +54,8 @@ class HostSession:
         self.close()
 
     # -- connecting -------------------------------------------------------------------------------------
-    def _connect(self) -> paramiko.SSHClient:
+    def connect(self) -> paramiko.SSHClient:
+        """A new SSH connection to the host (no channel yet); a ``HostUnreachableError`` naming the fix."""
         h, where = self.host, f"{self.host.user}@{self.host.address}:{self.host.port}"
         client = paramiko.SSHClient()
         known = h.known_hosts or os.path.expanduser("~/.ssh/known_hosts")
@@ -91,7 +92,7 @@ class HostSession:
         return client
 
     def open(self) -> dict[str, Any]:
-        self.client = self._connect()
+        self.client = self.connect()
         transport = self.client.get_transport()
         assert transport is not None
         transport.set_keepalive(5)

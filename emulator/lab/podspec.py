@@ -2,7 +2,9 @@
 
 Both are checked by the topology ``Validator`` (raising ``ManifestError`` with file, field, value and fix) and
 turned into the store's manifest shape. Fields of a real manifest that do not change the network are accepted
-and ignored (probes, resources, pull policy, security context, ...) so that e2e manifests apply unchanged;
+and ignored (probes, resources, pull policy, security context, ...) so that e2e manifests apply unchanged; a
+container's ``stdin``/``stdinOnce``/``tty`` and the pod's ``restartPolicy`` are kept (its agent then starts it
+attachable and restarts it as the policy says, as for kubectl's pods);
 ``hostNetwork: true`` is honoured (the node agent runs the pod in its node's namespace); any other field is
 refused by name, because silently dropping e.g. ``volumes`` would teach the wrong thing. Placement:
 ``spec.nodeName``/``node`` if given (the node must exist), else the node with the fewest pods (the topology's
@@ -115,12 +117,27 @@ def parse(obj: dict, source: str, nodes: dict[str, int], counts: dict[str, int],
             manifest["metadata"][k] = meta[k]
     if "kind" in obj and spec.get("hostNetwork"):
         manifest["spec"]["hostNetwork"] = True  # honoured by the node agent: the pod runs in its node
+    if "kind" in obj:
+        _keep_attachable(containers_raw, manifest)
     if "kind" in obj and spec.get("restartPolicy") is not None:  # honoured by the agent's supervision
         if spec["restartPolicy"] not in RESTART_POLICIES:
             v.fail("spec.restartPolicy", f"{show(spec['restartPolicy'])} is not a restart policy",
                    f"use one of {', '.join(RESTART_POLICIES)} (default Always)")
         manifest["spec"]["restartPolicy"] = spec["restartPolicy"]
     return PodRequest(pod, manifest, pinned=pinned)
+
+
+ATTACH_KEYS = ("stdin", "stdinOnce", "tty")
+
+
+def _keep_attachable(raw: object, manifest: dict) -> None:
+    """A container's ``stdin``/``stdinOnce``/``tty`` of a real manifest (true only) kept in the manifest, as an API
+    server keeps them: the node agent starts such a container under its holder (``kubectl attach``, ``run -it``)."""
+    given = {c.get("name"): c for c in raw if isinstance(c, dict)} if isinstance(raw, list) else {}
+    for c in manifest["spec"]["containers"]:
+        for k in ATTACH_KEYS:
+            if given.get(c["name"], {}).get(k) is True:
+                c[k] = True
 
 
 def host_ports(req: PodRequest, store: Store, nodes: dict[str, int], counts: dict[str, int]) -> PodRequest:

@@ -20,7 +20,7 @@ from tests.unit.fakelab import fake_lab, run
 #: a value for each positional argument, by its dest, so that every leaf parses
 POSITIONALS = {"file": "t.yaml", "labs": [], "kind": "pods", "names": [], "name": "x", "target": "web-1",
                "command": [], "pod": "web-1", "node": "node-1", "node1": "node-1", "node2": "node-2", "src": "web-1",
-               "dst": "web-2", "points": "web-1", "targets": [], "topology": None, "fault": ["node-1"]}
+               "dst": "web-2", "points": "web-1", "targets": [], "topology": None, "fault": ["node-1"], "spec": "{}"}
 #: kubectl's own exception to "-f is a file": ``kubectl logs -f`` follows
 F_EXCEPTIONS = {("logs",): "follow"}
 

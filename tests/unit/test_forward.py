@@ -26,11 +26,21 @@ def test_targets_of_each_verb() -> None:
     assert forward.targets("link", ns(targets=[])) is None
 
 
-def test_logs_follow_and_describe_without_name_are_refused() -> None:
-    with pytest.raises(UsageError, match="logs -f is not available across hosts"):
-        forward.targets("logs", ns(pod="web", follow=True))
+def test_logs_follow_goes_to_the_pods_host_and_describe_without_name_is_refused() -> None:
+    assert forward.targets("logs", ns(pod="web", follow=True)) == ("pod", ["web"])
     with pytest.raises(UsageError, match="needs a name"):
         forward.targets("describe", ns(kind="pod", name=None))
+
+
+def test_logs_query_of_podlab_logs_arguments() -> None:
+    """``podlab logs -f`` across hosts asks the host for what ``kubectl logs`` would (``pods/log``'s query)."""
+    assert forward.logs_query(ns(pod="web", follow=True, container=None, tail=None, namespace=None)) == (
+        "default", "web", {"follow": ["true"]})
+    assert forward.logs_query(ns(pod="pod/web", follow=True, container="c", tail=3, namespace=None)) == (
+        "default", "web", {"follow": ["true"], "container": ["c"], "tailLines": ["3"]})
+    assert forward.logs_query(ns(pod="shop/cart", follow=False, container=None, tail=0, namespace=None)) == (
+        "shop", "cart", {"follow": ["false"], "tailLines": ["0"]})
+    assert forward.logs_query(ns(pod="cart", follow=True, container=None, tail=None, namespace="x"))[0] == "x"
 
 
 def test_merged_json_keeps_the_list_form() -> None:

@@ -198,6 +198,21 @@ def test_bad_pod_manifests(obj, field, words) -> None:
     assert msg.startswith(f"pod.yaml: {field}:") and words in msg and "fix:" in msg, msg
 
 
+def test_an_attachable_container_stays_attachable() -> None:
+    """``stdin``/``stdinOnce``/``tty`` of a real manifest are kept (the agent starts such a container under its
+    holder: ``kubectl attach``, ``run -it``, also when the pod reaches a host through podlab's apply)."""
+    obj = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "t"},
+           "spec": {"containers": [{"name": "a", "image": "busybox", "stdin": True, "tty": True, "stdinOnce": False},
+                                   {"name": "b", "image": "pause"}]}}
+    cs = podspec.parse(obj, "f.yaml", NODES, {}).manifest["spec"]["containers"]
+    assert {k: cs[0].get(k) for k in podspec.ATTACH_KEYS} == {"stdin": True, "stdinOnce": None, "tty": True}
+    assert not any(k in cs[1] for k in podspec.ATTACH_KEYS)
+    never = podspec.parse({**obj, "spec": {**obj["spec"], "restartPolicy": "Never"}}, "f.yaml", NODES, {})
+    assert never.manifest["spec"]["restartPolicy"] == "Never"
+    with pytest.raises(ManifestError, match="spec.restartPolicy"):
+        podspec.parse({**obj, "spec": {**obj["spec"], "restartPolicy": "Sometimes"}}, "f.yaml", NODES, {})
+
+
 def test_same_spec_ignores_generated_metadata() -> None:
     a = podspec.parse({"name": "a", "node": "node-1"}, "x", NODES, {}).manifest
     b = podspec.parse({"name": "a", "node": "node-1"}, "x", NODES, {}).manifest
