@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from emulator.cli import common, output
+from emulator.cli import common, host_objects, output
 from emulator.errors import AlreadyUp, HostError, UsageError
 from emulator.hosts import controller, labcheck, records, serve
 from emulator.hosts.sessions import for_command
@@ -96,35 +96,9 @@ def get(a: argparse.Namespace, lab: str, kind: str, names: list[str]) -> int:
                      [[p["name"], p["phase"], p["ip"], p["node"], p["host"]] for p in items])
         return 0
     if kind in ("services", "endpoints", "deployments", "networkpolicies"):
-        return _get_services(a, lab, kind, names)
+        return host_objects.get(a, lab, kind, names)
     raise UsageError(f"get {kind} is not available across hosts yet (lab {lab}; nodes, pods, services, "
                      "endpoints, deployments and networkpolicies are)", obj=kind)
-
-
-def _get_services(a: argparse.Namespace, lab: str, kind: str, names: list[str]) -> int:
-    """Services, Endpoints and NetworkPolicies (the same objects every host has been pushed) and Deployments (with
-    the status the controller's reconcile wrote) from the controller's store."""
-    from emulator.cli import netpol_cmds, svc_cmds
-    from emulator.hosts import services
-    ns = None if getattr(a, "all_namespaces", False) else (getattr(a, "namespace", None) or "default")
-    store = services.store_of(lab)
-    objs = sorted(store.list(kind, ns=ns), key=lambda o: (o["metadata"].get("namespace") or "default",
-                                                           o["metadata"]["name"]))
-    items = common.select(objs, names, {"networkpolicies": "networkpolicy"}.get(kind, kind.rstrip("s")), lab, ns)
-    if kind == "deployments":
-        items = [{**o, "status": store.get_status(kind, o["metadata"]["name"], o["metadata"].get("namespace")
-                                                  or "default") or {}} for o in items]
-    if a.output == "json":
-        output.emit_json(common.one_or_list(items, names))
-        return 0
-    table = {"services": svc_cmds.service_table, "endpoints": svc_cmds.endpoints_table,
-             "deployments": svc_cmds.deployment_table, "networkpolicies": netpol_cmds.netpol_table}[kind]
-    headers, rows = table(None, items, False if kind == "networkpolicies" else a.output == "wide")  # type: ignore
-    if ns is None:
-        headers = ["NAMESPACE", *headers]
-        rows = [[o["metadata"].get("namespace") or "default", *row] for o, row in zip(items, rows)]
-    output.table(headers, rows)
-    return 0
 
 
 def apply(lab: str, docs: list[dict], source: str) -> int:
@@ -156,7 +130,7 @@ def forwarded(lab: str, args: argparse.Namespace, argv: list[str]) -> int:
         return forward.follow(lab, args, sys.stdout.buffer)
     kind = str(args.kind).split("/")[0].lower() if args.verb == "describe" else ""
     if kind in ("deploy", "deployment", "deployments"):  # the controller's, not a host's
-        return describe_deployment(lab, args)
+        return host_objects.describe_deployment(lab, args)
     argv = _without_lab(argv)
     if args.verb == "netpol" and args.netpol_verb == "matrix" and args.probe:
         return _probed_matrix(lab, args, argv)
@@ -190,38 +164,6 @@ def _probed_matrix(lab: str, args: argparse.Namespace, argv: list[str]) -> int:
             raise UsageError(f"host {host}: netpol matrix --probe failed (exit {r.returncode})", obj=host)
         parts.append(netpol_cmds.from_json(json.loads(r.stdout)))
     return netpol_cmds.show_matrix(netpol_cmds.merge_rows(parts), args.output, True, args.via)
-
-
-def describe_deployment(lab: str, a: argparse.Namespace) -> int:
-    """``describe deploy NAME`` of a multi-host lab: the Deployment from the controller's store, its pods from
-    every host (each with its node and host)."""
-    from emulator.errors import NotFoundError
-    from emulator.hosts import services
-    from emulator.services import deployments as depctl
-    name = a.name if a.name else str(a.kind).split("/", 1)[-1]
-    ns = getattr(a, "namespace", None) or "default"
-    store = services.store_of(lab)
-    dep = store.get("deployments", name, ns)
-    if dep is None:
-        raise NotFoundError("deployment", name, f"namespace {ns} of multi-host lab {lab}")
-    st = store.get_status("deployments", name, ns) or {}
-    rs = depctl.replicaset_name(dep)
-    pods = sorted((p for p in controller.status(lab)["pods"] if (p.get("namespace") or "default") == ns
-                   and p["name"].startswith(rs + "-")), key=lambda p: p["name"])
-    if a.output == "json":
-        output.emit_json({"deployment": {**dep, "status": st}, "pods": [p["name"] for p in pods]})
-        return 0
-    spec = dep["spec"]
-    for k, v in [("Name", name), ("Namespace", ns),
-                 ("Selector", ",".join(f"{k}={v}" for k, v in spec["selector"].get("matchLabels", {}).items())),
-                 ("Replicas", f"{spec.get('replicas', 1)} desired | {st.get('updatedReplicas', 0)} updated | "
-                              f"{st.get('replicas', 0)} total | {st.get('availableReplicas', 0)} available"),
-                 ("NewReplicaSet", rs)]:
-        print(f"{k + ':':<16}{v}")
-    print("Pods:")
-    for p in pods:
-        print(f"  {p['name']:<32} {p['phase']:<18} {p.get('ip') or '<none>':<15} {p.get('node')} (host {p['host']})")
-    return 0
 
 
 def _without_lab(argv: list[str]) -> list[str]:
