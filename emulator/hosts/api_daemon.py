@@ -9,7 +9,7 @@ mirror once, the port is bound) and merges the
 ``podlab-<lab>`` context into ``$KUBECONFIG`` / ``~/.kube/config``, as one machine's ``up`` does; the file it
 wrote is kept beside the server, so ``stop`` removes exactly those entries. ``stop`` ends the daemon by the PID
 and start time in the record and in the journal (SIGTERM, then SIGKILL after 2 s), never by name, and removes its
-directory (a host left pending keeps only the record and the Services store, as before).
+directory (a host left pending keeps only the record: ``controller.down`` removes the rest).
 """
 from __future__ import annotations
 
@@ -120,4 +120,4 @@ def stop(rec: dict) -> None:
     try:
         api_dir(lab).parent.rmdir()
     except OSError:
-        pass  # not empty (the controller's Services store, kept while a host is pending) or gone: both fine
+        pass  # not empty (the controller's store, removed with the lab by ``controller.down``) or gone: both fine

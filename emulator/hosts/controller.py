@@ -233,7 +233,8 @@ def down(lab: str, progress: Progress = _quiet) -> DownReport:
             report.removed.append(h.name)
     rec["pending"] = [h for h in rec.get("pending", []) if h in report.unreachable]
     if rec["pending"]:
-        records.save(rec)
+        records.save(rec)  # the record alone lists what is left, for `down` or `cleanup` once the host is back
+        records.remove_dir(lab)
     else:
         records.remove(lab)
     return report

@@ -47,9 +47,15 @@ def save(rec: dict) -> None:
     write_json(path(rec["name"]), rec)
 
 
-def remove(lab: str) -> None:
-    """The record and the lab's directory beside it (the controller's store of its Services)."""
+def remove_dir(lab: str) -> None:
+    """The lab's directory beside its record (the controller's store of its Services, Deployments and policies,
+    its API server's files): not needed once the lab is being removed, even while a host keeps its part."""
     shutil.rmtree(records_dir() / f"{lab}.d", ignore_errors=True)
+
+
+def remove(lab: str) -> None:
+    """The record and the lab's directory beside it."""
+    remove_dir(lab)
     try:
         os.unlink(path(lab))
     except FileNotFoundError:
