@@ -118,17 +118,7 @@ def exec_(spec: dict, query: dict, paths: LabPaths, store: Store) -> int:
         child = pexec.Child(pexec.spawn(t.netns, [exe, *argv[1:]], env, paths.proc_journal, what, stdio=stdio))
     finally:
         os.close(null)
-    os.close(0)  # the command's now; this process keeps fd 1 only to see the channel close
-    p = select.poll()
-    p.register(child.fileno(), select.POLLIN)
-    p.register(1, 0)
-    while True:
-        for fd, ev in p.poll():
-            if fd == child.fileno():
-                return child.reap()
-            if ev & HANGUP:
-                child.kill()
-                return 129
+    return _until_done(child)
 
 
 def podlab(spec: dict, query: dict, paths: LabPaths, store: Store) -> int:
@@ -141,7 +131,13 @@ def podlab(spec: dict, query: dict, paths: LabPaths, store: Store) -> int:
     env = dict(os.environ, PODLAB_LOCAL_PART="1")
     argv = [sys.executable, "-m", "emulator", "--lab", spec["lab"], *spec["argv"]]
     child = Child(os.posix_spawn(sys.executable, argv, env, setsid=True, setsigdef=(signal.SIGHUP, signal.SIGPIPE)))
-    os.close(0)  # the command's now; this process keeps fd 1 only to see the channel close
+    return _until_done(child)
+
+
+def _until_done(child: Any) -> int:
+    """Wait for ``child`` (its exit status), or for the channel to close (its whole session killed: 129). Stdin
+    is the command's now; this process keeps fd 1 only to see the channel close."""
+    os.close(0)
     p = select.poll()
     p.register(child.fileno(), select.POLLIN)
     p.register(1, 0)

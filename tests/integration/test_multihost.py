@@ -9,6 +9,7 @@ the path cannot carry) is one error naming the host and the fix, with nothing cr
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -71,6 +72,22 @@ def _leftovers(hs: EmulatedHosts, names: list[str] | None) -> dict[str, list[str
         if found:
             out[n] = found
     return out
+
+
+@contextlib.contextmanager
+def module_lab(hs: EmulatedHosts, d: Path, topology: str, lab: str) -> Iterator[dict]:
+    """A test module's shared lab over ``hs``: up from ``topology`` (written into ``d``), yielded as {"up": the up's
+    result, "dir": d}; then down, with nothing left on any host nor in the controller's records."""
+    topo = d / "t.yaml"
+    topo.write_text(topology)
+    r = ctl(hs, "up", str(topo), "--hosts", str(hs.inventory(COMMAND)))
+    try:
+        assert r.returncode == 0, r.stdout + r.stderr
+        yield {"up": r, "dir": d}
+    finally:
+        dn = ctl(hs, "down", lab)
+        assert dn.returncode == 0, dn.stdout + dn.stderr
+        assert host_leftovers(hs) == {} and controller_records(hs) == []
 
 
 def lab_store_view(hs: EmulatedHosts, host: str, lab: str, kind: str) -> dict[str, object]:

@@ -23,8 +23,7 @@ import pytest
 
 from emulator.hosts.emulated import EmulatedHosts
 from tests.integration.conftest import KUBECONFIG, KUBECTL
-from tests.integration.test_multihost import COMMAND, PY, controller_records, ctl, host_leftovers, \
-    lab_store_view
+from tests.integration.test_multihost import COMMAND, PY, controller_records, ctl, lab_store_view, module_lab
 
 LAB = "mha-api"
 #: pause containers: the pods need no program of this tree (whose package a container on an emulated host finds only
@@ -63,17 +62,8 @@ def hosts() -> Iterator[EmulatedHosts]:
 
 @pytest.fixture(scope="module")
 def lab(hosts: EmulatedHosts, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    d = tmp_path_factory.mktemp("mha")
-    topo = d / "t.yaml"
-    topo.write_text(TOPOLOGY)
-    r = ctl(hosts, "up", str(topo), "--hosts", str(hosts.inventory(COMMAND)))
-    try:
-        assert r.returncode == 0, r.stdout + r.stderr
-        yield {"up": r, "dir": d}
-    finally:
-        dn = ctl(hosts, "down", LAB)
-        assert dn.returncode == 0, dn.stdout + dn.stderr
-        assert host_leftovers(hosts) == {} and controller_records(hosts) == []
+    with module_lab(hosts, tmp_path_factory.mktemp("mha"), TOPOLOGY, LAB) as made:
+        yield made
 
 
 def kubectl(hosts: EmulatedHosts, *args: str, input: str | None = None, check: bool = True,

@@ -21,7 +21,7 @@ import pytest
 
 from emulator.hosts.emulated import EmulatedHosts
 from tests.integration.conftest import KUBECTL, ROOT
-from tests.integration.test_multihost import COMMAND, PY, controller_records, ctl, host_leftovers
+from tests.integration.test_multihost import PY, ctl, module_lab
 
 LAB = "mhd-dep"
 STORE_PODS = f"/run/podlab/labs/{LAB}/store/pods/default"  # a host's own store (``state.store``)
@@ -58,17 +58,8 @@ def hosts() -> Iterator[EmulatedHosts]:
 
 @pytest.fixture(scope="module")
 def lab(hosts: EmulatedHosts, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    d = tmp_path_factory.mktemp("mhd")
-    topo = d / "t.yaml"
-    topo.write_text(TOPOLOGY)
-    r = ctl(hosts, "up", str(topo), "--hosts", str(hosts.inventory(COMMAND)))
-    try:
-        assert r.returncode == 0, r.stdout + r.stderr
-        yield {"up": r, "dir": d}
-    finally:
-        dn = ctl(hosts, "down", LAB)
-        assert dn.returncode == 0, dn.stdout + dn.stderr
-        assert host_leftovers(hosts) == {} and controller_records(hosts) == []
+    with module_lab(hosts, tmp_path_factory.mktemp("mhd"), TOPOLOGY, LAB) as made:
+        yield made
 
 
 def kubectl(hosts: EmulatedHosts, *args: str, input: str | None = None) -> subprocess.CompletedProcess:

@@ -22,7 +22,7 @@ import pytest
 
 from emulator.hosts.emulated import EmulatedHosts
 from tests.integration.conftest import KUBECTL, ROOT
-from tests.integration.test_multihost import COMMAND, PY, controller_records, ctl, host_leftovers
+from tests.integration.test_multihost import PY, ctl, module_lab
 
 LAB = "mhn-np"
 NETEXEC = "containers: [{name: web, image: netexec, ports: [{containerPort: 8080}]}]"
@@ -80,19 +80,10 @@ def hosts() -> Iterator[EmulatedHosts]:
 
 @pytest.fixture(scope="module")
 def lab(hosts: EmulatedHosts, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    d = tmp_path_factory.mktemp("mhn")
-    topo = d / "t.yaml"
-    topo.write_text(TOPOLOGY)
-    r = ctl(hosts, "up", str(topo), "--hosts", str(hosts.inventory(COMMAND)))
-    try:
-        assert r.returncode == 0, r.stdout + r.stderr
+    with module_lab(hosts, tmp_path_factory.mktemp("mhn"), TOPOLOGY, LAB) as made:
         ips = pod_ips(hosts)
         serving(hosts, "node-1", ips.values())
-        yield {"up": r, "dir": d, "ips": ips}
-    finally:
-        dn = ctl(hosts, "down", LAB)
-        assert dn.returncode == 0, dn.stdout + dn.stderr
-        assert host_leftovers(hosts) == {} and controller_records(hosts) == []
+        yield {**made, "ips": ips}
 
 
 def manifest(lab: dict, name: str, text: str) -> str:

@@ -17,15 +17,13 @@ import json
 import signal
 import subprocess
 import time
-from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from emulator.hosts.emulated import EmulatedHosts
 from tests.integration.conftest import ROOT
-from tests.integration.test_multihost import COMMAND, PY, controller_records, ctl, host_leftovers, \
-    lab_store_view
+from tests.integration.test_multihost import COMMAND, PY, controller_records, ctl, lab_store_view, module_lab
 
 LAB = "mhs-svc"
 NETEXEC = "containers: [{name: web, image: netexec, ports: [{containerPort: 8080}]}]"
@@ -57,17 +55,8 @@ def hosts() -> Iterator[EmulatedHosts]:
 
 @pytest.fixture(scope="module")
 def lab(hosts: EmulatedHosts, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    d = tmp_path_factory.mktemp("mhs")
-    topo = d / "t.yaml"
-    topo.write_text(TOPOLOGY)
-    r = ctl(hosts, "up", str(topo), "--hosts", str(hosts.inventory(COMMAND)))
-    try:
-        assert r.returncode == 0, r.stdout + r.stderr
-        yield {"up": r, "dir": d}
-    finally:
-        dn = ctl(hosts, "down", LAB)
-        assert dn.returncode == 0, dn.stdout + dn.stderr
-        assert host_leftovers(hosts) == {} and controller_records(hosts) == []
+    with module_lab(hosts, tmp_path_factory.mktemp("mhs"), TOPOLOGY, LAB) as made:
+        yield made
 
 
 def pods(hosts: EmulatedHosts) -> dict[str, dict]:
