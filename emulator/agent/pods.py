@@ -23,6 +23,7 @@ from emulator.errors import CniError
 from emulator.state import events
 from emulator.state.manifests import now
 from emulator.state.paths import LabPaths
+from emulator.state.resolv import shared_dir
 from emulator.netlink import netns
 from emulator.topology import names
 
@@ -92,8 +93,9 @@ def run_container(paths: LabPaths, pod: dict, c: dict, fd: int, ns_name: str, en
         if c.get("stdin") or c.get("tty"):
             exe, argv = images.attachable(exe, argv, attach_socket(paths, pod, c["name"]), bool(c.get("tty")),
                                           bool(c.get("stdinOnce")))
-        pid, started = spawn(fd, exe, argv, paths.container_log(meta["name"], c["name"], meta.get("namespace") or
-                                                                "default"), env, ns_name)
+        k8s_ns = meta.get("namespace") or "default"
+        pid, started = spawn(fd, exe, argv, paths.container_log(meta["name"], c["name"], k8s_ns), env, ns_name,
+                             etc_fallback=str(shared_dir(paths.lab, k8s_ns)))
     except OSError as e:
         reason = "executable file not found in $PATH" if isinstance(e, FileNotFoundError) else \
             (e.strerror or str(e)).lower()

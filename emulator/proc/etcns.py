@@ -83,14 +83,22 @@ def entered(fd: int) -> Iterator[None]:
         os.close(home)
 
 
-def read_files(name: str) -> list[tuple[str, int]] | None:
+def read_files(name: str, fallback: str = "") -> list[tuple[str, int]] | None:
     """The files of ``/etc/netns/<name>/`` as (file name, open fd), sorted; None if there is no such directory.
+    ``fallback``: the directory to read instead while ``/etc/netns/<name>`` does not exist yet (the one its link
+    will point to: a pod's files are made before the pod starts, its link by the controller-manager beside).
     The caller closes the fds."""
     d = netns.etc_dir(name)
     try:
         entries = sorted(os.listdir(d))
     except (FileNotFoundError, NotADirectoryError):
-        return None
+        if not fallback:
+            return None
+        d = fallback
+        try:
+            entries = sorted(os.listdir(d))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
     out: list[tuple[str, int]] = []
     try:
         for e in entries:
@@ -126,10 +134,10 @@ class EtcNamespaces:
         self._lock = threading.Lock()
         self._pid = os.getpid()
 
-    def namespace_for(self, name: str) -> int | None:
-        """The fd of the mount namespace showing ``/etc/netns/<name>/``'s files over /etc (made on first use),
-        or None if ``name`` has no such directory."""
-        files = read_files(name)
+    def namespace_for(self, name: str, fallback: str = "") -> int | None:
+        """The fd of the mount namespace showing ``/etc/netns/<name>/``'s files (or, while that does not exist,
+        ``fallback``'s) over /etc (made on first use), or None if there is no such directory."""
+        files = read_files(name, fallback)
         if files is None:
             return None
         try:

@@ -23,15 +23,16 @@ ETC_NAMESPACES = etcns.EtcNamespaces()
 
 def spawn(ns_fd: int, exe: str, argv: list[str], log: Path, env: dict[str, str],
           ns_name: str = "", journal: Path | None = None, what: str = "",
-          kind: str = "daemon") -> tuple[int, int | None]:
+          kind: str = "daemon", etc_fallback: str = "") -> tuple[int, int | None]:
     """Start ``exe`` with ``argv`` inside the namespace ``ns_fd``; return (pid, start time).
 
     If ``/etc/netns/<ns_name>/`` exists (a pod's own resolv.conf, hosts, ...), the process sees those files over
-    /etc, as under ``ip netns exec``, in a mount namespace shared with every program that sees the same files.
+    /etc, as under ``ip netns exec``, in a mount namespace shared with every program that sees the same files;
+    while it does not, the files of ``etc_fallback`` (the directory it will link to), if given.
     """
     if not log.parent.is_dir():
         log.parent.mkdir(parents=True, exist_ok=True)
-    mnt = ETC_NAMESPACES.namespace_for(ns_name) if ns_name else None
+    mnt = ETC_NAMESPACES.namespace_for(ns_name, etc_fallback) if ns_name else None
     if journal is not None:
         argv, exe = proc_journal.wrap(journal, what or os.path.basename(exe), [exe, *argv[1:]], kind), \
             proc_journal.SHELL

@@ -8,9 +8,11 @@ their Corefile, stores the topology's Services (ClusterIPs and NodePorts allocat
 the controller-manager in the first node's namespace (where a kubeadm control plane runs it, on the host
 network) and one kube-proxy per node in the node's namespace, each recorded by itself in the lab's process
 journal before it runs; both are forked by the agents' launcher when ``up`` has one (``agent.launcher``: they
-then share its imports instead of inheriting ``up``'s heap), by ``up`` itself otherwise. The controller's first pass writes every pod's resolv.conf and creates the Deployments'
-pods — the ``coredns`` ones too — before the agents start; the agents run them as any pods, and the endpoints
-controller points ``kube-dns`` at them. ``ready`` (every pod Running) waits until the Deployments' pods run
+then share its imports instead of inheriting ``up``'s heap), by ``up`` itself otherwise. ``start`` writes every
+stored pod's resolv.conf (``state.resolv``) before the agents can start it, and does not wait for the
+controller: its first pass (seconds at 5,000 pods) runs beside the agents' work; it creates the Deployments'
+pods — the ``coredns`` ones too —, the agents run them as any pods, and the endpoints controller points
+``kube-dns`` at them. ``ready`` (every pod Running) waits until the Deployments' pods run
 (``coredns``'s included) or are Pending for a stated reason (no Ready node to schedule them on — a ``cni: none``
 node is NotReady —, no IP left on their node: ``up`` prints a warning line for each and goes on, as a cluster
 leaves them Pending), the endpoints reflect them, every kube-proxy has synced them and every Running coredns pod
@@ -41,6 +43,7 @@ from emulator.services import config, coredns, dnshost, registry
 from emulator.services.controller import ControllerManager
 from emulator.services.controller import status_path as controller_status
 from emulator.proc.daemon import Named, spawn_many
+from emulator.state.resolv import ResolvFiles
 from emulator.state.store import wait_file
 from emulator.topology import hosts_section
 from emulator.services.proxy.kubeproxy import KubeProxy, log_path
@@ -102,6 +105,11 @@ class ServicesComponent(Component):
             for d in cfg.deployments:
                 registry.put_deployment(store, d)
             cm_ns = names.node_ns(topo.name, topo.kube_nodes[0].name)
+        # the stored pods' resolv.conf before any agent can start them: their namespaces' shared files here, their
+        # /etc/netns links by the controller-manager's first pass while the agents work (5,000 links take ~3-5 s
+        # on an ext4 /etc; a pod started before its link reads the shared file: ``proc.spawn``'s ``etc_fallback``)
+        ResolvFiles(topo.name, cfg.dns_ip, cfg.domain).write_shared(
+            ns for ns, _name in store.keys("pods"))
         j, cidr = str(paths.proc_journal), str(whole.pod_cidr)
         daemons = [Named(f"{__name__}:run_controller", (topo.name, cfg.dns_ip, cfg.domain, not multi),
                          str(paths.root / "controller-manager.log"), j, "controller-manager", cm_ns, "kube-controller")]
@@ -113,8 +121,6 @@ class ServicesComponent(Component):
             launcher.spawn_daemons(daemons)
         else:
             spawn_many([d.daemon() for d in daemons])  # the kube-proxies start while the controller's first pass runs
-        wait_file(controller_status(paths), lambda st: st.get("passes", 0) >= 1, 10, "the controller-manager",
-                  topo.name)
         dns_what = (f"kube-dns → {coredns.REPLICAS} coredns pods" if not multi else
                     f"kube-dns → {dnshost.address(whole)}" if dnshost.here(topo) else "kube-dns on another host")
         ctx.progress(f"services: kube-proxy ({cfg.proxy_mode}) on {len(topo.kube_nodes)} nodes, cluster DNS "
@@ -125,13 +131,14 @@ class ServicesComponent(Component):
     def teardown(cls, lab: str, paths) -> None:
         """The pods' /etc/netns/<ns>/resolv.conf directories listed in the lab's ledger (after the namespaces are
         deleted, while the kernel frees them)."""
-        from emulator.state.resolv import ResolvFiles
         ResolvFiles(lab, "").remove()
 
     def ready(self, ctx: BuildContext) -> None:
         topo, store = ctx.topo, ctx.store
         cfg = config.settings(ctx.whole)
         assert cfg is not None
+        wait_file(controller_status(ctx.paths), lambda st: st.get("passes", 0) >= 1, 10, "the controller-manager",
+                  topo.name)
         if hosts_section.of(topo) is not None:  # a host's part: no Deployments (the DNS host answers at once)
             wait_synced(ctx.paths, store, [n.name for n in topo.kube_nodes], timeout=20)
             return

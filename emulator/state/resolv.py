@@ -41,6 +41,11 @@ def content(namespace: str, nameserver: str, domain: str = "cluster.local") -> s
             f"options ndots:5\n")
 
 
+def shared_dir(lab: str, k8s_ns: str) -> Path:
+    """The directory every pod of Kubernetes namespace ``k8s_ns`` has its ``/etc/netns/<pod ns>`` link to."""
+    return LabPaths(lab).root / "etc-netns" / k8s_ns
+
+
 class ResolvFiles:
     """The resolv.conf files of one lab's pods.
 
@@ -152,6 +157,15 @@ class ResolvFiles:
         else:
             self._remember(owned)
 
+    def write_shared(self, k8s_namespaces: Iterable[str]) -> None:
+        """Write the shared directories of these Kubernetes namespaces (not the pods' links: ``ensure`` makes those,
+        ~1 ms each on an ext4 /etc). A pod started before its link exists gets the same files from its directory
+        (``proc.spawn``'s ``etc_fallback``), so ``up`` writes these and lets the controller-manager make the links
+        while the agents start the pods."""
+        with self._locked():
+            for k8s_ns in sorted(set(k8s_namespaces)):
+                self._shared_dir(k8s_ns, content(k8s_ns, self.nameserver, self.domain))
+
     def remove(self, which: set[str] | None = None) -> None:
         with self._locked():
             self._remove(which)
@@ -170,7 +184,7 @@ class ResolvFiles:
 
     def _shared_dir(self, k8s_ns: str, text: str) -> str:
         """The directory whose resolv.conf holds ``text`` for the pods of ``k8s_ns`` (written if it does not)."""
-        d = self.shared / k8s_ns
+        d = shared_dir(self.lab, k8s_ns)
         f = d / "resolv.conf"
         try:
             same = f.read_text() == text
