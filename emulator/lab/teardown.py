@@ -2,7 +2,8 @@
 
 Order: close the lab's process journal, so nothing of the lab can start any more, then stop the agents and every
 process the journal and the store name (by PID and start time, never by name; all signalled at once, then awaited
-together) — the pods' namespaces are unmounted from the moment the agents are stopped, beside the rest of this
+together; the containers the agents' journals name first of all, as soon as the agents are stopped) — the pods'
+namespaces are unmounted from that moment, beside the rest of this
 (``_EarlyDelete``) — delete every namespace in one go — pods first — and wait until the node uplinks have
 left the underlay bridge (the kernel frees namespaces in a background worker; the vanishing ports show it has
 reached the nodes, queued after the pods), then the state directory. Every step tolerates what is already gone, so ``down`` twice, or ``down`` after a crash
@@ -84,8 +85,9 @@ def _end_processes(paths: LabPaths, rec: dict, node_names: list[str], store: Sto
     """Close the lab's process journal first (from then on nothing of the lab can start: see
     ``emulator.proc.journal``) and end what it names: agents and tools first, with the processes they started
     (``kill_trees``: stopped, their children read, all killed; the agents are awaited: a dying lab needs no
-    graceful kubelet, and a live one would restart containers or make namespaces), then the lab's daemons
-    (TERM, so they can remove what they own), then every container, killed all at once. Returns the killed
+    graceful kubelet, and a live one would restart containers or make namespaces; the containers their
+    journals name are killed as soon as they are stopped, before their children are read), then the lab's daemons
+    (TERM, so they can remove what they own), then every container the statuses name, killed all at once. Returns the killed
     processes that are not awaited (``wait_gone``: they make nothing, so their namespaces can be removed while
     the kernel ends them), and the pod statuses as the dead agents left them. ``agents_stopped`` is called once
     the agents and tools are stopped (SIGSTOP, before they are killed): from then on nothing can make a namespace
@@ -97,7 +99,17 @@ def _end_processes(paths: LabPaths, rec: dict, node_names: list[str], store: Sto
         by_kind[e.kind].append(e.proc)
     agents = (by_kind["agent"] + [pf for pf in (read_pidfile(paths, node) for node in node_names) if pf]
               + [(a["pid"], a.get("start")) for a in rec.get("agents", [])])
-    parents, kids = lifecycle.kill_trees(agents + by_kind["tool"], stopped=agents_stopped)
+    journaled: list[tuple[int, int | None]] = []
+
+    def stopped() -> None:
+        # the containers the agents' journals name die first (with their groups), while the agents are stopped,
+        # and the pods' namespaces are unmounted beside: the kernel's cleanup worker, which frees them one batch
+        # after the other on its own, can start at once instead of after the children scan below
+        for node in node_names:
+            journaled.extend((pid, started) for _sandbox, pid, started in read_journal(paths, node))
+        journaled[:] = lifecycle.kill_many(journaled, group=True)
+        agents_stopped()
+    parents, kids = lifecycle.kill_trees(agents + by_kind["tool"], stopped=stopped)
     lifecycle.kill_groups(by_kind["tool"])  # what an exec'd command left in its group (a `sleep &`)
     lifecycle.wait_gone(parents)
     lifecycle.stop_many(by_kind["daemon"] + [(p["pid"], p.get("start")) for p in rec.get("pids", [])], grace=1.0)
@@ -105,7 +117,7 @@ def _end_processes(paths: LabPaths, rec: dict, node_names: list[str], store: Sto
     procs = [(c["pid"], c.get("pidStart")) for st in statuses for c in st.get("containerStatuses", []) if c.get("pid")]
     for node in node_names:  # with the containers a crashed agent started but never reported
         procs += [(pid, started) for _sandbox, pid, started in read_journal(paths, node)]
-    return lifecycle.kill_many(procs) + kids, statuses
+    return lifecycle.kill_many(procs) + kids + journaled, statuses
 
 
 def destroy(lab: str, progress: Progress = _quiet, timeout: float = 10.0) -> bool:

@@ -81,11 +81,11 @@ def stop_many(procs: list[tuple[int, int | None]], grace: float = 0.0, wait: flo
     wait_gone(live, wait)
 
 
-def kill_many(procs: list[tuple[int, int | None]]) -> list[tuple[int, int | None]]:
+def kill_many(procs: list[tuple[int, int | None]], group: bool = False) -> list[tuple[int, int | None]]:
     """SIGKILL every recorded process that is still the one we started, without waiting; return them (for
-    ``wait_gone``), so the caller can do other work while the kernel ends them."""
+    ``wait_gone``), so the caller can do other work while the kernel ends them. ``group``: as for ``stop``."""
     live = _ours(procs)
-    _signal(live, signal.SIGKILL)
+    _signal(live, signal.SIGKILL, group)
     return live
 
 
