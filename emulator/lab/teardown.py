@@ -105,9 +105,7 @@ def _end_processes(paths: LabPaths, rec: dict, node_names: list[str], store: Sto
         # the containers the agents' journals name die first (with their groups), while the agents are stopped,
         # and the pods' namespaces are unmounted beside: the kernel's cleanup worker, which frees them one batch
         # after the other on its own, can start at once instead of after the children scan below
-        for node in node_names:
-            journaled.extend((pid, started) for _sandbox, pid, started in read_journal(paths, node))
-        journaled[:] = lifecycle.kill_many(journaled, group=True)
+        journaled[:] = lifecycle.kill_many(_journaled(paths, node_names), group=True)
         agents_stopped()
     parents, kids = lifecycle.kill_trees(agents + by_kind["tool"], stopped=stopped)
     lifecycle.kill_groups(by_kind["tool"])  # what an exec'd command left in its group (a `sleep &`)
@@ -115,9 +113,13 @@ def _end_processes(paths: LabPaths, rec: dict, node_names: list[str], store: Sto
     lifecycle.stop_many(by_kind["daemon"] + [(p["pid"], p.get("start")) for p in rec.get("pids", [])], grace=1.0)
     statuses = list(store.list("pods", status=True))
     procs = [(c["pid"], c.get("pidStart")) for st in statuses for c in st.get("containerStatuses", []) if c.get("pid")]
-    for node in node_names:  # with the containers a crashed agent started but never reported
-        procs += [(pid, started) for _sandbox, pid, started in read_journal(paths, node)]
+    procs += _journaled(paths, node_names)  # with the containers a crashed agent started but never reported
     return lifecycle.kill_many(procs) + kids + journaled, statuses
+
+
+def _journaled(paths: LabPaths, node_names: list[str]) -> list[tuple[int, int | None]]:
+    """(pid, start time) of every container the nodes' agents recorded in their journals."""
+    return [(pid, started) for node in node_names for _sandbox, pid, started in read_journal(paths, node)]
 
 
 def destroy(lab: str, progress: Progress = _quiet, timeout: float = 10.0) -> bool:

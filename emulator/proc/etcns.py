@@ -88,17 +88,16 @@ def read_files(name: str, fallback: str = "") -> list[tuple[str, int]] | None:
     ``fallback``: the directory to read instead while ``/etc/netns/<name>`` does not exist yet (the one its link
     will point to: a pod's files are made before the pod starts, its link by the controller-manager beside).
     The caller closes the fds."""
-    d = netns.etc_dir(name)
-    try:
-        entries = sorted(os.listdir(d))
-    except (FileNotFoundError, NotADirectoryError):
-        if not fallback:
+    for d in (netns.etc_dir(name), fallback):
+        if not d:
             return None
-        d = fallback
         try:
             entries = sorted(os.listdir(d))
+            break
         except (FileNotFoundError, NotADirectoryError):
-            return None
+            continue  # no such directory: the fallback, if any
+    else:
+        return None
     out: list[tuple[str, int]] = []
     try:
         for e in entries:

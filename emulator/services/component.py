@@ -8,9 +8,9 @@ their Corefile, stores the topology's Services (ClusterIPs and NodePorts allocat
 the controller-manager in the first node's namespace (where a kubeadm control plane runs it, on the host
 network) and one kube-proxy per node in the node's namespace, each recorded by itself in the lab's process
 journal before it runs; both are forked by the agents' launcher when ``up`` has one (``agent.launcher``: they
-then share its imports instead of inheriting ``up``'s heap), by ``up`` itself otherwise. ``start`` writes every
-stored pod's resolv.conf (``state.resolv``) before the agents can start it, and does not wait for the
-controller: its first pass (seconds at 5,000 pods) runs beside the agents' work; it creates the Deployments'
+then share its imports instead of inheriting ``up``'s heap), by ``up`` itself otherwise. ``start`` writes the
+shared resolv.conf of every stored pod's Kubernetes namespace (``state.resolv``) before the agents can start
+one, and does not wait for the controller, which makes the pods' ``/etc/netns`` links: its first pass (seconds at 5,000 pods) runs beside the agents' work; it creates the Deployments'
 pods — the ``coredns`` ones too —, the agents run them as any pods, and the endpoints controller points
 ``kube-dns`` at them. ``ready`` (every pod Running) waits until the Deployments' pods run
 (``coredns``'s included) or are Pending for a stated reason (no Ready node to schedule them on — a ``cni: none``

@@ -34,6 +34,7 @@ from emulator.state.store import Store, read_json, write_atomic, write_json
 from emulator.topology import names
 
 ETC_NETNS = Path(netns.NETNS_ETC_DIR)
+SHARED = "etc-netns"  # in the lab's state: one directory per Kubernetes namespace, which the pods' links point to
 
 
 def content(namespace: str, nameserver: str, domain: str = "cluster.local") -> str:
@@ -43,7 +44,7 @@ def content(namespace: str, nameserver: str, domain: str = "cluster.local") -> s
 
 def shared_dir(lab: str, k8s_ns: str) -> Path:
     """The directory every pod of Kubernetes namespace ``k8s_ns`` has its ``/etc/netns/<pod ns>`` link to."""
-    return LabPaths(lab).root / "etc-netns" / k8s_ns
+    return LabPaths(lab).root / SHARED / k8s_ns
 
 
 class ResolvFiles:
@@ -57,7 +58,7 @@ class ResolvFiles:
     def __init__(self, lab: str, nameserver: str, domain: str = "cluster.local") -> None:
         self.lab, self.nameserver, self.domain = lab, nameserver, domain
         self.ledger = LabPaths(lab).root / "resolv-owned.json"
-        self.shared = LabPaths(lab).root / "etc-netns"  # one directory per Kubernetes namespace, linked to
+        self.shared = LabPaths(lab).root / SHARED  # one directory per Kubernetes namespace, linked to
         self._ledger_stamp: tuple[int, int] | None = None  # the ledger as last read or written here
         self._owned: set[str] = set()  # ... and what it listed then
         self._written: dict[str, str] = {}  # netns name -> the text its resolv.conf is known to hold
